@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// This file holds the store's public vocabulary: the operations of a
+// transaction, the options of a scan, the sentinel errors and the Store
+// interface that both the local database (*DB) and the network client
+// (*Client) satisfy. The app is written against Store only.
+
+// OpKind says what one operation of a transaction does.
+type OpKind string
+
+const (
+	// OpPut writes Value under Key, creating the bucket if needed.
+	OpPut OpKind = "put"
+	// OpDelete removes Key; deleting a missing key is not an error.
+	OpDelete OpKind = "delete"
+	// OpCheck is a compare-and-set condition: the transaction applies only if
+	// Key currently holds exactly Value, or, with Absent set, does not exist.
+	OpCheck OpKind = "check"
+)
+
+// Op is one operation of an atomic transaction.
+type Op struct {
+	Kind   OpKind
+	Bucket string
+	Key    string
+	Value  []byte
+	// Absent, on an OpCheck, requires the key not to exist.
+	Absent bool
+}
+
+// Put returns an operation that writes value under bucket/key.
+func Put(bucket, key string, value []byte) Op {
+	return Op{Kind: OpPut, Bucket: bucket, Key: key, Value: value}
+}
+
+// Delete returns an operation that removes bucket/key.
+func Delete(bucket, key string) Op { return Op{Kind: OpDelete, Bucket: bucket, Key: key} }
+
+// IfEqual returns a condition that bucket/key holds exactly value.
+func IfEqual(bucket, key string, value []byte) Op {
+	return Op{Kind: OpCheck, Bucket: bucket, Key: key, Value: value}
+}
+
+// IfAbsent returns a condition that bucket/key does not exist.
+func IfAbsent(bucket, key string) Op {
+	return Op{Kind: OpCheck, Bucket: bucket, Key: key, Absent: true}
+}
+
+// Pair is one key and its value, as returned by Scan.
+type Pair struct {
+	Key   string
+	Value []byte
+}
+
+// ScanOptions selects an ordered range of keys in one bucket.
+type ScanOptions struct {
+	// Prefix, when set, keeps only keys that start with it.
+	Prefix string
+	// Start is the first key included (inclusive); empty means the first key.
+	Start string
+	// End is the first key excluded; empty means no upper bound.
+	End string
+	// Limit caps the number of pairs returned; zero means the server's
+	// maximum (MaxScanLimit).
+	Limit int
+	// Reverse walks from the highest key down.
+	Reverse bool
+}
+
+// Store is what a user of the store needs: point reads, ordered scans and
+// atomic transactions. *DB implements it in-process, *Client over the network.
+type Store interface {
+	// Get returns the value of bucket/key, or ErrNotFound.
+	Get(ctx context.Context, bucket, key string) ([]byte, error)
+	// Scan returns the pairs of a bucket in key order (ErrNotFound if the
+	// bucket does not exist).
+	Scan(ctx context.Context, bucket string, opts ScanOptions) ([]Pair, error)
+	// Txn applies ops atomically and returns the LSN of the commit. If a
+	// condition fails nothing is applied and the error is ErrConditionFailed.
+	Txn(ctx context.Context, ops ...Op) (lsn uint64, err error)
+}
+
+// Sentinel errors, tested with errors.Is.
+var (
+	// ErrNotFound: the bucket or key does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConditionFailed: a check of a transaction did not hold; nothing was applied.
+	ErrConditionFailed = errors.New("condition failed")
+	// ErrTooLarge: a key, value or transaction is over the documented limits.
+	ErrTooLarge = errors.New("too large")
+	// ErrInvalid: a malformed request (empty bucket, unknown op kind, bad JSON).
+	ErrInvalid = errors.New("invalid request")
+	// ErrUnavailable: no store node can take the request right now.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// Trace records which store node answered a call and at which LSN, so the
+// app can put them in its response headers. Attach one with WithTrace.
+type Trace struct {
+	Node string
+	LSN  uint64
+}
+
+type traceKey struct{}
+
+// WithTrace returns a context whose store calls record into tr.
+func WithTrace(ctx context.Context, tr *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, tr)
+}
+
+// TraceFrom returns the Trace attached to ctx, or nil.
+func TraceFrom(ctx context.Context) *Trace {
+	tr, _ := ctx.Value(traceKey{}).(*Trace)
+	return tr
+}
