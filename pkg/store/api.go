@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync"
 )
 
 // This file holds the store's public vocabulary: the operations of a
@@ -99,13 +100,41 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrCompacted: the log entries asked for have been trimmed from the log;
+	// a reader that needs them must start from a snapshot instead.
+	ErrCompacted = errors.New("log compacted")
 )
 
 // Trace records which store node answered a call and at which LSN, so the
 // app can put them in its response headers. Attach one with WithTrace.
+//
+// Several goroutines may make calls with the same Trace: the client records
+// through Record, which holds mu. Read Node and LSN directly once the calls
+// are done, or through Values while calls may still be running.
 type Trace struct {
+	mu sync.Mutex
+	// Node is the name of the store node that answered the last call.
 	Node string
-	LSN  uint64
+	// LSN is the highest LSN any call answered at: the state the caller has
+	// seen (for a write, its commit), which is what a session read must wait for.
+	LSN uint64
+}
+
+// Record notes an answer from node at lsn. It is safe for concurrent use.
+func (t *Trace) Record(node string, lsn uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.Node = node
+	if lsn > t.LSN {
+		t.LSN = lsn
+	}
+}
+
+// Values returns Node and LSN under the lock.
+func (t *Trace) Values() (node string, lsn uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.Node, t.LSN
 }
 
 type traceKey struct{}

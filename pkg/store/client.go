@@ -1,0 +1,316 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// NodeInfo is one store node as the client sees it.
+type NodeInfo struct {
+	// Name is the node's name, as in membership and X-Store-Node.
+	Name string
+	// Addr is the host:port of its store API.
+	Addr string
+	// Primary marks the node that takes writes.
+	Primary bool
+}
+
+// Resolver tells the client which store nodes exist. The node wires one
+// backed by membership; StaticResolver serves tests and gossip-free setups.
+// StoreNodes is called on every request, so it must be cheap.
+type Resolver interface {
+	StoreNodes() []NodeInfo
+}
+
+// StaticResolver is a fixed list of store nodes.
+type StaticResolver []NodeInfo
+
+// StoreNodes returns the list.
+func (r StaticResolver) StoreNodes() []NodeInfo { return r }
+
+// Consistency says how fresh a read must be.
+type Consistency int
+
+const (
+	// Strong reads from the primary.
+	Strong Consistency = iota
+	// Session reads from any node that has applied at least the caller's
+	// minimum LSN, so a user reads their own writes.
+	Session
+	// Eventual reads from any node, however far behind.
+	Eventual
+)
+
+// String returns the flag spelling: strong, session or eventual.
+func (c Consistency) String() string {
+	switch c {
+	case Strong:
+		return "strong"
+	case Session:
+		return "session"
+	case Eventual:
+		return "eventual"
+	}
+	return "Consistency(" + strconv.Itoa(int(c)) + ")"
+}
+
+type consistencyKey struct{}
+
+type consistency struct {
+	level  Consistency
+	minLSN uint64
+}
+
+// WithConsistency returns a context whose reads ask for consistency c; with
+// Session, minLSN is the LSN the answer must have reached.
+//
+// Until replication exists (issue 6) every read goes to the primary, which
+// satisfies every level.
+func WithConsistency(ctx context.Context, c Consistency, minLSN uint64) context.Context {
+	return context.WithValue(ctx, consistencyKey{}, consistency{level: c, minLSN: minLSN})
+}
+
+// ConsistencyFrom returns the consistency attached to ctx (Strong, 0 if none).
+func ConsistencyFrom(ctx context.Context) (Consistency, uint64) {
+	c, _ := ctx.Value(consistencyKey{}).(consistency)
+	return c.level, c.minLSN
+}
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Resolver lists the store nodes. Required.
+	Resolver Resolver
+
+	// HTTPClient sends the requests. Nil means a client of its own with a
+	// keep-alive pool (64 idle connections per node), a 2s connect timeout
+	// and no proxy; Client.Close closes its idle connections.
+	HTTPClient *http.Client
+
+	// Timeout bounds one call when ctx has no earlier deadline. Default 5s.
+	// A write that times out has an unknown outcome: it may have committed.
+	Timeout time.Duration
+}
+
+// Client is the Store over the network. Writes go to the primary; reads go
+// to the primary too until replicas exist (see WithConsistency). It never
+// retries a write, because a write whose answer was lost may have committed.
+// A Client is safe for concurrent use.
+type Client struct {
+	resolver Resolver
+	http     *http.Client
+	own      *http.Transport // the transport we made, closed by Close
+	timeout  time.Duration
+}
+
+// NewClient returns a client; it panics if cfg.Resolver is nil, which is a
+// wiring bug, not a runtime condition.
+func NewClient(cfg ClientConfig) *Client {
+	if cfg.Resolver == nil {
+		panic("store: NewClient: ClientConfig.Resolver is nil")
+	}
+	c := &Client{resolver: cfg.Resolver, http: cfg.HTTPClient, timeout: cfg.Timeout}
+	if c.timeout <= 0 {
+		c.timeout = 5 * time.Second
+	}
+	if c.http == nil {
+		c.own = &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: 0, // the per-call deadline bounds it
+		}
+		c.http = &http.Client{Transport: c.own}
+	}
+	return c
+}
+
+// Close releases the idle connections of the client's own transport.
+func (c *Client) Close() error {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Get returns the value of bucket/key, or an error wrapping ErrNotFound.
+func (c *Client) Get(ctx context.Context, bucket, key string) ([]byte, error) {
+	node, err := c.readNode(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store get: %w", err)
+	}
+	u := "http://" + node.Addr + pathKV + url.PathEscape(bucket) + "/" + url.PathEscape(key)
+	body, err := c.do(ctx, node, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store get %s/%s: %w", bucket, key, err)
+	}
+	return body, nil
+}
+
+// Scan returns the pairs of bucket selected by opts.
+func (c *Client) Scan(ctx context.Context, bucket string, opts ScanOptions) ([]Pair, error) {
+	node, err := c.readNode(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store scan: %w", err)
+	}
+	q := url.Values{}
+	if opts.Prefix != "" {
+		q.Set("prefix", opts.Prefix)
+	}
+	if opts.Start != "" {
+		q.Set("start", opts.Start)
+	}
+	if opts.End != "" {
+		q.Set("end", opts.End)
+	}
+	if opts.Limit != 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.Reverse {
+		q.Set("reverse", "true")
+	}
+	u := "http://" + node.Addr + pathScan + url.PathEscape(bucket)
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	body, err := c.do(ctx, node, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store scan %s: %w", bucket, err)
+	}
+	var out wireScan
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("store scan %s: decode answer: %w", bucket, err)
+	}
+	pairs := make([]Pair, len(out.Pairs))
+	for i, p := range out.Pairs {
+		v, _, err := decodeValue(p.Value, p.ValueB64)
+		if err != nil {
+			return nil, fmt.Errorf("store scan %s: decode answer: %w", bucket, err)
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		pairs[i] = Pair{Key: p.Key, Value: v}
+	}
+	return pairs, nil
+}
+
+// Txn sends ops to the primary and returns the LSN of the commit.
+func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
+	node, err := c.primary()
+	if err != nil {
+		return 0, fmt.Errorf("store txn: %w", err)
+	}
+	body, err := c.do(ctx, node, http.MethodPost, "http://"+node.Addr+pathTxn, toWireOps(ops))
+	if err != nil {
+		return 0, fmt.Errorf("store txn: %w", err)
+	}
+	var out wireLSN
+	if err := json.Unmarshal(body, &out); err != nil {
+		return 0, fmt.Errorf("store txn: decode answer: %w", err)
+	}
+	return out.LSN, nil
+}
+
+// primary returns the node that takes writes.
+func (c *Client) primary() (NodeInfo, error) {
+	for _, n := range c.resolver.StoreNodes() {
+		if n.Primary {
+			return n, nil
+		}
+	}
+	return NodeInfo{}, fmt.Errorf("no primary known: %w", ErrUnavailable)
+}
+
+// readNode picks the node for a read. Every consistency level is served by
+// the primary for now; this is where replicas will be chosen (issue 6).
+func (c *Client) readNode(ctx context.Context) (NodeInfo, error) {
+	_, _ = ConsistencyFrom(ctx)
+	return c.primary()
+}
+
+// do sends one request and returns the body of a 2xx answer. Other answers
+// become errors wrapping the sentinel of their status; transport failures
+// wrap ErrUnavailable.
+func (c *Client) do(ctx context.Context, node NodeInfo, method, u string, in any) ([]byte, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	var body io.Reader
+	if in != nil {
+		r, err := jsonBody(in)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		body = r
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrInvalid)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (%s): %w: %w", node.Name, node.Addr, ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("node %s (%s): read answer: %w: %w", node.Name, node.Addr, ErrUnavailable, err)
+	}
+	if tr := TraceFrom(ctx); tr != nil {
+		name := resp.Header.Get(HeaderNode)
+		if name == "" {
+			name = node.Name
+		}
+		lsn, _ := strconv.ParseUint(resp.Header.Get(HeaderLSN), 10, 64)
+		tr.Record(name, lsn)
+	}
+	if resp.StatusCode/100 == 2 {
+		return out, nil
+	}
+	var we wireError
+	msg := string(out)
+	if json.Unmarshal(out, &we) == nil && we.Error != "" {
+		msg = we.Error
+	}
+	return nil, fmt.Errorf("node %s: %s: %w", node.Name, msg, errorOf(resp.StatusCode))
+}
+
+// errorOf maps an HTTP status back to the sentinel error; statusOf is its
+// inverse.
+func errorOf(code int) error {
+	switch code {
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusConflict:
+		return ErrConditionFailed
+	case http.StatusRequestEntityTooLarge:
+		return ErrTooLarge
+	case http.StatusBadRequest, http.StatusMethodNotAllowed:
+		return ErrInvalid
+	case http.StatusGone:
+		return ErrCompacted
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return ErrUnavailable
+	}
+	return errors.New("status " + strconv.Itoa(code))
+}
+
+// Interface checks: both the DB and the Client are a Store.
+var (
+	_ Store = (*DB)(nil)
+	_ Store = (*Client)(nil)
+)

@@ -1,0 +1,316 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures the store role. The node fills Addr, NodeName, DataDir,
+// Logger and Metrics; the rest has defaults (DefaultConfig) and flags
+// (AddFlags).
+type Config struct {
+	// Addr is the host:port the HTTP API listens on; port 0 picks a free one
+	// (see Server.Addr). Set by the node from --addr and --store-port.
+	Addr string
+
+	// NodeName names this node in the X-Store-Node header of every response.
+	NodeName string
+
+	// DataDir is the directory of the database file, DataDir/store.db. It is
+	// created if missing. Set by the node from --data.
+	DataDir string
+
+	// Logger receives structured logs. Nil discards them.
+	Logger *slog.Logger
+
+	// Metrics, when set, receives the store's Prometheus collectors. Nil
+	// means they are not registered anywhere.
+	Metrics prometheus.Registerer
+
+	// MaxValueBytes is the largest value accepted, in bytes (flag
+	// --store-max-value-bytes). Default and ceiling: MaxValueSize (1 MiB).
+	MaxValueBytes int
+
+	// LogRetention is how many recent log entries are kept for replicas to
+	// catch up from (flag --store-log-retention). Default 10000; see
+	// Options.LogRetention for the trade-off.
+	LogRetention int
+
+	// MaxBatchTxns caps the transactions grouped into one commit (flag
+	// --store-max-batch). Default 256; see Options.MaxBatchTxns.
+	MaxBatchTxns int
+
+	// BatchDelay is how long a commit waits for more writers after the first
+	// (flag --store-batch-delay). Default 0: group only writers already
+	// queued, adding no latency; see Options.BatchDelay.
+	BatchDelay time.Duration
+
+	// ReadHeaderTimeout bounds reading a request's headers. Default 5s; it
+	// is what stops a slow client from holding a connection open.
+	ReadHeaderTimeout time.Duration
+
+	// ReadTimeout bounds reading a whole request, body included. Default 30s,
+	// enough for MaxRequestBytes over a slow link.
+	ReadTimeout time.Duration
+
+	// WriteTimeout bounds writing a response, counted from the end of the
+	// request headers, so it also bounds the wait for a commit. Default 30s.
+	WriteTimeout time.Duration
+
+	// IdleTimeout is how long a keep-alive connection may wait for its next
+	// request. Default 120s: longer than the client's idle timeout, so the
+	// client closes first and never sends into a closing connection.
+	IdleTimeout time.Duration
+
+	// ShutdownTimeout bounds how long Close waits for in-flight requests
+	// before closing connections. Default 10s.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns a Config with every default filled in; Addr is
+// 127.0.0.1:7070 and DataDir "data".
+func DefaultConfig() Config {
+	o := DefaultOptions()
+	return Config{
+		Addr:              "127.0.0.1:7070",
+		DataDir:           "data",
+		MaxValueBytes:     o.MaxValueBytes,
+		LogRetention:      o.LogRetention,
+		MaxBatchTxns:      o.MaxBatchTxns,
+		BatchDelay:        o.BatchDelay,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+	}
+}
+
+// Validate reports the first field of c that is missing or out of range.
+func (c *Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("store config: Addr is empty")
+	case c.DataDir == "":
+		return errors.New("store config: DataDir is empty")
+	case c.MaxValueBytes <= 0 || c.MaxValueBytes > MaxValueSize:
+		return fmt.Errorf("store config: MaxValueBytes %d: must be between 1 and %d", c.MaxValueBytes, MaxValueSize)
+	case c.LogRetention < 0:
+		return fmt.Errorf("store config: LogRetention %d: must not be negative", c.LogRetention)
+	case c.MaxBatchTxns <= 0:
+		return fmt.Errorf("store config: MaxBatchTxns %d: must be positive", c.MaxBatchTxns)
+	case c.BatchDelay < 0:
+		return fmt.Errorf("store config: BatchDelay %v: must not be negative", c.BatchDelay)
+	case c.ReadHeaderTimeout <= 0:
+		return fmt.Errorf("store config: ReadHeaderTimeout %v: must be positive", c.ReadHeaderTimeout)
+	case c.ReadTimeout <= 0:
+		return fmt.Errorf("store config: ReadTimeout %v: must be positive", c.ReadTimeout)
+	case c.WriteTimeout <= 0:
+		return fmt.Errorf("store config: WriteTimeout %v: must be positive", c.WriteTimeout)
+	case c.IdleTimeout <= 0:
+		return fmt.Errorf("store config: IdleTimeout %v: must be positive", c.IdleTimeout)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("store config: ShutdownTimeout %v: must be positive", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// AddFlags registers the store's own flags on fs, with c's current values
+// as defaults. The node registers --store-port and --data.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.MaxValueBytes, "store-max-value-bytes", c.MaxValueBytes, "largest value the store accepts, in bytes (at most 1 MiB)")
+	fs.IntVar(&c.LogRetention, "store-log-retention", c.LogRetention, "number of recent log entries the store keeps for replicas to catch up from")
+	fs.IntVar(&c.MaxBatchTxns, "store-max-batch", c.MaxBatchTxns, "most transactions grouped into one commit (fsync)")
+	fs.DurationVar(&c.BatchDelay, "store-batch-delay", c.BatchDelay, "how long a commit waits for more writers to group; 0 groups only those already waiting")
+}
+
+// Server is the store role: a DB served over HTTP/JSON.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	mu   sync.Mutex // guards db, ln, http, closed
+	db   *DB
+	ln   net.Listener
+	http *http.Server
+
+	ready     chan struct{}
+	serveDone chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg and builds a Server; Open starts it.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       log,
+		ready:     make(chan struct{}),
+		serveDone: make(chan struct{}),
+	}
+	s.metrics = newMetrics(func() uint64 {
+		if db := s.DB(); db != nil {
+			return db.LSN()
+		}
+		return 0
+	})
+	if cfg.Metrics != nil {
+		if err := s.metrics.register(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("store: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Open opens DataDir/store.db, binds Addr and starts serving. The Server is
+// ready when Open returns nil.
+func (s *Server) Open() error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("open store server: %w", err)
+	}
+	db, err := Open(filepath.Join(s.cfg.DataDir, "store.db"), Options{
+		LogRetention:  s.cfg.LogRetention,
+		MaxBatchTxns:  s.cfg.MaxBatchTxns,
+		BatchDelay:    s.cfg.BatchDelay,
+		MaxValueBytes: s.cfg.MaxValueBytes,
+		Logger:        s.log,
+		OnCommit:      s.metrics.observeCommit,
+	})
+	if err != nil {
+		return fmt.Errorf("open store server: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("open store server: listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           s.handler(db),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	s.db, s.ln, s.http = db, ln, hs
+	s.mu.Unlock()
+	go func() {
+		defer close(s.serveDone)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("store http server stopped", "err", err)
+		}
+	}()
+	close(s.ready)
+	s.log.Info("store serving", "addr", ln.Addr().String(), "path", db.Path(), "lsn", db.LSN())
+	return nil
+}
+
+// Addr returns the bound address once Open has returned, else Config.Addr.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		return s.ln.Addr().String()
+	}
+	return s.cfg.Addr
+}
+
+// DB returns the database the server serves, nil before Open. The node can
+// use it for in-process access (stage 1: app and primary in one process).
+func (s *Server) DB() *DB {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db
+}
+
+// ReadyCh is closed once the server serves.
+func (s *Server) ReadyCh() <-chan struct{} { return s.ready }
+
+// Ready reports whether the server serves.
+func (s *Server) Ready() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// Status is the store's part of the node's /status page.
+type Status struct {
+	Addr  string `json:"addr"`
+	Path  string `json:"path"`
+	Ready bool   `json:"ready"`
+	Stats
+	Error string `json:"error,omitempty"`
+}
+
+// Status returns live figures (a Status).
+func (s *Server) Status() any {
+	st := Status{Addr: s.Addr(), Ready: s.Ready()}
+	db := s.DB()
+	if db == nil {
+		return st
+	}
+	st.Path = db.Path()
+	stats, err := db.Stats()
+	st.Stats = stats
+	if err != nil {
+		st.Error = err.Error()
+	}
+	return st
+}
+
+// Close stops the server in this order: stop accepting and let in-flight
+// requests finish (up to ShutdownTimeout), since each may be waiting for its
+// commit and its answer is the acknowledgement; then close the DB, which
+// fails anything still queued with ErrClosed. Closing the DB first would
+// turn acknowledged-to-be writes into errors.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		hs, db := s.http, s.db
+		s.mu.Unlock()
+		var errs []error
+		if hs != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+			if err := hs.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown http: %w", err))
+				_ = hs.Close()
+			}
+			cancel()
+			<-s.serveDone
+		}
+		if db != nil {
+			if err := db.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			s.closeErr = fmt.Errorf("close store server: %w", errors.Join(errs...))
+		}
+		s.log.Info("store server closed")
+	})
+	return s.closeErr
+}
