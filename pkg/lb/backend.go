@@ -1,0 +1,143 @@
+package lb
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// backend is one app node behind the balancer: its connection pool and the
+// live figures that decide whether it gets requests.
+type backend struct {
+	name     string
+	addr     string
+	nameHash uint64
+
+	transport *http.Transport
+
+	// weight and draining are set by discovery under LB.mu.
+	weight   int
+	draining atomic.Bool
+
+	// healthy is the verdict of the active checks (true when checks are off).
+	healthy atomic.Bool
+	// ejectedUntil is when a passive ejection ends, in Unix nanoseconds;
+	// 0 means not ejected.
+	ejectedUntil atomic.Int64
+	// ejections counts recent ejections, for the back-off.
+	ejections atomic.Int64
+	// lastEjectionEnd is when the latest ejection ended, Unix nanoseconds.
+	lastEjectionEnd atomic.Int64
+
+	consecErrors atomic.Int64
+	consec5xx    atomic.Int64
+
+	inflight       atomic.Int64
+	requests       atomic.Uint64
+	errors         atomic.Uint64
+	responses5xx   atomic.Uint64
+	ejectionsTotal atomic.Uint64
+
+	latency latencyHistogram    // since the backend appeared, for Prometheus
+	window  [2]latencyHistogram // the last one or two windows, for Status
+	cur     atomic.Int32        // index of the window being filled
+
+	// stop ends the backend's health-check goroutine.
+	stop context.CancelFunc
+}
+
+func newBackend(t Target, cfg *Config) *backend {
+	name := t.Name
+	if name == "" {
+		name = t.Addr
+	}
+	w := t.Weight
+	if w < 1 {
+		w = 1
+	}
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	b := &backend{
+		name:     name,
+		addr:     t.Addr,
+		nameHash: hashString(name),
+		weight:   w,
+		transport: &http.Transport{
+			// No Proxy: an environment's HTTP_PROXY must not capture
+			// traffic between nodes.
+			DialContext:           dialer.DialContext,
+			MaxIdleConns:          0,
+			MaxIdleConnsPerHost:   cfg.MaxIdleConns,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+			ExpectContinueTimeout: time.Second,
+			// The client negotiates its own encoding with the app; the
+			// balancer must pass bodies through untouched.
+			DisableCompression: true,
+			ForceAttemptHTTP2:  false,
+			WriteBufferSize:    16 << 10,
+			ReadBufferSize:     16 << 10,
+		},
+	}
+	b.draining.Store(t.Draining)
+	return b
+}
+
+// eligible reports whether the backend may take a new request now.
+func (b *backend) eligible() bool {
+	return b.healthy.Load() && !b.draining.Load() && b.ejectedUntil.Load() == 0
+}
+
+func (b *backend) state() string {
+	switch {
+	case b.draining.Load():
+		return "draining"
+	case !b.healthy.Load():
+		return "unhealthy"
+	case b.ejectedUntil.Load() != 0:
+		return "ejected"
+	}
+	return "healthy"
+}
+
+func (b *backend) observe(d time.Duration) {
+	b.latency.observe(d)
+	b.window[b.cur.Load()&1].observe(d)
+}
+
+// rotateWindow starts a new latency window, dropping the older of the two.
+func (b *backend) rotateWindow() {
+	next := 1 - b.cur.Load()&1
+	b.window[next].reset()
+	b.cur.Store(next)
+}
+
+// checkState is the rise/fall counter of active health checks. It is owned
+// by the backend's check goroutine and not safe for concurrent use.
+type checkState struct {
+	pass, fail int
+	checked    bool
+}
+
+// record counts one check result and returns the new verdict and whether it
+// changed. The first check decides at once, so that a new node is used after
+// one passing check rather than Rise of them.
+func (s *checkState) record(ok, healthy bool, rise, fall int) (verdict, changed bool) {
+	first := !s.checked
+	s.checked = true
+	if ok {
+		s.pass++
+		s.fail = 0
+		if !healthy && (first || s.pass >= rise) {
+			return true, true
+		}
+		return healthy, false
+	}
+	s.fail++
+	s.pass = 0
+	if healthy && (first || s.fail >= fall) {
+		return false, true
+	}
+	return healthy, false
+}

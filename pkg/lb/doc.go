@@ -1,0 +1,20 @@
+// Package lb is the load balancer role of a scalestack node: an HTTP/1.1
+// reverse proxy that spreads requests over the app nodes it learns of through
+// a Discovery (membership in a cluster, or a static --backends list).
+//
+// It chooses a backend by round robin (or smooth weighted round robin, or
+// least connections), keeps sessions on one node when asked to (--sticky),
+// takes nodes out of rotation by active health checks (GET /readyz with rise
+// and fall counts) and by passive ejection (consecutive connection errors or
+// 5xx, with exponential back-off, as Envoy's outlier detection does), and
+// retries a request on another node only when that cannot apply it twice:
+// when the connection to the first node failed before anything was sent, or
+// when the method is idempotent. A retry budget (a ratio of requests plus a
+// minimum per second, as Finagle and Envoy do) keeps retries from multiplying
+// load when every node is failing.
+//
+// The proxy is written directly on net/http's server and Transport rather than
+// httputil.ReverseProxy: the inbound request is rewritten in place, copy
+// buffers are pooled and the backend choice is a lock-free counter, so the
+// per-request cost is what net/http itself needs.
+package lb
