@@ -1,0 +1,461 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ErrClosed is returned by calls on a Server or Conn after Close.
+var ErrClosed = errors.New("queue: closed")
+
+// ErrStandalone is returned by SetPeers on a Standalone server given peers
+// other than itself: it cannot join them.
+var ErrStandalone = errors.New("queue: standalone server cannot join peers")
+
+// ErrNotOpen is returned by calls that need a running server before Open.
+var ErrNotOpen = errors.New("queue: server not open")
+
+// Server is an embedded nats-server with JetStream, clustered with the
+// other NATS-hosting nodes.
+type Server struct {
+	cfg  ServerConfig
+	log  *slog.Logger
+	nlog *natsLogger
+
+	ready chan struct{} // closed when Open has succeeded
+
+	mu     sync.Mutex
+	ns     *server.Server
+	opts   *server.Options // what ns runs with; the base of every reload
+	self   *url.URL        // this server's own cluster URL
+	seeds  []*url.URL      // cfg.Routes, kept for the server's life
+	peers  []*url.URL      // the last SetPeers, without self and seeds
+	closed bool
+}
+
+// NewServer checks cfg and returns a server that Open starts.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	seeds := make([]*url.URL, 0, len(cfg.Routes))
+	for _, r := range cfg.Routes {
+		u, _ := parseRoute(r) // checked by Validate
+		seeds = append(seeds, u)
+	}
+	log := discardLogger(cfg.Logger)
+	return &Server{
+		cfg:   cfg,
+		log:   log,
+		nlog:  newNATSLogger(log.With("component", "nats")),
+		ready: make(chan struct{}),
+		seeds: seeds,
+	}, nil
+}
+
+// Open starts the server and waits, up to StartTimeout, until it accepts
+// connections. It fails with a clear error when a port is taken.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.ns != nil {
+		return errors.New("queue: server already open")
+	}
+	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("queue: create data dir: %w", err)
+	}
+
+	// nats-server reports a taken port only through its logger, after it
+	// has started half its goroutines. Trying the ports first gives the
+	// caller an error it can test with errors.Is(err, syscall.EADDRINUSE).
+	clientPort := s.cfg.ClientPort
+	if clientPort != 0 {
+		if err := portFree(s.cfg.Host, clientPort); err != nil {
+			return fmt.Errorf("queue: client port: %w", err)
+		}
+	} else {
+		clientPort = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName: s.cfg.Name,
+		Host:       s.cfg.Host,
+		Port:       clientPort,
+		// The node owns the process's signals and its shutdown order.
+		NoSigs:                 true,
+		JetStream:              true,
+		StoreDir:               s.cfg.DataDir,
+		SyncAlways:             s.cfg.SyncAlways,
+		JetStreamMaxMemory:     s.cfg.MaxMemory,
+		JetStreamMaxStore:      s.cfg.MaxStore,
+		DisableJetStreamBanner: true,
+		Debug:                  debugEnabled(s.log),
+		Trace:                  s.cfg.Trace,
+	}
+	if !s.cfg.Standalone {
+		clusterPort := s.cfg.ClusterPort
+		if clusterPort != 0 {
+			if err := portFree(s.cfg.Host, clusterPort); err != nil {
+				return fmt.Errorf("queue: cluster port: %w", err)
+			}
+		} else {
+			// The server's own cluster URL goes into its routes before it
+			// starts, so a random cluster port has to be known now. Another
+			// process could take it in between; Open then fails and says so.
+			p, err := freePort(s.cfg.Host)
+			if err != nil {
+				return fmt.Errorf("queue: pick cluster port: %w", err)
+			}
+			clusterPort = p
+		}
+		selfHost := s.cfg.Host
+		if ip := net.ParseIP(selfHost); ip != nil && ip.IsUnspecified() {
+			selfHost = "127.0.0.1"
+		}
+		s.self = &url.URL{Scheme: "nats-route", Host: net.JoinHostPort(selfHost, strconv.Itoa(clusterPort))}
+		opts.Cluster = server.ClusterOpts{
+			Name: s.cfg.ClusterName,
+			Host: s.cfg.Host,
+			Port: clusterPort,
+		}
+		opts.Routes = s.routes()
+	}
+	ns, err := server.NewServer(opts.Clone())
+	if err != nil {
+		return fmt.Errorf("queue: new nats server: %w", err)
+	}
+	ns.SetLoggerV2(s.nlog, opts.Debug, opts.Trace, false)
+
+	// Start returns once the listeners and JetStream are set up (or have
+	// failed, which it only logs).
+	ns.Start()
+	if err := s.waitReady(ns); err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return err
+	}
+	if !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		if f := s.nlog.lastFatal(); f != "" {
+			return fmt.Errorf("queue: start jetstream: %s", f)
+		}
+		return errors.New("queue: start jetstream: not enabled")
+	}
+	s.ns = ns
+	s.opts = opts
+	close(s.ready)
+	s.log.Info("nats server started", "client_url", ns.ClientURL(), "cluster_url", s.clusterURL(),
+		"routes", urlStrings(opts.Routes), "standalone", s.cfg.Standalone,
+		"store_dir", s.cfg.DataDir, "sync_always", s.cfg.SyncAlways)
+	return nil
+}
+
+// waitReady polls for readiness in short steps, so a fatal start error is
+// reported at once instead of after the whole StartTimeout.
+func (s *Server) waitReady(ns *server.Server) error {
+	deadline := time.Now().Add(s.cfg.StartTimeout)
+	for {
+		if f := s.nlog.lastFatal(); f != "" {
+			return fmt.Errorf("queue: start nats server: %s", f)
+		}
+		if ns.ReadyForConnections(100 * time.Millisecond) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("queue: start nats server: not ready after %v", s.cfg.StartTimeout)
+		}
+	}
+}
+
+// Close shuts the server down and waits until it has stopped. A graceful
+// shutdown hands the leadership of the streams this server leads to
+// another replica in well under a second; clients reconnect to the other
+// servers. Close is safe to call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	ns := s.ns
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if already || ns == nil {
+		return nil
+	}
+	s.log.Info("nats server stopping")
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	s.log.Info("nats server stopped")
+	return nil
+}
+
+// Ready reports whether the server accepts connections.
+func (s *Server) Ready() bool {
+	select {
+	case <-s.ready:
+	default:
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.closed
+}
+
+// ReadyCh is closed once Open has succeeded.
+func (s *Server) ReadyCh() <-chan struct{} { return s.ready }
+
+// ClientURL is the URL clients connect to (nats://host:port), or "" before
+// Open.
+func (s *Server) ClientURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// ClusterURL is the URL peers route to (nats-route://host:port), or ""
+// before Open and on a Standalone server. This is what membership should
+// carry for the server.
+func (s *Server) ClusterURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns == nil {
+		return ""
+	}
+	return s.clusterURL()
+}
+
+// clusterURL is the own cluster URL, or "" when standalone.
+func (s *Server) clusterURL() string {
+	if s.self == nil {
+		return ""
+	}
+	return s.self.String()
+}
+
+// SetPeers tells the server the cluster URLs of all NATS-hosting members,
+// with or without its own. The node calls it whenever membership changes.
+// Routes to newly seen peers are added at run time; routes to peers no
+// longer listed are dropped, and come back when the peer does. Routes
+// given in ServerConfig.Routes and the server's own route stay.
+//
+// Route gossip already connects a server to every peer of a peer it
+// reaches, so one shared peer is enough for a cluster to form; SetPeers
+// makes the mesh independent of which server happened to start first.
+func (s *Server) SetPeers(clusterURLs []string) error {
+	peers := make([]*url.URL, 0, len(clusterURLs))
+	for _, c := range clusterURLs {
+		u, err := parseRoute(c)
+		if err != nil {
+			return fmt.Errorf("queue: set peers: %w", err)
+		}
+		peers = append(peers, u)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.ns == nil {
+		return ErrNotOpen
+	}
+	if s.cfg.Standalone {
+		// The node may list its own configured cluster address among the
+		// NATS-hosting members; only others are an error.
+		own := net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.ClusterPort))
+		for _, p := range peers {
+			if p.Host != own {
+				return ErrStandalone
+			}
+		}
+		return nil
+	}
+	old := s.peers
+	s.peers = peers
+	routes := s.routes()
+	if sameURLs(routes, s.opts.Routes) {
+		return nil
+	}
+	next := s.opts.Clone()
+	next.Routes = routes
+	// ReloadOptions takes ownership of what it is given; keep our own copy.
+	if err := s.ns.ReloadOptions(next.Clone()); err != nil {
+		s.peers = old
+		return fmt.Errorf("queue: set peers: reload routes: %w", err)
+	}
+	s.opts = next
+	s.log.Info("nats routes changed", "routes", urlStrings(routes))
+	return nil
+}
+
+// routes is self, then the seeds, then the peers, without duplicates. The
+// self route makes a lone server start (see ServerConfig.Routes).
+// s.mu must be held.
+func (s *Server) routes() []*url.URL {
+	out := []*url.URL{s.self}
+	for _, list := range [][]*url.URL{s.seeds, s.peers} {
+		for _, u := range list {
+			if !slices.ContainsFunc(out, func(o *url.URL) bool { return o.Host == u.Host }) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// ClusterSize is the number of servers in the NATS cluster as this server
+// sees it: itself and every server it has a route to. Use it with Replicas.
+func (s *Server) ClusterSize() int {
+	s.mu.Lock()
+	ns := s.ns
+	s.mu.Unlock()
+	if ns == nil {
+		return 0
+	}
+	return 1 + len(routedPeers(ns))
+}
+
+// MetaLeader is the name of the JetStream meta leader, or "" while there is
+// none (at start, and for a few seconds after the leader dies). Streams
+// cannot be created or changed without one.
+func (s *Server) MetaLeader() string {
+	s.mu.Lock()
+	ns := s.ns
+	s.mu.Unlock()
+	if ns == nil {
+		return ""
+	}
+	jsz, err := ns.Jsz(&server.JSzOptions{})
+	if err != nil || jsz.Meta == nil {
+		return ""
+	}
+	return jsz.Meta.Leader
+}
+
+// ServerStatus is the live state of a Server, for the node's /status.
+type ServerStatus struct {
+	Name        string `json:"name"`
+	Ready       bool   `json:"ready"`
+	Standalone  bool   `json:"standalone"`
+	ClientURL   string `json:"client_url,omitempty"`
+	ClusterURL  string `json:"cluster_url,omitempty"`
+	ClusterName string `json:"cluster_name"`
+	// ClusterSize counts this server and the servers it has routes to.
+	ClusterSize int `json:"cluster_size"`
+	// Peers are the names of the servers this one has routes to.
+	Peers []string `json:"peers"`
+	// ConfiguredRoutes are the route URLs the server dials (self, seeds
+	// and the last SetPeers).
+	ConfiguredRoutes []string `json:"configured_routes"`
+	// MetaLeader is the JetStream meta leader; "" while none is elected.
+	MetaLeader string `json:"meta_leader"`
+	// MetaClusterSize is the number of JetStream peers the meta group knows,
+	// including ones that are down.
+	MetaClusterSize int    `json:"meta_cluster_size"`
+	SyncAlways      bool   `json:"sync_always"`
+	Streams         int    `json:"streams"`
+	Consumers       int    `json:"consumers"`
+	Messages        uint64 `json:"messages"`
+	Bytes           uint64 `json:"bytes"`
+	MemoryBytes     uint64 `json:"memory_bytes"`
+	StoreBytes      uint64 `json:"store_bytes"`
+}
+
+// Status returns a ServerStatus.
+func (s *Server) Status() any { return s.status() }
+
+func (s *Server) status() ServerStatus {
+	st := ServerStatus{Name: s.cfg.Name, Standalone: s.cfg.Standalone, ClusterName: s.cfg.ClusterName,
+		Peers: []string{}, ConfiguredRoutes: []string{}}
+	s.mu.Lock()
+	ns, opts, closed := s.ns, s.opts, s.closed
+	if opts != nil {
+		st.ConfiguredRoutes = urlStrings(opts.Routes)
+		st.ClusterURL = s.clusterURL()
+	}
+	s.mu.Unlock()
+	if ns == nil || closed {
+		return st
+	}
+	st.Ready = true
+	st.ClientURL = ns.ClientURL()
+	st.Peers = routedPeers(ns)
+	st.ClusterSize = 1 + len(st.Peers)
+	if jsz, err := ns.Jsz(&server.JSzOptions{}); err == nil {
+		st.SyncAlways = jsz.Config.SyncAlways
+		st.Streams = jsz.Streams
+		st.Consumers = jsz.Consumers
+		st.Messages = jsz.Messages
+		st.Bytes = jsz.Bytes
+		st.MemoryBytes = jsz.Memory
+		st.StoreBytes = jsz.Store
+		if jsz.Meta != nil {
+			st.MetaLeader = jsz.Meta.Leader
+			st.MetaClusterSize = jsz.Meta.Size
+		}
+	}
+	return st
+}
+
+// routedPeers returns the sorted names of the servers ns has a route to.
+// nats-server keeps a pool of several connections per peer; each peer is
+// named once.
+func routedPeers(ns *server.Server) []string {
+	rz, err := ns.Routez(&server.RoutezOptions{})
+	if err != nil {
+		return []string{}
+	}
+	names := make([]string, 0, len(rz.Routes))
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" && !slices.Contains(names, r.RemoteName) {
+			names = append(names, r.RemoteName)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func sameURLs(a, b []*url.URL) bool {
+	return slices.EqualFunc(a, b, func(x, y *url.URL) bool { return x.String() == y.String() })
+}
+
+func urlStrings(us []*url.URL) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.String()
+	}
+	return out
+}
+
+// portFree reports whether host:port can be bound now.
+func portFree(host string, port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// freePort returns a port on host that was free a moment ago.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
