@@ -1,0 +1,100 @@
+// Command node is scalestack's one binary. It runs a node in one or more
+// roles (`node run`), and drives a local stack of nodes (`node up` and the
+// fault commands). With no arguments it runs stage 1: the whole blog in one
+// process on 127.0.0.1.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// command is one subcommand of `node`.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+// commands lists the subcommands in the order `node help` shows them.
+func commands() []command {
+	return []command{
+		{"run", "run a node in one or more roles", runNode},
+		{"status", "print the cluster as one node sees it", runStatus},
+		{"keygen", "print a fresh cluster key for --cluster-key", runKeygen},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// exitCode maps an error to the process exit status: 2 for a usage or
+// configuration mistake (the message says how to fix it), 1 otherwise.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+// errUsage marks errors in how the command was called.
+var errUsage = errors.New("usage error")
+
+func main() {
+	err := dispatch(os.Args[1:], os.Stdout, os.Stderr)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "node: "+strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+	}
+	os.Exit(exitCode(err))
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return runStage1(stdout, stderr)
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			return dispatch([]string{args[1], "-h"}, stdout, stderr)
+		}
+		printHelp(stdout)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	return fmt.Errorf("%w: unknown command %q: run `node help` for the list", errUsage, name)
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprint(w, `node is scalestack's single binary: every role of the stack, and the tools to run it.
+
+Usage:
+  node                       run stage 1: the whole blog in one process on 127.0.0.1
+  node <command> [flags]     run a command; every command takes -h
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Examples:
+  node                                                 # stage 1 on http://127.0.0.1:8081
+  node run --roles primary --name db-1 --addr 127.0.0.2
+  node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
+  node status --admin 127.0.0.2:9090
+  node keygen
+
+Every flag of "node run" can also be set by an environment variable: --join is
+NODE_JOIN, --cluster-key is NODE_CLUSTER_KEY, and so on.
+`)
+}

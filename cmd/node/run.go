@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/scalestack/scalestack/pkg/node"
+)
+
+const runExamples = `  # stage 1: the blog and its database in one process
+  node run --roles app,primary
+
+  # three nodes by hand on one machine (each on its own loopback address)
+  node run --roles primary --name db-1 --addr 127.0.0.2
+  node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
+  node run --roles app --name app-2 --addr 127.0.0.4 --join 127.0.0.2:7946
+
+  # across machines: the same key on every node
+  KEY=$(node keygen)
+  node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key $KEY
+  node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key $KEY
+`
+
+// newLogger builds the structured logger of a node: text or JSON lines on
+// stderr, with the node's name on every line.
+func newLogger(w io.Writer, format, level, name string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, format)
+	}
+	return slog.New(h).With("node", name), nil
+}
+
+func runNode(args []string, stdout, stderr io.Writer) error {
+	cfg := node.DefaultConfig()
+	fs := newFlagSet("run", "run --roles R[,R...] [--name NAME] [--addr IP] [--join HOST:PORT,...] [--data DIR] [flags]", runExamples, stderr)
+	cfg.AddFlags(fs)
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return serve(cfg, *logFormat, *logLevel, stdout, stderr)
+}
+
+// runStage1 is `node` with no arguments: the blog and its primary in one
+// process on 127.0.0.1, data in ./data.
+func runStage1(stdout, stderr io.Writer) error {
+	cfg := node.DefaultConfig()
+	cfg.RoleNames = []string{node.RoleApp, node.RolePrimary}
+	cfg.DataDir = "data"
+	return serve(cfg, "text", "info", stdout, stderr)
+}
+
+// serve opens a node, waits for SIGINT or SIGTERM, and closes it. A second
+// signal while closing exits at once.
+func serve(cfg node.Config, logFormat, logLevel string, stdout, stderr io.Writer) error {
+	if err := cfg.Validate(); err != nil {
+		return usageIfConfig(err)
+	}
+	log, err := newLogger(stderr, logFormat, logLevel, cfg.Name)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	n, err := node.New(cfg)
+	if err != nil {
+		return usageIfConfig(err)
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	if err := n.Open(); err != nil {
+		return usageIfConfig(err)
+	}
+	printURLs(stdout, n)
+
+	s := <-sig
+	log.Info("signal received, shutting down", "signal", s.String())
+	done := make(chan error, 1)
+	go func() { done <- n.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case s := <-sig:
+		log.Warn("second signal, exiting now", "signal", s.String())
+		return errors.New("interrupted during shutdown")
+	}
+}
+
+// printURLs tells the person what to open.
+func printURLs(w io.Writer, n *node.Node) {
+	c := n.Config()
+	fmt.Fprintf(w, "node %s is up (roles %s)\n", c.Name, strings.Join(c.RoleNames, ","))
+	for _, p := range []struct{ port, what string }{
+		{"edge", "edge (CDN)"}, {"lb", "load balancer"}, {"app", "blog"}, {"store", "store API"}, {"cache", "cache (Redis protocol)"},
+	} {
+		if a := n.Addr(p.port); a != "" {
+			scheme := "http://"
+			if p.port == "cache" {
+				scheme = "redis://"
+			}
+			fmt.Fprintf(w, "  %-22s %s%s\n", p.what, scheme, a)
+		}
+	}
+	fmt.Fprintf(w, "  %-22s http://%s/status\n", "admin", n.AdminAddr())
+	if a := n.Addr("app"); a != "" && !c.Has(node.RoleLB) {
+		fmt.Fprintf(w, "\nOpen http://%s in your browser. Ctrl-C stops the node.\n", a)
+	}
+}
+
+// usageIfConfig turns a configuration error into a usage error (exit 2).
+func usageIfConfig(err error) error {
+	if errors.Is(err, node.ErrConfig) {
+		return fmt.Errorf("%w: %s", errUsage, strings.TrimPrefix(err.Error(), node.ErrConfig.Error()+": "))
+	}
+	return err
+}

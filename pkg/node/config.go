@@ -1,0 +1,298 @@
+package node
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Role names, as given to --roles.
+const (
+	RoleLB      = "lb"
+	RoleApp     = "app"
+	RolePrimary = "primary"
+	RoleReplica = "replica"
+	RoleCache   = "cache"
+	RoleEdge    = "edge"
+	RoleWorker  = "worker"
+)
+
+// Roles lists every role a node can take, in the order they are started.
+var Roles = []string{RolePrimary, RoleReplica, RoleCache, RoleWorker, RoleApp, RoleLB, RoleEdge}
+
+// builtRoles are the roles this build can run; the others are planned in
+// DESIGN.md and refused with a message saying so.
+var builtRoles = map[string]bool{RolePrimary: true, RoleApp: true, RoleLB: true, RoleCache: true}
+
+// NATS modes of --nats.
+const (
+	NATSAuto = "auto" // embed a NATS server when the node has a store role
+	NATSOn   = "on"
+	NATSOff  = "off"
+)
+
+// Ports are the listening ports of a node's roles. Each role has its own
+// default so that several nodes can share a machine on different loopback
+// addresses with the same ports (DESIGN.md, "Ports"). Zero picks a free port.
+type Ports struct {
+	Edge, LB, App, Store, Cache, NATS, NATSCluster, Gossip, Admin int
+}
+
+// DefaultPorts returns the standard ports of DESIGN.md.
+func DefaultPorts() Ports {
+	return Ports{Edge: 8000, LB: 8080, App: 8081, Store: 7070, Cache: 6379,
+		NATS: 4222, NATSCluster: 6222, Gossip: 7946, Admin: 9090}
+}
+
+// Config is everything `node run` is told. Role-specific settings live in
+// the role packages' own Config types, held in Roles below.
+type Config struct {
+	// Name identifies the node in the cluster; unique. Default: the host
+	// name, or "node-<addr>" when that is not available.
+	Name string
+	// RoleNames are the roles this node runs (see Roles). Required.
+	RoleNames []string
+	// Addr is the IP address every listener binds and that other nodes use.
+	// Default 127.0.0.1. A non-loopback address needs ClusterKey.
+	Addr string
+	// Join are gossip seeds, host:port. Empty means this node starts a new
+	// cluster (others join it).
+	Join []string
+	// DataDir holds the store file, NATS's JetStream directory and the
+	// outbox. Default ./data/<name>.
+	DataDir string
+	// ClusterKey is the base64 gossip encryption key (`node keygen`).
+	ClusterKey string
+	// NATS says whether this node embeds a NATS server: auto (when it holds
+	// a store role), on, off.
+	NATS string
+	// Ports of each role.
+	Ports Ports
+	// DrainTimeout is how long Close waits after announcing "draining"
+	// before it stops the serving roles, so that load balancers polling
+	// membership and health checks stop sending first. Default 1s.
+	DrainTimeout time.Duration
+	// Logger receives every log line; node and role attributes are added.
+	Logger *slog.Logger
+
+	// RoleConfig holds each role package's configuration.
+	RoleConfig RoleConfigs
+}
+
+// DefaultConfig returns the configuration of a single node on 127.0.0.1.
+func DefaultConfig() Config {
+	return Config{
+		Addr:         "127.0.0.1",
+		NATS:         NATSAuto,
+		Ports:        DefaultPorts(),
+		DrainTimeout: time.Second,
+		RoleConfig:   defaultRoleConfigs(),
+	}
+}
+
+// AddFlags registers the node's flags, and every role's, on fs.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.Func("roles", "comma-separated roles: "+strings.Join(Roles, ","), func(s string) error {
+		c.RoleNames = splitList(s)
+		return nil
+	})
+	fs.StringVar(&c.Name, "name", c.Name, "node name, unique in the cluster (default: the host name)")
+	fs.StringVar(&c.Addr, "addr", c.Addr, "IP address to bind and advertise")
+	fs.Func("join", "gossip seeds host:port[,host:port...] of nodes already in the cluster", func(s string) error {
+		c.Join = splitList(s)
+		return nil
+	})
+	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory (default ./data/NAME)")
+	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 key that encrypts gossip (make one with `node keygen`); required off loopback")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "embed a NATS server: auto (with a store role), on, off")
+	fs.IntVar(&c.Ports.Edge, "edge-port", c.Ports.Edge, "edge (CDN) HTTP port")
+	fs.IntVar(&c.Ports.LB, "lb-port", c.Ports.LB, "load balancer HTTP port")
+	fs.IntVar(&c.Ports.App, "app-port", c.Ports.App, "blog HTTP port")
+	fs.IntVar(&c.Ports.Store, "store-port", c.Ports.Store, "store HTTP/replication port")
+	fs.IntVar(&c.Ports.Cache, "cache-port", c.Ports.Cache, "cache (Redis protocol) port")
+	fs.IntVar(&c.Ports.NATS, "nats-port", c.Ports.NATS, "NATS client port")
+	fs.IntVar(&c.Ports.NATSCluster, "nats-cluster-port", c.Ports.NATSCluster, "NATS cluster (route) port")
+	fs.IntVar(&c.Ports.Gossip, "gossip-port", c.Ports.Gossip, "membership gossip port (TCP and UDP)")
+	fs.IntVar(&c.Ports.Admin, "admin-port", c.Ports.Admin, "admin port: /healthz /readyz /status /metrics /debug/pprof")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on shutdown, time between announcing draining and closing listeners")
+	c.RoleConfig.addFlags(fs)
+}
+
+// Has reports whether the node runs role r.
+func (c *Config) Has(r string) bool { return slices.Contains(c.RoleNames, r) }
+
+// hasStore reports whether the node holds a store role.
+func (c *Config) hasStore() bool { return c.Has(RolePrimary) || c.Has(RoleReplica) }
+
+// runsNATS reports whether the node embeds a NATS server.
+func (c *Config) runsNATS() bool {
+	return c.NATS == NATSOn || (c.NATS == NATSAuto && c.hasStore())
+}
+
+// ErrConfig marks errors in the configuration: the command exits with status
+// 2 and prints the message, which says what to change.
+var ErrConfig = errors.New("configuration error")
+
+func configErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}
+
+// Validate checks the configuration and fills defaults that depend on other
+// fields (name, data directory). Every error wraps ErrConfig and names the
+// flag to change.
+func (c *Config) Validate() error {
+	if len(c.RoleNames) == 0 {
+		return configErr("no roles given: use --roles, e.g. --roles app,primary (roles: %s)", strings.Join(Roles, ", "))
+	}
+	seen := map[string]bool{}
+	for _, r := range c.RoleNames {
+		if !slices.Contains(Roles, r) {
+			return configErr("unknown role %q in --roles: roles are %s", r, strings.Join(Roles, ", "))
+		}
+		if !builtRoles[r] {
+			return configErr("role %q is designed but not built yet in this version: roles you can run are %s", r, strings.Join(BuiltRoles(), ", "))
+		}
+		if seen[r] {
+			return configErr("role %q given twice in --roles", r)
+		}
+		seen[r] = true
+	}
+	if c.Has(RolePrimary) && c.Has(RoleReplica) {
+		return configErr("--roles has both primary and replica: a node is one or the other")
+	}
+	ip := net.ParseIP(c.Addr)
+	if ip == nil {
+		return configErr("--addr %q is not an IP address: give the address this node binds, e.g. --addr 127.0.0.2 or --addr 10.0.0.5", c.Addr)
+	}
+	if ip.IsUnspecified() {
+		return configErr("--addr %s is the wildcard address: give the one address other nodes can reach this node at", c.Addr)
+	}
+	switch c.NATS {
+	case NATSAuto, NATSOn, NATSOff:
+	default:
+		return configErr("--nats %q: want auto, on or off", c.NATS)
+	}
+	for _, p := range c.portList() {
+		if p.port < 0 || p.port > 65535 {
+			return configErr("--%s %d is not a port (0-65535)", p.flag, p.port)
+		}
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return configErr("--join %q: want host:port, e.g. --join 127.0.0.2:7946", j)
+		}
+	}
+	if c.Name == "" {
+		c.Name = defaultName(c.Addr)
+	}
+	if strings.ContainsAny(c.Name, " /\\\t\n") {
+		return configErr("--name %q: use letters, digits, '-', '_' or '.'", c.Name)
+	}
+	if c.DataDir == "" {
+		c.DataDir = filepath.Join("data", c.Name)
+	}
+	if c.DrainTimeout < 0 {
+		return configErr("--drain-timeout must not be negative")
+	}
+	return c.RoleConfig.validate(c)
+}
+
+// BuiltRoles lists the roles this build can run.
+func BuiltRoles() []string {
+	var out []string
+	for _, r := range Roles {
+		if builtRoles[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+type portFlag struct {
+	role, flag string
+	port       int
+}
+
+// portList returns the ports this node will listen on, with the flag that
+// sets each, for the in-use check and for membership metadata.
+func (c *Config) portList() []portFlag {
+	ps := []portFlag{{"gossip", "gossip-port", c.Ports.Gossip}, {"admin", "admin-port", c.Ports.Admin}}
+	if c.hasStore() {
+		ps = append(ps, portFlag{"store", "store-port", c.Ports.Store})
+	}
+	if c.runsNATS() {
+		ps = append(ps, portFlag{"nats", "nats-port", c.Ports.NATS}, portFlag{"nats-cluster", "nats-cluster-port", c.Ports.NATSCluster})
+	}
+	if c.Has(RoleApp) {
+		ps = append(ps, portFlag{"app", "app-port", c.Ports.App})
+	}
+	if c.Has(RoleLB) {
+		ps = append(ps, portFlag{"lb", "lb-port", c.Ports.LB})
+	}
+	if c.Has(RoleCache) {
+		ps = append(ps, portFlag{"cache", "cache-port", c.Ports.Cache})
+	}
+	if c.Has(RoleEdge) {
+		ps = append(ps, portFlag{"edge", "edge-port", c.Ports.Edge})
+	}
+	return ps
+}
+
+// checkDataDir makes sure the data directory exists and is writable.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return configErr("data directory %s cannot be created (%v): choose another with --data", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return configErr("data directory %s is not writable (%v): fix its permissions or choose another with --data", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// checkPorts binds every port the node needs once, so that a port in use is
+// reported before anything starts, naming the flag that moves it. On
+// 0-ports there is nothing to check.
+func checkPorts(c *Config) error {
+	for _, p := range c.portList() {
+		if p.port == 0 {
+			continue
+		}
+		addr := net.JoinHostPort(c.Addr, fmt.Sprint(p.port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			if isAddrNotAvail(err) {
+				return configErr("address %s is not on this machine (%v): give one of its own addresses with --addr", c.Addr, err)
+			}
+			return configErr("port %d (%s) on %s is in use: stop the process holding it or choose another with --%s", p.port, p.role, c.Addr, p.flag)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+func defaultName(addr string) string {
+	if h, err := os.Hostname(); err == nil && h != "" && addr == "127.0.0.1" {
+		return h
+	}
+	return "node-" + strings.NewReplacer(".", "-", ":", "-").Replace(addr)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
