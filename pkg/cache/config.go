@@ -1,0 +1,198 @@
+package cache
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a cache Server. The node fills in Addr, NodeName,
+// Logger and Metrics; the rest come from flags (AddFlags).
+type Config struct {
+	// Addr is the TCP address to listen on, host:port. Port 0 picks a free
+	// port (see Server.Addr). Default "127.0.0.1:6379".
+	Addr string
+
+	// NodeName names this node in INFO and logs. Default "" (none).
+	NodeName string
+
+	// MaxBytes is the memory budget of the keys and values, in bytes,
+	// counting each entry's key, value and fixed overhead (see
+	// docs/cache.md). When a write would exceed it, least recently used keys
+	// are evicted. It is split evenly between the Shards, so a shard may
+	// evict while others have room. Default 64 MiB (--cache-max-bytes).
+	MaxBytes int64
+
+	// Shards is the number of independently locked LRUs the keys are
+	// spread over, rounded up to a power of two. More shards mean less lock
+	// contention and a less exact global LRU order. Default 16
+	// (--cache-shards).
+	Shards int
+
+	// Password, if not empty, must be given with AUTH before any other
+	// command. Default "" (no authentication) (--cache-password).
+	Password string
+
+	// MaxValueBytes is the largest key or value one request may carry, in
+	// bytes; a larger bulk string is a protocol error. It must fit in one
+	// shard's share of MaxBytes. Default 1 MiB (--cache-max-value-bytes).
+	MaxValueBytes int
+
+	// MaxArgs is the largest number of arguments of one request (command
+	// name included), which bounds MGET, MSET and DEL. Default 65536
+	// (--cache-max-args).
+	MaxArgs int
+
+	// MaxRequestBytes is the largest single request in bytes, which bounds
+	// each connection's read buffer. Default 16 MiB
+	// (--cache-max-request-bytes).
+	MaxRequestBytes int
+
+	// MaxClients is the most connections served at once; more are answered
+	// with an error and closed. Default 10000 (--cache-max-clients).
+	MaxClients int
+
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Zero keeps idle connections open forever, as Redis does by default:
+	// client pools hold idle connections on purpose. Default 0
+	// (--cache-idle-timeout).
+	IdleTimeout time.Duration
+
+	// ExpireInterval is how often keys with a deadline are sampled and the
+	// expired ones removed, Redis's active expire cycle (hz 10). Shorter
+	// reclaims memory of unread expired keys sooner at more CPU. Default
+	// 100ms (--cache-expire-interval).
+	ExpireInterval time.Duration
+
+	// Logger receives the server's structured logs. Nil discards them.
+	Logger *slog.Logger
+
+	// Metrics, if not nil, is where the server registers its Prometheus
+	// collectors. Nil registers nothing.
+	Metrics prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults documented on Config's fields.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:6379",
+		MaxBytes:        64 << 20,
+		Shards:          16,
+		MaxValueBytes:   1 << 20,
+		MaxArgs:         1 << 16,
+		MaxRequestBytes: 16 << 20,
+		MaxClients:      10000,
+		ExpireInterval:  100 * time.Millisecond,
+	}
+}
+
+// Validate reports the first field that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return errors.New("cache config: Addr is empty")
+	case c.MaxBytes <= 0:
+		return fmt.Errorf("cache config: MaxBytes = %d, want > 0", c.MaxBytes)
+	case c.Shards < 1 || c.Shards > 1<<16:
+		return fmt.Errorf("cache config: Shards = %d, want 1..65536", c.Shards)
+	case c.MaxValueBytes < 1:
+		return fmt.Errorf("cache config: MaxValueBytes = %d, want > 0", c.MaxValueBytes)
+	case int64(c.MaxValueBytes) > c.MaxBytes/int64(roundPow2(c.Shards)):
+		return fmt.Errorf("cache config: MaxValueBytes = %d does not fit one shard's share of MaxBytes (%d / %d shards); lower MaxValueBytes or Shards, or raise MaxBytes",
+			c.MaxValueBytes, c.MaxBytes, roundPow2(c.Shards))
+	case c.MaxArgs < 3:
+		return fmt.Errorf("cache config: MaxArgs = %d, want >= 3", c.MaxArgs)
+	case c.MaxRequestBytes < c.MaxValueBytes:
+		return fmt.Errorf("cache config: MaxRequestBytes = %d, want >= MaxValueBytes (%d)", c.MaxRequestBytes, c.MaxValueBytes)
+	case c.MaxClients < 1:
+		return fmt.Errorf("cache config: MaxClients = %d, want > 0", c.MaxClients)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("cache config: IdleTimeout = %v, want >= 0", c.IdleTimeout)
+	case c.ExpireInterval <= 0:
+		return fmt.Errorf("cache config: ExpireInterval = %v, want > 0", c.ExpireInterval)
+	}
+	return nil
+}
+
+// AddFlags registers the cache role's flags on fs, with c's values as the
+// defaults. The node registers --cache-port and the listen address.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.Var((*byteSize)(&c.MaxBytes), "cache-max-bytes", "cache: memory budget for keys and values, in bytes (suffixes KiB, MiB, GiB); least recently used keys are evicted beyond it")
+	fs.IntVar(&c.Shards, "cache-shards", c.Shards, "cache: number of independently locked LRU shards (rounded up to a power of two)")
+	fs.StringVar(&c.Password, "cache-password", c.Password, "cache: password clients must give with AUTH (empty: none)")
+	fs.Var(intByteSize{&c.MaxValueBytes}, "cache-max-value-bytes", "cache: largest key or value in one request, in bytes (suffixes KiB, MiB)")
+	fs.IntVar(&c.MaxArgs, "cache-max-args", c.MaxArgs, "cache: most arguments in one request (bounds MGET, MSET, DEL)")
+	fs.Var(intByteSize{&c.MaxRequestBytes}, "cache-max-request-bytes", "cache: largest single request in bytes, bounding each connection's buffer (suffixes KiB, MiB)")
+	fs.IntVar(&c.MaxClients, "cache-max-clients", c.MaxClients, "cache: most client connections at once")
+	fs.DurationVar(&c.IdleTimeout, "cache-idle-timeout", c.IdleTimeout, "cache: close connections idle this long (0: never)")
+	fs.DurationVar(&c.ExpireInterval, "cache-expire-interval", c.ExpireInterval, "cache: how often expired keys are sampled and removed")
+}
+
+// byteSize is a flag holding a byte count, written plainly or with a binary
+// suffix: 65536, 64KiB, 64MiB, 1GiB (K, M, G and KB, MB, GB mean the same).
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+type intByteSize struct{ p *int }
+
+func (b intByteSize) String() string {
+	if b.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*b.p)
+}
+
+func (b intByteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	if n > int64(^uint32(0)>>1) {
+		return fmt.Errorf("size %q too large", s)
+	}
+	*b.p = int(n)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: want bytes, optionally with KiB, MiB or GiB", s)
+	}
+	return n * mult, nil
+}
+
+func roundPow2(n int) int {
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
+}

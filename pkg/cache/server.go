@@ -1,0 +1,438 @@
+// Package cache is the cache role: an in-memory key-value cache bounded in
+// bytes, with per-key TTLs and LRU eviction, that speaks the Redis protocol
+// (RESP2) so that redis-cli, redis-benchmark and any Redis client library
+// work against it. The app uses it for cache-aside reads and shared
+// sessions (DESIGN.md, stages 5 and 7).
+//
+// The data structure is pkg/cache/lru, sharded here under one mutex per
+// shard; the wire format is pkg/cache/resp. Each connection is served by one
+// goroutine that reads whatever the client has sent, executes every complete
+// request in it, and answers the whole batch with one write, so pipelined
+// requests cost one read and one write per batch.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scalestack/scalestack/pkg/cache/resp"
+)
+
+// Server is a running cache. Build it with New, start it with Open, stop it
+// with Close.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	limits  resp.Limits
+	started time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ready  chan struct{}
+
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[*conn]struct{}
+	opened bool
+	closed bool
+	nextID uint64
+
+	commands    atomic.Uint64
+	connsOpen   atomic.Int64
+	connsTotal  atomic.Uint64
+	connsRefuse atomic.Uint64
+	opsPerSec   atomic.Uint64 // math.Float64bits
+}
+
+// New checks cfg and builds a server that is not yet listening.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:   cfg,
+		log:   log,
+		store: newStore(cfg.MaxBytes, cfg.Shards),
+		limits: resp.Limits{
+			MaxArgs:    cfg.MaxArgs,
+			MaxBulk:    cfg.MaxValueBytes,
+			MaxRequest: cfg.MaxRequestBytes,
+			MaxInline:  64 << 10,
+		},
+		ctx:    ctx,
+		cancel: cancel,
+		ready:  make(chan struct{}),
+		conns:  make(map[*conn]struct{}),
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(&collector{s: s}); err != nil {
+			cancel()
+			return nil, fmt.Errorf("cache: register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Open binds the listener and starts serving. The server is ready when Open
+// returns nil.
+func (s *Server) Open() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opened || s.closed {
+		return errors.New("cache: open: already opened")
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("cache: listen: %w", err)
+	}
+	s.ln, s.opened, s.started = ln, true, time.Now()
+	s.wg.Add(2)
+	go s.acceptLoop(ln)
+	go s.housekeeping()
+	close(s.ready)
+	s.log.Info("cache listening", "addr", ln.Addr().String(), "max_bytes", s.cfg.MaxBytes,
+		"shards", len(s.store.shards), "auth", s.cfg.Password != "")
+	return nil
+}
+
+// Addr is the address the server listens on, with the real port when
+// Config.Addr asked for port 0; empty before Open.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Ready reports whether the server is accepting connections.
+func (s *Server) Ready() bool {
+	select {
+	case <-s.ready:
+		return s.ctx.Err() == nil
+	default:
+		return false
+	}
+}
+
+// ReadyCh is closed when the server starts accepting connections.
+func (s *Server) ReadyCh() <-chan struct{} { return s.ready }
+
+// Close stops accepting connections, closes the open ones (a request being
+// executed finishes; its reply may be lost) and waits for every goroutine
+// of the server to return. The cache's contents are dropped with it.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ln := s.ln
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	s.cancel()
+	// The listener first, so no connection arrives while the open ones are
+	// being closed.
+	var err error
+	if ln != nil {
+		if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = fmt.Errorf("cache: close listener: %w", cerr)
+		}
+	}
+	for _, c := range conns {
+		c.nc.Close()
+	}
+	s.wg.Wait()
+	s.log.Info("cache closed")
+	return err
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, as net/http does,
+			// rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("cache accept", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if s.connsOpen.Load() >= int64(s.cfg.MaxClients) {
+			s.connsRefuse.Add(1)
+			nc.Write([]byte("-ERR max number of clients reached\r\n"))
+			nc.Close()
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.nextID++
+		c := &conn{s: s, nc: nc, id: s.nextID, authed: s.cfg.Password == ""}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.connsOpen.Add(1)
+		s.connsTotal.Add(1)
+		go c.serve()
+	}
+}
+
+// housekeeping runs the active expire cycle every ExpireInterval and
+// measures the command rate once a second.
+func (s *Server) housekeeping() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.cfg.ExpireInterval)
+	defer tick.Stop()
+	lastAt, lastCount := time.Now(), s.commands.Load()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			// A quarter of each interval at most, as Redis's slow cycle.
+			s.store.expireCycle(s.cfg.ExpireInterval / 4)
+			if d := now.Sub(lastAt); d >= time.Second {
+				n := s.commands.Load()
+				s.opsPerSec.Store(math.Float64bits(float64(n-lastCount) / d.Seconds()))
+				lastAt, lastCount = now, n
+			}
+		}
+	}
+}
+
+// Status is the live figures of the cache for the node's /status page.
+type Status struct {
+	Addr             string  `json:"addr"`
+	Keys             int     `json:"keys"`
+	KeysWithTTL      int     `json:"keys_with_ttl"`
+	Bytes            int64   `json:"bytes"`
+	MaxBytes         int64   `json:"max_bytes"`
+	Hits             uint64  `json:"hits"`
+	Misses           uint64  `json:"misses"`
+	HitRatio         float64 `json:"hit_ratio"`
+	Evictions        uint64  `json:"evictions"`
+	Expired          uint64  `json:"expired"`
+	Connections      int64   `json:"connections"`
+	ConnectionsTotal uint64  `json:"connections_total"`
+	Commands         uint64  `json:"commands"`
+	OpsPerSec        float64 `json:"ops_per_sec"`
+}
+
+// Status returns the live figures; it is safe to call at any time.
+func (s *Server) Status() any { return s.status() }
+
+func (s *Server) status() Status {
+	t := s.store.totals()
+	st := Status{
+		Addr:             s.Addr(),
+		Keys:             t.keys,
+		KeysWithTTL:      t.expiring,
+		Bytes:            t.bytes,
+		MaxBytes:         s.cfg.MaxBytes,
+		Hits:             t.stats.Hits,
+		Misses:           t.stats.Misses,
+		Evictions:        t.stats.Evictions,
+		Expired:          t.stats.Expired,
+		Connections:      s.connsOpen.Load(),
+		ConnectionsTotal: s.connsTotal.Load(),
+		Commands:         s.commands.Load(),
+		OpsPerSec:        math.Float64frombits(s.opsPerSec.Load()),
+	}
+	if n := st.Hits + st.Misses; n > 0 {
+		st.HitRatio = float64(st.Hits) / float64(n)
+	}
+	return st
+}
+
+// conn is one client connection, served by one goroutine.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	id     uint64
+	authed bool
+	name   string
+	quit   bool
+
+	rbuf []byte // bytes read, rbuf[r:w] not yet parsed
+	r, w int
+	out  []byte // replies not yet written
+	args [][]byte
+	now  int64 // Unix nanoseconds when the current batch was read
+}
+
+const (
+	readBufSize  = 16 << 10
+	flushAt      = 64 << 10 // write replies out before they pile up further
+	keepBufBelow = 64 << 10 // a buffer grown past this for one big request is dropped after it
+)
+
+func (c *conn) serve() {
+	s := c.s
+	defer func() {
+		c.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.connsOpen.Add(-1)
+		s.wg.Done()
+	}()
+	c.rbuf = make([]byte, readBufSize)
+	c.out = make([]byte, 0, readBufSize)
+	for {
+		err := c.readMore()
+		if err == nil {
+			c.now = time.Now().UnixNano()
+			var n int
+			n, err = c.executeBuffered()
+			s.commands.Add(uint64(n))
+		}
+		if err != nil {
+			var pe resp.ProtocolError
+			switch {
+			case errors.As(err, &pe):
+				// Where the next request starts is unknown: answer and hang
+				// up, as Redis does.
+				c.out = resp.AppendError(c.out, "ERR "+pe.Error())
+				c.flush()
+				s.log.Debug("cache protocol error", "conn", c.id, "err", err)
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && s.ctx.Err() == nil:
+				s.log.Debug("cache connection closed", "conn", c.id, "err", err)
+			}
+			return
+		}
+		if err := c.flush(); err != nil || c.quit {
+			return
+		}
+	}
+}
+
+// readMore reads at least one more byte into rbuf, making room first.
+func (c *conn) readMore() error {
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+		if len(c.rbuf) > keepBufBelow {
+			c.rbuf = make([]byte, readBufSize)
+		}
+	}
+	if c.w == len(c.rbuf) {
+		if c.r > 0 {
+			c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
+			c.r = 0
+		} else {
+			// One request fills the buffer: grow it, within the limit.
+			if len(c.rbuf) >= c.s.limits.MaxRequest {
+				return resp.ProtocolError("request larger than the buffer limit")
+			}
+			c.grow(2 * len(c.rbuf))
+		}
+	}
+	if c.s.cfg.IdleTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	}
+	n, err := c.nc.Read(c.rbuf[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+func (c *conn) grow(size int) {
+	size = min(size, c.s.limits.MaxRequest)
+	if size <= len(c.rbuf) {
+		return
+	}
+	b := make([]byte, size)
+	c.w = copy(b, c.rbuf[c.r:c.w])
+	c.r = 0
+	c.rbuf = b
+}
+
+// executeBuffered executes every complete request in rbuf, appending the
+// replies to out, and returns how many it executed.
+func (c *conn) executeBuffered() (int, error) {
+	count := 0
+	for c.r < c.w && !c.quit {
+		args, n, need, err := resp.ParseRequest(c.rbuf[c.r:c.w], c.args, c.s.limits)
+		c.args = args
+		if err != nil {
+			return count, err
+		}
+		if n == 0 {
+			if need > len(c.rbuf) {
+				c.grow(need)
+			}
+			break
+		}
+		c.r += n
+		if len(args) == 0 {
+			continue
+		}
+		c.execute(args)
+		count++
+		if len(c.out) >= flushAt {
+			if err := c.flush(); err != nil {
+				return count, err
+			}
+		}
+	}
+	return count, nil
+}
+
+func (c *conn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.nc.Write(c.out)
+	if cap(c.out) > keepBufBelow {
+		c.out = make([]byte, 0, readBufSize)
+	} else {
+		c.out = c.out[:0]
+	}
+	return err
+}
+
+// hostname is for INFO; an error leaves it empty.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
