@@ -55,7 +55,7 @@ func (m *MemStore) check(ctx context.Context) error {
 
 func (m *MemStore) trace(ctx context.Context, lsn uint64) {
 	if tr := store.TraceFrom(ctx); tr != nil {
-		tr.Node, tr.LSN = m.Name, lsn
+		tr.Record(m.Name, lsn)
 	}
 }
 

@@ -1,0 +1,514 @@
+package app
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/scalestack/scalestack/pkg/app/media"
+	"github.com/scalestack/scalestack/pkg/app/posts"
+	"github.com/scalestack/scalestack/pkg/app/svc"
+)
+
+// Form posts answer with 303 See Other to a page (post/redirect/get), or
+// re-render the form with messages beside the fields.
+
+func (w *web) pageHome(rw http.ResponseWriter, r *http.Request) {
+	page, ok := pageParam(r)
+	if !ok {
+		w.fail(rw, r, http.StatusNotFound, "not found", "")
+		return
+	}
+	ps, more, err := w.svc.Posts.Feed(r.Context(), page, w.cfg.PageSize)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d := w.data(r, "")
+	d.Heading, d.Desc = "Latest posts", "Latest posts on the scalestack blog"
+	if page > 1 {
+		d.Title = "Page " + strconv.Itoa(page)
+	}
+	w.paged(d, ps, page, more)
+	d.Empty = "No posts yet. Be the first to write one."
+	w.render(rw, r, http.StatusOK, "home", d, cacheInfo{Keys: append([]string{"home"}, postKeys(ps...)...)})
+}
+
+func (w *web) paged(d *pageData, ps []posts.Post, page int, more bool) {
+	d.Posts, d.Page = toViews(ps), page
+	if page > 1 {
+		d.Prev = page - 1
+	}
+	if more {
+		d.Next = page + 1
+	}
+}
+
+func (w *web) pagePost(rw http.ResponseWriter, r *http.Request) {
+	p, err := w.visiblePost(r.Context(), r, r.PathValue("id"))
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	w.enqueue(r.Context(), NewJob(JobView, PostPayload{PostID: p.ID}))
+	w.showPost(rw, r, http.StatusOK, p, w.data(r, p.Title))
+}
+
+// showPost renders a post page (also with a comment form's errors).
+func (w *web) showPost(rw http.ResponseWriter, r *http.Request, code int, p posts.Post, d *pageData) {
+	cs, err := w.svc.Comments.List(r.Context(), p.ID)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	v := toView(p)
+	d.Post, d.Comments, d.Desc = &v, cs, p.Excerpt
+	d.Owner = d.Viewer != nil && d.Viewer.UserID == p.AuthorID
+	w.render(rw, r, code, "post", d, cacheInfo{Keys: postKeys(p), Private: !p.Published})
+}
+
+func (w *web) pageAuthor(rw http.ResponseWriter, r *http.Request) {
+	page, ok := pageParam(r)
+	if !ok {
+		w.fail(rw, r, http.StatusNotFound, "not found", "")
+		return
+	}
+	u, err := w.svc.Accounts.UserByHandle(r.Context(), r.PathValue("handle"))
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d := w.data(r, "@"+u.Handle)
+	d.Owner = d.Viewer != nil && d.Viewer.UserID == u.ID
+	info, err := w.userInfo(r.Context(), u, d.Owner)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d.User = &info
+	ps, more, err := w.svc.Posts.ByAuthor(r.Context(), u.ID, page, w.cfg.PageSize)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	w.paged(d, ps, page, more)
+	d.Empty = "@" + u.Handle + " has not published anything yet."
+	if d.Viewer != nil && !d.Owner {
+		if d.Follows, err = w.svc.Accounts.IsFollowing(r.Context(), d.Viewer.UserID, u.ID); err != nil {
+			w.error(rw, r, err)
+			return
+		}
+	}
+	if d.Owner && page == 1 {
+		drafts, err := w.svc.Posts.Drafts(r.Context(), u.ID, 50)
+		if err != nil {
+			w.error(rw, r, err)
+			return
+		}
+		d.Drafts = toViews(drafts)
+	}
+	w.render(rw, r, http.StatusOK, "author", d, cacheInfo{Keys: append([]string{"author-" + u.Handle}, postKeys(ps...)...)})
+}
+
+func (w *web) pageTag(rw http.ResponseWriter, r *http.Request) {
+	page, ok := pageParam(r)
+	tag, valid := posts.NormalizeTag(r.PathValue("tag"))
+	if !ok || !valid {
+		w.fail(rw, r, http.StatusNotFound, "not found", "")
+		return
+	}
+	ps, more, err := w.svc.Posts.ByTag(r.Context(), tag, page, w.cfg.PageSize)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d := w.data(r, "#"+tag)
+	d.Heading = "Posts tagged #" + tag
+	w.paged(d, ps, page, more)
+	w.render(rw, r, http.StatusOK, "list", d, cacheInfo{Keys: append([]string{"tag-" + tag}, postKeys(ps...)...)})
+}
+
+func (w *web) pageSearch(rw http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	d := w.data(r, "Search")
+	d.Q = q
+	ps, err := w.search(r.Context(), q)
+	if code, handled := formErrors(d, err); err != nil && handled {
+		d.Q = ""
+		w.render(rw, r, code, "search", d, cacheInfo{Private: true})
+		return
+	} else if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d.Posts = toViews(ps)
+	d.Empty = "No posts match all of those words."
+	w.render(rw, r, http.StatusOK, "search", d, cacheInfo{Keys: []string{"search"}})
+}
+
+// needLogin sends an anonymous visitor to the login page, then back.
+func (w *web) needLogin(rw http.ResponseWriter, r *http.Request) *Session {
+	s := w.session(r)
+	if s == nil {
+		rw.Header().Set("Cache-Control", "private, no-store")
+		http.Redirect(rw, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+	}
+	return s
+}
+
+func (w *web) pageFollowing(rw http.ResponseWriter, r *http.Request) {
+	s := w.needLogin(rw, r)
+	if s == nil {
+		return
+	}
+	ps, err := w.followingFeed(r.Context(), s)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d := w.data(r, "Following")
+	d.Heading, d.Posts = "From authors you follow", toViews(ps)
+	d.Empty = "Nothing yet: follow authors from their pages to see their posts here."
+	w.render(rw, r, http.StatusOK, "list", d, cacheInfo{Private: true})
+}
+
+func (w *web) pageNotifications(rw http.ResponseWriter, r *http.Request) {
+	s := w.needLogin(rw, r)
+	if s == nil {
+		return
+	}
+	ns, err := w.svc.Notifications.List(r.Context(), s.UserID, 0)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d := w.data(r, "Notifications")
+	d.Notes = ns
+	w.render(rw, r, http.StatusOK, "notifications", d, cacheInfo{Private: true})
+}
+
+// parseForm bounds and parses a url-encoded form; it answers and returns
+// false if the body is not one or is too large.
+func (w *web) parseForm(rw http.ResponseWriter, r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		w.fail(rw, r, http.StatusUnsupportedMediaType, "send the form as application/x-www-form-urlencoded", "")
+		return false
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, MaxFormBody)
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			w.error(rw, r, err)
+			return false
+		}
+		w.fail(rw, r, http.StatusBadRequest, "malformed form", "")
+		return false
+	}
+	return true
+}
+
+// localPath returns next if it is a path on this site, else "/": a login
+// link must not be able to send people to another site.
+func localPath(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
+
+func (w *web) pageSignup(rw http.ResponseWriter, r *http.Request) {
+	w.render(rw, r, http.StatusOK, "signup", w.data(r, "Sign up"), cacheInfo{Private: true})
+}
+
+func (w *web) formSignup(rw http.ResponseWriter, r *http.Request) {
+	if !w.parseForm(rw, r) {
+		return
+	}
+	d := w.data(r, "Sign up")
+	d.Form["handle"], d.Form["email"] = r.PostForm.Get("handle"), r.PostForm.Get("email")
+	u, err := w.signup(r, r.PostForm.Get("handle"), r.PostForm.Get("email"), r.PostForm.Get("password"))
+	if err == nil {
+		err = w.startSession(rw, r, u)
+	}
+	if err != nil {
+		if code, ok := formErrors(d, err); ok {
+			w.render(rw, r, code, "signup", d, cacheInfo{Private: true})
+			return
+		}
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, "/u/"+u.Handle, http.StatusSeeOther)
+}
+
+func (w *web) pageLogin(rw http.ResponseWriter, r *http.Request) {
+	d := w.data(r, "Log in")
+	d.Form["next"] = localPath(r.URL.Query().Get("next"))
+	w.render(rw, r, http.StatusOK, "login", d, cacheInfo{Private: true})
+}
+
+func (w *web) formLogin(rw http.ResponseWriter, r *http.Request) {
+	if !w.parseForm(rw, r) {
+		return
+	}
+	d := w.data(r, "Log in")
+	handle, password := r.PostForm.Get("handle"), r.PostForm.Get("password")
+	d.Form["handle"], d.Form["next"] = handle, localPath(r.PostForm.Get("next"))
+	var err error
+	switch {
+	case handle == "":
+		err = svc.Invalid("handle", "is required")
+	case password == "":
+		err = svc.Invalid("password", "is required")
+	default:
+		u, aerr := w.svc.Accounts.Authenticate(r.Context(), handle, password)
+		if err = aerr; err == nil {
+			err = w.startSession(rw, r, u)
+		}
+	}
+	if err != nil {
+		if code, ok := formErrors(d, err); ok {
+			w.render(rw, r, code, "login", d, cacheInfo{Private: true})
+			return
+		}
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, d.Form["next"], http.StatusSeeOther)
+}
+
+func (w *web) formLogout(rw http.ResponseWriter, r *http.Request) {
+	if err := w.endSession(rw, r); err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, "/", http.StatusSeeOther)
+}
+
+func (w *web) pageNew(rw http.ResponseWriter, r *http.Request) {
+	if w.needLogin(rw, r) == nil {
+		return
+	}
+	d := w.data(r, "Write")
+	d.Form["published"] = "1"
+	w.render(rw, r, http.StatusOK, "edit", d, cacheInfo{Private: true})
+}
+
+// splitTags reads the comma- or space-separated tags field of a form.
+func splitTags(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+}
+
+func (w *web) postForm(d *pageData, r *http.Request) {
+	for _, k := range []string{"title", "body", "tags", "published"} {
+		d.Form[k] = r.PostForm.Get(k)
+	}
+}
+
+func (w *web) formNew(rw http.ResponseWriter, r *http.Request) {
+	s := w.needLogin(rw, r)
+	if s == nil || !w.parseMultipart(rw, r) {
+		return
+	}
+	d := w.data(r, "Write")
+	w.postForm(d, r)
+	data, hasImage, err := w.readImage(rw, r)
+	if err == nil && hasImage {
+		// Check the image before creating the post, so a bad file leaves
+		// no half-made post behind.
+		_, err = w.svc.Media.Put(r.Context(), data)
+	}
+	var p posts.Post
+	if err == nil {
+		p, err = w.createPost(r, s, d.Form["title"], d.Form["body"], splitTags(d.Form["tags"]), d.Form["published"] != "")
+	}
+	if err == nil && hasImage {
+		p, err = w.attachImage(r, p, data)
+	}
+	if err != nil {
+		if code, ok := formErrors(d, err); ok {
+			w.render(rw, r, code, "edit", d, cacheInfo{Private: true})
+			return
+		}
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, "/p/"+p.ID, http.StatusSeeOther)
+}
+
+func (w *web) pageEdit(rw http.ResponseWriter, r *http.Request) {
+	s := w.needLogin(rw, r)
+	if s == nil {
+		return
+	}
+	p, err := w.ownPost(r.Context(), s, r.PathValue("id"))
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	d := w.data(r, "Edit "+p.Title)
+	v := toView(p)
+	d.Post = &v
+	d.Form["title"], d.Form["body"], d.Form["tags"] = p.Title, p.Body, strings.Join(p.Tags, ", ")
+	if p.Published {
+		d.Form["published"] = "1"
+	}
+	w.render(rw, r, http.StatusOK, "edit", d, cacheInfo{Private: true})
+}
+
+func (w *web) formEdit(rw http.ResponseWriter, r *http.Request) {
+	s := w.needLogin(rw, r)
+	if s == nil {
+		return
+	}
+	old, err := w.ownPost(r.Context(), s, r.PathValue("id"))
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	if !w.parseMultipart(rw, r) {
+		return
+	}
+	d := w.data(r, "Edit "+old.Title)
+	v := toView(old)
+	d.Post = &v
+	w.postForm(d, r)
+	data, hasImage, err := w.readImage(rw, r)
+	if err == nil && hasImage {
+		_, err = w.svc.Media.Put(r.Context(), data)
+	}
+	p := old
+	if err == nil {
+		tags, published := splitTags(d.Form["tags"]), d.Form["published"] != ""
+		title, body := d.Form["title"], d.Form["body"]
+		p, err = w.svc.Posts.Update(r.Context(), old.ID, posts.Patch{Title: &title, Body: &body, Tags: &tags, Published: &published})
+	}
+	if err == nil {
+		w.noteWrite(r)
+		w.afterPostChange(r.Context(), p, old.Published)
+		if hasImage {
+			p, err = w.attachImage(r, p, data)
+		}
+	}
+	if err != nil {
+		if code, ok := formErrors(d, err); ok {
+			w.render(rw, r, code, "edit", d, cacheInfo{Private: true})
+			return
+		}
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, "/p/"+p.ID, http.StatusSeeOther)
+}
+
+func (w *web) formDelete(rw http.ResponseWriter, r *http.Request) {
+	s := w.needLogin(rw, r)
+	if s == nil || !w.parseForm(rw, r) {
+		return
+	}
+	if err := w.deletePost(r, s, r.PathValue("id")); err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, "/u/"+s.Handle, http.StatusSeeOther)
+}
+
+func (w *web) formComment(rw http.ResponseWriter, r *http.Request) {
+	s := w.needLogin(rw, r)
+	if s == nil || !w.parseForm(rw, r) {
+		return
+	}
+	id := r.PathValue("id")
+	body := r.PostForm.Get("body")
+	c, err := w.addComment(r, s, id, body)
+	if err != nil {
+		d := w.data(r, "")
+		if code, ok := formErrors(d, err); ok {
+			p, perr := w.visiblePost(r.Context(), r, id)
+			if perr != nil {
+				w.error(rw, r, perr)
+				return
+			}
+			d.Title, d.Form["body"] = p.Title, body
+			w.showPost(rw, r, code, p, d)
+			return
+		}
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, "/p/"+id+"#c-"+c.ID, http.StatusSeeOther)
+}
+
+func (w *web) formFollow(rw http.ResponseWriter, r *http.Request)   { w.formFollowing(rw, r, true) }
+func (w *web) formUnfollow(rw http.ResponseWriter, r *http.Request) { w.formFollowing(rw, r, false) }
+
+func (w *web) formFollowing(rw http.ResponseWriter, r *http.Request, on bool) {
+	s := w.needLogin(rw, r)
+	if s == nil || !w.parseForm(rw, r) {
+		return
+	}
+	u, err := w.follow(r, s, r.PathValue("handle"), on)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	http.Redirect(rw, r, "/u/"+u.Handle, http.StatusSeeOther)
+}
+
+// immutable is the cache policy of content-addressed URLs: a new version
+// has a new URL, so a cached copy never needs checking.
+const immutable = "public, max-age=31536000, immutable"
+
+func (w *web) serveMedia(rw http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !media.ValidName(name) {
+		w.fail(rw, r, http.StatusNotFound, "not found", "")
+		return
+	}
+	etag := `"` + name + `"`
+	if etagMatch(r.Header.Get("If-None-Match"), etag) {
+		rw.Header().Set("Cache-Control", immutable)
+		rw.Header().Set("ETag", etag)
+		rw.WriteHeader(http.StatusNotModified)
+		return
+	}
+	m, data, err := w.svc.Media.Get(r.Context(), name)
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	h := rw.Header()
+	h.Set("Content-Type", m.Type)
+	h.Set("Cache-Control", immutable)
+	h.Set("ETag", etag)
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	rw.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = rw.Write(data)
+	}
+}
+
+func (w *web) serveStatic(rw http.ResponseWriter, r *http.Request) {
+	a, ok := w.assets[r.PathValue("name")]
+	if !ok {
+		w.fail(rw, r, http.StatusNotFound, "not found", "")
+		return
+	}
+	h := rw.Header()
+	h.Set("Cache-Control", immutable)
+	h.Set("ETag", a.etag)
+	if etagMatch(r.Header.Get("If-None-Match"), a.etag) {
+		rw.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", a.ctype)
+	h.Set("Content-Length", strconv.Itoa(len(a.body)))
+	rw.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = rw.Write(a.body)
+	}
+}

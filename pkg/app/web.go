@@ -1,0 +1,336 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/app/svc"
+	"github.com/scalestack/scalestack/pkg/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// web is the HTTP face of the app: routes, middleware, pages and API.
+type web struct {
+	a   *App
+	svc Services
+	cfg Config
+	log *slog.Logger
+
+	assets   map[string]asset  // fingerprinted file name -> asset
+	assetURL map[string]string // plain name -> /static/<fingerprinted>
+	pages    map[string]*template.Template
+
+	reqTotal *prometheus.CounterVec
+	reqTime  *prometheus.HistogramVec
+
+	requests, errors, inFlight, jobsDone, jobsFailed atomic.Int64
+}
+
+type asset struct {
+	body  []byte
+	ctype string
+	etag  string
+}
+
+func newWeb(a *App) (*web, error) {
+	w := &web{a: a, svc: a.svc, cfg: a.cfg, log: a.log,
+		assets: map[string]asset{}, assetURL: map[string]string{}, pages: map[string]*template.Template{}}
+	if err := w.loadAssets(); err != nil {
+		return nil, err
+	}
+	if err := w.loadTemplates(); err != nil {
+		return nil, err
+	}
+	w.reqTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "scalestack", Subsystem: "app", Name: "requests_total",
+		Help: "HTTP requests served by the app, by route pattern and status code.",
+	}, []string{"route", "code"})
+	w.reqTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "scalestack", Subsystem: "app", Name: "request_duration_seconds",
+		Help:    "Time to serve an HTTP request, by route pattern.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"route"})
+	if a.cfg.Metrics != nil {
+		for _, c := range []prometheus.Collector{w.reqTotal, w.reqTime} {
+			if err := a.cfg.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("app: register metrics: %w", err)
+			}
+		}
+	}
+	return w, nil
+}
+
+// loadAssets fingerprints each static file: its URL carries a hash of its
+// content, so it can be cached for a year and a new version has a new URL.
+func (w *web) loadAssets() error {
+	return fs.WalkDir(staticFS, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		body, err := staticFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(body)
+		hash := hex.EncodeToString(sum[:])[:12]
+		name := path.Base(p)
+		ext := path.Ext(name)
+		fp := strings.TrimSuffix(name, ext) + "." + hash + ext
+		ctype := mime.TypeByExtension(ext)
+		if ctype == "" {
+			ctype = "application/octet-stream"
+		}
+		w.assets[fp] = asset{body: body, ctype: ctype, etag: `"` + hash + `"`}
+		w.assetURL[name] = "/static/" + fp
+		return nil
+	})
+}
+
+func (w *web) loadTemplates() error {
+	funcs := template.FuncMap{
+		"date":  func(t time.Time) string { return t.Format("Jan 2, 2006") },
+		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"after": func(a, b time.Time) bool { return a.After(b) },
+		"plural": func(n any, one, many string) string {
+			if fmt.Sprint(n) == "1" {
+				return one
+			}
+			return many
+		},
+		"ferr": func(id, msg string) any {
+			if msg == "" {
+				return nil
+			}
+			return struct{ ID, Msg string }{id, msg}
+		},
+	}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(path.Base(n), ".html")
+		if base == "layout" {
+			continue
+		}
+		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		if err != nil {
+			return fmt.Errorf("app: parse template %s: %w", n, err)
+		}
+		w.pages[base] = t
+	}
+	return nil
+}
+
+// reqState is what one request carries through the handlers.
+type reqState struct {
+	trace      store.Trace
+	sess       *Session
+	sessLoaded bool
+}
+
+type stateKey struct{}
+
+func state(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	if st == nil {
+		st = &reqState{sessLoaded: true}
+	}
+	return st
+}
+
+// respWriter adds the store's path headers just before the status goes out
+// and remembers the status for metrics.
+type respWriter struct {
+	http.ResponseWriter
+	st     *reqState
+	code   int
+	wrote  bool
+	isHEAD bool
+}
+
+func (rw *respWriter) WriteHeader(code int) {
+	if rw.wrote {
+		return
+	}
+	rw.wrote, rw.code = true, code
+	if node, lsn := rw.st.trace.Values(); node != "" {
+		h := rw.Header()
+		h.Set("X-Store", node)
+		h.Set("X-Store-LSN", strconv.FormatUint(lsn, 10))
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *respWriter) Write(b []byte) (int, error) {
+	if !rw.wrote {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return rw.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (rw *respWriter) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
+func (w *web) handler() http.Handler {
+	mux := http.NewServeMux()
+	w.routes(mux)
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.fail(rw, r, http.StatusForbidden, "cross-site request refused: send it from this site's own pages", "")
+	}))
+	inner := cop.Handler(mux)
+	return http.HandlerFunc(func(rw0 http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		w.requests.Add(1)
+		w.inFlight.Add(1)
+		defer w.inFlight.Add(-1)
+		st := &reqState{}
+		ctx := context.WithValue(store.WithTrace(r.Context(), &st.trace), stateKey{}, st)
+		r = r.WithContext(ctx)
+		rw := &respWriter{ResponseWriter: rw0, st: st}
+		rw.Header().Set("X-Served-By", w.cfg.NodeName)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				w.log.Error("app: panic serving request", "path", r.URL.Path, "panic", p)
+				if !rw.wrote {
+					w.fail(rw, r, http.StatusInternalServerError, "", "")
+				}
+			}
+			code := rw.code
+			if !rw.wrote {
+				code = http.StatusOK
+			}
+			if code >= 500 {
+				w.errors.Add(1)
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			w.reqTotal.WithLabelValues(route, strconv.Itoa(code)).Inc()
+			w.reqTime.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		inner.ServeHTTP(rw, r)
+	})
+}
+
+// isAPI reports whether r wants JSON answers.
+func isAPI(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }
+
+// classify maps an error from a service or the store to a status and a
+// message safe to show. Anything unexpected is a 500 with no details.
+func classify(err error) (code int, msg, field string) {
+	var fe *svc.FieldError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("the request is over the limit of %d bytes", mbe.Limit), ""
+	case errors.As(err, &fe):
+		code = http.StatusBadRequest
+		if errors.Is(fe.Err, svc.ErrExists) {
+			code = http.StatusConflict
+		} else if errors.Is(fe.Err, svc.ErrTooLarge) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		return code, fe.Field + " " + fe.Msg, fe.Field
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, "the database is unreachable; retrying — try again in a moment", ""
+	case errors.Is(err, svc.ErrNotFound):
+		return http.StatusNotFound, "not found", ""
+	case errors.Is(err, svc.ErrBadCredentials):
+		return http.StatusUnauthorized, svc.ErrBadCredentials.Error(), ""
+	case errors.Is(err, svc.ErrForbidden):
+		return http.StatusForbidden, "you may not change this", ""
+	case errors.Is(err, svc.ErrUnsupported):
+		return http.StatusUnsupportedMediaType, "the image must be PNG, JPEG or GIF", "image"
+	case errors.Is(err, svc.ErrTooLarge), errors.Is(err, store.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too large", ""
+	case errors.Is(err, svc.ErrConflict):
+		return http.StatusConflict, "the post changed while saving; try again", ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "the database did not answer in time; try again in a moment", ""
+	}
+	return http.StatusInternalServerError, "", ""
+}
+
+// error answers r with the status and message err maps to, logging what
+// the user does not see.
+func (w *web) error(rw http.ResponseWriter, r *http.Request, err error) {
+	code, msg, field := classify(err)
+	switch {
+	case code >= 500:
+		w.log.Error("app: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	case errors.Is(r.Context().Err(), context.Canceled):
+		return // the client went away
+	}
+	w.fail(rw, r, code, msg, field)
+}
+
+// fail writes an error response: JSON for the API, the error page otherwise.
+// Messages never carry internals: a 500 says only that something broke.
+func (w *web) fail(rw http.ResponseWriter, r *http.Request, code int, msg, field string) {
+	if msg == "" {
+		msg = "something went wrong on our side; it has been logged"
+	}
+	h := rw.Header()
+	h.Set("Cache-Control", "no-store")
+	if code == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "2")
+	}
+	if isAPI(r) {
+		body := map[string]string{"error": msg}
+		if field != "" {
+			body["field"] = field
+		}
+		w.writeJSON(rw, code, body)
+		return
+	}
+	heading := map[int]string{
+		400: "That did not work", 401: "Please log in", 403: "Not allowed", 404: "Page not found",
+		409: "Conflict", 413: "Too large", 415: "Unsupported file", 500: "Something broke",
+		503: "The database is unreachable",
+	}[code]
+	if heading == "" {
+		heading = http.StatusText(code)
+	}
+	if code == http.StatusNotFound && msg == "not found" {
+		msg = "There is nothing at this address. It may have been deleted, or the link may be mistyped."
+	}
+	d := w.data(r, heading)
+	d.Heading, d.Error = heading, msg
+	var buf bytes.Buffer
+	if err := w.pages["error"].ExecuteTemplate(&buf, "layout", d); err != nil {
+		w.log.Error("app: render error page", "err", err)
+		http.Error(rw, msg, code)
+		return
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	rw.WriteHeader(code)
+	_, _ = rw.Write(buf.Bytes())
+}
