@@ -276,9 +276,9 @@ func TestServerMetrics(t *testing.T) {
 	for k, want := range map[string]string{
 		"scalestack_store_requests_total code=200 route=kv_put ": "1",
 		"scalestack_store_requests_total code=404 route=kv_get ": "1",
-		"scalestack_store_commit_seconds":                         "1",
-		"scalestack_store_commit_batch_txns":                      "1",
-		"scalestack_store_lsn":                                    "1",
+		"scalestack_store_commit_seconds":                        "1",
+		"scalestack_store_commit_batch_txns":                     "1",
+		"scalestack_store_lsn":                                   "1",
 	} {
 		if got[k] != want {
 			t.Errorf("metric %q = %q, want %q (all: %v)", k, got[k], want, got)
