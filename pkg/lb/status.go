@@ -32,7 +32,9 @@ type BackendStatus struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
 	// State is healthy, unhealthy (failing active checks), ejected (by
-	// passive checks, until EjectedFor has passed) or draining.
+	// passive checks, until EjectedFor has passed) or draining; "changing"
+	// for the instant between a backend's recovery and its return to the
+	// pool.
 	State      string `json:"state"`
 	Weight     int    `json:"weight"`
 	InFlight   int64  `json:"in_flight"`
@@ -70,10 +72,18 @@ func (lb *LB) Snapshot() Status {
 	}
 	now := time.Now().UnixNano()
 	for _, b := range p.all {
+		// The state is that of the published pool: a backend reported
+		// draining or ejected gets no new request from that moment.
+		state := b.state()
+		if contains(p.eligible, b) {
+			state = "healthy"
+		} else if state == "healthy" {
+			state = "changing"
+		}
 		bs := BackendStatus{
 			Name:         b.name,
 			Addr:         b.addr,
-			State:        b.state(),
+			State:        state,
 			Weight:       b.weight,
 			InFlight:     b.inflight.Load(),
 			Requests:     b.requests.Load(),
