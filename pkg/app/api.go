@@ -141,7 +141,11 @@ func postKeys(ps ...posts.Post) []string {
 }
 
 func (w *web) apiSignup(rw http.ResponseWriter, r *http.Request) {
-	var in struct{ Handle, Email, Password string }
+	var in struct {
+		Handle   string `json:"handle"`
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
 	if !w.readJSON(rw, r, &in) {
 		return
 	}
@@ -167,7 +171,10 @@ func (w *web) signup(r *http.Request, handle, email, password string) (accounts.
 }
 
 func (w *web) apiLogin(rw http.ResponseWriter, r *http.Request) {
-	var in struct{ Handle, Password string }
+	var in struct {
+		Handle   string `json:"handle"`
+		Password string `json:"password"`
+	}
 	if !w.readJSON(rw, r, &in) {
 		return
 	}
@@ -495,7 +502,9 @@ func (w *web) apiAddComment(rw http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	var in struct{ Body string }
+	var in struct {
+		Body string `json:"body"`
+	}
 	if !w.readJSON(rw, r, &in) {
 		return
 	}

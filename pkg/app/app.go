@@ -180,7 +180,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.Services != nil {
 		a.svc = *cfg.Services
 	} else {
-		a.svc = NewServices(cfg.Store, cfg.BcryptCost)
+		a.svc = NewServices(localTrace{st: cfg.Store, node: cfg.NodeName}, cfg.BcryptCost)
 	}
 	a.sessions = cfg.SessionStore
 	if a.sessions == nil {
