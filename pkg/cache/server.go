@@ -73,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 			MaxArgs:    cfg.MaxArgs,
 			MaxBulk:    cfg.MaxValueBytes,
 			MaxRequest: cfg.MaxRequestBytes,
-			MaxInline:  64 << 10,
+			MaxInline:  min(64<<10, cfg.MaxRequestBytes/2),
 		},
 		ctx:    ctx,
 		cancel: cancel,
