@@ -191,6 +191,8 @@ func (c *conn) execute(args [][]byte) {
 		c.out = resp.AppendBulkString(c.out, c.s.info(args[1:]))
 	case cmdCommand:
 		c.command(args)
+	case cmdConfig:
+		c.config(args)
 	case cmdSelect:
 		n, ok := parseInt(args[1])
 		switch {

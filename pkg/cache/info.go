@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"os"
+	"path"
 	"runtime"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ const (
 	cmdAuth
 	cmdClient
 	cmdCommand
+	cmdConfig
 	cmdDBSize
 	cmdDecr
 	cmdDecrBy
@@ -71,6 +73,7 @@ var commandTable = [numCommands]commandSpec{
 	cmdAuth:     {"auth", -2, []string{"noscript", "loading", "stale", "fast", "no_auth"}, 0, 0, 0, "connection", "1.0.0", "Authenticates the connection.", true},
 	cmdClient:   {"client", -2, []string{"loading", "stale"}, 0, 0, 0, "connection", "2.4.0", "CLIENT SETNAME, GETNAME, SETINFO, ID, INFO.", false},
 	cmdCommand:  {"command", -1, []string{"loading", "stale"}, 0, 0, 0, "server", "2.8.13", "Returns detailed information about all commands.", false},
+	cmdConfig:   {"config", -2, []string{"admin", "noscript", "loading", "stale"}, 0, 0, 0, "server", "2.0.0", "CONFIG GET of the settings tools ask for; CONFIG SET is refused.", false},
 	cmdDBSize:   {"dbsize", 1, []string{"readonly", "fast"}, 0, 0, 0, "server", "1.0.0", "Returns the number of keys.", false},
 	cmdDecr:     {"decr", 2, []string{"write", "denyoom", "fast"}, 1, 1, 1, "string", "1.0.0", "Decrements the integer value of a key by one.", false},
 	cmdDecrBy:   {"decrby", 3, []string{"write", "denyoom", "fast"}, 1, 1, 1, "string", "1.0.0", "Decrements the integer value of a key by a number.", false},
@@ -179,6 +182,8 @@ func lookupCommand(name []byte) commandID {
 		return cmdInfo
 	case "command":
 		return cmdCommand
+	case "config":
+		return cmdConfig
 	case "select":
 		return cmdSelect
 	case "client":
@@ -376,4 +381,44 @@ func humanBytes(n int64) string {
 		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 2, 64) + "K"
 	}
 	return strconv.FormatInt(n, 10) + "B"
+}
+
+// config answers CONFIG GET for the settings tools read (redis-benchmark
+// asks for save and appendonly), from the server's Config. Settings are
+// flags, fixed at start: CONFIG SET is refused.
+func (c *conn) config(args [][]byte) {
+	if !strings.EqualFold(view(args[1]), "get") {
+		c.out = resp.AppendError(c.out, "ERR CONFIG "+strings.ToUpper(printableArg(args[1]))+" is not supported: settings are flags, fixed at start")
+		return
+	}
+	if len(args) < 3 {
+		c.out = resp.AppendError(c.out, errArity("config|get"))
+		return
+	}
+	cfg := &c.s.cfg
+	params := [][2]string{
+		{"maxmemory", strconv.FormatInt(cfg.MaxBytes, 10)},
+		{"maxmemory-policy", "allkeys-lru"},
+		{"maxclients", strconv.Itoa(cfg.MaxClients)},
+		{"timeout", strconv.Itoa(int(cfg.IdleTimeout.Seconds()))},
+		{"proto-max-bulk-len", strconv.Itoa(cfg.MaxValueBytes)},
+		{"databases", "1"},
+		{"save", ""},
+		{"appendonly", "no"},
+		{"hz", strconv.Itoa(int(time.Second / cfg.ExpireInterval))},
+	}
+	var found [][2]string
+	for _, p := range params {
+		for _, pattern := range args[2:] {
+			if ok, _ := path.Match(strings.ToLower(view(pattern)), p[0]); ok {
+				found = append(found, p)
+				break
+			}
+		}
+	}
+	c.out = resp.AppendArray(c.out, 2*len(found))
+	for _, p := range found {
+		c.out = resp.AppendBulkString(c.out, p[0])
+		c.out = resp.AppendBulkString(c.out, p[1])
+	}
 }

@@ -224,6 +224,14 @@ func TestCommands(t *testing.T) {
 		t.Errorf("COMMAND INFO set = %v, want name set, arity -3", entry)
 	}
 
+	if got := rdb.ConfigGet(ctx, "max*").Val(); got["maxmemory"] != "67108864" || got["maxclients"] != "10000" {
+		t.Errorf("CONFIG GET max* = %v, want maxmemory 67108864 and maxclients 10000", got)
+	}
+	if got := rdb.ConfigGet(ctx, "save").Val(); len(got) != 1 || got["save"] != "" {
+		t.Errorf("CONFIG GET save = %v, want save \"\"", got)
+	}
+	check(t, "CONFIG SET", rdb.ConfigSet(ctx, "maxmemory", "1"), errors.New("ERR CONFIG SET is not supported: settings are flags, fixed at start"))
+
 	text := rdb.Info(ctx).Val()
 	for _, want := range []string{"# Server\r\n", "redis_version:", "# Memory\r\n", "used_memory:", "maxmemory:67108864\r\n",
 		"# Stats\r\n", "keyspace_hits:", "keyspace_misses:", "evicted_keys:0\r\n", "# Keyspace\r\n", "db0:keys="} {
