@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"log/slog"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -232,7 +233,9 @@ func pngImage(tb testing.TB, w, h int) []byte {
 
 type appConfig = app.Config
 
-func filepathGlob(dir, pattern string) ([]string, error) { return filepath.Glob(filepath.Join(dir, pattern)) }
+func filepathGlob(dir, pattern string) ([]string, error) {
+	return filepath.Glob(filepath.Join(dir, pattern))
+}
 
 func readFile(tb testing.TB, path string) string {
 	tb.Helper()
@@ -241,4 +244,17 @@ func readFile(tb testing.TB, path string) string {
 		tb.Fatalf("read %s: %v", path, err)
 	}
 	return string(b)
+}
+
+// newLogger sends the app's logs to the test log.
+func newLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Helper()
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

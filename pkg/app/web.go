@@ -119,11 +119,12 @@ func (w *web) loadTemplates() error {
 			}
 			return many
 		},
-		"ferr": func(id, msg string) any {
-			if msg == "" {
+		// ferr picks the message of one field out of a form's errors.
+		"ferr": func(id string, errs map[string]string) any {
+			if errs[id] == "" {
 				return nil
 			}
-			return struct{ ID, Msg string }{id, msg}
+			return struct{ ID, Msg string }{id, errs[id]}
 		},
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
