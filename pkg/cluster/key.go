@@ -1,0 +1,40 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+)
+
+// GenerateKey returns a new cluster key: base64 of 32 random bytes, which
+// selects AES-256 for gossip. It is what `node keygen` prints.
+func GenerateKey() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate key: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+// ParseKey decodes a cluster key given as base64 (standard alphabet, padded
+// or not) of 16, 24 or 32 bytes. An empty string returns a nil key, meaning
+// no encryption, so a flag left unset needs no special case.
+func ParseKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		b, err = base64.RawStdEncoding.DecodeString(s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parse key: not base64: %w", ErrBadKey)
+	}
+	switch len(b) {
+	case 16, 24, 32:
+		return b, nil
+	}
+	return nil, fmt.Errorf("parse key: %d bytes, want 16, 24 or 32: %w", len(b), ErrBadKey)
+}
