@@ -151,6 +151,9 @@ func (c *Config) Validate() error {
 	if len(c.RoleNames) == 0 {
 		return configErr("no roles given: use --roles, e.g. --roles app,primary (roles: %s)", strings.Join(Roles, ", "))
 	}
+	if c.Has(RolePrimary) && c.Has(RoleReplica) {
+		return configErr("--roles has both primary and replica: a node is one or the other")
+	}
 	seen := map[string]bool{}
 	for _, r := range c.RoleNames {
 		if !slices.Contains(Roles, r) {
@@ -164,9 +167,6 @@ func (c *Config) Validate() error {
 		}
 		seen[r] = true
 	}
-	if c.Has(RolePrimary) && c.Has(RoleReplica) {
-		return configErr("--roles has both primary and replica: a node is one or the other")
-	}
 	ip := net.ParseIP(c.Addr)
 	if ip == nil {
 		return configErr("--addr %q is not an IP address: give the address this node binds, e.g. --addr 127.0.0.2 or --addr 10.0.0.5", c.Addr)
@@ -179,7 +179,7 @@ func (c *Config) Validate() error {
 	default:
 		return configErr("--nats %q: want auto, on or off", c.NATS)
 	}
-	for _, p := range c.portList() {
+	for _, p := range c.allPorts() {
 		if p.port < 0 || p.port > 65535 {
 			return configErr("--%s %d is not a port (0-65535)", p.flag, p.port)
 		}
@@ -218,6 +218,15 @@ func BuiltRoles() []string {
 type portFlag struct {
 	role, flag string
 	port       int
+}
+
+// allPorts returns every port flag, used or not by this node's roles.
+func (c *Config) allPorts() []portFlag {
+	return []portFlag{
+		{"edge", "edge-port", c.Ports.Edge}, {"lb", "lb-port", c.Ports.LB}, {"app", "app-port", c.Ports.App},
+		{"store", "store-port", c.Ports.Store}, {"cache", "cache-port", c.Ports.Cache}, {"nats", "nats-port", c.Ports.NATS},
+		{"nats-cluster", "nats-cluster-port", c.Ports.NATSCluster}, {"gossip", "gossip-port", c.Ports.Gossip}, {"admin", "admin-port", c.Ports.Admin},
+	}
 }
 
 // portList returns the ports this node will listen on, with the flag that
