@@ -6,12 +6,13 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"log/slog"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,3 +259,5 @@ func (w tbWriter) Write(p []byte) (int, error) {
 	w.tb.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+func url(s string) (*neturl.URL, error) { return neturl.Parse(s) }

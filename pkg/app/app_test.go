@@ -1,0 +1,178 @@
+package app_test
+
+import (
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/app/apptest"
+)
+
+func TestOpenServeClose(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := app.DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Store = openDB(t)
+	cfg.DataDir = t.TempDir()
+	cfg.NodeName = "app-1"
+	cfg.Metrics = reg
+	a, err := app.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if a.Ready() {
+		t.Fatalf("Ready before Open = true")
+	}
+	if err := a.Open(); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if !a.Ready() || !strings.HasPrefix(a.Addr(), "127.0.0.1:") {
+		t.Fatalf("after Open: Ready %v, Addr %q", a.Ready(), a.Addr())
+	}
+	resp, err := http.Get("http://" + a.Addr() + "/")
+	if err != nil {
+		t.Fatalf("GET /: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Served-By") != "app-1" {
+		t.Errorf("GET / = %d, X-Served-By %q; want 200, app-1", resp.StatusCode, resp.Header.Get("X-Served-By"))
+	}
+	st := a.Status().(app.Status)
+	if st.Requests != 1 || !st.Ready {
+		t.Errorf("Status = %+v, want 1 request, ready", st)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"scalestack_app_requests_total", "scalestack_app_request_duration_seconds"} {
+		if !names[n] {
+			t.Errorf("metric %s not registered (have %v)", n, names)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if a.Ready() {
+		t.Errorf("Ready after Close = true")
+	}
+	if err := a.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := func() app.Config {
+		c := app.DefaultConfig()
+		c.Store = apptest.NewMemStore()
+		c.DataDir = "/tmp/x"
+		return c
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*app.Config)
+		field string
+	}{
+		{"ok", func(*app.Config) {}, ""},
+		{"no store", func(c *app.Config) { c.Store = nil }, "Store"},
+		{"sessions", func(c *app.Config) { c.Sessions = "shared" }, "Sessions"},
+		{"jobs", func(c *app.Config) { c.Jobs = "queue" }, "Jobs"},
+		{"bcrypt", func(c *app.Config) { c.BcryptCost = 99 }, "BcryptCost"},
+		{"page size", func(c *app.Config) { c.PageSize = 0 }, "PageSize"},
+		{"ttl", func(c *app.Config) { c.SessionTTL = time.Second }, "SessionTTL"},
+		{"timeouts", func(c *app.Config) { c.ReadTimeout = 0 }, "ReadTimeout"},
+		{"no outbox", func(c *app.Config) { c.DataDir = "" }, "Outbox"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.edit(&c)
+			err := c.Validate()
+			if tc.field == "" && err != nil {
+				t.Fatalf("Validate = %v, want nil", err)
+			}
+			if tc.field != "" && (err == nil || !strings.Contains(err.Error(), tc.field)) {
+				t.Fatalf("Validate = %v, want an error naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestAddFlags(t *testing.T) {
+	c := app.DefaultConfig()
+	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
+	c.AddFlags(fs)
+	if err := fs.Parse([]string{"--sessions=memory", "--jobs=inline", "--outbox=/tmp/out", "--bcrypt-cost=4", "--app-page-size=20", "--session-ttl=1h"}); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.Outbox != "/tmp/out" || c.BcryptCost != 4 || c.PageSize != 20 || c.SessionTTL != time.Hour {
+		t.Errorf("after flags Config = %+v", c)
+	}
+	for _, reserved := range []string{"app-port", "data", "name", "addr"} {
+		if fs.Lookup(reserved) != nil {
+			t.Errorf("AddFlags registers --%s, which the node owns", reserved)
+		}
+	}
+}
+
+func TestMemorySessionsExpire(t *testing.T) {
+	ctx := context.Background()
+	ms := app.NewMemorySessions()
+	live := app.Session{ID: app.NewSessionID(), UserID: "u1", Handle: "a", Expires: time.Now().Add(time.Hour)}
+	dead := app.Session{ID: app.NewSessionID(), UserID: "u2", Handle: "b", Expires: time.Now().Add(-time.Second)}
+	for _, s := range []app.Session{live, dead} {
+		if err := ms.Put(ctx, s); err != nil {
+			t.Fatalf("Put: %v", err)
+		}
+	}
+	if got, err := ms.Get(ctx, live.ID); err != nil || got.UserID != "u1" {
+		t.Errorf("Get(live) = %+v, %v; want u1", got, err)
+	}
+	if _, err := ms.Get(ctx, dead.ID); err != app.ErrNoSession {
+		t.Errorf("Get(expired) error = %v, want ErrNoSession", err)
+	}
+	if err := ms.Delete(ctx, live.ID); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := ms.Get(ctx, live.ID); err != app.ErrNoSession {
+		t.Errorf("Get(deleted) error = %v, want ErrNoSession", err)
+	}
+	if a, b := app.NewSessionID(), app.NewSessionID(); a == b || len(a) < 40 {
+		t.Errorf("NewSessionID gave %q and %q, want long distinct ids", a, b)
+	}
+}
+
+// The session remembers the LSN of the user's last write (read-your-writes
+// at the replication stage relies on it).
+func TestSessionKeepsLastLSN(t *testing.T) {
+	ms := app.NewMemorySessions()
+	s, mem := newMemStack(t, func(c *app.Config) { c.SessionStore = ms })
+	c := s.client(t)
+	c.signup("lsn")
+	c.post("One", "Body.")
+	u, _ := url(s.Server.URL)
+	var sid string
+	for _, ck := range c.http.Jar.Cookies(u) {
+		if ck.Name == "blog_session" {
+			sid = ck.Value
+		}
+	}
+	sess, err := ms.Get(context.Background(), sid)
+	if err != nil {
+		t.Fatalf("session: %v", err)
+	}
+	if sess.LastLSN == 0 || sess.LastLSN > mem.LSN() {
+		t.Errorf("LastLSN = %d, want the LSN of the last write (store at %d)", sess.LastLSN, mem.LSN())
+	}
+}
