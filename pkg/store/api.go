@@ -67,7 +67,7 @@ type ScanOptions struct {
 	// End is the first key excluded; empty means no upper bound.
 	End string
 	// Limit caps the number of pairs returned; zero means the server's
-	// maximum (MaxScanLimit).
+	// maximum (MaxScanLimit), and more than MaxScanLimit is ErrInvalid.
 	Limit int
 	// Reverse walks from the highest key down.
 	Reverse bool

@@ -141,7 +141,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu   sync.Mutex // guards db, ln, http, closed
+	mu   sync.Mutex // guards db, ln, http
 	db   *DB
 	ln   net.Listener
 	http *http.Server
@@ -184,6 +184,12 @@ func New(cfg Config) (*Server, error) {
 // Open opens DataDir/store.db, binds Addr and starts serving. The Server is
 // ready when Open returns nil.
 func (s *Server) Open() error {
+	s.mu.Lock()
+	opened := s.db != nil
+	s.mu.Unlock()
+	if opened {
+		return errors.New("open store server: already opened")
+	}
 	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("open store server: %w", err)
 	}
