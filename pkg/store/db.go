@@ -491,6 +491,11 @@ func (db *DB) commit(batch []*request) {
 	// distance travelled.
 	db.txns.Add(last - db.lsn.Load())
 	db.lsn.Store(last)
+	for _, r := range batch {
+		if r.err != nil {
+			db.failedConds.Add(1) // after a successful commit, the only error is a failed check
+		}
+	}
 	db.commits.Add(1)
 	if len(batch) > 1 {
 		db.grouped.Add(1)
@@ -512,7 +517,6 @@ func (db *DB) apply(tx *bolt.Tx, batch []*request) (uint64, error) {
 		r.lsn, r.err = 0, nil
 		if err := checkConds(tx, r.ops); err != nil {
 			r.err = fmt.Errorf("txn: %w", err)
-			db.failedConds.Add(1)
 			continue
 		}
 		e := Entry{Epoch: epoch, Ops: make([]Op, 0, len(r.ops))}
