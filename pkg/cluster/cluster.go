@@ -49,7 +49,6 @@ type Cluster struct {
 	phase     phase
 	local     Meta
 	localWire []byte // encoded local, returned to memberlist by NodeMeta
-	leaving   bool
 	members   map[string]*Member
 	maxAlive  int // most alive members seen, less those that left since
 	subs      map[*subscription]struct{}
@@ -59,6 +58,7 @@ type phase int
 
 const (
 	phaseNew phase = iota
+	phaseOpening
 	phaseOpen
 	phaseClosing
 	phaseClosed
@@ -111,7 +111,16 @@ func (c *Cluster) Open() error {
 		c.mu.Unlock()
 		return errors.New("cluster: open: already opened")
 	}
+	c.phase = phaseOpening
 	c.mu.Unlock()
+	opened := false
+	defer func() {
+		if !opened {
+			c.mu.Lock()
+			c.phase = phaseNew
+			c.mu.Unlock()
+		}
+	}()
 
 	d := &delegate{c: c}
 	mlc := memberlist.DefaultLANConfig()
@@ -153,6 +162,7 @@ func (c *Cluster) Open() error {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.phase = phaseOpen
 	c.mu.Unlock()
+	opened = true
 
 	c.log.Info("gossip listening", "addr", c.Addr(), "encrypted", len(c.cfg.SecretKey) > 0,
 		"seeds", c.seeds, "probe_interval", c.cfg.ProbeInterval)
@@ -173,6 +183,11 @@ func (c *Cluster) Open() error {
 
 // Ready reports whether Open has completed and Close has not begun.
 func (c *Cluster) Ready() bool {
+	select {
+	case <-c.readyCh:
+	default:
+		return false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.phase == phaseOpen
@@ -230,8 +245,9 @@ func (c *Cluster) stop(leave bool) error {
 	var errs []error
 	if leave {
 		c.mu.Lock()
-		c.leaving = true
-		c.localWire, _ = encodeMeta(c.local, true) // local fit without the flag; the flag adds 7 bytes of 512
+		if wire, err := encodeMeta(c.local, true); err == nil { // fits: encodeMeta keeps room for the flag
+			c.localWire = wire
+		}
 		c.mu.Unlock()
 		if err := c.list.UpdateNode(c.cfg.LeaveTimeout); err != nil {
 			c.log.Debug("leaving flag not confirmed sent", "err", err)

@@ -278,7 +278,7 @@ func TestSlowSubscriberDoesNotBlockGossip(t *testing.T) {
 	defer cancel()
 	b := start(t, fastConfig(t, "b", "127.0.0.3", a.Addr()))
 	ctx := context.Background()
-	const updates = 20
+	const updates = 8
 	for i := range updates {
 		if err := b.SetMeta(ctx, func(m *cluster.Meta) { m.Service = "s" + itoa(i) }); err != nil {
 			t.Fatal(err)

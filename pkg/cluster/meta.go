@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -45,12 +47,16 @@ type Meta struct {
 	State string `json:"state"`
 }
 
-// wireMeta is Meta as gossiped: short keys and omitted defaults keep a
-// node with every role and port well under MetaMaxSize (about 250 bytes).
-// JSON keeps it readable in packet captures and lets old and new nodes
-// ignore fields they do not know.
+// wireMeta is Meta as gossiped. JSON keeps it readable in packet captures
+// and lets old and new nodes ignore fields they do not know; short keys,
+// omitted defaults and the shared host written once keep it small: a node
+// with every role and port takes about 300 bytes of the 512, whatever the
+// length of its address.
 type wireMeta struct {
-	Roles   []string          `json:"r,omitempty"`
+	Roles []string `json:"r,omitempty"`
+	// Host is the host most addresses share; an address written ":port"
+	// in Addrs is on it.
+	Host    string            `json:"h,omitempty"`
 	Addrs   map[string]string `json:"a,omitempty"`
 	Group   string            `json:"g,omitempty"`
 	Service string            `json:"s,omitempty"`
@@ -60,6 +66,10 @@ type wireMeta struct {
 	// reports both the same way to delegates.
 	Leaving bool `json:"x,omitempty"`
 }
+
+// leavingReserve is the room kept free for the leaving flag, so that the
+// last update before a leave always fits when the metadata did.
+const leavingReserve = len(`,"x":true`)
 
 func (m Meta) validate() error {
 	switch m.State {
@@ -84,7 +94,8 @@ func (m Meta) equal(o Meta) bool {
 
 // encodeMeta returns the wire form of m, or ErrMetaTooLarge.
 func encodeMeta(m Meta, leaving bool) ([]byte, error) {
-	w := wireMeta{Roles: m.Roles, Addrs: m.Addrs, Group: m.Group, Service: m.Service, Leaving: leaving}
+	w := wireMeta{Roles: m.Roles, Group: m.Group, Service: m.Service, Leaving: leaving}
+	w.Host, w.Addrs = compactAddrs(m.Addrs)
 	if m.State != StateUp {
 		w.State = m.State
 	}
@@ -92,10 +103,48 @@ func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode meta: %w", err)
 	}
-	if len(b) > MetaMaxSize {
-		return nil, fmt.Errorf("encode meta: %d bytes, limit %d (fewer roles or shorter addresses): %w", len(b), MetaMaxSize, ErrMetaTooLarge)
+	size := len(b)
+	if !leaving {
+		size += leavingReserve
+	}
+	if size > MetaMaxSize {
+		return nil, fmt.Errorf("encode meta: %d bytes, limit %d (fewer roles or shorter addresses): %w",
+			size, MetaMaxSize, ErrMetaTooLarge)
 	}
 	return b, nil
+}
+
+// compactAddrs writes the host most addresses share once: it returns that
+// host and the addresses with it replaced by ":port". With no host shared
+// by two addresses, or an address already starting with ":", it returns
+// addrs unchanged.
+func compactAddrs(addrs map[string]string) (string, map[string]string) {
+	count := map[string]int{}
+	for _, a := range addrs {
+		if strings.HasPrefix(a, ":") {
+			return "", addrs
+		}
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			count[h]++
+		}
+	}
+	host, best := "", 1
+	for h, n := range count {
+		if n > best || n == best && host != "" && h < host {
+			host, best = h, n
+		}
+	}
+	if host == "" {
+		return "", addrs
+	}
+	out := make(map[string]string, len(addrs))
+	for k, a := range addrs {
+		if h, p, err := net.SplitHostPort(a); err == nil && h == host {
+			a = ":" + p
+		}
+		out[k] = a
+	}
+	return host, out
 }
 
 // decodeMeta parses the wire form gossiped by the node called name. Empty
@@ -110,6 +159,13 @@ func decodeMeta(name string, b []byte) (m Meta, leaving bool, err error) {
 		return m, false, fmt.Errorf("decode meta of %s: %w", name, err)
 	}
 	m.Roles, m.Addrs, m.Group, m.Service = w.Roles, w.Addrs, w.Group, w.Service
+	if w.Host != "" {
+		for k, a := range m.Addrs {
+			if strings.HasPrefix(a, ":") {
+				m.Addrs[k] = net.JoinHostPort(w.Host, a[1:])
+			}
+		}
+	}
 	if w.State != "" {
 		m.State = w.State
 	}

@@ -9,6 +9,9 @@ func TestMetaRoundTrip(t *testing.T) {
 		{Name: "n", State: StateUp},
 		{Name: "n", Roles: []string{"lb", "app"}, Addrs: map[string]string{"lb": "127.0.0.2:8080"}, State: StateDraining},
 		{Name: "n", Roles: []string{"primary"}, Group: "posts", Service: "posts", State: StateUp},
+		{Name: "n", Addrs: map[string]string{"app": "[fd00::1]:8081", "admin": "[fd00::1]:9090", "cache": "10.0.0.1:6379"}, State: StateStarting},
+		{Name: "n", Addrs: map[string]string{"app": ":8081", "admin": "h:9090", "x": "h:1"}, State: StateUp},
+		{Name: "n", Addrs: map[string]string{"b": "b:1", "a": "a:1", "a2": "a:2", "b2": "b:2"}, State: StateUp},
 	} {
 		for _, leaving := range []bool{false, true} {
 			b, err := encodeMeta(m, leaving)
@@ -27,6 +30,28 @@ func TestMetaRoundTrip(t *testing.T) {
 	// An up node with nothing else costs two bytes on the wire.
 	if b, _ := encodeMeta(Meta{Name: "n", State: StateUp}, false); string(b) != "{}" {
 		t.Errorf("encodeMeta(empty, up) = %s, want {}", b)
+	}
+}
+
+func TestMetaSizeOfAFullNode(t *testing.T) {
+	m := Meta{
+		Name:    "n",
+		Roles:   []string{"edge", "lb", "app", "primary", "replica", "cache", "worker"},
+		Addrs:   map[string]string{},
+		Group:   "comments",
+		Service: "comments",
+		State:   StateDraining,
+	}
+	for _, k := range []string{"edge", "lb", "app", "store", "cache", "nats", "nats-cluster", "admin", "gossip"} {
+		m.Addrs[k] = "[fd00:1234:5678:9abc::101]:65535"
+	}
+	b, err := encodeMeta(m, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("every role and port on IPv6: %d bytes: %s", len(b), b)
+	if len(b) > 350 {
+		t.Errorf("encodeMeta(full node) = %d bytes, want the shared host written once (under 350)", len(b))
 	}
 }
 
