@@ -510,6 +510,9 @@ func (db *DB) commit(batch []*request) {
 func (db *DB) apply(tx *bolt.Tx, batch []*request) (uint64, error) {
 	meta := tx.Bucket(metaBucket)
 	logb := tx.Bucket(logBucket)
+	// The log is append-only at the high end and trimmed at the low end:
+	// full pages waste no space and split less.
+	logb.FillPercent = 1.0
 	epoch := getU64(meta.Get(metaEpoch))
 	lsn := getU64(meta.Get(metaLSN))
 	start := lsn
