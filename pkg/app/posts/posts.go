@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ const (
 	// view job delivered twice counts once.
 	viewRing = 64
 	// casTries bounds the retries of a compare-and-set update under contention.
-	casTries = 20
+	casTries = 40
 )
 
 // Post is a blog post.
@@ -270,6 +271,9 @@ func (s *Service) update(ctx context.Context, id string, change func(*record) (b
 		}
 		_, err = s.st.Txn(ctx, ops...)
 		if errors.Is(err, store.ErrConditionFailed) {
+			if err := backoff(ctx, try); err != nil {
+				return Post{}, err
+			}
 			continue
 		}
 		if err != nil {
@@ -278,6 +282,21 @@ func (s *Service) update(ctx context.Context, id string, change func(*record) (b
 		return rec.Post, nil
 	}
 	return Post{}, fmt.Errorf("posts: update %s: %w", id, svc.ErrConflict)
+}
+
+// backoff waits a random time that grows with the number of tries, so
+// writers racing on one hot post (views) spread out instead of colliding
+// in every group commit again.
+func backoff(ctx context.Context, try int) error {
+	d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(try, 5)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("posts: update: %w", ctx.Err())
+	}
 }
 
 // Update changes a post's fields. The caller checks who may edit.
@@ -382,6 +401,9 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		ops := append([]store.Op{store.IfEqual(bucketPosts, id, raw), store.Delete(bucketPosts, id)}, indexOps(rec, false)...)
 		_, err = s.st.Txn(ctx, ops...)
 		if errors.Is(err, store.ErrConditionFailed) {
+			if err := backoff(ctx, try); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {
