@@ -220,6 +220,27 @@ func TestKilledNodeIsDeadThenComesBack(t *testing.T) {
 	nextEventFor(t, events, "c", cluster.EventJoin)
 }
 
+func TestRestartOnNewAddressReclaimsName(t *testing.T) {
+	a, b, c := threeNodes(t)
+	oldAddr := c.Addr()
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a sees c dead", func() bool { return statusOf(a, "c") == cluster.StatusDead })
+	// c comes back on another port; once its old entry has been dead for
+	// DeadNodeReclaimTime the name moves to the new address.
+	cfg := fastConfig(t, "c", "127.0.0.4", a.Addr())
+	c2 := start(t, cfg)
+	if c2.Addr() == oldAddr {
+		t.Fatalf("restarted on the same address %s; want a new port", oldAddr)
+	}
+	took := waitFor(t, 10*time.Second, "a and b see c alive at its new address", func() bool {
+		ma, mb := memberOf(t, a, "c"), memberOf(t, b, "c")
+		return ma.Status == cluster.StatusAlive && ma.Addr == c2.Addr() && mb.Status == cluster.StatusAlive && mb.Addr == c2.Addr()
+	})
+	t.Logf("name reclaimed by the new address after %v (DeadNodeReclaimTime %v)", took, cfg.DeadNodeReclaimTime)
+}
+
 func TestLeaveIsSeenAsLeft(t *testing.T) {
 	a, b, c := threeNodes(t)
 	events, cancel := a.Subscribe(16)

@@ -37,8 +37,9 @@ func (d *delegate) NotifyLeave(n *memberlist.Node)  { d.c.observe(EventLeave, n)
 // NotifyConflict is called when a node announces a name that another alive
 // (or recently dead) address holds; memberlist keeps the existing one.
 func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
-	d.c.log.Warn("two nodes claim the same name; keeping the first (names must be unique)",
-		"member", existing.Name, "addr", existing.Address(), "other_addr", other.Address())
+	d.c.log.Warn("a node announced a name held by another address; keeping the existing one until it has been dead for the reclaim time (names must be unique)",
+		"member", existing.Name, "addr", existing.Address(), "other_addr", other.Address(),
+		"reclaim_after", d.c.cfg.DeadNodeReclaimTime)
 }
 
 // observe records a change reported by memberlist, logs it and queues it for

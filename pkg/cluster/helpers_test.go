@@ -30,6 +30,7 @@ func fastConfig(tb testing.TB, name, ip string, seeds ...string) cluster.Config 
 	cfg.TCPTimeout = time.Second
 	cfg.RejoinInterval = 100 * time.Millisecond
 	cfg.LeaveTimeout = time.Second
+	cfg.DeadNodeReclaimTime = 300 * time.Millisecond
 	cfg.Logger = testLogger(tb, name)
 	cfg.Meta = cluster.Meta{
 		Roles: []string{"app"},
