@@ -246,8 +246,11 @@ func (w *web) handler() http.Handler {
 			if route == "" {
 				route = "unmatched"
 			}
+			took := time.Since(start)
 			w.reqTotal.WithLabelValues(route, strconv.Itoa(code)).Inc()
-			w.reqTime.WithLabelValues(route).Observe(time.Since(start).Seconds())
+			w.reqTime.WithLabelValues(route).Observe(took.Seconds())
+			w.log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("method", r.Method),
+				slog.String("path", r.URL.Path), slog.Int("status", code), slog.Duration("took", took))
 		}()
 		inner.ServeHTTP(rw, r)
 	})
