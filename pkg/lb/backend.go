@@ -15,7 +15,10 @@ type backend struct {
 	addr     string
 	nameHash uint64
 
-	transport *http.Transport
+	// pool holds keep-alive connections for proxied requests; checker is a
+	// separate small client for active health checks.
+	pool    connPool
+	checker *http.Transport
 
 	// weight and draining are set by discovery under LB.mu.
 	weight   int
@@ -57,27 +60,20 @@ func newBackend(t Target, cfg *Config) *backend {
 	if w < 1 {
 		w = 1
 	}
-	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout}
 	b := &backend{
 		name:     name,
 		addr:     t.Addr,
 		nameHash: hashString(name),
 		weight:   w,
-		transport: &http.Transport{
+		pool:     connPool{max: cfg.MaxIdleConns},
+		checker: &http.Transport{
 			// No Proxy: an environment's HTTP_PROXY must not capture
 			// traffic between nodes.
-			DialContext:           dialer.DialContext,
-			MaxIdleConns:          0,
-			MaxIdleConnsPerHost:   cfg.MaxIdleConns,
-			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-			ExpectContinueTimeout: time.Second,
-			// The client negotiates its own encoding with the app; the
-			// balancer must pass bodies through untouched.
-			DisableCompression: true,
-			ForceAttemptHTTP2:  false,
-			WriteBufferSize:    16 << 10,
-			ReadBufferSize:     16 << 10,
+			DialContext:         dialer.DialContext,
+			MaxIdleConnsPerHost: 1,
+			IdleConnTimeout:     time.Minute,
+			DisableCompression:  true,
 		},
 	}
 	b.draining.Store(t.Draining)

@@ -107,6 +107,16 @@ func hashString(s string) uint64 {
 	return h
 }
 
+// hashBytes is hashString of string(b), without the conversion.
+func hashBytes(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
 // mix64 is the splitmix64 finalizer: it spreads the bits of x.
 func mix64(x uint64) uint64 {
 	x ^= x >> 30

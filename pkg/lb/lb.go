@@ -29,18 +29,16 @@ type LB struct {
 	log  *slog.Logger
 	disc Discovery
 
-	// Precomputed header values, shared read-only by every request.
-	xlb     []string
-	via     string
-	viaVals []string
-	proto   []string
-	noUA    []string
-	idBase  string
+	// Precomputed header lines, shared read-only by every request.
+	viaLine      []byte // "Via: 1.1 <node>\r\n"
+	respLines    []byte // "X-LB: <node>\r\nVia: 1.1 <node>\r\n"
+	stickyPrefix []byte // "<StickyCookie>="
+	idBase       string
 
-	budget  *retryBudget
-	rr      atomic.Uint64
-	ids     atomic.Uint64
-	bufPool sync.Pool
+	dialer *net.Dialer
+	budget *retryBudget
+	rr     atomic.Uint64
+	ids    atomic.Uint64
 
 	// mu guards backends, wmu and the rebuilding of pool.
 	mu       sync.Mutex
@@ -55,8 +53,10 @@ type LB struct {
 	failed        [3]atomic.Uint64 // answered 502, 503, 504 by the balancer
 	clientGone    atomic.Uint64
 
-	srv      *http.Server
 	ln       net.Listener
+	connMu   sync.Mutex
+	conns    map[*clientConn]struct{}
+	connWG   sync.WaitGroup // one per client connection
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the server and maintain goroutines
@@ -100,33 +100,20 @@ func New(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("new lb: request id seed: %w", err)
 	}
 	lb := &LB{
-		cfg:      cfg,
-		log:      log,
-		disc:     disc,
-		xlb:      []string{cfg.NodeName},
-		via:      "1.1 " + cfg.NodeName,
-		viaVals:  []string{"1.1 " + cfg.NodeName},
-		proto:    []string{"http"},
-		noUA:     []string{""},
-		idBase:   hex.EncodeToString(rnd[:]),
-		budget:   newRetryBudget(cfg.RetryBudgetRatio, cfg.RetryMinPerSecond),
-		backends: make(map[string]*backend),
+		cfg:          cfg,
+		log:          log,
+		disc:         disc,
+		viaLine:      []byte("Via: 1.1 " + cfg.NodeName + "\r\n"),
+		respLines:    []byte("X-LB: " + cfg.NodeName + "\r\nVia: 1.1 " + cfg.NodeName + "\r\n"),
+		stickyPrefix: []byte(cfg.StickyCookie + "="),
+		idBase:       hex.EncodeToString(rnd[:]),
+		dialer:       &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+		budget:       newRetryBudget(cfg.RetryBudgetRatio, cfg.RetryMinPerSecond),
+		backends:     make(map[string]*backend),
+		conns:        make(map[*clientConn]struct{}),
 	}
-	lb.bufPool.New = func() any { b := make([]byte, 32<<10); return &b }
 	lb.pool.Store(&pool{})
 	lb.ctx, lb.cancel = context.WithCancel(context.Background())
-	lb.srv = &http.Server{
-		Handler:           lb,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	// HTTP/2 is off on both sides: the balancer speaks HTTP/1.1 keep-alive,
-	// as nginx and HAProxy do to their upstreams.
-	lb.srv.SetKeepAlivesEnabled(true)
 	if cfg.Metrics != nil {
 		if err := cfg.Metrics.Register(&collector{lb: lb}); err != nil {
 			return nil, fmt.Errorf("new lb: register metrics: %w", err)
@@ -154,9 +141,7 @@ func (lb *LB) Open() error {
 	lb.wg.Add(2)
 	go func() {
 		defer lb.wg.Done()
-		if err := lb.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			lb.log.Error("lb serve stopped", "err", err)
-		}
+		lb.serveConns(ln)
 	}()
 	go func() {
 		defer lb.wg.Done()
@@ -205,10 +190,9 @@ func (lb *LB) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	lb.log.Info("lb draining", "in_flight", lb.inFlight())
-	err := lb.srv.Shutdown(ctx)
+	_ = lb.ln.Close()
+	err := lb.shutdownConns(ctx)
 	if err != nil {
-		// The deadline passed: cut what is left.
-		lb.srv.Close()
 		err = fmt.Errorf("close lb: drain: %w", err)
 	}
 	lb.cancel()
@@ -216,6 +200,7 @@ func (lb *LB) Shutdown(ctx context.Context) error {
 	lb.mu.Lock()
 	for _, b := range lb.backends {
 		lb.stopBackend(b)
+		b.pool.closeIdle(true)
 	}
 	lb.mu.Unlock()
 	lb.checks.Wait()
@@ -338,12 +323,14 @@ func (lb *LB) stopBackend(b *backend) {
 		// not waited for here but by Shutdown; it returns promptly.
 		b.stop()
 	}
-	b.transport.CloseIdleConnections()
+	b.checker.CloseIdleConnections()
 }
 
 func (lb *LB) removeBackend(b *backend) {
 	delete(lb.backends, b.name)
 	lb.stopBackend(b)
+	// Requests in flight finish on their connections, which then close.
+	b.pool.closeIdle(true)
 }
 
 // checkLoop runs active health checks of b until ctx ends: one at once, then
@@ -395,7 +382,7 @@ func (lb *LB) check(ctx context.Context, b *backend, url string) (bool, string) 
 		return false, err.Error()
 	}
 	req.Header.Set("User-Agent", "scalestack-lb/"+lb.cfg.NodeName)
-	resp, err := b.transport.RoundTrip(req)
+	resp, err := b.checker.RoundTrip(req)
 	if err != nil {
 		return false, err.Error()
 	}

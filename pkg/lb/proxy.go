@@ -1,67 +1,73 @@
 package lb
 
 import (
-	"context"
+	"bytes"
 	"errors"
 	"io"
 	"net"
-	"net/http"
+	"slices"
 	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 )
 
-// maxTried bounds the backends one request may be sent to; Retries beyond it
-// are not useful and would need a heap-allocated list.
+// maxTried bounds the backends one request may be sent to.
 const maxTried = 8
+
+// maxBufferedBody is the largest request body read whole before it is sent,
+// so that it can be sent again to another backend when that is safe. Larger
+// bodies are streamed and never replayed.
+const maxBufferedBody = 64 << 10
 
 // failKind classifies why an attempt failed.
 type failKind int
 
 const (
 	failNone    failKind = iota
-	failDial             // no connection: nothing was sent
-	failTimeout          // no response headers in time
+	failDial             // no connection, or nothing was sent
+	failTimeout          // no response head in time
 	failOther            // the connection broke after the request may have been sent
 )
 
-// trackedBody passes a client's request body to a backend and remembers
-// whether any of it was read, so that a request whose body was never touched
-// can be sent again. Close does nothing: the transport closes request bodies
-// on failure, and a retry needs the client's body still open; the server
-// closes it when the handler returns.
-type trackedBody struct {
-	rc   io.ReadCloser
-	read atomic.Bool
-}
-
-func (t *trackedBody) Read(p []byte) (int, error) {
-	if !t.read.Load() {
-		t.read.Store(true)
-	}
-	return t.rc.Read(p)
-}
-
-func (t *trackedBody) Close() error { return nil }
-
-// ServeHTTP proxies one request: it rewrites the request in place (the
-// balancer owns it), picks a backend, retries where safe, and streams the
-// response back.
-func (lb *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+// serveRequest proxies the request in cc.req: it builds the request for the
+// backends, picks one, retries where safe, and streams the response back.
+// It reports whether the client connection may carry another request.
+func (cc *clientConn) serveRequest(start time.Time) bool {
+	lb := cc.lb
+	r := &cc.req
+	rb := r.buf
 	lb.requests.Add(1)
 	lb.budget.request(start)
 
-	reqID := lb.prepare(r)
-	idempotent := isIdempotent(r)
-	var body *trackedBody
-	if r.Body != nil && r.Body != http.NoBody {
-		body = &trackedBody{rc: r.Body}
-		r.Body = body
+	method := r.first[0].of(rb)
+	isHead := string(method) == "HEAD"
+	_, hasKey := r.field(fIdempotencyKey)
+	idempotent := hasKey || isIdempotentMethod(method)
+	idStart, idEnd := cc.buildRequest()
+
+	streamBody := false
+	if r.chunked || r.contentLength > 0 {
+		if r.chunked || r.contentLength > maxBufferedBody {
+			streamBody = true
+		} else {
+			if r.expect100 {
+				_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+				if cc.bw.Flush() != nil {
+					return false
+				}
+			}
+			n := len(cc.out)
+			cc.out = slices.Grow(cc.out, int(r.contentLength))[:n+int(r.contentLength)]
+			if _, err := io.ReadFull(cc.br, cc.out[n:]); err != nil {
+				return false // the client went away mid-body
+			}
+		}
 	}
-	r.RequestURI = ""
-	r.URL.Scheme = "http"
+	replayable := !streamBody
+	reqID := cc.out[idStart:idEnd]
+	if idStart == idEnd {
+		reqID, _ = r.field(fXRequestID)
+	}
+	cookies, _ := r.field(fCookie)
 
 	p := lb.pool.Load()
 	var tried [maxTried]*backend
@@ -69,17 +75,16 @@ func (lb *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	attempts := min(1+lb.cfg.Retries, maxTried)
 	lastFail := failNone
 	allDial := true
-	budgeted := false // the next attempt's retry was already taken from the budget
+	budgeted := false
+	bodyTouched := false
 	for n < attempts {
-		b := lb.pick(p, r, tried[:n])
+		b := lb.pick(p, cookies, tried[:n])
 		if b == nil {
 			break
 		}
-		if n > 0 && !budgeted {
-			if !lb.budget.allow(time.Now()) {
-				lb.retriesDenied.Add(1)
-				break
-			}
+		if n > 0 && !budgeted && !lb.budget.allow(time.Now()) {
+			lb.retriesDenied.Add(1)
+			break
 		}
 		if n > 0 {
 			lb.retries.Add(1)
@@ -87,179 +92,468 @@ func (lb *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		budgeted = false
 		tried[n] = b
 		n++
-		r.URL.Host = b.addr
 
 		b.inflight.Add(1)
 		b.requests.Add(1)
 		t0 := time.Now()
-		resp, err := b.transport.RoundTrip(r)
+		uc, err := lb.acquire(lb.ctx, b, !(idempotent && replayable), t0)
 		if err != nil {
 			b.inflight.Add(-1)
-			if r.Context().Err() != nil {
-				// The client went away; that says nothing of the backend.
-				lb.clientGone.Add(1)
-				return
-			}
-			kind := classify(err)
 			b.errors.Add(1)
 			lb.passiveError(b)
-			lastFail = kind
-			if kind != failDial {
-				allDial = false
+			lastFail = failDial
+			lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(reqID), "err", err)
+			continue // nothing was sent: any request may go elsewhere
+		}
+		err = cc.send(uc, streamBody, &bodyTouched)
+		if err != nil {
+			uc.close()
+			b.inflight.Add(-1)
+			var re readErr
+			if errors.As(err, &re) {
+				return false // the client's body failed: nobody to answer
 			}
-			lb.log.Debug("lb attempt failed", "backend", b.name, "method", r.Method, "path", r.URL.Path, "request_id", reqID, "err", err)
-			// A refused or timed-out dial sent nothing, so any request may
-			// go elsewhere (unless its body was somehow read). Otherwise
-			// the request may have reached the node: only an idempotent
-			// request without a body (which cannot be replayed) is retried.
-			if (kind == failDial && (body == nil || !body.read.Load())) || (idempotent && body == nil) {
+			b.errors.Add(1)
+			lb.passiveError(b)
+			lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(reqID), "written", uc.written, "err", err)
+			if uc.written == 0 && !bodyTouched {
+				lastFail = failDial
+				continue
+			}
+			allDial = false
+			lastFail = failOther
+			if idempotent && replayable {
 				continue
 			}
 			break
 		}
 		allDial = false
-		if resp.StatusCode >= 500 {
+		err = lb.readResponseHead(uc)
+		if err != nil {
+			uc.close()
+			b.inflight.Add(-1)
+			b.errors.Add(1)
+			lb.passiveError(b)
+			lastFail = failOther
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				lastFail = failTimeout
+			}
+			lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(reqID), "reused", uc.reused, "err", err)
+			// The request reached the node and may have been applied:
+			// only an idempotent one that can be sent again is retried.
+			if idempotent && replayable {
+				continue
+			}
+			break
+		}
+		status := uc.head.status
+		if status >= 500 {
 			b.responses5xx.Add(1)
 			lb.passive5xx(b)
 		} else {
 			lb.passiveOK(b)
 		}
-		if lb.cfg.RetryOnGatewayError && isGatewayError(resp.StatusCode) && idempotent && body == nil &&
+		if lb.cfg.RetryOnGatewayError && isGatewayError(status) && idempotent && replayable &&
 			n < attempts && lb.hasUntried(p, tried[:n]) && lb.budget.allow(time.Now()) {
-			// Another node may answer; this answer is dropped, its
-			// connection kept when the body is small.
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
+			lb.discardResponse(b, uc, isHead)
 			b.inflight.Add(-1)
 			b.observe(time.Since(t0))
 			budgeted = true
 			continue
 		}
-		lb.forward(w, r, resp, b, reqID)
+		keep := cc.writeResponse(uc, b, reqID, isHead)
 		b.inflight.Add(-1)
 		b.observe(time.Since(t0))
-		return
+		return keep
 	}
+	// A streamed body may be partly unread: the connection cannot carry
+	// another request.
+	keep := !streamBody && !lb.closing.Load() && !r.connClose && !(r.http10 && !r.connKeepAlive)
 	switch {
 	case n == 0 || (allDial && lastFail == failDial):
 		lb.noBackend.Add(1)
-		lb.failPage(w, r, http.StatusServiceUnavailable, "no app node is available", reqID)
+		lb.failed[1].Add(1)
+		cc.writePage(503, "no app node is available", reqID, !keep, isHead)
 	case lastFail == failTimeout:
-		lb.failPage(w, r, http.StatusGatewayTimeout, "the app node did not answer in time", reqID)
+		lb.failed[2].Add(1)
+		cc.writePage(504, "the app node did not answer in time", reqID, !keep, isHead)
 	default:
-		lb.failPage(w, r, http.StatusBadGateway, "the app node failed to answer", reqID)
+		lb.failed[0].Add(1)
+		cc.writePage(502, "the app node failed to answer", reqID, !keep, isHead)
+	}
+	return keep
+}
+
+func isIdempotentMethod(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
+func isGatewayError(code int) bool { return code == 502 || code == 503 || code == 504 }
+
+// buildRequest writes the request head for the backends into cc.out: the
+// client's fields less the hop-by-hop ones, plus X-Forwarded-For,
+// X-Forwarded-Proto, X-Request-Id and Via. It returns where a generated
+// request id sits in cc.out (an empty range when the client sent one).
+func (cc *clientConn) buildRequest() (idStart, idEnd int) {
+	lb := cc.lb
+	r := &cc.req
+	rb := r.buf
+	out := cc.out[:0]
+	out = append(out, r.first[0].of(rb)...)
+	out = append(out, ' ')
+	out = append(out, r.first[1].of(rb)...)
+	out = append(out, " HTTP/1.1\r\n"...)
+	if !r.hasHost {
+		out = append(out, "Host: "...)
+		out = append(out, lb.Addr()...)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "X-Forwarded-For: "...)
+	for i := range r.fields {
+		if f := &r.fields[i]; f.kind == fXForwardedFor && f.value.end > f.value.start {
+			out = append(out, f.value.of(rb)...)
+			out = append(out, ", "...)
+		}
+	}
+	out = append(out, cc.ip...)
+	out = append(out, "\r\n"...)
+	hasProto, hasID := false, false
+	for i := range r.fields {
+		f := &r.fields[i]
+		if f.hop {
+			continue
+		}
+		switch f.kind {
+		case fXForwardedFor:
+			continue
+		case fXForwardedProto:
+			if !lb.cfg.TrustForwarded {
+				continue
+			}
+			hasProto = true
+		case fXRequestID:
+			if f.value.end == f.value.start {
+				continue
+			}
+			hasID = true
+		}
+		out = append(out, f.line.of(rb)...)
+		out = append(out, "\r\n"...)
+	}
+	if !hasProto {
+		out = append(out, "X-Forwarded-Proto: http\r\n"...)
+	}
+	if !hasID {
+		out = append(out, "X-Request-Id: "...)
+		idStart = len(out)
+		out = append(out, lb.idBase...)
+		out = append(out, '-')
+		out = strconv.AppendUint(out, lb.ids.Add(1), 36)
+		idEnd = len(out)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, lb.viaLine...)
+	switch {
+	case r.chunked:
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	case r.contentLength >= 0:
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, r.contentLength, 10)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	cc.out = out
+	return idStart, idEnd
+}
+
+// send writes the request to uc: cc.out, then a streamed body.
+func (cc *clientConn) send(uc *upConn, streamBody bool, touched *bool) error {
+	if _, err := uc.bw.Write(cc.out); err != nil {
+		return err
+	}
+	if streamBody {
+		if err := uc.bw.Flush(); err != nil {
+			return err
+		}
+		*touched = true
+		if cc.req.expect100 {
+			_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := cc.bw.Flush(); err != nil {
+				return readErr{err}
+			}
+		}
+		var err error
+		if cc.req.chunked {
+			_, err = copyChunked(uc.bw, cc.br, true)
+		} else {
+			err = copyFixed(uc.bw, cc.br, cc.req.contentLength)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return uc.bw.Flush()
+}
+
+// readResponseHead reads the backend's response head within
+// ResponseHeaderTimeout, skipping interim 1xx responses.
+func (lb *LB) readResponseHead(uc *upConn) error {
+	_ = uc.nc.SetReadDeadline(time.Now().Add(lb.cfg.ResponseHeaderTimeout))
+	for {
+		if err := readHead(uc.br, &uc.head, 64<<10, true); err != nil {
+			return err
+		}
+		if s := uc.head.status; s >= 200 {
+			break
+		} else if s == 101 {
+			return errors.New("backend switched protocols")
+		}
+	}
+	_ = uc.nc.SetReadDeadline(time.Time{})
+	return nil
+}
+
+// discardResponse drops a response that will be retried elsewhere, keeping
+// the connection when the body is small and already framed.
+func (lb *LB) discardResponse(b *backend, uc *upConn, isHead bool) {
+	h := &uc.head
+	if bodyless(isHead, h.status) {
+		lb.release(b, uc)
+		return
+	}
+	if !h.chunked && h.contentLength >= 0 && h.contentLength <= 64<<10 && !h.connClose {
+		if _, err := uc.br.Discard(int(h.contentLength)); err == nil {
+			lb.release(b, uc)
+			return
+		}
+	}
+	uc.close()
+}
+
+func (lb *LB) release(b *backend, uc *upConn) {
+	if uc.head.connClose || (uc.head.http10 && !uc.head.connKeepAlive) {
+		uc.close()
+		return
+	}
+	b.pool.put(uc, time.Now())
+}
+
+// writeResponse writes the backend's response to the client and reports
+// whether the client connection may be kept.
+func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead bool) bool {
+	lb := cc.lb
+	h := &uc.head
+	hb := h.buf
+	r := &cc.req
+	const (
+		bodyNone = iota
+		bodyFixed
+		bodyChunked
+		bodyDechunk
+		bodyUntilClose
+	)
+	mode := bodyUntilClose
+	switch {
+	case bodyless(isHead, h.status):
+		mode = bodyNone
+	case h.chunked && r.http10:
+		mode = bodyDechunk
+	case h.chunked:
+		mode = bodyChunked
+	case h.contentLength >= 0:
+		mode = bodyFixed
+	}
+	closeClient := r.connClose || (r.http10 && !r.connKeepAlive) || lb.closing.Load() ||
+		mode == bodyUntilClose || mode == bodyDechunk
+
+	bw := cc.bw
+	_, _ = bw.WriteString("HTTP/1.1 ")
+	_, _ = bw.Write(h.rest.of(hb))
+	_, _ = bw.WriteString("\r\n")
+	hasID, setsSession := false, false
+	for i := range h.fields {
+		f := &h.fields[i]
+		if f.hop && !(mode == bodyNone && f.kind == fContentLength) {
+			continue
+		}
+		switch f.kind {
+		case fXRequestID:
+			hasID = true
+		case fSetCookie:
+			if lb.cfg.Sticky && bytes.HasPrefix(f.value.of(hb), lb.stickyPrefix) {
+				setsSession = true
+			}
+		}
+		_, _ = bw.Write(f.line.of(hb))
+		_, _ = bw.WriteString("\r\n")
+	}
+	switch mode {
+	case bodyFixed:
+		_, _ = bw.WriteString("Content-Length: ")
+		_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), h.contentLength, 10))
+		_, _ = bw.WriteString("\r\n")
+	case bodyChunked:
+		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	_, _ = bw.Write(lb.respLines)
+	if !hasID && len(reqID) > 0 {
+		_, _ = bw.WriteString("X-Request-Id: ")
+		_, _ = bw.Write(reqID)
+		_, _ = bw.WriteString("\r\n")
+	}
+	if setsSession {
+		_, _ = bw.WriteString("Set-Cookie: ")
+		_, _ = bw.WriteString(lb.cfg.AffinityCookie)
+		_ = bw.WriteByte('=')
+		_, _ = bw.WriteString(b.name)
+		_, _ = bw.WriteString("; Path=/; HttpOnly; SameSite=Lax\r\n")
+	}
+	switch {
+	case closeClient:
+		_, _ = bw.WriteString("Connection: close\r\n")
+	case r.http10:
+		_, _ = bw.WriteString("Connection: keep-alive\r\n")
+	}
+	_, _ = bw.WriteString("\r\n")
+
+	var err error
+	switch mode {
+	case bodyFixed:
+		err = copyFixed(bw, uc.br, h.contentLength)
+	case bodyChunked:
+		_, err = copyChunked(bw, uc.br, true)
+	case bodyDechunk:
+		_, err = copyChunked(bw, uc.br, false)
+	case bodyUntilClose:
+		err = copyUntilEOF(bw, uc.br)
+	}
+	if err != nil {
+		uc.close()
+		var re readErr
+		if errors.As(err, &re) {
+			// The backend broke mid-body. The client must not take a short
+			// body for a whole one: the connection is closed without the
+			// rest (and without a chunked body's last chunk).
+			b.errors.Add(1)
+			lb.passiveError(b)
+			lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(reqID), "err", err)
+		} else {
+			lb.clientGone.Add(1)
+		}
+		return false
+	}
+	if mode == bodyUntilClose {
+		uc.close()
+	} else {
+		lb.release(b, uc)
+	}
+	return !closeClient
+}
+
+// writePage answers a request no backend could, in JSON when the client
+// accepts JSON and in HTML otherwise.
+func (cc *clientConn) writePage(code int, reason string, reqID []byte, closing, isHead bool) {
+	lb := cc.lb
+	json := false
+	if accept, ok := cc.req.field(fAccept); ok && bytes.Contains(accept, []byte("json")) {
+		json = true
+	}
+	text := statusText(code)
+	var body []byte
+	if json {
+		body = append(body, `{"error":`...)
+		body = strconv.AppendQuote(body, reason)
+		body = append(body, `,"status":`...)
+		body = strconv.AppendInt(body, int64(code), 10)
+		body = append(body, `,"lb":`...)
+		body = strconv.AppendQuote(body, lb.cfg.NodeName)
+		body = append(body, `,"request_id":`...)
+		body = strconv.AppendQuote(body, string(reqID))
+		body = append(body, "}\n"...)
+	} else {
+		status := strconv.Itoa(code) + " " + text
+		body = append(body, "<!doctype html>\n<html><head><title>"+status+"</title></head><body>\n<h1>"+status+"</h1>\n<p>"...)
+		body = append(body, htmlEscape(reason)...)
+		body = append(body, ". Please try again in a moment.</p>\n<p><small>load balancer "...)
+		body = append(body, htmlEscape(lb.cfg.NodeName)...)
+		if len(reqID) > 0 {
+			body = append(body, ", request "...)
+			body = append(body, htmlEscape(string(reqID))...)
+		}
+		body = append(body, "</small></p>\n</body></html>\n"...)
+	}
+	bw := cc.bw
+	_, _ = bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n")
+	if json {
+		_, _ = bw.WriteString("Content-Type: application/json\r\n")
+	} else {
+		_, _ = bw.WriteString("Content-Type: text/html; charset=utf-8\r\n")
+	}
+	_, _ = bw.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nCache-Control: no-store\r\n")
+	if code == 503 {
+		_, _ = bw.WriteString("Retry-After: 1\r\n")
+	}
+	_, _ = bw.Write(lb.respLines)
+	if len(reqID) > 0 {
+		_, _ = bw.WriteString("X-Request-Id: ")
+		_, _ = bw.Write(reqID)
+		_, _ = bw.WriteString("\r\n")
+	}
+	if closing {
+		_, _ = bw.WriteString("Connection: close\r\n")
+	}
+	_, _ = bw.WriteString("\r\n")
+	if !isHead {
+		_, _ = bw.Write(body)
 	}
 }
 
-// prepare rewrites the request headers for the backend and returns the
-// request id.
-func (lb *LB) prepare(r *http.Request) string {
-	h := r.Header
-	removeHopByHop(h)
-
-	var reqID string
-	if v := h["X-Request-Id"]; len(v) > 0 && v[0] != "" {
-		reqID = v[0]
-	} else {
-		reqID = lb.newRequestID()
-		h["X-Request-Id"] = []string{reqID}
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	case 505:
+		return "HTTP Version Not Supported"
 	}
-
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
-		} else {
-			h["X-Forwarded-For"] = []string{ip}
-		}
-	}
-	if _, ok := h["X-Forwarded-Proto"]; !ok || !lb.cfg.TrustForwarded {
-		if r.TLS != nil {
-			h["X-Forwarded-Proto"] = []string{"https"}
-		} else {
-			h["X-Forwarded-Proto"] = lb.proto
-		}
-	}
-	if prior := h["Via"]; len(prior) > 0 {
-		h["Via"] = append(prior[:len(prior):len(prior)], lb.via)
-	} else {
-		h["Via"] = lb.viaVals
-	}
-	if _, ok := h["User-Agent"]; !ok {
-		// Keep the transport from adding its own.
-		h["User-Agent"] = lb.noUA
-	}
-	return reqID
+	return "Error"
 }
 
-// newRequestID returns a short id unique to this balancer process: a random
-// prefix chosen at New and a counter.
-func (lb *LB) newRequestID() string {
-	var buf [32]byte
-	b := append(buf[:0], lb.idBase...)
-	b = append(b, '-')
-	b = strconv.AppendUint(b, lb.ids.Add(1), 36)
+func htmlEscape(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '&':
+			b = append(b, "&amp;"...)
+		case '<':
+			b = append(b, "&lt;"...)
+		case '>':
+			b = append(b, "&gt;"...)
+		case '"':
+			b = append(b, "&#34;"...)
+		default:
+			b = append(b, c)
+		}
+	}
 	return string(b)
 }
 
-// hopByHop are the headers that belong to one connection (RFC 9110 7.6.1)
-// and must not be forwarded; Proxy-* headers are removed too.
-var hopByHop = [...]string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// removeHopByHop deletes hop-by-hop headers and those the Connection header
-// names.
-func removeHopByHop(h http.Header) {
-	if c := h["Connection"]; len(c) > 0 {
-		for _, v := range c {
-			for len(v) > 0 {
-				var name string
-				name, v, _ = strings.Cut(v, ",")
-				if name = strings.TrimSpace(name); name != "" {
-					h.Del(name)
-				}
-			}
-		}
-	}
-	for _, k := range hopByHop {
-		delete(h, k)
-	}
-	for k := range h {
-		if strings.HasPrefix(k, "Proxy-") {
-			delete(h, k)
-		}
-	}
-}
-
-func isIdempotent(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
-		return true
-	}
-	_, ok := r.Header["Idempotency-Key"]
-	return ok
-}
-
-func isGatewayError(code int) bool {
-	return code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout
-}
-
-// classify tells a failed connection (nothing sent) from a timeout and from
-// a connection that broke once the request may have been sent.
-func classify(err error) failKind {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return failDial
-	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return failTimeout
-	}
-	return failOther
-}
-
 // pick chooses the backend for the next attempt, skipping those tried.
-func (lb *LB) pick(p *pool, r *http.Request, tried []*backend) *backend {
+func (lb *LB) pick(p *pool, cookies []byte, tried []*backend) *backend {
 	list := p.eligible
 	if len(list) == 0 {
 		list = p.fallback
@@ -268,8 +562,8 @@ func (lb *LB) pick(p *pool, r *http.Request, tried []*backend) *backend {
 	if n == 0 {
 		return nil
 	}
-	if lb.cfg.Sticky && len(p.eligible) > 0 {
-		if b := lb.pickSticky(p, r, tried); b != nil {
+	if lb.cfg.Sticky && len(p.eligible) > 0 && len(cookies) > 0 {
+		if b := lb.pickSticky(p, cookies, tried); b != nil {
 			return b
 		}
 	}
@@ -310,23 +604,41 @@ func (lb *LB) pick(p *pool, r *http.Request, tried []*backend) *backend {
 // pickSticky returns the backend holding the request's session: the one its
 // affinity cookie names, else the one its session cookie hashes to. Nil when
 // the request has no session or that backend was tried.
-func (lb *LB) pickSticky(p *pool, r *http.Request, tried []*backend) *backend {
-	if _, ok := r.Header["Cookie"]; !ok {
-		return nil
-	}
-	if c, err := r.Cookie(lb.cfg.AffinityCookie); err == nil {
+func (lb *LB) pickSticky(p *pool, cookies []byte, tried []*backend) *backend {
+	if v, ok := cookieValue(cookies, lb.cfg.AffinityCookie); ok {
 		for _, b := range p.eligible {
-			if b.name == c.Value && !contains(tried, b) {
+			if string(v) == b.name && !contains(tried, b) {
 				return b
 			}
 		}
 	}
-	if c, err := r.Cookie(lb.cfg.StickyCookie); err == nil && c.Value != "" {
-		if i := rendezvous(hashString(c.Value), p.hashes); i >= 0 && !contains(tried, p.eligible[i]) {
+	if v, ok := cookieValue(cookies, lb.cfg.StickyCookie); ok && len(v) > 0 {
+		if i := rendezvous(hashBytes(v), p.hashes); i >= 0 && !contains(tried, p.eligible[i]) {
 			return p.eligible[i]
 		}
 	}
 	return nil
+}
+
+// cookieValue finds name's value in a Cookie field ("a=1; b=2").
+func cookieValue(cookies []byte, name string) ([]byte, bool) {
+	for len(cookies) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(cookies, ';'); i >= 0 {
+			pair, cookies = cookies[:i], cookies[i+1:]
+		} else {
+			pair, cookies = cookies, nil
+		}
+		pair = bytes.TrimSpace(pair)
+		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+			v := pair[len(name)+1:]
+			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 func (lb *LB) hasUntried(p *pool, tried []*backend) bool {
@@ -349,104 +661,6 @@ func contains(bs []*backend, b *backend) bool {
 		}
 	}
 	return false
-}
-
-// forward writes the backend's response to the client, flushing as it goes
-// when the response is streamed.
-func (lb *LB) forward(w http.ResponseWriter, r *http.Request, resp *http.Response, b *backend, reqID string) {
-	defer resp.Body.Close()
-	h := w.Header()
-	removeHopByHop(resp.Header)
-	for k, vv := range resp.Header {
-		h[k] = vv
-	}
-	h["X-LB"] = lb.xlb
-	if prior := h["Via"]; len(prior) > 0 {
-		h["Via"] = append(prior[:len(prior):len(prior)], lb.via)
-	} else {
-		h["Via"] = lb.viaVals
-	}
-	if _, ok := h["X-Request-Id"]; !ok {
-		h["X-Request-Id"] = []string{reqID}
-	}
-	if lb.cfg.Sticky {
-		lb.setAffinity(h, b)
-	}
-	if len(resp.Trailer) > 0 {
-		keys := make([]string, 0, len(resp.Trailer))
-		for k := range resp.Trailer {
-			keys = append(keys, k)
-		}
-		h["Trailer"] = []string{strings.Join(keys, ", ")}
-	}
-	w.WriteHeader(resp.StatusCode)
-
-	streaming := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	bufp := lb.bufPool.Get().(*[]byte)
-	err := copyBody(w, resp.Body, *bufp, streaming)
-	lb.bufPool.Put(bufp)
-	if err != nil {
-		var werr writeError
-		if errors.As(err, &werr) {
-			lb.clientGone.Add(1)
-			return
-		}
-		// The backend broke mid-body: the client must not take a short
-		// body for a whole one, so the connection is aborted.
-		b.errors.Add(1)
-		lb.passiveError(b)
-		lb.log.Warn("lb response body cut", "backend", b.name, "request_id", reqID, "err", err)
-		panic(http.ErrAbortHandler)
-	}
-	for k, vv := range resp.Trailer {
-		h[k] = vv
-	}
-}
-
-// writeError marks a failure to write to the client.
-type writeError struct{ error }
-
-func (e writeError) Unwrap() error { return e.error }
-
-// copyBody copies src to w with buf, flushing after each write when
-// streaming, and tells write failures (the client) from read failures (the
-// backend).
-func copyBody(w http.ResponseWriter, src io.Reader, buf []byte, streaming bool) error {
-	var fl http.Flusher
-	if streaming {
-		fl, _ = w.(http.Flusher)
-	}
-	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return writeError{err}
-			}
-			if fl != nil {
-				fl.Flush()
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
-}
-
-// setAffinity adds the affinity cookie naming b when the backend has just
-// set the session cookie, so that the session's next requests come back to
-// the node that holds it.
-func (lb *LB) setAffinity(h http.Header, b *backend) {
-	prefix := lb.cfg.StickyCookie + "="
-	for _, sc := range h["Set-Cookie"] {
-		if strings.HasPrefix(sc, prefix) {
-			c := http.Cookie{Name: lb.cfg.AffinityCookie, Value: b.name, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
-			h["Set-Cookie"] = append(h["Set-Cookie"], c.String())
-			return
-		}
-	}
 }
 
 // passiveError counts a connection error towards ejection.
@@ -476,40 +690,6 @@ func (lb *LB) passiveOK(b *backend) {
 	}
 }
 
-// failPage answers a request no backend could, in JSON when the client
-// accepts JSON and in HTML otherwise.
-func (lb *LB) failPage(w http.ResponseWriter, r *http.Request, code int, reason, reqID string) {
-	switch code {
-	case http.StatusBadGateway:
-		lb.failed[0].Add(1)
-	case http.StatusServiceUnavailable:
-		lb.failed[1].Add(1)
-	case http.StatusGatewayTimeout:
-		lb.failed[2].Add(1)
-	}
-	h := w.Header()
-	h["X-LB"] = lb.xlb
-	h["Via"] = lb.viaVals
-	h["X-Request-Id"] = []string{reqID}
-	h.Set("Cache-Control", "no-store")
-	if code == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "1")
-	}
-	status := strconv.Itoa(code) + " " + http.StatusText(code)
-	if strings.Contains(r.Header.Get("Accept"), "json") {
-		h.Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_, _ = io.WriteString(w, `{"error":`+strconv.Quote(reason)+`,"status":`+strconv.Itoa(code)+
-			`,"lb":`+strconv.Quote(lb.cfg.NodeName)+`,"request_id":`+strconv.Quote(reqID)+"}\n")
-		return
-	}
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(code)
-	_, _ = io.WriteString(w, "<!doctype html>\n<html><head><title>"+status+"</title></head><body>\n<h1>"+status+
-		"</h1>\n<p>"+htmlEscape(reason)+". Please try again in a moment.</p>\n<p><small>load balancer "+
-		htmlEscape(lb.cfg.NodeName)+", request "+htmlEscape(reqID)+"</small></p>\n</body></html>\n")
-}
-
-func htmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;").Replace(s)
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

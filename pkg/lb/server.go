@@ -1,0 +1,181 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Client connection states, for graceful shutdown: only an idle connection
+// (between requests) may be closed under a client's feet.
+const (
+	connIdle int32 = iota
+	connActive
+	connClosed
+)
+
+// clientConn is one client connection and the buffers it reuses from one
+// request to the next.
+type clientConn struct {
+	lb    *LB
+	nc    net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	req   head
+	out   []byte // the request as it goes to a backend
+	ip    []byte // the client's address, for X-Forwarded-For
+	state atomic.Int32
+}
+
+// serveConns accepts connections until the listener closes.
+func (lb *LB) serveConns(ln net.Listener) {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if lb.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			lb.log.Warn("lb accept failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-lb.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		cc := &clientConn{lb: lb, nc: nc}
+		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			cc.ip = a.AddrPort().Addr().Unmap().AppendTo(nil)
+		}
+		lb.connMu.Lock()
+		if lb.closing.Load() {
+			lb.connMu.Unlock()
+			nc.Close()
+			continue
+		}
+		lb.conns[cc] = struct{}{}
+		lb.connWG.Add(1)
+		lb.connMu.Unlock()
+		go cc.serve()
+	}
+}
+
+// serve reads and proxies requests until the connection closes.
+func (cc *clientConn) serve() {
+	lb := cc.lb
+	defer func() {
+		cc.state.Store(connClosed)
+		_ = cc.nc.Close()
+		lb.connMu.Lock()
+		delete(lb.conns, cc)
+		lb.connMu.Unlock()
+		lb.connWG.Done()
+	}()
+	cc.br = bufio.NewReaderSize(cc.nc, 16<<10)
+	cc.bw = bufio.NewWriterSize(cc.nc, 16<<10)
+	cfg := &lb.cfg
+	for {
+		if cc.br.Buffered() == 0 {
+			if lb.closing.Load() {
+				return
+			}
+			if cfg.IdleTimeout > 0 {
+				_ = cc.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+			} else {
+				_ = cc.nc.SetReadDeadline(time.Time{})
+			}
+			if _, err := cc.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !cc.state.CompareAndSwap(connIdle, connActive) {
+			return // closed by shutdown while idle
+		}
+		now := time.Now()
+		_ = cc.nc.SetReadDeadline(now.Add(cfg.ReadHeaderTimeout))
+		if err := readHead(cc.br, &cc.req, cfg.MaxHeaderBytes, false); err != nil {
+			cc.badRequest(err)
+			return
+		}
+		if cfg.ReadTimeout > 0 {
+			_ = cc.nc.SetReadDeadline(now.Add(cfg.ReadTimeout))
+		} else {
+			_ = cc.nc.SetReadDeadline(time.Time{})
+		}
+		if cfg.WriteTimeout > 0 {
+			_ = cc.nc.SetWriteDeadline(now.Add(cfg.WriteTimeout))
+		}
+		keep := cc.serveRequest(now)
+		if err := cc.bw.Flush(); err != nil || !keep {
+			return
+		}
+		cc.state.Store(connIdle)
+	}
+}
+
+// badRequest answers a head that could not be read, when there is someone
+// to answer.
+func (cc *clientConn) badRequest(err error) {
+	var ne net.Error
+	if errors.Is(err, net.ErrClosed) || (errors.As(err, &ne) && ne.Timeout()) || isEOF(err) {
+		return
+	}
+	code, msg := 400, "malformed request"
+	switch {
+	case errors.Is(err, errHeadTooLarge):
+		code, msg = 431, "request header fields too large"
+	case errors.Is(err, errBadVersion):
+		code, msg = 505, "HTTP version not supported"
+	case errors.Is(err, errBadCoding):
+		code, msg = 501, "transfer coding not supported"
+	case errors.Is(err, errSmuggling), errors.Is(err, errBadLength):
+		msg = err.Error()
+	}
+	cc.lb.log.Debug("lb bad request", "client", string(cc.ip), "err", err)
+	cc.writePage(code, msg, nil, true, false)
+	_ = cc.bw.Flush()
+}
+
+// shutdownConns closes idle client connections until none is left or ctx
+// ends, when it closes the rest.
+func (lb *LB) shutdownConns(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		lb.connWG.Wait()
+		close(done)
+	}()
+	poll := time.Millisecond
+	for {
+		lb.connMu.Lock()
+		for cc := range lb.conns {
+			if cc.state.CompareAndSwap(connIdle, connClosed) {
+				_ = cc.nc.Close()
+			}
+		}
+		lb.connMu.Unlock()
+		t := time.NewTimer(poll)
+		select {
+		case <-done:
+			t.Stop()
+			return nil
+		case <-ctx.Done():
+			t.Stop()
+			lb.connMu.Lock()
+			for cc := range lb.conns {
+				_ = cc.nc.Close()
+			}
+			lb.connMu.Unlock()
+			<-done
+			return ctx.Err()
+		case <-t.C:
+		}
+		poll = min(2*poll, 100*time.Millisecond)
+	}
+}
