@@ -248,7 +248,7 @@ func TestImageUpload(t *testing.T) {
 	alice.signup("alice")
 	bob.signup("bob")
 	id := alice.post("Pictures", "See the cover.")["id"].(string)
-	img := pngImage(t, 1200, 800)
+	img := pngImage(t, 960, 640)
 
 	r := alice.multipart("/api/v1/posts/"+id+"/image", img)
 	want(t, "upload", r, http.StatusOK)

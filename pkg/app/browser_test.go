@@ -47,11 +47,11 @@ func TestBrowserSignUpWriteAndRead(t *testing.T) {
 
 	s := newStack(t)
 	// A few authors and posts first, so the home page looks like a blog.
-	if err := seed.Run(context.Background(), s.Server.URL, seed.Options{Seed: 3, Authors: 5, Posts: 9, ImageEvery: 2, Follows: 2}, nil); err != nil {
+	if err := seed.Run(context.Background(), s.Server.URL, seed.Options{Seed: 3, Authors: 5, Posts: 9, ImageEvery: 3, Follows: 2}, nil); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
 	cover := filepath.Join(t.TempDir(), "cover.png")
-	if err := os.WriteFile(cover, pngImage(t, 1200, 600), 0o644); err != nil {
+	if err := os.WriteFile(cover, pngImage(t, 960, 480), 0o644); err != nil {
 		t.Fatalf("write cover: %v", err)
 	}
 
@@ -109,7 +109,7 @@ func TestBrowserSignUpWriteAndRead(t *testing.T) {
 	if err != nil || !strings.Contains(loc, "/p/") {
 		t.Fatalf("after publishing the browser is at %q (%v), want a post page", loc, err)
 	}
-	loaded, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector(".cover img").naturalWidth === 1200`))
+	loaded, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector(".cover img").naturalWidth === 960`))
 	if err != nil || !loaded {
 		t.Fatalf("cover image did not load in the browser (naturalWidth check: %v, %v)", loaded, err)
 	}

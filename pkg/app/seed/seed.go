@@ -258,10 +258,10 @@ func (a *author) upload(ctx context.Context, url string, img []byte) error {
 	return err
 }
 
-// cover draws a 960×540 PNG: a two-colour gradient with soft bands, so
+// cover draws a 800×450 PNG: a two-colour gradient with soft bands, so
 // covers differ and thumbnails have something to resize.
 func cover(rng *rand.Rand) []byte {
-	const w, h = 960, 540
+	const w, h = 800, 450
 	c1 := color.RGBA{uint8(rng.IntN(200) + 30), uint8(rng.IntN(200) + 30), uint8(rng.IntN(200) + 30), 255}
 	c2 := color.RGBA{uint8(rng.IntN(200) + 30), uint8(rng.IntN(200) + 30), uint8(rng.IntN(200) + 30), 255}
 	bands := 3 + rng.IntN(6)
@@ -273,7 +273,8 @@ func cover(rng *rand.Rand) []byte {
 				t = t*0.8 + 0.1
 			}
 			mix := func(a, b uint8) uint8 { return uint8(float64(a)*(1-t) + float64(b)*t) }
-			img.SetRGBA(x, y, color.RGBA{mix(c1.R, c2.R), mix(c1.G, c2.G), mix(c1.B, c2.B), 255})
+			i := y*img.Stride + 4*x
+			img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = mix(c1.R, c2.R), mix(c1.G, c2.G), mix(c1.B, c2.B), 255
 		}
 	}
 	var buf bytes.Buffer

@@ -60,7 +60,7 @@ type feed struct {
 }
 
 func TestRunFillsTheBlog(t *testing.T) {
-	opts := seed.Options{Seed: 7, Authors: 4, Posts: 15, MaxComments: 3, Follows: 2, ImageEvery: 5}
+	opts := seed.Options{Seed: 7, Authors: 4, Posts: 15, MaxComments: 3, Follows: 2, ImageEvery: 10}
 	titles := func() string {
 		srv := newBlog(t)
 		var progress bytes.Buffer
