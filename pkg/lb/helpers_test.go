@@ -36,9 +36,19 @@ type appNode struct {
 // startApp starts an appNode on a free loopback port, or on addr when given.
 func startApp(tb testing.TB, name string, addr ...string) *appNode {
 	tb.Helper()
+	return startAppWith(tb, name, nil, addr...)
+}
+
+// startAppWith is startApp with a chance to change the server before it
+// starts (its handler, timeouts or hooks).
+func startAppWith(tb testing.TB, name string, setup func(a *appNode, s *http.Server), addr ...string) *appNode {
+	tb.Helper()
 	a := &appNode{name: name, applied: map[string]int{}}
 	a.ready.Store(true)
 	a.srv = httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
+	if setup != nil {
+		setup(a, a.srv.Config)
+	}
 	if len(addr) > 0 {
 		a.srv.Listener.Close()
 		ln, err := listenRetry(addr[0])

@@ -479,19 +479,20 @@ func TestStickySessions(t *testing.T) {
 }
 
 func TestHeaders(t *testing.T) {
-	app := startApp(t, "app-1")
-	app.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/readyz" {
-			return
-		}
-		app.mu.Lock()
-		app.lastReq = r
-		app.mu.Unlock()
-		w.Header().Set("Connection", "X-Secret-Hop")
-		w.Header().Set("X-Secret-Hop", "leak")
-		w.Header().Set("Keep-Alive", "timeout=5")
-		w.Header().Set("X-App", "yes")
-		io.WriteString(w, "ok")
+	app := startAppWith(t, "app-1", func(app *appNode, s *http.Server) {
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				return
+			}
+			app.mu.Lock()
+			app.lastReq = r
+			app.mu.Unlock()
+			w.Header().Set("Connection", "X-Secret-Hop")
+			w.Header().Set("X-Secret-Hop", "leak")
+			w.Header().Set("Keep-Alive", "timeout=5")
+			w.Header().Set("X-App", "yes")
+			io.WriteString(w, "ok")
+		})
 	})
 	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
 	c := newClient()
@@ -550,21 +551,22 @@ func TestHeaders(t *testing.T) {
 }
 
 func TestStreamingResponseIsFlushed(t *testing.T) {
-	app := startApp(t, "app-1")
 	next := make(chan struct{})
-	app.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/readyz" {
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "data: one\n\n")
-		w.(http.Flusher).Flush()
-		select {
-		case <-next:
-		case <-r.Context().Done():
-			return
-		}
-		io.WriteString(w, "data: two\n\n")
+	app := startAppWith(t, "app-1", func(_ *appNode, s *http.Server) {
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				return
+			}
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: one\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+			io.WriteString(w, "data: two\n\n")
+		})
 	})
 	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
 	resp, err := newClient().Get("http://" + l.Addr() + "/events")

@@ -14,30 +14,31 @@ import (
 	"github.com/scalestack/scalestack/pkg/lb"
 )
 
-// echoApp answers with the request's method, length of body and a trailer.
+// echoApp answers with the request's method, the length of its body and
+// the Expect it saw, and a trailer.
 func echoApp(t *testing.T) *appNode {
 	t.Helper()
-	app := startApp(t, "app-1")
-	app.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/readyz" {
-			return
-		}
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		w.Header().Set("Trailer", "X-Sum")
-		w.Header().Set("Content-Type", "text/plain")
-		if r.URL.Path == "/length" {
-			w.Header().Set("Content-Length", "2")
-			io.WriteString(w, "ok")
-			return
-		}
-		fmt.Fprintf(w, "%s %d %s", r.Method, len(body), r.Header.Get("Expect"))
-		w.Header().Set("X-Sum", fmt.Sprint(len(body)))
-	})
-	return app
+	return startAppWith(t, "app-1", func(_ *appNode, s *http.Server) { s.Handler = http.HandlerFunc(echo) })
+}
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/readyz" {
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	w.Header().Set("Trailer", "X-Sum")
+	w.Header().Set("Content-Type", "text/plain")
+	if r.URL.Path == "/length" {
+		w.Header().Set("Content-Length", "2")
+		io.WriteString(w, "ok")
+		return
+	}
+	fmt.Fprintf(w, "%s %d %s", r.Method, len(body), r.Header.Get("Expect"))
+	w.Header().Set("X-Sum", fmt.Sprint(len(body)))
 }
 
 func TestChunkedBodiesAndTrailers(t *testing.T) {
@@ -161,14 +162,15 @@ func TestRawProtocol(t *testing.T) {
 }
 
 func TestPostAfterBackendClosedIdleConnection(t *testing.T) {
-	app := startApp(t, "app-1")
 	var closed atomic.Int64
-	app.srv.Config.IdleTimeout = 100 * time.Millisecond
-	app.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateClosed {
-			closed.Add(1)
+	app := startAppWith(t, "app-1", func(_ *appNode, s *http.Server) {
+		s.IdleTimeout = 100 * time.Millisecond
+		s.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed {
+				closed.Add(1)
+			}
 		}
-	}
+	})
 	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
 	cfg.HealthPath = "" // no checks: they would keep the connection busy
 	l := startLB(t, cfg)
