@@ -40,8 +40,18 @@ func envName(flagName string) string {
 // line from its environment variable, so the same binary configures cleanly
 // under systemd or in a container. The command line wins.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	// The flag package prints the whole usage on any error; a mistake gets
+	// one line instead, and the usage is printed only when asked for (-h).
+	usage := fs.Usage
+	fs.Usage = func() {}
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if err != nil {
 		if err == flag.ErrHelp {
+			usage()
 			return err
 		}
 		return fmt.Errorf("%w: %v (see node %s -h)", errUsage, err, fs.Name())
@@ -51,7 +61,6 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || err != nil {
 			return

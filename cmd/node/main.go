@@ -24,6 +24,14 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run a node in one or more roles", runNode},
+		{"up", "start a stage's stack on this machine, one process per node", runUp},
+		{"ps", "list the nodes of the stack node up runs: state, pid, memory", runPS},
+		{"kill", "kill a node of the stack (SIGKILL)", runKill},
+		{"stop", "stop a node of the stack gracefully (SIGTERM)", runStop},
+		{"start", "start a stopped or killed node again, same flags and data", runStart},
+		{"pause", "freeze a node of the stack (SIGSTOP)", runPause},
+		{"resume", "thaw a paused node (SIGCONT)", runResume},
+		{"add", "add one more node of a role to the stack", runAdd},
 		{"status", "print the cluster as one node sees it", runStatus},
 		{"keygen", "print a fresh cluster key for --cluster-key", runKeygen},
 		{"version", "print the version", runVersion},

@@ -140,7 +140,7 @@ func (n *Node) openCluster() error {
 	if err != nil {
 		return configErr("--cluster-key: %v (make one with `node keygen`)", err)
 	}
-	cc := cluster.DefaultConfig()
+	cc := n.cfg.RoleConfig.Cluster
 	cc.Name = n.cfg.Name
 	cc.BindAddr = n.cfg.Addr
 	cc.BindPort = n.cfg.Ports.Gossip

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -14,18 +15,22 @@ import (
 // in what it owns (addresses, names, data directory, logger, metrics,
 // discovery) before it builds each role.
 type RoleConfigs struct {
-	NATS  queue.ServerConfig
-	Store store.Config
+	// Cluster tunes gossip and failure detection (the --gossip-* flags).
+	Cluster cluster.Config
+	NATS    queue.ServerConfig
+	Store   store.Config
 }
 
 func defaultRoleConfigs() RoleConfigs {
 	return RoleConfigs{
-		NATS:  queue.DefaultServerConfig(),
-		Store: store.DefaultConfig(),
+		Cluster: cluster.DefaultConfig(),
+		NATS:    queue.DefaultServerConfig(),
+		Store:   store.DefaultConfig(),
 	}
 }
 
 func (rc *RoleConfigs) addFlags(fs *flag.FlagSet) {
+	rc.Cluster.AddFlags(fs)
 	rc.NATS.AddFlags(fs)
 	rc.Store.AddFlags(fs)
 }

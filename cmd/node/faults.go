@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/scalestack/scalestack/pkg/launch"
+)
+
+// The fault and inspection commands work on the stack `node up` started,
+// found through --dir (default the same as node up's).
+
+func runPS(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("ps", "ps [--dir DIR]", "  node ps\n  node ps --dir /tmp/stack\n", stderr)
+	dir := dirFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	procs, st, up, err := launch.PS(*dir)
+	if err != nil {
+		return err
+	}
+	upState := fmt.Sprintf("node up pid %d", st.UpPID)
+	if !up {
+		upState = "node up is not running"
+	}
+	fmt.Fprintf(stdout, "stage %d (%s) in %s, %s\n\n", st.Stage, st.Title, st.Dir, upState)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tROLES\tADDRESS\tUPTIME\tRSS\tLAST EXIT")
+	var total int64
+	for _, p := range procs {
+		pid, uptime, rss := "-", "-", "-"
+		if p.State == launch.StateRunning || p.State == launch.StatePaused {
+			pid = fmt.Sprint(p.PID)
+			uptime = p.Uptime.Round(time.Second).String()
+			rss = fmt.Sprintf("%.1f MiB", float64(p.RSS)/(1<<20))
+			total += p.RSS
+		}
+		exit := p.Exit
+		if exit == "" {
+			exit = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, pid, strings.Join(p.Roles, ","), nodeAddr(p.Node), uptime, rss, exit)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\ntotal RSS %.1f MiB\n", float64(total)/(1<<20))
+	return nil
+}
+
+func runKill(args []string, stdout, stderr io.Writer) error {
+	return signalCommand("kill", "SIGKILL: the node dies at once, as in a power cut", args, stdout, stderr,
+		func(dir, name string) (string, error) {
+			n, err := launch.Kill(dir, name)
+			return fmt.Sprintf("killed %s (pid %d)", name, n.PID), err
+		})
+}
+
+func runPause(args []string, stdout, stderr io.Writer) error {
+	return signalCommand("pause", "SIGSTOP: the node freezes with its sockets open, like a hung machine", args, stdout, stderr,
+		func(dir, name string) (string, error) {
+			n, err := launch.Pause(dir, name)
+			return fmt.Sprintf("paused %s (pid %d): `node resume %s` thaws it", name, n.PID, name), err
+		})
+}
+
+func runResume(args []string, stdout, stderr io.Writer) error {
+	return signalCommand("resume", "SIGCONT: a paused node carries on", args, stdout, stderr,
+		func(dir, name string) (string, error) {
+			n, err := launch.Resume(dir, name)
+			return fmt.Sprintf("resumed %s (pid %d)", name, n.PID), err
+		})
+}
+
+func runStop(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("stop", "stop NAME [--dir DIR] [--timeout D]", "  node stop app-1\n", stderr)
+	dir := dirFlag(fs)
+	timeout := fs.Duration("timeout", 20*time.Second, "how long to wait for the node to drain and exit")
+	name, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	n, err := launch.Stop(*dir, name, *timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "stopped %s (pid %d) in %.1fs: `node start %s` starts it again\n", name, n.PID, time.Since(began).Seconds(), name)
+	return nil
+}
+
+func runStart(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("start", "start NAME [--dir DIR]", "  node start db-1\n", stderr)
+	dir := dirFlag(fs)
+	name, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := launch.RequestStart(ctx, *dir, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "started %s (pid %d), ready in %.1fs\n", n.Name, n.PID, time.Since(began).Seconds())
+	return nil
+}
+
+func runAdd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("add", "add ROLE [--dir DIR]", "  node add app       # one more app node joins the cluster\n", stderr)
+	dir := dirFlag(fs)
+	role, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := launch.RequestAdd(ctx, *dir, role)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "added %s (roles %s) at %s, pid %d, ready in %.1fs\n", n.Name, strings.Join(n.Roles, ","), nodeAddr(n), n.PID, time.Since(began).Seconds())
+	return nil
+}
+
+// signalCommand is a command NAME [--dir DIR] that signals one node.
+func signalCommand(cmd, what string, args []string, stdout, stderr io.Writer, do func(dir, name string) (string, error)) error {
+	fs := newFlagSet(cmd, cmd+" NAME [--dir DIR]\n\n"+what, "  node "+cmd+" app-1\n", stderr)
+	dir := dirFlag(fs)
+	name, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	msg, err := do(*dir, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
+}
+
+func dirFlag(fs *flag.FlagSet) *string {
+	return fs.String("dir", launch.DefaultConfig().Dir, "directory of the stack that `node up` runs")
+}
+
+// parseWithName parses "NAME [flags]" or "[flags] NAME [flags]": one
+// positional argument among the flags.
+func parseWithName(fs *flag.FlagSet, args []string) (string, error) {
+	var name string
+	rest := args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, rest = args[0], args[1:]
+	} else {
+		// flags came first: the name is where parsing stops
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return "", err
+			}
+			return "", fmt.Errorf("%w: %v (see node %s -h)", errUsage, err, fs.Name())
+		}
+		if fs.NArg() > 0 {
+			before := args[:len(args)-fs.NArg()]
+			name = fs.Arg(0)
+			rest = append(append([]string{}, before...), fs.Args()[1:]...)
+		}
+	}
+	if err := parseFlags(fs, rest); err != nil {
+		return "", err
+	}
+	if name == "" {
+		return "", fmt.Errorf("%w: node %s needs a name (see node %s -h)", errUsage, fs.Name(), fs.Name())
+	}
+	return name, nil
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/scalestack/scalestack/pkg/launch"
+)
+
+const upExamples = `  node up                      # the most complete stage built, in ./.scalestack
+  node up --stage 1            # everything in one process
+  node up --stage 2 --fresh    # separate database, starting from empty data
+  node up --scale app=3        # three app nodes instead of one
+
+  # then, in another terminal
+  node ps
+  node kill db-1
+  node start db-1
+  node load --target http://127.0.0.3:8081 --rate 50 --duration 30s
+`
+
+func runUp(args []string, stdout, stderr io.Writer) error {
+	cfg := launch.DefaultConfig()
+	fs := newFlagSet("up", "up [--stage N] [--dir DIR] [--scale role=K,...] [flags]", upExamples, stderr)
+	stage := fs.Int("stage", cfg.Stage.Number, "stage preset to start: "+stageList())
+	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "directory of the stack: cluster.json, logs/NAME.log, data/NAME")
+	scale := fs.String("scale", "", "resize groups of the stage, e.g. app=3,replica=2 (a role the stage lacks is added)")
+	fs.StringVar(&cfg.BaseAddr, "base-addr", "", "address of the first node; the next take the next addresses (default 127.0.0.2, or 127.0.0.1 with distinct ports where 127.0.0.2 does not exist)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level of every node: debug, info, warn, error")
+	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long to wait for every node to be ready")
+	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "on Ctrl-C, how long a node may take to stop before it is killed")
+	fs.BoolVar(&cfg.Fresh, "fresh", false, "delete the data and logs of an earlier run in --dir first")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st, err := launch.LookupStage(*stage)
+	if err != nil {
+		return fmt.Errorf("%w: --stage: %v", errUsage, err)
+	}
+	counts, err := launch.ParseScale(*scale)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if st, err = st.Scale(counts); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg.Stage = st
+	cfg.Progress = stdout
+	cfg.Events = stdout
+	l, err := launch.New(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: %s", errUsage, strings.TrimPrefix(err.Error(), "launch: "))
+	}
+
+	// Ctrl-C reaches node up alone (the nodes run in their own process
+	// groups): the first stops every node gracefully, a second kills them.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	fmt.Fprintf(stdout, "starting %s in %s\n", st, cfg.Dir)
+	began := time.Now()
+	if err := l.Open(); err != nil {
+		l.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	readyErr := make(chan error, 1)
+	go func() { readyErr <- l.WaitReady(ctx) }()
+	select {
+	case err = <-readyErr:
+	case s := <-sig:
+		cancel()
+		<-readyErr
+		fmt.Fprintf(stdout, "\n%s: stopping every node\n", s)
+		return stopStack(l, sig, stdout)
+	}
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stdout, "stopping the other nodes\n")
+		l.Close()
+		return err
+	}
+	state := l.State()
+	fmt.Fprintf(stdout, "\n%s is ready in %.1fs\n\n", st, time.Since(began).Seconds())
+	printNodes(stdout, state)
+	fmt.Fprintf(stdout, "\nOpen %s\n\n", state.URL)
+	fmt.Fprintf(stdout, "From another terminal: node ps | node kill NAME | node start NAME | node load --target %s\n", state.URL)
+	if cfg.Dir != launch.DefaultConfig().Dir {
+		fmt.Fprintf(stdout, "(give those commands --dir %s)\n", cfg.Dir)
+	}
+	fmt.Fprintf(stdout, "Logs in %s/logs. Ctrl-C stops every node.\n\n", state.Dir)
+
+	s := <-sig
+	fmt.Fprintf(stdout, "\n%s: stopping every node (Ctrl-C again kills them)\n", s)
+	return stopStack(l, sig, stdout)
+}
+
+// stopStack closes the launcher; a second signal kills the nodes at once.
+func stopStack(l *launch.Launcher, sig <-chan os.Signal, stdout io.Writer) error {
+	done := make(chan error, 1)
+	go func() { done <- l.Close() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			fmt.Fprintln(stdout, "every node stopped")
+		}
+		return err
+	case s := <-sig:
+		fmt.Fprintf(stdout, "%s again: killing every node\n", s)
+		l.Kill()
+		<-done
+		return errors.New("nodes killed during shutdown")
+	}
+}
+
+// printNodes prints the table of nodes node up started.
+func printNodes(w io.Writer, st launch.State) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLES\tADDRESS\tADMIN\tPID")
+	for _, n := range st.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\thttp://%s/status\t%d\n", n.Name, strings.Join(n.Roles, ","), nodeAddr(n), n.Admin, n.PID)
+	}
+	tw.Flush()
+}
+
+// nodeAddr is the address column: the IP, or IP:port of the node's main
+// port when nodes share an address.
+func nodeAddr(n launch.Node) string {
+	for _, k := range []string{"edge", "lb", "app", "cache", "store"} {
+		if p, ok := n.Ports[k]; ok {
+			return fmt.Sprintf("%s:%d", n.Addr, p)
+		}
+	}
+	return n.Addr
+}
+
+func stageList() string {
+	var s []string
+	for _, st := range launch.Stages() {
+		s = append(s, fmt.Sprintf("%d (%s)", st.Number, st.Title))
+	}
+	return strings.Join(s, ", ")
+}
