@@ -82,6 +82,9 @@ type head struct {
 	host          span
 	status        int
 	tokens        []span // field names listed in Connection
+	// empty is set by readHead when the source ended before any byte of
+	// the head: a connection closed between messages.
+	empty bool
 }
 
 func (h *head) reset() {
@@ -91,6 +94,7 @@ func (h *head) reset() {
 	h.contentLength = -1
 	h.chunked, h.connClose, h.connKeepAlive, h.http10, h.expect100, h.hasHost = false, false, false, false, false, false
 	h.status = 0
+	h.empty = false
 }
 
 // readHead reads one message head (up to and including the empty line) from
@@ -102,6 +106,7 @@ func readHead(br *bufio.Reader, h *head, max int, response bool) error {
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
+			h.empty = len(h.buf) == 0 && len(line) == 0
 			if errors.Is(err, bufio.ErrBufferFull) {
 				return errHeadTooLarge
 			}

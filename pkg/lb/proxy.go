@@ -77,26 +77,34 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 	allDial := true
 	budgeted := false
 	bodyTouched := false
-	for n < attempts {
-		b := lb.pick(p, cookies, tried[:n])
+	// again is a backend to try once more on a new connection, after a
+	// kept-alive one failed as if the backend had closed it while idle: it
+	// is the same attempt, as in net/http, and costs no retry budget.
+	var again *backend
+	for n < attempts || again != nil {
+		b := again
+		fresh := again != nil
+		again = nil
 		if b == nil {
-			break
+			if b = lb.pick(p, cookies, tried[:n]); b == nil {
+				break
+			}
+			if n > 0 && !budgeted && !lb.budget.allow(time.Now()) {
+				lb.retriesDenied.Add(1)
+				break
+			}
+			if n > 0 {
+				lb.retries.Add(1)
+			}
+			budgeted = false
+			tried[n] = b
+			n++
 		}
-		if n > 0 && !budgeted && !lb.budget.allow(time.Now()) {
-			lb.retriesDenied.Add(1)
-			break
-		}
-		if n > 0 {
-			lb.retries.Add(1)
-		}
-		budgeted = false
-		tried[n] = b
-		n++
 
 		b.inflight.Add(1)
 		b.requests.Add(1)
 		t0 := time.Now()
-		uc, err := lb.acquire(lb.ctx, b, !(idempotent && replayable), t0)
+		uc, err := lb.acquire(lb.ctx, b, !(idempotent && replayable), fresh, t0)
 		if err != nil {
 			b.inflight.Add(-1)
 			b.errors.Add(1)
@@ -113,9 +121,13 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 			if errors.As(err, &re) {
 				return false // the client's body failed: nobody to answer
 			}
+			lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(reqID), "written", uc.written, "reused", uc.reused, "err", err)
+			if uc.reused && uc.written == 0 && !bodyTouched {
+				again = b // a dead idle connection: nothing was sent
+				continue
+			}
 			b.errors.Add(1)
 			lb.passiveError(b)
-			lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(reqID), "written", uc.written, "err", err)
 			if uc.written == 0 && !bodyTouched {
 				lastFail = failDial
 				continue
@@ -132,6 +144,12 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 		if err != nil {
 			uc.close()
 			b.inflight.Add(-1)
+			if uc.reused && uc.head.empty && idempotent && replayable && isEOF(err) {
+				// The backend closed a kept-alive connection as the request
+				// went out (its idle timeout, or a graceful restart).
+				again = b
+				continue
+			}
 			b.errors.Add(1)
 			lb.passiveError(b)
 			lastFail = failOther
@@ -336,7 +354,9 @@ func (lb *LB) discardResponse(b *backend, uc *upConn, isHead bool) {
 }
 
 func (lb *LB) release(b *backend, uc *upConn) {
-	if uc.head.connClose || (uc.head.http10 && !uc.head.connKeepAlive) {
+	// Bytes past the response mean the backend is not speaking HTTP as
+	// framed: the connection cannot carry another request.
+	if uc.head.connClose || (uc.head.http10 && !uc.head.connKeepAlive) || uc.br.Buffered() > 0 {
 		uc.close()
 		return
 	}

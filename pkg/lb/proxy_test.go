@@ -197,3 +197,28 @@ func TestPostAfterBackendClosedIdleConnection(t *testing.T) {
 		t.Errorf("applied %d POSTs, want 3", n)
 	}
 }
+
+func TestGetAfterBackendClosedIdleConnectionWithOneBackend(t *testing.T) {
+	var closed atomic.Int64
+	app := startAppWith(t, "app-1", func(_ *appNode, s *http.Server) {
+		s.IdleTimeout = 50 * time.Millisecond
+		s.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateClosed {
+				closed.Add(1)
+			}
+		}
+	})
+	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+	cfg.HealthPath = ""
+	l := startLB(t, cfg)
+	c := newClient()
+	for round := 0; round < 5; round++ {
+		// With one backend there is no other node to retry on: a GET sent
+		// on a connection the app has just closed goes again on a new one.
+		if resp, body := get(t, c, "http://"+l.Addr()+"/page"); resp.StatusCode != 200 {
+			t.Fatalf("GET %d = %d %q, want 200", round, resp.StatusCode, body)
+		}
+		before := closed.Load()
+		waitFor(t, 5*time.Second, "the app to close its idle connection", func() bool { return closed.Load() > before })
+	}
+}

@@ -89,10 +89,10 @@ func (p *connPool) closeIdle(final bool) {
 const staleAfter = 500 * time.Millisecond
 
 // acquire returns a connection to b: an idle one that is still open, or a
-// new one. careful asks for the liveness check whatever the idle time, for
+// new one (always a new one when fresh). careful asks for the liveness check whatever the idle time, for
 // requests that could not be retried if the connection proved dead.
-func (lb *LB) acquire(ctx context.Context, b *backend, careful bool, now time.Time) (*upConn, error) {
-	for {
+func (lb *LB) acquire(ctx context.Context, b *backend, careful, fresh bool, now time.Time) (*upConn, error) {
+	for !fresh {
 		c := b.pool.take()
 		if c == nil {
 			break
