@@ -6,7 +6,10 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/cache"
 	"github.com/scalestack/scalestack/pkg/cluster"
+	"github.com/scalestack/scalestack/pkg/lb"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -19,6 +22,9 @@ type RoleConfigs struct {
 	Cluster cluster.Config
 	NATS    queue.ServerConfig
 	Store   store.Config
+	App     app.Config
+	LB      lb.Config
+	Cache   cache.Config
 }
 
 func defaultRoleConfigs() RoleConfigs {
@@ -26,6 +32,9 @@ func defaultRoleConfigs() RoleConfigs {
 		Cluster: cluster.DefaultConfig(),
 		NATS:    queue.DefaultServerConfig(),
 		Store:   store.DefaultConfig(),
+		App:     app.DefaultConfig(),
+		LB:      lb.DefaultConfig(),
+		Cache:   cache.DefaultConfig(),
 	}
 }
 
@@ -33,6 +42,9 @@ func (rc *RoleConfigs) addFlags(fs *flag.FlagSet) {
 	rc.Cluster.AddFlags(fs)
 	rc.NATS.AddFlags(fs)
 	rc.Store.AddFlags(fs)
+	rc.App.AddFlags(fs)
+	rc.LB.AddFlags(fs)
+	rc.Cache.AddFlags(fs)
 }
 
 // validate checks the role configurations the node will use, after the node
@@ -42,6 +54,30 @@ func (rc *RoleConfigs) validate(c *Config) error {
 		sc := rc.Store
 		sc.Addr, sc.NodeName, sc.DataDir = "127.0.0.1:0", c.Name, c.DataDir
 		if err := sc.Validate(); err != nil {
+			return configErr("%v", err)
+		}
+	}
+	if c.Has(RoleApp) {
+		ac := rc.App
+		ac.Addr, ac.NodeName, ac.DataDir, ac.Store = "127.0.0.1:0", c.Name, c.DataDir, placeholderStore{}
+		if err := ac.Validate(); err != nil {
+			return configErr("%v", err)
+		}
+	}
+	if c.Has(RoleLB) {
+		lc := rc.LB
+		lc.Addr, lc.NodeName = "127.0.0.1:0", c.Name
+		if len(lc.Backends) == 0 {
+			lc.Discovery = lbDiscovery{}
+		}
+		if err := lc.Validate(); err != nil {
+			return configErr("%v", err)
+		}
+	}
+	if c.Has(RoleCache) {
+		cc := rc.Cache
+		cc.Addr, cc.NodeName = "127.0.0.1:0", c.Name
+		if err := cc.Validate(); err != nil {
 			return configErr("%v", err)
 		}
 	}
@@ -72,8 +108,81 @@ func (n *Node) openRoles() error {
 		}
 		n.store = s
 	}
+	if n.cfg.Has(RoleCache) {
+		cc := n.cfg.RoleConfig.Cache
+		cc.Addr = n.listenAddr(n.cfg.Ports.Cache)
+		cc.NodeName = n.cfg.Name
+		cc.Logger = n.log.With("role", "cache")
+		cc.Metrics = n.reg
+		s, err := cache.New(cc)
+		if err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		if err := n.openRole("cache", s); err != nil {
+			return err
+		}
+	}
+	if n.cfg.Has(RoleApp) {
+		n.client = store.NewClient(store.ClientConfig{Resolver: n})
+		ac := n.cfg.RoleConfig.App
+		ac.Addr = n.listenAddr(n.cfg.Ports.App)
+		ac.NodeName = n.cfg.Name
+		ac.DataDir = n.cfg.DataDir
+		ac.Store = n.client
+		ac.Logger = n.log.With("role", "app")
+		ac.Metrics = n.reg
+		a, err := app.New(ac)
+		if err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		if err := n.openRole("app", a); err != nil {
+			return err
+		}
+	}
+	if n.cfg.Has(RoleLB) {
+		lc := n.cfg.RoleConfig.LB
+		lc.Addr = n.listenAddr(n.cfg.Ports.LB)
+		lc.NodeName = n.cfg.Name
+		if len(lc.Backends) == 0 {
+			lc.Discovery = lbDiscovery{n}
+		}
+		lc.Logger = n.log.With("role", "lb")
+		lc.Metrics = n.reg
+		l, err := lb.New(lc)
+		if err != nil {
+			return fmt.Errorf("lb: %w", err)
+		}
+		if err := n.openRole("lb", l); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// lbDiscovery gives the load balancer the app nodes from membership: alive
+// members with the app role that have announced their address; a draining
+// node is passed on as draining so it gets no new requests.
+type lbDiscovery struct{ n *Node }
+
+func (d lbDiscovery) Backends() []lb.Target {
+	if d.n == nil || d.n.cluster == nil {
+		return nil
+	}
+	var out []lb.Target
+	for _, m := range d.n.cluster.Alive(RoleApp) {
+		if m.State == cluster.StateStarting {
+			continue
+		}
+		if a := m.RoleAddr("app"); a != "" {
+			out = append(out, lb.Target{Name: m.Name, Addr: a, Draining: m.State == cluster.StateDraining})
+		}
+	}
+	return out
+}
+
+// placeholderStore stands in for the store client while a configuration is
+// validated, before the node exists; it is never called.
+type placeholderStore struct{ store.Store }
 
 // openRole opens r and records it for Close and /status.
 func (n *Node) openRole(name string, r role) error {
