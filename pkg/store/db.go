@@ -148,6 +148,10 @@ type DB struct {
 	failedConds atomic.Uint64 // transactions refused by a condition
 }
 
+// slowCommit is the commit time above which the committer logs a warning:
+// far beyond a healthy fsync, it means the disk is struggling.
+const slowCommit = time.Second
+
 // request is one transaction waiting for the committer.
 type request struct {
 	ops  []Op
@@ -473,6 +477,9 @@ func (db *DB) commit(batch []*request) {
 		return err
 	})
 	d := time.Since(start)
+	if d > slowCommit {
+		db.log.Warn("slow commit", "txns", len(batch), "duration", d)
+	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 			err = ErrClosed

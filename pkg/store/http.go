@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,6 +27,7 @@ const (
 // text, and every answer here must be JSON with X-LSN and X-Store-Node.
 type api struct {
 	db       *DB
+	log      *slog.Logger
 	node     string
 	maxValue int
 	status   func() any
@@ -33,7 +35,7 @@ type api struct {
 }
 
 func (s *Server) handler(db *DB) http.Handler {
-	return &api{db: db, node: s.cfg.NodeName, maxValue: s.cfg.MaxValueBytes, status: s.Status, metrics: s.metrics}
+	return &api{db: db, log: s.log, node: s.cfg.NodeName, maxValue: s.cfg.MaxValueBytes, status: s.Status, metrics: s.metrics}
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +216,12 @@ func (a *api) fail(w http.ResponseWriter, err error) { a.failAt(w, a.db.LSN(), e
 
 // failAt answers err as {"error":...} with the status of its sentinel.
 func (a *api) failAt(w http.ResponseWriter, lsn uint64, err error) {
-	a.reply(w, statusOf(err), lsn, wireError{Error: err.Error()})
+	code := statusOf(err)
+	if code >= 500 {
+		// 4xx are the caller's business; a 5xx is ours to look at.
+		a.log.Warn("store request failed", "code", code, "err", err)
+	}
+	a.reply(w, code, lsn, wireError{Error: err.Error()})
 }
 
 // reply writes v as JSON with the X-LSN header.

@@ -400,3 +400,37 @@ func TestServerReadyAndStatus(t *testing.T) {
 		t.Fatalf("Status is not JSON-marshalable: %v", err)
 	}
 }
+
+// TestHTTPChunkedBodyLimits sends bodies without a Content-Length, so that
+// only the server's body limit (http.MaxBytesReader) can catch them.
+func TestHTTPChunkedBodyLimits(t *testing.T) {
+	srv := startServer(t, func(c *store.Config) { c.MaxValueBytes = 1000 })
+	send := func(method, path string, body io.Reader) int {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+srv.Addr()+path, body)
+		if err != nil {
+			t.Fatalf("NewRequest: %v", err)
+		}
+		req.ContentLength = -1
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	if code := send("PUT", "/v1/kv/b/k", io.MultiReader(strings.NewReader(strings.Repeat("v", 1000)))); code != 200 {
+		t.Fatalf("chunked PUT of 1000 bytes = %d, want 200", code)
+	}
+	if code := send("PUT", "/v1/kv/b/k", io.MultiReader(strings.NewReader(strings.Repeat("v", 1001)))); code != 413 {
+		t.Fatalf("chunked PUT of 1001 bytes = %d, want 413", code)
+	}
+	big := `{"ops":[{"op":"put","bucket":"b","key":"k","value":"` + strings.Repeat("v", store.MaxRequestBytes) + `"}]}`
+	if code := send("POST", "/v1/txn", io.MultiReader(strings.NewReader(big))); code != 413 {
+		t.Fatalf("chunked txn over MaxRequestBytes = %d, want 413", code)
+	}
+	if got, _ := srv.DB().Get(context.Background(), "b", "k"); len(got) != 1000 {
+		t.Fatalf("after refused writes, b/k holds %d bytes, want the first 1000", len(got))
+	}
+}
