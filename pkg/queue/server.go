@@ -129,6 +129,11 @@ func (s *Server) Open() error {
 			Name: s.cfg.ClusterName,
 			Host: s.cfg.Host,
 			Port: clusterPort,
+			// Without an advertised address, nats-server gossips a peer's
+			// route URL with the source IP of its connection, which on a
+			// machine with several addresses (127.0.0.x here) is not the
+			// one it listens on, and the mesh never completes.
+			Advertise: s.self.Host,
 		}
 		opts.Routes = s.routes()
 	}
