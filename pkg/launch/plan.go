@@ -1,0 +1,208 @@
+package launch
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// portDef is one listening port of `node run`: its membership key, the
+// flag that sets it, and its standard value.
+type portDef struct {
+	key, flag string
+	port      int
+}
+
+// standardPorts are the default ports of `node run` (DESIGN.md, "Ports"),
+// the contract every node of a stack shares.
+var standardPorts = [...]portDef{
+	{"edge", "edge-port", 8000},
+	{"lb", "lb-port", 8080},
+	{"app", "app-port", 8081},
+	{"store", "store-port", 7070},
+	{"cache", "cache-port", 6379},
+	{"nats", "nats-port", 4222},
+	{"nats-cluster", "nats-cluster-port", 6222},
+	{"gossip", "gossip-port", 7946},
+	{"admin", "admin-port", 9090},
+}
+
+// portsOf returns the port keys a node with roles listens on.
+func portsOf(roles []string) []string {
+	keys := []string{"gossip", "admin"}
+	for _, r := range roles {
+		switch r {
+		case "primary", "replica":
+			keys = append(keys, "store", "nats", "nats-cluster")
+		case "app", "lb", "cache", "edge":
+			keys = append(keys, r)
+		}
+	}
+	return keys
+}
+
+// sharedPortStep spaces the ports of nodes sharing one address: node k uses
+// standard+k*step, moved up past any port already taken.
+const sharedPortStep = 10
+
+// planner assigns names, addresses, ports and arguments to new nodes.
+type planner struct {
+	dir      string // absolute launcher directory
+	base     netip.Addr
+	shared   bool // one address for every node, distinct ports
+	logLevel string
+}
+
+// plan expands a stage into its nodes: names prefix-1.., one loopback
+// address each from base (or distinct ports on base when shared), and the
+// `node run` arguments that start each. Every node is given every node's
+// gossip address as --join: whichever is up, a node (re)starting finds the
+// cluster, and a node ignores its own address.
+func (p *planner) plan(st Stage) ([]Node, error) {
+	var nodes []Node
+	for _, spec := range st.Nodes {
+		for i := 1; i <= spec.Count; i++ {
+			n, err := p.node(spec, fmt.Sprintf("%s-%d", spec.Prefix, i), len(nodes), nodes)
+			if err != nil {
+				return nil, err
+			}
+			nodes = append(nodes, n)
+		}
+	}
+	seeds := gossipAddrs(nodes)
+	for i := range nodes {
+		nodes[i].Args = p.args(nodes[i], st.specOf(nodes[i].Name), seeds)
+	}
+	return nodes, nil
+}
+
+// next plans one more node of spec after the existing ones: the next free
+// number of its prefix, the next address (or ports).
+func (p *planner) next(spec NodeSpec, existing []Node) (Node, error) {
+	num := 1
+	slot := 0
+	for _, n := range existing {
+		if rest, ok := strings.CutPrefix(n.Name, spec.Prefix+"-"); ok {
+			if k, err := strconv.Atoi(rest); err == nil && k >= num {
+				num = k + 1
+			}
+		}
+		slot = max(slot, n.Slot+1)
+	}
+	n, err := p.node(spec, fmt.Sprintf("%s-%d", spec.Prefix, num), slot, existing)
+	if err != nil {
+		return Node{}, err
+	}
+	n.Args = p.args(n, spec, gossipAddrs(append(slices.Clone(existing), n)))
+	return n, nil
+}
+
+// node assigns the address and ports of slot.
+func (p *planner) node(spec NodeSpec, name string, slot int, others []Node) (Node, error) {
+	n := Node{
+		Name:  name,
+		Roles: slices.Clone(spec.Roles),
+		Ports: map[string]int{},
+		Log:   filepath.Join(p.dir, "logs", name+".log"),
+		Data:  filepath.Join(p.dir, "data", name),
+		Slot:  slot,
+	}
+	addr := p.base
+	if !p.shared {
+		a, err := addIP(p.base, slot)
+		if err != nil {
+			return Node{}, err
+		}
+		addr = a
+	}
+	n.Addr = addr.String()
+	if p.shared {
+		taken := map[int]bool{}
+		for _, o := range others {
+			for _, port := range o.Ports {
+				taken[port] = true
+			}
+		}
+		for _, d := range standardPorts {
+			port := d.port + slot*sharedPortStep
+			for taken[port] {
+				port++
+			}
+			taken[port] = true
+			n.Ports[d.key] = port
+		}
+	} else {
+		for _, d := range standardPorts {
+			n.Ports[d.key] = d.port
+		}
+	}
+	// Keep only the ports the node listens on, so that cluster.json shows
+	// what is real.
+	used := portsOf(n.Roles)
+	for k := range n.Ports {
+		if !slices.Contains(used, k) {
+			delete(n.Ports, k)
+		}
+	}
+	n.Admin = net.JoinHostPort(n.Addr, strconv.Itoa(n.Ports["admin"]))
+	return n, nil
+}
+
+// args are the `node run` arguments of n. In shared mode the flag of each
+// port the node uses is given (each node has its own ports); otherwise the
+// standard ports are the defaults and only the address differs.
+func (p *planner) args(n Node, spec NodeSpec, seeds []string) []string {
+	a := []string{"run",
+		"--roles", strings.Join(n.Roles, ","),
+		"--name", n.Name,
+		"--addr", n.Addr,
+		"--data", n.Data,
+		"--join", strings.Join(seeds, ","),
+		"--log-level", p.logLevel,
+	}
+	if p.shared {
+		for _, d := range standardPorts {
+			if port, ok := n.Ports[d.key]; ok {
+				a = append(a, "--"+d.flag, strconv.Itoa(port))
+			}
+		}
+	}
+	return append(a, spec.Flags...)
+}
+
+// specOf returns the group a planned node belongs to, by its name prefix.
+func (s Stage) specOf(name string) NodeSpec {
+	for _, ns := range s.Nodes {
+		if rest, ok := strings.CutPrefix(name, ns.Prefix+"-"); ok {
+			if _, err := strconv.Atoi(rest); err == nil {
+				return ns
+			}
+		}
+	}
+	return NodeSpec{}
+}
+
+func gossipAddrs(nodes []Node) []string {
+	out := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, net.JoinHostPort(n.Addr, strconv.Itoa(n.Ports["gossip"])))
+	}
+	return out
+}
+
+// addIP returns base+k, which must stay in 127.0.0.0/8 and not be the
+// broadcast-like 127.255.255.255.
+func addIP(base netip.Addr, k int) (netip.Addr, error) {
+	b := base.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += uint32(k)
+	out := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	if !out.IsLoopback() || v&0xffffff == 0xffffff {
+		return netip.Addr{}, fmt.Errorf("no loopback address left for node %d after %s", k+1, base)
+	}
+	return out, nil
+}

@@ -1,0 +1,184 @@
+package launch
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Stage is a preset topology of `node up --stage N`: the nodes to start and
+// the one URL a person opens.
+type Stage struct {
+	// Number is the stage number of DESIGN.md (1 to 10).
+	Number int `json:"number"`
+	// Title names what the stage adds, e.g. "separate database".
+	Title string `json:"title"`
+	// Nodes are the groups of nodes, in start order. Earlier groups are
+	// started first, so put what others depend on (the store) first.
+	Nodes []NodeSpec `json:"nodes"`
+	// Open says which node's port is the URL to open: the first node of
+	// the group with this prefix.
+	Open Endpoint `json:"open"`
+}
+
+// NodeSpec is a group of identical nodes of a stage.
+type NodeSpec struct {
+	// Prefix names the nodes: prefix-1, prefix-2, ...
+	Prefix string `json:"prefix"`
+	// Roles are the node's roles, as given to `node run --roles`.
+	Roles []string `json:"roles"`
+	// Count is how many nodes of this group run (--scale changes it).
+	Count int `json:"count"`
+	// Flags are extra `node run` flags of every node of the group, e.g.
+	// "--sessions=memory".
+	Flags []string `json:"flags,omitempty"`
+}
+
+// Endpoint names a port of a node group: the URL a person opens.
+type Endpoint struct {
+	// Prefix is the NodeSpec.Prefix of the node whose port it is.
+	Prefix string `json:"prefix"`
+	// Port is the port key of cluster membership: "app", "lb", "edge", ...
+	Port string `json:"port"`
+}
+
+// stages is the one table of stage presets. Adding a stage is adding an
+// entry here (and a section to docs/stages.md); everything else (the
+// planner, `node up`, `node add`, the docs' commands) reads this table.
+func stages() []Stage {
+	return []Stage{
+		{
+			Number: 1, Title: "single server",
+			Nodes: []NodeSpec{{Prefix: "node", Roles: []string{"app", "primary"}, Count: 1}},
+			Open:  Endpoint{Prefix: "node", Port: "app"},
+		},
+		{
+			Number: 2, Title: "separate database",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1},
+				{Prefix: "app", Roles: []string{"app"}, Count: 1},
+			},
+			Open: Endpoint{Prefix: "app", Port: "app"},
+		},
+	}
+}
+
+// designedStages is how many stages DESIGN.md describes; a stage number in
+// range that is not in the table is "not built yet" rather than unknown.
+const designedStages = 10
+
+// Stages returns every stage this build can start, in order.
+func Stages() []Stage { return stages() }
+
+// LatestStage returns the highest stage built, the default of --stage.
+func LatestStage() Stage {
+	s := stages()
+	return s[len(s)-1]
+}
+
+// LookupStage returns stage n, or an error that lists the stages there are.
+func LookupStage(n int) (Stage, error) {
+	all := stages()
+	for _, s := range all {
+		if s.Number == n {
+			return s, nil
+		}
+	}
+	var names []string
+	for _, s := range all {
+		names = append(names, fmt.Sprintf("%d (%s)", s.Number, s.Title))
+	}
+	list := strings.Join(names, ", ")
+	if n >= 1 && n <= designedStages {
+		return Stage{}, fmt.Errorf("stage %d is designed but not built yet in this version: stages you can start are %s", n, list)
+	}
+	return Stage{}, fmt.Errorf("there is no stage %d: stages you can start are %s", n, list)
+}
+
+// String is "stage N (title)".
+func (s Stage) String() string { return fmt.Sprintf("stage %d (%s)", s.Number, s.Title) }
+
+// clone returns a deep copy, so that scaling never edits the table.
+func (s Stage) clone() Stage {
+	s.Nodes = slices.Clone(s.Nodes)
+	for i := range s.Nodes {
+		s.Nodes[i].Roles = slices.Clone(s.Nodes[i].Roles)
+		s.Nodes[i].Flags = slices.Clone(s.Nodes[i].Flags)
+	}
+	return s
+}
+
+// ParseScale parses --scale: "role=K[,role=K...]", e.g. "app=3,replica=2".
+// K is 0 to 64; a role given twice is an error.
+func ParseScale(s string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		role, k, ok := strings.Cut(f, "=")
+		role = strings.TrimSpace(role)
+		if !ok || role == "" {
+			return nil, fmt.Errorf("--scale %q: want role=count, e.g. app=3", f)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(k))
+		if err != nil || n < 0 || n > maxScale {
+			return nil, fmt.Errorf("--scale %s: count %q must be a number from 0 to %d", role, k, maxScale)
+		}
+		if _, dup := out[role]; dup {
+			return nil, fmt.Errorf("--scale: role %q given twice", role)
+		}
+		out[role] = n
+	}
+	return out, nil
+}
+
+// maxScale bounds one group: each node is a process of tens of MiB.
+const maxScale = 64
+
+// Scale returns the stage with the group of each role resized. A role the
+// stage runs in a group of its own is resized (0 removes the group, unless
+// it holds the URL to open); a role the stage does not run gets a new group
+// named after it, started last; a role that shares its nodes with other
+// roles (stage 1's app,primary) cannot be scaled alone.
+func (s Stage) Scale(counts map[string]int) (Stage, error) {
+	s = s.clone()
+	roles := make([]string, 0, len(counts))
+	for r := range counts {
+		roles = append(roles, r)
+	}
+	slices.Sort(roles) // a deterministic order for the new groups
+	for _, role := range roles {
+		n := counts[role]
+		i := slices.IndexFunc(s.Nodes, func(ns NodeSpec) bool { return slices.Contains(ns.Roles, role) })
+		switch {
+		case i < 0:
+			if n > 0 {
+				s.Nodes = append(s.Nodes, NodeSpec{Prefix: role, Roles: []string{role}, Count: n})
+			}
+		case len(s.Nodes[i].Roles) > 1:
+			return Stage{}, fmt.Errorf("--scale %s: in %s the %s role shares its nodes with %s; scale a stage where it runs alone",
+				role, s, role, strings.Join(slices.DeleteFunc(slices.Clone(s.Nodes[i].Roles), func(r string) bool { return r == role }), ","))
+		case n == 0 && s.Nodes[i].Prefix == s.Open.Prefix:
+			return Stage{}, fmt.Errorf("--scale %s=0: %s needs at least one %s node, it serves the URL to open", role, s, role)
+		case n == 0:
+			s.Nodes = slices.Delete(s.Nodes, i, i+1)
+		default:
+			s.Nodes[i].Count = n
+		}
+	}
+	return s, nil
+}
+
+// specFor returns the group a new node of role joins in `node add ROLE`: the
+// stage's group that runs exactly that role, or a new group named after it.
+func (s Stage) specFor(role string) NodeSpec {
+	for _, ns := range s.Nodes {
+		if len(ns.Roles) == 1 && ns.Roles[0] == role {
+			return ns
+		}
+	}
+	return NodeSpec{Prefix: role, Roles: []string{role}}
+}
