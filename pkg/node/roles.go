@@ -93,20 +93,9 @@ func (n *Node) listenAddr(port int) string {
 // is offered traffic before what it depends on is up.
 func (n *Node) openRoles() error {
 	if n.cfg.hasStore() {
-		sc := n.cfg.RoleConfig.Store
-		sc.Addr = n.listenAddr(n.cfg.Ports.Store)
-		sc.NodeName = n.cfg.Name
-		sc.DataDir = n.cfg.DataDir
-		sc.Logger = n.log.With("role", "store")
-		sc.Metrics = n.reg
-		s, err := store.New(sc)
-		if err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-		if err := n.openRole("store", s); err != nil {
+		if err := n.openStore(); err != nil {
 			return err
 		}
-		n.store = s
 	}
 	if n.cfg.Has(RoleCache) {
 		cc := n.cfg.RoleConfig.Cache
