@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -154,21 +153,17 @@ func dirFlag(fs *flag.FlagSet) *string {
 // positional argument among the flags.
 func parseWithName(fs *flag.FlagSet, args []string) (string, error) {
 	var name string
-	rest := args
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, rest = args[0], args[1:]
-	} else {
-		// flags came first: the name is where parsing stops
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", err
-			}
-			return "", fmt.Errorf("%w: %v (see node %s -h)", errUsage, err, fs.Name())
-		}
-		if fs.NArg() > 0 {
-			before := args[:len(args)-fs.NArg()]
-			name = fs.Arg(0)
-			rest = append(append([]string{}, before...), fs.Args()[1:]...)
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case name == "" && !strings.HasPrefix(a, "-"):
+			name = a
+		case !strings.HasPrefix(a, "-") || strings.Contains(a, "=") || isBoolFlag(fs, a) || i+1 == len(args):
+			rest = append(rest, a)
+		default: // a flag and its value
+			rest = append(rest, a, args[i+1])
+			i++
 		}
 	}
 	if err := parseFlags(fs, rest); err != nil {
@@ -178,4 +173,15 @@ func parseWithName(fs *flag.FlagSet, args []string) (string, error) {
 		return "", fmt.Errorf("%w: node %s needs a name (see node %s -h)", errUsage, fs.Name(), fs.Name())
 	}
 	return name, nil
+}
+
+// isBoolFlag reports whether arg (-name or --name) is a boolean flag of fs,
+// which takes no separate value.
+func isBoolFlag(fs *flag.FlagSet, arg string) bool {
+	f := fs.Lookup(strings.TrimLeft(arg, "-"))
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
