@@ -11,16 +11,18 @@
 # backends share its cores, so a proxy that spends less CPU per request
 # leaves more to the others; compare ratios, not absolute figures.
 #
-# Environment: DURATION (wrk seconds, 10), CONNS (64), THREADS (2),
-# ROUNDS (wrk rounds per target, median kept, 3), RATE_SECONDS (10),
-# RATE (fixed rate; default 70% of HAProxy's max), KEEP=1 keeps the temp dir.
+# Environment: DURATION (wrk seconds per run, 5), CONNS (64), THREADS (2),
+# ROUNDS (wrk rounds, 5), RATE_SECONDS (5), LAT_ROUNDS (fixed-rate rounds, 3),
+# RATE (fixed rate; default 70% of HAProxy's median max), KEEP=1 keeps the
+# temp dir. Each figure is a median over rounds, and each ratio the median of
+# per-round ratios, because other work on a shared machine comes in bursts.
 set -euo pipefail
 
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-3}
-RATE_SECONDS=${RATE_SECONDS:-10}
+ROUNDS=${ROUNDS:-5}
+RATE_SECONDS=${RATE_SECONDS:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
@@ -88,49 +90,81 @@ for n in "${names[@]}"; do
   [ "$code" = 200 ] || { log "$n answers $code, not 200"; exit 1; }
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+minmax() { sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.2f–%.2f", lo, hi}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 
-declare -A rps
-log "max throughput: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds per target, interleaved"
-declare -A runs
+log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews every figure)"
+
+# Maximum throughput. Rounds rotate the order of the targets, and each
+# round's ratios compare runs seconds apart, so that a burst of other work
+# on the machine moves one round's ratio rather than the result.
+declare -A rps_runs
+ratio_ng=() ratio_ha=()
+log "max throughput: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
-  for n in "${names[@]}"; do
+  order=("${names[@]:$(( (r-1) % 4 ))}" "${names[@]:0:$(( (r-1) % 4 ))}")
+  declare -A this=()
+  for n in "${order[@]}"; do
     v=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "http://${addr[$n]}/" | awk '/Requests\/sec/ {print $2}')
-    log "  round $r $n: $v req/s"
-    runs[$n]="${runs[$n]:-} $v"
+    this[$n]=$v
+    rps_runs[$n]="${rps_runs[$n]:-} $v"
   done
+  ratio_ng+=("$(ratio "${this[ours]}" "${this[nginx]}")")
+  ratio_ha+=("$(ratio "${this[ours]}" "${this[haproxy]}")")
+  log "  round $r: direct ${this[direct]}, ours ${this[ours]}, nginx ${this[nginx]}, haproxy ${this[haproxy]} req/s; ours/nginx ${ratio_ng[-1]}, ours/haproxy ${ratio_ha[-1]}"
 done
-for n in "${names[@]}"; do rps[$n]=$(echo ${runs[$n]} | tr ' ' '\n' | median); done
+declare -A rps
+for n in "${names[@]}"; do rps[$n]=$(echo ${rps_runs[$n]} | tr ' ' '\n' | median); done
 
+# Latency at a fixed rate.
 RATE=${RATE:-$(awk -v h="${rps[haproxy]}" 'BEGIN {printf "%d", h*0.7}')}
-log "fixed rate: $RATE req/s (70% of HAProxy's ${rps[haproxy]}) for ${RATE_SECONDS}s each"
-declare -A p50 p99 p999 achieved errors
-for n in "${names[@]}"; do
-  line=$("$DIR/ratelat" -url "http://${addr[$n]}/" -rate "$RATE" -duration "${RATE_SECONDS}s" -conns 256 2>>"$DIR/ratelat.log")
-  log "  $n: $line"
-  for kv in $line; do
-    case $kv in
-      p50=*) p50[$n]=${kv#*=} ;; p99=*) p99[$n]=${kv#*=} ;; p999=*) p999[$n]=${kv#*=} ;;
-      achieved=*) achieved[$n]=${kv#*=} ;; errors=*) errors[$n]=${kv#*=} ;;
-    esac
+LAT_ROUNDS=${LAT_ROUNDS:-3}
+log "fixed rate: $RATE req/s (70% of HAProxy's median ${rps[haproxy]}), ${RATE_SECONDS}s per run, $LAT_ROUNDS rounds"
+declare -A p50s p99s p999s errs
+p99_ha=() p99_ng=()
+for r in $(seq 1 "$LAT_ROUNDS"); do
+  order=("${names[@]:$(( (r-1) % 4 ))}" "${names[@]:0:$(( (r-1) % 4 ))}")
+  declare -A t99=()
+  for n in "${order[@]}"; do
+    line=$("$DIR/ratelat" -url "http://${addr[$n]}/" -rate "$RATE" -duration "${RATE_SECONDS}s" -warmup 1s -conns 256 2>>"$DIR/ratelat.log")
+    log "  round $r $n: $line"
+    for kv in $line; do
+      case $kv in
+        p50=*) p50s[$n]="${p50s[$n]:-} ${kv#*=}" ;;
+        p99=*) p99s[$n]="${p99s[$n]:-} ${kv#*=}"; t99[$n]=${kv#*=} ;;
+        p999=*) p999s[$n]="${p999s[$n]:-} ${kv#*=}" ;;
+        errors=*) errs[$n]=$(( ${errs[$n]:-0} + ${kv#*=} )) ;;
+      esac
+    done
   done
+  p99_ha+=("$(ratio "${t99[ours]}" "${t99[haproxy]}")")
+  p99_ng+=("$(ratio "${t99[ours]}" "${t99[nginx]}")")
 done
+declare -A p50 p99 p999
+for n in "${names[@]}"; do
+  p50[$n]=$(echo ${p50s[$n]} | tr ' ' '\n' | median)
+  p99[$n]=$(echo ${p99s[$n]} | tr ' ' '\n' | median)
+  p999[$n]=$(echo ${p999s[$n]} | tr ' ' '\n' | median)
+done
+log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
-echo "## bench/lb $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$THREADS -c$CONNS -d${DURATION}s (median of $ROUNDS), fixed rate $RATE req/s"
+echo "## bench/lb $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg)"
 echo
-printf "| %-8s | %10s | %9s | %9s | %9s | %10s | %11s | %6s |\n" target "max req/s" "p50 ms" "p99 ms" "p99.9 ms" "added p50" "added p99" errors
-printf "|%s|\n" "----------|------------|-----------|-----------|-----------|------------|-------------|--------"
+echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS rounds; fixed rate $RATE req/s for ${RATE_SECONDS}s, median of $LAT_ROUNDS rounds (latencies in ms)"
+echo
+printf "| %-8s | %10s | %8s | %8s | %8s | %9s | %9s | %6s |\n" target "max req/s" "p50" "p99" "p99.9" "added p50" "added p99" errors
+printf "|%s|\n" "----------|-----------:|---------:|---------:|---------:|----------:|----------:|-------:"
 for n in "${names[@]}"; do
   if [ "$n" = direct ]; then a50="-"; a99="-"; else
     a50=$(awk -v x="${p50[$n]}" -v d="${p50[direct]}" 'BEGIN {printf "%+.3f", x-d}')
     a99=$(awk -v x="${p99[$n]}" -v d="${p99[direct]}" 'BEGIN {printf "%+.3f", x-d}')
   fi
-  printf "| %-8s | %10.0f | %9s | %9s | %9s | %10s | %11s | %6s |\n" "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "${p999[$n]}" "$a50" "$a99" "${errors[$n]}"
+  printf "| %-8s | %10.0f | %8.3f | %8.3f | %8.3f | %9s | %9s | %6s |\n" "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "${p999[$n]}" "$a50" "$a99" "${errs[$n]:-0}"
 done
 echo
-awk -v o="${rps[ours]}" -v ng="${rps[nginx]}" -v h="${rps[haproxy]}" \
-    -v o99="${p99[ours]}" -v ng99="${p99[nginx]}" -v h99="${p99[haproxy]}" 'BEGIN {
-  printf "throughput ours/nginx = %.2f, ours/HAProxy = %.2f (target: ours/nginx >= 1)\n", o/ng, o/h
-  printf "p99        ours/nginx = %.2f, ours/HAProxy = %.2f (target: ours/HAProxy <= 1)\n", o99/ng99, o99/h99
-}'
+echo "throughput ours/nginx   = $(printf '%s\n' "${ratio_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio_ng[@]}" | minmax)), target >= 1"
+echo "throughput ours/HAProxy = $(printf '%s\n' "${ratio_ha[@]}" | median) (rounds $(printf '%s\n' "${ratio_ha[@]}" | minmax))"
+echo "p99        ours/HAProxy = $(printf '%s\n' "${p99_ha[@]}" | median) (rounds $(printf '%s\n' "${p99_ha[@]}" | minmax)), target <= 1"
+echo "p99        ours/nginx   = $(printf '%s\n' "${p99_ng[@]}" | median) (rounds $(printf '%s\n' "${p99_ng[@]}" | minmax))"
