@@ -202,7 +202,7 @@ func (e *Edge) fill(w http.ResponseWriter, r *http.Request, uri, key string, f *
 	if resp.StatusCode == http.StatusNotModified && stale != nil {
 		etag := resp.Header.Get("Etag")
 		if etag == "" || stale.etag == "" || etag == stale.etag {
-			o := stale.updated(out.Header, resp.Header, reqTime, now, e.via)
+			o := stale.updated(out.Header, resp.Header, reqTime, now, e.cfg.NodeName)
 			e.store.put(o, o.staleDeadline(e.cfg.KeepStale), now)
 			e.finish(key, f, o, e.reval, false)
 			e.note(w, &e.revalidations)
@@ -252,7 +252,7 @@ func (e *Edge) fill(w http.ResponseWriter, r *http.Request, uri, key string, f *
 		e.stream(w, r, resp, body)
 		return
 	}
-	o := newObject(uri, out.Header, resp.StatusCode, resp.Header, body, reqTime, now, e.via)
+	o := newObject(uri, out.Header, resp.StatusCode, resp.Header, body, reqTime, now, e.cfg.NodeName)
 	e.store.put(o, o.staleDeadline(e.cfg.KeepStale), now)
 	e.finish(key, f, o, e.miss, false)
 	e.note(w, &e.misses)

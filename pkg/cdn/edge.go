@@ -50,7 +50,7 @@ type Edge struct {
 
 	counters
 
-	srv       *http.Server
+	srv       *server
 	ln        net.Listener
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -119,15 +119,6 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.bufPool.New = func() any { b := make([]byte, 32<<10); return &b }
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.srv = &http.Server{
-		Handler:           e,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
 	if cfg.Metrics != nil {
 		if err := cfg.Metrics.Register(&collector{e: e}); err != nil {
 			return nil, fmt.Errorf("new edge: register metrics: %w", err)
@@ -158,13 +149,10 @@ func (e *Edge) Open() error {
 		e.stopPurge = stop
 	}
 	e.ln = ln
-	e.wg.Add(2)
-	go func() {
-		defer e.wg.Done()
-		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			e.log.Error("edge serve stopped", "err", err)
-		}
-	}()
+	e.srv = newServer(e, ln)
+	e.srv.wg.Add(1)
+	go e.srv.serve()
+	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		e.maintain()
@@ -215,9 +203,8 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	e.log.Info("edge draining")
-	err := e.srv.Shutdown(ctx)
+	err := e.srv.shutdown(ctx)
 	if err != nil {
-		e.srv.Close()
 		err = fmt.Errorf("close edge: drain: %w", err)
 	}
 	e.cancel()

@@ -37,6 +37,9 @@ type object struct {
 	// stored fields, Via with this edge appended and Content-Length,
 	// computed once at store time.
 	fields []field
+	// wire is the response head the server's hit path writes: status
+	// line, fields and X-Edge, without Age, X-Cache and the final CRLF.
+	wire []byte
 	// age caches the last Age value written, so that the hit path formats
 	// it once per second rather than once per request.
 	age atomic.Pointer[ageValue]
@@ -57,7 +60,8 @@ type ageValue struct {
 
 // newObject builds the stored form of a response to the GET of uri made by
 // a request with header reqH.
-func newObject(uri string, reqH http.Header, status int, h http.Header, body []byte, requestTime, responseTime time.Time, via string) *object {
+func newObject(uri string, reqH http.Header, status int, h http.Header, body []byte, requestTime, responseTime time.Time, node string) *object {
+	via := "1.1 " + node
 	stored := make(http.Header, len(h))
 	for k, v := range h {
 		stored[k] = v
@@ -106,13 +110,43 @@ func newObject(uri string, reqH http.Header, status int, h http.Header, body []b
 	if bodyAllowed(status) {
 		o.fields = append(o.fields, field{"Content-Length", []string{strconv.Itoa(len(body))}})
 	}
+	o.wire = o.appendWire(nil, node)
+	o.size += int64(cap(o.wire))
 	return o
+}
+
+// appendWire appends the object's HTTP/1.1 status line and fields to b.
+func (o *object) appendWire(b []byte, node string) []byte {
+	text := http.StatusText(o.status)
+	if text == "" {
+		text = "status"
+	}
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(o.status), 10)
+	b = append(b, ' ')
+	b = append(b, text...)
+	b = append(b, "\r\n"...)
+	for _, f := range o.fields {
+		for _, v := range f.values {
+			if containsCRLF(f.name) || containsCRLF(v) {
+				continue
+			}
+			b = append(b, f.name...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "X-Edge: "...)
+	b = append(b, node...)
+	b = append(b, "\r\n"...)
+	return b
 }
 
 // updated returns the object that results from a 304 Not Modified with
 // header h (RFC 9111 §4.3.4, §3.2): the stored fields replaced by those the
 // 304 carries, except Content-Length, with the body shared.
-func (o *object) updated(reqH http.Header, h http.Header, requestTime, responseTime time.Time, via string) *object {
+func (o *object) updated(reqH http.Header, h http.Header, requestTime, responseTime time.Time, node string) *object {
 	merged := make(http.Header, len(o.header)+len(h))
 	for k, v := range o.header {
 		merged[k] = v
@@ -131,7 +165,7 @@ func (o *object) updated(reqH http.Header, h http.Header, requestTime, responseT
 	if _, ok := merged["Surrogate-Key"]; !ok && len(o.tags) > 0 {
 		merged["Surrogate-Key"] = []string{strings.Join(o.tags, " ")}
 	}
-	return newObject(o.uri, reqH, o.status, merged, o.body, requestTime, responseTime, via)
+	return newObject(o.uri, reqH, o.status, merged, o.body, requestTime, responseTime, node)
 }
 
 // currentAge is the object's age at now (RFC 9111 §4.2.3).

@@ -24,6 +24,7 @@ type store struct {
 // urlEntry is what the store knows of one URL: the fields its latest
 // response varies on, and the LRU keys of the variants held.
 type urlEntry struct {
+	uri  string
 	vary []string
 	keys map[string]struct{}
 }
@@ -69,6 +70,20 @@ func (s *store) lookup(uri string, reqH map[string][]string, now time.Time) (*ob
 	return o, key
 }
 
+// lookupFast returns the stored response for uri when the URL does not
+// vary, without allocating: the hit path of the server.
+func (s *store) lookupFast(uri []byte, now time.Time) *object {
+	s.mu.Lock()
+	ue := s.urls[string(uri)]
+	if ue == nil || len(ue.vary) > 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	o, _ := s.lru.Get(ue.uri, now.UnixNano())
+	s.mu.Unlock()
+	return o
+}
+
 // put stores o until deadline, replacing the variant under the same key,
 // and reports whether it fits the budget. A response that varies on other
 // fields than the URL's earlier ones replaces all of them, since the
@@ -94,7 +109,7 @@ func (s *store) put(o *object, deadline, now time.Time) bool {
 	}
 	ue = s.urls[o.uri] // Set may have evicted the URL's other variants
 	if ue == nil {
-		ue = &urlEntry{vary: o.vary, keys: make(map[string]struct{}, 1)}
+		ue = &urlEntry{uri: o.uri, vary: o.vary, keys: make(map[string]struct{}, 1)}
 		s.urls[o.uri] = ue
 	}
 	ue.keys[o.key] = struct{}{}

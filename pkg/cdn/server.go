@@ -1,0 +1,786 @@
+package cdn
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// server is the edge's HTTP/1.1 server. It exists because of the hit path:
+// net/http spends more on a request (a context, a background-read
+// goroutine, a response header map cloned and sorted, several buffers) than
+// the edge spends finding a stored response, and a hit is most of the
+// edge's traffic. Here a connection parses request heads into a reused
+// buffer; a plain GET or HEAD of a fresh stored response without Vary is
+// answered by copying the object's precomputed response head and its body
+// to the socket, with no allocation. Every other request (misses,
+// conditionals, ranges, Vary, bodies, purges) becomes an *http.Request
+// handed to Edge.ServeHTTP through a small HTTP/1.1 ResponseWriter, so all
+// the caching logic lives in one place.
+//
+// It speaks HTTP/1.1 with keep-alive and pipelining, and HTTP/1.0 (one
+// request per connection); no TLS, no HTTP/2, no Upgrade.
+type server struct {
+	e   *Edge
+	ln  net.Listener
+	ctx context.Context // requests' context; cancelled when connections are cut
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the accept loop and every connection
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	shutting atomic.Bool
+	date     atomic.Pointer[dateValue]
+}
+
+type dateValue struct {
+	sec int64
+	v   []string
+}
+
+// Connection states, for a graceful shutdown that closes idle connections
+// and lets active ones finish their response.
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateClosed
+)
+
+// Limits of the request parser.
+const (
+	maxDrainBytes = 256 << 10 // request body left unread that is drained to keep the connection
+	flushAt       = 32 << 10  // response bytes buffered before a write
+	writevAt      = 16 << 10  // bodies at least this long are written with writev, not copied
+)
+
+func newServer(e *Edge, ln net.Listener) *server {
+	s := &server{e: e, ln: ln, conns: make(map[*conn]struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// serve accepts connections until the listener is closed.
+func (s *server) serve() {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.shutting.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.e.log.Warn("edge accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		c := &conn{s: s, e: s.e, nc: nc, br: bufio.NewReaderSize(nc, 4096)}
+		c.ctx, c.cancel = context.WithCancel(s.ctx)
+		s.mu.Lock()
+		if s.shutting.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// shutdown stops accepting, closes idle connections as they become idle,
+// and waits for active ones until ctx ends; then it cuts what is left.
+func (s *server) shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	s.ln.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for {
+		s.mu.Lock()
+		for c := range s.conns {
+			if c.state.CompareAndSwap(stateIdle, stateClosed) {
+				c.nc.Close()
+			}
+		}
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-tick.C:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		break
+	}
+	s.cancel()
+	s.wg.Wait()
+	return err
+}
+
+// httpDate is the current Date field value, formatted once a second.
+func (s *server) httpDate(now time.Time) []string {
+	sec := now.Unix()
+	if d := s.date.Load(); d != nil && d.sec == sec {
+		return d.v
+	}
+	d := &dateValue{sec: sec, v: []string{now.UTC().Format(http.TimeFormat)}}
+	s.date.Store(d)
+	return d.v
+}
+
+// conn is one client connection, served by one goroutine.
+type conn struct {
+	s      *server
+	e      *Edge
+	nc     net.Conn
+	br     *bufio.Reader
+	ctx    context.Context
+	cancel context.CancelFunc
+	state  atomic.Int32
+
+	head   []byte   // the current request head, copied out of br
+	fields []hfield // its header fields, as spans of head
+	out    []byte   // response bytes not yet written
+	vec    net.Buffers
+	vecArr [2][]byte // vec's backing array, reused: WriteTo consumes vec
+	werr   error     // the first write error; the connection is then dropped
+}
+
+type span struct{ a, b int }
+
+type hfield struct{ name, value span }
+
+// reqHead is a parsed request head and what the server needs to know of it.
+type reqHead struct {
+	method, target span
+	minor          int // HTTP/1.minor
+	host           span
+	hasHost        bool
+	contentLength  int64 // -1: none
+	chunked        bool
+	close          bool // the client asked to close, or speaks HTTP/1.0
+	expect100      bool
+	slow           bool // carries a field only ServeHTTP handles
+}
+
+func (c *conn) serve() {
+	defer func() {
+		c.cancel()
+		c.nc.Close()
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		c.s.wg.Done()
+	}()
+	cfg := &c.e.cfg
+	for {
+		if c.s.shutting.Load() {
+			return
+		}
+		if cfg.IdleTimeout > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(cfg.IdleTimeout))
+		}
+		if c.br.Buffered() == 0 {
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+			return
+		}
+		now := time.Now()
+		c.nc.SetReadDeadline(now.Add(cfg.ReadHeaderTimeout))
+		var h reqHead
+		if status := c.readHead(&h); status != 0 {
+			c.fail(status)
+			return
+		}
+		if cfg.ReadTimeout > 0 {
+			c.nc.SetReadDeadline(now.Add(cfg.ReadTimeout))
+		} else {
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		if cfg.WriteTimeout > 0 {
+			c.nc.SetWriteDeadline(now.Add(cfg.WriteTimeout))
+		}
+		keep := !h.close
+		if !c.fastHit(&h, now) {
+			keep = c.slow(&h) && keep
+		}
+		// Pipelined requests already read are answered before writing.
+		if c.br.Buffered() == 0 || !keep {
+			c.flush()
+		}
+		if c.werr != nil || !keep {
+			return
+		}
+		c.state.Store(stateIdle)
+	}
+}
+
+// readHead reads and parses one request head into h. It returns 0, or the
+// status of the error to answer.
+func (c *conn) readHead(h *reqHead) int {
+	c.head = c.head[:0]
+	c.fields = c.fields[:0]
+	h.contentLength = -1
+	limit := c.e.cfg.MaxHeaderBytes
+	first := true
+	for {
+		line, err := c.br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) || len(c.head)+len(line) > limit {
+				return http.StatusRequestHeaderFieldsTooLarge
+			}
+			return -1 // the client went away or timed out: nothing to answer
+		}
+		if len(c.head)+len(line) > limit {
+			return http.StatusRequestHeaderFieldsTooLarge
+		}
+		start := len(c.head)
+		c.head = append(c.head, line...)
+		end := len(c.head) - 1 // drop \n
+		if end > start && c.head[end-1] == '\r' {
+			end--
+		}
+		if first {
+			if end == start {
+				continue // RFC 9112 §2.2: ignore empty lines before a request
+			}
+			first = false
+			if status := parseRequestLine(c.head, start, end, h); status != 0 {
+				return status
+			}
+			continue
+		}
+		if end == start {
+			break // end of head
+		}
+		if status := c.parseField(start, end, h); status != 0 {
+			return status
+		}
+	}
+	if h.minor == 1 && !h.hasHost {
+		return http.StatusBadRequest
+	}
+	if h.chunked {
+		h.contentLength = -1
+	}
+	return 0
+}
+
+func parseRequestLine(b []byte, start, end int, h *reqHead) int {
+	sp1 := indexByte(b, start, end, ' ')
+	if sp1 < 0 {
+		return http.StatusBadRequest
+	}
+	sp2 := indexByte(b, sp1+1, end, ' ')
+	if sp2 < 0 {
+		return http.StatusBadRequest
+	}
+	h.method = span{start, sp1}
+	h.target = span{sp1 + 1, sp2}
+	proto := b[sp2+1 : end]
+	switch string(proto) {
+	case "HTTP/1.1":
+		h.minor = 1
+	case "HTTP/1.0":
+		h.minor = 0
+		h.close = true // one request per HTTP/1.0 connection
+	default:
+		return http.StatusHTTPVersionNotSupported
+	}
+	if sp1 == start || sp2 == sp1+1 {
+		return http.StatusBadRequest
+	}
+	return 0
+}
+
+func indexByte(b []byte, from, to int, c byte) int {
+	for i := from; i < to; i++ {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// parseField records one header field line and notes the fields that
+// matter to the server.
+func (c *conn) parseField(start, end int, h *reqHead) int {
+	b := c.head
+	if b[start] == ' ' || b[start] == '\t' {
+		return http.StatusBadRequest // obsolete line folding
+	}
+	colon := indexByte(b, start, end, ':')
+	if colon <= start {
+		return http.StatusBadRequest
+	}
+	for i := start; i < colon; i++ {
+		if !isTokenChar(b[i]) {
+			return http.StatusBadRequest // includes a space before the colon
+		}
+	}
+	vs, ve := colon+1, end
+	for vs < ve && (b[vs] == ' ' || b[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
+		ve--
+	}
+	c.fields = append(c.fields, hfield{span{start, colon}, span{vs, ve}})
+	name, value := b[start:colon], b[vs:ve]
+	switch {
+	case eqFold(name, "host"):
+		if h.hasHost {
+			return http.StatusBadRequest
+		}
+		h.host, h.hasHost = span{vs, ve}, true
+	case eqFold(name, "content-length"):
+		n, err := strconv.ParseInt(string(value), 10, 64)
+		if err != nil || n < 0 || (h.contentLength >= 0 && n != h.contentLength) {
+			return http.StatusBadRequest
+		}
+		h.contentLength = n
+	case eqFold(name, "transfer-encoding"):
+		if !eqFold(value, "chunked") {
+			return http.StatusNotImplemented
+		}
+		h.chunked = true
+	case eqFold(name, "connection"):
+		if containsTokenFold(value, "close") {
+			h.close = true
+		}
+	case eqFold(name, "expect"):
+		h.expect100 = eqFold(value, "100-continue")
+		h.slow = true
+	case eqFold(name, "cookie"):
+		if c.e.cfg.PassCookie != "" {
+			h.slow = true
+		}
+	case eqFold(name, "if-none-match"), eqFold(name, "if-modified-since"), eqFold(name, "if-match"),
+		eqFold(name, "if-unmodified-since"), eqFold(name, "if-range"), eqFold(name, "range"),
+		eqFold(name, "cache-control"), eqFold(name, "pragma"), eqFold(name, "upgrade"):
+		h.slow = true
+	}
+	return 0
+}
+
+// eqFold reports whether b equals the lowercase ASCII string s, ignoring case.
+func eqFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// containsTokenFold reports whether the comma-separated list v holds token.
+func containsTokenFold(v []byte, token string) bool {
+	for len(v) > 0 {
+		i := indexByte(v, 0, len(v), ',')
+		var m []byte
+		if i < 0 {
+			m, v = v, nil
+		} else {
+			m, v = v[:i], v[i+1:]
+		}
+		for len(m) > 0 && (m[0] == ' ' || m[0] == '\t') {
+			m = m[1:]
+		}
+		for len(m) > 0 && (m[len(m)-1] == ' ' || m[len(m)-1] == '\t') {
+			m = m[:len(m)-1]
+		}
+		if eqFold(m, token) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// fastHit answers a plain GET or HEAD of a fresh stored response that does
+// not vary, and reports whether it did. It allocates nothing.
+func (c *conn) fastHit(h *reqHead, now time.Time) bool {
+	if h.slow || h.contentLength > 0 || h.chunked {
+		return false
+	}
+	method := c.head[h.method.a:h.method.b]
+	head := false
+	switch string(method) {
+	case http.MethodGet:
+	case http.MethodHead:
+		head = true
+	default:
+		return false
+	}
+	target := c.head[h.target.a:h.target.b]
+	if len(target) == 0 || target[0] != '/' || string(target) == purgePath {
+		return false
+	}
+	e := c.e
+	o := e.store.lookupFast(target, now)
+	if o == nil || o.cc.NoCache || o.lifetime <= o.currentAge(now) {
+		return false
+	}
+	e.requests.Add(1)
+	e.hits.Add(1)
+	c.out = append(c.out, o.wire...)
+	c.out = append(c.out, "Age: "...)
+	c.out = strconv.AppendInt(c.out, int64(o.currentAge(now)/time.Second), 10)
+	c.out = append(c.out, "\r\nX-Cache: HIT\r\n"...)
+	if h.close {
+		c.out = append(c.out, "Connection: close\r\n"...)
+	}
+	c.out = append(c.out, "\r\n"...)
+	if !head && bodyAllowed(o.status) {
+		c.write(o.body)
+		e.bytesOut.Add(uint64(len(o.body)))
+	}
+	return true
+}
+
+// write queues p for the client, writing when enough is queued. A large p
+// is written with the queued bytes in one writev, without copying it.
+func (c *conn) write(p []byte) {
+	if c.werr != nil {
+		return
+	}
+	if len(p) >= writevAt {
+		c.vecArr = [2][]byte{c.out, p}
+		c.vec = c.vecArr[:]
+		_, c.werr = c.vec.WriteTo(c.nc)
+		c.out = c.out[:0]
+		return
+	}
+	c.out = append(c.out, p...)
+	if len(c.out) >= flushAt {
+		c.flush()
+	}
+}
+
+func (c *conn) flush() {
+	if len(c.out) == 0 || c.werr != nil {
+		c.out = c.out[:0]
+		return
+	}
+	_, c.werr = c.nc.Write(c.out)
+	if cap(c.out) > 4*flushAt {
+		c.out = nil // do not keep a buffer grown by one large response
+	} else {
+		c.out = c.out[:0]
+	}
+}
+
+// fail answers a request the server could not parse, and the connection
+// is then closed. status -1 means there is nobody to answer.
+func (c *conn) fail(status int) {
+	if status < 0 {
+		return
+	}
+	msg := http.StatusText(status)
+	c.out = fmt.Appendf(c.out[:0], "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, msg, len(msg)+7, "edge: "+msg+"\n")
+	c.flush()
+}
+
+// slow hands a request to Edge.ServeHTTP, and reports whether the
+// connection can carry another request.
+func (c *conn) slow(h *reqHead) bool {
+	req, body, status := c.request(h)
+	if status != 0 {
+		c.fail(status)
+		return false
+	}
+	if h.expect100 && body != nil {
+		c.out = append(c.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
+		c.flush()
+	}
+	w := &responseWriter{c: c, req: req, h: make(http.Header, 8), declared: -1}
+	c.e.ServeHTTP(w, req)
+	w.finish()
+	keep := !w.closeAfter && c.werr == nil
+	if body != nil && !body.drain() {
+		keep = false
+	}
+	return keep
+}
+
+// request builds the *http.Request for a parsed head.
+func (c *conn) request(h *reqHead) (*http.Request, *reqBody, int) {
+	b := c.head
+	target := string(b[h.target.a:h.target.b])
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return nil, nil, http.StatusBadRequest
+	}
+	hdr := make(http.Header, len(c.fields))
+	for _, f := range c.fields {
+		name := http.CanonicalHeaderKey(string(b[f.name.a:f.name.b]))
+		hdr[name] = append(hdr[name], string(b[f.value.a:f.value.b]))
+	}
+	req := &http.Request{
+		Method:        string(b[h.method.a:h.method.b]),
+		URL:           u,
+		Proto:         "HTTP/1." + strconv.Itoa(h.minor),
+		ProtoMajor:    1,
+		ProtoMinor:    h.minor,
+		Header:        hdr,
+		Host:          string(b[h.host.a:h.host.b]),
+		RequestURI:    target,
+		RemoteAddr:    c.nc.RemoteAddr().String(),
+		Close:         h.close,
+		Body:          http.NoBody,
+		ContentLength: 0,
+	}
+	if req.Host == "" {
+		req.Host = u.Host
+	}
+	delete(hdr, "Host")
+	var body *reqBody
+	switch {
+	case h.chunked:
+		body = &reqBody{r: httputil.NewChunkedReader(c.br)}
+		req.ContentLength = -1
+		req.TransferEncoding = []string{"chunked"}
+		delete(hdr, "Transfer-Encoding")
+	case h.contentLength > 0:
+		body = &reqBody{r: io.LimitReader(c.br, h.contentLength)}
+		req.ContentLength = h.contentLength
+	}
+	if body != nil {
+		req.Body = body
+	}
+	return req.WithContext(c.ctx), body, 0
+}
+
+// reqBody is a request body read from the connection. The outbound
+// transport may still read it from another goroutine after the handler
+// returns, so reads take a lock, and drain ends them for good before the
+// connection reads its next request.
+type reqBody struct {
+	mu     sync.Mutex
+	r      io.Reader
+	eof    bool
+	closed bool
+}
+
+var errBodyDone = errors.New("edge: request body read after the response")
+
+func (b *reqBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyDone
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	n, err := b.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close does nothing: the server drains the body after the handler.
+func (b *reqBody) Close() error { return nil }
+
+// drain reads what is left of the body, up to maxDrainBytes, and reports
+// whether the connection is positioned at the next request.
+func (b *reqBody) drain() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.eof {
+		return true
+	}
+	n, err := io.CopyN(io.Discard, b.r, maxDrainBytes+1)
+	return n <= maxDrainBytes && errors.Is(err, io.EOF)
+}
+
+// responseWriter is the http.ResponseWriter of a request that goes through
+// Edge.ServeHTTP. It frames the body with the handler's Content-Length, or
+// chunked when there is none.
+type responseWriter struct {
+	c          *conn
+	req        *http.Request
+	h          http.Header
+	wrote      bool
+	noBody     bool
+	chunked    bool
+	declared   int64 // Content-Length the handler set, or -1
+	written    int64
+	closeAfter bool
+}
+
+func (w *responseWriter) Header() http.Header { return w.h }
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.wrote || code < 200 {
+		return
+	}
+	w.wrote = true
+	c, h := w.c, w.h
+	w.noBody = w.req.Method == http.MethodHead || !bodyAllowed(code)
+	if cl := h["Content-Length"]; len(cl) > 0 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
+			w.declared = n
+		} else {
+			delete(h, "Content-Length")
+		}
+	}
+	delete(h, "Transfer-Encoding")
+	if !w.noBody && w.declared < 0 {
+		if w.req.ProtoMinor >= 1 {
+			w.chunked = true
+			h["Transfer-Encoding"] = []string{"chunked"}
+		} else {
+			w.closeAfter = true
+		}
+	}
+	if code == http.StatusNoContent || code == http.StatusNotModified {
+		delete(h, "Content-Length")
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = c.s.httpDate(time.Now())
+	}
+	if w.req.Close || c.s.shutting.Load() {
+		w.closeAfter = true
+	}
+	if w.closeAfter {
+		h["Connection"] = []string{"close"}
+	}
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status"
+	}
+	c.out = append(c.out, "HTTP/1.1 "...)
+	c.out = strconv.AppendInt(c.out, int64(code), 10)
+	c.out = append(c.out, ' ')
+	c.out = append(c.out, text...)
+	c.out = append(c.out, "\r\n"...)
+	c.out = appendFields(c.out, h)
+	c.out = append(c.out, "\r\n"...)
+}
+
+// appendFields writes header fields, dropping any value that would break
+// the framing (a CR or LF in it).
+func appendFields(out []byte, h http.Header) []byte {
+	for k, vs := range h {
+		for _, v := range vs {
+			if containsCRLF(k) || containsCRLF(v) {
+				continue
+			}
+			out = append(out, k...)
+			out = append(out, ": "...)
+			out = append(out, v...)
+			out = append(out, "\r\n"...)
+		}
+	}
+	return out
+}
+
+func containsCRLF(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\r' || s[i] == '\n' {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.noBody {
+		return len(p), nil
+	}
+	if w.c.werr != nil {
+		return 0, w.c.werr
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		// More than the handler declared: the rest would corrupt the
+		// next response on this connection.
+		p = p[:w.declared-w.written]
+		w.closeAfter = true
+	}
+	w.written += int64(len(p))
+	if w.chunked {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		w.c.out = strconv.AppendInt(w.c.out, int64(len(p)), 16)
+		w.c.out = append(w.c.out, "\r\n"...)
+		w.c.write(p)
+		w.c.out = append(w.c.out, "\r\n"...)
+	} else {
+		w.c.write(p)
+	}
+	return len(p), w.c.werr
+}
+
+// Flush sends what is buffered, so that a streamed body reaches the client
+// as it arrives from the origin.
+func (w *responseWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.c.flush()
+}
+
+func (w *responseWriter) finish() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.chunked {
+		w.c.out = append(w.c.out, "0\r\n\r\n"...)
+	}
+	if !w.noBody && w.declared >= 0 && w.written < w.declared {
+		// The body ended short of its Content-Length: only closing the
+		// connection tells the client.
+		w.closeAfter = true
+	}
+}
