@@ -1,0 +1,363 @@
+package loadgen_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/scalestack/scalestack/pkg/loadgen"
+)
+
+func TestParseMix(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, err string
+	}{
+		{in: loadgen.DefaultMix, want: "browse=80,read=10,comment=5,post=4,signup=1"},
+		{in: " read = 3 , post=1 ", want: "read=3,post=1"},
+		{in: "browse=1,page=0,post=2", want: "browse=1,post=2"},
+		{in: "page=5", want: "page=5"},
+		{in: "", err: "at least one operation"},
+		{in: "browse=0", err: "at least one operation"},
+		{in: "browse", err: "want op=weight"},
+		{in: "surf=3", err: `unknown operation "surf"`},
+		{in: "read=-1", err: "whole number"},
+		{in: "read=x", err: "whole number"},
+		{in: "read=1,read=2", err: "given twice"},
+	} {
+		m, err := loadgen.ParseMix(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseMix(%q) error = %v, want one containing %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseMix(%q) error = %v", tc.in, err)
+			continue
+		}
+		if got := m.String(); got != tc.want {
+			t.Errorf("ParseMix(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestMixPickFollowsWeights(t *testing.T) {
+	m, err := loadgen.ParseMix("browse=80,post=20")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	counts := map[string]int{}
+	const n = 100_000
+	for range n {
+		counts[m.Pick(r)]++
+	}
+	if got := float64(counts["browse"]) / n; got < 0.79 || got > 0.81 {
+		t.Errorf("share of browse = %.3f, want 0.80±0.01", got)
+	}
+	if len(counts) != 2 {
+		t.Errorf("picked %v, want only browse and post", counts)
+	}
+	if got, want := m.Share("post"), 0.2; got != want {
+		t.Errorf("Share(post) = %v, want %v", got, want)
+	}
+}
+
+func TestLatencyOfHistogram(t *testing.T) {
+	h := hdrhistogram.New(1, 60_000_000, 3)
+	// 1000 values: 1ms..1000ms in µs, so pN is N% of a second.
+	for i := 1; i <= 1000; i++ {
+		h.RecordValue(int64(i) * 1000)
+	}
+	got := loadgen.LatencyOf(h)
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"p50", got.P50, 500}, {"p90", got.P90, 900}, {"p99", got.P99, 990},
+		{"p99.9", got.P999, 999}, {"max", got.Max, 1000}, {"mean", got.Mean, 500.5},
+	} {
+		if c.got < c.want*0.999 || c.got > c.want*1.001 {
+			t.Errorf("%s = %.2fms, want %.2fms (±0.1%%)", c.name, c.got, c.want)
+		}
+	}
+	if got.Count != 1000 {
+		t.Errorf("Count = %d, want 1000", got.Count)
+	}
+	if empty := loadgen.LatencyOf(hdrhistogram.New(1, 60_000_000, 3)); empty != (loadgen.Latency{}) {
+		t.Errorf("LatencyOf(empty) = %+v, want zero", empty)
+	}
+}
+
+func TestValidateNamesTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*loadgen.Config)
+		want string
+	}{
+		{func(c *loadgen.Config) { c.Target = "" }, "--target is required"},
+		{func(c *loadgen.Config) { c.Target = "127.0.0.1:8081" }, "--target"},
+		{func(c *loadgen.Config) { c.Rate = 0 }, "--rate"},
+		{func(c *loadgen.Config) { c.Duration = 0 }, "--duration"},
+		{func(c *loadgen.Config) { c.Users = 0 }, "--users"},
+		{func(c *loadgen.Config) { c.Timeout = -1 }, "--timeout"},
+	} {
+		cfg := loadgen.DefaultConfig()
+		cfg.Target = "http://127.0.0.1:1"
+		tc.edit(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want an error naming %q", err, tc.want)
+		}
+	}
+}
+
+func TestRunAgainstNothingIsOneClearError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = "http://" + addr
+	_, err = loadgen.Run(context.Background(), cfg)
+	if !errors.Is(err, loadgen.ErrTarget) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Run against a closed port = %v, want ErrTarget saying connection refused", err)
+	}
+}
+
+func TestRunMeasuresMixAndHeaders(t *testing.T) {
+	b := newFakeBlog()
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 400
+	cfg.Duration = 750 * time.Millisecond
+	cfg.Users = 5
+	cfg.ReadYourWrites = true
+	cfg.Seed = 7
+	var progress bytes.Buffer
+	cfg.Progress = &progress
+	cfg.ProgressInterval = 200 * time.Millisecond
+	s, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Open loop: the arrivals are the rate times the duration, whatever
+	// the answers; a small shortfall is the last tick.
+	if want := int64(cfg.Rate * cfg.Duration.Seconds()); s.Sent < want-5 || s.Sent > want+1 {
+		t.Errorf("Sent = %d, want about %d (rate × duration)", s.Sent, want)
+	}
+	if s.Errors != 0 || s.OK != s.Sent {
+		t.Errorf("OK, Errors = %d, %d of %d sent; want all ok (errors: %v)", s.OK, s.Errors, s.Sent, s.ErrorKinds)
+	}
+	if s.Ops[loadgen.OpBrowse].Sent <= s.Ops[loadgen.OpPost].Sent {
+		t.Errorf("browse sent %d, post %d: want browse (80%%) well above post (4%%)", s.Ops[loadgen.OpBrowse].Sent, s.Ops[loadgen.OpPost].Sent)
+	}
+	if got := s.ServedBy["fake-1"] + s.ServedBy["fake-2"]; got != s.Sent {
+		t.Errorf("ServedBy = %v, want the %d answers split between fake-1 and fake-2", s.ServedBy, s.Sent)
+	}
+	if s.AppCache["HIT"] == 0 || s.AppCache["MISS"] == 0 {
+		t.Errorf("AppCache = %v, want HIT and MISS counted", s.AppCache)
+	}
+	if s.Latency.Count != s.OK || s.Latency.P50 <= 0 || s.Latency.Max < s.Latency.P99 {
+		t.Errorf("Latency = %+v, want a distribution of the %d ok requests", s.Latency, s.OK)
+	}
+	if s.ReadYourWrites == nil || s.ReadYourWrites.Checks == 0 || s.ReadYourWrites.Violations != 0 {
+		t.Errorf("ReadYourWrites = %+v, want checks and no violations", s.ReadYourWrites)
+	}
+	if s.Writes == nil || s.Writes.Acknowledged == 0 || s.Writes.Lost != 0 || s.Writes.Verified != s.Writes.Acknowledged {
+		t.Errorf("Writes = %+v, want every acknowledged write read back", s.Writes)
+	}
+	if !strings.Contains(progress.String(), "signed up 5 users") || !strings.Contains(progress.String(), "p99") {
+		t.Errorf("progress output lacks the sign-up and live lines:\n%s", progress.String())
+	}
+	var out bytes.Buffer
+	s.Print(&out)
+	for _, want := range []string{"p99.9", "served by (X-Served-By)", "fake-1", "read-your-writes", "LOST 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
+	}
+	if _, err := json.Marshal(s); err != nil {
+		t.Errorf("json.Marshal(summary): %v", err)
+	}
+}
+
+func TestRunCountsLostWritesAndViolations(t *testing.T) {
+	b := newFakeBlog()
+	b.forget = true // acknowledges posts and comments, then never shows them
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 300
+	cfg.Duration = 500 * time.Millisecond
+	cfg.Users = 3
+	cfg.Mix, _ = loadgen.ParseMix("post=1,comment=1,browse=1")
+	cfg.ReadYourWrites = true
+	s, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Writes.Acknowledged == 0 || s.Writes.Lost != s.Writes.Acknowledged {
+		t.Errorf("Writes = %+v, want every acknowledged write lost", s.Writes)
+	}
+	if s.ReadYourWrites.Violations == 0 || len(s.ReadYourWrites.Examples) == 0 {
+		t.Errorf("ReadYourWrites = %+v, want violations with examples", s.ReadYourWrites)
+	}
+}
+
+func TestRunGroupsErrorsByKind(t *testing.T) {
+	b := newFakeBlog()
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 200
+	cfg.Duration = 300 * time.Millisecond
+	cfg.Users = 2
+	cfg.Mix, _ = loadgen.ParseMix("browse=1")
+	cfg.VerifyWrites = false
+	b.failBrowse.Store(true)
+	s, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.ErrorKinds["status 503 Service Unavailable"]; got != s.Sent || got == 0 {
+		t.Errorf("ErrorKinds = %v, want all %d requests as status 503", s.ErrorKinds, s.Sent)
+	}
+	if s.Writes != nil {
+		t.Errorf("Writes = %+v with VerifyWrites off, want nil", s.Writes)
+	}
+}
+
+// fakeBlog is the part of the blog's JSON API the generator uses, in
+// memory, answering as two app nodes in turn.
+type fakeBlog struct {
+	mu       sync.Mutex
+	users    map[string]bool
+	posts    map[string][]string // post id -> comment ids
+	order    []string
+	n        int
+	forget   bool // acknowledge writes but lose them
+	mux      *http.ServeMux
+	// failBrowse answers 503 to the feed when a page is asked for (the
+	// generator's browsing, not its first probe).
+	failBrowse atomic.Bool
+}
+
+func newFakeBlog() *fakeBlog {
+	b := &fakeBlog{users: map[string]bool{}, posts: map[string][]string{}, mux: http.NewServeMux()}
+	b.mux.HandleFunc("POST /api/v1/signup", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Handle string }
+		json.NewDecoder(r.Body).Decode(&in)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.users[in.Handle] {
+			http.Error(w, `{"error":"taken"}`, http.StatusConflict)
+			return
+		}
+		b.users[in.Handle] = true
+		http.SetCookie(w, &http.Cookie{Name: "s", Value: in.Handle, Path: "/"})
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"user":{"handle":%q}}`, in.Handle)
+	})
+	b.mux.HandleFunc("GET /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
+		if b.failBrowse.Load() && r.URL.Query().Has("page") {
+			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		var ps []map[string]string
+		for i := len(b.order) - 1; i >= 0 && len(ps) < 10; i-- {
+			ps = append(ps, map[string]string{"id": b.order[i]})
+		}
+		w.Header().Set("X-App-Cache", []string{"HIT", "MISS"}[len(b.order)%2])
+		json.NewEncoder(w).Encode(map[string]any{"posts": ps, "page": 1, "next": 0})
+	})
+	b.mux.HandleFunc("POST /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
+		if !b.authed(w, r) {
+			return
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.n++
+		id := fmt.Sprintf("p%d", b.n)
+		if !b.forget {
+			b.posts[id] = nil
+			b.order = append(b.order, id)
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"post":{"id":%q}}`, id)
+	})
+	b.mux.HandleFunc("GET /api/v1/posts/{id}", func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		id := r.PathValue("id")
+		if _, ok := b.posts[id]; !ok {
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+			return
+		}
+		fmt.Fprintf(w, `{"post":{"id":%q}}`, id)
+	})
+	b.mux.HandleFunc("GET /api/v1/posts/{id}/comments", func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		var cs []map[string]string
+		for _, c := range b.posts[r.PathValue("id")] {
+			cs = append(cs, map[string]string{"id": c})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"comments": cs})
+	})
+	b.mux.HandleFunc("POST /api/v1/posts/{id}/comments", func(w http.ResponseWriter, r *http.Request) {
+		if !b.authed(w, r) {
+			return
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		id := r.PathValue("id")
+		b.n++
+		cid := fmt.Sprintf("c%d", b.n)
+		if !b.forget {
+			b.posts[id] = append(b.posts[id], cid)
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"comment":{"id":%q}}`, cid)
+	})
+	return b
+}
+
+func (b *fakeBlog) authed(w http.ResponseWriter, r *http.Request) bool {
+	if c, err := r.Cookie("s"); err != nil || c.Value == "" {
+		http.Error(w, `{"error":"log in first"}`, http.StatusUnauthorized)
+		return false
+	}
+	return true
+}
+
+func (b *fakeBlog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.n++
+	name := []string{"fake-1", "fake-2"}[b.n%2]
+	b.mu.Unlock()
+	w.Header().Set("X-Served-By", name)
+	w.Header().Set("Content-Type", "application/json")
+	b.mux.ServeHTTP(w, r)
+}

@@ -1,0 +1,410 @@
+package loadgen
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Histogram bounds: 1µs to 60s at 3 significant digits (0.1% error), a
+// few tens of KiB per histogram.
+const (
+	histMin    = 1
+	histMax    = int64(60 * time.Second / time.Microsecond)
+	histDigits = 3
+)
+
+func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histDigits) }
+
+// Latency is a latency distribution in milliseconds.
+type Latency struct {
+	Count int64   `json:"count"`
+	Mean  float64 `json:"mean_ms"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p99_9_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+// LatencyOf summarizes a histogram of microseconds.
+func LatencyOf(h *hdrhistogram.Histogram) Latency {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	if h.TotalCount() == 0 {
+		return Latency{}
+	}
+	return Latency{
+		Count: h.TotalCount(),
+		Mean:  h.Mean() / 1000,
+		P50:   ms(h.ValueAtQuantile(50)),
+		P90:   ms(h.ValueAtQuantile(90)),
+		P99:   ms(h.ValueAtQuantile(99)),
+		P999:  ms(h.ValueAtQuantile(99.9)),
+		Max:   ms(h.Max()),
+	}
+}
+
+// record adds one latency, clamped to the histogram's range (a response
+// slower than 60s is counted as 60s rather than lost).
+func record(h *hdrhistogram.Histogram, d time.Duration) {
+	us := max(min(d.Microseconds(), histMax), histMin)
+	h.RecordValue(us)
+}
+
+// result is the outcome of one request.
+type result struct {
+	op      string
+	latency time.Duration // from the intended send time to the end of the body
+	status  int
+	err     error
+	header  http.Header
+}
+
+// ok reports whether the request succeeded: a 2xx answer.
+func (r result) ok() bool { return r.err == nil && r.status >= 200 && r.status < 300 }
+
+// recorder collects results from every worker.
+type recorder struct {
+	mu       sync.Mutex
+	all      *hdrhistogram.Histogram // successful requests, whole run
+	window   *hdrhistogram.Histogram // successful requests since the last progress line
+	ops      map[string]*opRecord
+	errKinds map[string]int64
+	servedBy map[string]int64
+	appCache map[string]int64
+	edge     map[string]int64
+	sent     int64
+	ok       int64
+	errs     int64
+	notSent  int64
+	winErrs  int64
+}
+
+type opRecord struct {
+	sent, ok, errs int64
+	hist           *hdrhistogram.Histogram
+}
+
+func newRecorder() *recorder {
+	return &recorder{
+		all: newHist(), window: newHist(), ops: map[string]*opRecord{},
+		errKinds: map[string]int64{}, servedBy: map[string]int64{},
+		appCache: map[string]int64{}, edge: map[string]int64{},
+	}
+}
+
+func (r *recorder) op(name string) *opRecord {
+	o := r.ops[name]
+	if o == nil {
+		o = &opRecord{hist: newHist()}
+		r.ops[name] = o
+	}
+	return o
+}
+
+// dropped counts an arrival that found MaxInFlight requests in flight.
+func (r *recorder) dropped() {
+	r.mu.Lock()
+	r.notSent++
+	r.mu.Unlock()
+}
+
+func (r *recorder) add(res result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := r.op(res.op)
+	r.sent++
+	o.sent++
+	if res.header != nil {
+		if v := res.header.Get("X-Served-By"); v != "" {
+			r.servedBy[v]++
+		}
+		if v := res.header.Get("X-App-Cache"); v != "" {
+			r.appCache[firstWord(v)]++
+		}
+		if v := res.header.Get("X-Cache"); v != "" {
+			r.edge[firstWord(v)]++
+		}
+	}
+	if !res.ok() {
+		r.errs++
+		r.winErrs++
+		o.errs++
+		r.errKinds[errorKind(res.status, res.err)]++
+		return
+	}
+	r.ok++
+	o.ok++
+	record(r.all, res.latency)
+	record(r.window, res.latency)
+	record(o.hist, res.latency)
+}
+
+// firstWord is "HIT" of "HIT from edge-1", upper case.
+func firstWord(s string) string {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return ""
+	}
+	return strings.ToUpper(strings.TrimRight(f[0], ",;"))
+}
+
+// errorKind groups a failure: by status code, or by what went wrong on the
+// connection, so that "the database is down" (503) and "the app is down"
+// (connection refused) read differently.
+func errorKind(status int, err error) string {
+	if err == nil {
+		return fmt.Sprintf("status %d %s", status, http.StatusText(status))
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed early"
+	case errors.Is(err, errBadAnswer):
+		return "bad answer"
+	}
+	msg := err.Error()
+	if len(msg) > 60 {
+		msg = msg[:60] + "..."
+	}
+	return "other: " + msg
+}
+
+// errBadAnswer marks a 2xx answer whose body was not what the API promises.
+var errBadAnswer = errors.New("bad answer")
+
+// progress is the live figures of the progress line.
+type progress struct {
+	sent, ok, errs, notSent int64
+	winOK, winErrs          int64
+	p50, p99                float64 // ms, over the last interval
+}
+
+// takeWindow returns the live figures and starts a new interval.
+func (r *recorder) takeWindow() progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := progress{sent: r.sent, ok: r.ok, errs: r.errs, notSent: r.notSent,
+		winOK: r.window.TotalCount(), winErrs: r.winErrs}
+	if p.winOK > 0 {
+		p.p50 = float64(r.window.ValueAtQuantile(50)) / 1000
+		p.p99 = float64(r.window.ValueAtQuantile(99)) / 1000
+	}
+	r.window.Reset()
+	r.winErrs = 0
+	return p
+}
+
+// Summary is the outcome of a run, printed by Print and written by
+// `node load --json`.
+type Summary struct {
+	Target   string    `json:"target"`
+	Started  time.Time `json:"started"`
+	Duration float64   `json:"duration_s"`
+	// Rate is the arrival rate asked for, per second; Users the users
+	// signed up before the run; Mix the operations' weights.
+	Rate  float64 `json:"rate"`
+	Users int     `json:"users"`
+	Mix   string  `json:"mix"`
+	// Sent counts requests that got an answer or failed; OK the 2xx ones;
+	// Errors the others. NotSent counts arrivals dropped because
+	// MaxInFlight requests were already waiting: the stack was slower than
+	// the rate, by a lot.
+	Sent    int64 `json:"sent"`
+	OK      int64 `json:"ok"`
+	Errors  int64 `json:"errors"`
+	NotSent int64 `json:"not_sent"`
+	// Throughput is successful requests per second.
+	Throughput float64 `json:"throughput"`
+	// Latency is of successful requests, measured from the moment each
+	// was due to be sent (so a stalled stack shows as latency, not as a
+	// lower rate).
+	Latency Latency `json:"latency"`
+	// Ops breaks the figures down by operation.
+	Ops map[string]OpSummary `json:"ops"`
+	// ErrorKinds counts failures by kind: "status 503 Service
+	// Unavailable", "timeout", "connection refused", ...
+	ErrorKinds map[string]int64 `json:"error_kinds"`
+	// ServedBy counts answers by X-Served-By (the app node); AppCache by
+	// X-App-Cache (HIT, MISS); Edge by X-Cache of the edge (HIT, MISS,
+	// STALE). Empty where the stack does not set the header.
+	ServedBy map[string]int64 `json:"served_by"`
+	AppCache map[string]int64 `json:"app_cache"`
+	Edge     map[string]int64 `json:"edge"`
+	// ReadYourWrites is present when the run checked it.
+	ReadYourWrites *RYWSummary `json:"read_your_writes,omitempty"`
+	// Writes is the read-back of every acknowledged write at the end.
+	Writes *WritesSummary `json:"writes,omitempty"`
+}
+
+// OpSummary is one operation's share of a run.
+type OpSummary struct {
+	Sent    int64   `json:"sent"`
+	OK      int64   `json:"ok"`
+	Errors  int64   `json:"errors"`
+	Latency Latency `json:"latency"`
+}
+
+// RYWSummary reports the read-your-writes checks: after a user's write
+// was acknowledged, that user's next arrival read it back.
+type RYWSummary struct {
+	Checks     int64 `json:"checks"`
+	Violations int64 `json:"violations"`
+	// Unchecked are writes not read back: the run ended before the user's
+	// next arrival, every read back failed (an error is no answer: it is
+	// retried on the next arrival), or it could not tell (a comment list
+	// at its display limit).
+	Unchecked int64    `json:"unchecked"`
+	Examples  []string `json:"examples,omitempty"`
+}
+
+// WritesSummary reports the read-back at the end of every post and comment
+// acknowledged with 201 during the run.
+type WritesSummary struct {
+	Acknowledged int64 `json:"acknowledged"`
+	Verified     int64 `json:"verified"`
+	// Lost are acknowledged writes that are not there: the number issue 6
+	// (replication and failover) must keep at zero.
+	Lost int64 `json:"lost"`
+	// Unverified could not be read back (errors after retries).
+	Unverified int64    `json:"unverified"`
+	Examples   []string `json:"examples,omitempty"`
+}
+
+// summary fills the recorder's part of a Summary.
+func (r *recorder) summary(s *Summary) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.Sent, s.OK, s.Errors, s.NotSent = r.sent, r.ok, r.errs, r.notSent
+	if s.Duration > 0 {
+		s.Throughput = float64(r.ok) / s.Duration
+	}
+	s.Latency = LatencyOf(r.all)
+	s.Ops = map[string]OpSummary{}
+	for name, o := range r.ops {
+		s.Ops[name] = OpSummary{Sent: o.sent, OK: o.ok, Errors: o.errs, Latency: LatencyOf(o.hist)}
+	}
+	s.ErrorKinds = clone(r.errKinds)
+	s.ServedBy = clone(r.servedBy)
+	s.AppCache = clone(r.appCache)
+	s.Edge = clone(r.edge)
+}
+
+func clone(m map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Print writes the summary for a person.
+func (s *Summary) Print(w io.Writer) {
+	fmt.Fprintf(w, "\n%s: %.1fs at %.0f/s asked, %d users, mix %s\n", s.Target, s.Duration, s.Rate, s.Users, s.Mix)
+	fmt.Fprintf(w, "  requests    %d sent, %d ok, %d errors (%.2f%%)", s.Sent, s.OK, s.Errors, pct(s.Errors, s.Sent))
+	if s.NotSent > 0 {
+		fmt.Fprintf(w, ", %d NOT SENT (too many in flight: the stack fell far behind)", s.NotSent)
+	}
+	fmt.Fprintf(w, "\n  throughput  %.1f ok/s\n", s.Throughput)
+	l := s.Latency
+	fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (ok requests, from when each was due)\n",
+		fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max))
+
+	fmt.Fprintf(w, "\n  %-8s %8s %8s %8s %9s %9s %9s\n", "op", "sent", "ok", "errors", "p50", "p99", "max")
+	for _, op := range append(mixOps(), OpVerify) {
+		o, ok := s.Ops[op]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "  %-8s %8d %8d %8d %9s %9s %9s\n", op, o.Sent, o.OK, o.Errors, fmtMS(o.Latency.P50), fmtMS(o.Latency.P99), fmtMS(o.Latency.Max))
+	}
+	if len(s.ErrorKinds) > 0 {
+		fmt.Fprintf(w, "\n  errors by kind\n")
+		for _, k := range sortedByCount(s.ErrorKinds) {
+			fmt.Fprintf(w, "    %-40s %8d  %5.1f%%\n", k, s.ErrorKinds[k], pct(s.ErrorKinds[k], s.Errors))
+		}
+	}
+	printShares(w, "served by (X-Served-By)", s.ServedBy)
+	printShares(w, "app cache (X-App-Cache)", s.AppCache)
+	printShares(w, "edge (X-Cache)", s.Edge)
+	if r := s.ReadYourWrites; r != nil {
+		fmt.Fprintf(w, "\n  read-your-writes  %d checks, %d violations, %d unchecked\n", r.Checks, r.Violations, r.Unchecked)
+		for _, e := range r.Examples {
+			fmt.Fprintf(w, "    %s\n", e)
+		}
+	}
+	if wr := s.Writes; wr != nil {
+		fmt.Fprintf(w, "\n  acknowledged writes  %d, read back %d, LOST %d, unverified %d\n", wr.Acknowledged, wr.Verified, wr.Lost, wr.Unverified)
+		for _, e := range wr.Examples {
+			fmt.Fprintf(w, "    %s\n", e)
+		}
+	}
+}
+
+func printShares(w io.Writer, title string, m map[string]int64) {
+	if len(m) == 0 {
+		return
+	}
+	var total int64
+	for _, v := range m {
+		total += v
+	}
+	fmt.Fprintf(w, "\n  %s\n", title)
+	for _, k := range sortedByCount(m) {
+		fmt.Fprintf(w, "    %-24s %8d  %5.1f%%\n", k, m[k], pct(m[k], total))
+	}
+}
+
+func sortedByCount(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return keys
+}
+
+func pct(n, of int64) float64 {
+	if of == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(of)
+}
+
+// fmtMS renders milliseconds with a precision that suits the size.
+func fmtMS(ms float64) string {
+	switch {
+	case ms == 0:
+		return "-"
+	case ms < 10:
+		return fmt.Sprintf("%.2fms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.1fms", ms)
+	default:
+		return fmt.Sprintf("%.2fs", ms/1000)
+	}
+}
