@@ -250,13 +250,13 @@ func TestRunGroupsErrorsByKind(t *testing.T) {
 // fakeBlog is the part of the blog's JSON API the generator uses, in
 // memory, answering as two app nodes in turn.
 type fakeBlog struct {
-	mu       sync.Mutex
-	users    map[string]bool
-	posts    map[string][]string // post id -> comment ids
-	order    []string
-	n        int
-	forget   bool // acknowledge writes but lose them
-	mux      *http.ServeMux
+	mu     sync.Mutex
+	users  map[string]bool
+	posts  map[string][]string // post id -> comment ids
+	order  []string
+	n      int
+	forget bool // acknowledge writes but lose them
+	mux    *http.ServeMux
 	// failBrowse answers 503 to the feed when a page is asked for (the
 	// generator's browsing, not its first probe).
 	failBrowse atomic.Bool
