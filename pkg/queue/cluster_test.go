@@ -27,7 +27,19 @@ func TestClusterOfThree(t *testing.T) {
 		t.Fatalf("lone clustered server has meta leader %q, want none", got)
 	}
 	s2 := mustOpen(t, serverConfig(t, "s2", "127.0.0.3", s1.ClusterURL()))
-	s3 := mustOpen(t, serverConfig(t, "s3", "127.0.0.4", s1.ClusterURL()))
+	// s3 hears of s1 through SetPeers before it opens, as a node whose
+	// membership is up before its NATS server would.
+	s3, err := queue.NewServer(serverConfig(t, "s3", "127.0.0.4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.SetPeers([]string{s1.ClusterURL()}); err != nil {
+		t.Fatalf("SetPeers before Open: %v", err)
+	}
+	if err := s3.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s3.Close() })
 	start := time.Now()
 	waitCluster(t, s1, s2, s3)
 	t.Logf("three servers elected meta leader %q in %v", s1.MetaLeader(), time.Since(start))
@@ -42,7 +54,6 @@ func TestClusterOfThree(t *testing.T) {
 	}
 	var stream jetstream.Stream
 	waitFor(t, 20*time.Second, "create R3 stream", func() error {
-		var err error
 		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
 			Name: "JOBS", Subjects: []string{"jobs.>"}, Replicas: queue.Replicas(s1.ClusterSize()),
 		})
@@ -99,6 +110,18 @@ func TestClusterOfThree(t *testing.T) {
 	}
 	alive = append(alive, s5)
 	waitCluster(t, alive...)
+
+	// A membership hiccup that lists no peers keeps every route.
+	before := s4.Status().(queue.ServerStatus).ConfiguredRoutes
+	if err := s4.SetPeers(nil); err != nil {
+		t.Fatalf("SetPeers(nil): %v", err)
+	}
+	if after := s4.Status().(queue.ServerStatus).ConfiguredRoutes; !slices.Equal(after, before) {
+		t.Errorf("after SetPeers(nil) s4 routes to %q, want still %q", after, before)
+	}
+	if got := s4.ClusterSize(); got != len(alive) {
+		t.Errorf("after SetPeers(nil) s4 sees %d servers, want %d", got, len(alive))
+	}
 
 	// JetStream works through the newcomer.
 	c5 := mustConnect(t, "client5", staticServers(s5.ClientURL()))

@@ -36,8 +36,12 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
+	switch os.Getenv(childEnv) {
+	case "1":
 		runChild()
+		return
+	case "idle":
+		runIdleChild()
 		return
 	}
 	os.Exit(m.Run())
@@ -81,6 +85,13 @@ func runChild() {
 	s.Close()
 }
 
+// runIdleChild is a helper process without a server, the baseline of the
+// RSS measurement: it prints two lines and waits like runChild.
+func runIdleChild() {
+	fmt.Printf("client -\ncluster -\n")
+	io.Copy(io.Discard, os.Stdin)
+}
+
 // child is a server running in a helper process.
 type child struct {
 	cmd        *exec.Cmd
@@ -95,6 +106,7 @@ type childConfig struct {
 	clusterPort     int // 0 picks a free one
 	routes          []string
 	standalone      bool
+	idle            bool // run no server at all (RSS baseline)
 }
 
 // startChild starts a server in a helper process and waits until it is up.
@@ -106,8 +118,12 @@ func startChild(t testing.TB, cc childConfig) *child {
 		alone = "1"
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	mode := "1"
+	if cc.idle {
+		mode = "idle"
+	}
 	cmd.Env = append(os.Environ(),
-		childEnv+"=1",
+		childEnv+"="+mode,
 		childNameEnv+"="+cc.name,
 		childHostEnv+"="+cc.host,
 		childDirEnv+"="+cc.dir,

@@ -22,9 +22,6 @@ var ErrClosed = errors.New("queue: closed")
 // other than itself: it cannot join them.
 var ErrStandalone = errors.New("queue: standalone server cannot join peers")
 
-// ErrNotOpen is returned by calls that need a running server before Open.
-var ErrNotOpen = errors.New("queue: server not open")
-
 // Server is an embedded nats-server with JetStream, clustered with the
 // other NATS-hosting nodes.
 type Server struct {
@@ -39,7 +36,7 @@ type Server struct {
 	opts   *server.Options // what ns runs with; the base of every reload
 	self   *url.URL        // this server's own cluster URL
 	seeds  []*url.URL      // cfg.Routes, kept for the server's life
-	peers  []*url.URL      // the last SetPeers, without self and seeds
+	peers  []*url.URL      // every peer SetPeers was ever given
 	closed bool
 }
 
@@ -252,10 +249,19 @@ func (s *Server) clusterURL() string {
 }
 
 // SetPeers tells the server the cluster URLs of all NATS-hosting members,
-// with or without its own. The node calls it whenever membership changes.
-// Routes to newly seen peers are added at run time; routes to peers no
-// longer listed are dropped, and come back when the peer does. Routes
-// given in ServerConfig.Routes and the server's own route stay.
+// with or without its own. The node calls it whenever membership changes,
+// also before Open, which then starts with them as routes. Routes to newly
+// seen peers are added at run time (a config reload of the
+// running server).
+//
+// Routes are never removed: a peer that leaves the list keeps its route,
+// and nats-server keeps redialling it (quietly, about once a second), so
+// that it is back in the cluster as soon as it returns. Dropping it would
+// be worse: nats-server closes a removed route for good, and when this
+// server had dialled all its routes itself, a membership hiccup that
+// briefly listed no peers would cut it off from the cluster until the peers
+// came back to the list. The cost is a dial per second per departed
+// address until the process restarts.
 //
 // Route gossip already connects a server to every peer of a peer it
 // reaches, so one shared peer is enough for a cluster to form; SetPeers
@@ -275,9 +281,6 @@ func (s *Server) SetPeers(clusterURLs []string) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.ns == nil {
-		return ErrNotOpen
-	}
 	if s.cfg.Standalone {
 		// The node may list its own configured cluster address among the
 		// NATS-hosting members; only others are an error.
@@ -290,9 +293,18 @@ func (s *Server) SetPeers(clusterURLs []string) error {
 		return nil
 	}
 	old := s.peers
-	s.peers = peers
+	for _, p := range peers {
+		if !slices.ContainsFunc(s.peers, func(o *url.URL) bool { return o.Host == p.Host }) {
+			s.peers = append(s.peers, p)
+		}
+	}
+	if s.ns == nil {
+		// Before Open: the peers become initial routes.
+		return nil
+	}
 	routes := s.routes()
 	if sameURLs(routes, s.opts.Routes) {
+		s.peers = old
 		return nil
 	}
 	next := s.opts.Clone()
