@@ -103,6 +103,19 @@ var (
 	// ErrCompacted: the log entries asked for have been trimmed from the log;
 	// a reader that needs them must start from a snapshot instead.
 	ErrCompacted = errors.New("log compacted")
+	// ErrNotPrimary: the node asked to write is not the primary (it is a
+	// replica, or a primary whose lease has lapsed); the error names the
+	// primary to write to when the node knows it.
+	ErrNotPrimary = errors.New("not the primary")
+	// ErrStaleEpoch: a frame, entry or request carries an epoch older than one
+	// already seen; it comes from a deposed primary and is refused (fencing).
+	ErrStaleEpoch = errors.New("stale epoch")
+	// ErrSyncTimeout: a write was committed on the primary but not made
+	// durable by enough replicas (--sync) in time, so it was not
+	// acknowledged; its outcome is unknown.
+	ErrSyncTimeout = errors.New("replicas did not confirm the write in time")
+	// ErrBehind: a replica has not applied the LSN a session read needs yet.
+	ErrBehind = errors.New("replica behind")
 )
 
 // Trace records which store node answered a call and at which LSN, so the

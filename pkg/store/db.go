@@ -142,6 +142,18 @@ type DB struct {
 	lsn   atomic.Uint64 // LSN of the last commit
 	epoch atomic.Uint64
 
+	// swap is held for reading by every use of bolt and for writing by
+	// Restore, which replaces the file under a running DB (replication).
+	swap sync.RWMutex
+	// gate, when set, is asked before every commit of local transactions:
+	// a non-nil answer fails the whole batch unapplied. Replication sets it
+	// so that only a primary holding its lease writes (see SetWriteGate).
+	gate atomic.Pointer[func() error]
+	// changed is closed and replaced after every commit that moves the LSN,
+	// so log shippers can wait for new entries (see Changed).
+	changedMu sync.Mutex
+	changed   chan struct{}
+
 	txns        atomic.Uint64 // transactions committed (with an LSN)
 	commits     atomic.Uint64 // bbolt commits done by the committer
 	grouped     atomic.Uint64 // commits that held more than one transaction
@@ -181,6 +193,7 @@ func Open(path string, opts Options) (*DB, error) {
 		bolt:    bdb,
 		reqs:    make(chan *request),
 		closing: make(chan struct{}),
+		changed: make(chan struct{}),
 	}
 	if err := db.recover(); err != nil {
 		_ = bdb.Close()
@@ -377,6 +390,8 @@ func prefixEnd(p []byte) []byte {
 
 // view runs fn in a read transaction, mapping a closed database to ErrClosed.
 func (db *DB) view(fn func(*bolt.Tx) error) error {
+	db.swap.RLock()
+	defer db.swap.RUnlock()
 	err := db.bolt.View(fn)
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -469,13 +484,23 @@ func (db *DB) fill(batch *[]*request, size int) {
 // and err. If the commit itself fails, the transactions are retried one by
 // one so that a single bad one cannot fail its neighbours.
 func (db *DB) commit(batch []*request) {
+	if g := db.gate.Load(); g != nil {
+		if err := (*g)(); err != nil {
+			for _, r := range batch {
+				r.lsn, r.err = 0, fmt.Errorf("txn: %w", err)
+			}
+			return
+		}
+	}
 	start := time.Now()
 	var last uint64
+	db.swap.RLock()
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
 		last, err = db.apply(tx, batch)
 		return err
 	})
+	db.swap.RUnlock()
 	d := time.Since(start)
 	if d > slowCommit {
 		db.log.Warn("slow commit", "txns", len(batch), "duration", d)
@@ -498,6 +523,7 @@ func (db *DB) commit(batch []*request) {
 	// distance travelled.
 	db.txns.Add(last - db.lsn.Load())
 	db.lsn.Store(last)
+	db.notify()
 	for _, r := range batch {
 		if r.err != nil {
 			db.failedConds.Add(1) // after a successful commit, the only error is a failed check

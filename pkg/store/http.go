@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Routes of the HTTP API (see the package doc for the wire format).
@@ -32,16 +33,19 @@ type api struct {
 	maxValue int
 	status   func() any
 	metrics  *metrics
+	repl     *replication
+	srv      *Server
 }
 
-func (s *Server) handler(db *DB) http.Handler {
-	return &api{db: db, log: s.log, node: s.cfg.NodeName, maxValue: s.cfg.MaxValueBytes, status: s.Status, metrics: s.metrics}
+func (s *Server) handler(db *DB, repl *replication) http.Handler {
+	return &api{db: db, log: s.log, node: s.cfg.NodeName, maxValue: s.cfg.MaxValueBytes, status: s.Status, metrics: s.metrics, repl: repl, srv: s}
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	w = rec
 	w.Header().Set(HeaderNode, a.node)
+	a.repl.setHeaders(w.Header())
 	route := a.route(w, r)
 	a.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
 }
@@ -80,6 +84,36 @@ func (a *api) route(w http.ResponseWriter, r *http.Request) string {
 			a.txn(w, r)
 		}
 		return "txn"
+	case p == pathReplicate:
+		if a.allow(w, r, http.MethodGet) {
+			a.replicate(w, r)
+		}
+		return "replicate"
+	case p == pathSnapshot:
+		if a.allow(w, r, http.MethodGet) {
+			a.snapshot(w, r)
+		}
+		return "snapshot"
+	case p == pathPromote:
+		if a.allow(w, r, http.MethodPost) {
+			a.promote(w, r)
+		}
+		return "promote"
+	case p == pathHandover:
+		if a.allow(w, r, http.MethodPost) {
+			a.handover(w, r)
+		}
+		return "handover"
+	case p == pathChecksum:
+		if a.allow(w, r, http.MethodGet) {
+			sum, lsn, err := a.db.Checksum(r.Context())
+			if err != nil {
+				a.fail(w, err)
+				return "checksum"
+			}
+			a.reply(w, http.StatusOK, lsn, map[string]any{"crc32c": sum, "lsn": lsn})
+		}
+		return "checksum"
 	case p == pathStatus:
 		if a.allow(w, r, http.MethodGet) {
 			a.reply(w, http.StatusOK, a.db.LSN(), a.status())
@@ -125,6 +159,10 @@ func splitKV(rest string) (bucket, key string, err error) {
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request, bucket, key string) {
+	if err := a.readable(r); err != nil {
+		a.fail(w, err)
+		return
+	}
 	v, lsn, err := a.db.GetLSN(r.Context(), bucket, key)
 	if err != nil {
 		a.failAt(w, lsn, err)
@@ -171,7 +209,18 @@ func (a *api) txn(w http.ResponseWriter, r *http.Request) {
 
 // write commits ops and answers {"lsn":N}.
 func (a *api) write(w http.ResponseWriter, r *http.Request, ops ...Op) {
+	if s := r.Header.Get(HeaderEpoch); s != "" {
+		// The client has seen a primary of a newer epoch: this node is
+		// deposed, whatever it believes.
+		if e, err := strconv.ParseUint(s, 10, 64); err == nil && e > a.db.Epoch() {
+			a.fail(w, fmt.Errorf("node %s is at epoch %d, the client has seen %d: %w", a.node, a.db.Epoch(), e, ErrNotPrimary))
+			return
+		}
+	}
 	lsn, err := a.db.Txn(r.Context(), ops...)
+	if err == nil {
+		err = a.repl.confirm(r.Context(), lsn)
+	}
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -198,6 +247,10 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request, rest string) {
 			a.fail(w, fmt.Errorf("reverse %q is not a boolean: %w", s, ErrInvalid))
 			return
 		}
+	}
+	if err := a.readable(r); err != nil {
+		a.fail(w, err)
+		return
 	}
 	pairs, lsn, err := a.db.ScanLSN(r.Context(), bucket, opts)
 	if err != nil {
@@ -246,11 +299,56 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, ErrCompacted):
 		return http.StatusGone
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable),
+	case errors.Is(err, ErrNotPrimary):
+		// Nothing was applied: the client may send it to the primary.
+		return http.StatusMisdirectedRequest
+	case errors.Is(err, ErrBehind):
+		return http.StatusTooEarly
+	case errors.Is(err, ErrStaleEpoch):
+		return http.StatusConflict
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable), errors.Is(err, ErrSyncTimeout),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// readable checks a read's consistency headers: a strong read needs the
+// primary with a good lease; a session read needs the LSN applied, waiting
+// up to SessionWait for it.
+func (a *api) readable(r *http.Request) error {
+	if r.Header.Get(HeaderConsistency) == Strong.String() {
+		if err := a.repl.gate(); err != nil {
+			return fmt.Errorf("strong read: %w", err)
+		}
+		return nil
+	}
+	s := r.Header.Get(HeaderMinLSN)
+	if s == "" {
+		return nil
+	}
+	min, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", HeaderMinLSN, s, ErrInvalid)
+	}
+	if a.db.LSN() >= min {
+		return nil
+	}
+	t := time.NewTimer(a.srv.cfg.SessionWait)
+	defer t.Stop()
+	for {
+		ch := a.db.Changed()
+		if a.db.LSN() >= min {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return fmt.Errorf("node %s has applied LSN %d, the read needs %d: %w", a.node, a.db.LSN(), min, ErrBehind)
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+	}
 }
 
 // statusRecorder remembers the status code for the metrics.

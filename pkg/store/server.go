@@ -76,7 +76,65 @@ type Config struct {
 	// ShutdownTimeout bounds how long Close waits for in-flight requests
 	// before closing connections. Default 10s.
 	ShutdownTimeout time.Duration
+
+	// Role is the role the node starts in: RolePrimary or RoleReplica. Set by
+	// the node from --roles. With a Lease, "primary" only means "may create
+	// the lease when none exists yet": whoever holds the lease is the
+	// primary, and a former primary that comes back follows as a replica.
+	Role string
+
+	// Sync is how many replicas must have a write durable before the
+	// primary acknowledges it (flag --sync). Default 0: asynchronous, the
+	// last writes before a failover can be lost. With 1 or more, a write
+	// that replicas do not confirm within SyncTimeout fails with
+	// ErrSyncTimeout (503) instead of being acknowledged unsafely.
+	Sync int
+
+	// SyncTimeout bounds the wait for replicas under Sync (flag
+	// --sync-timeout). Default 2s: longer than a failover, so a write fails
+	// rather than hangs when no replica is connected.
+	SyncTimeout time.Duration
+
+	// Lease, when set, is where the primary holds its lease (a JetStream
+	// key-value bucket in a node); it turns on failover and fencing. Nil: no
+	// failover; a primary is always the primary and replicas follow the
+	// primary the Peers name.
+	Lease LeaseStore
+
+	// LeaseTTL is how long a lease lasts without renewal (flag
+	// --lease-ttl). Default 1.5s. The primary renews every LeaseTTL/3 and
+	// stops writing LeaseMargin before the TTL runs out on its own clock; a
+	// replica takes over once the lease went unrenewed for LeaseTTL on its
+	// clock. Shorter fails over faster but risks needless failovers when
+	// NATS stalls.
+	LeaseTTL time.Duration
+
+	// LeaseMargin is how long before its lease would expire the primary
+	// stops accepting writes, covering clock-rate differences and the time a
+	// write takes between its checks. Default LeaseTTL/5.
+	LeaseMargin time.Duration
+
+	// Peers lists the store nodes (membership, in a node). Replicas use it to
+	// find the primary when there is no Lease, and candidates to compare
+	// their LSN with the live peers before they campaign. Nil: no peers.
+	Peers Resolver
+
+	// HeartbeatInterval is how often a primary tells an idle replica its LSN
+	// (the replica's lag figure), and the basis of the replica's read
+	// timeout (3 heartbeats). Default 200ms.
+	HeartbeatInterval time.Duration
+
+	// SessionWait is how long a replica holds a session read that asks for
+	// an LSN it has not applied yet before it refuses it (the client then
+	// reads from the primary). Default 100ms.
+	SessionWait time.Duration
 }
+
+// Store roles (Config.Role).
+const (
+	RolePrimary = "primary"
+	RoleReplica = "replica"
+)
 
 // DefaultConfig returns a Config with every default filled in; Addr is
 // 127.0.0.1:7070 and DataDir "data".
@@ -94,6 +152,11 @@ func DefaultConfig() Config {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
+		Role:              RolePrimary,
+		SyncTimeout:       2 * time.Second,
+		LeaseTTL:          1500 * time.Millisecond,
+		HeartbeatInterval: 200 * time.Millisecond,
+		SessionWait:       100 * time.Millisecond,
 	}
 }
 
@@ -122,6 +185,20 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("store config: IdleTimeout %v: must be positive", c.IdleTimeout)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("store config: ShutdownTimeout %v: must be positive", c.ShutdownTimeout)
+	case c.Role != RolePrimary && c.Role != RoleReplica:
+		return fmt.Errorf("store config: Role %q: want %q or %q", c.Role, RolePrimary, RoleReplica)
+	case c.Sync < 0:
+		return fmt.Errorf("store config: Sync %d: must not be negative", c.Sync)
+	case c.SyncTimeout <= 0:
+		return fmt.Errorf("store config: SyncTimeout %v: must be positive", c.SyncTimeout)
+	case c.LeaseTTL < 300*time.Millisecond:
+		return fmt.Errorf("store config: LeaseTTL %v: must be at least 300ms", c.LeaseTTL)
+	case c.LeaseMargin < 0 || c.LeaseMargin >= c.LeaseTTL/2:
+		return fmt.Errorf("store config: LeaseMargin %v: must be between 0 and half of LeaseTTL", c.LeaseMargin)
+	case c.HeartbeatInterval <= 0:
+		return fmt.Errorf("store config: HeartbeatInterval %v: must be positive", c.HeartbeatInterval)
+	case c.SessionWait < 0:
+		return fmt.Errorf("store config: SessionWait %v: must not be negative", c.SessionWait)
 	}
 	return nil
 }
@@ -133,6 +210,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LogRetention, "store-log-retention", c.LogRetention, "number of recent log entries the store keeps for replicas to catch up from")
 	fs.IntVar(&c.MaxBatchTxns, "store-max-batch", c.MaxBatchTxns, "most transactions grouped into one commit (fsync)")
 	fs.DurationVar(&c.BatchDelay, "store-batch-delay", c.BatchDelay, "how long a commit waits for more writers to group; 0 groups only those already waiting")
+	fs.IntVar(&c.Sync, "sync", c.Sync, "replicas that must have a write durable before the primary acknowledges it; 0 is asynchronous (the last writes can be lost on failover)")
+	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long a write waits for --sync replicas before it fails with 503")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "primary lease lifetime without renewal; failover takes a little more than this")
 }
 
 // Server is the store role: a DB served over HTTP/JSON.
@@ -141,8 +221,9 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu   sync.Mutex // guards db, ln, http
+	mu   sync.Mutex // guards db, ln, http, repl
 	db   *DB
+	repl *replication
 	ln   net.Listener
 	http *http.Server
 
@@ -209,8 +290,9 @@ func (s *Server) Open() error {
 		_ = db.Close()
 		return fmt.Errorf("open store server: listen: %w", err)
 	}
+	repl := newReplication(s)
 	hs := &http.Server{
-		Handler:           s.handler(db),
+		Handler:           s.handler(db, repl),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
@@ -219,8 +301,9 @@ func (s *Server) Open() error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.mu.Lock()
-	s.db, s.ln, s.http = db, ln, hs
+	s.db, s.ln, s.http, s.repl = db, ln, hs, repl
 	s.mu.Unlock()
+	repl.start()
 	go func() {
 		defer close(s.serveDone)
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -269,7 +352,8 @@ type Status struct {
 	Path  string `json:"path"`
 	Ready bool   `json:"ready"`
 	Stats
-	Error string `json:"error,omitempty"`
+	Replication *ReplicationStatus `json:"replication,omitempty"`
+	Error       string             `json:"error,omitempty"`
 }
 
 // Status returns live figures (a Status).
@@ -280,6 +364,13 @@ func (s *Server) Status() any {
 		return st
 	}
 	st.Path = db.Path()
+	s.mu.Lock()
+	repl := s.repl
+	s.mu.Unlock()
+	if repl != nil {
+		rs := repl.status()
+		st.Replication = &rs
+	}
 	stats, err := db.Stats()
 	st.Stats = stats
 	if err != nil {
@@ -290,13 +381,14 @@ func (s *Server) Status() any {
 
 // Close stops the server in this order: stop accepting and let in-flight
 // requests finish (up to ShutdownTimeout), since each may be waiting for its
-// commit and its answer is the acknowledgement; then close the DB, which
+// commit and its answer is the acknowledgement; then stop replication
+// (lease loop, replica streams, following); then close the DB, which
 // fails anything still queued with ErrClosed. Closing the DB first would
 // turn acknowledged-to-be writes into errors.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
-		hs, db := s.http, s.db
+		hs, db, repl := s.http, s.db, s.repl
 		s.mu.Unlock()
 		var errs []error
 		if hs != nil {
@@ -307,6 +399,11 @@ func (s *Server) Close() error {
 			}
 			cancel()
 			<-s.serveDone
+		}
+		// Replication stops after the HTTP server, whose in-flight writes
+		// may be waiting for replica acks, and before the DB it reads.
+		if repl != nil {
+			repl.stop()
 		}
 		if db != nil {
 			if err := db.Close(); err != nil {

@@ -1,0 +1,340 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// This file is the store node's replication role: primary or replica, the
+// transitions between them, the write gate that fences a primary whose
+// lease lapsed, and the replication part of /status.
+//
+// Who is primary: with a Lease, the node that holds it (lease.go); without,
+// the node started with Role "primary". A replica follows the primary
+// (follow.go); the primary ships its log to every replica that connects
+// (ship.go) and, under Sync, acknowledges a write only once enough of them
+// have it durable.
+
+// replication is the mutable replication state of a Server.
+type replication struct {
+	s   *Server
+	log *slog.Logger
+
+	mu            sync.Mutex
+	primary       bool      // this node takes writes
+	deadline      time.Time // primary with a lease: no write is accepted or acknowledged after it (monotonic)
+	epochStartLSN uint64    // the LSN at which this node's current epoch as primary began
+	primaryName   string    // the primary this node knows of (itself when primary)
+	primaryAddr   string
+	lease         LeaseRecord // last lease record seen
+	leaseRev      uint64
+	leaseSeen     time.Time // when leaseRev was first seen (monotonic)
+	leaseOK       time.Time // last successful read or write of the lease
+	shipCancel    context.CancelFunc
+	term          context.Context // this primary term's context; ends on demotion
+	followCancel  context.CancelFunc
+	followDone    chan struct{}
+	following     followStatus
+	transitions   []string // last few role changes, for /status
+	handingTo     string   // a primary handing over: writes wait for nobody, they are refused
+
+	peersMu sync.Mutex
+	peers   map[string]*replicaPeer // connected replicas, by node name
+	acked   chan struct{}           // closed and replaced when any replica acks
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// replicaPeer is one replica streaming from this primary.
+type replicaPeer struct {
+	name    string
+	addr    string
+	since   time.Time
+	mu      sync.Mutex
+	sent    uint64 // last LSN sent
+	applied uint64 // last LSN the replica applied
+	durable uint64 // last LSN the replica has on disk
+}
+
+type followStatus struct {
+	Connected  bool   `json:"connected"`
+	Primary    string `json:"primary,omitempty"`
+	PrimaryLSN uint64 `json:"primary_lsn"`
+	Applied    uint64 `json:"applied"`
+	Lag        uint64 `json:"lag"`
+	Snapshots  int    `json:"snapshots"`
+	Reconnects int    `json:"reconnects"`
+	LastError  string `json:"last_error,omitempty"`
+}
+
+func newReplication(s *Server) *replication {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &replication{s: s, log: s.log, peers: map[string]*replicaPeer{}, acked: make(chan struct{}), ctx: ctx, cancel: cancel}
+}
+
+// start puts the node in its first role. Without a lease the configured
+// role is final; with one, the node starts as a replica and the lease loop
+// promotes it when it holds the lease.
+func (r *replication) start() {
+	db := r.s.DB()
+	db.SetWriteGate(r.gate)
+	if r.s.cfg.Lease == nil && r.s.cfg.Role == RolePrimary {
+		r.promote(db.Epoch(), time.Time{}, "configured primary without a lease")
+	} else {
+		r.follow("starting as a replica")
+	}
+	if r.s.cfg.Lease != nil {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.leaseLoop(r.ctx)
+		}()
+	}
+}
+
+// stop ends every goroutine of replication, before the DB closes.
+func (r *replication) stop() {
+	r.cancel()
+	r.mu.Lock()
+	if r.shipCancel != nil {
+		r.shipCancel()
+	}
+	fc, fd := r.followCancel, r.followDone
+	r.mu.Unlock()
+	if fc != nil {
+		fc()
+		<-fd
+	}
+	r.wg.Wait()
+}
+
+func (r *replication) margin() time.Duration {
+	if r.s.cfg.LeaseMargin > 0 {
+		return r.s.cfg.LeaseMargin
+	}
+	return r.s.cfg.LeaseTTL / 5
+}
+
+// gate is the DB's write gate: only a primary whose lease is still good on
+// its own clock writes.
+func (r *replication) gate() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.primary {
+		return r.notPrimaryLocked()
+	}
+	if r.handingTo != "" {
+		return fmt.Errorf("node %s is handing over to %s: %w", r.s.cfg.NodeName, r.handingTo, ErrNotPrimary)
+	}
+	if r.s.cfg.Lease != nil && !time.Now().Before(r.deadline) {
+		return fmt.Errorf("lease not renewed in time, refusing writes until it is: %w", ErrNotPrimary)
+	}
+	return nil
+}
+
+func (r *replication) notPrimaryLocked() error {
+	if r.primaryName != "" && r.primaryName != r.s.cfg.NodeName {
+		return fmt.Errorf("node %s is a replica: write to %s (%s): %w", r.s.cfg.NodeName, r.primaryName, r.primaryAddr, ErrNotPrimary)
+	}
+	return fmt.Errorf("node %s is a replica and knows no primary yet: %w", r.s.cfg.NodeName, ErrNotPrimary)
+}
+
+// isPrimary reports whether this node takes writes now.
+func (r *replication) isPrimary() bool { return r.gate() == nil }
+
+// primaryHint returns the primary this node knows of, for the
+// X-Store-Primary header.
+func (r *replication) primaryHint() (name, addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.primaryName, r.primaryAddr
+}
+
+// confirm runs after a local commit at lsn and before its acknowledgement:
+// it waits for Sync replicas, then checks that the lease is still good, so
+// no write is acknowledged by a primary that may have been replaced.
+func (r *replication) confirm(ctx context.Context, lsn uint64) error {
+	if n := r.s.cfg.Sync; n > 0 && lsn > 0 {
+		if err := r.waitDurable(ctx, lsn, n); err != nil {
+			return err
+		}
+	}
+	if err := r.gate(); err != nil {
+		return fmt.Errorf("committed at LSN %d but %v; not acknowledged, outcome unknown: %w", lsn, err, ErrUnavailable)
+	}
+	return nil
+}
+
+// waitDurable waits until n replicas report lsn durable, or SyncTimeout.
+func (r *replication) waitDurable(ctx context.Context, lsn uint64, n int) error {
+	t := time.NewTimer(r.s.cfg.SyncTimeout)
+	defer t.Stop()
+	for {
+		r.peersMu.Lock()
+		have := 0
+		for _, p := range r.peers {
+			p.mu.Lock()
+			if p.durable >= lsn {
+				have++
+			}
+			p.mu.Unlock()
+		}
+		ch := r.acked
+		connected := len(r.peers)
+		r.peersMu.Unlock()
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return fmt.Errorf("sync %d: LSN %d durable on %d of %d connected replicas after %v; not acknowledged, outcome unknown: %w",
+				n, lsn, have, connected, r.s.cfg.SyncTimeout, ErrSyncTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("sync %d: waiting for replicas: %w", n, ctx.Err())
+		}
+	}
+}
+
+// promote makes this node the primary at epoch. With a lease, the caller
+// has just won it and passes the time its winning request was sent.
+func (r *replication) promote(epoch uint64, deadline time.Time, why string) {
+	r.stopFollowing()
+	db := r.s.DB()
+	if err := db.SetEpoch(epoch); err != nil {
+		r.log.Error("promote: raise epoch", "epoch", epoch, "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.mu.Lock()
+	r.primary = true
+	r.deadline = deadline
+	r.epochStartLSN = db.LSN()
+	r.primaryName, r.primaryAddr = r.s.cfg.NodeName, r.s.Addr()
+	r.shipCancel, r.term = cancel, ctx
+	r.noteLocked(fmt.Sprintf("primary at epoch %d from LSN %d: %s", db.Epoch(), db.LSN(), why))
+	r.mu.Unlock()
+	r.log.Info("store role: primary", "epoch", db.Epoch(), "lsn", db.LSN(), "why", why)
+}
+
+// demote makes this node a replica that follows the primary it learns of.
+func (r *replication) demote(why string) {
+	r.mu.Lock()
+	was := r.primary
+	r.primary = false
+	r.deadline = time.Time{}
+	if r.shipCancel != nil {
+		r.shipCancel() // drops every replica stream: they follow the new primary
+		r.shipCancel = nil
+	}
+	r.mu.Unlock()
+	if was {
+		r.log.Warn("store role: replica (demoted)", "why", why, "lsn", r.s.DB().LSN(), "epoch", r.s.DB().Epoch())
+	}
+	r.follow(why)
+}
+
+// shipContext returns the context of this primary term's streams: it ends
+// on demotion.
+func (r *replication) shipContext() (context.Context, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.primary || r.shipCancel == nil {
+		return nil, false
+	}
+	return r.term, true
+}
+
+// note records a transition for /status (the last 10).
+func (r *replication) noteLocked(s string) {
+	r.transitions = append(r.transitions, time.Now().UTC().Format(time.RFC3339Nano)+" "+s)
+	if len(r.transitions) > 10 {
+		r.transitions = r.transitions[len(r.transitions)-10:]
+	}
+}
+
+// ReplicationStatus is the replication part of the store's /status.
+type ReplicationStatus struct {
+	Role          string        `json:"role"`
+	Epoch         uint64        `json:"epoch"`
+	LSN           uint64        `json:"lsn"`
+	EpochStartLSN uint64        `json:"epoch_start_lsn,omitempty"`
+	Primary       string        `json:"primary,omitempty"`
+	PrimaryAddr   string        `json:"primary_addr,omitempty"`
+	Sync          int           `json:"sync"`
+	Lease         *LeaseStatus  `json:"lease,omitempty"`
+	Replicas      []ReplicaLag  `json:"replicas,omitempty"`
+	Following     *followStatus `json:"following,omitempty"`
+	Transitions   []string      `json:"transitions,omitempty"`
+	// Candidate says the node may campaign: a replica that has read the
+	// lease within its TTL. Peers compare LSNs only among candidates.
+	Candidate bool `json:"candidate"`
+}
+
+// LeaseStatus is the lease as this node last saw it.
+type LeaseStatus struct {
+	Holder   string `json:"holder"`
+	Epoch    uint64 `json:"epoch"`
+	Revision uint64 `json:"revision"`
+	// ValidForMS is, on the primary, how long it may still write without a
+	// renewal.
+	ValidForMS int64 `json:"valid_for_ms,omitempty"`
+}
+
+// ReplicaLag is one connected replica, as its primary sees it.
+type ReplicaLag struct {
+	Node    string `json:"node"`
+	Addr    string `json:"addr"`
+	Applied uint64 `json:"applied"`
+	Durable uint64 `json:"durable"`
+	Lag     uint64 `json:"lag"`
+}
+
+func (r *replication) status() ReplicationStatus {
+	db := r.s.DB()
+	r.mu.Lock()
+	st := ReplicationStatus{Role: RoleReplica, Epoch: db.Epoch(), LSN: db.LSN(), Primary: r.primaryName,
+		PrimaryAddr: r.primaryAddr, Sync: r.s.cfg.Sync, Transitions: append([]string(nil), r.transitions...)}
+	if r.primary {
+		st.Role = RolePrimary
+		st.EpochStartLSN = r.epochStartLSN
+	} else {
+		f := r.following
+		st.Following = &f
+	}
+	if r.s.cfg.Lease != nil {
+		ls := &LeaseStatus{Holder: r.lease.Holder, Epoch: r.lease.Epoch, Revision: r.leaseRev}
+		if r.primary {
+			ls.ValidForMS = max(0, time.Until(r.deadline).Milliseconds())
+		}
+		st.Lease = ls
+		st.Candidate = !r.primary && !r.leaseOK.IsZero() && time.Since(r.leaseOK) < r.s.cfg.LeaseTTL
+	}
+	r.mu.Unlock()
+	r.peersMu.Lock()
+	for _, p := range r.peers {
+		p.mu.Lock()
+		st.Replicas = append(st.Replicas, ReplicaLag{Node: p.name, Addr: p.addr, Applied: p.applied, Durable: p.durable, Lag: st.LSN - min(st.LSN, p.applied)})
+		p.mu.Unlock()
+	}
+	r.peersMu.Unlock()
+	sort.Slice(st.Replicas, func(i, j int) bool { return st.Replicas[i].Node < st.Replicas[j].Node })
+	return st
+}
+
+// setHeaders adds the replication headers every answer carries: the epoch,
+// and the primary this node knows of, so clients find it after a failover.
+func (r *replication) setHeaders(h http.Header) {
+	name, addr := r.primaryHint()
+	if name != "" && addr != "" {
+		h.Set(HeaderPrimary, name+"="+addr)
+	}
+	h.Set(HeaderEpoch, fmt.Sprint(r.s.DB().Epoch()))
+}
