@@ -20,8 +20,9 @@ type ServerConfig struct {
 
 	// Host is the address both listeners bind to and that peers and clients
 	// are told to use. Default "127.0.0.1". A wildcard address (0.0.0.0, ::)
-	// works for listening, but then the server's own route is written with
-	// 127.0.0.1, so give the node's real address where peers must reach it.
+	// works, but then nats-server tells peers every address of the machine,
+	// loopback included; give the node's real address where peers must
+	// reach it.
 	Host string
 
 	// ClientPort is the port for NATS clients. Default 4222 (the node's

@@ -31,13 +31,14 @@ type Server struct {
 
 	ready chan struct{} // closed when Open has succeeded
 
-	mu     sync.Mutex
-	ns     *server.Server
-	opts   *server.Options // what ns runs with; the base of every reload
-	self   *url.URL        // this server's own cluster URL
-	seeds  []*url.URL      // cfg.Routes, kept for the server's life
-	peers  []*url.URL      // every peer SetPeers was ever given
-	closed bool
+	mu      sync.Mutex
+	ns      *server.Server
+	opts    *server.Options // what ns runs with; the base of every reload
+	self    *url.URL        // this server's own cluster URL
+	seeds   []*url.URL      // cfg.Routes, kept for the server's life
+	peers   []*url.URL      // every peer SetPeers was ever given
+	opening chan struct{}   // non-nil while Open starts the server; closed when it is done
+	closed  bool
 }
 
 // NewServer checks cfg and returns a server that Open starts.
@@ -64,24 +65,64 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // connections. It fails with a clear error when a port is taken.
 func (s *Server) Open() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	switch {
+	case s.closed:
+		s.mu.Unlock()
 		return ErrClosed
-	}
-	if s.ns != nil {
+	case s.ns != nil || s.opening != nil:
+		s.mu.Unlock()
 		return errors.New("queue: server already open")
 	}
-	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("queue: create data dir: %w", err)
+	opts, err := s.options()
+	if err != nil {
+		s.mu.Unlock()
+		return err
 	}
+	// Starting takes a while; Status and SetPeers must not wait for it.
+	opening := make(chan struct{})
+	s.opening = opening
+	s.mu.Unlock()
+	defer close(opening)
 
+	ns, err := s.start(opts)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opening = nil
+	if err != nil {
+		return err
+	}
+	if s.closed {
+		// Close ran while the server was starting.
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return ErrClosed
+	}
+	s.ns, s.opts = ns, opts
+	close(s.ready)
+	s.log.Info("nats server started", "client_url", ns.ClientURL(), "cluster_url", s.clusterURL(),
+		"routes", urlStrings(opts.Routes), "standalone", s.cfg.Standalone,
+		"store_dir", s.cfg.DataDir, "sync_always", s.cfg.SyncAlways)
+	// Peers that SetPeers brought while the server was starting.
+	if !s.cfg.Standalone {
+		return s.reloadRoutes()
+	}
+	return nil
+}
+
+// options checks the ports and builds the nats-server options. s.mu must
+// be held.
+func (s *Server) options() (*server.Options, error) {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("queue: create data dir: %w", err)
+	}
 	// nats-server reports a taken port only through its logger, after it
 	// has started half its goroutines. Trying the ports first gives the
 	// caller an error it can test with errors.Is(err, syscall.EADDRINUSE).
 	clientPort := s.cfg.ClientPort
 	if clientPort != 0 {
 		if err := portFree(s.cfg.Host, clientPort); err != nil {
-			return fmt.Errorf("queue: client port: %w", err)
+			return nil, fmt.Errorf("queue: client port: %w", err)
 		}
 	} else {
 		clientPort = server.RANDOM_PORT
@@ -101,68 +142,71 @@ func (s *Server) Open() error {
 		Debug:                  debugEnabled(s.log),
 		Trace:                  s.cfg.Trace,
 	}
-	if !s.cfg.Standalone {
-		clusterPort := s.cfg.ClusterPort
-		if clusterPort != 0 {
-			if err := portFree(s.cfg.Host, clusterPort); err != nil {
-				return fmt.Errorf("queue: cluster port: %w", err)
-			}
-		} else {
-			// The server's own cluster URL goes into its routes before it
-			// starts, so a random cluster port has to be known now. Another
-			// process could take it in between; Open then fails and says so.
-			p, err := freePort(s.cfg.Host)
-			if err != nil {
-				return fmt.Errorf("queue: pick cluster port: %w", err)
-			}
-			clusterPort = p
-		}
-		selfHost := s.cfg.Host
-		if ip := net.ParseIP(selfHost); ip != nil && ip.IsUnspecified() {
-			selfHost = "127.0.0.1"
-		}
-		s.self = &url.URL{Scheme: "nats-route", Host: net.JoinHostPort(selfHost, strconv.Itoa(clusterPort))}
-		opts.Cluster = server.ClusterOpts{
-			Name: s.cfg.ClusterName,
-			Host: s.cfg.Host,
-			Port: clusterPort,
-			// Without an advertised address, nats-server gossips a peer's
-			// route URL with the source IP of its connection, which on a
-			// machine with several addresses (127.0.0.x here) is not the
-			// one it listens on, and the mesh never completes.
-			Advertise: s.self.Host,
-		}
-		opts.Routes = s.routes()
+	if s.cfg.Standalone {
+		return opts, nil
 	}
+	clusterPort := s.cfg.ClusterPort
+	if clusterPort != 0 {
+		if err := portFree(s.cfg.Host, clusterPort); err != nil {
+			return nil, fmt.Errorf("queue: cluster port: %w", err)
+		}
+	} else {
+		// The server's own cluster URL goes into its routes before it
+		// starts, so a random cluster port has to be known now. Another
+		// process could take it in between; Open then fails and says so.
+		p, err := freePort(s.cfg.Host)
+		if err != nil {
+			return nil, fmt.Errorf("queue: pick cluster port: %w", err)
+		}
+		clusterPort = p
+	}
+	opts.Cluster = server.ClusterOpts{
+		Name: s.cfg.ClusterName,
+		Host: s.cfg.Host,
+		Port: clusterPort,
+	}
+	selfHost := s.cfg.Host
+	if ip := net.ParseIP(selfHost); ip != nil && ip.IsUnspecified() {
+		// A wildcard listener reaches itself on loopback; peers learn
+		// its addresses from nats-server, which lists the interfaces.
+		selfHost = "127.0.0.1"
+	} else {
+		// Without an advertised address, nats-server gossips a peer's
+		// route URL with the source IP of its connection, which on a
+		// machine with several addresses (127.0.0.x here) is not the one
+		// it listens on, and the mesh never completes.
+		opts.Cluster.Advertise = net.JoinHostPort(s.cfg.Host, strconv.Itoa(clusterPort))
+	}
+	s.self = &url.URL{Scheme: "nats-route", Host: net.JoinHostPort(selfHost, strconv.Itoa(clusterPort))}
+	opts.Routes = s.routes()
+	return opts, nil
+}
+
+// start runs a nats-server with opts until it accepts connections with
+// JetStream enabled, or shuts it down again and says why not.
+func (s *Server) start(opts *server.Options) (*server.Server, error) {
 	ns, err := server.NewServer(opts.Clone())
 	if err != nil {
-		return fmt.Errorf("queue: new nats server: %w", err)
+		return nil, fmt.Errorf("queue: new nats server: %w", err)
 	}
 	ns.SetLoggerV2(s.nlog, opts.Debug, opts.Trace, false)
 
 	// Start returns once the listeners and JetStream are set up (or have
 	// failed, which it only logs).
 	ns.Start()
-	if err := s.waitReady(ns); err != nil {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		return err
-	}
-	if !ns.JetStreamEnabled() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
+	err = s.waitReady(ns)
+	if err == nil && !ns.JetStreamEnabled() {
+		err = errors.New("queue: start jetstream: not enabled")
 		if f := s.nlog.lastFatal(); f != "" {
-			return fmt.Errorf("queue: start jetstream: %s", f)
+			err = fmt.Errorf("queue: start jetstream: %s", f)
 		}
-		return errors.New("queue: start jetstream: not enabled")
 	}
-	s.ns = ns
-	s.opts = opts
-	close(s.ready)
-	s.log.Info("nats server started", "client_url", ns.ClientURL(), "cluster_url", s.clusterURL(),
-		"routes", urlStrings(opts.Routes), "standalone", s.cfg.Standalone,
-		"store_dir", s.cfg.DataDir, "sync_always", s.cfg.SyncAlways)
-	return nil
+	if err != nil {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, err
+	}
+	return ns, nil
 }
 
 // waitReady polls for readiness in short steps, so a fatal start error is
@@ -188,10 +232,15 @@ func (s *Server) waitReady(ns *server.Server) error {
 // servers. Close is safe to call more than once.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	ns := s.ns
+	ns, opening := s.ns, s.opening
 	already := s.closed
 	s.closed = true
 	s.mu.Unlock()
+	if opening != nil {
+		// Open shuts the server down when it sees closed; wait for that.
+		<-opening
+		return nil
+	}
 	if already || ns == nil {
 		return nil
 	}
@@ -299,20 +348,28 @@ func (s *Server) SetPeers(clusterURLs []string) error {
 		}
 	}
 	if s.ns == nil {
-		// Before Open: the peers become initial routes.
+		// Before Open, or while it starts: Open routes to them.
 		return nil
 	}
+	if err := s.reloadRoutes(); err != nil {
+		s.peers = old
+		return fmt.Errorf("queue: set peers: %w", err)
+	}
+	return nil
+}
+
+// reloadRoutes makes the running server route to s.routes(), if that
+// differs from what it has. s.mu must be held.
+func (s *Server) reloadRoutes() error {
 	routes := s.routes()
 	if sameURLs(routes, s.opts.Routes) {
-		s.peers = old
 		return nil
 	}
 	next := s.opts.Clone()
 	next.Routes = routes
 	// ReloadOptions takes ownership of what it is given; keep our own copy.
 	if err := s.ns.ReloadOptions(next.Clone()); err != nil {
-		s.peers = old
-		return fmt.Errorf("queue: set peers: reload routes: %w", err)
+		return fmt.Errorf("reload routes: %w", err)
 	}
 	s.opts = next
 	s.log.Info("nats routes changed", "routes", urlStrings(routes))

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"net"
 	"os"
 	"path/filepath"
@@ -240,5 +241,19 @@ func TestOpenPortInUse(t *testing.T) {
 	}
 	if s.Ready() {
 		t.Errorf("Ready() = true after a failed Open")
+	}
+}
+
+func TestServerConfigAddFlags(t *testing.T) {
+	cfg := queue.DefaultServerConfig()
+	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
+	cfg.AddFlags(fs)
+	err := fs.Parse([]string{"--nats-cluster-name=blog", "--nats-standalone", "--nats-sync-always=false",
+		"--nats-max-memory=1024", "--nats-max-store=2048"})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if cfg.ClusterName != "blog" || !cfg.Standalone || cfg.SyncAlways || cfg.MaxMemory != 1024 || cfg.MaxStore != 2048 {
+		t.Errorf("after flags the config is %+v", cfg)
 	}
 }
