@@ -31,6 +31,7 @@ B2=127.0.0.22:18102
 OURS=127.0.0.23:18080
 NGINX=127.0.0.24:18080
 HAPROXY=127.0.0.25:18080
+OURS1=127.0.0.26:18080
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -74,17 +75,22 @@ log "starting backends on $B1 and $B2"
 "$DIR/backend" -addr $B2 -name b2 >"$DIR/b2.log" 2>&1 & PIDS+=($!)
 log "starting ours (pkg/lb) on $OURS"
 "$DIR/lbserver" -addr $OURS -name lb-bench --backends $B1,$B2 >"$DIR/lb.log" 2>&1 & PIDS+=($!)
+# The same with one scheduler thread: on a machine whose cores are busy with
+# other work, Go's idle threads spinning for work cost more than a second
+# thread gains (informational; "ours" keeps Go's default).
+GOMAXPROCS=1 "$DIR/lbserver" -addr $OURS1 -name lb-bench-1p --backends $B1,$B2 >"$DIR/lb1.log" 2>&1 & PIDS+=($!)
 log "starting nginx on $NGINX"
 subst "$HERE/nginx.conf.tmpl" $NGINX >"$DIR/nginx.conf"
 "$NGINX_BIN" -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/nginx.out" 2>&1 & PIDS+=($!)
 log "starting HAProxy on $HAPROXY"
 subst "$HERE/haproxy.cfg.tmpl" $HAPROXY >"$DIR/haproxy.cfg"
 "$HAPROXY_BIN" -db -f "$DIR/haproxy.cfg" >"$DIR/haproxy.out" 2>&1 & PIDS+=($!)
-for a in $B1 $B2 $OURS $NGINX $HAPROXY; do wait_port $a; done
+for a in $B1 $B2 $OURS $OURS1 $NGINX $HAPROXY; do wait_port $a; done
 sleep 1 # our lb's first health checks
 
-names=(direct ours nginx haproxy)
-declare -A addr=([direct]=$B1 [ours]=$OURS [nginx]=$NGINX [haproxy]=$HAPROXY)
+names=(direct ours ours-1p nginx haproxy)
+declare -A addr=([direct]=$B1 [ours]=$OURS [ours-1p]=$OURS1 [nginx]=$NGINX [haproxy]=$HAPROXY)
+N=${#names[@]}
 for n in "${names[@]}"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://${addr[$n]}/")
   [ "$code" = 200 ] || { log "$n answers $code, not 200"; exit 1; }
@@ -100,10 +106,10 @@ log "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on this m
 # round's ratios compare runs seconds apart, so that a burst of other work
 # on the machine moves one round's ratio rather than the result.
 declare -A rps_runs
-ratio_ng=() ratio_ha=()
+ratio_ng=() ratio_ha=() ratio1_ng=() ratio1_ha=()
 log "max throughput: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
-  order=("${names[@]:$(( (r-1) % 4 ))}" "${names[@]:0:$(( (r-1) % 4 ))}")
+  order=("${names[@]:$(( (r-1) % N ))}" "${names[@]:0:$(( (r-1) % N ))}")
   declare -A this=()
   for n in "${order[@]}"; do
     v=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "http://${addr[$n]}/" | awk '/Requests\/sec/ {print $2}')
@@ -112,7 +118,9 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   ratio_ng+=("$(ratio "${this[ours]}" "${this[nginx]}")")
   ratio_ha+=("$(ratio "${this[ours]}" "${this[haproxy]}")")
-  log "  round $r: direct ${this[direct]}, ours ${this[ours]}, nginx ${this[nginx]}, haproxy ${this[haproxy]} req/s; ours/nginx ${ratio_ng[-1]}, ours/haproxy ${ratio_ha[-1]}"
+  ratio1_ng+=("$(ratio "${this[ours-1p]}" "${this[nginx]}")")
+  ratio1_ha+=("$(ratio "${this[ours-1p]}" "${this[haproxy]}")")
+  log "  round $r: direct ${this[direct]}, ours ${this[ours]}, ours-1p ${this[ours-1p]}, nginx ${this[nginx]}, haproxy ${this[haproxy]} req/s; ours/nginx ${ratio_ng[-1]}, ours/haproxy ${ratio_ha[-1]}"
 done
 declare -A rps
 for n in "${names[@]}"; do rps[$n]=$(echo ${rps_runs[$n]} | tr ' ' '\n' | median); done
@@ -122,9 +130,9 @@ RATE=${RATE:-$(awk -v h="${rps[haproxy]}" 'BEGIN {printf "%d", h*0.7}')}
 LAT_ROUNDS=${LAT_ROUNDS:-3}
 log "fixed rate: $RATE req/s (70% of HAProxy's median ${rps[haproxy]}), ${RATE_SECONDS}s per run, $LAT_ROUNDS rounds"
 declare -A p50s p99s p999s errs
-p99_ha=() p99_ng=()
+p99_ha=() p99_ng=() p99_1ha=()
 for r in $(seq 1 "$LAT_ROUNDS"); do
-  order=("${names[@]:$(( (r-1) % 4 ))}" "${names[@]:0:$(( (r-1) % 4 ))}")
+  order=("${names[@]:$(( (r-1) % N ))}" "${names[@]:0:$(( (r-1) % N ))}")
   declare -A t99=()
   for n in "${order[@]}"; do
     line=$("$DIR/ratelat" -url "http://${addr[$n]}/" -rate "$RATE" -duration "${RATE_SECONDS}s" -warmup 1s -conns 256 2>>"$DIR/ratelat.log")
@@ -140,6 +148,7 @@ for r in $(seq 1 "$LAT_ROUNDS"); do
   done
   p99_ha+=("$(ratio "${t99[ours]}" "${t99[haproxy]}")")
   p99_ng+=("$(ratio "${t99[ours]}" "${t99[nginx]}")")
+  p99_1ha+=("$(ratio "${t99[ours-1p]}" "${t99[haproxy]}")")
 done
 declare -A p50 p99 p999
 for n in "${names[@]}"; do
@@ -168,3 +177,4 @@ echo "throughput ours/nginx   = $(printf '%s\n' "${ratio_ng[@]}" | median) (roun
 echo "throughput ours/HAProxy = $(printf '%s\n' "${ratio_ha[@]}" | median) (rounds $(printf '%s\n' "${ratio_ha[@]}" | minmax))"
 echo "p99        ours/HAProxy = $(printf '%s\n' "${p99_ha[@]}" | median) (rounds $(printf '%s\n' "${p99_ha[@]}" | minmax)), target <= 1"
 echo "p99        ours/nginx   = $(printf '%s\n' "${p99_ng[@]}" | median) (rounds $(printf '%s\n' "${p99_ng[@]}" | minmax))"
+echo "with GOMAXPROCS=1: throughput ours-1p/nginx = $(printf '%s\n' "${ratio1_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio1_ng[@]}" | minmax)), ours-1p/HAProxy = $(printf '%s\n' "${ratio1_ha[@]}" | median); p99 ours-1p/HAProxy = $(printf '%s\n' "${p99_1ha[@]}" | median)"

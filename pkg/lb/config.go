@@ -153,7 +153,8 @@ type Config struct {
 	// Default 120s.
 	IdleTimeout time.Duration
 
-	// MaxHeaderBytes bounds a client's request headers. Default 64 KiB.
+	// MaxHeaderBytes bounds a client's request head (431 beyond); one line
+	// may hold at most 16 KiB whatever this says. Default 64 KiB.
 	MaxHeaderBytes int
 
 	// DrainTimeout bounds how long Close waits for in-flight requests before

@@ -13,8 +13,12 @@
 // minimum per second, as Finagle and Envoy do) keeps retries from multiplying
 // load when every node is failing.
 //
-// The proxy is written directly on net/http's server and Transport rather than
-// httputil.ReverseProxy: the inbound request is rewritten in place, copy
-// buffers are pooled and the backend choice is a lock-free counter, so the
-// per-request cost is what net/http itself needs.
+// The proxy speaks HTTP/1.1 itself rather than through net/http (see
+// server.go, httpparse.go, upstream.go): one goroutine per client connection
+// reads a request head into a reused buffer, writes the request to a pooled
+// backend connection in one write, reads the response head and streams the
+// body back, with no per-request allocation and no hand-off between
+// goroutines. Backend choice is a lock-free read of an immutable pool
+// snapshot. Active health checks use net/http. HTTP/2, TLS and protocol
+// upgrades are out of scope.
 package lb

@@ -49,7 +49,6 @@ type LB struct {
 	requests      atomic.Uint64
 	retries       atomic.Uint64
 	retriesDenied atomic.Uint64
-	noBackend     atomic.Uint64
 	failed        [3]atomic.Uint64 // answered 502, 503, 504 by the balancer
 	clientGone    atomic.Uint64
 

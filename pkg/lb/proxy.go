@@ -190,7 +190,6 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 	keep := !streamBody && !lb.closing.Load() && !r.connClose && !(r.http10 && !r.connKeepAlive)
 	switch {
 	case n == 0 || (allDial && lastFail == failDial):
-		lb.noBackend.Add(1)
 		lb.failed[1].Add(1)
 		cc.writePage(503, "no app node is available", reqID, !keep, isHead)
 	case lastFail == failTimeout:

@@ -151,14 +151,20 @@ func main() {
 	total := int64(float64(*rate) * (*warmup + *dur).Seconds())
 	interval := time.Second / time.Duration(*rate)
 	fmt.Fprintf(os.Stderr, "ratelat: %d req/s to %s for %v (+%v warm-up)\n", *rate, *url, *dur, *warmup)
-	for i := int64(0); i < total; i++ {
-		at := start.Add(time.Duration(i) * interval)
-		if d := time.Until(at); d > 0 {
-			time.Sleep(d)
+	// Requests are released in batches of those due, then the scheduler
+	// sleeps until the next is due: one timer per batch rather than per
+	// request keeps the generator's own cost low.
+	for next, lastReport := int64(0), int64(0); next < total; {
+		due1 := min(int64(time.Since(start)/interval)+1, total)
+		for ; next < due1; next++ {
+			due <- start.Add(time.Duration(next) * interval)
 		}
-		due <- at
-		if i%int64(*rate) == 0 && i > 0 {
-			fmt.Fprintf(os.Stderr, "ratelat: %ds\n", i/int64(*rate))
+		if s := next / int64(*rate); s > lastReport {
+			lastReport = s
+			fmt.Fprintf(os.Stderr, "ratelat: %ds\n", s)
+		}
+		if d := time.Until(start.Add(time.Duration(next) * interval)); d > 0 {
+			time.Sleep(d)
 		}
 	}
 	close(due)
