@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -108,6 +111,11 @@ type Client struct {
 	http     *http.Client
 	own      *http.Transport // the transport we made, closed by Close
 	timeout  time.Duration
+
+	rr    atomic.Uint64 // round robin over replicas
+	mu    sync.Mutex
+	epoch uint64   // highest epoch seen in answers: sent with writes (fencing)
+	known NodeInfo // the primary the store nodes last named (X-Store-Primary)
 }
 
 // NewClient returns a client; it panics if cfg.Resolver is nil, which is a
@@ -143,12 +151,7 @@ func (c *Client) Close() error {
 
 // Get returns the value of bucket/key, or an error wrapping ErrNotFound.
 func (c *Client) Get(ctx context.Context, bucket, key string) ([]byte, error) {
-	node, err := c.readNode(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store get: %w", err)
-	}
-	u := "http://" + node.Addr + pathKV + url.PathEscape(bucket) + "/" + url.PathEscape(key)
-	body, err := c.do(ctx, node, http.MethodGet, u, nil)
+	body, err := c.read(ctx, pathKV+url.PathEscape(bucket)+"/"+url.PathEscape(key))
 	if err != nil {
 		return nil, fmt.Errorf("store get %s/%s: %w", bucket, key, err)
 	}
@@ -157,10 +160,6 @@ func (c *Client) Get(ctx context.Context, bucket, key string) ([]byte, error) {
 
 // Scan returns the pairs of bucket selected by opts.
 func (c *Client) Scan(ctx context.Context, bucket string, opts ScanOptions) ([]Pair, error) {
-	node, err := c.readNode(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("store scan: %w", err)
-	}
 	q := url.Values{}
 	if opts.Prefix != "" {
 		q.Set("prefix", opts.Prefix)
@@ -177,11 +176,11 @@ func (c *Client) Scan(ctx context.Context, bucket string, opts ScanOptions) ([]P
 	if opts.Reverse {
 		q.Set("reverse", "true")
 	}
-	u := "http://" + node.Addr + pathScan + url.PathEscape(bucket)
+	u := pathScan + url.PathEscape(bucket)
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	body, err := c.do(ctx, node, http.MethodGet, u, nil)
+	body, err := c.read(ctx, u)
 	if err != nil {
 		return nil, fmt.Errorf("store scan %s: %w", bucket, err)
 	}
@@ -203,15 +202,41 @@ func (c *Client) Scan(ctx context.Context, bucket string, opts ScanOptions) ([]P
 	return pairs, nil
 }
 
-// Txn sends ops to the primary and returns the LSN of the commit.
+// Txn sends ops to the primary and returns the LSN of the commit. A node
+// that answers "not the primary" (421) applied nothing, so the write is sent
+// again to the primary that node names, or, after a failover, to whichever
+// node the store nodes now name, for up to the call's deadline.
 func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
-	node, err := c.primary()
-	if err != nil {
-		return 0, fmt.Errorf("store txn: %w", err)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
 	}
-	body, err := c.do(ctx, node, http.MethodPost, "http://"+node.Addr+pathTxn, toWireOps(ops))
-	if err != nil {
-		return 0, fmt.Errorf("store txn: %w", err)
+	var body []byte
+	var err error
+	for attempt := 0; ; attempt++ {
+		var node NodeInfo
+		node, err = c.primary()
+		if err == nil {
+			body, err = c.do(ctx, node, http.MethodPost, "http://"+node.Addr+pathTxn, toWireOps(ops))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrNotPrimary) {
+				return 0, fmt.Errorf("store txn: %w", err)
+			}
+		}
+		// Refused before anything was applied (421), or no primary known:
+		// wait a little for the failover to finish and try again.
+		if attempt > 0 {
+			t := time.NewTimer(min(time.Duration(attempt)*20*time.Millisecond, 200*time.Millisecond))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return 0, fmt.Errorf("store txn: %w (last: %w)", ErrUnavailable, err)
+			case <-t.C:
+			}
+		}
 	}
 	var out wireLSN
 	if err := json.Unmarshal(body, &out); err != nil {
@@ -220,27 +245,92 @@ func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
 	return out.LSN, nil
 }
 
-// primary returns the node that takes writes.
+// primary returns the node that takes writes: the one the store nodes last
+// named in X-Store-Primary while it is still listed, else the one the
+// Resolver marks primary, else any listed node (which names the primary in
+// its answer).
 func (c *Client) primary() (NodeInfo, error) {
-	for _, n := range c.resolver.StoreNodes() {
+	nodes := c.resolver.StoreNodes()
+	c.mu.Lock()
+	known := c.known
+	c.mu.Unlock()
+	if known.Addr != "" {
+		for _, n := range nodes {
+			if n.Name == known.Name {
+				n.Addr = known.Addr
+				return n, nil
+			}
+		}
+	}
+	for _, n := range nodes {
 		if n.Primary {
 			return n, nil
 		}
 	}
-	return NodeInfo{}, fmt.Errorf("no primary known: %w", ErrUnavailable)
+	if len(nodes) > 0 {
+		return nodes[int(c.rr.Add(1)%uint64(len(nodes)))], nil
+	}
+	return NodeInfo{}, fmt.Errorf("no store node known: %w", ErrUnavailable)
 }
 
-// readNode picks the node for a read. Every consistency level is served by
-// the primary for now; this is where replicas will be chosen (issue 6).
-func (c *Client) readNode(ctx context.Context) (NodeInfo, error) {
-	_, _ = ConsistencyFrom(ctx)
-	return c.primary()
+// replicas returns the listed nodes other than the primary.
+func (c *Client) replicas() []NodeInfo {
+	p, _ := c.primary()
+	var out []NodeInfo
+	for _, n := range c.resolver.StoreNodes() {
+		if n.Name != p.Name {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// read sends a read by the consistency of ctx: strong to the primary;
+// session and eventual to a replica in turn (session with the LSN the
+// replica must have applied, which it waits for briefly), falling back to
+// the primary when the replica cannot answer.
+func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
+	level, minLSN := ConsistencyFrom(ctx)
+	if level != Strong {
+		if reps := c.replicas(); len(reps) > 0 {
+			n := reps[int(c.rr.Add(1)%uint64(len(reps)))]
+			h := http.Header{}
+			if level == Session && minLSN > 0 {
+				h.Set(HeaderMinLSN, strconv.FormatUint(minLSN, 10))
+			}
+			body, err := c.doH(ctx, n, http.MethodGet, "http://"+n.Addr+path, nil, h)
+			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || ctx.Err() != nil {
+				return body, err
+			}
+			// Behind, down or refusing: the primary has everything.
+		}
+	}
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		p, err := c.primary()
+		if err != nil {
+			return nil, err
+		}
+		h := http.Header{}
+		h.Set(HeaderConsistency, Strong.String())
+		body, err := c.doH(ctx, p, http.MethodGet, "http://"+p.Addr+path, nil, h)
+		if !errors.Is(err, ErrNotPrimary) {
+			return body, err
+		}
+		last = err
+	}
+	return nil, last
 }
 
 // do sends one request and returns the body of a 2xx answer. Other answers
 // become errors wrapping the sentinel of their status; transport failures
 // wrap ErrUnavailable.
 func (c *Client) do(ctx context.Context, node NodeInfo, method, u string, in any) ([]byte, error) {
+	return c.doH(ctx, node, method, u, in, nil)
+}
+
+// doH is do with extra request headers.
+func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in any, h http.Header) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -258,14 +348,23 @@ func (c *Client) do(ctx context.Context, node NodeInfo, method, u string, in any
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+		c.mu.Lock()
+		if c.epoch > 0 {
+			req.Header.Set(HeaderEpoch, strconv.FormatUint(c.epoch, 10))
+		}
+		c.mu.Unlock()
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node %s (%s): %w: %w", node.Name, node.Addr, ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
+	c.learn(resp.Header)
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("node %s (%s): read answer: %w: %w", node.Name, node.Addr, ErrUnavailable, err)
@@ -289,6 +388,22 @@ func (c *Client) do(ctx context.Context, node NodeInfo, method, u string, in any
 	return nil, fmt.Errorf("node %s: %s: %w", node.Name, msg, errorOf(resp.StatusCode))
 }
 
+// learn notes the epoch and the primary an answer names. A higher epoch
+// always wins; a node of an older epoch does not get to name the primary.
+func (c *Client) learn(h http.Header) {
+	e, _ := strconv.ParseUint(h.Get(HeaderEpoch), 10, 64)
+	name, addr, ok := strings.Cut(h.Get(HeaderPrimary), "=")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e < c.epoch {
+		return
+	}
+	c.epoch = e
+	if ok && name != "" && addr != "" {
+		c.known = NodeInfo{Name: name, Addr: addr, Primary: true}
+	}
+}
+
 // errorOf maps an HTTP status back to the sentinel error; statusOf is its
 // inverse.
 func errorOf(code int) error {
@@ -303,6 +418,10 @@ func errorOf(code int) error {
 		return ErrInvalid
 	case http.StatusGone:
 		return ErrCompacted
+	case http.StatusMisdirectedRequest:
+		return ErrNotPrimary
+	case http.StatusTooEarly:
+		return ErrBehind
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return ErrUnavailable
 	}
