@@ -14,7 +14,10 @@ import (
 
 // fastConfig returns a Config for a node on ip with a free port and timings
 // about five times faster than DefaultConfig, so that failure detection
-// takes well under a second (see FailureDetection).
+// takes about a second (see FailureDetection). The probe timeout and the
+// suspicion multiplier leave room for a machine slowed down by -race and by
+// other test packages running at the same time: tighter, a busy CI machine
+// declares live nodes dead.
 func fastConfig(tb testing.TB, name, ip string, seeds ...string) cluster.Config {
 	tb.Helper()
 	cfg := cluster.DefaultConfig()
@@ -23,8 +26,8 @@ func fastConfig(tb testing.TB, name, ip string, seeds ...string) cluster.Config 
 	cfg.BindPort = 0
 	cfg.Seeds = seeds
 	cfg.ProbeInterval = 100 * time.Millisecond
-	cfg.ProbeTimeout = 40 * time.Millisecond
-	cfg.SuspicionMult = 3
+	cfg.ProbeTimeout = 80 * time.Millisecond
+	cfg.SuspicionMult = 5
 	cfg.GossipInterval = 20 * time.Millisecond
 	cfg.PushPullInterval = time.Second
 	cfg.TCPTimeout = time.Second
