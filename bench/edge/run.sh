@@ -7,11 +7,19 @@
 #   mix-90-10 nine in ten GET /1k, one in ten /1k?miss=<unique> (a miss that
 #             the proxy fetches from the origin and stores), see mix.lua
 #
+# Then the distance an edge saves: a second edge of ours with
+# --origin-latency 50ms, one client, latency of a MISS (every request goes
+# the 50 ms to the origin, as a reader without an edge would at stage 5)
+# against a HIT (answered by the edge near the reader, stage 6).
+#
 # Rounds are interleaved (ours, Varnish, nginx, ours, ...) and the median of
 # ROUNDS is kept, so that other load on the machine falls on all three alike.
 # Everything runs on this machine on 127.0.0.6x: wrk, the proxy and the
 # origin share its cores, so a proxy that spends less CPU per request leaves
-# more to wrk; compare ratios, not absolute figures. PIN=1 pins wrk to core
+# more to wrk; compare ratios, not absolute figures. Beside requests/s the
+# table shows the CPU time each proxy used per request (user+system, its
+# processes and their children, from /proc), which other load on the
+# machine disturbs much less than requests/s. PIN=1 pins wrk to core
 # 0 and the proxies and origin to core 1 (nginx then runs one worker).
 #
 # Environment: DURATION (wrk seconds, 10), CONNS (64), THREADS (2),
@@ -28,6 +36,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 
 ORIGIN=127.0.0.61:18001
 OURS=127.0.0.62:18000
+FAR=127.0.0.65:18000
 VARNISH=127.0.0.63:18000
 NGINX=127.0.0.64:18000
 
@@ -75,18 +84,21 @@ wait_port() { # host:port
 
 log "starting the origin on $ORIGIN"
 $SERVER "$DIR/origin" -addr $ORIGIN >"$DIR/origin.log" 2>&1 & PIDS+=($!)
+declare -A PID
 log "starting ours (pkg/cdn) on $OURS"
 $SERVER "$DIR/edgeserver" -addr $OURS --origin "http://$ORIGIN" --edge-max-bytes $((512<<20)) \
-  >"$DIR/edge.log" 2>&1 & PIDS+=($!)
+  >"$DIR/edge.log" 2>&1 & PIDS+=($!); PID[ours]=$!
+$SERVER "$DIR/edgeserver" -addr $FAR -name edge-far --origin "http://$ORIGIN" --origin-latency 50ms \
+  >"$DIR/edge-far.log" 2>&1 & PIDS+=($!)
 log "starting Varnish on $VARNISH (as $(id -un), -j none, -s malloc,512m)"
 sed -e "s|@ORIGIN_HOST@|${ORIGIN%:*}|" -e "s|@ORIGIN_PORT@|${ORIGIN#*:}|" "$HERE/varnish.vcl.tmpl" >"$DIR/varnish.vcl"
 $SERVER "$VARNISHD" -F -j none -n "$DIR/varnish" -a $VARNISH -f "$DIR/varnish.vcl" -s malloc,512m -T none \
-  >"$DIR/varnish.log" 2>&1 & PIDS+=($!)
+  >"$DIR/varnish.log" 2>&1 & PIDS+=($!); PID[varnish]=$!
 log "starting nginx on $NGINX ($NGINX_WORKERS workers)"
 sed -e "s|@DIR@|$DIR|g" -e "s|@ADDR@|$NGINX|g" -e "s|@ORIGIN@|$ORIGIN|g" \
   -e "s|worker_processes 1;|worker_processes $NGINX_WORKERS;|" "$HERE/nginx.conf.tmpl" >"$DIR/nginx.conf"
-$SERVER "$NGINX_BIN" -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/nginx.out" 2>&1 & PIDS+=($!)
-for a in $ORIGIN $OURS $VARNISH $NGINX; do wait_port $a; done
+$SERVER "$NGINX_BIN" -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/nginx.out" 2>&1 & PIDS+=($!); PID[nginx]=$!
+for a in $ORIGIN $OURS $FAR $VARNISH $NGINX; do wait_port $a; done
 
 NAMES=(ours varnish nginx)
 declare -A ADDR=([ours]=$OURS [varnish]=$VARNISH [nginx]=$NGINX)
@@ -103,46 +115,79 @@ for n in "${NAMES[@]}"; do
 done
 log "all three serve /1k and /100k from cache"
 
-# run_wrk name test round -> prints requests/s
+# cpu_ticks pid -> user+system clock ticks of pid and its children
+cpu_ticks() {
+  local t=0 p
+  for p in $(ps -e -o pid=,ppid= | awk -v r="$1" '$1==r || $2==r {print $1}'); do
+    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo $t
+}
+HZ=$(getconf CLK_TCK)
+
+# run_wrk name test round -> prints "requests/s cpu-µs-per-request"
 run_wrk() {
-  local n=$1 test=$2 round=$3 url="http://${ADDR[$1]}" out
+  local n=$1 test=$2 round=$3 url="http://${ADDR[$1]}" out c0 c1
+  c0=$(cpu_ticks "${PID[$n]}")
   case $test in
     hit-1k) out=$($CLIENT wrk -t$THREADS -c$CONNS -d${DURATION}s "$url/1k") ;;
     hit-100k) out=$($CLIENT wrk -t$THREADS -c$CONNS -d${DURATION}s "$url/100k") ;;
     mix-90-10) out=$($CLIENT wrk -t$THREADS -c$CONNS -d${DURATION}s -s "$HERE/mix.lua" "$url" -- "$n$round$RANDOM") ;;
   esac
+  c1=$(cpu_ticks "${PID[$n]}")
   echo "$out" >>"$DIR/wrk-$n-$test.txt"
   if grep -q "Non-2xx" <<<"$out"; then log "$n $test: non-2xx responses"; grep "Non-2xx" <<<"$out" >&2; fi
-  awk '/Requests\/sec/ {print $2}' <<<"$out"
+  awk -v t=$((c1 - c0)) -v hz="$HZ" '/^  *[0-9]+ requests in/ {n=$1} /Requests\/sec/ {r=$2}
+    END {printf "%s %.1f\n", r, (n>0) ? t*1e6/hz/n : 0}' <<<"$out"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 TESTS=(hit-1k hit-100k mix-90-10)
-declare -A RES
+declare -A RES CPU
 for test in "${TESTS[@]}"; do
-  declare -A runs=()
+  declare -A runs=() cpus=()
   for round in $(seq 1 "$ROUNDS"); do
     for n in "${NAMES[@]}"; do
-      r=$(run_wrk "$n" "$test" "$round")
+      read -r r c < <(run_wrk "$n" "$test" "$round")
       runs[$n]="${runs[$n]:-} $r"
-      log "$test round $round: $n $r req/s"
+      cpus[$n]="${cpus[$n]:-} $c"
+      log "$test round $round: $n $r req/s, $c µs CPU/request"
     done
   done
   for n in "${NAMES[@]}"; do
     # shellcheck disable=SC2086
     RES[$n,$test]=$(median ${runs[$n]})
+    # shellcheck disable=SC2086
+    CPU[$n,$test]=$(median ${cpus[$n]})
   done
-  unset runs
+  unset runs cpus
 done
 
 
 echo
 echo "edge benchmark: wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS interleaved rounds, $(nproc) cores shared by wrk, origin and proxy (PIN=$PIN)"
 echo "$(go version | awk '{print $3}'), $("$VARNISHD" -V 2>&1 | head -1 | grep -o "varnish-[0-9.]*"), $("$NGINX_BIN" -v 2>&1 | awk -F/ '{print "nginx/"$2}')"
-printf '%-10s %12s %12s %12s %10s %10s\n' test ours varnish nginx ours/varn ours/ngx
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {print (b>0)?a/b:0}'; }
+echo "requests/s (higher is better)"
+printf '%-10s %10s %10s %10s %10s %10s\n' test ours varnish nginx ours/varn ours/ngx
 for test in "${TESTS[@]}"; do
   o=${RES[ours,$test]} v=${RES[varnish,$test]} g=${RES[nginx,$test]}
-  printf '%-10s %12.0f %12.0f %12.0f %10.2f %10.2f\n' "$test" "$o" "$v" "$g" \
-    "$(awk -v a="$o" -v b="$v" 'BEGIN {print (b>0)?a/b:0}')" "$(awk -v a="$o" -v b="$g" 'BEGIN {print (b>0)?a/b:0}')"
+  printf '%-10s %10.0f %10.0f %10.0f %10.2f %10.2f\n' "$test" "$o" "$v" "$g" "$(ratio "$o" "$v")" "$(ratio "$o" "$g")"
 done
+echo "proxy CPU µs per request (lower is better; ratio varnish/ours and nginx/ours, above 1 means ours is cheaper)"
+printf '%-10s %10s %10s %10s %10s %10s\n' test ours varnish nginx varn/ours ngx/ours
+for test in "${TESTS[@]}"; do
+  o=${CPU[ours,$test]} v=${CPU[varnish,$test]} g=${CPU[nginx,$test]}
+  printf '%-10s %10.1f %10.1f %10.1f %10.2f %10.2f\n' "$test" "$o" "$v" "$g" "$(ratio "$v" "$o")" "$(ratio "$g" "$o")"
+done
+
+# The distance: p50 and p99 of one client, MISS (through --origin-latency
+# 50ms) and HIT, from wrk --latency.
+curl -fsS -o /dev/null "http://$FAR/1k"
+lat() { awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Requests\/sec/ {r=$2} END {printf "p50 %s, p99 %s, %s req/s", p50, p99, r}'; }
+miss=$($CLIENT wrk -t1 -c1 -d5s --latency -s "$HERE/mix.lua" "http://$FAR" -- "far$RANDOM" 1 | lat)
+hit=$($CLIENT wrk -t1 -c1 -d5s --latency "http://$FAR/1k" | lat)
+echo "distance (edge with --origin-latency 50ms, 1 connection, GET 1 KB):"
+echo "  MISS (to the origin, as without an edge): $miss"
+echo "  HIT  (answered by the edge):              $hit"

@@ -286,6 +286,11 @@ func (c *conn) readHead(h *reqHead) int {
 		return http.StatusBadRequest
 	}
 	if h.chunked {
+		if h.contentLength >= 0 {
+			// Both framings: chunked wins (RFC 9112 §6.3), and the
+			// connection is not trusted with another request.
+			h.close = true
+		}
 		h.contentLength = -1
 	}
 	return 0
