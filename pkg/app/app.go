@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -59,11 +60,32 @@ type Config struct {
 	// Store (tests; stage 10's service clients).
 	Services *Services
 	// Sessions selects the session store: "memory" (in this process; a
-	// restart or another app node logs users out). Default "memory".
+	// restart or another app node logs users out, so stage 3 needs sticky
+	// routing) or "shared" (stage 7: in the store, written through, and
+	// cached in the cache tier when CacheNodes is set; any app node serves
+	// any user, and a dead app or cache node logs nobody out). Default
+	// "memory".
 	Sessions string
-	// SessionStore, when set, is used instead of the one Sessions names
-	// (the shared cache-backed store of a later stage plugs in here).
+	// SessionStore, when set, is used instead of the one Sessions names.
 	SessionStore Sessions
+	// Cache turns the cache tier on or off: "on" reads posts, feed pages,
+	// comments and rendered post lists through the cache nodes
+	// (cache-aside) and invalidates them on every write
+	// (docs/cache-tier.md); "off" reads the store every time. Default "off".
+	Cache string
+	// CacheNodes returns the host:port of every cache node alive now; the
+	// node wires it to membership. Used when Cache is "on" or Sessions is
+	// "shared". Nil means no cache nodes: the tier answers every lookup
+	// from the store (X-App-Cache: BYPASS).
+	CacheNodes func() []string
+	// CacheTier tunes the cache tier: TTLs, timeouts, the breaker, and the
+	// cache's password (the node copies --cache-password into it). Its
+	// Nodes, Logger and Metrics are set from CacheNodes, Logger and Metrics.
+	CacheTier cachetier.Config
+	// CachePages is how many pages of each feed (home, author, tag) are
+	// cached, from the first. A write invalidates every cached page of the
+	// feeds it touches, so more pages cost more keys per write. Default 5.
+	CachePages int
 	// SessionTTL is how long a login lasts. Default 14 days.
 	SessionTTL time.Duration
 	// Jobs selects how side effects run: "inline" (inside the request).
@@ -77,6 +99,12 @@ type Config struct {
 	BcryptCost int
 	// PageSize is the number of posts on one page of a feed. Default 10.
 	PageSize int
+	// Reads says where store reads go (flag --reads): "primary" (default:
+	// every read is strong) or "replicas" (session consistency: any replica
+	// that has applied the user's last write, kept in the session, else the
+	// primary; so a user always reads their own writes). Replicas take read
+	// load off the primary at the cost of pages slightly behind for others.
+	Reads string
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
 	// HTTP server's timeouts. Defaults 5s, 30s (an upload on a slow link),
 	// 30s, 120s.
@@ -97,10 +125,14 @@ func DefaultConfig() Config {
 		Addr:              "127.0.0.1:8081",
 		NodeName:          "app",
 		Sessions:          "memory",
+		Cache:             "off",
+		CacheTier:         cachetier.DefaultConfig(),
+		CachePages:        5,
 		SessionTTL:        14 * 24 * time.Hour,
 		Jobs:              "inline",
 		BcryptCost:        bcrypt.DefaultCost,
 		PageSize:          10,
+		Reads:             "primary",
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -114,8 +146,14 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Store == nil && c.Services == nil:
 		return errors.New("app config: Store is required")
-	case c.SessionStore == nil && c.Sessions != "memory":
-		return fmt.Errorf("app config: Sessions %q: want memory", c.Sessions)
+	case c.Reads != "" && c.Reads != "primary" && c.Reads != "replicas":
+		return fmt.Errorf("app config: Reads %q: want primary or replicas", c.Reads)
+	case c.SessionStore == nil && c.Sessions != "memory" && c.Sessions != "shared":
+		return fmt.Errorf("app config: Sessions %q: want memory or shared", c.Sessions)
+	case c.Cache != "on" && c.Cache != "off":
+		return fmt.Errorf("app config: Cache %q: want on or off", c.Cache)
+	case c.CachePages < 1 || c.CachePages > 100:
+		return fmt.Errorf("app config: CachePages %d: want 1 to 100", c.CachePages)
 	case c.JobQueue == nil && c.Jobs != "inline":
 		return fmt.Errorf("app config: Jobs %q: want inline", c.Jobs)
 	case c.SessionTTL < time.Minute:
@@ -131,18 +169,35 @@ func (c *Config) Validate() error {
 	case c.Outbox == "" && c.DataDir == "":
 		return errors.New("app config: Outbox or DataDir is required")
 	}
+	if c.usesTier() {
+		if err := c.CacheTier.Validate(); err != nil {
+			return fmt.Errorf("app config: CacheTier: %w", err)
+		}
+	}
 	return nil
+}
+
+// usesTier reports whether the app needs the cache tier.
+func (c *Config) usesTier() bool {
+	return c.Cache == "on" || (c.SessionStore == nil && c.Sessions == "shared")
 }
 
 // AddFlags registers the app's flags on fs (not --app-port, --data or
 // --name, which the node registers).
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Sessions, "sessions", c.Sessions, "session store: memory (in this app process)")
+	fs.StringVar(&c.Sessions, "sessions", c.Sessions, "session store: memory (in this app process) or shared (in the store, cached in the cache tier)")
+	fs.StringVar(&c.Cache, "cache", c.Cache, "cache tier: on (posts, feeds and rendered lists through the cache nodes) or off")
+	fs.IntVar(&c.CachePages, "app-cache-pages", c.CachePages, "pages of each feed kept in the cache tier")
+	fs.DurationVar(&c.CacheTier.TTL, "app-cache-ttl", c.CacheTier.TTL, "how long a cached value lives at most")
+	fs.DurationVar(&c.CacheTier.TombstoneTTL, "app-cache-tombstone-ttl", c.CacheTier.TombstoneTTL,
+		"how long a written key stays marked so no reader can fill it with what it read before the write")
+	fs.DurationVar(&c.CacheTier.Timeout, "app-cache-timeout", c.CacheTier.Timeout, "timeout of one call to a cache node")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "how long a login lasts")
 	fs.StringVar(&c.Jobs, "jobs", c.Jobs, "how side effects run: inline (inside the request)")
 	fs.StringVar(&c.Outbox, "outbox", c.Outbox, "folder for outgoing e-mail as .eml files (default <data>/outbox)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost of password hashes (4 is fast, for load tests)")
 	fs.IntVar(&c.PageSize, "app-page-size", c.PageSize, "posts per page of a feed")
+	fs.StringVar(&c.Reads, "reads", c.Reads, "where store reads go: primary, or replicas (each user still reads their own writes)")
 }
 
 // App is the blog role.
@@ -155,6 +210,9 @@ type App struct {
 	handlers *Handlers
 	web      *web
 	handler  http.Handler
+	// tier is the cache tier, nil when neither the cache nor shared
+	// sessions are on.
+	tier *cachetier.Tier
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -177,13 +235,33 @@ func New(cfg Config) (*App, error) {
 	if cfg.Outbox == "" {
 		a.cfg.Outbox = filepath.Join(cfg.DataDir, "outbox")
 	}
+	st := store.Store(localTrace{st: cfg.Store, node: cfg.NodeName})
 	if cfg.Services != nil {
 		a.svc = *cfg.Services
 	} else {
-		a.svc = NewServices(localTrace{st: cfg.Store, node: cfg.NodeName}, cfg.BcryptCost)
+		a.svc = NewServices(st, cfg.BcryptCost)
+	}
+	if cfg.usesTier() {
+		tc := cfg.CacheTier
+		tc.Nodes, tc.Logger, tc.Metrics = cfg.CacheNodes, a.log, cfg.Metrics
+		t, err := cachetier.New(tc)
+		if err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		a.tier = t
+		if cfg.CacheNodes == nil {
+			a.log.Warn("app: no cache nodes given; the cache tier will go to the store for everything")
+		}
+	}
+	if cfg.Cache == "on" {
+		a.svc = WithCache(a.svc, a.tier, CacheOptions{PageSize: cfg.PageSize, Pages: cfg.CachePages})
 	}
 	a.sessions = cfg.SessionStore
-	if a.sessions == nil {
+	switch {
+	case a.sessions != nil:
+	case cfg.Sessions == "shared":
+		a.sessions = NewSharedSessions(st, a.tier)
+	default:
 		a.sessions = NewMemorySessions()
 	}
 	a.handlers = NewHandlers(a.svc, a.cfg.Outbox, a.log)
@@ -220,6 +298,12 @@ func (a *App) Open() error {
 	if err != nil {
 		return fmt.Errorf("app: listen: %w", err)
 	}
+	if a.tier != nil {
+		if err := a.tier.Open(); err != nil {
+			ln.Close()
+			return fmt.Errorf("app: %w", err)
+		}
+	}
 	a.ln = ln
 	a.srv = &http.Server{
 		Handler:           a.handler,
@@ -242,7 +326,7 @@ func (a *App) Open() error {
 		}
 	}()
 	a.ready.Store(true)
-	a.log.Info("app listening", "addr", ln.Addr().String(), "sessions", a.cfg.Sessions, "jobs", a.cfg.Jobs)
+	a.log.Info("app listening", "addr", ln.Addr().String(), "sessions", a.cfg.Sessions, "cache", a.cfg.Cache, "jobs", a.cfg.Jobs)
 	return nil
 }
 
@@ -260,7 +344,9 @@ func (a *App) Addr() string {
 func (a *App) Ready() bool { return a.ready.Load() }
 
 // Close stops taking connections and waits for in-flight requests (up to
-// ShutdownTimeout), then returns. The store is the node's to close, after.
+// ShutdownTimeout), then closes the cache tier's connections (after the
+// requests, which invalidate through them) and returns. The store is the
+// node's to close, after.
 func (a *App) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -271,16 +357,24 @@ func (a *App) Close() error {
 	srv, done := a.srv, a.done
 	a.mu.Unlock()
 	a.ready.Store(false)
-	if srv == nil {
-		return nil
+	var err error
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		defer cancel()
+		err = srv.Shutdown(ctx)
+		<-done
+		if err != nil {
+			_ = srv.Close()
+			err = fmt.Errorf("app: close: %w", err)
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
-	defer cancel()
-	err := srv.Shutdown(ctx)
-	<-done
+	if a.tier != nil {
+		if terr := a.tier.Close(); terr != nil && err == nil {
+			err = fmt.Errorf("app: close cache tier: %w", terr)
+		}
+	}
 	if err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("app: close: %w", err)
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -292,6 +386,7 @@ type Status struct {
 	Ready     bool   `json:"ready"`
 	Addr      string `json:"addr"`
 	Sessions  string `json:"sessions"`
+	Cache     string `json:"cache"`
 	Jobs      string `json:"jobs"`
 	Requests  int64  `json:"requests"`
 	Errors    int64  `json:"errors_5xx"`
@@ -300,17 +395,24 @@ type Status struct {
 	JobsError int64  `json:"jobs_failed"`
 	// LiveSessions counts sessions held in memory (memory sessions only).
 	LiveSessions int `json:"live_sessions,omitempty"`
+	// CacheTier has the cache tier's figures (hits, misses, bypasses,
+	// errors, invalidations, nodes) when the tier is in use.
+	CacheTier *cachetier.Stats `json:"cache_tier,omitempty"`
 }
 
 // Status returns live figures.
 func (a *App) Status() any {
 	s := Status{
-		Ready: a.Ready(), Addr: a.Addr(), Sessions: a.cfg.Sessions, Jobs: a.cfg.Jobs,
+		Ready: a.Ready(), Addr: a.Addr(), Sessions: a.cfg.Sessions, Cache: a.cfg.Cache, Jobs: a.cfg.Jobs,
 		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
 	}
 	if ms, ok := a.sessions.(*MemorySessions); ok {
 		s.LiveSessions = ms.Len()
+	}
+	if a.tier != nil {
+		ts := a.tier.Stats()
+		s.CacheTier = &ts
 	}
 	return s
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -153,6 +154,7 @@ const contentSecurityPolicy = "default-src 'self'; img-src 'self' https: data:; 
 // reqState is what one request carries through the handlers.
 type reqState struct {
 	trace      store.Trace
+	cache      cachetier.Trace
 	sess       *Session
 	sessLoaded bool
 }
@@ -167,8 +169,9 @@ func state(ctx context.Context) *reqState {
 	return st
 }
 
-// respWriter adds the store's path headers just before the status goes out
-// and remembers the status for metrics.
+// respWriter adds the path headers (which store node answered at which LSN,
+// and whether the cache tier hit) just before the status goes out, and
+// remembers the status for metrics.
 type respWriter struct {
 	http.ResponseWriter
 	st     *reqState
@@ -186,6 +189,9 @@ func (rw *respWriter) WriteHeader(code int) {
 		h := rw.Header()
 		h.Set("X-Store", node)
 		h.Set("X-Store-LSN", strconv.FormatUint(lsn, 10))
+	}
+	if r := rw.st.cache.Result(); r != 0 {
+		rw.Header().Set("X-App-Cache", r.String())
 	}
 	rw.ResponseWriter.WriteHeader(code)
 }
@@ -215,7 +221,18 @@ func (w *web) handler() http.Handler {
 		defer w.inFlight.Add(-1)
 		st := &reqState{}
 		ctx := context.WithValue(store.WithTrace(r.Context(), &st.trace), stateKey{}, st)
+		ctx = cachetier.WithTrace(ctx, &st.cache)
 		r = r.WithContext(ctx)
+		if w.cfg.Reads == "replicas" {
+			// Session reads: a replica serves only once it has applied the
+			// user's last write (the client also raises the bar to the
+			// LSN of this request's own writes, via the trace).
+			var lsn uint64
+			if s := w.session(r); s != nil {
+				lsn = s.LastLSN
+			}
+			r = r.WithContext(store.WithConsistency(r.Context(), store.Session, lsn))
+		}
 		rw := &respWriter{ResponseWriter: rw0, st: st}
 		h := rw.Header()
 		h.Set("X-Served-By", w.cfg.NodeName)

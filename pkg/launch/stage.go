@@ -61,6 +61,19 @@ func stages() []Stage {
 			},
 			Open: Endpoint{Prefix: "app", Port: "app"},
 		},
+		{
+			// Every store node gets --sync 1, since any of them may become
+			// the primary; the three embed the NATS servers the lease
+			// lives in, so it survives losing one.
+			Number: 4, Title: "replication",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: []string{"--sync=1"}},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: []string{"--sync=1"}},
+				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas"}},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
+			},
+			Open: Endpoint{Prefix: "lb", Port: "lb"},
+		},
 	}
 }
 

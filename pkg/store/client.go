@@ -291,6 +291,12 @@ func (c *Client) replicas() []NodeInfo {
 // the primary when the replica cannot answer.
 func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
 	level, minLSN := ConsistencyFrom(ctx)
+	if tr := TraceFrom(ctx); tr != nil && level == Session {
+		// What this caller has already seen (its own writes of this
+		// request included) is the least a session read may show.
+		_, seen := tr.Values()
+		minLSN = max(minLSN, seen)
+	}
 	if level != Strong {
 		if reps := c.replicas(); len(reps) > 0 {
 			n := reps[int(c.rr.Add(1)%uint64(len(reps)))]

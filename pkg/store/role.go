@@ -146,6 +146,16 @@ func (r *replication) notPrimaryLocked() error {
 	return fmt.Errorf("node %s is a replica and knows no primary yet: %w", r.s.cfg.NodeName, ErrNotPrimary)
 }
 
+// knowsPrimary reports whether this node is primary or knows the holder.
+func (r *replication) knowsPrimary() bool {
+	if r.s.cfg.Lease == nil {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.primary || (r.lease.Holder != "" && r.lease.Holder != r.s.cfg.NodeName)
+}
+
 // isPrimary reports whether this node takes writes now.
 func (r *replication) isPrimary() bool { return r.gate() == nil }
 

@@ -336,14 +336,19 @@ func (s *Server) DB() *DB {
 // ReadyCh is closed once the server serves.
 func (s *Server) ReadyCh() <-chan struct{} { return s.ready }
 
-// Ready reports whether the server serves.
+// Ready reports whether the server serves and, with a lease, knows who the
+// primary is (itself or the lease holder), so that a node is not offered
+// traffic while its first lease is still being taken.
 func (s *Server) Ready() bool {
 	select {
 	case <-s.ready:
-		return true
 	default:
 		return false
 	}
+	s.mu.Lock()
+	repl := s.repl
+	s.mu.Unlock()
+	return repl == nil || repl.knowsPrimary()
 }
 
 // Status is the store's part of the node's /status page.
