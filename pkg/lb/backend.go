@@ -11,9 +11,10 @@ import (
 // backend is one app node behind the balancer: its connection pool and the
 // live figures that decide whether it gets requests.
 type backend struct {
-	name     string
-	addr     string
-	nameHash uint64
+	name       string
+	addr       string
+	healthAddr string // where active checks go
+	nameHash   uint64
 
 	// pool holds keep-alive connections for proxied requests; checker is a
 	// separate small client for active health checks.
@@ -61,12 +62,17 @@ func newBackend(t Target, cfg *Config) *backend {
 		w = 1
 	}
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout}
+	healthAddr := t.HealthAddr
+	if healthAddr == "" {
+		healthAddr = t.Addr
+	}
 	b := &backend{
-		name:     name,
-		addr:     t.Addr,
-		nameHash: hashString(name),
-		weight:   w,
-		pool:     connPool{max: cfg.MaxIdleConns},
+		name:       name,
+		addr:       t.Addr,
+		healthAddr: healthAddr,
+		nameHash:   hashString(name),
+		weight:     w,
+		pool:       connPool{max: cfg.MaxIdleConns},
 		checker: &http.Transport{
 			// No Proxy: an environment's HTTP_PROXY must not capture
 			// traffic between nodes.

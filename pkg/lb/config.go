@@ -58,7 +58,8 @@ type Config struct {
 	// Default false.
 	Sticky bool
 
-	// StickyCookie is the name of the app's session cookie. Default "session".
+	// StickyCookie is the name of the app's session cookie. Default
+	// "blog_session", the name pkg/app uses.
 	StickyCookie string
 
 	// AffinityCookie is the cookie in which the balancer remembers the
@@ -66,8 +67,9 @@ type Config struct {
 	AffinityCookie string
 
 	// HealthPath is the path of the active health check, GET
-	// http://<backend><HealthPath>; a 200 means ready. Empty disables active
-	// checks (backends are then judged by passive ejection only).
+	// http://<backend><HealthPath> (or Target.HealthAddr); a 200 means
+	// ready. Empty disables active checks (backends are then judged by
+	// passive ejection only).
 	// Default "/readyz".
 	HealthPath string
 
@@ -181,7 +183,7 @@ func DefaultConfig() Config {
 		NodeName:               "lb",
 		DiscoveryInterval:      200 * time.Millisecond,
 		Policy:                 PolicyRoundRobin,
-		StickyCookie:           "session",
+		StickyCookie:           "blog_session",
 		AffinityCookie:         "lb_node",
 		HealthPath:             "/readyz",
 		HealthInterval:         time.Second,

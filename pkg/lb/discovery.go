@@ -15,6 +15,10 @@ type Target struct {
 	// Draining means the node is shutting down: it gets no new requests,
 	// and those in flight finish.
 	Draining bool
+	// HealthAddr, when set, is where active checks go instead of Addr
+	// (host:port): a node may answer Config.HealthPath on its admin port
+	// rather than on the port it serves requests on.
+	HealthAddr string
 }
 
 // Discovery yields the current backends. The balancer polls it every

@@ -103,7 +103,7 @@ func (a *appNode) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.URL.Path == "/login" {
-		http.SetCookie(w, &http.Cookie{Name: "session", Value: fmt.Sprintf("%s-%d", a.name, a.hits.Load()), Path: "/"})
+		http.SetCookie(w, &http.Cookie{Name: "blog_session", Value: fmt.Sprintf("%s-%d", a.name, a.hits.Load()), Path: "/"})
 	}
 	w.Header().Set("X-Served-By", a.name)
 	if s := a.status.Load(); s != 0 {

@@ -255,7 +255,11 @@ func (lb *LB) sync(now time.Time) {
 		}
 		seen[name] = true
 		w := max(t.Weight, 1)
-		if b, ok := lb.backends[name]; ok && b.addr == t.Addr {
+		healthAddr := t.HealthAddr
+		if healthAddr == "" {
+			healthAddr = t.Addr
+		}
+		if b, ok := lb.backends[name]; ok && b.addr == t.Addr && b.healthAddr == healthAddr {
 			if b.weight != w {
 				b.weight = w
 				changed = true
@@ -336,7 +340,7 @@ func (lb *LB) removeBackend(b *backend) {
 // one per HealthInterval.
 func (lb *LB) checkLoop(ctx context.Context, b *backend) {
 	var st checkState
-	url := "http://" + b.addr + lb.cfg.HealthPath
+	url := "http://" + b.healthAddr + lb.cfg.HealthPath
 	tick := time.NewTicker(lb.cfg.HealthInterval)
 	defer tick.Stop()
 	for {

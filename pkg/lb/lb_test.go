@@ -470,7 +470,7 @@ func TestStickySessions(t *testing.T) {
 	var first string
 	for i := 0; i < 10; i++ {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+l.Addr()+"/page", nil)
-		req.AddCookie(&http.Cookie{Name: "session", Value: "abc123"})
+		req.AddCookie(&http.Cookie{Name: "blog_session", Value: "abc123"})
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -814,4 +814,29 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%s: Validate = %v, want an error naming %s", tt.name, err, tt.field)
 		}
 	}
+}
+
+func TestHealthChecksGoToHealthAddr(t *testing.T) {
+	// The app port has no /readyz; the node answers it on another port.
+	app := startAppWith(t, "app-1", func(a *appNode, s *http.Server) {
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				http.NotFound(w, r)
+				return
+			}
+			io.WriteString(w, "app-1")
+		})
+	})
+	admin := startApp(t, "admin-1")
+	d := lb.NewStaticDiscovery()
+	d.Set(lb.Target{Name: "app-1", Addr: app.addr(), HealthAddr: admin.addr()})
+	l := startLB(t, testConfig(d))
+	if resp, body := get(t, newClient(), "http://"+l.Addr()+"/"); resp.StatusCode != 200 || body != "app-1" {
+		t.Fatalf("GET = %d %q, want 200 from app-1", resp.StatusCode, body)
+	}
+	if admin.checks.Load() == 0 {
+		t.Errorf("no check reached the health address")
+	}
+	admin.ready.Store(false)
+	waitFor(t, 5*time.Second, "app-1 unhealthy by its health address", func() bool { return backendState(l, "app-1") == "unhealthy" })
 }
