@@ -194,6 +194,10 @@ func TestClusterSurvivesCrash(t *testing.T) {
 	cc.clusterPort = portOf(t, ch.clusterURL)
 	startChild(t, cc)
 	waitFor(t, 30*time.Second, "s3 current again", func() error {
+		// A stream request during an election goes unanswered until its
+		// context ends; a short one per attempt keeps the loop going.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		s, err := js.Stream(ctx, "JOBS")
 		if err != nil {
 			return err
@@ -220,9 +224,9 @@ func TestClusterSurvivesCrash(t *testing.T) {
 // leads.
 func moveLeader(t testing.TB, c *queue.Conn, stream, want string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	waitFor(t, 30*time.Second, "move leader of "+stream+" to "+want, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		s, err := c.JetStream().Stream(ctx, stream)
 		if err != nil {
 			return err

@@ -315,14 +315,15 @@ func publish(t testing.TB, js jetstream.JetStream, subject, data string, timeout
 // order, read straight from the stream (no consumer state involved).
 func streamMessages(t testing.TB, js jetstream.JetStream, stream string) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var got []string
-	var err error
-	waitFor(t, 10*time.Second, "read stream "+stream, func() error {
+	waitFor(t, 20*time.Second, "read stream "+stream, func() error {
+		// Short contexts per attempt: a stream request during an election
+		// goes unanswered until its context ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		got = nil
-		var s jetstream.Stream
-		if s, err = js.Stream(ctx, stream); err != nil {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
 			return err
 		}
 		info, ierr := s.Info(ctx)
