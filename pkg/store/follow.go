@@ -202,8 +202,8 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 				return fmt.Errorf("frame from primary %s: %w", name, err)
 			}
 			batch = append(batch, e)
-			if br.Buffered() > 0 && len(batch) < shipBatch {
-				continue // more is already here: group it into one commit
+			if len(batch) < shipBatch && nextIsEntry(br) {
+				continue // another entry is already here: group it into one commit
 			}
 			if err := db.ApplyEntries(batch); err != nil {
 				return err
@@ -239,6 +239,21 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 			return fmt.Errorf("%w: unexpected frame type %q", ErrBadFrame, f[0])
 		}
 	}
+}
+
+// nextIsEntry reports whether a whole entry frame is already buffered, so
+// that it can join the current batch without waiting on the network.
+// Anything else (a partial frame, a heartbeat, nothing) ends the batch: an
+// entry must never wait for a frame that may not come.
+func nextIsEntry(br *bufio.Reader) bool {
+	if br.Buffered() < 9 {
+		return false
+	}
+	head, err := br.Peek(9)
+	if err != nil || head[8] != frameEntry {
+		return false
+	}
+	return br.Buffered() >= 8+int(binary.BigEndian.Uint32(head[:4]))
 }
 
 // bootstrap downloads a snapshot from the primary into a temporary file
