@@ -9,6 +9,10 @@
 // returns the client URLs it currently knows, and gets a *nats.Conn and a
 // jetstream.JetStream that follow the cluster as it changes.
 //
+// A clustered server needs a second one before JetStream works; a node that
+// will be the only NATS server can run Standalone instead, and then never
+// clusters.
+//
 // Durability: every server syncs each JetStream write to disk before it is
 // acknowledged (SyncAlways), and keeps its store under a persistent
 // directory with a stable server name, so a restarted node rejoins as the

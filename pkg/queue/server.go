@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// ErrClosed is returned by calls on a Server or Conn after Close.
+// ErrClosed is returned by Open and SetPeers on a Server after Close.
 var ErrClosed = errors.New("queue: closed")
 
 // ErrStandalone is returned by SetPeers on a Standalone server given peers
