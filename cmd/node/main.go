@@ -33,6 +33,7 @@ func commands() []command {
 		{"resume", "thaw a paused node (SIGCONT)", runResume},
 		{"add", "add one more node of a role to the stack", runAdd},
 		{"load", "send an open-loop load of blog users to a stack and summarize", runLoad},
+		{"promote", "hand the store primary over to a replica without losing a write", runPromote},
 		{"status", "print the cluster as one node sees it", runStatus},
 		{"keygen", "print a fresh cluster key for --cluster-key", runKeygen},
 		{"version", "print the version", runVersion},
