@@ -87,7 +87,12 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"ok", func(*app.Config) {}, ""},
 		{"no store", func(c *app.Config) { c.Store = nil }, "Store"},
-		{"sessions", func(c *app.Config) { c.Sessions = "shared" }, "Sessions"},
+		{"sessions", func(c *app.Config) { c.Sessions = "sticky" }, "Sessions"},
+		{"shared sessions", func(c *app.Config) { c.Sessions = "shared" }, ""},
+		{"cache", func(c *app.Config) { c.Cache = "yes" }, "Cache"},
+		{"cache on", func(c *app.Config) { c.Cache = "on" }, ""},
+		{"cache pages", func(c *app.Config) { c.CachePages = 0 }, "CachePages"},
+		{"cache tier", func(c *app.Config) { c.Cache = "on"; c.CacheTier.Timeout = 0 }, "CacheTier"},
 		{"jobs", func(c *app.Config) { c.Jobs = "queue" }, "Jobs"},
 		{"bcrypt", func(c *app.Config) { c.BcryptCost = 99 }, "BcryptCost"},
 		{"page size", func(c *app.Config) { c.PageSize = 0 }, "PageSize"},
@@ -119,7 +124,15 @@ func TestAddFlags(t *testing.T) {
 	if c.Outbox != "/tmp/out" || c.BcryptCost != 4 || c.PageSize != 20 || c.SessionTTL != time.Hour {
 		t.Errorf("after flags Config = %+v", c)
 	}
-	for _, reserved := range []string{"app-port", "data", "name", "addr"} {
+	if err := fs.Parse([]string{"--sessions=shared", "--cache=on", "--app-cache-pages=3", "--app-cache-ttl=1m",
+		"--app-cache-tombstone-ttl=3s", "--app-cache-timeout=50ms"}); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.Sessions != "shared" || c.Cache != "on" || c.CachePages != 3 || c.CacheTier.TTL != time.Minute ||
+		c.CacheTier.TombstoneTTL != 3*time.Second || c.CacheTier.Timeout != 50*time.Millisecond {
+		t.Errorf("after cache flags Config = %+v", c)
+	}
+	for _, reserved := range []string{"app-port", "data", "name", "addr", "cache-port", "cache-password"} {
 		if fs.Lookup(reserved) != nil {
 			t.Errorf("AddFlags registers --%s, which the node owns", reserved)
 		}

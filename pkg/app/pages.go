@@ -1,7 +1,10 @@
 package app
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"html/template"
 	"mime"
 	"net/http"
 	"net/url"
@@ -22,19 +25,60 @@ func (w *web) pageHome(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, http.StatusNotFound, "not found", "")
 		return
 	}
-	ps, more, err := w.svc.Posts.Feed(r.Context(), page, w.cfg.PageSize)
-	if err != nil {
-		w.error(rw, r, err)
-		return
-	}
 	d := w.data(r, "")
 	d.Heading, d.Desc = "Latest posts", "Latest posts on the scalestack blog"
 	if page > 1 {
 		d.Title = "Page " + strconv.Itoa(page)
 	}
-	w.paged(d, ps, page, more)
 	d.Empty = "No posts yet. Be the first to write one."
-	w.render(rw, r, http.StatusOK, "home", d, cacheInfo{Keys: append([]string{"home"}, postKeys(ps...)...)})
+	keys, err := w.postList(r, feedHome, "", page, d, func(ctx context.Context) ([]posts.Post, bool, error) {
+		return w.svc.Posts.Feed(ctx, page, w.cfg.PageSize)
+	})
+	if err != nil {
+		w.error(rw, r, err)
+		return
+	}
+	w.render(rw, r, http.StatusOK, "home", d, cacheInfo{Keys: append([]string{"home"}, keys...)})
+}
+
+// postList puts a feed page's post list into d: from the cache tier's
+// rendered fragment when the cache is on and the page is one it keeps,
+// otherwise from load, rendered with the page. It returns the Surrogate-Key
+// tags of the posts listed. The fragment is the same for every viewer: it
+// holds the cards, the empty message (d.Empty) and the pager.
+func (w *web) postList(r *http.Request, kind, scope string, page int, d *pageData,
+	load func(context.Context) ([]posts.Post, bool, error)) ([]string, error) {
+	d.Page = page
+	if !w.fragments || !w.keys.cached(page, w.cfg.PageSize) {
+		ps, more, err := load(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		w.paged(d, ps, page, more)
+		return postKeys(ps...), nil
+	}
+	raw, _, err := w.a.tier.Fetch(r.Context(), w.keys.frag(kind, scope, page), func(ctx context.Context) ([]byte, error) {
+		ps, more, err := load(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ld := &pageData{PageURL: d.PageURL, Empty: d.Empty}
+		w.paged(ld, ps, page, more)
+		// First line: the surrogate keys; then the HTML.
+		var buf bytes.Buffer
+		buf.WriteString(strings.Join(postKeys(ps...), " "))
+		buf.WriteByte('\n')
+		if err := w.pages["list"].ExecuteTemplate(&buf, "postlist", ld); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	keys, html, _ := bytes.Cut(raw, []byte{'\n'})
+	d.PostList = template.HTML(html) // rendered by our own template from escaped data
+	return strings.Fields(string(keys)), nil
 }
 
 func (w *web) paged(d *pageData, ps []posts.Post, page int, more bool) {
@@ -89,13 +133,14 @@ func (w *web) pageAuthor(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.User = &info
-	ps, more, err := w.svc.Posts.ByAuthor(r.Context(), u.ID, page, w.cfg.PageSize)
+	d.Empty = "@" + u.Handle + " has not published anything yet."
+	keys, err := w.postList(r, feedAuthor, u.ID, page, d, func(ctx context.Context) ([]posts.Post, bool, error) {
+		return w.svc.Posts.ByAuthor(ctx, u.ID, page, w.cfg.PageSize)
+	})
 	if err != nil {
 		w.error(rw, r, err)
 		return
 	}
-	w.paged(d, ps, page, more)
-	d.Empty = "@" + u.Handle + " has not published anything yet."
 	if d.Viewer != nil && !d.Owner {
 		if d.Follows, err = w.svc.Accounts.IsFollowing(r.Context(), d.Viewer.UserID, u.ID); err != nil {
 			w.error(rw, r, err)
@@ -110,7 +155,7 @@ func (w *web) pageAuthor(rw http.ResponseWriter, r *http.Request) {
 		}
 		d.Drafts = toViews(drafts)
 	}
-	w.render(rw, r, http.StatusOK, "author", d, cacheInfo{Keys: append([]string{"author-" + u.Handle}, postKeys(ps...)...)})
+	w.render(rw, r, http.StatusOK, "author", d, cacheInfo{Keys: append([]string{"author-" + u.Handle}, keys...)})
 }
 
 func (w *web) pageTag(rw http.ResponseWriter, r *http.Request) {
@@ -120,15 +165,16 @@ func (w *web) pageTag(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, http.StatusNotFound, "not found", "")
 		return
 	}
-	ps, more, err := w.svc.Posts.ByTag(r.Context(), tag, page, w.cfg.PageSize)
+	d := w.data(r, "#"+tag)
+	d.Heading = "Posts tagged #" + tag
+	keys, err := w.postList(r, feedTag, tag, page, d, func(ctx context.Context) ([]posts.Post, bool, error) {
+		return w.svc.Posts.ByTag(ctx, tag, page, w.cfg.PageSize)
+	})
 	if err != nil {
 		w.error(rw, r, err)
 		return
 	}
-	d := w.data(r, "#"+tag)
-	d.Heading = "Posts tagged #" + tag
-	w.paged(d, ps, page, more)
-	w.render(rw, r, http.StatusOK, "list", d, cacheInfo{Keys: append([]string{"tag-" + tag}, postKeys(ps...)...)})
+	w.render(rw, r, http.StatusOK, "list", d, cacheInfo{Keys: append([]string{"tag-" + tag}, keys...)})
 }
 
 func (w *web) pageSearch(rw http.ResponseWriter, r *http.Request) {

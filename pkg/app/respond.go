@@ -328,7 +328,10 @@ type pageData struct {
 	Error                            string
 	Limits                           limits
 
-	Posts            []postView
+	Posts []postView
+	// PostList, when set, is the post list already rendered (a fragment
+	// from the cache tier); the templates show it instead of Posts.
+	PostList         template.HTML
 	Page, Prev, Next int
 	PageURL          string
 	Post             *postView

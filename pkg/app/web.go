@@ -38,6 +38,9 @@ type web struct {
 	svc Services
 	cfg Config
 	log *slog.Logger
+	// keys names the cache tier's keys; fragments are used when the cache is on.
+	keys      cacheKeys
+	fragments bool
 
 	assets   map[string]asset  // fingerprinted file name -> asset
 	assetURL map[string]string // plain name -> /static/<fingerprinted>
@@ -57,6 +60,7 @@ type asset struct {
 
 func newWeb(a *App) (*web, error) {
 	w := &web{a: a, svc: a.svc, cfg: a.cfg, log: a.log,
+		keys: cacheKeys{size: a.cfg.PageSize, pages: a.cfg.CachePages}, fragments: a.cfg.Cache == "on" && a.tier != nil,
 		assets: map[string]asset{}, assetURL: map[string]string{}, pages: map[string]*template.Template{}}
 	if err := w.loadAssets(); err != nil {
 		return nil, err

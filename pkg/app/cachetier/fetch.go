@@ -160,20 +160,27 @@ func (t *Tier) load(ctx context.Context, state, key string, minLSN uint64, load 
 	}
 }
 
-// fill puts v under key if the key is empty. SET NX never overwrites a
-// tombstone, nor a value another reader filled first.
-func (t *Tier) fill(ctx context.Context, n *node, key string, v []byte) {
+// fill puts v under key if the key is empty, and reports whether it did.
+// SET NX never overwrites a tombstone, nor a value another reader filled
+// first.
+func (t *Tier) fill(ctx context.Context, n *node, key string, v []byte) bool {
 	buf := make([]byte, 0, len(v)+1)
 	buf = append(append(buf, kindData), v...)
+	var set bool
 	err := n.call(ctx, func(ctx context.Context) error {
-		return n.rdb.SetNX(ctx, t.cfg.Prefix+key, buf, t.cfg.TTL).Err()
+		var err error
+		set, err = n.rdb.SetNX(ctx, t.cfg.Prefix+key, buf, t.cfg.TTL).Result()
+		return err
 	})
 	if err != nil {
 		t.failed(ctx, n, "fill", err)
-		return
+		return false
 	}
 	n.ok()
-	t.met.fills.Add(1)
+	if set {
+		t.met.fills.Add(1)
+	}
+	return set
 }
 
 // loadContext asks the store for a read that has seen minLSN at least.
@@ -287,16 +294,17 @@ func (t *Tier) FetchMany(ctx context.Context, keys []string, load func(ctx conte
 	return vals, nil
 }
 
-// Prime puts a value the caller has just written to the store under key,
-// if the key is empty. Use it only for keys no one can have read or
-// invalidated before (a new session's random id); for anything else let
-// the next reader fill it.
-func (t *Tier) Prime(ctx context.Context, key string, v []byte) {
+// Prime puts v, which the caller has just written to the store, under key
+// if the key is empty, and reports whether it did. Use it only for a key
+// created by that write (a new session's random id): no copy of it can be
+// on any node, and a reader that fills after Prime cannot (SET NX). For
+// any other write, Invalidate. With no usable node it reports false.
+func (t *Tier) Prime(ctx context.Context, key string, v []byte) bool {
 	n := t.view.Load().owner(t.cfg.Prefix + key)
 	if n == nil {
-		return
+		return false
 	}
-	t.fill(context.WithoutCancel(ctx), n, key, v)
+	return t.fill(context.WithoutCancel(ctx), n, key, v)
 }
 
 // Invalidate marks keys as changed by a write that committed at lsn (zero

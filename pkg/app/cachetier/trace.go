@@ -81,3 +81,13 @@ func (t *Tier) record(ctx context.Context, key string, r Result) {
 	}
 	t.met.lookup(kindOf(key), r)
 }
+
+// Uncached records a lookup of a kind of key that the caller does not cache
+// (a feed page past the cached ones): it counts, and shows in the
+// request's header, as a BYPASS.
+func (t *Tier) Uncached(ctx context.Context, kind string) {
+	if tr := TraceFrom(ctx); tr != nil {
+		tr.Record(Bypass)
+	}
+	t.met.lookup(kind, Bypass)
+}
