@@ -82,7 +82,9 @@ func (e *Edge) serveCacheable(w http.ResponseWriter, r *http.Request) {
 			e.serveObject(w, r, o, e.stale, now, nil)
 			return
 		}
-	} else if reqCC.OnlyIfCached {
+	}
+	if reqCC.OnlyIfCached {
+		// RFC 9111 §5.2.1.7: a stored response that may be used, or 504.
 		e.note(w, &e.misses)
 		http.Error(w, "edge: not in cache (only-if-cached)", http.StatusGatewayTimeout)
 		return

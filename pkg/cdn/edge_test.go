@@ -708,3 +708,28 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestDirectives(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"d1"`)
+		if r.Header.Get("If-None-Match") == `"d1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprint(w, "doc")
+	})
+	e := newEdge(t, o.URL, nil)
+	if r := get(t, e, "/none", "Cache-Control", "only-if-cached"); r.status != http.StatusGatewayTimeout {
+		t.Fatalf("only-if-cached of nothing stored: status %d, want 504", r.status)
+	}
+	get(t, e, "/d")
+	wantCache(t, "only-if-cached", get(t, e, "/d", "Cache-Control", "only-if-cached"), cdn.Hit, "doc")
+	wantCache(t, "request no-cache", get(t, e, "/d", "Cache-Control", "no-cache"), cdn.Revalidated, "doc")
+	wantCache(t, "Pragma: no-cache", get(t, e, "/d", "Pragma", "no-cache"), cdn.Revalidated, "doc")
+	wantCache(t, "request max-age=0", get(t, e, "/d", "Cache-Control", "max-age=0"), cdn.Revalidated, "doc")
+	wantCache(t, "plain", get(t, e, "/d"), cdn.Hit, "doc")
+	if got := o.hits.Load(); got != 4 {
+		t.Fatalf("origin requests = %d, want 4 (a fill and three revalidations; only-if-cached never goes)", got)
+	}
+}
