@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/store"
+)
+
+// Config configures the worker role.
+type Config struct {
+	// NodeName names this worker in logs and as its NATS connection name.
+	NodeName string
+	// DataDir is the node's data directory; the outbox lives under it
+	// unless Outbox is set.
+	DataDir string
+	// Outbox is the folder e-mails are written to as <job id>.eml when SMTP
+	// is empty. Default DataDir/outbox (the same folder the app's inline
+	// jobs use).
+	Outbox string
+	// SMTP, when set (host:port), sends e-mails over SMTP (net/smtp, no
+	// auth, for a local relay such as MailHog) instead of writing files. A
+	// marker file <job id>.sent in Outbox keeps a redelivered job from
+	// sending again; a crash between the send and the marker sends twice,
+	// and the Message-ID (the job id) lets the receiver drop the copy.
+	SMTP string
+	// SMTPFrom is the envelope and From address. Default
+	// "noreply@scalestack.invalid".
+	SMTPFrom string
+	// Store is the store the blog services use (a *store.Client). Required
+	// unless Services is set; injected by the node.
+	Store store.Store
+	// Services, when set, replaces the services built over Store (tests).
+	Services *app.Services
+	// NATS returns the client URLs of the NATS servers known now; the
+	// worker connects in the background and follows the cluster. Required;
+	// injected by the node.
+	NATS func() []string
+	// NATSServers returns how many NATS servers the cluster has, for the
+	// streams' replicas. Nil means one.
+	NATSServers func() int
+	// Concurrency is how many jobs this worker runs at once, over all
+	// kinds (flag --worker-concurrency). Default 8: jobs mostly wait on the
+	// store, so a few per core keep it busy; more hold more jobs that a
+	// crash hands back only after the ack wait.
+	Concurrency int
+	// JobTimeout bounds one job's run. Default 30s; the queue's AckWait
+	// must be longer, or a slow job is given to a second worker meanwhile.
+	JobTimeout time.Duration
+	// ViewWindow is how long view jobs are gathered before one increment
+	// per post is written. Default 500ms: the views shown lag by that much,
+	// and a popular post costs one store write per window.
+	ViewWindow time.Duration
+	// StopTimeout bounds how long Close waits for the jobs in hand. Default
+	// 30s (JobTimeout); jobs still running after it are abandoned, and the
+	// queue redelivers them after their ack wait.
+	StopTimeout time.Duration
+	// Jobs configures the job streams (tries, back-off, ack wait). Its
+	// Kinds, Servers and Logger are set by the worker.
+	Jobs queue.JobsConfig
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Metrics registers the worker's metrics; nil does not register.
+	Metrics prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults; the node fills the rest.
+func DefaultConfig() Config {
+	return Config{
+		NodeName:    "worker",
+		SMTPFrom:    "noreply@scalestack.invalid",
+		Concurrency: 8,
+		JobTimeout:  30 * time.Second,
+		ViewWindow:  500 * time.Millisecond,
+		StopTimeout: 30 * time.Second,
+		Jobs:        queue.DefaultJobsConfig(),
+	}
+}
+
+// Validate reports the first unusable field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Store == nil && c.Services == nil:
+		return errors.New("worker config: Store is required")
+	case c.NATS == nil:
+		return errors.New("worker config: NATS is required")
+	case c.Outbox == "" && c.DataDir == "":
+		return errors.New("worker config: Outbox or DataDir is required")
+	case c.Concurrency < 1 || c.Concurrency > 1024:
+		return fmt.Errorf("worker config: Concurrency %d: want 1 to 1024", c.Concurrency)
+	case c.JobTimeout <= 0:
+		return fmt.Errorf("worker config: JobTimeout %v must be positive", c.JobTimeout)
+	case c.JobTimeout >= c.Jobs.AckWait:
+		return fmt.Errorf("worker config: JobTimeout %v must be shorter than Jobs.AckWait %v", c.JobTimeout, c.Jobs.AckWait)
+	case c.ViewWindow <= 0:
+		return fmt.Errorf("worker config: ViewWindow %v must be positive", c.ViewWindow)
+	case c.StopTimeout <= 0:
+		return fmt.Errorf("worker config: StopTimeout %v must be positive", c.StopTimeout)
+	case c.SMTPFrom == "":
+		return errors.New("worker config: SMTPFrom is required")
+	}
+	jc := c.Jobs
+	jc.Kinds = Kinds()
+	if err := jc.Validate(); err != nil {
+		return fmt.Errorf("worker config: Jobs: %w", err)
+	}
+	return nil
+}
+
+// AddFlags registers the worker's flags (not --outbox, which the app
+// registers and the node copies into Outbox).
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Concurrency, "worker-concurrency", c.Concurrency, "jobs a worker runs at once")
+	fs.DurationVar(&c.JobTimeout, "worker-job-timeout", c.JobTimeout, "time limit of one job")
+	fs.DurationVar(&c.ViewWindow, "worker-view-window", c.ViewWindow, "how long view jobs are gathered into one increment per post")
+	fs.StringVar(&c.SMTP, "smtp", c.SMTP, "send e-mail to this SMTP server (host:port) instead of the outbox folder")
+	fs.IntVar(&c.Jobs.MaxDeliver, "jobs-max-deliver", c.Jobs.MaxDeliver, "tries of a job before it is dead")
+	fs.DurationVar(&c.Jobs.BackoffBase, "jobs-backoff", c.Jobs.BackoffBase, "delay before the second try of a failed job (doubles per try)")
+}
+
+// Kinds returns the job kinds the worker consumes: every kind of the blog.
+func Kinds() []string {
+	return []string{app.JobWelcome, app.JobNotifyFollowers, app.JobCommentAdded, app.JobThumbnail, app.JobView, app.JobIndex}
+}
