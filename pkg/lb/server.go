@@ -79,7 +79,7 @@ func (cc *clientConn) serve() {
 		lb.connWG.Done()
 	}()
 	cc.br = bufio.NewReaderSize(cc.nc, 16<<10)
-	cc.bw = bufio.NewWriterSize(cc.nc, 16<<10)
+	cc.bw = bufio.NewWriterSize(newRawWriter(cc.nc), 16<<10)
 	cfg := &lb.cfg
 	for {
 		if cc.br.Buffered() == 0 {

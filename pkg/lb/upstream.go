@@ -14,6 +14,7 @@ import (
 // the hot path (net/http's Transport has two).
 type upConn struct {
 	nc        net.Conn
+	w         *rawWriter
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	head      head
@@ -25,7 +26,7 @@ type upConn struct {
 // Write counts the bytes that reached the connection, so that a failed
 // attempt can tell "nothing was sent" from "something was".
 func (c *upConn) Write(p []byte) (int, error) {
-	n, err := c.nc.Write(p)
+	n, err := c.w.Write(p)
 	c.written += int64(n)
 	return n, err
 }
@@ -109,7 +110,7 @@ func (lb *LB) acquire(ctx context.Context, b *backend, careful, fresh bool, now 
 	if err != nil {
 		return nil, err
 	}
-	c := &upConn{nc: nc}
+	c := &upConn{nc: nc, w: newRawWriter(nc)}
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(c, 16<<10)
 	return c, nil
