@@ -62,13 +62,13 @@ func stages() []Stage {
 			Open: Endpoint{Prefix: "app", Port: "app"},
 		},
 		{
-			// Every store node gets --sync 1, since any of them may become
-			// the primary; the three embed the NATS servers the lease
+			// Every store node gets --sync 1 and --failover, since any of
+			// them may become the primary; the three embed the NATS servers the lease
 			// lives in, so it survives losing one.
 			Number: 4, Title: "replication",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: []string{"--sync=1"}},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: []string{"--sync=1"}},
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: []string{"--sync=1", "--failover"}},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: []string{"--sync=1", "--failover"}},
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas"}},
 				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
 			},

@@ -12,10 +12,10 @@ import (
 
 // openStore builds and opens the store role of a primary or replica node.
 //
-// When the node embeds a NATS server, the store gets a lease in a JetStream
-// key-value bucket (failover and fencing, docs/replication.md); the
+// With --failover the store gets a lease in a JetStream key-value bucket of
+// the embedded NATS servers (failover and fencing, docs/replication.md); the
 // connection for it is closed after the store, whose lease loop uses it
-// until the end. Without NATS a primary is primary for good and replicas
+// until the end. Without it a primary is primary for good and replicas
 // follow the node membership names primary.
 func (n *Node) openStore() error {
 	sc := n.cfg.RoleConfig.Store
@@ -30,7 +30,10 @@ func (n *Node) openStore() error {
 	}
 	sc.Peers = n
 	var conn *queue.Conn
-	if n.nats != nil {
+	if sc.Failover && n.nats == nil {
+		return fmt.Errorf("store: --failover needs the embedded NATS server (--nats auto or on) for the lease")
+	}
+	if sc.Failover {
 		cc := queue.DefaultClientConfig()
 		cc.Name = n.cfg.Name + "-store-lease"
 		cc.Servers = n.natsClientURLs

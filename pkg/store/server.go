@@ -95,6 +95,14 @@ type Config struct {
 	// rather than hangs when no replica is connected.
 	SyncTimeout time.Duration
 
+	// Failover asks the node to give the store a Lease (flag --failover,
+	// default off): every store node of a replicated group that should
+	// survive losing its primary sets it, and needs NATS servers that have
+	// formed JetStream (three for the lease to survive losing one). Off, the
+	// node started as primary is primary for good, and replicas follow the
+	// node membership names primary: stages 1-3 need no JetStream to start.
+	Failover bool
+
 	// Lease, when set, is where the primary holds its lease (a JetStream
 	// key-value bucket in a node); it turns on failover and fencing. Nil: no
 	// failover; a primary is always the primary and replicas follow the
@@ -212,6 +220,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BatchDelay, "store-batch-delay", c.BatchDelay, "how long a commit waits for more writers to group; 0 groups only those already waiting")
 	fs.IntVar(&c.Sync, "sync", c.Sync, "replicas that must have a write durable before the primary acknowledges it; 0 is asynchronous (the last writes can be lost on failover)")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long a write waits for --sync replicas before it fails with 503")
+	fs.BoolVar(&c.Failover, "failover", c.Failover, "hold the primary's lease in NATS JetStream so a replica takes over when the primary fails (every store node of the group)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "primary lease lifetime without renewal; failover takes a little more than this")
 }
 
