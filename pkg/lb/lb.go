@@ -62,7 +62,7 @@ type LB struct {
 	checks   sync.WaitGroup // one health-check goroutine per backend
 	opened   atomic.Bool
 	closing  atomic.Bool
-	closeMu  sync.Mutex
+	closeMu  sync.Mutex // guards closed and closeErr; held by Open and Shutdown
 	closeErr error
 	closed   bool
 }
@@ -124,7 +124,9 @@ func New(cfg Config) (*LB, error) {
 // Open binds the listener, reads the backends once, starts health checks and
 // serves. It returns once the balancer accepts connections.
 func (lb *LB) Open() error {
-	if lb.closing.Load() {
+	lb.closeMu.Lock() // Open and Shutdown exclude each other
+	defer lb.closeMu.Unlock()
+	if lb.closed {
 		return ErrClosed
 	}
 	if !lb.opened.CompareAndSwap(false, true) {
@@ -132,6 +134,7 @@ func (lb *LB) Open() error {
 	}
 	ln, err := net.Listen("tcp", lb.cfg.Addr)
 	if err != nil {
+		lb.opened.Store(false)
 		return fmt.Errorf("open lb: %w", err)
 	}
 	lb.ln = ln

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -839,4 +840,30 @@ func TestHealthChecksGoToHealthAddr(t *testing.T) {
 	}
 	admin.ready.Store(false)
 	waitFor(t, 5*time.Second, "app-1 unhealthy by its health address", func() bool { return backendState(l, "app-1") == "unhealthy" })
+}
+
+func TestOpenErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := testConfig(lb.NewStaticDiscovery("127.0.0.1:1"))
+	cfg.Addr = busy.Addr().String()
+	l, err := lb.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Open(); err == nil {
+		t.Fatalf("Open on a busy address = nil, want an error")
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close after a failed Open = %v, want nil", err)
+	}
+	if err := l.Open(); !errors.Is(err, lb.ErrClosed) {
+		t.Errorf("Open after Close = %v, want ErrClosed", err)
+	}
+	if _, err := lb.New(lb.Config{}); err == nil {
+		t.Errorf("New(Config{}) = nil error, want one")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -144,7 +145,7 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 		if err != nil {
 			uc.close()
 			b.inflight.Add(-1)
-			if uc.reused && uc.head.empty && idempotent && replayable && isEOF(err) {
+			if uc.reused && uc.head.empty && idempotent && replayable && closedByPeer(err) {
 				// The backend closed a kept-alive connection as the request
 				// went out (its idle timeout, or a graceful restart).
 				again = b
@@ -711,4 +712,10 @@ func (lb *LB) passiveOK(b *backend) {
 
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// closedByPeer reports whether err is the other side closing or resetting
+// the connection.
+func closedByPeer(err error) bool {
+	return isEOF(err) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
