@@ -1,0 +1,169 @@
+package launch_test
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/scalestack/scalestack/pkg/launch"
+)
+
+func TestStageTable(t *testing.T) {
+	stages := launch.Stages()
+	if len(stages) < 2 {
+		t.Fatalf("Stages() has %d stages, want at least stages 1 and 2", len(stages))
+	}
+	for i, s := range stages {
+		if i > 0 && s.Number <= stages[i-1].Number {
+			t.Errorf("stage %d follows stage %d: want the table in increasing order", s.Number, stages[i-1].Number)
+		}
+		if s.Title == "" || len(s.Nodes) == 0 {
+			t.Errorf("%s: want a title and nodes", s)
+		}
+		prefixes := map[string]bool{}
+		openFound := false
+		for _, ns := range s.Nodes {
+			if prefixes[ns.Prefix] {
+				t.Errorf("%s: prefix %q used twice: node names would collide", s, ns.Prefix)
+			}
+			prefixes[ns.Prefix] = true
+			if ns.Count < 1 || len(ns.Roles) == 0 {
+				t.Errorf("%s: group %q has count %d and roles %v, want at least one node with a role", s, ns.Prefix, ns.Count, ns.Roles)
+			}
+			if ns.Prefix == s.Open.Prefix {
+				openFound = true
+				if !slices.Contains(ns.Roles, s.Open.Port) {
+					t.Errorf("%s: the URL to open is the %q port of %q, which runs %v", s, s.Open.Port, ns.Prefix, ns.Roles)
+				}
+			}
+		}
+		if !openFound {
+			t.Errorf("%s: the URL to open names group %q, which the stage lacks", s, s.Open.Prefix)
+		}
+	}
+	if got, want := launch.LatestStage().Number, stages[len(stages)-1].Number; got != want {
+		t.Errorf("LatestStage() = %d, want the highest, %d", got, want)
+	}
+}
+
+func TestStagesOneAndTwo(t *testing.T) {
+	s1, err := launch.LookupStage(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s1.Nodes; len(got) != 1 || got[0].Count != 1 || !slices.Equal(got[0].Roles, []string{"app", "primary"}) {
+		t.Errorf("stage 1 nodes = %+v, want one node with app,primary", got)
+	}
+	s2, err := launch.LookupStage(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ns := range s2.Nodes {
+		got = append(got, ns.Prefix+":"+strings.Join(ns.Roles, ","))
+	}
+	if want := []string{"db:primary", "app:app"}; !slices.Equal(got, want) {
+		t.Errorf("stage 2 groups = %v, want %v (the store first: the app depends on it)", got, want)
+	}
+	if s2.Open != (launch.Endpoint{Prefix: "app", Port: "app"}) {
+		t.Errorf("stage 2 opens %+v, want app-1's app port", s2.Open)
+	}
+}
+
+func TestLookupStageErrorsListTheStages(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{
+		{10, "stage 10 is designed but not built yet"},
+		{0, "there is no stage 0"},
+		{11, "there is no stage 11"},
+	} {
+		_, err := launch.LookupStage(tc.n)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "1 (single server), 2 (separate database)") {
+			t.Errorf("LookupStage(%d) = %v, want %q and the list of stages", tc.n, err, tc.want)
+		}
+	}
+}
+
+func TestParseScale(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want map[string]int
+		err  string
+	}{
+		{in: "", want: map[string]int{}},
+		{in: "app=3", want: map[string]int{"app": 3}},
+		{in: " app = 3 , replica=0 ", want: map[string]int{"app": 3, "replica": 0}},
+		{in: "app", err: "want role=count"},
+		{in: "=3", err: "want role=count"},
+		{in: "app=-1", err: "from 0 to 64"},
+		{in: "app=65", err: "from 0 to 64"},
+		{in: "app=two", err: "from 0 to 64"},
+		{in: "app=1,app=2", err: "given twice"},
+	} {
+		got, err := launch.ParseScale(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseScale(%q) error = %v, want one containing %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, tc.want) {
+			t.Errorf("ParseScale(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestScale(t *testing.T) {
+	s2, _ := launch.LookupStage(2)
+	groups := func(s launch.Stage) string {
+		var out []string
+		for _, ns := range s.Nodes {
+			out = append(out, ns.Prefix+"="+strings.Join(ns.Roles, ",")+"×"+string(rune('0'+ns.Count)))
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		stage  launch.Stage
+		counts map[string]int
+		want   string
+		err    string
+	}{
+		{stage: s2, counts: map[string]int{"app": 3}, want: "db=primary×1 app=app×3"},
+		{stage: s2, counts: map[string]int{"cache": 1, "app": 2}, want: "db=primary×1 app=app×2 cache=cache×1"},
+		{stage: s2, counts: map[string]int{"replica": 0}, want: "db=primary×1 app=app×1"},
+		{stage: s2, counts: map[string]int{"app": 0}, err: "needs at least one app node"},
+		{stage: s2, counts: map[string]int{"primary": 0}, want: "app=app×1"},
+		{stage: mustStage(t, 1), counts: map[string]int{"app": 2}, err: "shares its nodes with primary"},
+	} {
+		got, err := tc.stage.Scale(tc.counts)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s.Scale(%v) error = %v, want one containing %q", tc.stage, tc.counts, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s.Scale(%v): %v", tc.stage, tc.counts, err)
+			continue
+		}
+		if g := groups(got); g != tc.want {
+			t.Errorf("%s.Scale(%v) = %s, want %s", tc.stage, tc.counts, g, tc.want)
+		}
+	}
+	// Scaling returns a copy: the table itself never changes.
+	if g := groups(mustStage(t, 2)); g != "db=primary×1 app=app×1" {
+		t.Errorf("stage 2 after scaling = %s, want the table unchanged", g)
+	}
+}
+
+func mustStage(t testing.TB, n int) launch.Stage {
+	t.Helper()
+	s, err := launch.LookupStage(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
