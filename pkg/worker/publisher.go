@@ -109,7 +109,7 @@ func (p *Publisher) Queue(ctx context.Context) (*queue.JobQueue, error) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.q, nil
-	case <-p.done:
+	case <-p.ctx.Done():
 		return nil, fmt.Errorf("worker: publisher closed: %w", queue.ErrUnavailable)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("worker: publisher not connected yet: %w (%v)", queue.ErrUnavailable, ctx.Err())
