@@ -8,6 +8,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/cache"
+	"github.com/scalestack/scalestack/pkg/cdn"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/lb"
 	"github.com/scalestack/scalestack/pkg/queue"
@@ -25,6 +26,7 @@ type RoleConfigs struct {
 	App     app.Config
 	LB      lb.Config
 	Cache   cache.Config
+	Edge    cdn.Config
 }
 
 func defaultRoleConfigs() RoleConfigs {
@@ -35,6 +37,7 @@ func defaultRoleConfigs() RoleConfigs {
 		App:     app.DefaultConfig(),
 		LB:      lb.DefaultConfig(),
 		Cache:   cache.DefaultConfig(),
+		Edge:    cdn.DefaultConfig(),
 	}
 }
 
@@ -45,6 +48,7 @@ func (rc *RoleConfigs) addFlags(fs *flag.FlagSet) {
 	rc.App.AddFlags(fs)
 	rc.LB.AddFlags(fs)
 	rc.Cache.AddFlags(fs)
+	rc.Edge.AddFlags(fs)
 }
 
 // validate checks the role configurations the node will use, after the node
@@ -71,6 +75,16 @@ func (rc *RoleConfigs) validate(c *Config) error {
 			lc.Discovery = lbDiscovery{}
 		}
 		if err := lc.Validate(); err != nil {
+			return configErr("%v", err)
+		}
+	}
+	if c.Has(RoleEdge) {
+		ec := rc.Edge
+		ec.Addr, ec.NodeName = "127.0.0.1:0", c.Name
+		if ec.Origin == "" {
+			ec.Origins = edgeOrigins{}
+		}
+		if err := ec.Validate(); err != nil {
 			return configErr("%v", err)
 		}
 	}
@@ -142,6 +156,11 @@ func (n *Node) openRoles() error {
 			return fmt.Errorf("lb: %w", err)
 		}
 		if err := n.openRole("lb", l); err != nil {
+			return err
+		}
+	}
+	if n.cfg.Has(RoleEdge) {
+		if err := n.openEdge(); err != nil {
 			return err
 		}
 	}

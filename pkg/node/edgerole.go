@@ -1,0 +1,82 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/scalestack/scalestack/pkg/cdn"
+	"github.com/scalestack/scalestack/pkg/queue"
+)
+
+// openEdge builds and opens the edge role: origins are the load balancers
+// in membership (or a fixed --origin), purges arrive over NATS.
+func (n *Node) openEdge() error {
+	ec := n.cfg.RoleConfig.Edge
+	ec.Addr = n.listenAddr(n.cfg.Ports.Edge)
+	ec.NodeName = n.cfg.Name
+	if ec.Origin == "" {
+		ec.Origins = edgeOrigins{n}
+	}
+	ec.Purges = &natsPurges{n: n}
+	ec.Logger = n.log.With("role", "edge")
+	ec.Metrics = n.reg
+	e, err := cdn.New(ec)
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	return n.openRole("edge", e)
+}
+
+// edgeOrigins gives the edge the load balancers from membership: alive lb
+// members that are up.
+type edgeOrigins struct{ n *Node }
+
+func (o edgeOrigins) Origins() []string {
+	if o.n == nil || o.n.cluster == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range o.n.cluster.Up(RoleLB) {
+		if a := m.RoleAddr("lb"); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// natsPurges subscribes to purge messages over a NATS connection made in
+// the background: the edge must start even while no NATS server is known,
+// and purges begin to arrive once one is.
+type natsPurges struct {
+	n *Node
+}
+
+func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cc := queue.DefaultClientConfig()
+		cc.Name = p.n.cfg.Name + "-edge-purges"
+		cc.Servers = p.n.natsClientURLs
+		cc.RetryInterval = 2 * time.Second
+		cc.Logger = p.n.log.With("role", "edge")
+		conn, err := queue.Connect(ctx, cc)
+		if err != nil {
+			return // ctx ended before any NATS server was reachable
+		}
+		defer conn.Close()
+		sub, err := conn.NATS().Subscribe(subject, func(m *nats.Msg) { fn(m.Data) })
+		if err != nil {
+			p.n.log.Warn("subscribe to purges", "role", "edge", "subject", subject, "err", err)
+			return
+		}
+		p.n.log.Info("listening for purges", "role", "edge", "subject", subject)
+		<-ctx.Done()
+		sub.Unsubscribe()
+	}()
+	return func() { cancel(); <-done }, nil
+}

@@ -1,0 +1,112 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/cluster"
+	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/worker"
+)
+
+// JobsQueue is the value of the app's --jobs that publishes side effects to
+// the job queue for the worker role (stage 8) instead of running them in
+// the request.
+const JobsQueue = "queue"
+
+// openWorker builds and opens the worker role: it reads and writes the
+// store through the node's store client, like the app, and consumes jobs
+// from the NATS servers membership names. It shares the app's outbox
+// folder setting (--outbox), so that one node running both writes one
+// folder.
+func (n *Node) openWorker(wc worker.Config) error {
+	if n.client == nil {
+		n.client = store.NewClient(store.ClientConfig{Resolver: n})
+	}
+	wc.NodeName = n.cfg.Name
+	wc.DataDir = n.cfg.DataDir
+	if wc.Outbox == "" {
+		wc.Outbox = n.cfg.RoleConfig.App.Outbox
+	}
+	if wc.Outbox == "" {
+		wc.Outbox = filepath.Join(n.cfg.DataDir, "outbox")
+	}
+	wc.Store = n.client
+	wc.NATS = n.natsClientURLs
+	wc.NATSServers = n.natsServerCount
+	wc.Logger = n.log.With("role", "worker")
+	wc.Metrics = n.reg
+	w, err := worker.New(wc)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	return n.openRole("worker", w)
+}
+
+// appJobs sets ac.JobQueue when the app runs with --jobs=queue: a publisher
+// to the job queue, opened as a role of its own ("jobs") before the app so
+// that it closes after the app has stopped publishing.
+func (n *Node) appJobs(ac *app.Config) error {
+	if ac.Jobs != JobsQueue {
+		return nil
+	}
+	p, err := worker.NewPublisher(worker.PublisherConfig{
+		Name:        n.cfg.Name + "-jobs",
+		NATS:        n.natsClientURLs,
+		NATSServers: n.natsServerCount,
+		Jobs:        queue.DefaultJobsConfig(),
+		Logger:      n.log.With("role", "app"),
+	})
+	if err != nil {
+		return fmt.Errorf("app: jobs: %w", err)
+	}
+	if err := n.openRole("jobs", p); err != nil {
+		return err
+	}
+	ac.JobQueue = p
+	return nil
+}
+
+// validateWorker checks the worker's configuration before the node starts.
+func (rc *RoleConfigs) validateWorker(c *Config, wc worker.Config) error {
+	wc.NodeName, wc.DataDir, wc.Store = c.Name, c.DataDir, placeholderStore{}
+	wc.NATS = func() []string { return nil }
+	if err := wc.Validate(); err != nil {
+		return configErr("%v", err)
+	}
+	return nil
+}
+
+// errNoQueue is returned by a publisher placeholder during validation.
+var errNoQueue = errors.New("node: job queue placeholder")
+
+// placeholderJobs stands in for the job publisher while a configuration
+// with --jobs=queue is validated; it is never called.
+type placeholderJobs struct{}
+
+func (placeholderJobs) Enqueue(context.Context, app.Job) error { return errNoQueue }
+
+// natsServerCount is how many NATS servers the cluster has: alive members
+// that announce a NATS client port (this node included).
+func (n *Node) natsServerCount() int {
+	count := 0
+	if n.cluster == nil {
+		if n.nats != nil {
+			return 1
+		}
+		return 0
+	}
+	for _, m := range n.cluster.Members() {
+		if m.Status == cluster.StatusAlive && m.RoleAddr("nats") != "" {
+			count++
+		}
+	}
+	if count == 0 && n.nats != nil {
+		count = 1
+	}
+	return count
+}
