@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/scalestack/scalestack/pkg/queue"
+)
+
+// runJobs inspects and repairs the job queue of stage 8: `dead` lists the
+// jobs that failed every try, `retry ID|--all` replays them, `stats` shows
+// depth, in-flight, rate and redeliveries per kind (docs/queue.md, Jobs).
+func runJobs(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("jobs", "jobs [--nats HOST:PORT,...] dead|retry ID|retry --all|stats",
+		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n", stderr)
+	servers := fs.String("nats", "127.0.0.1:4222", "client address of any NATS server of the cluster (comma list)")
+	all := fs.Bool("all", false, "with retry: replay every dead job")
+	limit := fs.Int("limit", 100, "with dead: list at most this many (0: all)")
+	interval := fs.Duration("interval", time.Second, "with stats: sampling interval for the rate")
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			pos = append(pos, args[0])
+			args = args[1:]
+		}
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: jobs: say dead, retry ID, retry --all or stats", errUsage)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cc := queue.DefaultClientConfig()
+	urls := strings.Split(*servers, ",")
+	cc.Servers = func() []string { return urls }
+	cc.Name = "node-jobs"
+	conn, err := queue.Connect(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("no NATS server answers at %s (%v): give one with --nats", *servers, err)
+	}
+	defer conn.Close()
+	q, err := queue.NewJobQueue(conn.JetStream(), queue.DefaultJobsConfig())
+	if err != nil {
+		return err
+	}
+	switch pos[0] {
+	case "dead":
+		dead, err := q.Dead(ctx, *limit)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tTRIES\tDIED\tERROR")
+		for _, d := range dead {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.ID, d.Kind, d.Deliveries, d.DeadAt.Format(time.RFC3339), d.Error)
+		}
+		tw.Flush()
+		fmt.Fprintf(stdout, "%d dead jobs\n", len(dead))
+	case "retry":
+		id := ""
+		if len(pos) > 1 {
+			id = pos[1]
+		}
+		if (id == "") == !*all {
+			return fmt.Errorf("%w: jobs retry: give a job ID or --all", errUsage)
+		}
+		n, err := q.Retry(ctx, id)
+		if errors.Is(err, queue.ErrNotDead) {
+			return fmt.Errorf("no dead job %s: `node jobs dead` lists them", id)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d jobs replayed\n", n)
+	case "stats":
+		st, err := q.Stats(ctx, *interval)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "KIND\tDEPTH\tIN-FLIGHT\tREDELIVERED\tDELIVERED\tRATE/S\tDEAD\t")
+		for _, s := range st {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.1f\t%d\t\n", s.Kind, s.Depth, s.InFlight, s.Redelivered, s.Delivered, s.Rate, s.Dead)
+		}
+		tw.Flush()
+	default:
+		return fmt.Errorf("%w: jobs: unknown %q: say dead, retry or stats", errUsage, pos[0])
+	}
+	return nil
+}
