@@ -27,6 +27,9 @@ type backend struct {
 
 	// healthy is the verdict of the active checks (true when checks are off).
 	healthy atomic.Bool
+	// lastCheck is what the latest active check found wrong, "" when
+	// nothing (a string).
+	lastCheck atomic.Value
 	// ejectedUntil is when a passive ejection ends, in Unix nanoseconds;
 	// 0 means not ejected.
 	ejectedUntil atomic.Int64

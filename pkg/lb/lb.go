@@ -351,6 +351,12 @@ func (lb *LB) checkLoop(ctx context.Context, b *backend) {
 		if ctx.Err() != nil {
 			return
 		}
+		if prev, _ := b.lastCheck.Load().(string); prev != detail {
+			b.lastCheck.Store(detail)
+			if detail != "" {
+				lb.log.Warn("lb backend check", "backend", b.name, "addr", b.healthAddr, "result", detail)
+			}
+		}
 		if verdict, changed := st.record(ok, b.healthy.Load(), lb.cfg.Rise, lb.cfg.Fall); changed {
 			lb.mu.Lock()
 			if ctx.Err() == nil {
@@ -394,10 +400,16 @@ func (lb *LB) check(ctx context.Context, b *backend, url string) (bool, string) 
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return false, resp.Status
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, ""
+	case http.StatusNotFound:
+		// The node answers HTTP but has no such path: it has no readiness
+		// endpoint there, so the answer itself is the check (as a TCP
+		// check would be). Marked in Status, so that a wrong path shows.
+		return true, "no " + lb.cfg.HealthPath + " (404): judged by its answering"
 	}
-	return true, ""
+	return false, resp.Status
 }
 
 // rebuildLocked publishes a new pool snapshot. Called with lb.mu held.

@@ -88,7 +88,7 @@ func TestJoinUnderLoadTakesTrafficWithinASecond(t *testing.T) {
 	cfg.DiscoveryInterval = 200 * time.Millisecond // as in production
 	l := startLB(t, cfg)
 	ld := startLoad(t, "http://"+l.Addr(), 8, true)
-	ld.waitOK(t, 200)
+	ld.waitOK(t, 100)
 
 	a3 := startApp(t, "app-3")
 	joined := time.Now()
@@ -98,7 +98,7 @@ func TestJoinUnderLoadTakesTrafficWithinASecond(t *testing.T) {
 	// (timing belongs to benchmarks), and the wait only bounds the test.
 	waitFor(t, 10*time.Second, "app-3 to serve a request", func() bool { return a3.hits.Load() > 0 })
 	t.Logf("app-3 took its first request %v after joining", time.Since(joined).Round(time.Millisecond))
-	ld.waitOK(t, 300)
+	ld.waitOK(t, 150)
 	ld.halt()
 	if f := ld.failures(); len(f) > 0 {
 		t.Errorf("%d requests failed while app-3 joined, first: %s", len(f), f[0])
@@ -114,7 +114,7 @@ func TestGracefulBackendStopFailsNoRequest(t *testing.T) {
 	d.Set(apps[0].target(), apps[1].target(), apps[2].target())
 	l := startLB(t, testConfig(d))
 	ld := startLoad(t, "http://"+l.Addr(), 8, true)
-	ld.waitOK(t, 200)
+	ld.waitOK(t, 100)
 
 	// What `node stop` does: membership marks the node draining, then the
 	// app finishes in-flight requests and exits.
@@ -135,7 +135,7 @@ func TestGracefulBackendStopFailsNoRequest(t *testing.T) {
 		t.Fatalf("shutdown app-2: %v", err)
 	}
 	d.Set(apps[0].target(), apps[2].target())
-	ld.waitOK(t, 300)
+	ld.waitOK(t, 150)
 	ld.halt()
 	if f := ld.failures(); len(f) > 0 {
 		t.Errorf("%d GETs failed across a graceful stop, first: %s", len(f), f[0])
@@ -151,13 +151,13 @@ func TestBackendShutdownWithoutNoticeFailsNoGet(t *testing.T) {
 	d.Set(apps[0].target(), apps[1].target(), apps[2].target())
 	l := startLB(t, testConfig(d))
 	ld := startLoad(t, "http://"+l.Addr(), 8, false)
-	ld.waitOK(t, 200)
+	ld.waitOK(t, 100)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := apps[1].srv.Config.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown app-2: %v", err)
 	}
-	ld.waitOK(t, 300)
+	ld.waitOK(t, 150)
 	ld.halt()
 	if f := ld.failures(); len(f) > 0 {
 		t.Errorf("%d GETs failed across an unannounced shutdown, first: %s", len(f), f[0])
@@ -170,9 +170,9 @@ func TestKilledBackendFailsNoGetAndAppliesNoPostTwice(t *testing.T) {
 	d.Set(apps[0].target(), apps[1].target(), apps[2].target())
 	l := startLB(t, testConfig(d))
 	ld := startLoad(t, "http://"+l.Addr(), 12, true)
-	ld.waitOK(t, 300)
+	ld.waitOK(t, 150)
 	apps[1].kill()
-	ld.waitOK(t, 500)
+	ld.waitOK(t, 250)
 	ld.halt()
 
 	if f := ld.failures(); len(f) > 0 {
@@ -814,6 +814,25 @@ func TestConfig(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.field) {
 			t.Errorf("%s: Validate = %v, want an error naming %s", tt.name, err, tt.field)
 		}
+	}
+}
+
+func TestHealthPathMissingIsJudgedByAnswer(t *testing.T) {
+	app := startAppWith(t, "app-1", func(a *appNode, s *http.Server) {
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				http.NotFound(w, r)
+				return
+			}
+			io.WriteString(w, "app-1")
+		})
+	})
+	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	if resp, body := get(t, newClient(), "http://"+l.Addr()+"/"); resp.StatusCode != 200 || body != "app-1" {
+		t.Fatalf("GET = %d %q, want 200 from app-1", resp.StatusCode, body)
+	}
+	if got := l.Snapshot().Backends[0].LastCheck; !strings.Contains(got, "404") {
+		t.Errorf("LastCheck = %q, want it to mention the 404", got)
 	}
 }
 

@@ -43,6 +43,8 @@ type BackendStatus struct {
 	Status5xx  uint64 `json:"status_5xx"`
 	Ejections  uint64 `json:"ejections"`
 	EjectedFor string `json:"ejected_for,omitempty"`
+	// LastCheck is what the latest active health check found wrong.
+	LastCheck string `json:"last_check,omitempty"`
 	// LatencyP50Ms and LatencyP99Ms cover the last 10 to 20 seconds, from
 	// sending the request to the end of the response body.
 	LatencyP50Ms float64 `json:"latency_p50_ms"`
@@ -93,6 +95,7 @@ func (lb *LB) Snapshot() Status {
 			LatencyP50Ms: ms(quantile(0.50, &b.window[0], &b.window[1])),
 			LatencyP99Ms: ms(quantile(0.99, &b.window[0], &b.window[1])),
 		}
+		bs.LastCheck, _ = b.lastCheck.Load().(string)
 		if until := b.ejectedUntil.Load(); until > now {
 			bs.EjectedFor = time.Duration(until - now).Round(time.Millisecond).String()
 		}
