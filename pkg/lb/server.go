@@ -146,6 +146,10 @@ func (cc *clientConn) badRequest(err error) {
 // shutdownConns closes idle client connections until none is left or ctx
 // ends, when it closes the rest.
 func (lb *LB) shutdownConns(ctx context.Context) error {
+	// closing is set: once connMu has been held, no connection is added,
+	// so Wait cannot race an Add.
+	lb.connMu.Lock()
+	lb.connMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		lb.connWG.Wait()
