@@ -172,15 +172,21 @@ func (a Action) String() string {
 // (pragmaNoCache: the request has Pragma: no-cache and no Cache-Control).
 // It honours the request's no-cache, max-age, min-fresh and max-stale
 // (RFC 9111 §5.2.1), the response's no-cache and revalidation directives,
-// and the response's stale-while-revalidate window.
+// and the response's stale-while-revalidate window. A fresh immutable
+// response (RFC 8246) is used even for a request's max-age=0, which is what
+// browsers send on a plain reload; no-cache (a forced reload) still
+// validates.
 func Choose(req, resp Directives, pragmaNoCache bool, lifetime, age time.Duration) Action {
 	if resp.NoCache || req.NoCache || pragmaNoCache {
 		return Validate
 	}
+	remaining := lifetime - age
+	if resp.Immutable && remaining > 0 && !req.HasMinFresh {
+		return Use
+	}
 	if req.HasMaxAge && age > req.MaxAge {
 		return Validate
 	}
-	remaining := lifetime - age
 	if req.HasMinFresh && remaining < req.MinFresh {
 		return Validate
 	}

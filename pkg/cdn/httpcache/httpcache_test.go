@@ -177,6 +177,10 @@ func TestChoose(t *testing.T) {
 		{"request max-stale any", "max-stale", "max-age=60", false, 60 * s, 1000 * s, httpcache.Use},
 		{"max-stale vs must-revalidate", "max-stale", "max-age=60, must-revalidate", false, 60 * s, 61 * s, httpcache.Validate},
 		{"immutable fresh", "", "max-age=31536000, immutable", false, 31536000 * s, s, httpcache.Use},
+		{"immutable on reload", "max-age=0", "max-age=31536000, immutable", false, 31536000 * s, s, httpcache.Use},
+		{"immutable on forced reload", "no-cache", "max-age=31536000, immutable", false, 31536000 * s, s, httpcache.Validate},
+		{"immutable stale", "", "max-age=60, immutable", false, 60 * s, 61 * s, httpcache.Validate},
+		{"max-age=0 on mutable", "max-age=0", "max-age=60", false, 60 * s, s, httpcache.Validate},
 	}
 	for _, tt := range tests {
 		got := httpcache.Choose(cc(tt.req), cc(tt.resp), tt.pragma, tt.lifetime, tt.age)
