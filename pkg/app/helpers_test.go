@@ -24,10 +24,12 @@ import (
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
-// stack is an app served by httptest over a store.
+// stack is an app served by httptest over a store, or (URL set, Server
+// nil) an app opened on its own listener.
 type stack struct {
 	App    *app.App
 	Server *httptest.Server
+	URL    string
 	Store  store.Store
 	Outbox string
 }
@@ -85,7 +87,11 @@ type client struct {
 func (s *stack) client(tb testing.TB) *client {
 	tb.Helper()
 	jar, _ := cookiejar.New(nil)
-	return &client{tb: tb, base: s.Server.URL, http: &http.Client{
+	base := s.URL
+	if s.Server != nil {
+		base = s.Server.URL
+	}
+	return &client{tb: tb, base: base, http: &http.Client{
 		Jar: jar,
 		// Let tests see redirects themselves.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

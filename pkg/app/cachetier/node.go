@@ -44,11 +44,14 @@ func newNode(t *Tier, addr string, missed *pending) *node {
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		DialTimeout:              t.cfg.Timeout,
-		ReadTimeout:              t.cfg.Timeout,
-		WriteTimeout:             t.cfg.Timeout,
-		PoolTimeout:              t.cfg.Timeout,
-		ContextTimeoutEnabled:    true,
-		PoolSize:                 t.cfg.PoolSize,
+		// One dial per attempt: a refused connection fails at once, and the
+		// breaker, not the pool, decides when to try again.
+		DialerRetries:         1,
+		ReadTimeout:           t.cfg.Timeout,
+		WriteTimeout:          t.cfg.Timeout,
+		PoolTimeout:           t.cfg.Timeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              t.cfg.PoolSize,
 		// A retry against a node that timed out doubles the wait of the
 		// request for nothing; the breaker handles nodes that fail.
 		MaxRetries: -1,

@@ -187,6 +187,39 @@ func TestSlowReaderCannotFillOverAWrite(t *testing.T) {
 	}
 }
 
+// The same race with a reader so slow that the write's tombstone has
+// expired by the time it tries to fill: the fill window stops it.
+func TestSlowReaderOutlivesTombstone(t *testing.T) {
+	c := startCache(t, "127.0.0.1:0")
+	tier := openTier(t, testConfig(func() []string { return []string{c.Addr()} }))
+	rdb := rawClient(t, c.Addr())
+
+	started, release := make(chan struct{}), make(chan struct{})
+	slowOld := func(ctx context.Context) ([]byte, error) {
+		close(started)
+		<-release
+		return []byte("old"), nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, _, err := tier.Fetch(context.Background(), "post:1", slowOld); err != nil {
+			t.Errorf("slow Fetch: %v", err)
+		}
+	}()
+	<-started
+	tier.Invalidate(context.Background(), 7, "post:1")
+	retryUntil(t, 5*time.Second, "the tombstone to expire", func() bool {
+		n, _ := rdb.Exists(context.Background(), "ss1:post:1").Result()
+		return n == 0
+	})
+	close(release)
+	<-done
+	if raw, err := rdb.Get(context.Background(), "ss1:post:1").Result(); err == nil {
+		t.Errorf("a reader that started before the write filled %q after its tombstone expired", raw)
+	}
+}
+
 // A load that takes longer than the fill window is served but not cached:
 // a write made after it began may have come and its tombstone gone.
 func TestSlowLoadIsNotFilled(t *testing.T) {
