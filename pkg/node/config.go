@@ -29,7 +29,7 @@ var Roles = []string{RolePrimary, RoleReplica, RoleCache, RoleWorker, RoleApp, R
 
 // builtRoles are the roles this build can run; the others are planned in
 // DESIGN.md and refused with a message saying so.
-var builtRoles = map[string]bool{RolePrimary: true, RoleReplica: true, RoleApp: true, RoleLB: true, RoleCache: true, RoleEdge: true}
+var builtRoles = map[string]bool{RolePrimary: true, RoleReplica: true, RoleApp: true, RoleLB: true, RoleCache: true, RoleEdge: true, RoleWorker: true}
 
 // NATS modes of --nats.
 const (

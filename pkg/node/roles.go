@@ -13,6 +13,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/lb"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/worker"
 )
 
 // RoleConfigs holds the configuration of every role package. The node fills
@@ -27,6 +28,7 @@ type RoleConfigs struct {
 	LB      lb.Config
 	Cache   cache.Config
 	Edge    cdn.Config
+	Worker  worker.Config
 }
 
 func defaultRoleConfigs() RoleConfigs {
@@ -38,6 +40,7 @@ func defaultRoleConfigs() RoleConfigs {
 		LB:      lb.DefaultConfig(),
 		Cache:   cache.DefaultConfig(),
 		Edge:    cdn.DefaultConfig(),
+		Worker:  worker.DefaultConfig(),
 	}
 }
 
@@ -49,6 +52,7 @@ func (rc *RoleConfigs) addFlags(fs *flag.FlagSet) {
 	rc.LB.AddFlags(fs)
 	rc.Cache.AddFlags(fs)
 	rc.Edge.AddFlags(fs)
+	rc.Worker.AddFlags(fs)
 }
 
 // validate checks the role configurations the node will use, after the node
@@ -61,9 +65,17 @@ func (rc *RoleConfigs) validate(c *Config) error {
 			return configErr("%v", err)
 		}
 	}
+	if c.Has(RoleWorker) {
+		if err := rc.validateWorker(c, rc.Worker); err != nil {
+			return err
+		}
+	}
 	if c.Has(RoleApp) {
 		ac := rc.App
 		ac.Addr, ac.NodeName, ac.DataDir, ac.Store = "127.0.0.1:0", c.Name, c.DataDir, placeholderStore{}
+		if ac.Jobs == JobsQueue {
+			ac.JobQueue = placeholderJobs{}
+		}
 		if err := ac.Validate(); err != nil {
 			return configErr("%v", err)
 		}
@@ -125,6 +137,11 @@ func (n *Node) openRoles() error {
 			return err
 		}
 	}
+	if n.cfg.Has(RoleWorker) {
+		if err := n.openWorker(n.cfg.RoleConfig.Worker); err != nil {
+			return err
+		}
+	}
 	if n.cfg.Has(RoleApp) {
 		n.client = store.NewClient(store.ClientConfig{Resolver: n})
 		ac := n.cfg.RoleConfig.App
@@ -134,6 +151,9 @@ func (n *Node) openRoles() error {
 		ac.Store = n.client
 		ac.Logger = n.log.With("role", "app")
 		ac.Metrics = n.reg
+		if err := n.appJobs(&ac); err != nil {
+			return err
+		}
 		a, err := app.New(ac)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
