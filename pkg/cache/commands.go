@@ -586,7 +586,7 @@ func (c *conn) client(args [][]byte) {
 		c.out = resp.AppendInt(c.out, int64(c.id))
 	case (strings.EqualFold(sub, "info") && len(args) == 2) || (strings.EqualFold(sub, "list") && len(args) == 2):
 		c.out = resp.AppendBulkString(c.out, "id="+strconv.FormatUint(c.id, 10)+
-			" addr="+c.nc.RemoteAddr().String()+" laddr="+c.nc.LocalAddr().String()+
+			" addr="+c.remote+" laddr="+c.local+
 			" name="+c.name+" db=0\n")
 	default:
 		c.out = resp.AppendError(c.out, "ERR unknown subcommand '"+printableArg(args[1])+"'. Try CLIENT HELP.")

@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -43,6 +42,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	ln     net.Listener
+	loops  []*eventLoop
 	conns  map[*conn]struct{}
 	opened bool
 	closed bool
@@ -101,13 +101,32 @@ func (s *Server) Open() error {
 	if err != nil {
 		return fmt.Errorf("cache: listen: %w", err)
 	}
-	s.ln, s.opened, s.started = ln, true, time.Now()
-	s.wg.Add(2)
-	go s.acceptLoop(ln)
+	var loops []*eventLoop
+	for range s.cfg.EventLoops {
+		l, err := newEventLoop(s)
+		if err != nil {
+			for _, l := range loops {
+				l.closeFDs()
+			}
+			ln.Close()
+			return fmt.Errorf("cache: event loop: %w", err)
+		}
+		loops = append(loops, l)
+	}
+	s.ln, s.loops, s.opened, s.started = ln, loops, true, time.Now()
+	s.wg.Add(2 + len(loops))
+	for _, l := range loops {
+		go l.run()
+	}
+	if len(loops) > 0 {
+		go s.acceptRaw(ln, loops)
+	} else {
+		go s.acceptLoop(ln)
+	}
 	go s.housekeeping()
 	close(s.ready)
 	s.log.Info("cache listening", "addr", ln.Addr().String(), "max_bytes", s.cfg.MaxBytes,
-		"shards", len(s.store.shards), "auth", s.cfg.Password != "")
+		"shards", len(s.store.shards), "event_loops", len(loops), "auth", s.cfg.Password != "")
 	return nil
 }
 
@@ -164,6 +183,11 @@ func (s *Server) Close() error {
 	for _, c := range conns {
 		c.nc.Close()
 	}
+	// Event loops see the cancelled context when woken, and close their own
+	// connections.
+	for _, l := range s.loops {
+		l.wake()
+	}
 	s.wg.Wait()
 	s.log.Info("cache closed")
 	return err
@@ -203,7 +227,8 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			return
 		}
 		s.nextID++
-		c := &conn{s: s, nc: nc, id: s.nextID, authed: s.cfg.Password == ""}
+		c := newConn(s, s.nextID)
+		c.nc, c.remote, c.local = nc, nc.RemoteAddr().String(), nc.LocalAddr().String()
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -278,157 +303,6 @@ func (s *Server) status() Status {
 		st.HitRatio = float64(st.Hits) / float64(n)
 	}
 	return st
-}
-
-// conn is one client connection, served by one goroutine.
-type conn struct {
-	s      *Server
-	nc     net.Conn
-	id     uint64
-	authed bool
-	name   string
-	quit   bool
-
-	rbuf []byte // bytes read, rbuf[r:w] not yet parsed
-	r, w int
-	out  []byte // replies not yet written
-	args [][]byte
-	now  int64 // Unix nanoseconds when the current batch was read
-}
-
-const (
-	readBufSize  = 16 << 10
-	flushAt      = 64 << 10 // write replies out before they pile up further
-	keepBufBelow = 64 << 10 // a buffer grown past this for one big request is dropped after it
-)
-
-func (c *conn) serve() {
-	s := c.s
-	defer func() {
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.connsOpen.Add(-1)
-		s.wg.Done()
-	}()
-	c.rbuf = make([]byte, readBufSize)
-	c.out = make([]byte, 0, readBufSize)
-	for {
-		err := c.readMore()
-		if err == nil {
-			c.now = time.Now().UnixNano()
-			var n int
-			n, err = c.executeBuffered()
-			s.commands.Add(uint64(n))
-		}
-		if err != nil {
-			var pe resp.ProtocolError
-			switch {
-			case errors.As(err, &pe):
-				// Where the next request starts is unknown: answer and hang
-				// up, as Redis does.
-				c.out = resp.AppendError(c.out, "ERR "+pe.Error())
-				c.flush()
-				s.log.Debug("cache protocol error", "conn", c.id, "err", err)
-			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && s.ctx.Err() == nil:
-				s.log.Debug("cache connection closed", "conn", c.id, "err", err)
-			}
-			return
-		}
-		if err := c.flush(); err != nil || c.quit {
-			return
-		}
-	}
-}
-
-// readMore reads at least one more byte into rbuf, making room first.
-func (c *conn) readMore() error {
-	if c.r == c.w {
-		c.r, c.w = 0, 0
-		if len(c.rbuf) > keepBufBelow {
-			c.rbuf = make([]byte, readBufSize)
-		}
-	}
-	if c.w == len(c.rbuf) {
-		if c.r > 0 {
-			c.w = copy(c.rbuf, c.rbuf[c.r:c.w])
-			c.r = 0
-		} else {
-			// One request fills the buffer: grow it, within the limit.
-			if len(c.rbuf) >= c.s.limits.MaxRequest {
-				return resp.ProtocolError("request larger than the buffer limit")
-			}
-			c.grow(2 * len(c.rbuf))
-		}
-	}
-	if c.s.cfg.IdleTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-	}
-	n, err := c.nc.Read(c.rbuf[c.w:])
-	c.w += n
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
-}
-
-func (c *conn) grow(size int) {
-	size = min(size, c.s.limits.MaxRequest)
-	if size <= len(c.rbuf) {
-		return
-	}
-	b := make([]byte, size)
-	c.w = copy(b, c.rbuf[c.r:c.w])
-	c.r = 0
-	c.rbuf = b
-}
-
-// executeBuffered executes every complete request in rbuf, appending the
-// replies to out, and returns how many it executed.
-func (c *conn) executeBuffered() (int, error) {
-	count := 0
-	for c.r < c.w && !c.quit {
-		args, n, need, err := resp.ParseRequest(c.rbuf[c.r:c.w], c.args, c.s.limits)
-		c.args = args
-		if err != nil {
-			return count, err
-		}
-		if n == 0 {
-			if need > len(c.rbuf) {
-				c.grow(need)
-			}
-			break
-		}
-		c.r += n
-		if len(args) == 0 {
-			continue
-		}
-		c.execute(args)
-		count++
-		if len(c.out) >= flushAt {
-			if err := c.flush(); err != nil {
-				return count, err
-			}
-		}
-	}
-	return count, nil
-}
-
-func (c *conn) flush() error {
-	if len(c.out) == 0 {
-		return nil
-	}
-	_, err := c.nc.Write(c.out)
-	if cap(c.out) > keepBufBelow {
-		c.out = make([]byte, 0, readBufSize)
-	} else {
-		c.out = c.out[:0]
-	}
-	return err
 }
 
 // hostname is for INFO; an error leaves it empty.

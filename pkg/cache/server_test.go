@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,14 +19,16 @@ import (
 )
 
 // startServer starts a cache on a free loopback port, with cfg changed by
-// edit, and closes it when the test ends.
-func startServer(tb testing.TB, edit func(*cache.Config)) *cache.Server {
+// edits, and closes it when the test ends.
+func startServer(tb testing.TB, edits ...func(*cache.Config)) *cache.Server {
 	tb.Helper()
 	cfg := cache.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.ExpireInterval = 10 * time.Millisecond
-	if edit != nil {
-		edit(&cfg)
+	for _, edit := range edits {
+		if edit != nil {
+			edit(&cfg)
+		}
 	}
 	srv, err := cache.New(cfg)
 	if err != nil {
@@ -43,6 +46,20 @@ func startServer(tb testing.TB, edit func(*cache.Config)) *cache.Server {
 		tb.Fatalf("Ready() = false after Open")
 	}
 	return srv
+}
+
+// eachTransport runs body once per connection transport: a goroutine per
+// connection, and (on Linux) two epoll event loops. body passes mode to
+// startServer.
+func eachTransport(t *testing.T, body func(t *testing.T, mode func(*cache.Config))) {
+	t.Run("goroutines", func(t *testing.T) {
+		body(t, func(c *cache.Config) { c.EventLoops = 0 })
+	})
+	if runtime.GOOS == "linux" {
+		t.Run("eventloops", func(t *testing.T) {
+			body(t, func(c *cache.Config) { c.EventLoops = 2 })
+		})
+	}
 }
 
 // newClient returns a go-redis client of srv, closed when the test ends.
@@ -115,287 +132,297 @@ func check(tb testing.TB, what string, cmd interface {
 }
 
 func TestCommands(t *testing.T) {
-	srv := startServer(t, nil)
-	rdb := newClient(t, srv, "")
-	ctx := ctxT(t)
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode)
+		rdb := newClient(t, srv, "")
+		ctx := ctxT(t)
 
-	check(t, "PING", rdb.Ping(ctx), "PONG")
-	check(t, "ECHO", rdb.Echo(ctx, "hello"), "hello")
-	check(t, "GET missing", rdb.Get(ctx, "k"), "")
-	if err := rdb.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
-		t.Errorf("GET missing error = %v, want redis.Nil", err)
-	}
-	check(t, "SET", rdb.Set(ctx, "k", "v1", 0), "OK")
-	check(t, "GET", rdb.Get(ctx, "k"), "v1")
-	check(t, "SET NX existing", rdb.SetNX(ctx, "k", "v2", 0), false)
-	check(t, "SET NX new", rdb.SetNX(ctx, "nx", "v", 0), true)
-	check(t, "SET XX existing", rdb.SetXX(ctx, "k", "v2", 0), true)
-	check(t, "SET XX missing", rdb.SetXX(ctx, "xx", "v", 0), false)
-	check(t, "SET GET", rdb.SetArgs(ctx, "k", "v3", redis.SetArgs{Get: true}), "v2")
-	check(t, "SET EX", rdb.Set(ctx, "ex", "v", 100*time.Second), "OK")
-	check(t, "TTL", rdb.TTL(ctx, "ex"), 100*time.Second)
-	check(t, "SET KEEPTTL", rdb.SetArgs(ctx, "ex", "w", redis.SetArgs{KeepTTL: true}), "OK")
-	check(t, "TTL after KEEPTTL", rdb.TTL(ctx, "ex"), 100*time.Second)
-	check(t, "SET PX", rdb.Set(ctx, "px", "v", 5*time.Second), "OK")
-	if d := rdb.PTTL(ctx, "px").Val(); d <= 4*time.Second || d > 5*time.Second {
-		t.Errorf("PTTL after SET PX 5000 = %v, want in (4s, 5s]", d)
-	}
-	check(t, "SET EXAT", rdb.SetArgs(ctx, "exat", "v", redis.SetArgs{ExpireAt: time.Now().Add(time.Hour)}), "OK")
-	if d := rdb.TTL(ctx, "exat").Val(); d < 3590*time.Second || d > time.Hour {
-		t.Errorf("TTL after EXAT = %v, want about 1h", d)
-	}
-	check(t, "SETEX", rdb.SetEx(ctx, "setex", "v", 10*time.Second), "OK")
-	check(t, "TTL setex", rdb.TTL(ctx, "setex"), 10*time.Second)
-	check(t, "TTL no expiry", rdb.TTL(ctx, "k"), time.Duration(-1))
-	check(t, "TTL missing", rdb.TTL(ctx, "missing"), time.Duration(-2))
-	check(t, "PTTL missing", rdb.PTTL(ctx, "missing"), time.Duration(-2))
-
-	check(t, "GETEX EX", rdb.GetEx(ctx, "k", 50*time.Second), "v3")
-	check(t, "TTL after GETEX", rdb.TTL(ctx, "k"), 50*time.Second)
-	check(t, "GETEX PERSIST", rdb.Do(ctx, "GETEX", "k", "PERSIST"), "v3")
-	check(t, "TTL after PERSIST", rdb.TTL(ctx, "k"), time.Duration(-1))
-	check(t, "GETEX missing", rdb.GetEx(ctx, "missing", time.Second), "")
-
-	check(t, "EXPIRE", rdb.Expire(ctx, "k", 30*time.Second), true)
-	check(t, "TTL after EXPIRE", rdb.TTL(ctx, "k"), 30*time.Second)
-	check(t, "EXPIRE missing", rdb.Expire(ctx, "missing", time.Second), false)
-	check(t, "EXPIRE NX with ttl", rdb.ExpireNX(ctx, "k", time.Hour), false)
-	check(t, "EXPIRE GT", rdb.ExpireGT(ctx, "k", time.Hour), true)
-	check(t, "EXPIRE LT larger", rdb.ExpireLT(ctx, "k", 2*time.Hour), false)
-	check(t, "PEXPIRE", rdb.PExpire(ctx, "k", 1500*time.Millisecond), true)
-	if d := rdb.PTTL(ctx, "k").Val(); d <= time.Second || d > 1500*time.Millisecond {
-		t.Errorf("PTTL after PEXPIRE 1500 = %v", d)
-	}
-	check(t, "PERSIST", rdb.Persist(ctx, "k"), true)
-	check(t, "EXPIRE 0 deletes", rdb.Expire(ctx, "nx", 0), true)
-	check(t, "EXISTS after EXPIRE 0", rdb.Exists(ctx, "nx"), int64(0))
-
-	check(t, "INCR new", rdb.Incr(ctx, "n"), int64(1))
-	check(t, "INCRBY", rdb.IncrBy(ctx, "n", 41), int64(42))
-	check(t, "DECR", rdb.Decr(ctx, "n"), int64(41))
-	check(t, "DECRBY", rdb.DecrBy(ctx, "n", 50), int64(-9))
-	check(t, "GET counter", rdb.Get(ctx, "n"), "-9")
-	check(t, "INCR not integer", rdb.Incr(ctx, "k"), errors.New("ERR value is not an integer or out of range"))
-	rdb.Set(ctx, "max", "9223372036854775807", 0)
-	check(t, "INCR overflow", rdb.Incr(ctx, "max"), errors.New("ERR increment or decrement would overflow"))
-	rdb.Set(ctx, "cnt", "1", time.Minute)
-	rdb.Incr(ctx, "cnt")
-	check(t, "INCR keeps TTL", rdb.TTL(ctx, "cnt"), time.Minute)
-
-	check(t, "MSET", rdb.MSet(ctx, "a", "1", "b", "2", "c", "3"), "OK")
-	check(t, "MGET", rdb.MGet(ctx, "a", "missing", "c"), "[1 <nil> 3]")
-	check(t, "MSET odd", rdb.Do(ctx, "MSET", "a", "1", "b"), errors.New("ERR wrong number of arguments for 'mset' command"))
-	check(t, "EXISTS", rdb.Exists(ctx, "a", "b", "missing", "a"), int64(3))
-	check(t, "DEL", rdb.Del(ctx, "a", "b", "missing"), int64(2))
-	check(t, "UNLINK", rdb.Unlink(ctx, "c"), int64(1))
-	check(t, "GETDEL", rdb.GetDel(ctx, "n"), "-9")
-	check(t, "STRLEN", rdb.StrLen(ctx, "max"), int64(19))
-	check(t, "TYPE", rdb.Type(ctx, "max"), "string")
-	check(t, "TYPE missing", rdb.Type(ctx, "missing"), "none")
-
-	keys := rdb.DBSize(ctx).Val()
-	if keys < 5 {
-		t.Errorf("DBSIZE = %d, want at least 5", keys)
-	}
-	check(t, "SELECT 0", rdb.Do(ctx, "SELECT", "0"), "OK")
-	check(t, "SELECT 1", rdb.Do(ctx, "SELECT", "1"), errors.New("ERR DB index is out of range"))
-	check(t, "CLIENT SETNAME", rdb.Do(ctx, "CLIENT", "SETNAME", "tester"), "OK")
-	check(t, "CLIENT SETINFO", rdb.Do(ctx, "CLIENT", "SETINFO", "lib-name", "x"), "OK")
-	check(t, "HELLO", rdb.Do(ctx, "HELLO", "3"), errors.New("NOPROTO unsupported protocol version"))
-	check(t, "unknown", rdb.Do(ctx, "NOSUCH", "x"), errors.New("ERR unknown command 'NOSUCH', with args beginning with: 'x' "))
-	check(t, "arity", rdb.Do(ctx, "GET"), errors.New("ERR wrong number of arguments for 'get' command"))
-	check(t, "SET bad option", rdb.Do(ctx, "SET", "k", "v", "BOGUS"), errors.New("ERR syntax error"))
-	check(t, "SET EX 0", rdb.Do(ctx, "SET", "k", "v", "EX", "0"), errors.New("ERR invalid expire time in 'set' command"))
-	check(t, "SET EX text", rdb.Do(ctx, "SET", "k", "v", "EX", "soon"), errors.New("ERR value is not an integer or out of range"))
-	check(t, "SET NX XX", rdb.Do(ctx, "SET", "k", "v", "NX", "XX"), errors.New("ERR syntax error"))
-
-	if n := rdb.Do(ctx, "COMMAND", "COUNT").Val().(int64); n < 30 {
-		t.Errorf("COMMAND COUNT = %d, want at least 30", n)
-	}
-	docs, err := rdb.Do(ctx, "COMMAND", "DOCS", "get").Slice()
-	if err != nil || len(docs) != 2 || docs[0] != "get" {
-		t.Errorf("COMMAND DOCS get = %v, %v; want [get {...}]", docs, err)
-	}
-	info, err := rdb.Do(ctx, "COMMAND", "INFO", "set").Slice()
-	if err != nil || len(info) != 1 {
-		t.Fatalf("COMMAND INFO set = %v, %v", info, err)
-	}
-	if entry := info[0].([]any); entry[0] != "set" || entry[1] != int64(-3) {
-		t.Errorf("COMMAND INFO set = %v, want name set, arity -3", entry)
-	}
-
-	if got := rdb.ConfigGet(ctx, "max*").Val(); got["maxmemory"] != "67108864" || got["maxclients"] != "10000" {
-		t.Errorf("CONFIG GET max* = %v, want maxmemory 67108864 and maxclients 10000", got)
-	}
-	if got := rdb.ConfigGet(ctx, "save").Val(); len(got) != 1 || got["save"] != "" {
-		t.Errorf("CONFIG GET save = %v, want save \"\"", got)
-	}
-	check(t, "CONFIG SET", rdb.ConfigSet(ctx, "maxmemory", "1"), errors.New("ERR CONFIG SET is not supported: settings are flags, fixed at start"))
-
-	text := rdb.Info(ctx).Val()
-	for _, want := range []string{"# Server\r\n", "redis_version:", "# Memory\r\n", "used_memory:", "maxmemory:67108864\r\n",
-		"# Stats\r\n", "keyspace_hits:", "keyspace_misses:", "evicted_keys:0\r\n", "# Keyspace\r\n", "db0:keys="} {
-		if !strings.Contains(text, want) {
-			t.Errorf("INFO lacks %q:\n%s", want, text)
+		check(t, "PING", rdb.Ping(ctx), "PONG")
+		check(t, "ECHO", rdb.Echo(ctx, "hello"), "hello")
+		check(t, "GET missing", rdb.Get(ctx, "k"), "")
+		if err := rdb.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
+			t.Errorf("GET missing error = %v, want redis.Nil", err)
 		}
-	}
-	if got := rdb.Info(ctx, "stats").Val(); !strings.HasPrefix(got, "# Stats\r\n") || strings.Contains(got, "# Server") {
-		t.Errorf("INFO stats = %q, want the Stats section alone", got)
-	}
+		check(t, "SET", rdb.Set(ctx, "k", "v1", 0), "OK")
+		check(t, "GET", rdb.Get(ctx, "k"), "v1")
+		check(t, "SET NX existing", rdb.SetNX(ctx, "k", "v2", 0), false)
+		check(t, "SET NX new", rdb.SetNX(ctx, "nx", "v", 0), true)
+		check(t, "SET XX existing", rdb.SetXX(ctx, "k", "v2", 0), true)
+		check(t, "SET XX missing", rdb.SetXX(ctx, "xx", "v", 0), false)
+		check(t, "SET GET", rdb.SetArgs(ctx, "k", "v3", redis.SetArgs{Get: true}), "v2")
+		check(t, "SET EX", rdb.Set(ctx, "ex", "v", 100*time.Second), "OK")
+		check(t, "TTL", rdb.TTL(ctx, "ex"), 100*time.Second)
+		check(t, "SET KEEPTTL", rdb.SetArgs(ctx, "ex", "w", redis.SetArgs{KeepTTL: true}), "OK")
+		check(t, "TTL after KEEPTTL", rdb.TTL(ctx, "ex"), 100*time.Second)
+		check(t, "SET PX", rdb.Set(ctx, "px", "v", 5*time.Second), "OK")
+		if d := rdb.PTTL(ctx, "px").Val(); d <= 4*time.Second || d > 5*time.Second {
+			t.Errorf("PTTL after SET PX 5000 = %v, want in (4s, 5s]", d)
+		}
+		check(t, "SET EXAT", rdb.SetArgs(ctx, "exat", "v", redis.SetArgs{ExpireAt: time.Now().Add(time.Hour)}), "OK")
+		if d := rdb.TTL(ctx, "exat").Val(); d < 3590*time.Second || d > time.Hour {
+			t.Errorf("TTL after EXAT = %v, want about 1h", d)
+		}
+		check(t, "SETEX", rdb.SetEx(ctx, "setex", "v", 10*time.Second), "OK")
+		check(t, "TTL setex", rdb.TTL(ctx, "setex"), 10*time.Second)
+		check(t, "TTL no expiry", rdb.TTL(ctx, "k"), time.Duration(-1))
+		check(t, "TTL missing", rdb.TTL(ctx, "missing"), time.Duration(-2))
+		check(t, "PTTL missing", rdb.PTTL(ctx, "missing"), time.Duration(-2))
 
-	check(t, "FLUSHALL", rdb.FlushAll(ctx), "OK")
-	check(t, "DBSIZE after FLUSHALL", rdb.DBSize(ctx), int64(0))
+		check(t, "GETEX EX", rdb.GetEx(ctx, "k", 50*time.Second), "v3")
+		check(t, "TTL after GETEX", rdb.TTL(ctx, "k"), 50*time.Second)
+		check(t, "GETEX PERSIST", rdb.Do(ctx, "GETEX", "k", "PERSIST"), "v3")
+		check(t, "TTL after PERSIST", rdb.TTL(ctx, "k"), time.Duration(-1))
+		check(t, "GETEX missing", rdb.GetEx(ctx, "missing", time.Second), "")
 
-	st := srv.Status().(cache.Status)
-	if st.Hits == 0 || st.Misses == 0 || st.Commands == 0 || st.Connections < 1 {
-		t.Errorf("Status() = %+v, want hits, misses, commands and a connection", st)
-	}
+		check(t, "EXPIRE", rdb.Expire(ctx, "k", 30*time.Second), true)
+		check(t, "TTL after EXPIRE", rdb.TTL(ctx, "k"), 30*time.Second)
+		check(t, "EXPIRE missing", rdb.Expire(ctx, "missing", time.Second), false)
+		check(t, "EXPIRE NX with ttl", rdb.ExpireNX(ctx, "k", time.Hour), false)
+		check(t, "EXPIRE GT", rdb.ExpireGT(ctx, "k", time.Hour), true)
+		check(t, "EXPIRE LT larger", rdb.ExpireLT(ctx, "k", 2*time.Hour), false)
+		check(t, "PEXPIRE", rdb.PExpire(ctx, "k", 1500*time.Millisecond), true)
+		if d := rdb.PTTL(ctx, "k").Val(); d <= time.Second || d > 1500*time.Millisecond {
+			t.Errorf("PTTL after PEXPIRE 1500 = %v", d)
+		}
+		check(t, "PERSIST", rdb.Persist(ctx, "k"), true)
+		check(t, "EXPIRE 0 deletes", rdb.Expire(ctx, "nx", 0), true)
+		check(t, "EXISTS after EXPIRE 0", rdb.Exists(ctx, "nx"), int64(0))
+
+		check(t, "INCR new", rdb.Incr(ctx, "n"), int64(1))
+		check(t, "INCRBY", rdb.IncrBy(ctx, "n", 41), int64(42))
+		check(t, "DECR", rdb.Decr(ctx, "n"), int64(41))
+		check(t, "DECRBY", rdb.DecrBy(ctx, "n", 50), int64(-9))
+		check(t, "GET counter", rdb.Get(ctx, "n"), "-9")
+		check(t, "INCR not integer", rdb.Incr(ctx, "k"), errors.New("ERR value is not an integer or out of range"))
+		rdb.Set(ctx, "max", "9223372036854775807", 0)
+		check(t, "INCR overflow", rdb.Incr(ctx, "max"), errors.New("ERR increment or decrement would overflow"))
+		rdb.Set(ctx, "cnt", "1", time.Minute)
+		rdb.Incr(ctx, "cnt")
+		check(t, "INCR keeps TTL", rdb.TTL(ctx, "cnt"), time.Minute)
+
+		check(t, "MSET", rdb.MSet(ctx, "a", "1", "b", "2", "c", "3"), "OK")
+		check(t, "MGET", rdb.MGet(ctx, "a", "missing", "c"), "[1 <nil> 3]")
+		check(t, "MSET odd", rdb.Do(ctx, "MSET", "a", "1", "b"), errors.New("ERR wrong number of arguments for 'mset' command"))
+		check(t, "EXISTS", rdb.Exists(ctx, "a", "b", "missing", "a"), int64(3))
+		check(t, "DEL", rdb.Del(ctx, "a", "b", "missing"), int64(2))
+		check(t, "UNLINK", rdb.Unlink(ctx, "c"), int64(1))
+		check(t, "GETDEL", rdb.GetDel(ctx, "n"), "-9")
+		check(t, "STRLEN", rdb.StrLen(ctx, "max"), int64(19))
+		check(t, "TYPE", rdb.Type(ctx, "max"), "string")
+		check(t, "TYPE missing", rdb.Type(ctx, "missing"), "none")
+
+		keys := rdb.DBSize(ctx).Val()
+		if keys < 5 {
+			t.Errorf("DBSIZE = %d, want at least 5", keys)
+		}
+		check(t, "SELECT 0", rdb.Do(ctx, "SELECT", "0"), "OK")
+		check(t, "SELECT 1", rdb.Do(ctx, "SELECT", "1"), errors.New("ERR DB index is out of range"))
+		check(t, "CLIENT SETNAME", rdb.Do(ctx, "CLIENT", "SETNAME", "tester"), "OK")
+		check(t, "CLIENT SETINFO", rdb.Do(ctx, "CLIENT", "SETINFO", "lib-name", "x"), "OK")
+		check(t, "HELLO", rdb.Do(ctx, "HELLO", "3"), errors.New("NOPROTO unsupported protocol version"))
+		check(t, "unknown", rdb.Do(ctx, "NOSUCH", "x"), errors.New("ERR unknown command 'NOSUCH', with args beginning with: 'x' "))
+		check(t, "arity", rdb.Do(ctx, "GET"), errors.New("ERR wrong number of arguments for 'get' command"))
+		check(t, "SET bad option", rdb.Do(ctx, "SET", "k", "v", "BOGUS"), errors.New("ERR syntax error"))
+		check(t, "SET EX 0", rdb.Do(ctx, "SET", "k", "v", "EX", "0"), errors.New("ERR invalid expire time in 'set' command"))
+		check(t, "SET EX text", rdb.Do(ctx, "SET", "k", "v", "EX", "soon"), errors.New("ERR value is not an integer or out of range"))
+		check(t, "SET NX XX", rdb.Do(ctx, "SET", "k", "v", "NX", "XX"), errors.New("ERR syntax error"))
+
+		if n := rdb.Do(ctx, "COMMAND", "COUNT").Val().(int64); n < 30 {
+			t.Errorf("COMMAND COUNT = %d, want at least 30", n)
+		}
+		docs, err := rdb.Do(ctx, "COMMAND", "DOCS", "get").Slice()
+		if err != nil || len(docs) != 2 || docs[0] != "get" {
+			t.Errorf("COMMAND DOCS get = %v, %v; want [get {...}]", docs, err)
+		}
+		info, err := rdb.Do(ctx, "COMMAND", "INFO", "set").Slice()
+		if err != nil || len(info) != 1 {
+			t.Fatalf("COMMAND INFO set = %v, %v", info, err)
+		}
+		if entry := info[0].([]any); entry[0] != "set" || entry[1] != int64(-3) {
+			t.Errorf("COMMAND INFO set = %v, want name set, arity -3", entry)
+		}
+
+		if got := rdb.ConfigGet(ctx, "max*").Val(); got["maxmemory"] != "67108864" || got["maxclients"] != "10000" {
+			t.Errorf("CONFIG GET max* = %v, want maxmemory 67108864 and maxclients 10000", got)
+		}
+		if got := rdb.ConfigGet(ctx, "save").Val(); len(got) != 1 || got["save"] != "" {
+			t.Errorf("CONFIG GET save = %v, want save \"\"", got)
+		}
+		check(t, "CONFIG SET", rdb.ConfigSet(ctx, "maxmemory", "1"), errors.New("ERR CONFIG SET is not supported: settings are flags, fixed at start"))
+
+		text := rdb.Info(ctx).Val()
+		for _, want := range []string{"# Server\r\n", "redis_version:", "# Memory\r\n", "used_memory:", "maxmemory:67108864\r\n",
+			"# Stats\r\n", "keyspace_hits:", "keyspace_misses:", "evicted_keys:0\r\n", "# Keyspace\r\n", "db0:keys="} {
+			if !strings.Contains(text, want) {
+				t.Errorf("INFO lacks %q:\n%s", want, text)
+			}
+		}
+		if got := rdb.Info(ctx, "stats").Val(); !strings.HasPrefix(got, "# Stats\r\n") || strings.Contains(got, "# Server") {
+			t.Errorf("INFO stats = %q, want the Stats section alone", got)
+		}
+
+		check(t, "FLUSHALL", rdb.FlushAll(ctx), "OK")
+		check(t, "DBSIZE after FLUSHALL", rdb.DBSize(ctx), int64(0))
+
+		st := srv.Status().(cache.Status)
+		if st.Hits == 0 || st.Misses == 0 || st.Commands == 0 || st.Connections < 1 {
+			t.Errorf("Status() = %+v, want hits, misses, commands and a connection", st)
+		}
+	})
 }
 
 func TestPipelining(t *testing.T) {
-	srv := startServer(t, nil)
-	rdb := newClient(t, srv, "")
-	ctx := ctxT(t)
-	const n = 2000
-	pipe := rdb.Pipeline()
-	for i := range n {
-		pipe.Set(ctx, fmt.Sprint("key:", i), fmt.Sprint("value:", i), 0)
-	}
-	gets := make([]*redis.StringCmd, n)
-	for i := range n {
-		gets[i] = pipe.Get(ctx, fmt.Sprint("key:", i))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatalf("pipeline Exec: %v", err)
-	}
-	for i, g := range gets {
-		if got, want := g.Val(), fmt.Sprint("value:", i); got != want {
-			t.Fatalf("pipelined GET key:%d = %q, want %q", i, got, want)
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode)
+		rdb := newClient(t, srv, "")
+		ctx := ctxT(t)
+		const n = 2000
+		pipe := rdb.Pipeline()
+		for i := range n {
+			pipe.Set(ctx, fmt.Sprint("key:", i), fmt.Sprint("value:", i), 0)
 		}
-	}
+		gets := make([]*redis.StringCmd, n)
+		for i := range n {
+			gets[i] = pipe.Get(ctx, fmt.Sprint("key:", i))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatalf("pipeline Exec: %v", err)
+		}
+		for i, g := range gets {
+			if got, want := g.Val(), fmt.Sprint("value:", i); got != want {
+				t.Fatalf("pipelined GET key:%d = %q, want %q", i, got, want)
+			}
+		}
 
-	// One write holding many requests, inline and multibulk mixed, split
-	// at an awkward place, answered in order.
-	c := dial(t, srv)
-	req := "PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$2\r\n42\r\n*2\r\n$4\r\nINCR\r\n$1\r\nx\r\nGET x\r\n*2\r\n$4\r\nECHO\r\n$3\r\na\nb\r\n"
-	for _, part := range []string{req[:17], req[17:]} {
-		if _, err := c.Write([]byte(part)); err != nil {
-			t.Fatalf("write: %v", err)
+		// One write holding many requests, inline and multibulk mixed, split
+		// at an awkward place, answered in order.
+		c := dial(t, srv)
+		req := "PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$2\r\n42\r\n*2\r\n$4\r\nINCR\r\n$1\r\nx\r\nGET x\r\n*2\r\n$4\r\nECHO\r\n$3\r\na\nb\r\n"
+		for _, part := range []string{req[:17], req[17:]} {
+			if _, err := c.Write([]byte(part)); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			time.Sleep(time.Millisecond) // let the halves arrive apart; correctness does not depend on it
 		}
-		time.Sleep(time.Millisecond) // let the halves arrive apart; correctness does not depend on it
-	}
-	want := "+PONG\r\n+OK\r\n:43\r\n$2\r\n43\r\n$3\r\na\nb\r\n"
-	if got := readN(t, c, len(want)); got != want {
-		t.Fatalf("pipelined replies = %q, want %q", got, want)
-	}
+		want := "+PONG\r\n+OK\r\n:43\r\n$2\r\n43\r\n$3\r\na\nb\r\n"
+		if got := readN(t, c, len(want)); got != want {
+			t.Fatalf("pipelined replies = %q, want %q", got, want)
+		}
+	})
 }
 
 func TestTTLExpiry(t *testing.T) {
-	srv := startServer(t, nil)
-	rdb := newClient(t, srv, "")
-	ctx := ctxT(t)
-	rdb.Set(ctx, "short", "v", 30*time.Millisecond)
-	rdb.Set(ctx, "long", "v", time.Hour)
-	retryUntil(t, 2*time.Second, "short to expire", func() bool {
-		return errors.Is(rdb.Get(ctx, "short").Err(), redis.Nil)
-	})
-	check(t, "GET long", rdb.Get(ctx, "long"), "v")
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode)
+		rdb := newClient(t, srv, "")
+		ctx := ctxT(t)
+		rdb.Set(ctx, "short", "v", 30*time.Millisecond)
+		rdb.Set(ctx, "long", "v", time.Hour)
+		retryUntil(t, 2*time.Second, "short to expire", func() bool {
+			return errors.Is(rdb.Get(ctx, "short").Err(), redis.Nil)
+		})
+		check(t, "GET long", rdb.Get(ctx, "long"), "v")
 
-	// Keys nobody reads again are reclaimed by the active expire cycle.
-	pipe := rdb.Pipeline()
-	for i := range 1000 {
-		pipe.Set(ctx, fmt.Sprint("tmp:", i), "some value", 20*time.Millisecond)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatalf("pipeline: %v", err)
-	}
-	retryUntil(t, 5*time.Second, "expired keys to be reclaimed", func() bool {
-		return rdb.DBSize(ctx).Val() == 1
+		// Keys nobody reads again are reclaimed by the active expire cycle.
+		pipe := rdb.Pipeline()
+		for i := range 1000 {
+			pipe.Set(ctx, fmt.Sprint("tmp:", i), "some value", 20*time.Millisecond)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatalf("pipeline: %v", err)
+		}
+		retryUntil(t, 5*time.Second, "expired keys to be reclaimed", func() bool {
+			return rdb.DBSize(ctx).Val() == 1
+		})
+		st := srv.Status().(cache.Status)
+		if st.Expired < 1000 {
+			t.Errorf("Status().Expired = %d, want at least 1000", st.Expired)
+		}
+		if st.Keys != 1 || st.KeysWithTTL != 1 {
+			t.Errorf("Status() keys = %d, with TTL %d; want 1, 1", st.Keys, st.KeysWithTTL)
+		}
 	})
-	st := srv.Status().(cache.Status)
-	if st.Expired < 1000 {
-		t.Errorf("Status().Expired = %d, want at least 1000", st.Expired)
-	}
-	if st.Keys != 1 || st.KeysWithTTL != 1 {
-		t.Errorf("Status() keys = %d, with TTL %d; want 1, 1", st.Keys, st.KeysWithTTL)
-	}
 }
 
 func TestEvictionUnderByteBudget(t *testing.T) {
-	const budget = 256 << 10
-	srv := startServer(t, func(c *cache.Config) {
-		c.MaxBytes = budget
-		c.Shards = 1 // one exact LRU, so which keys survive is predictable
-		c.MaxValueBytes = 64 << 10
-	})
-	rdb := newClient(t, srv, "")
-	ctx := ctxT(t)
-	value := strings.Repeat("x", 1024)
-	const n = 1000 // about 1 MiB written into 256 KiB
-	for i := range n {
-		if err := rdb.Set(ctx, fmt.Sprint("k", i), value, 0).Err(); err != nil {
-			t.Fatalf("SET k%d: %v", i, err)
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		const budget = 256 << 10
+		srv := startServer(t, mode, func(c *cache.Config) {
+			c.MaxBytes = budget
+			c.Shards = 1 // one exact LRU, so which keys survive is predictable
+			c.MaxValueBytes = 64 << 10
+		})
+		rdb := newClient(t, srv, "")
+		ctx := ctxT(t)
+		value := strings.Repeat("x", 1024)
+		const n = 1000 // about 1 MiB written into 256 KiB
+		for i := range n {
+			if err := rdb.Set(ctx, fmt.Sprint("k", i), value, 0).Err(); err != nil {
+				t.Fatalf("SET k%d: %v", i, err)
+			}
+			if i == 10 {
+				rdb.Get(ctx, "k0") // k0 is now more recent than k1..k10, but not than what follows
+			}
 		}
-		if i == 10 {
-			rdb.Get(ctx, "k0") // k0 is now more recent than k1..k10, but not than what follows
+		st := srv.Status().(cache.Status)
+		if st.Bytes > budget {
+			t.Errorf("Status().Bytes = %d, over the budget %d", st.Bytes, budget)
 		}
-	}
-	st := srv.Status().(cache.Status)
-	if st.Bytes > budget {
-		t.Errorf("Status().Bytes = %d, over the budget %d", st.Bytes, budget)
-	}
-	if st.Bytes < budget*8/10 {
-		t.Errorf("Status().Bytes = %d, want the budget %d nearly used", st.Bytes, budget)
-	}
-	// Each entry costs its 1024-byte value, its key and some overhead.
-	if st.Keys >= budget/1024 || st.Keys < budget/1200 {
-		t.Errorf("Status().Keys = %d, want a little under %d", st.Keys, budget/1024)
-	}
-	if got, want := st.Evictions, uint64(n-st.Keys); got != want {
-		t.Errorf("Status().Evictions = %d, want %d", got, want)
-	}
-	check(t, "GET newest", rdb.Get(ctx, fmt.Sprint("k", n-1)), value)
-	check(t, "EXISTS oldest", rdb.Exists(ctx, "k0", "k1"), int64(0))
-	if !strings.Contains(rdb.Info(ctx, "stats").Val(), fmt.Sprintf("evicted_keys:%d\r\n", st.Evictions)) {
-		t.Errorf("INFO stats does not report evicted_keys:%d", st.Evictions)
-	}
+		if st.Bytes < budget*8/10 {
+			t.Errorf("Status().Bytes = %d, want the budget %d nearly used", st.Bytes, budget)
+		}
+		// Each entry costs its 1024-byte value, its key and some overhead.
+		if st.Keys >= budget/1024 || st.Keys < budget/1200 {
+			t.Errorf("Status().Keys = %d, want a little under %d", st.Keys, budget/1024)
+		}
+		if got, want := st.Evictions, uint64(n-st.Keys); got != want {
+			t.Errorf("Status().Evictions = %d, want %d", got, want)
+		}
+		check(t, "GET newest", rdb.Get(ctx, fmt.Sprint("k", n-1)), value)
+		check(t, "EXISTS oldest", rdb.Exists(ctx, "k0", "k1"), int64(0))
+		if !strings.Contains(rdb.Info(ctx, "stats").Val(), fmt.Sprintf("evicted_keys:%d\r\n", st.Evictions)) {
+			t.Errorf("INFO stats does not report evicted_keys:%d", st.Evictions)
+		}
 
-	// A value larger than the whole budget is refused, and leaves no stale
-	// old value behind.
-	big := startServer(t, func(c *cache.Config) { c.MaxBytes, c.Shards, c.MaxValueBytes = 4096, 1, 4096 })
-	rb := newClient(t, big, "")
-	rb.Set(ctx, "k", "old", 0)
-	check(t, "SET over budget", rb.Set(ctx, "k", strings.Repeat("y", 4096), 0),
-		errors.New("OOM command not allowed when used memory > 'maxmemory'."))
-	check(t, "EXISTS after refused SET", rb.Exists(ctx, "k"), int64(0))
+		// A value larger than the whole budget is refused, and leaves no stale
+		// old value behind.
+		big := startServer(t, mode, func(c *cache.Config) { c.MaxBytes, c.Shards, c.MaxValueBytes = 4096, 1, 4096 })
+		rb := newClient(t, big, "")
+		rb.Set(ctx, "k", "old", 0)
+		check(t, "SET over budget", rb.Set(ctx, "k", strings.Repeat("y", 4096), 0),
+			errors.New("OOM command not allowed when used memory > 'maxmemory'."))
+		check(t, "EXISTS after refused SET", rb.Exists(ctx, "k"), int64(0))
+	})
 }
 
 func TestAuth(t *testing.T) {
-	srv := startServer(t, func(c *cache.Config) { c.Password = "s3cret" })
-	ctx := ctxT(t)
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode, func(c *cache.Config) { c.Password = "s3cret" })
+		ctx := ctxT(t)
 
-	anon := newClient(t, srv, "")
-	check(t, "GET without AUTH", anon.Get(ctx, "k"), errors.New("NOAUTH Authentication required."))
+		anon := newClient(t, srv, "")
+		check(t, "GET without AUTH", anon.Get(ctx, "k"), errors.New("NOAUTH Authentication required."))
 
-	wrong := newClient(t, srv, "nope")
-	if err := wrong.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
-		t.Errorf("PING with a wrong password: error %v, want WRONGPASS", err)
-	}
+		wrong := newClient(t, srv, "nope")
+		if err := wrong.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Errorf("PING with a wrong password: error %v, want WRONGPASS", err)
+		}
 
-	rdb := newClient(t, srv, "s3cret")
-	check(t, "SET with AUTH", rdb.Set(ctx, "k", "v", 0), "OK")
-	check(t, "GET with AUTH", rdb.Get(ctx, "k"), "v")
+		rdb := newClient(t, srv, "s3cret")
+		check(t, "SET with AUTH", rdb.Set(ctx, "k", "v", 0), "OK")
+		check(t, "GET with AUTH", rdb.Get(ctx, "k"), "v")
 
-	c := dial(t, srv)
-	c.Write([]byte("GET k\r\nAUTH default s3cret\r\nGET k\r\n"))
-	want := "-NOAUTH Authentication required.\r\n+OK\r\n$1\r\nv\r\n"
-	if got := readN(t, c, len(want)); got != want {
-		t.Errorf("raw AUTH exchange = %q, want %q", got, want)
-	}
+		c := dial(t, srv)
+		c.Write([]byte("GET k\r\nAUTH default s3cret\r\nGET k\r\n"))
+		want := "-NOAUTH Authentication required.\r\n+OK\r\n$1\r\nv\r\n"
+		if got := readN(t, c, len(want)); got != want {
+			t.Errorf("raw AUTH exchange = %q, want %q", got, want)
+		}
 
-	open := startServer(t, nil)
-	check(t, "AUTH without a password configured", newClient(t, open, "").Do(ctx, "AUTH", "x"),
-		errors.New("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"))
+		open := startServer(t, mode)
+		check(t, "AUTH without a password configured", newClient(t, open, "").Do(ctx, "AUTH", "x"),
+			errors.New("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"))
+	})
 }
 
 // dial opens a raw connection to srv.
@@ -435,47 +462,49 @@ func expectErrorAndClose(tb testing.TB, c net.Conn, want string) {
 }
 
 func TestMalformedInput(t *testing.T) {
-	srv := startServer(t, func(c *cache.Config) {
-		c.MaxValueBytes = 1 << 10
-		c.MaxRequestBytes = 64 << 10
-		c.MaxArgs = 100
-	})
-	tests := []struct {
-		name, in, want string
-	}{
-		{"garbage", "*\x00\xff\xfe garbage\r\n", "-ERR Protocol error: invalid multibulk length"},
-		{"huge bulk length", "*2\r\n$3\r\nGET\r\n$99999999999\r\n", "-ERR Protocol error: invalid bulk length"},
-		{"bulk over value limit", "*2\r\n$3\r\nGET\r\n$1025\r\n", "-ERR Protocol error: invalid bulk length"},
-		{"huge multibulk length", "*2147483648\r\n", "-ERR Protocol error: invalid multibulk length"},
-		{"too many args", "*101\r\n", "-ERR Protocol error: invalid multibulk length"},
-		{"not a bulk", "*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'"},
-		{"endless header", "*1" + strings.Repeat("9", 100), "-ERR Protocol error: invalid multibulk length"},
-		{"request over limit", "*100\r\n" + strings.Repeat("$1000\r\n"+strings.Repeat("z", 1000)+"\r\n", 70), "-ERR Protocol error: request larger than"},
-		{"endless inline", strings.Repeat("A", 70<<10), "-ERR Protocol error: too big inline request"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := dial(t, srv)
-			go c.Write([]byte(tt.in)) // the server may hang up before reading it all
-			expectErrorAndClose(t, c, tt.want)
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode, func(c *cache.Config) {
+			c.MaxValueBytes = 1 << 10
+			c.MaxRequestBytes = 64 << 10
+			c.MaxArgs = 100
 		})
-	}
+		tests := []struct {
+			name, in, want string
+		}{
+			{"garbage", "*\x00\xff\xfe garbage\r\n", "-ERR Protocol error: invalid multibulk length"},
+			{"huge bulk length", "*2\r\n$3\r\nGET\r\n$99999999999\r\n", "-ERR Protocol error: invalid bulk length"},
+			{"bulk over value limit", "*2\r\n$3\r\nGET\r\n$1025\r\n", "-ERR Protocol error: invalid bulk length"},
+			{"huge multibulk length", "*2147483648\r\n", "-ERR Protocol error: invalid multibulk length"},
+			{"too many args", "*101\r\n", "-ERR Protocol error: invalid multibulk length"},
+			{"not a bulk", "*1\r\n+PING\r\n", "-ERR Protocol error: expected '$', got '+'"},
+			{"endless header", "*1" + strings.Repeat("9", 100), "-ERR Protocol error: invalid multibulk length"},
+			{"request over limit", "*100\r\n" + strings.Repeat("$1000\r\n"+strings.Repeat("z", 1000)+"\r\n", 70), "-ERR Protocol error: request larger than"},
+			{"endless inline", strings.Repeat("A", 70<<10), "-ERR Protocol error: too big inline request"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				c := dial(t, srv)
+				go c.Write([]byte(tt.in)) // the server may hang up before reading it all
+				expectErrorAndClose(t, c, tt.want)
+			})
+		}
 
-	// An unterminated request, then a hang-up, costs nothing lasting.
-	for _, partial := range []string{"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc", "*2\r\n$3", "GET k"} {
+		// An unterminated request, then a hang-up, costs nothing lasting.
+		for _, partial := range []string{"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\nabc", "*2\r\n$3", "GET k"} {
+			c := dial(t, srv)
+			c.Write([]byte(partial))
+			c.Close()
+		}
+		// Unknown commands get an error and the connection goes on.
 		c := dial(t, srv)
-		c.Write([]byte(partial))
-		c.Close()
-	}
-	// Unknown commands get an error and the connection goes on.
-	c := dial(t, srv)
-	c.Write([]byte("FOO\r\n*1\r\n$4\r\nPING\r\n"))
-	want := "-ERR unknown command 'FOO', with args beginning with: \r\n+PONG\r\n"
-	if got := readN(t, c, len(want)); got != want {
-		t.Errorf("after unknown command = %q, want %q", got, want)
-	}
-	retryUntil(t, 2*time.Second, "aborted connections to be released", func() bool {
-		return srv.Status().(cache.Status).Connections == 1
+		c.Write([]byte("FOO\r\n*1\r\n$4\r\nPING\r\n"))
+		want := "-ERR unknown command 'FOO', with args beginning with: \r\n+PONG\r\n"
+		if got := readN(t, c, len(want)); got != want {
+			t.Errorf("after unknown command = %q, want %q", got, want)
+		}
+		retryUntil(t, 2*time.Second, "aborted connections to be released", func() bool {
+			return srv.Status().(cache.Status).Connections == 1
+		})
 	})
 }
 
@@ -515,9 +544,61 @@ func TestCloseClosesConnections(t *testing.T) {
 }
 
 func TestMaxClients(t *testing.T) {
-	srv := startServer(t, func(c *cache.Config) { c.MaxClients = 1 })
-	c := dial(t, srv)
-	c.Write([]byte("PING\r\n"))
-	readN(t, c, len("+PONG\r\n"))
-	expectErrorAndClose(t, dial(t, srv), "-ERR max number of clients reached")
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode, func(c *cache.Config) { c.MaxClients = 1 })
+		c := dial(t, srv)
+		c.Write([]byte("PING\r\n"))
+		readN(t, c, len("+PONG\r\n"))
+		expectErrorAndClose(t, dial(t, srv), "-ERR max number of clients reached")
+	})
+}
+
+// TestSlowReaderBackpressure pipelines requests whose replies far exceed the
+// socket buffers, and reads them only after sending everything: the server
+// must stop, wait for the socket to drain, and resume where it was.
+func TestSlowReaderBackpressure(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode)
+		ctx := ctxT(t)
+		value := strings.Repeat("v", 256<<10)
+		if err := newClient(t, srv, "").Set(ctx, "big", value, 0).Err(); err != nil {
+			t.Fatalf("SET big: %v", err)
+		}
+		c := dial(t, srv)
+		const n = 64 // 16 MiB of replies
+		if _, err := c.Write([]byte(strings.Repeat("GET big\r\n", n) + "PING\r\n")); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // let the server fill the socket and block; correctness does not depend on it
+		r := bufio.NewReaderSize(c, 1<<20)
+		want := fmt.Sprintf("$%d\r\n%s\r\n", len(value), value)
+		buf := make([]byte, len(want))
+		for i := range n {
+			if _, err := io.ReadFull(r, buf); err != nil {
+				t.Fatalf("reply %d: %v", i, err)
+			}
+			if string(buf) != want {
+				t.Fatalf("reply %d differs from the value (starts %q)", i, buf[:20])
+			}
+		}
+		if line, err := r.ReadString('\n'); err != nil || line != "+PONG\r\n" {
+			t.Fatalf("last reply = %q, %v, want +PONG", line, err)
+		}
+	})
+}
+
+func TestIdleTimeout(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode, func(c *cache.Config) { c.IdleTimeout = 100 * time.Millisecond })
+		c := dial(t, srv)
+		c.Write([]byte("PING\r\n"))
+		readN(t, c, len("+PONG\r\n"))
+		start := time.Now()
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("read on an idle connection = %d bytes, want it closed", n)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("idle connection closed after %v, want about 100ms", d)
+		}
+	})
 }

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/cache/run.sh: our cache (pkg/cache, via the small main beside this
+# script) against redis-server on the same machine, in one run, with
+# redis-benchmark -t set,get -r 100000 -d 16 -c 50 at -P 1 and -P 16.
+#
+# Each (target, -P) pair is measured ROUNDS times, alternating targets so
+# that background load hits both alike; the table shows the median of the
+# rounds and the ratio ours/Redis.
+#
+# Environment: ROUNDS (3), N1 requests per test at -P 1 (300000), N16 at
+# -P 16 (2000000), OURS_ADDR (127.0.0.21:6390), REDIS_ADDR (127.0.0.22:6391),
+# OURS_FLAGS (extra flags for our server).
+#
+# Needs: go, redis-server and redis-benchmark (apt-get install -y
+# redis-server redis-tools). Loopback only; stops both servers on exit.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+N1=${N1:-300000}
+N16=${N16:-2000000}
+OURS_ADDR=${OURS_ADDR:-127.0.0.21:6390}
+REDIS_ADDR=${REDIS_ADDR:-127.0.0.22:6391}
+OURS_FLAGS=${OURS_FLAGS:-}
+
+for bin in go redis-server redis-benchmark redis-cli; do
+	command -v "$bin" >/dev/null || { echo "run.sh: $bin not found; apt-get install -y redis-server redis-tools" >&2; exit 1; }
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "== building our cache server"
+(cd "$root" && go build -o "$tmp/cache" ./bench/cache)
+
+echo "== starting redis-server on $REDIS_ADDR (persistence off) and ours on $OURS_ADDR"
+redis-server --bind "${REDIS_ADDR%:*}" --port "${REDIS_ADDR##*:}" --save '' --appendonly no \
+	--dir "$tmp" --logfile "$tmp/redis.log" --daemonize no &
+pids+=($!)
+# shellcheck disable=SC2086
+"$tmp/cache" -addr "$OURS_ADDR" $OURS_FLAGS 2>"$tmp/cache.log" &
+pids+=($!)
+
+wait_ready() {
+	for _ in $(seq 100); do
+		redis-cli -h "${1%:*}" -p "${1##*:}" ping 2>/dev/null | grep -q PONG && return 0
+		sleep 0.1
+	done
+	echo "run.sh: $1 did not answer PING" >&2
+	exit 1
+}
+wait_ready "$REDIS_ADDR"
+wait_ready "$OURS_ADDR"
+
+echo "== machine: $(nproc) cores shared by redis-benchmark and the server under test; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "   $(redis-server --version | cut -d' ' -f1-3)"
+
+# bench ADDR P N -> prints "SET_rps GET_rps"
+bench() {
+	redis-benchmark -h "${1%:*}" -p "${1##*:}" -t set,get -r 100000 -d 16 -c 50 -n "$3" -P "$2" --csv 2>/dev/null |
+		awk -F'","' '/^"SET"/ {set=$2} /^"GET"/ {get=$2} END {printf "%s %s\n", set, get}'
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+declare -A res
+for P in 1 16; do
+	N=$N1
+	[ "$P" = 16 ] && N=$N16
+	for round in $(seq "$ROUNDS"); do
+		for target in redis ours; do
+			addr=$REDIS_ADDR
+			[ "$target" = ours ] && addr=$OURS_ADDR
+			read -r set get < <(bench "$addr" "$P" "$N")
+			echo "   round $round -P $P $target: SET $set GET $get"
+			res[$target,$P,set]+="$set "
+			res[$target,$P,get]+="$get "
+		done
+	done
+done
+
+echo
+echo "== median requests/s over $ROUNDS rounds (redis-benchmark -t set,get -r 100000 -d 16 -c 50)"
+printf "%-6s %-4s %14s %14s %8s\n" "-P" "op" "redis" "ours" "ours/redis"
+for P in 1 16; do
+	for op in set get; do
+		r=$(echo "${res[redis,$P,$op]}" | tr ' ' '\n' | grep . | median)
+		o=$(echo "${res[ours,$P,$op]}" | tr ' ' '\n' | grep . | median)
+		printf "%-6s %-4s %14.0f %14.0f %8.2f\n" "$P" "${op^^}" "$r" "$o" "$(awk -v o="$o" -v r="$r" 'BEGIN {print o / r}')"
+	done
+done
+echo "targets: ours/redis >= 1.00 at -P 1, >= 1.30 at -P 16"

@@ -1,0 +1,415 @@
+//go:build linux
+
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// The event-loop transport serves many connections from one goroutine per
+// loop, as Redis serves all of its from one thread: epoll reports which
+// sockets are readable, and the loop reads each once, executes what
+// arrived and writes the replies straight back. Compared with a goroutine
+// per connection, a request costs no goroutine park and wake-up, no
+// read(2) that fails with EAGAIN before parking, and no hand-off between
+// threads; on a machine where the clients share the cores, that CPU goes to
+// them. Sockets are level-triggered, so a socket with bytes left to read is
+// simply reported again.
+
+// eventLoop owns an epoll instance and the connections registered in it.
+// Only its own goroutine touches those connections.
+type eventLoop struct {
+	s     *Server
+	epfd  int
+	wakeR int // read end of a pipe that wakes the loop: new connections, Close
+	wakeW int
+
+	mu       sync.Mutex
+	incoming []*conn // accepted, waiting for the loop to register them
+	closed   bool
+
+	conns map[int32]*conn
+}
+
+const (
+	evRead  = syscall.EPOLLIN | syscall.EPOLLRDHUP
+	evWrite = syscall.EPOLLOUT | syscall.EPOLLRDHUP
+)
+
+func eventLoopsSupported() bool { return true }
+
+func newEventLoop(s *Server) (*eventLoop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
+		syscall.Close(epfd)
+		return nil, fmt.Errorf("pipe2: %w", err)
+	}
+	l := &eventLoop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], conns: make(map[int32]*conn)}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wakeR)}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakeR, &ev); err != nil {
+		l.closeFDs()
+		return nil, fmt.Errorf("epoll_ctl wake pipe: %w", err)
+	}
+	return l, nil
+}
+
+func (l *eventLoop) closeFDs() {
+	syscall.Close(l.epfd)
+	syscall.Close(l.wakeR)
+	syscall.Close(l.wakeW)
+}
+
+func (l *eventLoop) wake() {
+	syscall.Write(l.wakeW, []byte{1}) // a full pipe already means "wake up"
+}
+
+// hand passes an accepted connection to the loop; it is closed at once if
+// the loop has stopped.
+func (l *eventLoop) hand(c *conn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		syscall.Close(c.fd)
+		l.s.connsOpen.Add(-1)
+		return
+	}
+	l.incoming = append(l.incoming, c)
+	l.mu.Unlock()
+	l.wake()
+}
+
+// run is the loop's goroutine; it returns when the server closes, after
+// closing every connection it owns.
+func (l *eventLoop) run() {
+	defer l.s.wg.Done()
+	defer l.shutdown()
+	events := make([]syscall.EpollEvent, 256)
+	// With an idle timeout, wake at least every half of it (at most every
+	// second) to close connections idle too long.
+	timeout, scanEvery := -1, time.Duration(0)
+	var lastScan time.Time
+	if idle := l.s.cfg.IdleTimeout; idle > 0 {
+		scanEvery = min(idle/2, time.Second)
+		timeout = int(scanEvery.Milliseconds()) + 1
+	}
+	for {
+		// Under load events are nearly always waiting: a non-blocking poll
+		// finds them without the runtime's bookkeeping for a blocking system
+		// call (which hands this goroutine's P away after 20µs). Only when
+		// nothing is ready does the loop block in epoll_wait.
+		n, err := pollNow(l.epfd, events)
+		if n == 0 {
+			n, err = syscall.EpollWait(l.epfd, events, timeout)
+		}
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			l.s.log.Error("cache event loop: epoll_wait", "err", err)
+			return
+		}
+		if l.s.ctx.Err() != nil {
+			return
+		}
+		for i := range n {
+			ev := &events[i]
+			if int(ev.Fd) == l.wakeR {
+				l.drainWake()
+				continue
+			}
+			c := l.conns[ev.Fd]
+			if c == nil {
+				continue
+			}
+			switch {
+			case ev.Events&syscall.EPOLLOUT != 0:
+				l.writable(c)
+			case ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0:
+				l.readable(c)
+			}
+		}
+		if scanEvery > 0 && time.Since(lastScan) >= scanEvery {
+			lastScan = time.Now()
+			l.closeIdle(lastScan)
+		}
+	}
+}
+
+// The sockets are non-blocking, so reading, writing and polling with a zero
+// timeout return at once: they go straight to the kernel (RawSyscall),
+// skipping the runtime's preparation for a call that might block.
+
+func pollNow(epfd int, events []syscall.EpollEvent) (int, error) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+func rawRead(fd int, p []byte) (int, error) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+func rawWrite(fd int, p []byte) (int, error) {
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+func (l *eventLoop) drainWake() {
+	var buf [64]byte
+	for {
+		if n, _ := syscall.Read(l.wakeR, buf[:]); n <= 0 {
+			break
+		}
+	}
+	l.mu.Lock()
+	incoming := l.incoming
+	l.incoming = nil
+	l.mu.Unlock()
+	for _, c := range incoming {
+		ev := syscall.EpollEvent{Events: evRead, Fd: int32(c.fd)}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+			l.s.log.Warn("cache event loop: epoll_ctl add", "err", err)
+			syscall.Close(c.fd)
+			l.s.connsOpen.Add(-1)
+			continue
+		}
+		c.now = time.Now().UnixNano()
+		l.conns[int32(c.fd)] = c
+	}
+}
+
+// readable reads once from c and executes what arrived.
+func (l *eventLoop) readable(c *conn) {
+	buf, err := c.room()
+	if err != nil {
+		c.protocolError(err)
+		l.writeOut(c)
+		l.close(c)
+		return
+	}
+	n, err := rawRead(c.fd, buf)
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return
+	}
+	if n <= 0 {
+		if err != nil && err != syscall.ECONNRESET {
+			l.s.log.Debug("cache connection closed", "conn", c.id, "err", err)
+		}
+		l.close(c)
+		return
+	}
+	c.w += n
+	c.now = time.Now().UnixNano()
+	l.process(c)
+}
+
+// process executes c's buffered requests and writes the replies, until
+// nothing complete is left or the socket will take no more.
+func (l *eventLoop) process(c *conn) {
+	for {
+		n, full, err := c.executeBuffered()
+		l.s.commands.Add(uint64(n))
+		if err != nil {
+			c.protocolError(err)
+			l.writeOut(c)
+			l.close(c)
+			return
+		}
+		if !l.writeOut(c) {
+			return // blocked (writable resumes) or closed
+		}
+		if c.quit {
+			l.close(c)
+			return
+		}
+		if !full {
+			return
+		}
+	}
+}
+
+// writeOut writes c.out. It reports true when all of it was written; false
+// when c was closed, or the socket is full, in which case the loop stops
+// reading c and waits for it to become writable.
+func (l *eventLoop) writeOut(c *conn) bool {
+	for c.sent < len(c.out) {
+		n, err := rawWrite(c.fd, c.out[c.sent:])
+		if n > 0 {
+			c.sent += n
+			continue
+		}
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if !c.blocked {
+				c.blocked = true
+				l.setEvents(c, evWrite)
+			}
+			return false
+		}
+		l.close(c)
+		return false
+	}
+	c.sent = 0
+	c.resetOut()
+	if c.blocked {
+		c.blocked = false
+		l.setEvents(c, evRead)
+	}
+	return true
+}
+
+func (l *eventLoop) writable(c *conn) {
+	if !l.writeOut(c) {
+		return
+	}
+	if c.quit {
+		l.close(c)
+		return
+	}
+	l.process(c) // requests that waited in rbuf while the socket was full
+}
+
+func (l *eventLoop) setEvents(c *conn, events uint32) {
+	ev := syscall.EpollEvent{Events: events, Fd: int32(c.fd)}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+		l.s.log.Warn("cache event loop: epoll_ctl mod", "err", err)
+	}
+}
+
+func (l *eventLoop) close(c *conn) {
+	if _, ok := l.conns[int32(c.fd)]; !ok {
+		return
+	}
+	delete(l.conns, int32(c.fd))
+	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	syscall.Close(c.fd)
+	l.s.connsOpen.Add(-1)
+}
+
+// closeIdle closes connections that sent nothing for IdleTimeout.
+func (l *eventLoop) closeIdle(now time.Time) {
+	limit := now.Add(-l.s.cfg.IdleTimeout).UnixNano()
+	for _, c := range l.conns {
+		if c.now < limit {
+			l.close(c)
+		}
+	}
+}
+
+func (l *eventLoop) shutdown() {
+	l.mu.Lock()
+	l.closed = true
+	incoming := l.incoming
+	l.incoming = nil
+	l.mu.Unlock()
+	for _, c := range incoming {
+		syscall.Close(c.fd)
+		l.s.connsOpen.Add(-1)
+	}
+	for _, c := range l.conns {
+		l.close(c)
+	}
+	l.closeFDs()
+}
+
+// acceptRaw accepts connections on ln and deals them out to the loops in
+// turn. Go's listener does the accepting (and its poller the waiting); each
+// socket is then duplicated, and the loop serves the duplicate while the
+// net.Conn is closed, which also takes the socket out of Go's poller.
+func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
+	defer s.wg.Done()
+	next := 0
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("cache accept", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if s.connsOpen.Load() >= int64(s.cfg.MaxClients) {
+			s.connsRefuse.Add(1)
+			nc.Write([]byte("-ERR max number of clients reached\r\n"))
+			nc.Close()
+			continue
+		}
+		fd, err := takeFD(nc)
+		if err != nil {
+			s.log.Warn("cache: take over connection", "err", err)
+			nc.Close()
+			continue
+		}
+		s.mu.Lock()
+		s.nextID++
+		c := newConn(s, s.nextID)
+		s.mu.Unlock()
+		c.fd, c.remote, c.local = fd, nc.RemoteAddr().String(), nc.LocalAddr().String()
+		nc.Close()
+		s.connsOpen.Add(1)
+		s.connsTotal.Add(1)
+		l := loops[next%len(loops)]
+		next++
+		c.loop = l
+		l.hand(c)
+	}
+}
+
+// takeFD duplicates nc's socket, non-blocking and close-on-exec as nc's is.
+// Go's TCP connections already have TCP_NODELAY set.
+func takeFD(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("%T is not a syscall.Conn", nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	err = rc.Control(func(s uintptr) {
+		var r uintptr
+		var e syscall.Errno
+		r, _, e = syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
+		if e != 0 {
+			derr = e
+			return
+		}
+		fd = int(r)
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return -1, fmt.Errorf("dup: %w", err)
+	}
+	return fd, nil
+}
