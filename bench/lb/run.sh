@@ -3,8 +3,8 @@
 # the same two backends, in one run.
 #
 #   1. maximum requests/s with wrk (same threads, connections and duration);
-#   2. p50/p99/p99.9 at a fixed rate, 70% of HAProxy's maximum (ratelat, an
-#      open-loop Go client, since Debian has no wrk2);
+#   2. p50/p99/p99.9 at a fixed rate, 70% of HAProxy's maximum, and at a
+#      light 25% (ratelat, an open-loop Go client, since Debian has no wrk2);
 #   3. the latency each proxy adds over calling a backend directly.
 #
 # Everything runs on this machine on 127.0.0.x: wrk, the proxy and both
@@ -12,9 +12,9 @@
 # leaves more to the others; compare ratios, not absolute figures.
 #
 # Environment: DURATION (wrk seconds per run, 5), CONNS (64), THREADS (2),
-# ROUNDS (wrk rounds, 5), RATE_SECONDS (5), LAT_ROUNDS (fixed-rate rounds, 3),
-# RATE (fixed rate; default 70% of HAProxy's median max), KEEP=1 keeps the
-# temp dir. Each figure is a median over rounds, and each ratio the median of
+# ROUNDS (wrk rounds, 5), RATE_SECONDS (3), LAT_ROUNDS (fixed-rate rounds, 5),
+# RATE (fixed rate; default 70% of HAProxy's median max), LIGHT_RATE (25%),
+# KEEP=1 keeps the temp dir. Each figure is a median over rounds, and each ratio the median of
 # per-round ratios, because other work on a shared machine comes in bursts.
 set -euo pipefail
 
@@ -22,7 +22,7 @@ DURATION=${DURATION:-5}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-5}
-RATE_SECONDS=${RATE_SECONDS:-5}
+RATE_SECONDS=${RATE_SECONDS:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
@@ -125,56 +125,68 @@ done
 declare -A rps
 for n in "${names[@]}"; do rps[$n]=$(echo ${rps_runs[$n]} | tr ' ' '\n' | median); done
 
-# Latency at a fixed rate.
-RATE=${RATE:-$(awk -v h="${rps[haproxy]}" 'BEGIN {printf "%d", h*0.7}')}
-LAT_ROUNDS=${LAT_ROUNDS:-3}
-log "fixed rate: $RATE req/s (70% of HAProxy's median ${rps[haproxy]}), ${RATE_SECONDS}s per run, $LAT_ROUNDS rounds"
-declare -A p50s p99s p999s errs
-p99_ha=() p99_ng=() p99_1ha=()
-for r in $(seq 1 "$LAT_ROUNDS"); do
-  order=("${names[@]:$(( (r-1) % N ))}" "${names[@]:0:$(( (r-1) % N ))}")
-  declare -A t99=()
-  for n in "${order[@]}"; do
-    line=$("$DIR/ratelat" -url "http://${addr[$n]}/" -rate "$RATE" -duration "${RATE_SECONDS}s" -warmup 1s -conns 256 2>>"$DIR/ratelat.log")
-    log "  round $r $n: $line"
-    for kv in $line; do
-      case $kv in
-        p50=*) p50s[$n]="${p50s[$n]:-} ${kv#*=}" ;;
-        p99=*) p99s[$n]="${p99s[$n]:-} ${kv#*=}"; t99[$n]=${kv#*=} ;;
-        p999=*) p999s[$n]="${p999s[$n]:-} ${kv#*=}" ;;
-        errors=*) errs[$n]=$(( ${errs[$n]:-0} + ${kv#*=} )) ;;
-      esac
+# Latency at a fixed rate: the brief's 70% of HAProxy's maximum, and a light
+# rate (25%) at which no target should queue, so that the latency a proxy
+# adds shows apart from the machine's overload.
+LAT_ROUNDS=${LAT_ROUNDS:-5}
+REPORT=""
+lat_pass() { # rate label
+  local rate=$1 label=$2 r n line kv
+  local -A p50s=() p99s=() p999s=() errs=() t99=() p50=() p99=() p999=()
+  local p99_ha=() p99_ng=() p99_1ha=()
+  log "fixed rate ($label): $rate req/s, ${RATE_SECONDS}s per run (+1s warm-up), $LAT_ROUNDS rounds"
+  for r in $(seq 1 "$LAT_ROUNDS"); do
+    local order=("${names[@]:$(( (r-1) % N ))}" "${names[@]:0:$(( (r-1) % N ))}")
+    for n in "${order[@]}"; do
+      line=$("$DIR/ratelat" -url "http://${addr[$n]}/" -rate "$rate" -duration "${RATE_SECONDS}s" -warmup 1s -conns 256 2>>"$DIR/ratelat.log")
+      log "  round $r $n: $line"
+      for kv in $line; do
+        case $kv in
+          p50=*) p50s[$n]="${p50s[$n]:-} ${kv#*=}" ;;
+          p99=*) p99s[$n]="${p99s[$n]:-} ${kv#*=}"; t99[$n]=${kv#*=} ;;
+          p999=*) p999s[$n]="${p999s[$n]:-} ${kv#*=}" ;;
+          errors=*) errs[$n]=$(( ${errs[$n]:-0} + ${kv#*=} )) ;;
+        esac
+      done
     done
+    p99_ha+=("$(ratio "${t99[ours]}" "${t99[haproxy]}")")
+    p99_ng+=("$(ratio "${t99[ours]}" "${t99[nginx]}")")
+    p99_1ha+=("$(ratio "${t99[ours-1p]}" "${t99[haproxy]}")")
   done
-  p99_ha+=("$(ratio "${t99[ours]}" "${t99[haproxy]}")")
-  p99_ng+=("$(ratio "${t99[ours]}" "${t99[nginx]}")")
-  p99_1ha+=("$(ratio "${t99[ours-1p]}" "${t99[haproxy]}")")
-done
-declare -A p50 p99 p999
-for n in "${names[@]}"; do
-  p50[$n]=$(echo ${p50s[$n]} | tr ' ' '\n' | median)
-  p99[$n]=$(echo ${p99s[$n]} | tr ' ' '\n' | median)
-  p999[$n]=$(echo ${p999s[$n]} | tr ' ' '\n' | median)
-done
+  for n in "${names[@]}"; do
+    p50[$n]=$(echo ${p50s[$n]} | tr ' ' '\n' | median)
+    p99[$n]=$(echo ${p99s[$n]} | tr ' ' '\n' | median)
+    p999[$n]=$(echo ${p999s[$n]} | tr ' ' '\n' | median)
+  done
+  REPORT+=$'\n'"### $label: $rate req/s, ${RATE_SECONDS}s runs, median of $LAT_ROUNDS rounds (ms)"$'\n\n'
+  REPORT+=$(printf "| %-8s | %8s | %8s | %8s | %9s | %9s | %6s |" target p50 p99 p99.9 "added p50" "added p99" errors)$'\n'
+  REPORT+="|----------|---------:|---------:|---------:|----------:|----------:|-------:|"$'\n'
+  for n in "${names[@]}"; do
+    local a50="-" a99="-"
+    if [ "$n" != direct ]; then
+      a50=$(awk -v x="${p50[$n]}" -v d="${p50[direct]}" 'BEGIN {printf "%+.3f", x-d}')
+      a99=$(awk -v x="${p99[$n]}" -v d="${p99[direct]}" 'BEGIN {printf "%+.3f", x-d}')
+    fi
+    REPORT+=$(printf "| %-8s | %8.3f | %8.3f | %8.3f | %9s | %9s | %6s |" "$n" "${p50[$n]}" "${p99[$n]}" "${p999[$n]}" "$a50" "$a99" "${errs[$n]:-0}")$'\n'
+  done
+  REPORT+=$'\n'"p99 ours/HAProxy = $(printf '%s\n' "${p99_ha[@]}" | median) (rounds $(printf '%s\n' "${p99_ha[@]}" | minmax)), target <= 1; ours/nginx = $(printf '%s\n' "${p99_ng[@]}" | median) (rounds $(printf '%s\n' "${p99_ng[@]}" | minmax)); ours-1p/HAProxy = $(printf '%s\n' "${p99_1ha[@]}" | median)"$'\n'
+}
+RATE=${RATE:-$(awk -v h="${rps[haproxy]}" 'BEGIN {printf "%d", h*0.7}')}
+LIGHT_RATE=${LIGHT_RATE:-$(awk -v h="${rps[haproxy]}" 'BEGIN {printf "%d", h*0.25}')}
+lat_pass "$RATE" "70% of HAProxy's maximum"
+lat_pass "$LIGHT_RATE" "25% of HAProxy's maximum"
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo
 echo "## bench/lb $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg)"
 echo
-echo "wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS rounds; fixed rate $RATE req/s for ${RATE_SECONDS}s, median of $LAT_ROUNDS rounds (latencies in ms)"
+echo "### maximum throughput: wrk -t$THREADS -c$CONNS -d${DURATION}s, median of $ROUNDS rounds"
 echo
-printf "| %-8s | %10s | %8s | %8s | %8s | %9s | %9s | %6s |\n" target "max req/s" "p50" "p99" "p99.9" "added p50" "added p99" errors
-printf "|%s|\n" "----------|-----------:|---------:|---------:|---------:|----------:|----------:|-------:"
-for n in "${names[@]}"; do
-  if [ "$n" = direct ]; then a50="-"; a99="-"; else
-    a50=$(awk -v x="${p50[$n]}" -v d="${p50[direct]}" 'BEGIN {printf "%+.3f", x-d}')
-    a99=$(awk -v x="${p99[$n]}" -v d="${p99[direct]}" 'BEGIN {printf "%+.3f", x-d}')
-  fi
-  printf "| %-8s | %10.0f | %8.3f | %8.3f | %8.3f | %9s | %9s | %6s |\n" "$n" "${rps[$n]}" "${p50[$n]}" "${p99[$n]}" "${p999[$n]}" "$a50" "$a99" "${errs[$n]:-0}"
-done
+printf "| %-8s | %10s |\n" target "req/s"
+printf "|%s|\n" "----------|-----------:"
+for n in "${names[@]}"; do printf "| %-8s | %10.0f |\n" "$n" "${rps[$n]}"; done
 echo
 echo "throughput ours/nginx   = $(printf '%s\n' "${ratio_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio_ng[@]}" | minmax)), target >= 1"
 echo "throughput ours/HAProxy = $(printf '%s\n' "${ratio_ha[@]}" | median) (rounds $(printf '%s\n' "${ratio_ha[@]}" | minmax))"
-echo "p99        ours/HAProxy = $(printf '%s\n' "${p99_ha[@]}" | median) (rounds $(printf '%s\n' "${p99_ha[@]}" | minmax)), target <= 1"
-echo "p99        ours/nginx   = $(printf '%s\n' "${p99_ng[@]}" | median) (rounds $(printf '%s\n' "${p99_ng[@]}" | minmax))"
-echo "with GOMAXPROCS=1: throughput ours-1p/nginx = $(printf '%s\n' "${ratio1_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio1_ng[@]}" | minmax)), ours-1p/HAProxy = $(printf '%s\n' "${ratio1_ha[@]}" | median); p99 ours-1p/HAProxy = $(printf '%s\n' "${p99_1ha[@]}" | median)"
+echo "with GOMAXPROCS=1: ours-1p/nginx = $(printf '%s\n' "${ratio1_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio1_ng[@]}" | minmax)), ours-1p/HAProxy = $(printf '%s\n' "${ratio1_ha[@]}" | median)"
+echo "$REPORT"
