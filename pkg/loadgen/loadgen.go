@@ -176,13 +176,17 @@ type generator struct {
 // maxPosts bounds the pool of post ids reads and comments pick from.
 const maxPosts = 2000
 
-// user is one simulated person: a cookie jar, and with ReadYourWrites the
-// last acknowledged write not yet read back.
+// user is one simulated person: a cookie jar, whether it must log in
+// again, and with ReadYourWrites the last acknowledged write not yet read
+// back.
 type user struct {
 	handle string
 	client *http.Client
 	mu     sync.Mutex
 	last   *write
+	// loggedOut is set when a write answered 401: the user's next arrival
+	// logs in again.
+	loggedOut atomic.Bool
 }
 
 // write is an acknowledged post or comment.

@@ -247,6 +247,47 @@ func TestRunGroupsErrorsByKind(t *testing.T) {
 	}
 }
 
+func TestRunLogsUsersInAgainAfterTheirSessionsAreLost(t *testing.T) {
+	b := newFakeBlog()
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 200
+	cfg.Duration = time.Second
+	cfg.Users = 2
+	cfg.Mix, _ = loadgen.ParseMix("post=1")
+	cfg.VerifyWrites = false
+	// Log everyone out once the run is under way; the ticker is the
+	// run's progress line, which starts with the run itself.
+	cfg.ProgressInterval = 200 * time.Millisecond
+	var once sync.Once
+	cfg.Progress = writerFunc(func(p []byte) (int, error) {
+		if bytes.Contains(p, []byte("sent")) {
+			once.Do(func() { b.sessions.Add(1) })
+		}
+		return len(p), nil
+	})
+	s, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unauthorized := s.ErrorKinds["status 401 Unauthorized"]
+	if unauthorized == 0 || unauthorized > 10 {
+		t.Errorf("401 answers = %d, want a few (each user's first write after the logout)", unauthorized)
+	}
+	if got := s.Ops[loadgen.OpLogin]; got.OK != 2 {
+		t.Errorf("logins = %+v, want one per user", got)
+	}
+	if s.OK < s.Sent-unauthorized {
+		t.Errorf("%d ok of %d sent with %d 401s: want every other request ok once logged in again", s.OK, s.Sent, unauthorized)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
 // fakeBlog is the part of the blog's JSON API the generator uses, in
 // memory, answering as two app nodes in turn.
 type fakeBlog struct {
@@ -260,6 +301,9 @@ type fakeBlog struct {
 	// failBrowse answers 503 to the feed when a page is asked for (the
 	// generator's browsing, not its first probe).
 	failBrowse atomic.Bool
+	// sessions is the generation of valid session cookies; raising it
+	// logs everyone out, as an app restart with in-memory sessions does.
+	sessions atomic.Int64
 }
 
 func newFakeBlog() *fakeBlog {
@@ -274,9 +318,13 @@ func newFakeBlog() *fakeBlog {
 			return
 		}
 		b.users[in.Handle] = true
-		http.SetCookie(w, &http.Cookie{Name: "s", Value: in.Handle, Path: "/"})
+		b.setSession(w)
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"user":{"handle":%q}}`, in.Handle)
+	})
+	b.mux.HandleFunc("POST /api/v1/login", func(w http.ResponseWriter, r *http.Request) {
+		b.setSession(w)
+		w.Write([]byte(`{"user":{}}`))
 	})
 	b.mux.HandleFunc("GET /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
 		if b.failBrowse.Load() && r.URL.Query().Has("page") {
@@ -344,8 +392,12 @@ func newFakeBlog() *fakeBlog {
 	return b
 }
 
+func (b *fakeBlog) setSession(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: "s", Value: fmt.Sprint(b.sessions.Load()), Path: "/"})
+}
+
 func (b *fakeBlog) authed(w http.ResponseWriter, r *http.Request) bool {
-	if c, err := r.Cookie("s"); err != nil || c.Value == "" {
+	if c, err := r.Cookie("s"); err != nil || c.Value != fmt.Sprint(b.sessions.Load()) {
 		http.Error(w, `{"error":"log in first"}`, http.StatusUnauthorized)
 		return false
 	}

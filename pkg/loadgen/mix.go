@@ -26,6 +26,9 @@ const (
 	// OpVerify is not in the mix: with ReadYourWrites, a user's next
 	// arrival after an acknowledged write reads that write back instead.
 	OpVerify = "verify"
+	// OpLogin is not in the mix: a user whose write was answered 401 (its
+	// session is gone, e.g. the app restarted) logs in on its next arrival.
+	OpLogin = "login"
 )
 
 // mixOps returns the operations a mix may name, in the order summaries

@@ -74,6 +74,10 @@ func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, m
 // arrive is one arrival: user u does op, or, with ReadYourWrites and a
 // write of u's not yet read back, reads it back.
 func (g *generator) arrive(ctx context.Context, u *user, op string, due time.Time) {
+	if u.loggedOut.Load() {
+		g.login(ctx, u, due)
+		return
+	}
 	if g.cfg.ReadYourWrites {
 		if w := u.take(); w != nil {
 			g.checkOwn(ctx, u, w, due)
@@ -146,6 +150,7 @@ func (g *generator) post(ctx context.Context, u *user, due time.Time) {
 		Post postJSON `json:"post"`
 	}
 	res, _ := g.do(ctx, u, OpPost, due, http.MethodPost, "/api/v1/posts", in, &out)
+	u.noteAuth(res)
 	if res.ok() && out.Post.ID == "" {
 		res.err = fmt.Errorf("%w: POST /api/v1/posts: no post id", errBadAnswer)
 	}
@@ -168,6 +173,7 @@ func (g *generator) comment(ctx context.Context, u *user, postID string, due tim
 	}
 	in := map[string]string{"body": g.sentence(8 + rand.IntN(30))}
 	res, _ := g.do(ctx, u, OpComment, due, http.MethodPost, "/api/v1/posts/"+url.PathEscape(postID)+"/comments", in, &out)
+	u.noteAuth(res)
 	if res.ok() && out.Comment.ID == "" {
 		res.err = fmt.Errorf("%w: POST comments: no comment id", errBadAnswer)
 	}
@@ -179,6 +185,24 @@ func (g *generator) comment(ctx context.Context, u *user, postID string, due tim
 	g.ackCmts[postID] = append(g.ackCmts[postID], out.Comment.ID)
 	g.mu.Unlock()
 	u.put(&write{postID: postID, commentID: out.Comment.ID, at: time.Now()})
+}
+
+// login logs u in again after the blog answered 401 to one of its writes
+// (an app restart loses sessions kept in memory), as a person would.
+func (g *generator) login(ctx context.Context, u *user, due time.Time) {
+	body := map[string]string{"handle": u.handle, "password": password}
+	res, _ := g.do(ctx, u, OpLogin, due, http.MethodPost, "/api/v1/login", body, nil)
+	g.rec.add(res)
+	if res.ok() {
+		u.loggedOut.Store(false)
+	}
+}
+
+// noteAuth marks u as logged out when the blog no longer knows its session.
+func (u *user) noteAuth(res result) {
+	if res.err == nil && res.status == http.StatusUnauthorized {
+		u.loggedOut.Store(true)
+	}
 }
 
 // signupNew signs a new user up during the run; it joins the users.

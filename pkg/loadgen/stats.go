@@ -330,7 +330,7 @@ func (s *Summary) Print(w io.Writer) {
 		fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max))
 
 	fmt.Fprintf(w, "\n  %-8s %8s %8s %8s %9s %9s %9s\n", "op", "sent", "ok", "errors", "p50", "p99", "max")
-	for _, op := range append(mixOps(), OpVerify) {
+	for _, op := range append(mixOps(), OpVerify, OpLogin) {
 		o, ok := s.Ops[op]
 		if !ok {
 			continue
