@@ -185,8 +185,12 @@ type user struct {
 	mu     sync.Mutex
 	last   *write
 	// loggedOut is set when a write answered 401: the user's next arrival
-	// logs in again.
+	// logs in again (loggingIn is closed when that login ends), which
+	// starts a new session (counted, so that late 401s of the old one are
+	// ignored).
 	loggedOut atomic.Bool
+	loggingIn chan struct{}
+	session   atomic.Int64
 }
 
 // write is an acknowledged post or comment.

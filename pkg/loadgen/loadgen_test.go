@@ -273,8 +273,8 @@ func TestRunLogsUsersInAgainAfterTheirSessionsAreLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	unauthorized := s.ErrorKinds["status 401 Unauthorized"]
-	if unauthorized == 0 || unauthorized > 10 {
-		t.Errorf("401 answers = %d, want a few (each user's first write after the logout)", unauthorized)
+	if unauthorized == 0 || unauthorized > s.Sent/2 {
+		t.Errorf("401 answers = %d of %d, want a few (the writes in flight at the logout)", unauthorized, s.Sent)
 	}
 	if got := s.Ops[loadgen.OpLogin]; got.OK != 2 {
 		t.Errorf("logins = %+v, want one per user", got)

@@ -74,8 +74,7 @@ func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, m
 // arrive is one arrival: user u does op, or, with ReadYourWrites and a
 // write of u's not yet read back, reads it back.
 func (g *generator) arrive(ctx context.Context, u *user, op string, due time.Time) {
-	if u.loggedOut.Load() {
-		g.login(ctx, u, due)
+	if u.loggedOut.Load() && !g.relogin(ctx, u, due) {
 		return
 	}
 	if g.cfg.ReadYourWrites {
@@ -149,8 +148,9 @@ func (g *generator) post(ctx context.Context, u *user, due time.Time) {
 	var out struct {
 		Post postJSON `json:"post"`
 	}
+	session := u.session.Load()
 	res, _ := g.do(ctx, u, OpPost, due, http.MethodPost, "/api/v1/posts", in, &out)
-	u.noteAuth(res)
+	u.noteAuth(res, session)
 	if res.ok() && out.Post.ID == "" {
 		res.err = fmt.Errorf("%w: POST /api/v1/posts: no post id", errBadAnswer)
 	}
@@ -172,8 +172,9 @@ func (g *generator) comment(ctx context.Context, u *user, postID string, due tim
 		} `json:"comment"`
 	}
 	in := map[string]string{"body": g.sentence(8 + rand.IntN(30))}
+	session := u.session.Load()
 	res, _ := g.do(ctx, u, OpComment, due, http.MethodPost, "/api/v1/posts/"+url.PathEscape(postID)+"/comments", in, &out)
-	u.noteAuth(res)
+	u.noteAuth(res, session)
 	if res.ok() && out.Comment.ID == "" {
 		res.err = fmt.Errorf("%w: POST comments: no comment id", errBadAnswer)
 	}
@@ -187,20 +188,47 @@ func (g *generator) comment(ctx context.Context, u *user, postID string, due tim
 	u.put(&write{postID: postID, commentID: out.Comment.ID, at: time.Now()})
 }
 
-// login logs u in again after the blog answered 401 to one of its writes
-// (an app restart loses sessions kept in memory), as a person would.
-func (g *generator) login(ctx context.Context, u *user, due time.Time) {
+// relogin logs u in again after the blog answered 401 to one of its
+// writes (an app restart loses sessions kept in memory), as a person
+// would: this arrival is the login. Arrivals of u while it is in flight
+// wait for it, then go on (proceed is true).
+func (g *generator) relogin(ctx context.Context, u *user, due time.Time) (proceed bool) {
+	u.mu.Lock()
+	if !u.loggedOut.Load() {
+		u.mu.Unlock()
+		return true
+	}
+	if wait := u.loggingIn; wait != nil {
+		u.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+		}
+		return true
+	}
+	done := make(chan struct{})
+	u.loggingIn = done
+	u.mu.Unlock()
+
 	body := map[string]string{"handle": u.handle, "password": password}
 	res, _ := g.do(ctx, u, OpLogin, due, http.MethodPost, "/api/v1/login", body, nil)
 	g.rec.add(res)
+	u.mu.Lock()
 	if res.ok() {
+		u.session.Add(1)
 		u.loggedOut.Store(false)
 	}
+	u.loggingIn = nil
+	u.mu.Unlock()
+	close(done)
+	return false
 }
 
-// noteAuth marks u as logged out when the blog no longer knows its session.
-func (u *user) noteAuth(res result) {
-	if res.err == nil && res.status == http.StatusUnauthorized {
+// noteAuth marks u as logged out when the blog no longer knows the session
+// a write was sent with (session is u.session when it was sent; an answer
+// to a request sent before the last login says nothing).
+func (u *user) noteAuth(res result, session int64) {
+	if res.err == nil && res.status == http.StatusUnauthorized && u.session.Load() == session {
 		u.loggedOut.Store(true)
 	}
 }
