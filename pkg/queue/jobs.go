@@ -383,21 +383,17 @@ func JobID(h nats.Header) string {
 // Bury moves a job that failed its last try to the dead-letter stream and
 // terminates it in the work stream. The dead letter is published with the
 // job id as its Nats-Msg-Id, so a worker that dies between the two steps
-// and a retry that buries the job again leave one dead letter.
+// and a retry that buries the job again, or the move that the server's
+// MAX_DELIVERIES advisory then causes (WatchMaxDeliveries), leave one dead
+// letter.
 func (q *JobQueue) Bury(ctx context.Context, m jetstream.Msg, cause error) error {
 	kind := Kind(m.Subject())
-	dm := nats.NewMsg(q.DeadSubject(kind))
 	id := JobID(m.Headers())
-	dm.Header.Set(jetstream.MsgIDHeader, "dead/"+id+"/"+m.Headers().Get(jetstream.MsgIDHeader))
-	dm.Header.Set(HeaderJobID, id)
-	if cause != nil {
-		dm.Header.Set(HeaderError, truncate(cause.Error(), 512))
-	}
+	var delivered uint64
 	if md, err := m.Metadata(); err == nil {
-		dm.Header.Set(HeaderDeliveries, strconv.FormatUint(md.NumDelivered, 10))
+		delivered = md.NumDelivered
 	}
-	dm.Header.Set(HeaderDeadAt, time.Now().UTC().Format(time.RFC3339))
-	dm.Data = m.Data()
+	dm := deadLetter(kind, id, m.Headers().Get(jetstream.MsgIDHeader), cause, delivered, m.Data())
 	if _, err := q.publish(ctx, dm); err != nil {
 		return fmt.Errorf("queue: bury %s %s: %w", kind, id, err)
 	}

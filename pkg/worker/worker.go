@@ -5,7 +5,9 @@
 //
 // Each job is acked only after its handler succeeded; a failed job is
 // retried with exponential back-off, and after its last try it is moved to
-// the dead-letter stream, from where `node jobs retry` replays it. Every
+// the dead-letter stream, from where `node jobs retry` replays it; a job
+// whose last try died with its worker gets there through the server's
+// MAX_DELIVERIES advisory, which every worker listens to. Every
 // handler is idempotent by job id, so a job delivered twice (a worker that
 // died before its ack, a lost ack) has one effect. Close stops fetching,
 // finishes the jobs in hand, and hands the rest back to the queue.
@@ -165,6 +167,13 @@ func (w *Worker) run() {
 			return
 		}
 	}
+	// A job whose last try died with its worker is moved to the dead
+	// letters by whichever worker the server's advisory reaches.
+	stopDead, err := q.WatchMaxDeliveries(conn.NATS(), func(kind string) { w.metrics.count(kind, "dead") })
+	if err != nil {
+		w.log.Error("worker: watch jobs out of tries", "err", err)
+		stopDead = func() {}
+	}
 	var pool sync.WaitGroup
 	for range w.cfg.Concurrency {
 		pool.Go(w.runJobs)
@@ -196,6 +205,7 @@ func (w *Worker) run() {
 	}
 	w.views.stop()
 	batcher.Wait()
+	stopDead()
 	w.jobCancel()
 }
 
@@ -359,8 +369,9 @@ func (w *Worker) finish(m jetstream.Msg, job app.Job, err error, took time.Durat
 		berr := q.Bury(ctx, m, err)
 		cancel()
 		if berr != nil {
-			// Left unacked: the queue redelivers it after the ack wait,
-			// which is the last try again, and the worker buries it then.
+			// Left unacked: when its ack wait ends the consumer has no try
+			// left, and the MAX_DELIVERIES advisory makes a worker move
+			// it (queue.JobQueue.WatchMaxDeliveries).
 			w.log.Error("worker: bury", "kind", job.Kind, "id", job.ID, "err", berr)
 			return
 		}
