@@ -214,20 +214,32 @@ func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
 	}
 	var body []byte
 	var err error
+	var refused map[string]bool // nodes that refused a connection during this call
 	for attempt := 0; ; attempt++ {
 		var node NodeInfo
-		node, err = c.primary()
+		node, err = c.primaryAvoiding(refused)
 		if err == nil {
 			body, err = c.do(ctx, node, http.MethodPost, "http://"+node.Addr+pathTxn, toWireOps(ops))
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, ErrNotPrimary) {
+			switch {
+			case errors.Is(err, ErrNotPrimary):
+				// Refused before anything was applied: resend below.
+			case notSent(err) && ctx.Err() == nil:
+				// The connection was refused, so nothing was sent: a dead
+				// primary. Ask another node who the primary is now.
+				if refused == nil {
+					refused = map[string]bool{}
+				}
+				refused[node.Name] = true
+			default:
 				return 0, fmt.Errorf("store txn: %w", err)
 			}
 		}
-		// Refused before anything was applied (421), or no primary known:
-		// wait a little for the failover to finish and try again.
+		// Refused before anything was applied (421 or no connection), or
+		// no primary known: wait a little for the failover to finish and
+		// try again.
 		if attempt > 0 {
 			t := time.NewTimer(min(time.Duration(attempt)*20*time.Millisecond, 200*time.Millisecond))
 			select {
@@ -249,12 +261,17 @@ func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
 // named in X-Store-Primary while it is still listed, else the one the
 // Resolver marks primary, else any listed node (which names the primary in
 // its answer).
-func (c *Client) primary() (NodeInfo, error) {
+func (c *Client) primary() (NodeInfo, error) { return c.primaryAvoiding(nil) }
+
+// primaryAvoiding is primary, passing over the nodes in avoid (they refused
+// a connection): with every candidate avoided it picks any other listed
+// node, which answers 421 naming the primary it knows.
+func (c *Client) primaryAvoiding(avoid map[string]bool) (NodeInfo, error) {
 	nodes := c.resolver.StoreNodes()
 	c.mu.Lock()
 	known := c.known
 	c.mu.Unlock()
-	if known.Addr != "" {
+	if known.Addr != "" && !avoid[known.Name] {
 		for _, n := range nodes {
 			if n.Name == known.Name {
 				n.Addr = known.Addr
@@ -263,14 +280,42 @@ func (c *Client) primary() (NodeInfo, error) {
 		}
 	}
 	for _, n := range nodes {
-		if n.Primary {
+		if n.Primary && !avoid[n.Name] {
 			return n, nil
 		}
 	}
-	if len(nodes) > 0 {
-		return nodes[int(c.rr.Add(1)%uint64(len(nodes)))], nil
+	var others []NodeInfo
+	for _, n := range nodes {
+		if !avoid[n.Name] {
+			others = append(others, n)
+		}
+	}
+	if len(others) == 0 {
+		others = nodes // every node refused: try them all again
+	}
+	if len(others) > 0 {
+		return others[int(c.rr.Add(1)%uint64(len(others)))], nil
 	}
 	return NodeInfo{}, fmt.Errorf("no store node known: %w", ErrUnavailable)
+}
+
+// notSent reports whether err says the request never reached the node
+// (the connection was refused or could not be made), so resending it
+// cannot apply it twice.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// forget drops the primary learned from X-Store-Primary when it is node:
+// it did not answer, so the next call asks again rather than waiting on it
+// forever.
+func (c *Client) forget(node NodeInfo) {
+	c.mu.Lock()
+	if c.known.Name == node.Name {
+		c.known = NodeInfo{}
+	}
+	c.mu.Unlock()
 }
 
 // replicas returns the listed nodes other than the primary.
@@ -312,15 +357,22 @@ func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
 		}
 	}
 	var last error
+	var refused map[string]bool
 	for attempt := 0; attempt < 3; attempt++ {
-		p, err := c.primary()
+		p, err := c.primaryAvoiding(refused)
 		if err != nil {
 			return nil, err
 		}
 		h := http.Header{}
 		h.Set(HeaderConsistency, Strong.String())
 		body, err := c.doH(ctx, p, http.MethodGet, "http://"+p.Addr+path, nil, h)
-		if !errors.Is(err, ErrNotPrimary) {
+		if notSent(err) && ctx.Err() == nil {
+			// A dead primary: another node names the new one.
+			if refused == nil {
+				refused = map[string]bool{}
+			}
+			refused[p.Name] = true
+		} else if !errors.Is(err, ErrNotPrimary) {
 			return body, err
 		}
 		last = err
@@ -367,6 +419,7 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		c.forget(node)
 		return nil, fmt.Errorf("node %s (%s): %w: %w", node.Name, node.Addr, ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
