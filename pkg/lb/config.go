@@ -156,7 +156,7 @@ type Config struct {
 	IdleTimeout time.Duration
 
 	// MaxHeaderBytes bounds a client's request head (431 beyond); one line
-	// may hold at most 16 KiB whatever this says. Default 64 KiB.
+	// may hold at most 8 KiB whatever this says. Default 64 KiB.
 	MaxHeaderBytes int
 
 	// DrainTimeout bounds how long Close waits for in-flight requests before

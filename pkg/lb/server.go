@@ -17,6 +17,8 @@ const (
 	connClosed
 )
 
+const clientBufSize = 8 << 10
+
 // clientConn is one client connection and the buffers it reuses from one
 // request to the next.
 type clientConn struct {
@@ -78,8 +80,11 @@ func (cc *clientConn) serve() {
 		lb.connMu.Unlock()
 		lb.connWG.Done()
 	}()
-	cc.br = bufio.NewReaderSize(cc.nc, 16<<10)
-	cc.bw = bufio.NewWriterSize(newRawWriter(cc.nc), 16<<10)
+	// 8 KiB each way per client connection: a head line may be as long as
+	// the reader (nginx's default limit too), and thousands of idle
+	// connections stay cheap.
+	cc.br = bufio.NewReaderSize(cc.nc, clientBufSize)
+	cc.bw = bufio.NewWriterSize(newRawWriter(cc.nc), clientBufSize)
 	cfg := &lb.cfg
 	for {
 		if cc.br.Buffered() == 0 {
