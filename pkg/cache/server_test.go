@@ -602,3 +602,42 @@ func TestIdleTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentClients runs many clients at once over the shards: every
+// increment must count, and every client must read back its own writes.
+func TestConcurrentClients(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode)
+		ctx := ctxT(t)
+		const clients, ops = 8, 200
+		errs := make(chan error, clients)
+		for i := range clients {
+			rdb := newClient(t, srv, "")
+			go func() {
+				for j := range ops {
+					if err := rdb.Incr(ctx, "counter").Err(); err != nil {
+						errs <- fmt.Errorf("client %d INCR: %w", i, err)
+						return
+					}
+					key, val := fmt.Sprintf("c%d:%d", i, j), fmt.Sprint(j)
+					if err := rdb.Set(ctx, key, val, 0).Err(); err != nil {
+						errs <- fmt.Errorf("client %d SET: %w", i, err)
+						return
+					}
+					if got, err := rdb.Get(ctx, key).Result(); err != nil || got != val {
+						errs <- fmt.Errorf("client %d GET %s = %q, %v, want %q", i, key, got, err, val)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range clients {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		check(t, "GET counter", newClient(t, srv, "").Get(ctx, "counter"), fmt.Sprint(clients*ops))
+		check(t, "DBSIZE", newClient(t, srv, "").DBSize(ctx), int64(clients*ops+1))
+	})
+}
