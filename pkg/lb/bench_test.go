@@ -4,8 +4,12 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,4 +156,37 @@ func BenchmarkProxyGETParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkReverseProxyGET is the baseline the balancer is measured
+// against: net/http's server with httputil.ReverseProxy and a tuned
+// Transport, to the same raw backends, from the same raw client.
+func BenchmarkReverseProxyGET(b *testing.B) {
+	backends := []string{rawBackend(b), rawBackend(b)}
+	var next atomic.Uint64
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(&url.URL{Scheme: "http", Host: backends[next.Add(1)%2]})
+			pr.SetXForwarded()
+		},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: rp}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	g := newRawGet(b, ln.Addr().String())
+	if err := g.do(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := g.do(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
