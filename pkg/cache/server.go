@@ -5,10 +5,13 @@
 // sessions (DESIGN.md, stages 5 and 7).
 //
 // The data structure is pkg/cache/lru, sharded here under one mutex per
-// shard; the wire format is pkg/cache/resp. Each connection is served by one
-// goroutine that reads whatever the client has sent, executes every complete
-// request in it, and answers the whole batch with one write, so pipelined
-// requests cost one read and one write per batch.
+// shard (store.go); the wire format is pkg/cache/resp. A connection's
+// bytes are moved by an epoll event loop shared with other connections
+// (eventloop_linux.go, the default on Linux, as Redis's event loop) or by a
+// goroutine of its own (conn.go). Either way the server reads whatever the
+// client has sent, executes every complete request in it, and answers the
+// whole batch with one write, so pipelined requests cost one read and one
+// write per batch. docs/cache.md describes the role for its users.
 package cache
 
 import (
