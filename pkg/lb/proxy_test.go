@@ -222,3 +222,57 @@ func TestGetAfterBackendClosedIdleConnectionWithOneBackend(t *testing.T) {
 		waitFor(t, 5*time.Second, "the app to close its idle connection", func() bool { return closed.Load() > before })
 	}
 }
+
+func TestBodyCutByBackendIsNotPassedOffAsWhole(t *testing.T) {
+	app := startAppWith(t, "app-1", func(_ *appNode, s *http.Server) {
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				return
+			}
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, "only ten..")
+			w.(http.Flusher).Flush()
+			// The process dies mid-body.
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+		})
+	})
+	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	resp, err := newClient().Get("http://" + l.Addr() + "/cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Errorf("reading a body the backend cut = %q, nil error; want an error", body)
+	}
+}
+
+func TestTrustForwardedProto(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		app := startApp(t, "app-1")
+		cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+		cfg.TrustForwarded = trust
+		l := startLB(t, cfg)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+l.Addr()+"/", nil)
+		req.Header.Set("X-Forwarded-Proto", "https")
+		resp, err := newClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		app.mu.Lock()
+		got := app.lastReq.Header.Get("X-Forwarded-Proto")
+		app.mu.Unlock()
+		want := "http"
+		if trust {
+			want = "https"
+		}
+		if got != want {
+			t.Errorf("TrustForwarded=%v: backend got X-Forwarded-Proto %q, want %q", trust, got, want)
+		}
+	}
+}
