@@ -93,6 +93,13 @@ type Config struct {
 	Jobs string
 	// JobQueue, when set, is used instead of the one Jobs names.
 	JobQueue Jobs
+	// Purge says whether writes purge what they changed at the edges
+	// (flag --purge): "on" (default; the node publishes over NATS whenever a
+	// NATS server is known) or "off" (edges serve a page until its
+	// s-maxage ends). The node sets Purger when it is on.
+	Purge string
+	// Purger receives the purges of writes (see WithPurges); nil sends none.
+	Purger Purger
 	// BcryptCost is the password hashing cost. Default bcrypt.DefaultCost
 	// (10, about 50 ms a sign-up or log-in on one core); each step doubles
 	// the time. Tests and load runs may lower it to bcrypt.MinCost (4).
@@ -130,6 +137,7 @@ func DefaultConfig() Config {
 		CachePages:        5,
 		SessionTTL:        14 * 24 * time.Hour,
 		Jobs:              "inline",
+		Purge:             "on",
 		BcryptCost:        bcrypt.DefaultCost,
 		PageSize:          10,
 		Reads:             "primary",
@@ -154,6 +162,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("app config: Cache %q: want on or off", c.Cache)
 	case c.CachePages < 1 || c.CachePages > 100:
 		return fmt.Errorf("app config: CachePages %d: want 1 to 100", c.CachePages)
+	case c.Purge != "on" && c.Purge != "off":
+		return fmt.Errorf("app config: Purge %q: want on or off", c.Purge)
 	case c.JobQueue == nil && c.Jobs != "inline":
 		return fmt.Errorf("app config: Jobs %q: want inline", c.Jobs)
 	case c.SessionTTL < time.Minute:
@@ -194,6 +204,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CacheTier.Timeout, "app-cache-timeout", c.CacheTier.Timeout, "timeout of one call to a cache node")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "how long a login lasts")
 	fs.StringVar(&c.Jobs, "jobs", c.Jobs, "how side effects run: inline (inside the request)")
+	fs.StringVar(&c.Purge, "purge", c.Purge, "purge changed pages at the edges over NATS: on or off")
 	fs.StringVar(&c.Outbox, "outbox", c.Outbox, "folder for outgoing e-mail as .eml files (default <data>/outbox)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost of password hashes (4 is fast, for load tests)")
 	fs.IntVar(&c.PageSize, "app-page-size", c.PageSize, "posts per page of a feed")
@@ -255,6 +266,9 @@ func New(cfg Config) (*App, error) {
 	}
 	if cfg.Cache == "on" {
 		a.svc = WithCache(a.svc, a.tier, CacheOptions{PageSize: cfg.PageSize, Pages: cfg.CachePages})
+	}
+	if cfg.Purge == "on" {
+		a.svc = WithPurges(a.svc, cfg.Purger)
 	}
 	a.sessions = cfg.SessionStore
 	switch {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/queue"
@@ -36,6 +38,16 @@ func (n *Node) openWorker(wc worker.Config) error {
 		wc.Outbox = filepath.Join(n.cfg.DataDir, "outbox")
 	}
 	wc.Store = n.client
+	// The worker's writes (thumbnails, comment counts) change public pages:
+	// they purge them at the edges like the app's writes do.
+	purger, err := n.openPurger("worker-purges", "worker")
+	if err != nil {
+		return err
+	}
+	if purger != nil {
+		svc := app.WithPurges(app.NewServices(n.client, 4), purger)
+		wc.Services = &svc
+	}
 	wc.NATS = n.natsClientURLs
 	wc.NATSServers = n.natsServerCount
 	wc.Logger = n.log.With("role", "worker")
@@ -50,7 +62,16 @@ func (n *Node) openWorker(wc worker.Config) error {
 // appJobs sets ac.JobQueue when the app runs with --jobs=queue: a publisher
 // to the job queue, opened as a role of its own ("jobs") before the app so
 // that it closes after the app has stopped publishing.
+//
+// It also sets ac.Purger (--purge=on): the app's other NATS publisher.
 func (n *Node) appJobs(ac *app.Config) error {
+	purger, err := n.openPurger("purges", "app")
+	if err != nil {
+		return err
+	}
+	if purger != nil {
+		ac.Purger = purger
+	}
 	if ac.Jobs != JobsQueue {
 		return nil
 	}
@@ -69,6 +90,30 @@ func (n *Node) appJobs(ac *app.Config) error {
 	}
 	ac.JobQueue = p
 	return nil
+}
+
+// openPurger opens a publisher of edge purges as a role of its own (so that
+// it closes after the role that purges through it), or returns nil with
+// --purge=off. It connects once membership names a NATS server.
+func (n *Node) openPurger(name, logRole string) (*worker.Purger, error) {
+	if n.cfg.RoleConfig.App.Purge == "off" {
+		return nil, nil
+	}
+	pc := worker.DefaultPurgerConfig()
+	pc.Name = n.cfg.Name + "-" + name
+	pc.NATS = n.natsClientURLs
+	pc.Logger = n.log.With("role", logRole)
+	if n.reg != nil {
+		pc.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"role": logRole}, n.reg)
+	}
+	p, err := worker.NewPurger(pc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", logRole, err)
+	}
+	if err := n.openRole(name, p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // validateWorker checks the worker's configuration before the node starts.

@@ -1,0 +1,228 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/queue"
+)
+
+// PurgerConfig configures a Purger.
+type PurgerConfig struct {
+	// Name is the NATS connection's name (the node name).
+	Name string
+	// NATS returns the client URLs of the NATS servers known now. Required.
+	// The Purger connects once it returns one; until then purges are
+	// dropped (the edges, which learn of NATS the same way, would not hear
+	// them either).
+	NATS func() []string
+	// Repeat sends each purge a second time this long after the first, for
+	// an edge whose fill of the page was in flight when the purge came, and
+	// that would otherwise store the page as it was before the write.
+	// Default 500ms; 0 sends once. Longer leaves such a page stale longer;
+	// shorter may still fall inside the fill.
+	Repeat time.Duration
+	// Logger receives connection events and dropped purges; nil discards.
+	Logger *slog.Logger
+	// Metrics registers scalestack_app_purges_total; nil does not register.
+	Metrics prometheus.Registerer
+}
+
+// DefaultPurgerConfig returns the defaults; NATS must still be set.
+func DefaultPurgerConfig() PurgerConfig {
+	return PurgerConfig{Name: "app-purges", Repeat: 500 * time.Millisecond}
+}
+
+// Purger implements app.Purger with core NATS publishes on
+// app.PurgeSubject: at most once, best effort, never blocking the request
+// (nats.go buffers the publish; while reconnecting, in its reconnect
+// buffer). Edges that miss one serve the page until its s-maxage.
+type Purger struct {
+	cfg    PurgerConfig
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	repeat chan repeatPurge
+
+	purges       *prometheus.CounterVec // by outcome: sent, dropped
+	opened       atomic.Bool
+	nSent, nDrop atomic.Int64
+
+	mu   sync.Mutex
+	conn *queue.Conn
+}
+
+type repeatPurge struct {
+	due  time.Time
+	data []byte
+}
+
+var _ app.Purger = (*Purger)(nil)
+
+// NewPurger builds a Purger; it connects in Open.
+func NewPurger(cfg PurgerConfig) (*Purger, error) {
+	if cfg.NATS == nil {
+		return nil, errors.New("worker: purger: NATS is required")
+	}
+	if cfg.Repeat < 0 {
+		return nil, fmt.Errorf("worker: purger: Repeat %v must not be negative", cfg.Repeat)
+	}
+	p := &Purger{cfg: cfg, log: cfg.Logger, done: make(chan struct{}), repeat: make(chan repeatPurge, 1024)}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "scalestack", Subsystem: "app", Name: "purges_total",
+		Help: "Edge purges published on NATS (outcome sent), or dropped (no NATS connection, or a publish error).",
+	}, []string{"outcome"})
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(p.purges); err != nil {
+			return nil, fmt.Errorf("worker: purger: metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Open starts connecting in the background, once a NATS server is known.
+func (p *Purger) Open() error {
+	if p.opened.Swap(true) {
+		return errors.New("worker: purger: already opened")
+	}
+	go p.run()
+	return nil
+}
+
+// run owns the connection and the repeats: it waits quietly for a NATS
+// server (nodes of stages without NATS never log about it), connects,
+// then sends the repeats as they fall due until Close.
+func (p *Purger) run() {
+	defer close(p.done)
+	t := time.NewTicker(time.Second)
+	for len(p.cfg.NATS()) == 0 {
+		select {
+		case <-p.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	t.Stop()
+	cc := queue.DefaultClientConfig()
+	cc.Servers, cc.Name, cc.Logger = p.cfg.NATS, p.cfg.Name, p.log
+	conn, err := queue.Connect(p.ctx, cc)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.conn = conn
+	p.mu.Unlock()
+	p.log.Info("purges go to the edges over NATS", "subject", app.PurgeSubject)
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case r := <-p.repeat:
+			if d := time.Until(r.due); d > 0 {
+				w := time.NewTimer(d)
+				select {
+				case <-p.ctx.Done():
+					w.Stop()
+					return
+				case <-w.C:
+				}
+			}
+			p.publish(conn, r.data)
+		}
+	}
+}
+
+// Purge implements app.Purger.
+func (p *Purger) Purge(_ context.Context, pg app.Purge) {
+	p.mu.Lock()
+	conn := p.conn
+	p.mu.Unlock()
+	if conn == nil {
+		p.drop("not connected to NATS", pg)
+		return
+	}
+	data, err := json.Marshal(pg)
+	if err != nil {
+		p.drop(err.Error(), pg)
+		return
+	}
+	if !p.publish(conn, data) || p.cfg.Repeat == 0 {
+		return
+	}
+	select {
+	case p.repeat <- repeatPurge{due: time.Now().Add(p.cfg.Repeat), data: data}:
+	default: // a burst of writes: the first sends have gone, skip repeats
+	}
+}
+
+func (p *Purger) publish(conn *queue.Conn, data []byte) bool {
+	if err := conn.NATS().Publish(app.PurgeSubject, data); err != nil {
+		p.drop(err.Error(), app.Purge{})
+		return false
+	}
+	p.purges.WithLabelValues("sent").Inc()
+	p.nSent.Add(1)
+	return true
+}
+
+func (p *Purger) drop(why string, pg app.Purge) {
+	p.purges.WithLabelValues("dropped").Inc()
+	// One line per hundred drops: a node without NATS drops every purge.
+	if p.nDrop.Add(1)%100 == 1 {
+		p.log.Warn("edge purge dropped", "why", why, "keys", pg.Keys, "dropped", p.nDrop.Load())
+	}
+}
+
+// Ready reports true: purges are best effort, and a node without NATS
+// (stages 1-5) serves all the same. Status says whether they are sent.
+func (p *Purger) Ready() bool { return true }
+
+// Close stops the repeats and closes the connection, flushing what was
+// published.
+func (p *Purger) Close() error {
+	p.cancel()
+	if p.opened.Load() {
+		<-p.done
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn != nil {
+		return p.conn.Close()
+	}
+	return nil
+}
+
+// PurgerStatus is the Purger's part of the node's /status.
+type PurgerStatus struct {
+	Connected bool  `json:"connected"`
+	Sent      int64 `json:"sent"`
+	Dropped   int64 `json:"dropped"`
+	NATS      any   `json:"nats,omitempty"`
+}
+
+// Status returns a PurgerStatus.
+func (p *Purger) Status() any {
+	st := PurgerStatus{Sent: p.nSent.Load(), Dropped: p.nDrop.Load()}
+	p.mu.Lock()
+	if p.conn != nil {
+		st.Connected = p.conn.Ready()
+		st.NATS = p.conn.Status()
+	}
+	p.mu.Unlock()
+	return st
+}
