@@ -24,7 +24,7 @@ const upExamples = `  node up                      # the most complete stage bui
   node ps
   node kill db-1
   node start db-1
-  node load --target http://127.0.0.3:8081 --rate 50 --duration 30s
+  node load --rate 50 --duration 30s   # the URL comes from .scalestack/cluster.json
 `
 
 func runUp(args []string, stdout, stderr io.Writer) error {
