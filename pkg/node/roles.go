@@ -202,7 +202,9 @@ func (d lbDiscovery) Backends() []lb.Target {
 			continue
 		}
 		if a := m.RoleAddr("app"); a != "" {
-			out = append(out, lb.Target{Name: m.Name, Addr: a, Draining: m.State == cluster.StateDraining})
+			// Health checks go to the node's admin /readyz, which turns
+			// false as soon as the node starts draining or a role is not ready.
+			out = append(out, lb.Target{Name: m.Name, Addr: a, HealthAddr: m.RoleAddr("admin"), Draining: m.State == cluster.StateDraining})
 		}
 	}
 	return out
