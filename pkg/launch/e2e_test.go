@@ -66,9 +66,7 @@ func TestStage1(t *testing.T) {
 	b := newBlogClient(t, url)
 	b.signup("stage1_alice")
 	id := b.post("Hello from stage 1")
-	if got := b.title(id); got != "Hello from stage 1" {
-		t.Fatalf("read back title %q", got)
-	}
+	b.wantTitle(id, "Hello from stage 1")
 
 	sum := s.load("--duration", "1500ms", "--rate", "20", "--users", "2", "--read-your-writes")
 	if sum.OK == 0 || sum.Errors != 0 || sum.Writes.Lost != 0 || sum.ReadYourWrites.Violations != 0 {
@@ -82,13 +80,11 @@ func TestStage1(t *testing.T) {
 	// Pause: the node holds its sockets but answers nothing.
 	s.run("pause", "node-1")
 	s.wantState("node-1", launch.StatePaused)
-	if _, err := b.get("/api/v1/posts/" + id); err == nil || !isTimeout(err) {
+	if _, err := b.getWithin("/api/v1/posts/"+id, 500*time.Millisecond); err == nil || !isTimeout(err) {
 		t.Errorf("GET while paused: %v, want a timeout", err)
 	}
 	s.run("resume", "node-1")
-	if got := b.title(id); got != "Hello from stage 1" {
-		t.Errorf("after resume, title %q", got)
-	}
+	b.wantTitle(id, "Hello from stage 1")
 
 	// Kill: everything is gone, until start brings it back with its data.
 	s.run("kill", "node-1")
@@ -98,9 +94,7 @@ func TestStage1(t *testing.T) {
 	}
 	s.run("start", "node-1")
 	s.wantState("node-1", launch.StateRunning)
-	if got := b.title(id); got != "Hello from stage 1" {
-		t.Errorf("after restart, title %q, want the post written before the kill", got)
-	}
+	b.wantTitle(id, "Hello from stage 1") // written before the kill
 	s.interrupt()
 }
 
@@ -117,9 +111,7 @@ func TestStage2(t *testing.T) {
 	b := newBlogClient(t, st.URL)
 	b.signup("stage2_bob")
 	id := b.post("Before the database died")
-	if got := b.title(id); got != "Before the database died" {
-		t.Fatalf("read back title %q", got)
-	}
+	b.wantTitle(id, "Before the database died")
 
 	sum := s.load("--duration", "1500ms", "--rate", "20", "--users", "2")
 	if sum.OK == 0 || sum.Errors != 0 || sum.Writes.Lost != 0 {
@@ -136,12 +128,7 @@ func TestStage2(t *testing.T) {
 	}
 	// Start it again: same flags, same data; the app recovers by itself.
 	s.run("start", "db-1")
-	retryUntil(t, 10*time.Second, func() error {
-		if got := b.title(id); got != "Before the database died" {
-			return fmt.Errorf("title %q", got)
-		}
-		return nil
-	})
+	b.wantTitle(id, "Before the database died")
 
 	// node add: one more app node joins and serves the same data.
 	out := s.run("add", "app")
@@ -456,7 +443,7 @@ func (b *blogClient) post(title string) string {
 // title reads a post and returns its title, or what went wrong.
 func (b *blogClient) title(id string) string {
 	b.t.Helper()
-	resp, body, err := b.fetch("/api/v1/posts/" + id)
+	resp, body, err := b.fetch("/api/v1/posts/"+id, b.c.Timeout)
 	if err != nil {
 		return "error: " + err.Error()
 	}
@@ -470,15 +457,31 @@ func (b *blogClient) title(id string) string {
 	return out.Post.Title
 }
 
-// get fetches path with a short timeout; the body is read and closed.
+// wantTitle waits until post id reads back with title (a node just
+// started or resumed may take a moment on a busy machine).
+func (b *blogClient) wantTitle(id, title string) {
+	b.t.Helper()
+	retryUntil(b.t, 10*time.Second, func() error {
+		if got := b.title(id); got != title {
+			return fmt.Errorf("post %s reads %q, want title %q", id, got, title)
+		}
+		return nil
+	})
+}
+
+// get fetches path; the body is read and closed.
 func (b *blogClient) get(path string) (*http.Response, error) {
-	resp, _, err := b.fetch(path)
+	return b.getWithin(path, b.c.Timeout)
+}
+
+func (b *blogClient) getWithin(path string, timeout time.Duration) (*http.Response, error) {
+	resp, _, err := b.fetch(path, timeout)
 	return resp, err
 }
 
-func (b *blogClient) fetch(path string) (*http.Response, []byte, error) {
+func (b *blogClient) fetch(path string, timeout time.Duration) (*http.Response, []byte, error) {
 	c := *b.c
-	c.Timeout = 500 * time.Millisecond
+	c.Timeout = timeout
 	resp, err := c.Get(b.base + path)
 	if err != nil {
 		return nil, nil, err
