@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +53,20 @@ var (
 	ErrNotDead = errors.New("no dead job with that id")
 )
 
-var kindRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+// validKind reports whether kind is 1 to 64 of a-z, 0-9, '-' and '_'. A
+// loop, not a regexp, since every publish checks it.
+func validKind(kind string) bool {
+	if len(kind) == 0 || len(kind) > 64 {
+		return false
+	}
+	for i := 0; i < len(kind); i++ {
+		c := kind[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // JobsConfig configures the job streams and consumers.
 type JobsConfig struct {
@@ -134,7 +146,7 @@ func (c *JobsConfig) Validate() error {
 		return errors.New("queue: jobs: PublishTimeout and AttemptTimeout must be positive")
 	}
 	for _, k := range c.Kinds {
-		if !kindRE.MatchString(k) {
+		if !validKind(k) {
 			return fmt.Errorf("queue: jobs: Kinds: %q: %w", k, ErrBadKind)
 		}
 	}
@@ -183,6 +195,14 @@ func (q *JobQueue) wantReplicas() int {
 		return 1
 	}
 	return Replicas(q.cfg.Servers())
+}
+
+// ensured reports whether Ensure has nothing to do.
+func (q *JobQueue) ensured() bool {
+	want := q.wantReplicas()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.replicas >= want
 }
 
 // Ensure creates the work and dead-letter streams, or raises their replicas
@@ -306,7 +326,7 @@ func (q *JobQueue) Consumer(ctx context.Context, kind string) (jetstream.Consume
 // unreachable or electing, until PublishTimeout, and then fails with
 // ErrUnavailable. duplicate reports that the job was stored before.
 func (q *JobQueue) Publish(ctx context.Context, kind, id string, payload []byte) (duplicate bool, err error) {
-	if !kindRE.MatchString(kind) {
+	if !validKind(kind) {
 		return false, fmt.Errorf("queue: publish %q: %w", kind, ErrBadKind)
 	}
 	if id == "" {
@@ -320,7 +340,18 @@ func (q *JobQueue) Publish(ctx context.Context, kind, id string, payload []byte)
 }
 
 func (q *JobQueue) publish(ctx context.Context, msg *nats.Msg) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, q.cfg.PublishTimeout)
+	// The common case first, with one context: the streams are there and
+	// the first attempt is stored. Only a failure pays for the retry loop.
+	deadline := time.Now().Add(q.cfg.PublishTimeout)
+	if q.ensured() {
+		actx, acancel := context.WithTimeout(ctx, min(q.cfg.AttemptTimeout, q.cfg.PublishTimeout))
+		ack, err := q.js.PublishMsg(actx, msg)
+		acancel()
+		if err == nil {
+			return ack.Duplicate, nil
+		}
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var last error
 	wait := 50 * time.Millisecond

@@ -120,11 +120,20 @@ func (p *Publisher) Queue(ctx context.Context) (*queue.JobQueue, error) {
 // deduplication key, retrying while NATS is briefly away (see
 // queue.JobQueue.Publish).
 func (p *Publisher) Enqueue(ctx context.Context, j app.Job) error {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.Jobs.PublishTimeout)
-	defer cancel()
-	q, err := p.Queue(ctx)
-	if err != nil {
-		return err
+	var q *queue.JobQueue
+	select {
+	case <-p.ready: // connected: Publish bounds itself by PublishTimeout
+		p.mu.Lock()
+		q = p.q
+		p.mu.Unlock()
+	default:
+		wctx, cancel := context.WithTimeout(ctx, p.cfg.Jobs.PublishTimeout)
+		defer cancel()
+		var err error
+		if q, err = p.Queue(wctx); err != nil {
+			return err
+		}
+		ctx = wctx
 	}
 	if _, err := q.Publish(ctx, j.Kind, j.ID, j.Payload); err != nil {
 		return fmt.Errorf("enqueue: %w", err)
