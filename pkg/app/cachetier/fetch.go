@@ -132,7 +132,15 @@ func (t *Tier) bypass(ctx context.Context, key string, load Loader) ([]byte, err
 func (t *Tier) load(ctx context.Context, state, key string, minLSN uint64, load Loader, fill *node, start time.Time) ([]byte, error) {
 	group := key + "\x00" + state + strconv.FormatUint(minLSN, 10)
 	ch := t.sf.DoChan(group, func() (any, error) {
+		// The load is a goroutine of the tier's, which Close waits for;
+		// once Close has begun it is no longer counted or canceled.
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return load(loadContext(context.WithoutCancel(ctx), minLSN))
+		}
 		t.wg.Add(1)
+		t.mu.Unlock()
 		defer t.wg.Done()
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.LoadTimeout)
 		defer cancel()

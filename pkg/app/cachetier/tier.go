@@ -245,9 +245,9 @@ func (t *Tier) Open() error {
 	return nil
 }
 
-// Close stops the background work, waits for running loads (at most
-// LoadTimeout) and closes the connections. Lookups after Close bypass the
-// cache.
+// Close stops the background work, cancels the contexts of running loads
+// and waits for them to return, and closes the connections. Lookups after
+// Close bypass the cache.
 func (t *Tier) Close() error {
 	t.mu.Lock()
 	if t.closed {
