@@ -46,6 +46,21 @@ type Endpoint struct {
 // stages is the one table of stage presets. Adding a stage is adding an
 // entry here (and a section to docs/stages.md); everything else (the
 // planner, `node up`, `node add`, the docs' commands) reads this table.
+// Flags shared by several stages.
+var (
+	// replicated: a store node acknowledges a write only once a replica
+	// has it durable, and takes part in lease-based failover.
+	replicated = []string{"--sync=1", "--failover"}
+	// statelessApp: reads from replicas, the cache tier, and sessions in
+	// the cache with the store as the durable copy.
+	statelessApp = []string{"--reads=replicas", "--cache=on", "--sessions=shared"}
+	// queuedApp: statelessApp, with side effects published as jobs.
+	queuedApp = []string{"--reads=replicas", "--cache=on", "--sessions=shared", "--jobs=queue"}
+	// edgeFlags: requests carrying the session cookie go straight to the
+	// origin, so a logged-in user's pages never pass through the shared cache.
+	edgeFlags = []string{"--edge-pass-cookie=blog_session"}
+)
+
 func stages() []Stage {
 	return []Stage{
 		{
@@ -62,17 +77,97 @@ func stages() []Stage {
 			Open: Endpoint{Prefix: "app", Port: "app"},
 		},
 		{
-			// Every store node gets --sync 1 and --failover, since any of
-			// them may become the primary; the three embed the NATS servers the lease
+			// Sessions still live in each app's memory, so the lb keeps a
+			// user on one app (--sticky).
+			Number: 3, Title: "load balancer",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1},
+				{Prefix: "app", Roles: []string{"app"}, Count: 2},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
+			},
+			Open: Endpoint{Prefix: "lb", Port: "lb"},
+		},
+		{
+			// Every store node gets --sync 1 and --failover, since any of them
+			// may become the primary; the three embed the NATS servers the lease
 			// lives in, so it survives losing one.
 			Number: 4, Title: "replication",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: []string{"--sync=1", "--failover"}},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: []string{"--sync=1", "--failover"}},
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas"}},
-				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
 			},
 			Open: Endpoint{Prefix: "lb", Port: "lb"},
+		},
+		{
+			// Stage 4 plus a cache node: the apps read through it (cache-aside).
+			Number: 5, Title: "cache",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
+				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas", "--cache=on"}},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
+			},
+			Open: Endpoint{Prefix: "lb", Port: "lb"},
+		},
+		{
+			// Stage 5 plus an edge in front of the lb; the URL to open is the edge's.
+			Number: 6, Title: "CDN edge",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
+				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas", "--cache=on"}},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
+				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+			},
+			Open: Endpoint{Prefix: "edge", Port: "edge"},
+		},
+		{
+			// Sessions move to the cache with the store as the durable copy, so
+			// the lb drops stickiness and any app node can die without logging
+			// anyone out.
+			Number: 7, Title: "stateless app servers",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
+				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: statelessApp},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
+				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+			},
+			Open: Endpoint{Prefix: "edge", Port: "edge"},
+		},
+		{
+			// Stage 7 plus two workers: the apps publish side effects as jobs.
+			Number: 8, Title: "queues and workers",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
+				{Prefix: "worker", Roles: []string{"worker"}, Count: 2},
+				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: queuedApp},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
+				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+			},
+			Open: Endpoint{Prefix: "edge", Port: "edge"},
+		},
+		{
+			// More of every stateless role, and the cache sharded over two
+			// nodes; `node up --scale app=6` grows it further.
+			Number: 9, Title: "horizontal scaling",
+			Nodes: []NodeSpec{
+				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
+				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				{Prefix: "cache", Roles: []string{"cache"}, Count: 2},
+				{Prefix: "worker", Roles: []string{"worker"}, Count: 2},
+				{Prefix: "app", Roles: []string{"app"}, Count: 4, Flags: queuedApp},
+				{Prefix: "lb", Roles: []string{"lb"}, Count: 2},
+				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+			},
+			Open: Endpoint{Prefix: "edge", Port: "edge"},
 		},
 	}
 }

@@ -149,6 +149,10 @@ func (n *Node) openRoles() error {
 		ac.NodeName = n.cfg.Name
 		ac.DataDir = n.cfg.DataDir
 		ac.Store = n.client
+		ac.CacheNodes = n.cacheNodes
+		if ac.CacheTier.Password == "" {
+			ac.CacheTier.Password = n.cfg.RoleConfig.Cache.Password
+		}
 		ac.Logger = n.log.With("role", "app")
 		ac.Metrics = n.reg
 		if err := n.appJobs(&ac); err != nil {
@@ -205,6 +209,18 @@ func (d lbDiscovery) Backends() []lb.Target {
 			// Health checks go to the node's admin /readyz, which turns
 			// false as soon as the node starts draining or a role is not ready.
 			out = append(out, lb.Target{Name: m.Name, Addr: a, HealthAddr: m.RoleAddr("admin"), Draining: m.State == cluster.StateDraining})
+		}
+	}
+	return out
+}
+
+// cacheNodes returns the cache port of every alive cache node that is up,
+// for the app's cache tier and shared sessions.
+func (n *Node) cacheNodes() []string {
+	var out []string
+	for _, m := range n.cluster.Up(RoleCache) {
+		if a := m.RoleAddr("cache"); a != "" {
+			out = append(out, a)
 		}
 	}
 	return out
