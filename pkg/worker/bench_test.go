@@ -32,6 +32,10 @@ func BenchmarkJobsEndToEnd(b *testing.B) {
 	w := e.startWorker(b, func(c *worker.Config) { c.Services = &svc; c.Logger = nil })
 	p := e.publisher(b)
 	ctx := context.Background()
+	// Connected before the clock starts, as the raw side is.
+	if _, err := p.Queue(ctx); err != nil {
+		b.Fatal(err)
+	}
 	payload := []byte(`{"post_id":"nope"}`)
 	b.ResetTimer()
 	publishAll(b, func(i int) error {
