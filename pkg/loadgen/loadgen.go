@@ -171,6 +171,8 @@ type generator struct {
 	ryw       RYWSummary
 	inflight  atomic.Int64
 	signupsOK atomic.Int64
+	images    imageSource  // the PNGs of post-image
+	nextImage atomic.Int64 // numbers the uploads, so that each image is distinct
 }
 
 // maxPosts bounds the pool of post ids reads and comments pick from.

@@ -3,9 +3,12 @@ package loadgen_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/png"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -29,6 +32,7 @@ func TestParseMix(t *testing.T) {
 		{in: " read = 3 , post=1 ", want: "read=3,post=1"},
 		{in: "browse=1,page=0,post=2", want: "browse=1,post=2"},
 		{in: "page=5", want: "page=5"},
+		{in: "anon=9,post-image=1", want: "anon=9,post-image=1"},
 		{in: "", err: "at least one operation"},
 		{in: "browse=0", err: "at least one operation"},
 		{in: "browse", err: "want op=weight"},
@@ -284,6 +288,107 @@ func TestRunLogsUsersInAgainAfterTheirSessionsAreLost(t *testing.T) {
 	}
 }
 
+func TestRunAnonReadsPagesWithoutCookies(t *testing.T) {
+	b := newFakeBlog()
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	b.mu.Lock()
+	for i := range 5 {
+		id := fmt.Sprintf("seed%d", i)
+		b.posts[id] = nil
+		b.order = append(b.order, id)
+	}
+	b.mu.Unlock()
+
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 300
+	cfg.Duration = 500 * time.Millisecond
+	cfg.Users = 2
+	cfg.Mix, _ = loadgen.ParseMix("anon=1")
+	cfg.ReadYourWrites = true // must not turn an anonymous read into a user's
+	s, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := s.Ops[loadgen.OpAnon]
+	if anon.Sent == 0 || anon.OK != anon.Sent {
+		t.Errorf("anon = %+v, want every page read ok (errors: %v)", anon, s.ErrorKinds)
+	}
+	if got, want := b.pages.Load(), anon.Sent; got != want {
+		t.Errorf("the blog served %d pages, want %d (one per anon arrival)", got, want)
+	}
+	if got := b.cookiePages.Load(); got != 0 {
+		t.Errorf("%d page requests carried a cookie, want none from anonymous readers", got)
+	}
+	if s.Edge["HIT"] == 0 || s.Edge["MISS"] == 0 {
+		t.Errorf("Edge = %v, want X-Cache HIT and MISS counted", s.Edge)
+	}
+}
+
+func TestRunPostImageUploadsADistinctPNGPerPost(t *testing.T) {
+	b := newFakeBlog()
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 100
+	cfg.Duration = 500 * time.Millisecond
+	cfg.Users = 3
+	cfg.Mix, _ = loadgen.ParseMix("post-image=1")
+	s, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := s.Ops[loadgen.OpPostImage]
+	if op.Sent == 0 || op.OK != op.Sent || s.Errors != 0 {
+		t.Fatalf("post-image = %+v, errors %v; want every one ok", op, s.ErrorKinds)
+	}
+	b.mu.Lock()
+	images := len(b.images)
+	distinct := map[[32]byte]bool{}
+	for _, h := range b.images {
+		distinct[h] = true
+	}
+	b.mu.Unlock()
+	if int64(images) != op.OK {
+		t.Errorf("the blog holds %d images, want %d (one per post-image)", images, op.OK)
+	}
+	if len(distinct) != images {
+		t.Errorf("%d distinct images of %d uploads, want each upload a distinct file", len(distinct), images)
+	}
+	if s.Writes == nil || s.Writes.Acknowledged != op.OK || s.Writes.Verified != op.OK {
+		t.Errorf("Writes = %+v, want the %d posts acknowledged and read back", s.Writes, op.OK)
+	}
+	if op.Latency.P50 <= 0 {
+		t.Errorf("post-image latency = %+v, want a distribution", op.Latency)
+	}
+}
+
+func TestRunPostImageCountsAFailedUpload(t *testing.T) {
+	b := newFakeBlog()
+	b.forget = true // the post is acknowledged, then the upload finds no post: 404
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 100
+	cfg.Duration = 300 * time.Millisecond
+	cfg.Users = 2
+	cfg.Mix, _ = loadgen.ParseMix("post-image=1")
+	cfg.VerifyWrites = false
+	s, err := loadgen.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := s.Ops[loadgen.OpPostImage]
+	if op.Sent == 0 || op.Errors != op.Sent || s.ErrorKinds["status 404 Not Found"] != op.Sent {
+		t.Errorf("post-image = %+v, errors %v; want every one failed with the upload's 404", op, s.ErrorKinds)
+	}
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
@@ -304,10 +409,60 @@ type fakeBlog struct {
 	// sessions is the generation of valid session cookies; raising it
 	// logs everyone out, as an app restart with in-memory sessions does.
 	sessions atomic.Int64
+	// pages counts HTML page requests, and cookiePages those that carried
+	// a cookie.
+	pages, cookiePages atomic.Int64
+	// images are the sha256 of every PNG accepted, by post id.
+	images map[string][32]byte
 }
 
 func newFakeBlog() *fakeBlog {
-	b := &fakeBlog{users: map[string]bool{}, posts: map[string][]string{}, mux: http.NewServeMux()}
+	b := &fakeBlog{users: map[string]bool{}, posts: map[string][]string{}, images: map[string][32]byte{}, mux: http.NewServeMux()}
+	page := func(w http.ResponseWriter, r *http.Request) {
+		b.pages.Add(1)
+		if len(r.Cookies()) > 0 {
+			b.cookiePages.Add(1)
+		}
+		if id := r.PathValue("id"); id != "" {
+			b.mu.Lock()
+			_, ok := b.posts[id]
+			b.mu.Unlock()
+			if !ok {
+				http.Error(w, "not found", http.StatusNotFound)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("X-Cache", []string{"HIT", "MISS"}[b.pages.Load()%2])
+		w.Write([]byte("<!doctype html><title>blog</title>"))
+	}
+	b.mux.HandleFunc("GET /{$}", page)
+	b.mux.HandleFunc("GET /p/{id}", page)
+	b.mux.HandleFunc("POST /api/v1/posts/{id}/image", func(w http.ResponseWriter, r *http.Request) {
+		if !b.authed(w, r) {
+			return
+		}
+		f, _, err := r.FormFile("image")
+		if err != nil {
+			http.Error(w, `{"error":"want multipart with a file named image"}`, http.StatusUnsupportedMediaType)
+			return
+		}
+		defer f.Close()
+		data, _ := io.ReadAll(f)
+		if _, err := png.Decode(bytes.NewReader(data)); err != nil {
+			http.Error(w, `{"error":"not a PNG"}`, http.StatusUnsupportedMediaType)
+			return
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		id := r.PathValue("id")
+		if _, ok := b.posts[id]; !ok {
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+			return
+		}
+		b.images[id] = sha256.Sum256(data)
+		fmt.Fprintf(w, `{"post":{"id":%q}}`, id)
+	})
 	b.mux.HandleFunc("POST /api/v1/signup", func(w http.ResponseWriter, r *http.Request) {
 		var in struct{ Handle string }
 		json.NewDecoder(r.Body).Decode(&in)

@@ -23,6 +23,15 @@ const (
 	OpSignup = "signup"
 	// OpPage loads an HTML page as a browser would: GET / or GET /p/{id}.
 	OpPage = "page"
+	// OpAnon is an anonymous reader, as most of a blog's readers are: GET
+	// / or GET /p/{id} with no cookie, so an edge may answer from its
+	// cache (a logged-in user's pages pass it by).
+	OpAnon = "anon"
+	// OpPostImage writes a post with a cover image, as the editor does:
+	// POST /api/v1/posts, then a small generated PNG as multipart to
+	// POST /api/v1/posts/{id}/image. Its latency runs from the arrival's
+	// due time to the end of the upload (both requests).
+	OpPostImage = "post-image"
 	// OpVerify is not in the mix: with ReadYourWrites, a user's next
 	// arrival after an acknowledged write reads that write back instead.
 	OpVerify = "verify"
@@ -34,7 +43,7 @@ const (
 // mixOps returns the operations a mix may name, in the order summaries
 // list them.
 func mixOps() []string {
-	return []string{OpBrowse, OpRead, OpComment, OpPost, OpSignup, OpPage}
+	return []string{OpBrowse, OpRead, OpComment, OpPost, OpSignup, OpPage, OpAnon, OpPostImage}
 }
 
 // DefaultMix is the mix of `node load` without --mix: mostly reading, as

@@ -25,7 +25,10 @@ const maxBody = 8 << 20
 func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, method, path string, in, out any) (result, []byte) {
 	res := result{op: op}
 	var body io.Reader
-	if in != nil {
+	contentType := "application/json"
+	if mp, ok := in.(multipartBody); ok {
+		body, contentType = bytes.NewReader(mp.body), mp.contentType
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			res.err = err
@@ -41,7 +44,7 @@ func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, m
 		return res, nil
 	}
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("User-Agent", "scalestack-loadgen")
 	client := u.client
@@ -74,6 +77,11 @@ func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, m
 // arrive is one arrival: user u does op, or, with ReadYourWrites and a
 // write of u's not yet read back, reads it back.
 func (g *generator) arrive(ctx context.Context, u *user, op string, due time.Time) {
+	if op == OpAnon {
+		// A reader without an account: none of u's state applies.
+		g.anon(ctx, due)
+		return
+	}
 	if u.loggedOut.Load() && !g.relogin(ctx, u, due) {
 		return
 	}
@@ -102,6 +110,8 @@ func (g *generator) arrive(ctx context.Context, u *user, op string, due time.Tim
 		g.signupNew(ctx, due)
 	case OpPage:
 		g.page(ctx, u, due)
+	case OpPostImage:
+		g.postImage(ctx, u, due)
 	default:
 		g.browse(ctx, u, due)
 	}
@@ -140,6 +150,52 @@ func (g *generator) page(ctx context.Context, u *user, due time.Time) {
 		path = "/p/" + url.PathEscape(id)
 	}
 	res, _ := g.do(ctx, u, OpPage, due, http.MethodGet, path, nil, nil)
+	g.rec.add(res)
+}
+
+// anon loads a public page without a cookie: the home page or, as often,
+// a post (newer ones more often, as readers follow the home page).
+func (g *generator) anon(ctx context.Context, due time.Time) {
+	path := "/"
+	if id := g.randomPost(); id != "" && rand.IntN(2) == 0 {
+		path = "/p/" + url.PathEscape(id)
+	}
+	res, _ := g.do(ctx, &user{handle: "(anonymous)"}, OpAnon, due, http.MethodGet, path, nil, nil)
+	g.rec.add(res)
+}
+
+// postImage writes a post, then uploads a cover image to it; one result
+// spans both requests, since a person waits for both. A failure of either
+// is the operation's failure.
+func (g *generator) postImage(ctx context.Context, u *user, due time.Time) {
+	in := map[string]any{"title": g.title(), "body": g.markdown(), "tags": g.tags(), "published": true}
+	var out struct {
+		Post postJSON `json:"post"`
+	}
+	session := u.session.Load()
+	res, _ := g.do(ctx, u, OpPostImage, due, http.MethodPost, "/api/v1/posts", in, &out)
+	u.noteAuth(res, session)
+	if res.ok() && out.Post.ID == "" {
+		res.err = fmt.Errorf("%w: POST /api/v1/posts: no post id", errBadAnswer)
+	}
+	if !res.ok() {
+		g.rec.add(res)
+		return
+	}
+	// The post exists, acknowledged, whatever the upload does.
+	g.addPost(out.Post.ID)
+	g.mu.Lock()
+	g.ackPosts = append(g.ackPosts, out.Post.ID)
+	g.mu.Unlock()
+	u.put(&write{postID: out.Post.ID, at: time.Now()})
+
+	body, err := g.images.upload(g.nextImage.Add(1))
+	if err != nil {
+		g.rec.add(result{op: OpPostImage, err: err, latency: time.Since(due)})
+		return
+	}
+	res, _ = g.do(ctx, u, OpPostImage, due, http.MethodPost, "/api/v1/posts/"+url.PathEscape(out.Post.ID)+"/image", body, nil)
+	u.noteAuth(res, session)
 	g.rec.add(res)
 }
 

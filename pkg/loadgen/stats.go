@@ -84,6 +84,7 @@ type recorder struct {
 	errKinds map[string]int64
 	servedBy map[string]int64
 	appCache map[string]int64
+	lb       map[string]int64
 	edge     map[string]int64
 	sent     int64
 	ok       int64
@@ -101,7 +102,7 @@ func newRecorder() *recorder {
 	return &recorder{
 		all: newHist(), window: newHist(), ops: map[string]*opRecord{},
 		errKinds: map[string]int64{}, servedBy: map[string]int64{},
-		appCache: map[string]int64{}, edge: map[string]int64{},
+		appCache: map[string]int64{}, edge: map[string]int64{}, lb: map[string]int64{},
 	}
 }
 
@@ -130,6 +131,9 @@ func (r *recorder) add(res result) {
 	if res.header != nil {
 		if v := res.header.Get("X-Served-By"); v != "" {
 			r.servedBy[v]++
+		}
+		if v := res.header.Get("X-LB"); v != "" {
+			r.lb[v]++
 		}
 		if v := res.header.Get("X-App-Cache"); v != "" {
 			r.appCache[firstWord(v)]++
@@ -248,6 +252,9 @@ type Summary struct {
 	// X-App-Cache (HIT, MISS); Edge by X-Cache of the edge (HIT, MISS,
 	// STALE). Empty where the stack does not set the header.
 	ServedBy map[string]int64 `json:"served_by"`
+	// LB counts answers by X-LB, the balancer that passed them on: how
+	// an edge or several clients spread over the lb nodes (stage 9).
+	LB       map[string]int64 `json:"lb"`
 	AppCache map[string]int64 `json:"app_cache"`
 	Edge     map[string]int64 `json:"edge"`
 	// ReadYourWrites is present when the run checked it.
@@ -306,6 +313,7 @@ func (r *recorder) summary(s *Summary) {
 	s.ErrorKinds = clone(r.errKinds)
 	s.ServedBy = clone(r.servedBy)
 	s.AppCache = clone(r.appCache)
+	s.LB = clone(r.lb)
 	s.Edge = clone(r.edge)
 }
 
@@ -329,13 +337,13 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (ok requests, from when each was due)\n",
 		fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max))
 
-	fmt.Fprintf(w, "\n  %-8s %8s %8s %8s %9s %9s %9s\n", "op", "sent", "ok", "errors", "p50", "p99", "max")
+	fmt.Fprintf(w, "\n  %-10s %8s %8s %8s %9s %9s %9s\n", "op", "sent", "ok", "errors", "p50", "p99", "max")
 	for _, op := range append(mixOps(), OpVerify, OpLogin) {
 		o, ok := s.Ops[op]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "  %-8s %8d %8d %8d %9s %9s %9s\n", op, o.Sent, o.OK, o.Errors, fmtMS(o.Latency.P50), fmtMS(o.Latency.P99), fmtMS(o.Latency.Max))
+		fmt.Fprintf(w, "  %-10s %8d %8d %8d %9s %9s %9s\n", op, o.Sent, o.OK, o.Errors, fmtMS(o.Latency.P50), fmtMS(o.Latency.P99), fmtMS(o.Latency.Max))
 	}
 	if len(s.ErrorKinds) > 0 {
 		fmt.Fprintf(w, "\n  errors by kind\n")
@@ -344,6 +352,7 @@ func (s *Summary) Print(w io.Writer) {
 		}
 	}
 	printShares(w, "served by (X-Served-By)", s.ServedBy)
+	printShares(w, "load balancer (X-LB)", s.LB)
 	printShares(w, "app cache (X-App-Cache)", s.AppCache)
 	printShares(w, "edge (X-Cache)", s.Edge)
 	if r := s.ReadYourWrites; r != nil {
