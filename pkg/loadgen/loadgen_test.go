@@ -175,6 +175,9 @@ func TestRunMeasuresMixAndHeaders(t *testing.T) {
 	if got := s.ServedBy["fake-1"] + s.ServedBy["fake-2"]; got != s.Sent {
 		t.Errorf("ServedBy = %v, want the %d answers split between fake-1 and fake-2", s.ServedBy, s.Sent)
 	}
+	if got := s.LB["fake-lb"]; got != s.Sent {
+		t.Errorf("LB = %v, want all %d answers counted for fake-lb (X-LB)", s.LB, s.Sent)
+	}
 	if s.AppCache["HIT"] == 0 || s.AppCache["MISS"] == 0 {
 		t.Errorf("AppCache = %v, want HIT and MISS counted", s.AppCache)
 	}
@@ -192,7 +195,7 @@ func TestRunMeasuresMixAndHeaders(t *testing.T) {
 	}
 	var out bytes.Buffer
 	s.Print(&out)
-	for _, want := range []string{"p99.9", "served by (X-Served-By)", "fake-1", "read-your-writes", "LOST 0"} {
+	for _, want := range []string{"p99.9", "served by (X-Served-By)", "fake-1", "load balancer (X-LB)", "read-your-writes", "LOST 0"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
@@ -565,6 +568,7 @@ func (b *fakeBlog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := []string{"fake-1", "fake-2"}[b.n%2]
 	b.mu.Unlock()
 	w.Header().Set("X-Served-By", name)
+	w.Header().Set("X-LB", "fake-lb")
 	w.Header().Set("Content-Type", "application/json")
 	b.mux.ServeHTTP(w, r)
 }
