@@ -147,7 +147,7 @@ func stages() []Stage {
 				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
 				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
 				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
-				{Prefix: "worker", Roles: []string{"worker"}, Count: 2},
+				{Prefix: "worker", Roles: []string{"worker"}, Count: 2, Flags: []string{"--cache=on"}},
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: queuedApp},
 				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
 				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
@@ -162,7 +162,7 @@ func stages() []Stage {
 				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
 				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
 				{Prefix: "cache", Roles: []string{"cache"}, Count: 2},
-				{Prefix: "worker", Roles: []string{"worker"}, Count: 2},
+				{Prefix: "worker", Roles: []string{"worker"}, Count: 2, Flags: []string{"--cache=on"}},
 				{Prefix: "app", Roles: []string{"app"}, Count: 4, Flags: queuedApp},
 				{Prefix: "lb", Roles: []string{"lb"}, Count: 2},
 				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
@@ -289,4 +289,28 @@ func (s Stage) specFor(role string) NodeSpec {
 		}
 	}
 	return NodeSpec{Prefix: role, Roles: []string{role}}
+}
+
+// WithRoleFlag returns the stage with one more `node run` flag on every
+// group that runs a role: spec is "role=--flag=value" (`node up --flags`),
+// e.g. "edge=--origin-latency=50ms". It is how a run changes a setting of
+// one role without a new preset; the environment cannot do it, since
+// NODE_* variables are kept from the children.
+func (s Stage) WithRoleFlag(spec string) (Stage, error) {
+	role, flag, ok := strings.Cut(strings.TrimSpace(spec), "=")
+	if !ok || role == "" || !strings.HasPrefix(flag, "-") || strings.Trim(flag, "-") == "" {
+		return Stage{}, fmt.Errorf("--flags %q: want role=--flag=value, e.g. edge=--origin-latency=50ms", spec)
+	}
+	s = s.clone()
+	found := false
+	for i := range s.Nodes {
+		if slices.Contains(s.Nodes[i].Roles, role) {
+			s.Nodes[i].Flags = append(s.Nodes[i].Flags, flag)
+			found = true
+		}
+	}
+	if !found {
+		return Stage{}, fmt.Errorf("--flags %s: %s runs no %s node", spec, s, role)
+	}
+	return s, nil
 }

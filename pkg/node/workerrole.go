@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -44,8 +45,32 @@ func (n *Node) openWorker(wc worker.Config) error {
 	if err != nil {
 		return err
 	}
+	svc := app.NewServices(n.client, 4)
+	wrapped := false
+	// With the app's cache tier on (--cache=on on the worker's node too),
+	// the worker's writes must invalidate it like the app's do; otherwise a
+	// new thumbnail or comment count stays hidden behind a cached copy.
+	if ac := n.cfg.RoleConfig.App; ac.Cache == "on" {
+		tc := ac.CacheTier
+		tc.Nodes, tc.Logger, tc.Metrics = n.cacheNodes, n.log.With("role", "worker"), nil
+		if tc.Password == "" {
+			tc.Password = n.cfg.RoleConfig.Cache.Password
+		}
+		tier, err := cachetier.New(tc)
+		if err != nil {
+			return fmt.Errorf("worker: cache tier: %w", err)
+		}
+		if err := n.openRole("worker-cache", tierRole{tier}); err != nil {
+			return err
+		}
+		svc = app.WithCache(svc, tier, app.CacheOptions{PageSize: ac.PageSize, Pages: ac.CachePages})
+		wrapped = true
+	}
 	if purger != nil {
-		svc := app.WithPurges(app.NewServices(n.client, 4), purger)
+		svc = app.WithPurges(svc, purger)
+		wrapped = true
+	}
+	if wrapped {
 		wc.Services = &svc
 	}
 	wc.NATS = n.natsClientURLs
@@ -155,3 +180,9 @@ func (n *Node) natsServerCount() int {
 	}
 	return count
 }
+
+// tierRole runs a cache tier as a role of the node, so Close stops it.
+type tierRole struct{ *cachetier.Tier }
+
+func (tierRole) Ready() bool { return true }
+func (tierRole) Status() any { return nil }
