@@ -38,6 +38,11 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long to wait for every node to be ready")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "on Ctrl-C, how long a node may take to stop before it is killed")
 	fs.BoolVar(&cfg.Fresh, "fresh", false, "delete the data and logs of an earlier run in --dir first")
+	var roleFlags []string
+	fs.Func("flags", "extra node run flag of every node of a role, role=--flag=value, e.g. edge=--origin-latency=50ms (repeatable)", func(v string) error {
+		roleFlags = append(roleFlags, v)
+		return nil
+	})
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,6 +56,11 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	}
 	if st, err = st.Scale(counts); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	for _, f := range roleFlags {
+		if st, err = st.WithRoleFlag(f); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
 	cfg.Stage = st
 	cfg.Progress = stdout

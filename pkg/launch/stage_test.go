@@ -167,3 +167,43 @@ func mustStage(t testing.TB, n int) launch.Stage {
 	}
 	return s
 }
+
+func TestWithRoleFlag(t *testing.T) {
+	s6, err := launch.LookupStage(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s6.WithRoleFlag("edge=--origin-latency=50ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range got.Nodes {
+		has := slices.Contains(ns.Flags, "--origin-latency=50ms")
+		if want := slices.Contains(ns.Roles, "edge"); has != want {
+			t.Errorf("group %s (%v) flags = %v, want the flag only on edge nodes", ns.Prefix, ns.Roles, ns.Flags)
+		}
+	}
+	if again, _ := launch.LookupStage(6); slices.ContainsFunc(again.Nodes, func(ns launch.NodeSpec) bool {
+		return slices.Contains(ns.Flags, "--origin-latency=50ms")
+	}) {
+		t.Error("WithRoleFlag changed the stage table, want a copy")
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"edge", "want role=--flag=value"},
+		{"edge=origin-latency=50ms", "want role=--flag=value"},
+		{"=--x=1", "want role=--flag=value"},
+		{"edge=--", "want role=--flag=value"},
+	} {
+		if _, err := s6.WithRoleFlag(tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("WithRoleFlag(%q) = %v, want an error containing %q", tc.spec, err, tc.want)
+		}
+	}
+	s1, _ := launch.LookupStage(1)
+	if _, err := s1.WithRoleFlag("edge=--origin-latency=50ms"); err == nil || !strings.Contains(err.Error(), "runs no edge node") {
+		t.Errorf("WithRoleFlag on stage 1 = %v, want an error: no edge node", err)
+	}
+	got, err = s1.WithRoleFlag("app=--cache=off")
+	if err != nil || !slices.Contains(got.Nodes[0].Flags, "--cache=off") {
+		t.Errorf("WithRoleFlag(app) on stage 1 = %+v, %v: want the flag on the app,primary node", got.Nodes, err)
+	}
+}
