@@ -641,3 +641,20 @@ func TestConcurrentClients(t *testing.T) {
 		check(t, "DBSIZE", newClient(t, srv, "").DBSize(ctx), int64(clients*ops+1))
 	})
 }
+
+func TestQuit(t *testing.T) {
+	eachTransport(t, func(t *testing.T, mode func(*cache.Config)) {
+		srv := startServer(t, mode)
+		c := dial(t, srv)
+		// Requests after QUIT in the same batch are not executed.
+		c.Write([]byte("SET q 1\r\nQUIT\r\nSET q 2\r\n"))
+		want := "+OK\r\n+OK\r\n"
+		if got := readN(t, c, len(want)); got != want {
+			t.Fatalf("replies = %q, want %q", got, want)
+		}
+		if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+			t.Fatalf("after QUIT: %q, %v; want the connection closed", rest, err)
+		}
+		check(t, "GET q", newClient(t, srv, "").Get(ctxT(t), "q"), "1")
+	})
+}
