@@ -194,13 +194,14 @@ type stack struct {
 	done chan struct{}
 }
 
-// startStack runs `node up --stage n` on addresses from base and waits
-// until it says the stage is ready. Cleanup kills it if the test did not
+// startStack runs `node up --stage n [extra...]` on addresses from base
+// and waits until it says the stage is ready. Cleanup kills it if the test did not
 // interrupt it, and checks that nothing is left behind.
-func startStack(t testing.TB, n int, base string) *stack {
+func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 	t.Helper()
 	s := &stack{t: t, dir: t.TempDir(), out: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(nodeBin, "up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s")
+	args := append([]string{"up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s"}, extra...)
+	s.cmd = exec.Command(nodeBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	// If the test binary dies, node up dies, and its nodes with it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -398,6 +399,8 @@ type blogClient struct {
 	t    testing.TB
 	base string
 	c    *http.Client
+	// handle is the user's, where a test needs it.
+	handle string
 }
 
 func newBlogClient(t testing.TB, base string) *blogClient {
