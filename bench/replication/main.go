@@ -34,12 +34,13 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "length of each throughput and lag measurement")
 	writers := flag.Int("writers", 32, "concurrent writers for the throughput measurement")
 	runs := flag.Int("runs", 20, "kill -9 rounds of the failover measurement")
+	passes := flag.Int("passes", 3, "rounds of the throughput measurement (every configuration in each)")
 	ip := flag.Int("ip", 241, "last byte of the first of three loopback addresses 127.0.0.N..N+2")
 	flag.Parse()
 	if *nodeBin == "" {
 		log.Fatal("-node is required")
 	}
-	b := &bench{node: *nodeBin, ip: *ip, duration: *duration, writers: *writers}
+	b := &bench{node: *nodeBin, ip: *ip, duration: *duration, writers: *writers, passes: *passes}
 	dir, err := os.MkdirTemp("", "bench-replication-")
 	if err != nil {
 		log.Fatal(err)
@@ -68,6 +69,7 @@ type bench struct {
 	ip       int
 	duration time.Duration
 	writers  int
+	passes   int
 	seq      int // data directory counter
 }
 
@@ -328,35 +330,45 @@ func load(c *store.Client, writers int, d time.Duration, rate float64, prefix st
 }
 
 // throughput measures the single node, then three nodes with --sync 0 and
-// --sync 1; it returns the --sync 1 rate.
+// --sync 1, `passes` times in turn (a shared machine drifts: pairing the
+// configurations of one pass cancels part of it); it prints the median
+// rates and the median of the per-pass ratios, and returns the median
+// --sync 1 rate.
 func (b *bench) throughput() float64 {
-	fmt.Printf("## write throughput: %d writers, %v per configuration, one 100-byte put per transaction\n", b.writers, b.duration)
-	type conf struct {
+	fmt.Printf("## write throughput: %d writers, %v per configuration, %d passes, one 100-byte put per transaction\n", b.writers, b.duration, b.passes)
+	confs := []struct {
 		name  string
 		n     int
 		flags []string
-	}
-	var base, sync1 float64
-	for _, cf := range []conf{
+	}{
 		{"single node", 1, nil},
 		{"primary + 2 replicas, --sync 0", 3, []string{"--sync", "0", "--failover"}},
 		{"primary + 2 replicas, --sync 1", 3, []string{"--sync", "1", "--failover"}},
-	} {
-		ps := b.group(cf.n, cf.flags...)
-		c := client(ps, 5*time.Second)
-		load(c, b.writers, time.Second, 0, "warm") // connections, first pages
-		rate, failed := load(c, b.writers, b.duration, 0, "run")
-		c.Close()
-		stopAll(ps)
-		if base == 0 {
-			base = rate
-		}
-		if cf.name == "primary + 2 replicas, --sync 1" {
-			sync1 = rate
-		}
-		fmt.Printf("%-32s %8.0f writes/s  ratio to single %.2f  failed %d\n", cf.name, rate, rate/base, failed)
 	}
-	return sync1
+	rates := make([][]float64, len(confs))  // [conf][pass]
+	ratios := make([][]float64, len(confs)) // rate / single node rate, per pass
+	for pass := 1; pass <= b.passes; pass++ {
+		for i, cf := range confs {
+			ps := b.group(cf.n, cf.flags...)
+			c := client(ps, 5*time.Second)
+			load(c, b.writers, time.Second, 0, "warm") // connections, first pages
+			rate, failed := load(c, b.writers, b.duration, 0, "run")
+			c.Close()
+			stopAll(ps)
+			rates[i] = append(rates[i], rate)
+			ratios[i] = append(ratios[i], rate/rates[0][pass-1])
+			fmt.Printf("pass %d: %-32s %8.0f writes/s  ratio to single %.2f  failed %d\n", pass, cf.name, rate, rate/rates[0][pass-1], failed)
+		}
+	}
+	for i, cf := range confs {
+		r, q := append([]float64(nil), rates[i]...), append([]float64(nil), ratios[i]...)
+		sort.Float64s(r)
+		sort.Float64s(q)
+		fmt.Printf("median: %-32s %8.0f writes/s  ratio to single %.2f (%.2f - %.2f)\n", cf.name, pct(r, 0.5), pct(q, 0.5), q[0], q[len(q)-1])
+	}
+	r := append([]float64(nil), rates[len(confs)-1]...)
+	sort.Float64s(r)
+	return pct(r, 0.5)
 }
 
 // lag writes at rate with --sync 0 and --sync 1 and samples the primary's
