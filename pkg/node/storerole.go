@@ -38,6 +38,12 @@ func (n *Node) openStore() error {
 		cc.Name = n.cfg.Name + "-store-lease"
 		cc.Servers = n.natsClientURLs
 		cc.Logger = n.log.With("role", "store")
+		// A NATS server that freezes (SIGSTOP) keeps its TCP connections
+		// open; the lease connection must notice within the lease, not
+		// after two missed pings at the 5 s default.
+		if p := sc.LeaseTTL / 3; p > 0 && p < cc.PingInterval {
+			cc.PingInterval = p
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		c, err := queue.Connect(ctx, cc)
 		cancel()
