@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,8 +11,17 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/scalestack/scalestack/pkg/node"
 )
+
+// redisLog adapts slog to go-redis's logger.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
+}
 
 const runExamples = `  # stage 1: the blog and its database in one process
   node run --roles app,primary
@@ -79,6 +89,10 @@ func serve(cfg node.Config, logFormat, logLevel string, stdout, stderr io.Writer
 		return err
 	}
 	cfg.Logger = log
+	// go-redis (the app's cache tier) logs through a process-wide logger;
+	// route it into the node's structured log at debug level, so a dead
+	// cache node is one debug line per dial, not noise on stderr.
+	redis.SetLogger(redisLog{log.With("role", "app", "component", "go-redis")})
 	n, err := node.New(cfg)
 	if err != nil {
 		return usageIfConfig(err)
