@@ -28,7 +28,7 @@ func runLoad(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "arrivals per second, kept whatever the stack does (open loop)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the run, after sign-up")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "users signed up before the run; each arrival is one of them")
-	mix := fs.String("mix", loadgen.DefaultMix, "weight of each operation: browse, read, comment, post, signup, page (HTML)")
+	mix := fs.String("mix", loadgen.DefaultMix, "weight of each operation: browse, read, comment, post, signup, page (HTML), anon (public pages without a session), post-image (a post and its cover image)")
 	fs.BoolVar(&cfg.ReadYourWrites, "read-your-writes", false, "after a user's acknowledged write, that user's next arrival reads it back; report violations")
 	fs.BoolVar(&cfg.VerifyWrites, "verify-writes", cfg.VerifyWrites, "at the end, read back every acknowledged post and comment and count lost writes")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "timeout of one request")
