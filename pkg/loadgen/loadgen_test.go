@@ -336,8 +336,12 @@ func TestRunPostImageUploadsADistinctPNGPerPost(t *testing.T) {
 
 	cfg := loadgen.DefaultConfig()
 	cfg.Target = srv.URL
-	cfg.Rate = 100
+	// Each operation uploads a 315 KiB PNG that the fake blog decodes: a
+	// modest rate and a long timeout keep this a test of the operation,
+	// not of how fast a -race build on a busy machine can decode images.
+	cfg.Rate = 20
 	cfg.Duration = 500 * time.Millisecond
+	cfg.Timeout = 60 * time.Second
 	cfg.Users = 3
 	cfg.Mix, _ = loadgen.ParseMix("post-image=1")
 	s, err := loadgen.Run(context.Background(), cfg)
