@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -429,30 +430,47 @@ func (l *Launcher) stopAll(timeout time.Duration) error {
 	l.mu.Lock()
 	l.closing = true
 	ctrl := l.ctrl
-	running := make(map[string]*child, len(l.procs))
-	for name, c := range l.procs {
-		running[name] = c
-		send(c.cmd.Process.Pid, sigTerm)
-		send(c.cmd.Process.Pid, sigCont)
+	// Two waves, clients before servers: every node but the store nodes
+	// first (edges, lbs, apps, workers, caches finish their work while the
+	// store and the NATS servers it embeds are still there), then the
+	// store nodes. Stopped all at once, a worker's jobs in hand wait on a
+	// store that has already gone.
+	var front, back []string
+	for name := range l.procs {
+		if n, err := l.st.Find(name); err == nil && (slices.Contains(n.Roles, "primary") || slices.Contains(n.Roles, "replica")) {
+			back = append(back, name)
+		} else {
+			front = append(front, name)
+		}
 	}
+	procs := maps.Clone(l.procs)
 	l.mu.Unlock()
 	if ctrl != nil {
 		ctrl.close()
 	}
 	deadline := time.After(timeout)
 	var killed []string
-	for name, c := range running {
-		select {
-		case <-c.done:
-		case <-deadline:
-			deadline = nil // fired: every later node is killed without waiting
+	for _, wave := range [][]string{front, back} {
+		for _, name := range wave {
+			send(procs[name].cmd.Process.Pid, sigTerm)
+			send(procs[name].cmd.Process.Pid, sigCont)
 		}
-		if deadline == nil {
-			select {
-			case <-c.done:
-			default:
-				send(c.cmd.Process.Pid, sigKill)
-				killed = append(killed, name)
+		for _, name := range wave {
+			c := procs[name]
+			if deadline != nil {
+				select {
+				case <-c.done:
+				case <-deadline:
+					deadline = nil // fired: every later node is killed without waiting
+				}
+			}
+			if deadline == nil {
+				select {
+				case <-c.done:
+				default:
+					send(c.cmd.Process.Pid, sigKill)
+					killed = append(killed, name)
+				}
 			}
 		}
 	}
