@@ -152,13 +152,21 @@ func (p *Purger) Purge(_ context.Context, pg app.Purge) {
 	p.mu.Lock()
 	conn := p.conn
 	p.mu.Unlock()
-	if conn == nil {
-		p.drop("not connected to NATS", pg)
-		return
-	}
 	data, err := json.Marshal(pg)
 	if err != nil {
 		p.drop(err.Error(), pg)
+		return
+	}
+	if conn == nil {
+		// Not connected yet (a node is ready a moment before its NATS
+		// connection is): hold the purge in the bounded queue of repeats,
+		// which run sends as soon as it connects, instead of leaving an
+		// edited page cached at the edges until it expires.
+		select {
+		case p.repeat <- repeatPurge{due: time.Now(), data: data}:
+		default:
+			p.drop("not connected to NATS", pg)
+		}
 		return
 	}
 	if !p.publish(conn, data) || p.cfg.Repeat == 0 {
@@ -212,12 +220,15 @@ type PurgerStatus struct {
 	Connected bool  `json:"connected"`
 	Sent      int64 `json:"sent"`
 	Dropped   int64 `json:"dropped"`
-	NATS      any   `json:"nats,omitempty"`
+	// Pending are purges held until the NATS connection is made, plus
+	// repeats not yet due.
+	Pending int `json:"pending"`
+	NATS    any `json:"nats,omitempty"`
 }
 
 // Status returns a PurgerStatus.
 func (p *Purger) Status() any {
-	st := PurgerStatus{Sent: p.nSent.Load(), Dropped: p.nDrop.Load()}
+	st := PurgerStatus{Sent: p.nSent.Load(), Dropped: p.nDrop.Load(), Pending: len(p.repeat)}
 	p.mu.Lock()
 	if p.conn != nil {
 		st.Connected = p.conn.Ready()

@@ -164,9 +164,17 @@ func TestPurgerRepeatsAndDropsWithoutNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lone.Close()
+	// Without a connection purges are held, up to the queue's bound, to
+	// be sent once NATS is reached; beyond the bound they are dropped.
 	lone.Purge(t.Context(), app.Purge{Keys: []string{"home"}})
-	if st := lone.Status().(worker.PurgerStatus); st.Dropped != 1 || st.Sent != 0 || st.Connected {
-		t.Errorf("purger without NATS: status %+v, want 1 dropped", st)
+	if st := lone.Status().(worker.PurgerStatus); st.Pending != 1 || st.Dropped != 0 || st.Sent != 0 || st.Connected {
+		t.Errorf("purger without NATS after one purge: status %+v, want 1 pending", st)
+	}
+	for range 2000 {
+		lone.Purge(t.Context(), app.Purge{Keys: []string{"home"}})
+	}
+	if st := lone.Status().(worker.PurgerStatus); st.Dropped == 0 || st.Pending+int(st.Dropped) != 2001 {
+		t.Errorf("purger without NATS after 2001 purges: status %+v, want the queue full and the rest dropped", st)
 	}
 	if !lone.Ready() {
 		t.Errorf("purger without NATS: Ready() = false, want true (purges are best effort)")
