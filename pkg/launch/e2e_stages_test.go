@@ -253,9 +253,10 @@ func TestStage6(t *testing.T) {
 		t.Errorf("second anonymous GET of a post: X-Cache %q (%s %v), want HIT", header(resp, "X-Cache"), status(resp), err)
 	}
 	// Edits: the edge's copy is purged; s-maxage alone would take 10 s.
-	// The apps' purge publishers connect to NATS up to a second or so after
-	// node up says ready, and a purge sent before is lost (reported): wait
-	// for a first edit to show (at most s-maxage), then time the next ones.
+	// The edge subscribes to purges over NATS up to a second or so after
+	// node up says ready, and a purge published before that does not reach
+	// it: wait for a first edit to show (at most s-maxage), then time the
+	// next ones.
 	anon.get("/p/" + id)
 	alice.send(http.MethodPut, "/api/v1/posts/"+id, map[string]any{"title": "Edge title warm"}, http.StatusOK)
 	warm := time.Now()
