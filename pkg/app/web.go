@@ -298,6 +298,11 @@ func classify(err error) (code int, msg, field string) {
 		return code, fe.Field + " " + fe.Msg, fe.Field
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "the database is unreachable; retrying — try again in a moment", ""
+	case errors.Is(err, store.ErrNotPrimary), errors.Is(err, store.ErrStaleEpoch), errors.Is(err, store.ErrBehind):
+		// A failover is under way: the primary is changing hands.
+		return http.StatusServiceUnavailable, "the database is changing its primary; try again in a moment", ""
+	case errors.Is(err, store.ErrSyncTimeout):
+		return http.StatusServiceUnavailable, "the database could not copy the write to a replica in time, so it may not be saved — check and try again", ""
 	case errors.Is(err, svc.ErrNotFound):
 		return http.StatusNotFound, "not found", ""
 	case errors.Is(err, svc.ErrBadCredentials):
