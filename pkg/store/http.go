@@ -164,6 +164,10 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, bucket, key string) {
 		return
 	}
 	v, lsn, err := a.db.GetLSN(r.Context(), bucket, key)
+	if cerr := a.confirmRead(r, lsn); cerr != nil {
+		a.fail(w, cerr)
+		return
+	}
 	if err != nil {
 		a.failAt(w, lsn, err)
 		return
@@ -253,6 +257,10 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request, rest string) {
 		return
 	}
 	pairs, lsn, err := a.db.ScanLSN(r.Context(), bucket, opts)
+	if cerr := a.confirmRead(r, lsn); cerr != nil {
+		a.fail(w, cerr)
+		return
+	}
 	if err != nil {
 		a.failAt(w, lsn, err)
 		return
@@ -311,6 +319,21 @@ func statusOf(err error) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// confirmRead makes a strong read linearizable: what it saw, up to lsn,
+// may include a commit the replicas have not made durable yet (its writer is
+// still waiting for --sync), which a failover right now would lose. So the
+// read is answered only once lsn is as durable as an acknowledged write, and
+// the lease still held.
+func (a *api) confirmRead(r *http.Request, lsn uint64) error {
+	if r.Header.Get(HeaderConsistency) != Strong.String() {
+		return nil
+	}
+	if err := a.repl.confirm(r.Context(), lsn); err != nil {
+		return fmt.Errorf("strong read at LSN %d: %w", lsn, err)
+	}
+	return nil
 }
 
 // readable checks a read's consistency headers: a strong read needs the
