@@ -111,8 +111,12 @@ type Config struct {
 
 	// PushPullInterval is the time between full state exchanges with one
 	// random member over TCP, which repairs anything gossip missed and merges
-	// clusters that were split. Default 15s (memberlist LAN: 30s; our
-	// clusters are small, so a full exchange is cheap). The dead members a
+	// clusters that were split. Default 2s (memberlist LAN: 30s). Gossip can
+	// miss a metadata update, typically a node's "up" sent while another node
+	// was still joining, and until the next exchange that node acts on a stale
+	// view (an app that does not see the cache node skips its invalidation).
+	// Our clusters are tens of nodes, so a full exchange (a few KB) every 2s
+	// is cheap. The dead members a
 	// node keeps gossiping to, so that they can refute, are kept as long.
 	PushPullInterval time.Duration
 
@@ -171,7 +175,7 @@ func DefaultConfig() Config {
 		SuspicionMult:           4,
 		SuspicionMaxTimeoutMult: 4,
 		GossipInterval:          100 * time.Millisecond,
-		PushPullInterval:        15 * time.Second,
+		PushPullInterval:        2 * time.Second,
 		TCPTimeout:              2 * time.Second,
 		RejoinInterval:          time.Second,
 		LeaveTimeout:            2 * time.Second,
