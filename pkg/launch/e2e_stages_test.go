@@ -497,9 +497,16 @@ func wantSpread(t testing.TB, what string, got map[string]int64, names []string,
 func usersOnApps(t testing.TB, url, prefix string, apps ...string) map[string]*blogClient {
 	t.Helper()
 	out := map[string]*blogClient{}
+	// node up is ready when every node is; the lb takes an app into
+	// rotation only after its health checks rise, a moment later. Keep
+	// signing up (for a bounded time) until each app holds a user.
+	deadline := time.Now().Add(20 * time.Second)
 	for i := 0; len(out) < len(apps); i++ {
-		if i == 20 {
-			t.Fatalf("20 sign-ups and no user on each of %v: %v", apps, out)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sign-ups in 20s and no user on each of %v: %v", i, apps, out)
+		}
+		if i > 0 && i%10 == 0 {
+			time.Sleep(200 * time.Millisecond) // let health checks run
 		}
 		c := newBlogClient(t, url)
 		c.handle = fmt.Sprintf("%s_user%d", prefix, i)
