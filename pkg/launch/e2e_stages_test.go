@@ -32,12 +32,15 @@ import (
 	"github.com/scalestack/scalestack/pkg/loadgen"
 )
 
+// The stage tests run one after another: each stack is 4 to 16 processes,
+// and several at once on a 2-core CI machine turn timing checks into
+// measurements of the machine.
+
 // TestStage3 checks the load balancer's lesson: killing an app under load
 // fails no GET and applies no POST twice, the lb spreads over both apps
 // again once the app is back, and, since sessions live in app memory, a
 // user whose sessions were on the killed app is logged out.
 func TestStage3(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, 3, "127.0.25.2")
 	if got := s.nodeNames(); got != "db-1 app-1 app-2 lb-1" {
 		t.Fatalf("stage 3 nodes = %s, want db-1 app-1 app-2 lb-1", got)
@@ -130,7 +133,6 @@ func TestStage3(t *testing.T) {
 // that checks read-your-writes, a replica takes over within seconds,
 // nothing acknowledged is lost and every user reads their own writes.
 func TestStage4(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, 4, "127.0.26.2")
 	if got := s.nodeNames(); got != "db-1 replica-1 replica-2 app-1 app-2 lb-1" {
 		t.Fatalf("stage 4 nodes = %s, want db-1 replica-1 replica-2 app-1 app-2 lb-1", got)
@@ -182,7 +184,6 @@ func TestStage4(t *testing.T) {
 // hits, an edit is read back at once (no stale read from the cache), and
 // the app keeps answering when the cache node dies.
 func TestStage5(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, 5, "127.0.27.2")
 	if got := s.nodeNames(); got != "db-1 replica-1 replica-2 cache-1 app-1 app-2 lb-1" {
 		t.Fatalf("stage 5 nodes = %s, want db-1 replica-1 replica-2 cache-1 app-1 app-2 lb-1", got)
@@ -233,7 +234,6 @@ func TestStage5(t *testing.T) {
 // logged-in page is never served to someone else, and killing an app
 // leaves the edge answering.
 func TestStage6(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, 6, "127.0.28.2")
 	if got := s.nodeNames(); got != "db-1 replica-1 replica-2 cache-1 app-1 app-2 lb-1 edge-1" {
 		t.Fatalf("stage 6 nodes = %s, want db-1 replica-1 replica-2 cache-1 app-1 app-2 lb-1 edge-1", got)
@@ -313,7 +313,6 @@ func TestStage6(t *testing.T) {
 // TestStage7 checks shared sessions: killing the app that serves a
 // logged-in user, then the cache node, logs nobody out.
 func TestStage7(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, 7, "127.0.29.2")
 	url := s.state().URL
 	u := newBlogClient(t, url)
@@ -350,7 +349,6 @@ func TestStage7(t *testing.T) {
 // thumbnail appears later, and killing a worker during a burst of
 // sign-ups loses no welcome e-mail.
 func TestStage8(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, 8, "127.0.30.2")
 	if got := s.nodeNames(); got != "db-1 replica-1 replica-2 cache-1 worker-1 worker-2 app-1 app-2 lb-1 edge-1" {
 		t.Fatalf("stage 8 nodes = %s", got)
@@ -443,7 +441,6 @@ func TestStage8(t *testing.T) {
 // TestStage9 checks horizontal scaling: six apps and two lbs share the
 // load, and an app added with `node add` takes traffic.
 func TestStage9(t *testing.T) {
-	t.Parallel()
 	s := startStack(t, 9, "127.0.31.2", "--scale", "app=6")
 	if n := len(s.state().Nodes); n != 16 {
 		t.Fatalf("stage 9 with app=6 has %d nodes (%s), want 16", n, s.nodeNames())
