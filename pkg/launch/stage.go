@@ -61,6 +61,16 @@ var (
 	edgeFlags = []string{"--edge-pass-cookie=blog_session"}
 )
 
+// Node groups that several stages share.
+var (
+	dbReplicated = NodeSpec{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated}
+	twoReplicas  = NodeSpec{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated}
+	stickyLB     = NodeSpec{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}}
+	oneEdge      = NodeSpec{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags}
+	// Workers run the app's cache tier too, so their writes invalidate it.
+	twoWorkers = NodeSpec{Prefix: "worker", Roles: []string{"worker"}, Count: 2, Flags: []string{"--cache=on"}}
+)
+
 func stages() []Stage {
 	return []Stage{
 		{
@@ -83,7 +93,7 @@ func stages() []Stage {
 			Nodes: []NodeSpec{
 				{Prefix: "db", Roles: []string{"primary"}, Count: 1},
 				{Prefix: "app", Roles: []string{"app"}, Count: 2},
-				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
+				stickyLB,
 			},
 			Open: Endpoint{Prefix: "lb", Port: "lb"},
 		},
@@ -93,10 +103,10 @@ func stages() []Stage {
 			// lives in, so it survives losing one.
 			Number: 4, Title: "replication",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				dbReplicated,
+				twoReplicas,
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas"}},
-				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
+				stickyLB,
 			},
 			Open: Endpoint{Prefix: "lb", Port: "lb"},
 		},
@@ -104,11 +114,11 @@ func stages() []Stage {
 			// Stage 4 plus a cache node: the apps read through it (cache-aside).
 			Number: 5, Title: "cache",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				dbReplicated,
+				twoReplicas,
 				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas", "--cache=on"}},
-				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
+				stickyLB,
 			},
 			Open: Endpoint{Prefix: "lb", Port: "lb"},
 		},
@@ -116,12 +126,12 @@ func stages() []Stage {
 			// Stage 5 plus an edge in front of the lb; the URL to open is the edge's.
 			Number: 6, Title: "CDN edge",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				dbReplicated,
+				twoReplicas,
 				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: []string{"--reads=replicas", "--cache=on"}},
-				{Prefix: "lb", Roles: []string{"lb"}, Count: 1, Flags: []string{"--sticky"}},
-				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+				stickyLB,
+				oneEdge,
 			},
 			Open: Endpoint{Prefix: "edge", Port: "edge"},
 		},
@@ -131,12 +141,12 @@ func stages() []Stage {
 			// anyone out.
 			Number: 7, Title: "stateless app servers",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				dbReplicated,
+				twoReplicas,
 				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: statelessApp},
 				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
-				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+				oneEdge,
 			},
 			Open: Endpoint{Prefix: "edge", Port: "edge"},
 		},
@@ -144,13 +154,13 @@ func stages() []Stage {
 			// Stage 7 plus two workers: the apps publish side effects as jobs.
 			Number: 8, Title: "queues and workers",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				dbReplicated,
+				twoReplicas,
 				{Prefix: "cache", Roles: []string{"cache"}, Count: 1},
-				{Prefix: "worker", Roles: []string{"worker"}, Count: 2, Flags: []string{"--cache=on"}},
+				twoWorkers,
 				{Prefix: "app", Roles: []string{"app"}, Count: 2, Flags: queuedApp},
 				{Prefix: "lb", Roles: []string{"lb"}, Count: 1},
-				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+				oneEdge,
 			},
 			Open: Endpoint{Prefix: "edge", Port: "edge"},
 		},
@@ -159,13 +169,13 @@ func stages() []Stage {
 			// nodes; `node up --scale app=6` grows it further.
 			Number: 9, Title: "horizontal scaling",
 			Nodes: []NodeSpec{
-				{Prefix: "db", Roles: []string{"primary"}, Count: 1, Flags: replicated},
-				{Prefix: "replica", Roles: []string{"replica"}, Count: 2, Flags: replicated},
+				dbReplicated,
+				twoReplicas,
 				{Prefix: "cache", Roles: []string{"cache"}, Count: 2},
-				{Prefix: "worker", Roles: []string{"worker"}, Count: 2, Flags: []string{"--cache=on"}},
+				twoWorkers,
 				{Prefix: "app", Roles: []string{"app"}, Count: 4, Flags: queuedApp},
 				{Prefix: "lb", Roles: []string{"lb"}, Count: 2},
-				{Prefix: "edge", Roles: []string{"edge"}, Count: 1, Flags: edgeFlags},
+				oneEdge,
 			},
 			Open: Endpoint{Prefix: "edge", Port: "edge"},
 		},
