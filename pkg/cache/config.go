@@ -75,6 +75,16 @@ type Config struct {
 	// (--cache-event-loops).
 	EventLoops int
 
+	// BusyPoll is how long an event loop keeps polling (without sleeping)
+	// after the last event before it blocks in epoll_wait, as Linux's
+	// SO_BUSY_POLL does for a socket. Clients that send again within it
+	// find the loop awake, so their writes skip waking a sleeping thread:
+	// about a tenth less CPU per request for a busy client on the same
+	// machine (bench/README.md). It costs up to BusyPoll of CPU after each
+	// burst of traffic and nothing when the cache is idle; zero turns it
+	// off. Default 50µs (--cache-busy-poll).
+	BusyPoll time.Duration
+
 	// ExpireInterval is how often keys with a deadline are sampled and the
 	// expired ones removed, Redis's active expire cycle (hz 10). Shorter
 	// reclaims memory of unread expired keys sooner at more CPU. Default
@@ -100,6 +110,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes: 16 << 20,
 		MaxClients:      10000,
 		EventLoops:      defaultEventLoops(),
+		BusyPoll:        50 * time.Microsecond,
 		ExpireInterval:  100 * time.Millisecond,
 	}
 }
@@ -130,6 +141,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("cache config: EventLoops = %d, want 0..1024", c.EventLoops)
 	case c.EventLoops > 0 && !eventLoopsSupported():
 		return fmt.Errorf("cache config: EventLoops = %d, but event loops need Linux; use 0", c.EventLoops)
+	case c.BusyPoll < 0 || c.BusyPoll > 10*time.Millisecond:
+		return fmt.Errorf("cache config: BusyPoll = %v, want 0..10ms", c.BusyPoll)
 	case c.ExpireInterval <= 0:
 		return fmt.Errorf("cache config: ExpireInterval = %v, want > 0", c.ExpireInterval)
 	}
@@ -148,6 +161,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxClients, "cache-max-clients", c.MaxClients, "cache: most client connections at once")
 	fs.DurationVar(&c.IdleTimeout, "cache-idle-timeout", c.IdleTimeout, "cache: close connections idle this long (0: never)")
 	fs.IntVar(&c.EventLoops, "cache-event-loops", c.EventLoops, "cache: epoll event loops serving connections (Linux); 0 gives each connection its own goroutine")
+	fs.DurationVar(&c.BusyPoll, "cache-busy-poll", c.BusyPoll, "cache: how long an event loop polls for more requests before it sleeps (0: sleep at once)")
 	fs.DurationVar(&c.ExpireInterval, "cache-expire-interval", c.ExpireInterval, "cache: how often expired keys are sampled and removed")
 }
 

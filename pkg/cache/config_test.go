@@ -27,6 +27,9 @@ func TestConfigValidate(t *testing.T) {
 		{"no clients", func(c *cache.Config) { c.MaxClients = 0 }, "MaxClients"},
 		{"negative idle", func(c *cache.Config) { c.IdleTimeout = -time.Second }, "IdleTimeout"},
 		{"no expire interval", func(c *cache.Config) { c.ExpireInterval = 0 }, "ExpireInterval"},
+		{"no busy poll", func(c *cache.Config) { c.BusyPoll = 0 }, ""},
+		{"negative busy poll", func(c *cache.Config) { c.BusyPoll = -time.Microsecond }, "BusyPoll"},
+		{"busy poll over 10ms", func(c *cache.Config) { c.BusyPoll = 11 * time.Millisecond }, "BusyPoll"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,7 +55,7 @@ func TestAddFlags(t *testing.T) {
 	cfg.AddFlags(fs)
 	err := fs.Parse([]string{"--cache-max-bytes", "256MiB", "--cache-shards", "8", "--cache-password", "pw",
 		"--cache-max-value-bytes", "512KiB", "--cache-max-args", "1000", "--cache-max-request-bytes", "4M",
-		"--cache-max-clients", "50", "--cache-idle-timeout", "5m", "--cache-expire-interval", "50ms"})
+		"--cache-max-clients", "50", "--cache-idle-timeout", "5m", "--cache-expire-interval", "50ms", "--cache-busy-poll", "20us"})
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -60,6 +63,7 @@ func TestAddFlags(t *testing.T) {
 	want.MaxBytes, want.Shards, want.Password = 256<<20, 8, "pw"
 	want.MaxValueBytes, want.MaxArgs, want.MaxRequestBytes = 512<<10, 1000, 4<<20
 	want.MaxClients, want.IdleTimeout, want.ExpireInterval = 50, 5*time.Minute, 50*time.Millisecond
+	want.BusyPoll = 20 * time.Microsecond
 	if cfg != want {
 		t.Fatalf("after flags: %+v, want %+v", cfg, want)
 	}

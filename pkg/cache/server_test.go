@@ -49,7 +49,8 @@ func startServer(tb testing.TB, edits ...func(*cache.Config)) *cache.Server {
 }
 
 // eachTransport runs body once per connection transport: a goroutine per
-// connection, and (on Linux) two epoll event loops. body passes mode to
+// connection, and (on Linux) two epoll event loops, busy-polling (the
+// default) and sleeping as soon as nothing is ready. body passes mode to
 // startServer.
 func eachTransport(t *testing.T, body func(t *testing.T, mode func(*cache.Config))) {
 	t.Run("goroutines", func(t *testing.T) {
@@ -58,6 +59,9 @@ func eachTransport(t *testing.T, body func(t *testing.T, mode func(*cache.Config
 	if runtime.GOOS == "linux" {
 		t.Run("eventloops", func(t *testing.T) {
 			body(t, func(c *cache.Config) { c.EventLoops = 2 })
+		})
+		t.Run("eventloops-nopoll", func(t *testing.T) {
+			body(t, func(c *cache.Config) { c.EventLoops, c.BusyPoll = 2, 0 })
 		})
 	}
 }
