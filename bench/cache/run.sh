@@ -44,9 +44,11 @@ echo "== starting redis-server on $REDIS_ADDR (persistence off) and ours on $OUR
 redis-server --bind "${REDIS_ADDR%:*}" --port "${REDIS_ADDR##*:}" --save '' --appendonly no \
 	--dir "$tmp" --logfile "$tmp/redis.log" --daemonize no &
 pids+=($!)
+redis_pid=$!
 # shellcheck disable=SC2086
 "$tmp/cache" -addr "$OURS_ADDR" $OURS_FLAGS 2>"$tmp/cache.log" &
 pids+=($!)
+ours_pid=$!
 
 wait_ready() {
 	for _ in $(seq 100); do
@@ -62,10 +64,18 @@ wait_ready "$OURS_ADDR"
 echo "== machine: $(nproc) cores shared by redis-benchmark and the server under test; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "   $(redis-server --version | cut -d' ' -f1-3)"
 
-# bench ADDR P N -> prints "SET_rps GET_rps"
+# bench ADDR PID P N -> prints "SET_rps GET_rps client_busy server_us"
+#   client_busy: redis-benchmark's CPU time (user+system) / wall time. The
+#   client is one thread: near 1.00 it, not the server, sets the pace.
+#   server_us: the server's CPU time (utime+stime from /proc) per request.
 bench() {
-	redis-benchmark -h "${1%:*}" -p "${1##*:}" -t set,get -r 100000 -d 16 -c 50 -n "$3" -P "$2" --csv 2>/dev/null |
-		awk -F'","' '/^"SET"/ {set=$2} /^"GET"/ {get=$2} END {printf "%s %s\n", set, get}'
+	local t0 t1 out tf=$tmp/time.$$
+	t0=$(awk '{print $14 + $15}' "/proc/$2/stat")
+	out=$( { TIMEFORMAT='%R %U %S'; time redis-benchmark -h "${1%:*}" -p "${1##*:}" -t set,get -r 100000 -d 16 -c 50 -n "$4" -P "$3" --csv 2>/dev/null; } 2>"$tf")
+	t1=$(awk '{print $14 + $15}' "/proc/$2/stat")
+	echo "$out" | awk -F'","' -v tm="$(cat "$tf")" -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$4" '
+		/^"SET"/ {set=$2} /^"GET"/ {get=$2}
+		END {split(tm, a, " "); printf "%s %s %.2f %.2f\n", set, get, (a[2]+a[3])/a[1], ticks/hz*1e6/(2*n)}'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -76,24 +86,33 @@ for P in 1 16; do
 	[ "$P" = 16 ] && N=$N16
 	for round in $(seq "$ROUNDS"); do
 		for target in redis ours; do
-			addr=$REDIS_ADDR
-			[ "$target" = ours ] && addr=$OURS_ADDR
-			read -r set get < <(bench "$addr" "$P" "$N")
-			echo "   round $round -P $P $target: SET $set GET $get"
+			addr=$REDIS_ADDR pid=$redis_pid
+			[ "$target" = ours ] && addr=$OURS_ADDR pid=$ours_pid
+			read -r set get busy cpu < <(bench "$addr" "$pid" "$P" "$N")
+			echo "   round $round -P $P $target: SET $set GET $get /s; client busy $busy; server ${cpu} µs CPU per request"
 			res[$target,$P,set]+="$set "
 			res[$target,$P,get]+="$get "
+			res[$target,$P,busy]+="$busy "
+			res[$target,$P,cpu]+="$cpu "
 		done
 	done
 done
 
 echo
 echo "== median requests/s over $ROUNDS rounds (redis-benchmark -t set,get -r 100000 -d 16 -c 50)"
-printf "%-6s %-4s %14s %14s %8s\n" "-P" "op" "redis" "ours" "ours/redis"
+printf "%-6s %-4s %14s %14s %10s\n" "-P" "op" "redis" "ours" "ours/redis"
+med() { echo "${res[$1]}" | tr ' ' '\n' | grep . | median; }
 for P in 1 16; do
 	for op in set get; do
-		r=$(echo "${res[redis,$P,$op]}" | tr ' ' '\n' | grep . | median)
-		o=$(echo "${res[ours,$P,$op]}" | tr ' ' '\n' | grep . | median)
-		printf "%-6s %-4s %14.0f %14.0f %8.2f\n" "$P" "${op^^}" "$r" "$o" "$(awk -v o="$o" -v r="$r" 'BEGIN {print o / r}')"
+		r=$(med "redis,$P,$op")
+		o=$(med "ours,$P,$op")
+		printf "%-6s %-4s %14.0f %14.0f %10.2f\n" "$P" "${op^^}" "$r" "$o" "$(awk -v o="$o" -v r="$r" 'BEGIN {print o / r}')"
 	done
+done
+echo
+echo "== median client busy (redis-benchmark CPU / wall; 1.00 = its one thread is saturated) and server CPU per request"
+printf "%-6s %12s %12s %14s %14s\n" "-P" "busy redis" "busy ours" "µs/req redis" "µs/req ours"
+for P in 1 16; do
+	printf "%-6s %12.2f %12.2f %14.2f %14.2f\n" "$P" "$(med "redis,$P,busy")" "$(med "ours,$P,busy")" "$(med "redis,$P,cpu")" "$(med "ours,$P,cpu")"
 done
 echo "targets: ours/redis >= 1.00 at -P 1, >= 1.30 at -P 16"

@@ -372,7 +372,7 @@ func (c *conn) setOpts(key, value []byte, o setOptions, intReply bool) {
 		// EXAT or PXAT in the past: the key is gone at once, as in Redis.
 		sh.lru.Delete(view(key), c.now)
 	} else {
-		stored = sh.lru.Set(string(key), clone(value), o.deadline, c.now)
+		stored = c.s.store.set(sh, key, clone(value), o.deadline, c.now)
 	}
 	sh.mu.Unlock()
 	switch {
@@ -405,7 +405,7 @@ func (c *conn) mset(args [][]byte) {
 	for i := 1; i < len(args); i += 2 {
 		sh := c.s.store.shard(args[i])
 		sh.mu.Lock()
-		ok := sh.lru.Set(string(args[i]), clone(args[i+1]), 0, c.now)
+		ok := c.s.store.set(sh, args[i], clone(args[i+1]), 0, c.now)
 		sh.mu.Unlock()
 		if !ok {
 			c.out = resp.AppendError(c.out, errOOM)
@@ -523,7 +523,7 @@ func (c *conn) incrBy(key []byte, by int64) {
 	}
 	n += by
 	// A new slice: readers may still be writing the old one to a socket.
-	stored := sh.lru.Set(string(key), strconv.AppendInt(make([]byte, 0, 20), n, 10), lru.KeepDeadline, c.now)
+	stored := c.s.store.set(sh, key, strconv.AppendInt(make([]byte, 0, 20), n, 10), lru.KeepDeadline, c.now)
 	sh.mu.Unlock()
 	if !stored {
 		c.out = resp.AppendError(c.out, errOOM)

@@ -44,6 +44,17 @@ func (s *store) shard(key []byte) *shard {
 	return &s.shards[maphash.Bytes(s.seed, key)&s.mask]
 }
 
+// set stores value under key in sh, whose mutex the caller holds. An
+// existing key is updated through a view of the caller's bytes; only a new
+// key is copied into a string of its own, so overwriting a key allocates
+// nothing for the key.
+func (s *store) set(sh *shard, key, value []byte, deadline, now int64) bool {
+	if stored, existed := sh.lru.Update(view(key), value, deadline, now); existed {
+		return stored
+	}
+	return sh.lru.Set(string(key), value, deadline, now)
+}
+
 // view returns b as a string without copying, for map lookups only: the
 // string must not outlive b's contents, so it is never stored.
 func view(b []byte) string {

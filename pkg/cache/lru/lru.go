@@ -232,17 +232,34 @@ func (c *Cache[K, V]) SetDeadline(key K, deadline, now int64) bool {
 // its budget. It reports false, and holds no entry for key afterwards, when
 // the entry alone is larger than the whole budget.
 func (c *Cache[K, V]) Set(key K, value V, deadline, now int64) bool {
+	stored, _ := c.set(key, value, deadline, now, true)
+	return stored
+}
+
+// Update is Set for a key that is already present: it replaces the value
+// of a live key and reports stored as Set does, and existed = true. When
+// the key is absent it stores nothing and reports false, false. The key is
+// only compared, never kept, so a caller may pass a borrowed one (a view
+// of a read buffer) and copy the key only when Update reports it absent.
+func (c *Cache[K, V]) Update(key K, value V, deadline, now int64) (stored, existed bool) {
+	return c.set(key, value, deadline, now, false)
+}
+
+func (c *Cache[K, V]) set(key K, value V, deadline, now int64, insert bool) (stored, existed bool) {
+	i, exists := c.lookup(key, now)
+	if !exists && !insert {
+		return false, false
+	}
 	cost := c.overhead
 	if c.size != nil {
 		cost += c.size(key, value)
 	}
-	i, exists := c.lookup(key, now)
 	if cost > c.maxBytes {
 		if exists {
 			c.remove(i)
 			c.release(i)
 		}
-		return false
+		return false, exists
 	}
 	if exists {
 		n := &c.nodes[i]
@@ -268,7 +285,7 @@ func (c *Cache[K, V]) Set(key K, value V, deadline, now int64) bool {
 	for c.bytes > c.maxBytes {
 		c.evictOldest()
 	}
-	return true
+	return true, exists
 }
 
 // Delete removes key and reports whether it was present and live.

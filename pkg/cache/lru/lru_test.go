@@ -338,7 +338,22 @@ func checkAgainstModel(t *testing.T, ops []byte) {
 			case 2:
 				deadline = lru.KeepDeadline
 			}
-			if got, want := c.Set(key, value, deadline, now), m.set(key, value, deadline, now); got != want {
+			var got bool
+			if op%7 == 0 {
+				got = c.Set(key, value, deadline, now)
+			} else {
+				// Update first, Set only a new key: the server's way.
+				present := m.find(key, now) >= 0
+				var existed bool
+				got, existed = c.Update(key, value, deadline, now)
+				if existed != present {
+					t.Fatalf("Update(%q) existed = %v, want %v", key, existed, present)
+				}
+				if !existed {
+					got = c.Set(key, value, deadline, now)
+				}
+			}
+			if want := m.set(key, value, deadline, now); got != want {
 				t.Fatalf("Set(%q, len %d) = %v, want %v", key, len(value), got, want)
 			}
 		case 2:
