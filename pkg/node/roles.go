@@ -214,11 +214,16 @@ func (d lbDiscovery) Backends() []lb.Target {
 	return out
 }
 
-// cacheNodes returns the cache port of every alive cache node that is up,
-// for the app's cache tier and shared sessions.
+// cacheNodes returns the cache port of every alive cache node, for the
+// app's cache tier and shared sessions. Starting and draining nodes are
+// included: every write's invalidation must reach each node another app
+// may read from, and this app may hear that a cache node is up later than
+// another app does (gossip). A starting node that does not answer yet is
+// held out of the ring by the tier until it has had the invalidations it
+// missed.
 func (n *Node) cacheNodes() []string {
 	var out []string
-	for _, m := range n.cluster.Up(RoleCache) {
+	for _, m := range n.cluster.Alive(RoleCache) {
 		if a := m.RoleAddr("cache"); a != "" {
 			out = append(out, a)
 		}
