@@ -85,7 +85,13 @@ for P in 1 16; do
 	N=$N1
 	[ "$P" = 16 ] && N=$N16
 	for round in $(seq "$ROUNDS"); do
-		for target in redis ours; do
+		# Alternate which target goes first, and keep each round's pair
+		# seconds apart, so that the ratio of a round compares like with
+		# like when other work on the machine (or host) comes and goes.
+		order="redis ours"
+		[ $((round % 2)) = 0 ] && order="ours redis"
+		declare -A this=()
+		for target in $order; do
 			addr=$REDIS_ADDR pid=$redis_pid
 			[ "$target" = ours ] && addr=$OURS_ADDR pid=$ours_pid
 			read -r set get busy cpu < <(bench "$addr" "$pid" "$P" "$N")
@@ -94,19 +100,25 @@ for P in 1 16; do
 			res[$target,$P,get]+="$get "
 			res[$target,$P,busy]+="$busy "
 			res[$target,$P,cpu]+="$cpu "
+			this[$target,set]=$set this[$target,get]=$get
+		done
+		for op in set get; do
+			res[ratio,$P,$op]+="$(awk -v o="${this[ours,$op]}" -v r="${this[redis,$op]}" 'BEGIN {printf "%.3f", o / r}') "
 		done
 	done
 done
 
 echo
 echo "== median requests/s over $ROUNDS rounds (redis-benchmark -t set,get -r 100000 -d 16 -c 50)"
-printf "%-6s %-4s %14s %14s %10s\n" "-P" "op" "redis" "ours" "ours/redis"
+echo "   ours/redis: the median of the per-round ratios (range over rounds)"
+printf "%-6s %-4s %14s %14s %10s %14s\n" "-P" "op" "redis" "ours" "ours/redis" "range"
 med() { echo "${res[$1]}" | tr ' ' '\n' | grep . | median; }
 for P in 1 16; do
 	for op in set get; do
 		r=$(med "redis,$P,$op")
 		o=$(med "ours,$P,$op")
-		printf "%-6s %-4s %14.0f %14.0f %10.2f\n" "$P" "${op^^}" "$r" "$o" "$(awk -v o="$o" -v r="$r" 'BEGIN {print o / r}')"
+		range=$(echo "${res[ratio,$P,$op]}" | tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.2f-%.2f", lo, hi}')
+		printf "%-6s %-4s %14.0f %14.0f %10.2f %14s\n" "$P" "${op^^}" "$r" "$o" "$(med "ratio,$P,$op")" "$range"
 	done
 done
 echo
