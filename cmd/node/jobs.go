@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -19,6 +21,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("jobs", "jobs [--nats HOST:PORT,...] dead|retry ID|retry --all|stats",
 		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n", stderr)
 	servers := fs.String("nats", "127.0.0.1:4222", "client address of any NATS server of the cluster (comma list)")
+	clusterKey := fs.String("cluster-key", os.Getenv(envName("cluster-key")), "the cluster's key, when it has one: NATS accepts only clients that know it")
 	all := fs.Bool("all", false, "with retry: replay every dead job")
 	limit := fs.Int("limit", 100, "with dead: list at most this many (0: all)")
 	interval := fs.Duration("interval", time.Second, "with stats: sampling interval for the rate")
@@ -38,13 +41,21 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	key, err := cluster.ParseKey(*clusterKey)
+	if err != nil {
+		return fmt.Errorf("%w: --cluster-key: %v", errUsage, err)
+	}
 	cc := queue.DefaultClientConfig()
 	urls := strings.Split(*servers, ",")
 	cc.Servers = func() []string { return urls }
 	cc.Name = "node-jobs"
-	conn, err := queue.Connect(ctx, cc)
+	cc.Password = cluster.DeriveSecret(key, "nats")
+	// A wrong key is refused on every try: give up after a few.
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	conn, err := queue.Connect(cctx, cc)
+	ccancel()
 	if err != nil {
-		return fmt.Errorf("no NATS server answers at %s (%v): give one with --nats", *servers, err)
+		return fmt.Errorf("no NATS server at %s let us in (%v): give one with --nats, and the cluster's key with --cluster-key", *servers, err)
 	}
 	defer conn.Close()
 	q, err := queue.NewJobQueue(conn.JetStream(), queue.DefaultJobsConfig())

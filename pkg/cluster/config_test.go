@@ -1,8 +1,10 @@
 package cluster_test
 
 import (
+	"encoding/hex"
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +93,30 @@ func TestKeys(t *testing.T) {
 		if err != nil || len(k) != tc.size {
 			t.Errorf("ParseKey(%q) = %d bytes, %v; want %d bytes", tc.in, len(k), err, tc.size)
 		}
+	}
+}
+
+func TestDeriveSecret(t *testing.T) {
+	k1, _ := cluster.ParseKey("AAAAAAAAAAAAAAAAAAAAAA==")
+	k2, _ := cluster.ParseKey("AQAAAAAAAAAAAAAAAAAAAA==")
+	a := cluster.DeriveSecret(k1, "nats")
+	if len(a) != 64 {
+		t.Fatalf("DeriveSecret = %q, want 64 hex digits", a)
+	}
+	if again := cluster.DeriveSecret(slices.Clone(k1), "nats"); again != a {
+		t.Errorf("same key and purpose gave %q and %q, want the same secret", a, again)
+	}
+	if b := cluster.DeriveSecret(k2, "nats"); b == a {
+		t.Errorf("keys differing in one bit gave the same secret %q", a)
+	}
+	if c := cluster.DeriveSecret(k1, "other"); c == a {
+		t.Errorf("two purposes gave the same secret %q", a)
+	}
+	if strings.Contains(a, hex.EncodeToString(k1)) {
+		t.Errorf("secret %q contains the key", a)
+	}
+	if got := cluster.DeriveSecret(nil, "nats"); got != "" {
+		t.Errorf("DeriveSecret(nil) = %q, want empty (no key, no secret)", got)
 	}
 }
 

@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -37,4 +40,19 @@ func ParseKey(s string) ([]byte, error) {
 		return b, nil
 	}
 	return nil, fmt.Errorf("parse key: %d bytes, want 16, 24 or 32: %w", len(b), ErrBadKey)
+}
+
+// DeriveSecret returns a secret for another of the cluster's services (the
+// NATS password, say), made from the cluster key and purpose with
+// HMAC-SHA-256: every node holding the key derives the same secret, the
+// secret does not reveal the key, and each purpose gets its own. A nil key
+// (no encryption) gives "": that service then runs without a secret, as
+// gossip runs without encryption.
+func DeriveSecret(key []byte, purpose string) string {
+	if len(key) == 0 {
+		return ""
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("scalestack/" + purpose))
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -61,7 +61,7 @@ func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), er
 		defer close(done)
 		cc := queue.DefaultClientConfig()
 		cc.Name = p.n.cfg.Name + "-edge-purges"
-		cc.Servers = p.n.natsClientURLs
+		cc.Servers, cc.Password = p.n.natsClientURLs, p.n.natsPassword
 		cc.RetryInterval = 2 * time.Second
 		cc.Logger = p.n.log.With("role", "edge")
 		conn, err := queue.Connect(ctx, cc)

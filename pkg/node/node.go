@@ -49,10 +49,13 @@ type Node struct {
 
 	cluster *cluster.Cluster
 	nats    *queue.Server
-	store   *store.Server
-	client  *store.Client // the store client of the app role
-	roles   []namedRole   // opened serving roles, in start order
-	admin   *adminServer
+	// natsPassword guards the cluster's NATS servers; derived from
+	// --cluster-key, empty without one.
+	natsPassword string
+	store        *store.Server
+	client       *store.Client // the store client of the app role
+	roles        []namedRole   // opened serving roles, in start order
+	admin        *adminServer
 
 	ready  atomic.Bool
 	cancel context.CancelFunc
@@ -146,6 +149,9 @@ func (n *Node) openCluster() error {
 	cc.BindPort = n.cfg.Ports.Gossip
 	cc.Seeds = n.cfg.Join
 	cc.SecretKey = key
+	// NATS (queues, purges, the failover lease) is guarded by a password
+	// derived from the same key: without the key there is neither.
+	n.natsPassword = cluster.DeriveSecret(key, "nats")
 	cc.Logger = n.log.With("role", "cluster")
 	cc.Meta = cluster.Meta{
 		Roles: n.cfg.RoleNames,
@@ -177,6 +183,7 @@ func (n *Node) openNATS(ctx context.Context) error {
 	qc.DataDir = n.cfg.DataDir + "/nats"
 	qc.Routes = n.natsPeers()
 	qc.Logger = n.log.With("role", "nats")
+	qc.Password = n.natsPassword
 	s, err := queue.NewServer(qc)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/scalestack/scalestack/internal/testcluster"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
+	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -203,4 +204,49 @@ func memberOf(t *testing.T, n *node.Node, name string) cluster.Member {
 	}
 	t.Fatalf("%s does not know %s", n.Config().Name, name)
 	return cluster.Member{}
+}
+
+// With a cluster key, the nodes' NATS servers accept only clients that
+// know it: the nodes' own roles (the store's failover lease, the worker)
+// connect and work, and a client without the derived password is refused.
+func TestClusterKeyGuardsNATS(t *testing.T) {
+	key, err := cluster.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withKey := func(c *node.Config) { c.ClusterKey = key }
+	tc := testcluster.New(t)
+	// StartWith waits until each node is ready: the worker is ready only
+	// when its NATS connection consumes jobs, so a refused password fails
+	// the test here.
+	tc.StartWith("db-1", []string{node.RolePrimary}, withKey)
+	tc.StartWith("db-2", []string{node.RoleReplica}, withKey)
+	tc.StartWith("worker-1", []string{node.RoleWorker}, withKey)
+	tc.WaitForMembers(3, 5*time.Second)
+
+	url := "nats://" + tc.Node("db-1").Addr("nats")
+	if nc, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("a NATS client without credentials connected to a keyed cluster")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("connect without credentials: %v, want nats.ErrAuthorization", err)
+	}
+	raw, _ := cluster.ParseKey(key)
+	nc, err := nats.Connect(url, nats.UserInfo(queue.AuthUser, cluster.DeriveSecret(raw, "nats")))
+	if err != nil {
+		t.Fatalf("connect with the password derived from the key: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An R2 stream needs both store nodes' NATS servers, routed to each
+	// other with the password.
+	testcluster.RetryUntil(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "KEYED", Subjects: []string{"keyed.>"}, Replicas: 2})
+		return err
+	})
 }

@@ -36,7 +36,7 @@ func (n *Node) openStore() error {
 	if sc.Failover {
 		cc := queue.DefaultClientConfig()
 		cc.Name = n.cfg.Name + "-store-lease"
-		cc.Servers = n.natsClientURLs
+		cc.Servers, cc.Password = n.natsClientURLs, n.natsPassword
 		cc.Logger = n.log.With("role", "store")
 		// A NATS server that freezes (SIGSTOP) keeps its TCP connections
 		// open; the lease connection must notice within the lease, not

@@ -73,7 +73,7 @@ func (n *Node) openWorker(wc worker.Config) error {
 	if wrapped {
 		wc.Services = &svc
 	}
-	wc.NATS = n.natsClientURLs
+	wc.NATS, wc.NATSPassword = n.natsClientURLs, n.natsPassword
 	wc.NATSServers = n.natsServerCount
 	wc.Logger = n.log.With("role", "worker")
 	wc.Metrics = n.reg
@@ -101,11 +101,12 @@ func (n *Node) appJobs(ac *app.Config) error {
 		return nil
 	}
 	p, err := worker.NewPublisher(worker.PublisherConfig{
-		Name:        n.cfg.Name + "-jobs",
-		NATS:        n.natsClientURLs,
-		NATSServers: n.natsServerCount,
-		Jobs:        queue.DefaultJobsConfig(),
-		Logger:      n.log.With("role", "app"),
+		Name:         n.cfg.Name + "-jobs",
+		NATS:         n.natsClientURLs,
+		NATSPassword: n.natsPassword,
+		NATSServers:  n.natsServerCount,
+		Jobs:         queue.DefaultJobsConfig(),
+		Logger:       n.log.With("role", "app"),
 	})
 	if err != nil {
 		return fmt.Errorf("app: jobs: %w", err)
@@ -126,7 +127,7 @@ func (n *Node) openPurger(name, logRole string) (*worker.Purger, error) {
 	}
 	pc := worker.DefaultPurgerConfig()
 	pc.Name = n.cfg.Name + "-" + name
-	pc.NATS = n.natsClientURLs
+	pc.NATS, pc.NATSPassword = n.natsClientURLs, n.natsPassword
 	pc.Logger = n.log.With("role", logRole)
 	if n.reg != nil {
 		pc.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"role": logRole}, n.reg)

@@ -86,10 +86,21 @@ type ServerConfig struct {
 	// very verbose, for debugging the protocol only.
 	Trace bool
 
+	// Password, when not empty, is required of every client (as user
+	// AuthUser) and of every route from another server, and this server
+	// presents it on the routes it makes. Servers of one cluster must share
+	// it. The node derives it from --cluster-key; empty (the default, and
+	// the node's choice without a key) accepts anyone who can connect.
+	Password string
+
 	// Logger receives the server's log lines: notices at info, debug and
 	// trace lines at debug. nil discards them.
 	Logger *slog.Logger
 }
+
+// AuthUser is the user name that goes with a server's Password, for
+// clients and routes alike.
+const AuthUser = "scalestack"
 
 // DefaultServerConfig returns the configuration of a server on the
 // documented default ports of 127.0.0.1. Name and DataDir must still be set.

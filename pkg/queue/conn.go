@@ -28,6 +28,10 @@ type ClientConfig struct {
 	// Name is the connection's name as the servers show it (the node name).
 	Name string
 
+	// Password is presented as user AuthUser, to servers that require one
+	// (ServerConfig.Password). Empty presents none.
+	Password string
+
 	// RetryInterval is the wait between attempts of the first connect, in
 	// particular while Servers returns nothing yet. Default 1s.
 	RetryInterval time.Duration
@@ -145,12 +149,19 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Conn, error) {
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
 	}
+	if cfg.Password != "" {
+		opts = append(opts, nats.UserInfo(AuthUser, cfg.Password))
+	}
 
 	wait := time.NewTimer(0)
 	defer wait.Stop()
+	var lastErr error
 	for attempt := 1; ; attempt++ {
 		select {
 		case <-ctx.Done():
+			if lastErr != nil {
+				return nil, fmt.Errorf("queue: connect: %w (last attempt: %v)", ctx.Err(), lastErr)
+			}
 			return nil, fmt.Errorf("queue: connect: %w", ctx.Err())
 		case <-wait.C:
 		}
@@ -163,6 +174,14 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Conn, error) {
 		urls = clientURLs(urls)
 		c.dialer.setKnown(urls)
 		nc, err := nats.Connect(strings.Join(urls, ","), opts...)
+		lastErr = err
+		if errors.Is(err, nats.ErrAuthorization) {
+			// Retried all the same: the server may be one that is being
+			// restarted with the right key.
+			log.Error("nats refused this node's credentials: its --cluster-key differs from the NATS servers'", "servers", urls, "attempt", attempt)
+			wait.Reset(cfg.RetryInterval)
+			continue
+		}
 		if err != nil {
 			log.Warn("nats connect failed, retrying", "servers", urls, "attempt", attempt, "err", err)
 			wait.Reset(cfg.RetryInterval)

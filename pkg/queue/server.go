@@ -142,6 +142,9 @@ func (s *Server) options() (*server.Options, error) {
 		Debug:                  debugEnabled(s.log),
 		Trace:                  s.cfg.Trace,
 	}
+	if pw := s.cfg.Password; pw != "" {
+		opts.Username, opts.Password = AuthUser, pw
+	}
 	if s.cfg.Standalone {
 		return opts, nil
 	}
@@ -164,6 +167,11 @@ func (s *Server) options() (*server.Options, error) {
 		Name: s.cfg.ClusterName,
 		Host: s.cfg.Host,
 		Port: clusterPort,
+	}
+	if pw := s.cfg.Password; pw != "" {
+		// Routes to this server must present the password; routes it
+		// learns from peers (implicit) present these credentials too.
+		opts.Cluster.Username, opts.Cluster.Password = AuthUser, pw
 	}
 	selfHost := s.cfg.Host
 	if ip := net.ParseIP(selfHost); ip != nil && ip.IsUnspecified() {
@@ -380,15 +388,26 @@ func (s *Server) reloadRoutes() error {
 // self route makes a lone server start (see ServerConfig.Routes).
 // s.mu must be held.
 func (s *Server) routes() []*url.URL {
-	out := []*url.URL{s.self}
+	out := []*url.URL{s.withAuth(s.self)}
 	for _, list := range [][]*url.URL{s.seeds, s.peers} {
 		for _, u := range list {
 			if !slices.ContainsFunc(out, func(o *url.URL) bool { return o.Host == u.Host }) {
-				out = append(out, u)
+				out = append(out, s.withAuth(u))
 			}
 		}
 	}
 	return out
+}
+
+// withAuth returns a copy of the route URL u carrying the cluster's
+// credentials, or u itself when the cluster has no password.
+func (s *Server) withAuth(u *url.URL) *url.URL {
+	if s.cfg.Password == "" {
+		return u
+	}
+	c := *u
+	c.User = url.UserPassword(AuthUser, s.cfg.Password)
+	return &c
 }
 
 // ClusterSize is the number of servers in the NATS cluster as this server
@@ -507,10 +526,12 @@ func sameURLs(a, b []*url.URL) bool {
 	return slices.EqualFunc(a, b, func(x, y *url.URL) bool { return x.String() == y.String() })
 }
 
+// urlStrings returns the URLs as text for logs and status, with any
+// password replaced by "xxxxx".
 func urlStrings(us []*url.URL) []string {
 	out := make([]string, len(us))
 	for i, u := range us {
-		out[i] = u.String()
+		out[i] = u.Redacted()
 	}
 	return out
 }

@@ -43,6 +43,9 @@ type Config struct {
 	// worker connects in the background and follows the cluster. Required;
 	// injected by the node.
 	NATS func() []string
+	// NATSPassword is presented to NATS servers that require one (derived
+	// from the cluster key by the node). Empty presents none.
+	NATSPassword string
 	// NATSServers returns how many NATS servers the cluster has, for the
 	// streams' replicas. Nil means one.
 	NATSServers func() int

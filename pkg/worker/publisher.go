@@ -18,6 +18,9 @@ type PublisherConfig struct {
 	Name string
 	// NATS returns the client URLs of the NATS servers known now. Required.
 	NATS func() []string
+	// NATSPassword is presented to NATS servers that require one (derived
+	// from the cluster key by the node). Empty presents none.
+	NATSPassword string
 	// NATSServers returns how many NATS servers the cluster has, for the
 	// streams' replicas. Nil means one.
 	NATSServers func() int
@@ -77,6 +80,7 @@ func (p *Publisher) connect() {
 	defer close(p.done)
 	cc := queue.DefaultClientConfig()
 	cc.Servers, cc.Name, cc.Logger = p.cfg.NATS, p.cfg.Name, p.log
+	cc.Password = p.cfg.NATSPassword
 	conn, err := queue.Connect(p.ctx, cc)
 	if err != nil {
 		return

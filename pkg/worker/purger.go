@@ -25,6 +25,9 @@ type PurgerConfig struct {
 	// dropped (the edges, which learn of NATS the same way, would not hear
 	// them either).
 	NATS func() []string
+	// NATSPassword is presented to NATS servers that require one (derived
+	// from the cluster key by the node). Empty presents none.
+	NATSPassword string
 	// Repeat sends each purge a second time this long after the first, for
 	// an edge whose fill of the page was in flight when the purge came, and
 	// that would otherwise store the page as it was before the write.
@@ -120,6 +123,7 @@ func (p *Purger) run() {
 	t.Stop()
 	cc := queue.DefaultClientConfig()
 	cc.Servers, cc.Name, cc.Logger = p.cfg.NATS, p.cfg.Name, p.log
+	cc.Password = p.cfg.NATSPassword
 	conn, err := queue.Connect(p.ctx, cc)
 	if err != nil {
 		return

@@ -134,6 +134,7 @@ func (w *Worker) run() {
 	defer close(w.done)
 	cc := queue.DefaultClientConfig()
 	cc.Servers, cc.Name, cc.Logger = w.cfg.NATS, w.cfg.NodeName, w.log
+	cc.Password = w.cfg.NATSPassword
 	conn, err := queue.Connect(w.ctx, cc)
 	if err != nil {
 		w.log.Info("worker stopped before NATS was reached", "err", err)
