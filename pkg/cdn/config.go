@@ -28,7 +28,9 @@ func (s StaticOrigins) Origins() []string { return s }
 
 // Purges delivers purge messages published by the app; the node implements
 // it over a NATS connection. Subscribe calls fn with each message's payload
-// until stop is called.
+// until stop is called. An implementation that subscribes in the background
+// may also have a method Subscribed() bool: the edge is not Ready until it
+// reports true, so that nothing relies on its cache before purges reach it.
 type Purges interface {
 	Subscribe(subject string, fn func(data []byte)) (stop func(), err error)
 }

@@ -175,6 +175,9 @@ func (e *Edge) Ready() bool {
 	if !e.opened.Load() || e.closing.Load() {
 		return false
 	}
+	if p, ok := e.cfg.Purges.(interface{ Subscribed() bool }); ok && !p.Subscribed() {
+		return false
+	}
 	return e.origin != nil || len(e.cfg.Origins.Origins()) > 0
 }
 

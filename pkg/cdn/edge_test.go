@@ -515,9 +515,41 @@ func TestPurgeNATS(t *testing.T) {
 	if got := e.Snapshot().Purges; got != 1 {
 		t.Fatalf("purges = %d, want 1", got)
 	}
+	// "all" empties the cache: what the node sends itself when it may
+	// have missed purges (subscribing late, or after NATS reconnects).
+	fill(t, e, "/p/42", "/about")
+	purges.publish(t, `{"all":true}`)
+	for _, p := range []string{"/p/42", "/p/43", "/about"} {
+		wantCache(t, p+" after purge all", get(t, e, p), cdn.Miss, "")
+	}
+	wantCache(t, "/p/43 refilled", get(t, e, "/p/43"), cdn.Hit, "")
 	e.Close()
 	if !purges.stopped.Load() {
 		t.Fatal("Close did not stop the purge subscription")
+	}
+}
+
+// lateSubscriber subscribes in the background, as the node's NATS purges
+// do, and says when it has.
+type lateSubscriber struct {
+	fakePurges
+	done atomic.Bool
+}
+
+func (l *lateSubscriber) Subscribed() bool { return l.done.Load() }
+
+// TestNotReadyUntilPurgesArrive: an edge whose purge subscription is not
+// live yet is not ready, so nothing is sent to rely on its cache before a
+// purge could reach it.
+func TestNotReadyUntilPurgesArrive(t *testing.T) {
+	purges := &lateSubscriber{}
+	e := newEdge(t, cacheablePages(t).URL, func(c *cdn.Config) { c.Purges = purges })
+	if e.Ready() {
+		t.Fatal("Ready() = true before the purge subscription is live")
+	}
+	purges.done.Store(true)
+	if !e.Ready() {
+		t.Fatal("Ready() = false with the purge subscription live")
 	}
 }
 

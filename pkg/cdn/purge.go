@@ -13,10 +13,12 @@ import (
 
 // PurgeRequest is the body of POST /_edge/purge and the payload of a message
 // on PurgeSubject: URLs (paths with their query, or absolute URLs whose
-// host is ignored) and surrogate keys whose stored responses are removed.
+// host is ignored) and surrogate keys whose stored responses are removed,
+// or All, which removes every stored response.
 type PurgeRequest struct {
 	URLs []string `json:"urls,omitempty"`
 	Keys []string `json:"keys,omitempty"`
+	All  bool     `json:"all,omitempty"`
 }
 
 // PurgeResult says what a purge removed.
@@ -31,6 +33,9 @@ type PurgeResult struct {
 func (e *Edge) Purge(req PurgeRequest) PurgeResult {
 	now := time.Now()
 	res := PurgeResult{URLs: len(req.URLs), Keys: len(req.Keys)}
+	if req.All {
+		res.Objects = e.store.purgeAll()
+	}
 	for _, u := range req.URLs {
 		res.Objects += e.store.purgeURL(purgeURI(u), now)
 	}

@@ -154,6 +154,17 @@ func (s *store) deleteURLLocked(uri string, ns int64) int {
 	return s.deleteKeysLocked(keys, ns)
 }
 
+// purgeAll removes every object and returns how many there were.
+func (s *store) purgeAll() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.lru.Len()
+	s.lru.Clear()
+	s.urls = make(map[string]*urlEntry)
+	s.tags = make(map[string]map[string]struct{})
+	return n
+}
+
 // purgeTag removes every object that listed the surrogate key tag and
 // returns how many there were.
 func (s *store) purgeTag(tag string, now time.Time) int {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,12 +48,19 @@ func (o edgeOrigins) Origins() []string {
 	return out
 }
 
+// purgeAll is the purge message that empties the edge's cache.
+var purgeAll = []byte(`{"all":true}`)
+
 // natsPurges subscribes to purge messages over a NATS connection made in
 // the background: the edge must start even while no NATS server is known,
 // and purges begin to arrive once one is.
 type natsPurges struct {
-	n *Node
+	n          *Node
+	subscribed atomic.Bool
 }
+
+// Subscribed reports whether purges arrive: the edge is not ready before.
+func (p *natsPurges) Subscribed() bool { return p.subscribed.Load() }
 
 func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), error) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,6 +72,13 @@ func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), er
 		cc.Servers, cc.Password = p.n.natsClientURLs, p.n.natsPassword
 		cc.RetryInterval = 2 * time.Second
 		cc.Logger = p.n.log.With("role", "edge")
+		// Purges are core NATS: none reach the edge before it subscribes
+		// or while its connection is down. What it stored meanwhile may be
+		// what a missed purge named, so it drops everything then.
+		cc.OnReconnect = func() {
+			p.n.log.Info("edge purges everything: purges may have been missed while NATS was away", "role", "edge")
+			fn(purgeAll)
+		}
 		conn, err := queue.Connect(ctx, cc)
 		if err != nil {
 			return // ctx ended before any NATS server was reachable
@@ -74,7 +89,9 @@ func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), er
 			p.n.log.Warn("subscribe to purges", "role", "edge", "subject", subject, "err", err)
 			return
 		}
-		p.n.log.Info("listening for purges", "role", "edge", "subject", subject)
+		p.n.log.Info("listening for purges; dropping what was stored before", "role", "edge", "subject", subject)
+		fn(purgeAll)
+		p.subscribed.Store(true)
 		<-ctx.Done()
 		sub.Unsubscribe()
 	}()

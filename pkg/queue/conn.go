@@ -32,6 +32,13 @@ type ClientConfig struct {
 	// (ServerConfig.Password). Empty presents none.
 	Password string
 
+	// OnReconnect, if not nil, is called (on nats.go's callback goroutine)
+	// after the connection was lost and is back, subscriptions restored.
+	// Core NATS messages published meanwhile were not delivered: a
+	// subscriber that must not miss any (the edge's purges) makes up for
+	// them here.
+	OnReconnect func()
+
 	// RetryInterval is the wait between attempts of the first connect, in
 	// particular while Servers returns nothing yet. Default 1s.
 	RetryInterval time.Duration
@@ -135,6 +142,9 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Conn, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.dialer.setKnown(nc.Servers())
 			log.Info("nats reconnected", "server", nc.ConnectedServerName(), "addr", nc.ConnectedAddr())
+			if cfg.OnReconnect != nil {
+				cfg.OnReconnect()
+			}
 		}),
 		nats.DiscoveredServersHandler(func(nc *nats.Conn) {
 			c.dialer.setKnown(nc.Servers())

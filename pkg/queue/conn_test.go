@@ -107,7 +107,10 @@ func TestConnFollowsCluster(t *testing.T) {
 		}
 		return nil
 	})
-	c := mustConnect(t, "client", staticServers(s1.ClientURL()))
+	var reconnects atomic.Int32
+	c := mustConnect(t, "client", staticServers(s1.ClientURL()), func(cc *queue.ClientConfig) {
+		cc.OnReconnect = func() { reconnects.Add(1) }
+	})
 	waitFor(t, 10*time.Second, "client learns s2", func() error {
 		for _, u := range c.NATS().Servers() {
 			if u == s2.ClientURL() {
@@ -150,6 +153,13 @@ func TestConnFollowsCluster(t *testing.T) {
 	if st := c.Status().(queue.ConnStatus); st.Reconnects < 1 {
 		t.Errorf("Status().Reconnects = %d, want at least 1", st.Reconnects)
 	}
+	// OnReconnect runs on nats.go's callback goroutine, soon after.
+	waitFor(t, 5*time.Second, "OnReconnect called", func() error {
+		if reconnects.Load() < 1 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
 }
 
 // TestConnFallsBackToMembership: when every server the client knows is

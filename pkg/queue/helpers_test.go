@@ -232,13 +232,16 @@ func mustOpen(t testing.TB, cfg queue.ServerConfig) *queue.Server {
 }
 
 // mustConnect connects a client to the servers servers returns and closes
-// it when the test ends.
-func mustConnect(t testing.TB, name string, servers func() []string) *queue.Conn {
+// it when the test ends; mods may change its configuration first.
+func mustConnect(t testing.TB, name string, servers func() []string, mods ...func(*queue.ClientConfig)) *queue.Conn {
 	t.Helper()
 	cfg := queue.DefaultClientConfig()
 	cfg.Name = name
 	cfg.Servers = servers
 	cfg.Logger = testLogger(t, name)
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := queue.Connect(ctx, cfg)
