@@ -100,6 +100,24 @@ func TestNothingStoredWithoutReason(t *testing.T) {
 	}
 }
 
+// TestRequestIDNotReplayed: X-Request-Id names one exchange with the
+// origin; a hit is another exchange and must not repeat it.
+func TestRequestIDNotReplayed(t *testing.T) {
+	var n atomic.Int64
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("X-Request-Id", fmt.Sprintf("origin-%d", n.Add(1)))
+		fmt.Fprint(w, "page")
+	})
+	e := newEdge(t, o.URL, nil)
+	get(t, e, "/p")
+	hit := get(t, e, "/p")
+	wantCache(t, "second GET", hit, cdn.Hit, "page")
+	if got := hit.header.Get("X-Request-Id"); got != "" {
+		t.Fatalf("hit repeats the filling request's X-Request-Id %q", got)
+	}
+}
+
 func TestHeuristicFreshness(t *testing.T) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Last-Modified", time.Now().Add(-10*time.Hour).UTC().Format(http.TimeFormat))
