@@ -406,9 +406,10 @@ func (l *Launcher) State() State {
 	return st
 }
 
-// Close stops every running node gracefully: SIGTERM to all at once (each
-// drains and closes in its own order), SIGCONT to wake a paused one so it
-// can act on it, SIGKILL to any still running after StopTimeout. It then
+// Close stops every running node gracefully, in two waves (the store nodes
+// last): SIGTERM to a wave at once (each node drains and closes in its own
+// order), SIGCONT to wake a paused one so it can act on it, SIGKILL to any
+// still running StopTimeout after its SIGTERM. It then
 // stops the control endpoint and records the end in cluster.json. Calling
 // it again returns the first result.
 func (l *Launcher) Close() error {
@@ -448,13 +449,15 @@ func (l *Launcher) stopAll(timeout time.Duration) error {
 	if ctrl != nil {
 		ctrl.close()
 	}
-	deadline := time.After(timeout)
 	var killed []string
 	for _, wave := range [][]string{front, back} {
 		for _, name := range wave {
 			send(procs[name].cmd.Process.Pid, sigTerm)
 			send(procs[name].cmd.Process.Pid, sigCont)
 		}
+		// Each node has the whole timeout from its own SIGTERM: the store
+		// nodes' clock starts when the first wave is done, not at Ctrl-C.
+		deadline := time.After(timeout)
 		for _, name := range wave {
 			c := procs[name]
 			if deadline != nil {
