@@ -59,8 +59,13 @@ type natsPurges struct {
 	subscribed atomic.Bool
 }
 
-// Subscribed reports whether purges arrive: the edge is not ready before.
-func (p *natsPurges) Subscribed() bool { return p.subscribed.Load() }
+// Subscribed reports whether purges arrive, or cannot yet because no NATS
+// server is known at all (a cluster run with --nats off): the edge is not
+// ready while a NATS server is known and its subscription is not live.
+// When one appears later, subscribing drops whatever was stored before.
+func (p *natsPurges) Subscribed() bool {
+	return p.subscribed.Load() || len(p.n.natsClientURLs()) == 0
+}
 
 func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), error) {
 	ctx, cancel := context.WithCancel(context.Background())

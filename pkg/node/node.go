@@ -372,7 +372,9 @@ func (n *Node) shutdown(leave bool) error {
 			errs = append(errs, fmt.Errorf("close %s: %w", r.name, err))
 		}
 	}
-	n.roles = nil
+	// n.roles stays as it is: the admin endpoints (still serving) read it
+	// without a lock, which is safe only because nothing writes it after
+	// Open.
 	if n.client != nil {
 		n.client.Close()
 	}
