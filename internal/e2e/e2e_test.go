@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 // proc is one node process started by a test.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan struct{} // closed when the process has exited
 }
 
@@ -53,9 +53,9 @@ type proc struct {
 func startNode(t *testing.T, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(nodeBin, append([]string{"run"}, args...)...)
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = io.Discard
-	cmd.Stderr = &lockedWriter{w: p.stderr}
+	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,15 +70,23 @@ func startNode(t *testing.T, args ...string) *proc {
 	return p
 }
 
-type lockedWriter struct {
+// lockedBuffer collects a process's output; the test may read it (at a
+// failure, in a cleanup) while the process is still writing.
+type lockedBuffer struct {
 	mu sync.Mutex
-	w  io.Writer
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(b []byte) (int, error) {
+func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(b)
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func tail(s string, n int) string {

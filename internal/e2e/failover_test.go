@@ -465,7 +465,20 @@ func (w *workload) check(t *testing.T) {
 	defer cancel()
 	stored := map[string]string{}
 	for start := ""; ; {
-		pairs, err := w.c.Scan(ctx, "acked", store.ScanOptions{Start: start, Limit: 1000})
+		// A primary refuses strong reads while its lease renewal is late
+		// (a restarted node's NATS server rejoining can delay it): that is
+		// the safe answer, not a wrong one, so the scan is retried until
+		// the deadline.
+		var pairs []store.Pair
+		var err error
+		for {
+			pairs, err = w.c.Scan(ctx, "acked", store.ScanOptions{Start: start, Limit: 1000})
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			t.Logf("scan acked: %v; retrying", err)
+			time.Sleep(200 * time.Millisecond)
+		}
 		if err != nil {
 			t.Fatalf("scan acked: %v", err)
 		}
