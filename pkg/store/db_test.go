@@ -450,3 +450,48 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("DefaultOptions().Validate() = %v", err)
 	}
 }
+
+// TestApplyEntriesEpochs: a replica that has seen epoch 4 takes, from the
+// primary of epoch 4, the entries of epoch 3 it missed (each keeps the
+// epoch it was written in); it refuses everything from a primary of an
+// older epoch (fencing), and a log whose epochs go backwards.
+func TestApplyEntriesEpochs(t *testing.T) {
+	put := func(k string) []store.Op { return []store.Op{store.Put("b", k, []byte(k))} }
+	db := mustOpenDB(t, store.Options{})
+	if err := db.ApplyEntries([]store.Entry{{LSN: 1, Epoch: 2, Ops: put("a")}}, 2); err != nil {
+		t.Fatalf("first entry: %v", err)
+	}
+	// A new primary of epoch 4 was elected; this replica hears of it
+	// before the entries of epoch 3 it missed arrive.
+	if err := db.SetEpoch(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ApplyEntries([]store.Entry{{LSN: 2, Epoch: 3, Ops: put("b")}}, 3); !errors.Is(err, store.ErrStaleEpoch) {
+		t.Fatalf("entries from a deposed primary of epoch 3: %v, want ErrStaleEpoch", err)
+	}
+	missed := []store.Entry{{LSN: 2, Epoch: 3, Ops: put("b")}, {LSN: 3, Epoch: 3, Ops: put("c")}, {LSN: 4, Epoch: 4, Ops: put("d")}}
+	if err := db.ApplyEntries(missed, 4); err != nil {
+		t.Fatalf("epoch-3 entries shipped by the primary of epoch 4: %v, want them applied", err)
+	}
+	if db.LSN() != 4 || db.Epoch() != 4 {
+		t.Fatalf("after apply: LSN %d epoch %d, want 4 and 4", db.LSN(), db.Epoch())
+	}
+	if e, ok, err := db.EntryEpoch(3); err != nil || !ok || e != 3 {
+		t.Fatalf("EntryEpoch(3) = %d, %v, %v; want 3: entries keep their own epoch", e, ok, err)
+	}
+	if v, err := db.Get(context.Background(), "b", "c"); err != nil || string(v) != "c" {
+		t.Fatalf("Get(c) = %q, %v", v, err)
+	}
+	for _, bad := range [][]store.Entry{
+		{{LSN: 5, Epoch: 3, Ops: put("e")}}, // older than the entry before it
+		{{LSN: 5, Epoch: 5, Ops: put("e")}}, // newer than its primary
+		{{LSN: 6, Epoch: 4, Ops: put("e")}}, // a gap
+	} {
+		if err := db.ApplyEntries(bad, 4); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("ApplyEntries(%+v): %v, want ErrInvalid", bad[0], err)
+		}
+	}
+	if db.LSN() != 4 {
+		t.Fatalf("a refused batch changed the LSN to %d", db.LSN())
+	}
+}

@@ -89,12 +89,18 @@ func (db *DB) EntryEpoch(lsn uint64) (epoch uint64, ok bool, err error) {
 	return epoch, ok, err
 }
 
-// ApplyEntries writes entries shipped by a primary in one bbolt commit: the
-// data, the log entries and the LSN advance together. Entries must follow
-// the DB's LSN without a gap, and none may carry an epoch older than the one
-// the DB has already seen (fencing: a deposed primary's entries are
-// refused). The DB's epoch is raised to the newest entry's.
-func (db *DB) ApplyEntries(entries []Entry) error {
+// ApplyEntries writes entries shipped by the primary of epoch primaryEpoch
+// in one bbolt commit: the data, the log entries and the LSN advance
+// together. Entries must follow the DB's LSN without a gap.
+//
+// Fencing: if the DB has meanwhile seen an epoch newer than primaryEpoch,
+// that primary has been deposed and nothing it sends is applied. The
+// entries themselves may be older than the DB's epoch: a new primary ships
+// the entries of earlier epochs that this replica missed, each with the
+// epoch it was written in. Within the log, epochs never decrease, and none
+// is newer than the primary's. The DB's epoch is raised to the newest
+// entry's.
+func (db *DB) ApplyEntries(entries []Entry, primaryEpoch uint64) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -106,14 +112,26 @@ func (db *DB) ApplyEntries(entries []Entry) error {
 		logb.FillPercent = 1.0
 		lsn := getU64(meta.Get(metaLSN))
 		epoch = getU64(meta.Get(metaEpoch))
+		if epoch > primaryEpoch {
+			return fmt.Errorf("entries from the primary of epoch %d, store has seen epoch %d: %w", primaryEpoch, epoch, ErrStaleEpoch)
+		}
+		prev := uint64(0) // epoch of the last entry in the log
+		if v := logb.Get(u64(lsn)); v != nil {
+			pe, err := DecodeEntry(v)
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", lsn, err)
+			}
+			prev = pe.Epoch
+		}
 		for _, e := range entries {
 			if e.LSN != lsn+1 {
 				return fmt.Errorf("apply entry %d after %d: %w", e.LSN, lsn, ErrInvalid)
 			}
-			if e.Epoch < epoch {
-				return fmt.Errorf("apply entry %d of epoch %d, store is at epoch %d: %w", e.LSN, e.Epoch, epoch, ErrStaleEpoch)
+			if e.Epoch < prev || e.Epoch > primaryEpoch {
+				return fmt.Errorf("apply entry %d of epoch %d after one of epoch %d, from the primary of epoch %d: %w", e.LSN, e.Epoch, prev, primaryEpoch, ErrInvalid)
 			}
-			epoch = e.Epoch
+			prev = e.Epoch
+			epoch = max(epoch, e.Epoch)
 			if err := applyOps(tx, e.Ops); err != nil {
 				return err
 			}

@@ -205,7 +205,7 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 			if len(batch) < shipBatch && nextIsEntry(br) {
 				continue // another entry is already here: group it into one commit
 			}
-			if err := db.ApplyEntries(batch); err != nil {
+			if err := db.ApplyEntries(batch, pe); err != nil {
 				return err
 			}
 			batch = batch[:0]
