@@ -153,8 +153,12 @@ func TestWorkerKilledMidJobs(t *testing.T) {
 	}
 	child.Wait()
 	notes, _ := e.svc.Notifications.List(ctx, b.followers[0], 0)
-	t.Logf("killed the worker with %d of %d e-mails and %d of %d notifications written",
-		emails(t, e.outbox), nWelcome, len(notes), nPosts)
+	before, err := e.svc.Posts.Get(ctx, b.posts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed the worker with %d of %d e-mails, %d of %d notifications and %d of %d views written",
+		emails(t, e.outbox), nWelcome, len(notes), nPosts, before.Views, nViews)
 
 	w := e.startWorker(t, nil)
 	waitFor(t, 30*time.Second, "every job done by the second worker", func() error {
@@ -175,8 +179,12 @@ func TestWorkerKilledMidJobs(t *testing.T) {
 	})
 	t.Logf("second worker: %d welcome, %d notify, %d view jobs done", w.Counts(app.JobWelcome, "done"),
 		w.Counts(app.JobNotifyFollowers, "done"), w.Counts(app.JobView, "done"))
-	if got := w.Counts(app.JobView, "done"); got != nViews {
-		t.Errorf("second worker did %d view jobs, want all %d (the killed one held them unanswered)", got, nViews)
+	// The killed worker may have flushed some buffered views (and acked
+	// their jobs) before the kill; every other view job must have come
+	// back to the second worker, and the post counts each view once
+	// (checked above: exactly nViews).
+	if got, want := w.Counts(app.JobView, "done"), nViews-before.Views; got < want || got > nViews {
+		t.Errorf("second worker did %d view jobs, want %d to %d (the %d views the killed one had not written)", got, want, nViews, want)
 	}
 }
 
