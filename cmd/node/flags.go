@@ -59,6 +59,13 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q (see node %s -h)", errUsage, fs.Arg(0), fs.Name())
 	}
+	return fillFromEnv(fs)
+}
+
+// fillFromEnv sets every flag of fs not given on the command line from its
+// environment variable (envName), for commands that parse fs themselves.
+func fillFromEnv(fs *flag.FlagSet) error {
+	var err error
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	fs.VisitAll(func(f *flag.Flag) {
