@@ -9,7 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/scalestack/scalestack/internal/rawio"
 )
 
 // The event-loop transport serves many connections from one goroutine per
@@ -109,7 +110,7 @@ func (l *eventLoop) run() {
 		// call (which hands this goroutine's P away after 20µs). When nothing
 		// is ready the loop polls on for up to BusyPoll, and only then blocks
 		// in epoll_wait.
-		n, err := pollNow(l.epfd, events)
+		n, err := rawio.PollNow(l.epfd, events)
 		if n == 0 && err == nil && spin > 0 {
 			n, err = l.spinPoll(events, spin)
 		}
@@ -147,35 +148,6 @@ func (l *eventLoop) run() {
 	}
 }
 
-// The sockets are non-blocking, so reading, writing and polling with a zero
-// timeout return at once: they go straight to the kernel (RawSyscall),
-// skipping the runtime's preparation for a call that might block.
-
-func pollNow(epfd int, events []syscall.EpollEvent) (int, error) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epfd),
-		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
-
-func rawWrite(fd int, p []byte) (int, error) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
-
 func (l *eventLoop) drainWake() {
 	var buf [64]byte
 	for {
@@ -209,7 +181,7 @@ func (l *eventLoop) readable(c *conn) {
 		l.close(c)
 		return
 	}
-	n, err := rawRead(c.fd, buf)
+	n, err := rawio.Read(c.fd, buf)
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return
 	}
@@ -255,7 +227,7 @@ func (l *eventLoop) process(c *conn) {
 // reading c and waits for it to become writable.
 func (l *eventLoop) writeOut(c *conn) bool {
 	for c.sent < len(c.out) {
-		n, err := rawWrite(c.fd, c.out[c.sent:])
+		n, err := rawio.Write(c.fd, c.out[c.sent:])
 		if n > 0 {
 			c.sent += n
 			continue
@@ -367,7 +339,7 @@ func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
 			nc.Close()
 			continue
 		}
-		fd, err := takeFD(nc)
+		fd, err := rawio.TakeFD(nc)
 		if err != nil {
 			s.log.Warn("cache: take over connection", "err", err)
 			nc.Close()
@@ -388,37 +360,6 @@ func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
 	}
 }
 
-// takeFD duplicates nc's socket, non-blocking and close-on-exec as nc's is.
-// Go's TCP connections already have TCP_NODELAY set.
-func takeFD(nc net.Conn) (int, error) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return -1, fmt.Errorf("%T is not a syscall.Conn", nc)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, derr := -1, error(nil)
-	err = rc.Control(func(s uintptr) {
-		var r uintptr
-		var e syscall.Errno
-		r, _, e = syscall.Syscall(syscall.SYS_FCNTL, s, syscall.F_DUPFD_CLOEXEC, 0)
-		if e != 0 {
-			derr = e
-			return
-		}
-		fd = int(r)
-	})
-	if err == nil {
-		err = derr
-	}
-	if err != nil {
-		return -1, fmt.Errorf("dup: %w", err)
-	}
-	return fd, nil
-}
-
 // spinPoll polls without blocking until an event arrives or d has passed
 // (BusyPoll). A client that sends its next request within d then finds the
 // loop running: its write(2) does not have to wake a sleeping thread, which
@@ -427,7 +368,7 @@ func takeFD(nc net.Conn) (int, error) {
 func (l *eventLoop) spinPoll(events []syscall.EpollEvent, d time.Duration) (int, error) {
 	deadline := time.Now().Add(d)
 	for i := 0; ; i++ {
-		n, err := pollNow(l.epfd, events)
+		n, err := rawio.PollNow(l.epfd, events)
 		if n != 0 || err != nil {
 			return n, err
 		}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"time"
 
@@ -163,6 +164,15 @@ type Config struct {
 	// closing their connections. Default 30s.
 	DrainTimeout time.Duration
 
+	// EventLoops is how many epoll event loops serve client connections
+	// (Linux): each owns its connections and the backend connections their
+	// requests use, as nginx's and HAProxy's workers do (loop_linux.go).
+	// A connection whose request has a body, or whose response is chunked
+	// or delimited by close, is handed to a goroutine of its own for the
+	// rest of its life. 0 serves every connection from a goroutine of its
+	// own. Default GOMAXPROCS on Linux, 0 elsewhere.
+	EventLoops int
+
 	// TrustForwarded keeps an X-Forwarded-Proto sent by the client (set it
 	// when the balancer sits behind an edge that terminates TLS). When false
 	// the balancer sets it from its own listener. Default false.
@@ -207,6 +217,7 @@ func DefaultConfig() Config {
 		IdleTimeout:            120 * time.Second,
 		MaxHeaderBytes:         64 << 10,
 		DrainTimeout:           30 * time.Second,
+		EventLoops:             defaultEventLoops(),
 	}
 }
 
@@ -267,6 +278,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("lb config: MaxHeaderBytes %d is below 1024", c.MaxHeaderBytes)
 	case c.DrainTimeout <= 0:
 		return fmt.Errorf("lb config: DrainTimeout %v must be positive", c.DrainTimeout)
+	case c.EventLoops < 0 || c.EventLoops > 1024:
+		return fmt.Errorf("lb config: EventLoops %d, want 0..1024", c.EventLoops)
+	case c.EventLoops > 0 && !eventLoopsSupported():
+		return fmt.Errorf("lb config: EventLoops %d, but event loops need Linux; use 0", c.EventLoops)
 	}
 	for _, b := range c.Backends {
 		if !strings.Contains(b, ":") {
@@ -307,6 +322,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WriteTimeout, "lb-write-timeout", c.WriteTimeout, "timeout for writing a response (0: none, for streaming)")
 	fs.DurationVar(&c.IdleTimeout, "lb-idle-timeout", c.IdleTimeout, "timeout of an idle client keep-alive connection")
 	fs.DurationVar(&c.DrainTimeout, "lb-drain-timeout", c.DrainTimeout, "how long shutdown waits for in-flight requests")
+	fs.IntVar(&c.EventLoops, "lb-event-loops", c.EventLoops, "epoll event loops serving client connections (Linux); 0 gives each connection its own goroutine")
 	fs.BoolVar(&c.TrustForwarded, "lb-trust-forwarded", c.TrustForwarded, "keep the client's X-Forwarded-Proto (behind a TLS edge)")
 }
 
@@ -328,4 +344,11 @@ func (l *listFlag) Set(s string) error {
 		}
 	}
 	return nil
+}
+
+func defaultEventLoops() int {
+	if eventLoopsSupported() {
+		return runtime.GOMAXPROCS(0)
+	}
+	return 0
 }

@@ -140,6 +140,7 @@ func testConfig(d lb.Discovery) lb.Config {
 	cfg.HealthInterval = 50 * time.Millisecond
 	cfg.HealthTimeout = 500 * time.Millisecond
 	cfg.DrainTimeout = 5 * time.Second
+	cfg.EventLoops = testEventLoops
 	return cfg
 }
 

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 )
@@ -128,6 +129,43 @@ func readHead(br *bufio.Reader, h *head, max int, response bool) error {
 		}
 	}
 	return h.parse(response)
+}
+
+// parseHead is readHead for bytes already in memory (the event loop's
+// buffers): it parses the head at the start of b, after any stray line ends,
+// into h and returns the bytes it took. It returns 0 and no error when b
+// does not hold the whole head yet, and errHeadTooLarge when the head is
+// longer than max whether or not it is complete.
+func parseHead(b []byte, h *head, max int, response bool) (int, error) {
+	pos := 0
+	for pos < len(b) {
+		if b[pos] == '\n' {
+			pos++
+		} else if b[pos] == '\r' && pos+1 < len(b) && b[pos+1] == '\n' {
+			pos += 2
+		} else {
+			break
+		}
+	}
+	for i := pos; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			if len(b)-pos > max {
+				return 0, errHeadTooLarge
+			}
+			return 0, nil
+		}
+		end := i + j + 1
+		if end-pos > max {
+			return 0, errHeadTooLarge
+		}
+		if i > pos && (j == 0 || (j == 1 && b[i] == '\r')) {
+			h.reset()
+			h.buf = append(h.buf, b[pos:end]...)
+			return end, h.parse(response)
+		}
+		i = end
+	}
 }
 
 // parse fills h from h.buf.

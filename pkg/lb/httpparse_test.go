@@ -168,3 +168,61 @@ func FuzzReadHead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseHead checks that parseHead, which the event loops use on bytes in
+// memory, reads every input as readHead does: the same head from a whole
+// one, nothing yet from a part of one, and the same error from a bad one.
+func FuzzParseHead(f *testing.F) {
+	for _, s := range []string{
+		"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+		"\r\nPOST / HTTP/1.1\nHost: x\nContent-Length: 5\n\nhello",
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Hop\r\nx-hop: 1\r\n\r\nGET /next HTTP/1.1\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabc",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  2\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n",
+		"\r\n\r\n", "\r", "\r\r\n", "GET / HTTP/1.1\r\nHost: x\r\n",
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, raw string, response bool) {
+		const max = 1 << 10
+		sr := strings.NewReader(raw)
+		br := bufio.NewReaderSize(sr, 64<<10) // no line limit of its own below max
+		want := &head{}
+		werr := readHead(br, want, max, response)
+		used := len(raw) - sr.Len() - br.Buffered()
+		got := &head{}
+		n, gerr := parseHead([]byte(raw), got, max, response)
+		switch {
+		case werr == nil:
+			if gerr != nil || n != used || string(got.buf) != string(want.buf) {
+				t.Fatalf("parseHead = %d, %v, %q; readHead took %d, %q", n, gerr, got.buf, used, want.buf)
+			}
+			if got.status != want.status || got.contentLength != want.contentLength || got.chunked != want.chunked ||
+				got.connClose != want.connClose || len(got.fields) != len(want.fields) {
+				t.Fatalf("parseHead's head differs from readHead's: %+v, want %+v", got, want)
+			}
+			for _, k := range []int{n - 1, n / 2} {
+				if m, err := parseHead([]byte(raw[:k]), got, max, response); m != 0 || err != nil {
+					t.Fatalf("parseHead of the first %d of %d bytes = %d, %v; want 0, nil", k, n, m, err)
+				}
+			}
+		case errors.Is(werr, errHeadTooLarge):
+			if !errors.Is(gerr, errHeadTooLarge) {
+				t.Fatalf("parseHead = %d, %v; readHead: %v", n, gerr, werr)
+			}
+		case isEOF(werr):
+			if n != 0 || (gerr != nil && !(errors.Is(gerr, errHeadTooLarge) && len(raw) > max)) {
+				t.Fatalf("parseHead of an incomplete head = %d, %v; want 0, nil", n, gerr)
+			}
+		default:
+			if !errors.Is(gerr, werr) {
+				t.Fatalf("parseHead = %d, %v; readHead: %v", n, gerr, werr)
+			}
+		}
+	})
+}

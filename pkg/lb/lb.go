@@ -53,6 +53,8 @@ type LB struct {
 	clientGone    atomic.Uint64
 
 	ln       net.Listener
+	loops    []*loop // event loops (loop_linux.go); nil when each connection has a goroutine
+	nextLoop uint64  // the loop the next accepted connection goes to
 	connMu   sync.Mutex
 	conns    map[*clientConn]struct{}
 	connWG   sync.WaitGroup // one per client connection
@@ -138,6 +140,13 @@ func (lb *LB) Open() error {
 		return fmt.Errorf("open lb: %w", err)
 	}
 	lb.ln = ln
+	if lb.cfg.EventLoops > 0 {
+		if err := lb.startLoops(); err != nil {
+			ln.Close()
+			lb.opened.Store(false)
+			return fmt.Errorf("open lb: %w", err)
+		}
+	}
 	lb.sync(time.Now())
 
 	lb.wg.Add(2)
@@ -149,7 +158,7 @@ func (lb *LB) Open() error {
 		defer lb.wg.Done()
 		lb.maintain()
 	}()
-	lb.log.Info("lb listening", "addr", ln.Addr().String(), "policy", lb.cfg.Policy, "sticky", lb.cfg.Sticky)
+	lb.log.Info("lb listening", "addr", ln.Addr().String(), "policy", lb.cfg.Policy, "sticky", lb.cfg.Sticky, "event_loops", len(lb.loops))
 	return nil
 }
 
@@ -198,6 +207,7 @@ func (lb *LB) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("close lb: drain: %w", err)
 	}
 	lb.cancel()
+	lb.wakeLoops(false)
 	lb.wg.Wait()
 	lb.mu.Lock()
 	for _, b := range lb.backends {

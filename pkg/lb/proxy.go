@@ -363,21 +363,65 @@ func (lb *LB) release(b *backend, uc *upConn) {
 	b.pool.put(uc, time.Now())
 }
 
+// Response body framings, as writeResponseHead chooses them.
+const (
+	bodyNone       = iota
+	bodyFixed      // Content-Length
+	bodyChunked    // chunked, passed on as it is
+	bodyDechunk    // chunked, decoded for an HTTP/1.0 client
+	bodyUntilClose // delimited by the backend closing the connection
+)
+
 // writeResponse writes the backend's response to the client and reports
 // whether the client connection may be kept.
 func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead bool) bool {
 	lb := cc.lb
 	h := &uc.head
+	bw := cc.bw
+	mode, closeClient := cc.writeResponseHead(h, b, reqID, isHead)
+	var err error
+	switch mode {
+	case bodyFixed:
+		err = copyFixed(bw, uc.br, h.contentLength)
+	case bodyChunked:
+		_, err = copyChunked(bw, uc.br, true)
+	case bodyDechunk:
+		_, err = copyChunked(bw, uc.br, false)
+	case bodyUntilClose:
+		err = copyUntilEOF(bw, uc.br)
+	}
+	if err != nil {
+		uc.close()
+		var re readErr
+		if errors.As(err, &re) {
+			// The backend broke mid-body. The client must not take a short
+			// body for a whole one: the connection is closed without the
+			// rest (and without a chunked body's last chunk).
+			b.errors.Add(1)
+			lb.passiveError(b)
+			lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(reqID), "err", err)
+		} else {
+			lb.clientGone.Add(1)
+		}
+		return false
+	}
+	if mode == bodyUntilClose {
+		uc.close()
+	} else {
+		lb.release(b, uc)
+	}
+	return !closeClient
+}
+
+// writeResponseHead writes the head of the backend's response h to cc.bw,
+// as it goes to the client, and returns how the body is framed and whether the
+// client connection must close after it.
+func (cc *clientConn) writeResponseHead(h *head, b *backend, reqID []byte, isHead bool) (mode int, closeClient bool) {
+	lb := cc.lb
+	bw := cc.bw
 	hb := h.buf
 	r := &cc.req
-	const (
-		bodyNone = iota
-		bodyFixed
-		bodyChunked
-		bodyDechunk
-		bodyUntilClose
-	)
-	mode := bodyUntilClose
+	mode = bodyUntilClose
 	switch {
 	case bodyless(isHead, h.status):
 		mode = bodyNone
@@ -388,10 +432,9 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 	case h.contentLength >= 0:
 		mode = bodyFixed
 	}
-	closeClient := r.connClose || (r.http10 && !r.connKeepAlive) || lb.closing.Load() ||
+	closeClient = r.connClose || (r.http10 && !r.connKeepAlive) || lb.closing.Load() ||
 		mode == bodyUntilClose || mode == bodyDechunk
 
-	bw := cc.bw
 	_, _ = bw.WriteString("HTTP/1.1 ")
 	_, _ = bw.Write(h.rest.of(hb))
 	_, _ = bw.WriteString("\r\n")
@@ -440,39 +483,7 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 		_, _ = bw.WriteString("Connection: keep-alive\r\n")
 	}
 	_, _ = bw.WriteString("\r\n")
-
-	var err error
-	switch mode {
-	case bodyFixed:
-		err = copyFixed(bw, uc.br, h.contentLength)
-	case bodyChunked:
-		_, err = copyChunked(bw, uc.br, true)
-	case bodyDechunk:
-		_, err = copyChunked(bw, uc.br, false)
-	case bodyUntilClose:
-		err = copyUntilEOF(bw, uc.br)
-	}
-	if err != nil {
-		uc.close()
-		var re readErr
-		if errors.As(err, &re) {
-			// The backend broke mid-body. The client must not take a short
-			// body for a whole one: the connection is closed without the
-			// rest (and without a chunked body's last chunk).
-			b.errors.Add(1)
-			lb.passiveError(b)
-			lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(reqID), "err", err)
-		} else {
-			lb.clientGone.Add(1)
-		}
-		return false
-	}
-	if mode == bodyUntilClose {
-		uc.close()
-	} else {
-		lb.release(b, uc)
-	}
-	return !closeClient
+	return mode, closeClient
 }
 
 // writePage answers a request no backend could, in JSON when the client

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -52,6 +53,10 @@ func (lb *LB) serveConns(ln net.Listener) {
 			continue
 		}
 		backoff = 0
+		if lb.loops != nil {
+			lb.handToLoop(nc)
+			continue
+		}
 		cc := &clientConn{lb: lb, nc: nc}
 		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			cc.ip = a.AddrPort().Addr().Unmap().AppendTo(nil)
@@ -65,12 +70,14 @@ func (lb *LB) serveConns(ln net.Listener) {
 		lb.conns[cc] = struct{}{}
 		lb.connWG.Add(1)
 		lb.connMu.Unlock()
-		go cc.serve()
+		go cc.serve(nil)
 	}
 }
 
-// serve reads and proxies requests until the connection closes.
-func (cc *clientConn) serve() {
+// serve reads and proxies requests until the connection closes. first,
+// when not nil, finishes a request an event loop began on this connection
+// (see loop_linux.go) and reports whether the connection may carry another.
+func (cc *clientConn) serve(first func() bool) {
 	lb := cc.lb
 	defer func() {
 		cc.state.Store(connClosed)
@@ -83,8 +90,17 @@ func (cc *clientConn) serve() {
 	// 8 KiB each way per client connection: a head line may be as long as
 	// the reader (nginx's default limit too), and thousands of idle
 	// connections stay cheap.
-	cc.br = bufio.NewReaderSize(cc.nc, clientBufSize)
-	cc.bw = bufio.NewWriterSize(newRawWriter(cc.nc), clientBufSize)
+	if cc.br == nil {
+		cc.br = bufio.NewReaderSize(cc.nc, clientBufSize)
+		cc.bw = bufio.NewWriterSize(newRawWriter(cc.nc), clientBufSize)
+	}
+	if first != nil {
+		keep := first()
+		if err := cc.bw.Flush(); err != nil || !keep {
+			return
+		}
+		cc.state.Store(connIdle)
+	}
 	cfg := &lb.cfg
 	for {
 		if cc.br.Buffered() == 0 {
@@ -169,6 +185,7 @@ func (lb *LB) shutdownConns(ctx context.Context) error {
 			}
 		}
 		lb.connMu.Unlock()
+		lb.wakeLoops(false)
 		t := time.NewTimer(poll)
 		select {
 		case <-done:
@@ -181,10 +198,36 @@ func (lb *LB) shutdownConns(ctx context.Context) error {
 				_ = cc.nc.Close()
 			}
 			lb.connMu.Unlock()
+			lb.wakeLoops(true)
 			<-done
 			return ctx.Err()
 		case <-t.C:
 		}
 		poll = min(2*poll, 100*time.Millisecond)
 	}
+}
+
+// prefixConn is a connection some of whose bytes were read already (by an
+// event loop that handed it over): reads return those first.
+type prefixConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// SyscallConn gives connAlive the socket underneath.
+func (p *prefixConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := p.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a socket")
+	}
+	return sc.SyscallConn()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,7 +41,12 @@ type connPool struct {
 	idle   []*upConn
 	max    int
 	closed bool
+	// done is closed, readable without the lock: event loops, which keep
+	// idle connections of their own, check it to drop theirs.
+	done atomic.Bool
 }
+
+func (p *connPool) isClosed() bool { return p.done.Load() }
 
 // take returns an idle connection, or nil.
 func (p *connPool) take() *upConn {
@@ -77,6 +83,7 @@ func (p *connPool) closeIdle(final bool) {
 	p.idle = nil
 	if final {
 		p.closed = true
+		p.done.Store(true)
 	}
 	p.mu.Unlock()
 	for _, c := range idle {
