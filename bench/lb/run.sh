@@ -75,10 +75,9 @@ log "starting backends on $B1 and $B2"
 "$DIR/backend" -addr $B2 -name b2 >"$DIR/b2.log" 2>&1 & PIDS+=($!)
 log "starting ours (pkg/lb) on $OURS"
 "$DIR/lbserver" -addr $OURS -name lb-bench --backends $B1,$B2 >"$DIR/lb.log" 2>&1 & PIDS+=($!)
-# The same with one scheduler thread: on a machine whose cores are busy with
-# other work, Go's idle threads spinning for work cost more than a second
-# thread gains (informational; "ours" keeps Go's default).
-GOMAXPROCS=1 "$DIR/lbserver" -addr $OURS1 -name lb-bench-1p --backends $B1,$B2 >"$DIR/lb1.log" 2>&1 & PIDS+=($!)
+# The same with a goroutine per connection instead of event loops
+# (--lb-event-loops 0), the transport before them (informational).
+"$DIR/lbserver" -addr $OURS1 -name lb-bench-gor --lb-event-loops 0 --backends $B1,$B2 >"$DIR/lb1.log" 2>&1 & PIDS+=($!)
 log "starting nginx on $NGINX"
 subst "$HERE/nginx.conf.tmpl" $NGINX >"$DIR/nginx.conf"
 "$NGINX_BIN" -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/nginx.out" 2>&1 & PIDS+=($!)
@@ -88,8 +87,8 @@ subst "$HERE/haproxy.cfg.tmpl" $HAPROXY >"$DIR/haproxy.cfg"
 for a in $B1 $B2 $OURS $OURS1 $NGINX $HAPROXY; do wait_port $a; done
 sleep 1 # our lb's first health checks
 
-names=(direct ours ours-1p nginx haproxy)
-declare -A addr=([direct]=$B1 [ours]=$OURS [ours-1p]=$OURS1 [nginx]=$NGINX [haproxy]=$HAPROXY)
+names=(direct ours ours-gor nginx haproxy)
+declare -A addr=([direct]=$B1 [ours]=$OURS [ours-gor]=$OURS1 [nginx]=$NGINX [haproxy]=$HAPROXY)
 N=${#names[@]}
 for n in "${names[@]}"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://${addr[$n]}/")
@@ -118,9 +117,9 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   ratio_ng+=("$(ratio "${this[ours]}" "${this[nginx]}")")
   ratio_ha+=("$(ratio "${this[ours]}" "${this[haproxy]}")")
-  ratio1_ng+=("$(ratio "${this[ours-1p]}" "${this[nginx]}")")
-  ratio1_ha+=("$(ratio "${this[ours-1p]}" "${this[haproxy]}")")
-  log "  round $r: direct ${this[direct]}, ours ${this[ours]}, ours-1p ${this[ours-1p]}, nginx ${this[nginx]}, haproxy ${this[haproxy]} req/s; ours/nginx ${ratio_ng[-1]}, ours/haproxy ${ratio_ha[-1]}"
+  ratio1_ng+=("$(ratio "${this[ours-gor]}" "${this[nginx]}")")
+  ratio1_ha+=("$(ratio "${this[ours-gor]}" "${this[haproxy]}")")
+  log "  round $r: direct ${this[direct]}, ours ${this[ours]}, ours-gor ${this[ours-gor]}, nginx ${this[nginx]}, haproxy ${this[haproxy]} req/s; ours/nginx ${ratio_ng[-1]}, ours/haproxy ${ratio_ha[-1]}"
 done
 declare -A rps
 for n in "${names[@]}"; do rps[$n]=$(echo ${rps_runs[$n]} | tr ' ' '\n' | median); done
@@ -151,7 +150,7 @@ lat_pass() { # rate label
     done
     p99_ha+=("$(ratio "${t99[ours]}" "${t99[haproxy]}")")
     p99_ng+=("$(ratio "${t99[ours]}" "${t99[nginx]}")")
-    p99_1ha+=("$(ratio "${t99[ours-1p]}" "${t99[haproxy]}")")
+    p99_1ha+=("$(ratio "${t99[ours-gor]}" "${t99[haproxy]}")")
   done
   for n in "${names[@]}"; do
     p50[$n]=$(echo ${p50s[$n]} | tr ' ' '\n' | median)
@@ -169,7 +168,7 @@ lat_pass() { # rate label
     fi
     REPORT+=$(printf "| %-8s | %8.3f | %8.3f | %8.3f | %9s | %9s | %6s |" "$n" "${p50[$n]}" "${p99[$n]}" "${p999[$n]}" "$a50" "$a99" "${errs[$n]:-0}")$'\n'
   done
-  REPORT+=$'\n'"p99 ours/HAProxy = $(printf '%s\n' "${p99_ha[@]}" | median) (rounds $(printf '%s\n' "${p99_ha[@]}" | minmax)), target <= 1; ours/nginx = $(printf '%s\n' "${p99_ng[@]}" | median) (rounds $(printf '%s\n' "${p99_ng[@]}" | minmax)); ours-1p/HAProxy = $(printf '%s\n' "${p99_1ha[@]}" | median)"$'\n'
+  REPORT+=$'\n'"p99 ours/HAProxy = $(printf '%s\n' "${p99_ha[@]}" | median) (rounds $(printf '%s\n' "${p99_ha[@]}" | minmax)), target <= 1; ours/nginx = $(printf '%s\n' "${p99_ng[@]}" | median) (rounds $(printf '%s\n' "${p99_ng[@]}" | minmax)); ours-gor/HAProxy = $(printf '%s\n' "${p99_1ha[@]}" | median)"$'\n'
 }
 RATE=${RATE:-$(awk -v h="${rps[haproxy]}" 'BEGIN {printf "%d", h*0.7}')}
 LIGHT_RATE=${LIGHT_RATE:-$(awk -v h="${rps[haproxy]}" 'BEGIN {printf "%d", h*0.25}')}
@@ -188,5 +187,5 @@ for n in "${names[@]}"; do printf "| %-8s | %10.0f |\n" "$n" "${rps[$n]}"; done
 echo
 echo "throughput ours/nginx   = $(printf '%s\n' "${ratio_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio_ng[@]}" | minmax)), target >= 1"
 echo "throughput ours/HAProxy = $(printf '%s\n' "${ratio_ha[@]}" | median) (rounds $(printf '%s\n' "${ratio_ha[@]}" | minmax))"
-echo "with GOMAXPROCS=1: ours-1p/nginx = $(printf '%s\n' "${ratio1_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio1_ng[@]}" | minmax)), ours-1p/HAProxy = $(printf '%s\n' "${ratio1_ha[@]}" | median)"
+echo "goroutine per connection: ours-gor/nginx = $(printf '%s\n' "${ratio1_ng[@]}" | median) (rounds $(printf '%s\n' "${ratio1_ng[@]}" | minmax)), ours-gor/HAProxy = $(printf '%s\n' "${ratio1_ha[@]}" | median)"
 echo "$REPORT"

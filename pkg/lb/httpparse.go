@@ -135,8 +135,9 @@ func readHead(br *bufio.Reader, h *head, max int, response bool) error {
 // buffers): it parses the head at the start of b, after any stray line ends,
 // into h and returns the bytes it took. It returns 0 and no error when b
 // does not hold the whole head yet, and errHeadTooLarge when the head is
-// longer than max whether or not it is complete.
-func parseHead(b []byte, h *head, max int, response bool) (int, error) {
+// longer than max, or a line than maxLine (line end included: readHead's
+// limit is its reader's size), whether or not it is complete.
+func parseHead(b []byte, h *head, max, maxLine int, response bool) (int, error) {
 	pos := 0
 	for pos < len(b) {
 		if b[pos] == '\n' {
@@ -150,13 +151,13 @@ func parseHead(b []byte, h *head, max int, response bool) (int, error) {
 	for i := pos; ; {
 		j := bytes.IndexByte(b[i:], '\n')
 		if j < 0 {
-			if len(b)-pos > max {
+			if len(b)-pos > max || len(b)-i >= maxLine {
 				return 0, errHeadTooLarge
 			}
 			return 0, nil
 		}
 		end := i + j + 1
-		if end-pos > max {
+		if end-pos > max || end-i > maxLine {
 			return 0, errHeadTooLarge
 		}
 		if i > pos && (j == 0 || (j == 1 && b[i] == '\r')) {

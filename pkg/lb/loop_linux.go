@@ -452,7 +452,7 @@ func (l *loop) readClient(c *lconn) {
 
 // parseRequest starts the request buffered in c.in, if it is all there.
 func (l *loop) parseRequest(c *lconn) {
-	n, err := parseHead(c.in[c.r:c.w], &c.cc.req, l.lb.cfg.MaxHeaderBytes, false)
+	n, err := parseHead(c.in[c.r:c.w], &c.cc.req, l.lb.cfg.MaxHeaderBytes, clientBufSize, false)
 	if err != nil {
 		l.badRequest(c, err)
 		return
@@ -848,7 +848,7 @@ func (l *loop) readResponse(c *lconn) {
 			up.rready = false
 		}
 		for {
-			k, err := parseHead(up.in[up.r:up.w], &up.head, maxResponseHead, true)
+			k, err := parseHead(up.in[up.r:up.w], &up.head, maxResponseHead, upBufSize, true)
 			if err != nil {
 				l.responseFailed(c, err)
 				return
