@@ -112,7 +112,7 @@ func (l *eventLoop) run() {
 		// in epoll_wait.
 		n, err := rawio.PollNow(l.epfd, events)
 		if n == 0 && err == nil && spin > 0 {
-			n, err = l.spinPoll(events, spin)
+			n, err = rawio.SpinPoll(l.epfd, events, spin)
 		}
 		if n == 0 {
 			n, err = syscall.EpollWait(l.epfd, events, timeout)
@@ -357,23 +357,5 @@ func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
 		next++
 		c.loop = l
 		l.hand(c)
-	}
-}
-
-// spinPoll polls without blocking until an event arrives or d has passed
-// (BusyPoll). A client that sends its next request within d then finds the
-// loop running: its write(2) does not have to wake a sleeping thread, which
-// on a loopback socket is part of the sender's system time. The price is up
-// to d of CPU after each burst of traffic, and none when the cache is idle.
-func (l *eventLoop) spinPoll(events []syscall.EpollEvent, d time.Duration) (int, error) {
-	deadline := time.Now().Add(d)
-	for i := 0; ; i++ {
-		n, err := rawio.PollNow(l.epfd, events)
-		if n != 0 || err != nil {
-			return n, err
-		}
-		if i%16 == 15 && time.Now().After(deadline) {
-			return 0, nil
-		}
 	}
 }

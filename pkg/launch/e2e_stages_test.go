@@ -30,6 +30,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/launch"
 	"github.com/scalestack/scalestack/pkg/loadgen"
+	"github.com/scalestack/scalestack/pkg/queue"
 )
 
 // The stage tests run one after another: each stack is 4 to 16 processes,
@@ -410,7 +411,11 @@ func TestStage8(t *testing.T) {
 	wg.Wait()
 	s.wantState("worker-1", launch.StateDead)
 	var got map[string]int
-	retryUntil(t, 20*time.Second, func() error {
+	// Jobs that worker-1 held when it died (running, or fetched and
+	// buffered) go to worker-2 only when their ack wait ends: the wait is
+	// that long, plus time to run them, though it is over in a second or two
+	// when the kill caught no job (most runs).
+	retryUntil(t, queue.DefaultJobsConfig().AckWait+15*time.Second, func() error {
 		got = welcomes(t, s.dir)
 		var missing []string
 		for _, e := range emails {

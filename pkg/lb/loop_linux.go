@@ -263,11 +263,16 @@ func (l *loop) run() {
 	tick := l.lb.scanInterval()
 	timeout := int((tick + time.Millisecond - 1) / time.Millisecond)
 	lastScan := time.Now()
+	spin := l.lb.cfg.BusyPoll
 	for {
 		// Under load events are nearly always waiting: a non-blocking poll
 		// finds them without the runtime's bookkeeping for a system call
-		// that may block.
+		// that may block. When none is, the loop polls on for BusyPoll
+		// before it sleeps.
 		n, err := rawio.PollNow(l.epfd, events)
+		if n == 0 && err == nil && spin > 0 {
+			n, err = rawio.SpinPoll(l.epfd, events, spin)
+		}
 		if n == 0 && err == nil {
 			n, err = syscall.EpollWait(l.epfd, events, timeout)
 		}
