@@ -173,11 +173,6 @@ type Config struct {
 	// own. Default GOMAXPROCS on Linux, 0 elsewhere.
 	EventLoops int
 
-	// BusyPoll is how long an event loop keeps polling, without sleeping,
-	// when no socket is ready, so that the next request does not have to
-	// wake it. It costs up to BusyPoll of CPU after each burst. Default 0.
-	BusyPoll time.Duration
-
 	// TrustForwarded keeps an X-Forwarded-Proto sent by the client (set it
 	// when the balancer sits behind an edge that terminates TLS). When false
 	// the balancer sets it from its own listener. Default false.
@@ -287,8 +282,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("lb config: EventLoops %d, want 0..1024", c.EventLoops)
 	case c.EventLoops > 0 && !eventLoopsSupported():
 		return fmt.Errorf("lb config: EventLoops %d, but event loops need Linux; use 0", c.EventLoops)
-	case c.BusyPoll < 0 || c.BusyPoll > 10*time.Millisecond:
-		return fmt.Errorf("lb config: BusyPoll %v, want 0..10ms", c.BusyPoll)
 	}
 	for _, b := range c.Backends {
 		if !strings.Contains(b, ":") {
@@ -329,7 +322,6 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WriteTimeout, "lb-write-timeout", c.WriteTimeout, "timeout for writing a response (0: none, for streaming)")
 	fs.DurationVar(&c.IdleTimeout, "lb-idle-timeout", c.IdleTimeout, "timeout of an idle client keep-alive connection")
 	fs.DurationVar(&c.DrainTimeout, "lb-drain-timeout", c.DrainTimeout, "how long shutdown waits for in-flight requests")
-	fs.DurationVar(&c.BusyPoll, "lb-busy-poll", c.BusyPoll, "how long an lb event loop polls for more work before it sleeps (0: sleep at once)")
 	fs.IntVar(&c.EventLoops, "lb-event-loops", c.EventLoops, "epoll event loops serving client connections (Linux); 0 gives each connection its own goroutine")
 	fs.BoolVar(&c.TrustForwarded, "lb-trust-forwarded", c.TrustForwarded, "keep the client's X-Forwarded-Proto (behind a TLS edge)")
 }
