@@ -104,8 +104,9 @@ func (g *rawGet) do() error {
 	return err
 }
 
-func benchLB(b *testing.B) *lb.LB {
+func benchLB(b *testing.B, loops int) *lb.LB {
 	cfg := lb.DefaultConfig()
+	cfg.EventLoops = loops
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Backends = []string{rawBackend(b), rawBackend(b)}
 	cfg.HealthPath = "" // the raw backends answer only what the benchmark sends
@@ -124,38 +125,53 @@ func benchLB(b *testing.B) *lb.LB {
 	return l
 }
 
+// transports are the balancer's two transports, for sub-benchmarks: the
+// default (event loops on Linux) and a goroutine per connection.
+var transports = []struct {
+	name  string
+	loops int
+}{{"default", lb.DefaultConfig().EventLoops}, {"goroutines", 0}}
+
 // BenchmarkProxyGET is one client connection doing GETs through the
 // balancer to two backends: its allocs/op are the balancer's per-request
 // allocations (the raw client and backends allocate nothing per request).
 func BenchmarkProxyGET(b *testing.B) {
-	l := benchLB(b)
-	g := newRawGet(b, l.Addr())
-	if err := g.do(); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := g.do(); err != nil {
-			b.Fatal(err)
-		}
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			l := benchLB(b, tr.loops)
+			g := newRawGet(b, l.Addr())
+			if err := g.do(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := g.do(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkProxyGETParallel is BenchmarkProxyGET over many connections.
 func BenchmarkProxyGETParallel(b *testing.B) {
-	l := benchLB(b)
-	b.ReportAllocs()
-	b.SetParallelism(8)
-	b.RunParallel(func(pb *testing.PB) {
-		g := newRawGet(b, l.Addr())
-		for pb.Next() {
-			if err := g.do(); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			l := benchLB(b, tr.loops)
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				g := newRawGet(b, l.Addr())
+				for pb.Next() {
+					if err := g.do(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkReverseProxyGET is the baseline the balancer is measured
