@@ -4,9 +4,7 @@ package cache
 
 import (
 	"errors"
-	"fmt"
 	"net"
-	"sync"
 	"syscall"
 	"time"
 
@@ -26,15 +24,11 @@ import (
 // eventLoop owns an epoll instance and the connections registered in it.
 // Only its own goroutine touches those connections.
 type eventLoop struct {
-	s     *Server
+	s *Server
+	// p is the epoll instance, its wake pipe and the inbox of accepted
+	// connections waiting to be registered.
+	p     *rawio.Poller[*conn]
 	epfd  int
-	wakeR int // read end of a pipe that wakes the loop: new connections, Close
-	wakeW int
-
-	mu       sync.Mutex
-	incoming []*conn // accepted, waiting for the loop to register them
-	closed   bool
-
 	conns map[int32]*conn
 }
 
@@ -46,47 +40,25 @@ const (
 func eventLoopsSupported() bool { return true }
 
 func newEventLoop(s *Server) (*eventLoop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	p, err := rawio.NewPoller[*conn]()
 	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
+		return nil, err
 	}
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		syscall.Close(epfd)
-		return nil, fmt.Errorf("pipe2: %w", err)
-	}
-	l := &eventLoop{s: s, epfd: epfd, wakeR: p[0], wakeW: p[1], conns: make(map[int32]*conn)}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wakeR)}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakeR, &ev); err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("epoll_ctl wake pipe: %w", err)
-	}
-	return l, nil
+	return &eventLoop{s: s, p: p, epfd: p.FD, conns: make(map[int32]*conn)}, nil
 }
 
-func (l *eventLoop) closeFDs() {
-	syscall.Close(l.epfd)
-	syscall.Close(l.wakeR)
-	syscall.Close(l.wakeW)
-}
+func (l *eventLoop) wake() { l.p.Wake() }
 
-func (l *eventLoop) wake() {
-	syscall.Write(l.wakeW, []byte{1}) // a full pipe already means "wake up"
-}
+// closeFDs closes a loop that never ran.
+func (l *eventLoop) closeFDs() { l.p.Close() }
 
 // hand passes an accepted connection to the loop; it is closed at once if
 // the loop has stopped.
 func (l *eventLoop) hand(c *conn) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.p.Hand(c) {
 		syscall.Close(c.fd)
 		l.s.connsOpen.Add(-1)
-		return
 	}
-	l.incoming = append(l.incoming, c)
-	l.mu.Unlock()
-	l.wake()
 }
 
 // run is the loop's goroutine; it returns when the server closes, after
@@ -126,7 +98,7 @@ func (l *eventLoop) run() {
 		}
 		for i := range n {
 			ev := &events[i]
-			if int(ev.Fd) == l.wakeR {
+			if l.p.IsWake(ev.Fd) {
 				l.drainWake()
 				continue
 			}
@@ -149,19 +121,9 @@ func (l *eventLoop) run() {
 }
 
 func (l *eventLoop) drainWake() {
-	var buf [64]byte
-	for {
-		if n, _ := syscall.Read(l.wakeR, buf[:]); n <= 0 {
-			break
-		}
-	}
-	l.mu.Lock()
-	incoming := l.incoming
-	l.incoming = nil
-	l.mu.Unlock()
+	incoming := l.p.Drain()
 	for _, c := range incoming {
-		ev := syscall.EpollEvent{Events: evRead, Fd: int32(c.fd)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		if err := l.p.Add(c.fd, evRead); err != nil {
 			l.s.log.Warn("cache event loop: epoll_ctl add", "err", err)
 			syscall.Close(c.fd)
 			l.s.connsOpen.Add(-1)
@@ -293,19 +255,13 @@ func (l *eventLoop) closeIdle(now time.Time) {
 }
 
 func (l *eventLoop) shutdown() {
-	l.mu.Lock()
-	l.closed = true
-	incoming := l.incoming
-	l.incoming = nil
-	l.mu.Unlock()
-	for _, c := range incoming {
+	for _, c := range l.p.Close() {
 		syscall.Close(c.fd)
 		l.s.connsOpen.Add(-1)
 	}
 	for _, c := range l.conns {
 		l.close(c)
 	}
-	l.closeFDs()
 }
 
 // acceptRaw accepts connections on ln and deals them out to the loops in

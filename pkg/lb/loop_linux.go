@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -66,22 +65,18 @@ const (
 
 func eventLoopsSupported() bool { return true }
 
-// loop is one event loop. Everything but incoming, closed and force is
-// touched only by its goroutine.
+// loop is one event loop. Everything but p's inbox and force is touched
+// only by its goroutine.
 type loop struct {
-	lb    *LB
+	lb *LB
+	// p is the epoll instance, its wake pipe and the inbox of accepted
+	// connections; ep is the instance as a file in Go's own poller, which
+	// the loop waits on when nothing is ready (see run).
+	p     *rawio.Poller[*lconn]
 	epfd  int
-	wakeR int // read end of a pipe that wakes the loop: new connections, shutdown
-	wakeW int
-	// ep is epfd as a file in Go's own poller, which the loop waits on
-	// when nothing is ready (see run).
 	ep    *os.File
 	epRaw syscall.RawConn
-
-	mu       sync.Mutex
-	incoming []*lconn
-	closed   bool
-	force    atomic.Bool // close every connection, drained or not
+	force atomic.Bool // close every connection, drained or not
 
 	clients map[int32]*lconn
 	ups     map[int32]*lup
@@ -156,7 +151,7 @@ func (lb *LB) startLoops() error {
 		l, err := newLoop(lb)
 		if err != nil {
 			for _, o := range lb.loops {
-				o.closeFDs()
+				o.p.Close()
 			}
 			lb.loops = nil
 			return err
@@ -171,55 +166,18 @@ func (lb *LB) startLoops() error {
 }
 
 func newLoop(lb *LB) (*loop, error) {
-	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	p, err := rawio.NewPoller[*lconn]()
 	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
+		return nil, err
 	}
-	var p [2]int
-	if err := syscall.Pipe2(p[:], syscall.O_NONBLOCK|syscall.O_CLOEXEC); err != nil {
-		syscall.Close(epfd)
-		return nil, fmt.Errorf("pipe2: %w", err)
+	ep, raw, err := p.File()
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
-	l := &loop{lb: lb, epfd: epfd, wakeR: p[0], wakeW: p[1],
+	return &loop{lb: lb, p: p, epfd: p.FD, ep: ep, epRaw: raw,
 		clients: map[int32]*lconn{}, ups: map[int32]*lup{},
-		idle: map[*backend][]*lup{}, addrs: map[*backend]syscall.Sockaddr{}}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wakeR)}
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.wakeR, &ev); err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("epoll_ctl wake pipe: %w", err)
-	}
-	// An epoll instance is readable while it has events ready, so Go's
-	// poller can wait on it like on a socket: non-blocking, os.NewFile
-	// registers it there.
-	if err := syscall.SetNonblock(epfd, true); err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("epoll fd non-blocking: %w", err)
-	}
-	l.ep = os.NewFile(uintptr(epfd), "lb-epoll")
-	raw, err := l.ep.SyscallConn()
-	if err == nil {
-		err = l.ep.SetReadDeadline(time.Time{}) // fails if the poller did not take it
-	}
-	if err != nil {
-		l.closeFDs()
-		return nil, fmt.Errorf("epoll fd in Go's poller: %w", err)
-	}
-	l.epRaw = raw
-	return l, nil
-}
-
-func (l *loop) closeFDs() {
-	if l.ep != nil {
-		l.ep.Close()
-	} else {
-		syscall.Close(l.epfd)
-	}
-	syscall.Close(l.wakeR)
-	syscall.Close(l.wakeW)
-}
-
-func (l *loop) wake() {
-	syscall.Write(l.wakeW, []byte{1}) // a full pipe already means "wake up"
+		idle: map[*backend][]*lup{}, addrs: map[*backend]syscall.Sockaddr{}}, nil
 }
 
 // wakeLoops makes every loop look at the balancer's state (closing: close
@@ -229,7 +187,7 @@ func (lb *LB) wakeLoops(force bool) {
 		if force {
 			l.force.Store(true)
 		}
-		l.wake()
+		l.p.Wake()
 	}
 }
 
@@ -259,16 +217,10 @@ func (lb *LB) handToLoop(nc net.Conn) {
 	lb.connMu.Unlock()
 	l := lb.loops[lb.nextLoop%uint64(len(lb.loops))]
 	lb.nextLoop++
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if !l.p.Hand(c) {
 		syscall.Close(fd)
 		lb.connWG.Done()
-		return
 	}
-	l.incoming = append(l.incoming, c)
-	l.mu.Unlock()
-	l.wake()
 }
 
 // scanInterval is how often a loop looks for connections past a timeout:
@@ -325,7 +277,7 @@ func (l *loop) run() {
 		}
 		for i := range n {
 			ev := &events[i]
-			if int(ev.Fd) == l.wakeR {
+			if l.p.IsWake(ev.Fd) {
 				l.drainWake()
 			} else if up := l.ups[ev.Fd]; up != nil {
 				l.upEvent(up, ev.Events)
@@ -342,20 +294,10 @@ func (l *loop) run() {
 }
 
 func (l *loop) drainWake() {
-	var buf [64]byte
-	for {
-		if n, _ := syscall.Read(l.wakeR, buf[:]); n <= 0 {
-			break
-		}
-	}
-	l.mu.Lock()
-	incoming := l.incoming
-	l.incoming = nil
-	l.mu.Unlock()
+	incoming := l.p.Drain()
 	now := time.Now().UnixNano()
 	for _, c := range incoming {
-		ev := syscall.EpollEvent{Events: evAll, Fd: int32(c.fd)}
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		if err := l.p.Add(c.fd, evAll); err != nil {
 			l.lb.log.Warn("lb event loop: epoll_ctl add", "err", err)
 			syscall.Close(c.fd)
 			l.lb.connWG.Done()
@@ -462,19 +404,10 @@ func (l *loop) readClient(c *lconn) {
 		if c.r == c.w {
 			c.r, c.w = 0, 0
 		}
-		if c.w == len(c.in) {
-			switch {
-			case c.r > 0:
-				c.w = copy(c.in, c.in[c.r:c.w])
-				c.r = 0
-			case len(c.in) < maxIn:
-				grown := make([]byte, min(2*len(c.in), maxIn))
-				copy(grown, c.in[:c.w])
-				c.in = grown
-			default:
-				l.badRequest(c, errHeadTooLarge)
-				return
-			}
+		var ok bool
+		if c.in, c.r, c.w, ok = makeRoom(c.in, c.r, c.w, maxIn); !ok {
+			l.badRequest(c, errHeadTooLarge)
+			return
 		}
 		room := len(c.in) - c.w
 		n, err := rawio.Read(c.fd, c.in[c.w:])
@@ -497,6 +430,25 @@ func (l *loop) readClient(c *lconn) {
 		}
 		l.parseRequest(c)
 	}
+}
+
+// makeRoom makes space to read into after buf[r:w], the bytes not yet
+// used: it moves them to the front, or grows buf up to limit. It reports
+// false when buf is full of unused bytes at limit.
+func makeRoom(buf []byte, r, w, limit int) ([]byte, int, int, bool) {
+	switch {
+	case w < len(buf):
+	case r > 0:
+		w = copy(buf, buf[r:w])
+		r = 0
+	case len(buf) < limit:
+		grown := make([]byte, min(2*len(buf), limit))
+		copy(grown, buf[:w])
+		buf = grown
+	default:
+		return buf, r, w, false
+	}
+	return buf, r, w, true
 }
 
 // parseRequest starts the request buffered in c.in, if it is all there.
@@ -665,8 +617,7 @@ func (l *loop) acquire(b *backend, careful, fresh bool, now time.Time) (*lup, er
 		syscall.Close(fd)
 		return nil, fmt.Errorf("dial %s: %w", b.addr, err)
 	}
-	ev := syscall.EpollEvent{Events: evAll, Fd: int32(fd)}
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := l.p.Add(fd, evAll); err != nil {
 		syscall.Close(fd)
 		return nil, fmt.Errorf("epoll_ctl add: %w", err)
 	}
@@ -861,19 +812,10 @@ func (l *loop) responseFailed(c *lconn, err error) {
 func (l *loop) readResponse(c *lconn) {
 	up := c.up
 	for {
-		if up.w == len(up.in) {
-			switch {
-			case up.r > 0:
-				up.w = copy(up.in, up.in[up.r:up.w])
-				up.r = 0
-			case len(up.in) < maxResponseHead+upBufSize:
-				grown := make([]byte, 2*len(up.in))
-				copy(grown, up.in[:up.w])
-				up.in = grown
-			default:
-				l.responseFailed(c, errHeadTooLarge)
-				return
-			}
+		var ok bool
+		if up.in, up.r, up.w, ok = makeRoom(up.in, up.r, up.w, maxResponseHead+upBufSize); !ok {
+			l.responseFailed(c, errHeadTooLarge)
+			return
 		}
 		room := len(up.in) - up.w
 		n, err := rawio.Read(up.fd, up.in[up.w:])
@@ -1218,12 +1160,7 @@ func fdConn(epfd, fd int, pending []byte) (*prefixConn, error) {
 // shutdown closes every connection the loop owns; the balancer's context
 // has ended.
 func (l *loop) shutdown() {
-	l.mu.Lock()
-	l.closed = true
-	incoming := l.incoming
-	l.incoming = nil
-	l.mu.Unlock()
-	for _, c := range incoming {
+	for _, c := range l.p.Close() {
 		syscall.Close(c.fd)
 		l.lb.connWG.Done()
 	}
@@ -1233,5 +1170,4 @@ func (l *loop) shutdown() {
 	for _, up := range l.ups {
 		l.closeUp(up)
 	}
-	l.closeFDs()
 }
