@@ -81,3 +81,49 @@ func TestTakeFDReadWritePoll(t *testing.T) {
 		t.Fatalf("Read after the peer closed = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// TestPoller hands items to a Poller from another goroutine while its owner
+// waits in Go's poller (File), drains them, and closes it with one item left.
+func TestPoller(t *testing.T) {
+	p, err := NewPoller[int]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, raw, err := p.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make([]syscall.EpollEvent, 4)
+	var n int
+	poll := func(uintptr) bool {
+		n, err = PollNow(p.FD, events)
+		return n != 0 || err != nil
+	}
+	f.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if werr := raw.Read(poll); werr == nil || n != 0 {
+		t.Fatalf("wait with nothing handed = %v, %d events; want the deadline", werr, n)
+	}
+	f.SetReadDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		p.Hand(1)
+		p.Hand(2)
+	}()
+	if werr := raw.Read(poll); werr != nil || err != nil || n != 1 || !p.IsWake(events[0].Fd) {
+		t.Fatalf("wait for a hand-over = %v, %v, %d events; want the wake pipe's", werr, err, n)
+	}
+	time.Sleep(20 * time.Millisecond) // the second Hand
+	if got := p.Drain(); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("Drain = %v, want [1 2]", got)
+	}
+	if n, _ := PollNow(p.FD, events); n != 0 {
+		t.Fatalf("%d events after Drain, want 0", n)
+	}
+	p.Hand(3)
+	if left := p.Close(); len(left) != 1 || left[0] != 3 {
+		t.Fatalf("Close returned %v, want the undrained [3]", left)
+	}
+	if p.Hand(4) {
+		t.Fatal("Hand after Close succeeded")
+	}
+}
