@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,5 +206,73 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	}
 	if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
 		t.Errorf("the idle connection was closed after %v, want about 200ms", d)
+	}
+}
+
+// TestClientsThatLeaveMidResponse has clients hang up in every phase of a
+// request (before the answer, mid-body of a large response, after sending
+// half a head) while others keep going: the balancer counts them, frees
+// their backend connections (nothing stays in flight) and serves the rest.
+func TestClientsThatLeaveMidResponse(t *testing.T) {
+	payload := bytes.Repeat([]byte("x"), 4<<20)
+	app := startAppWith(t, "app-1", func(_ *appNode, s *http.Server) {
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/big":
+				w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+				w.Write(payload)
+			case "/slow":
+				time.Sleep(200 * time.Millisecond)
+				io.WriteString(w, "slow")
+			default:
+				io.WriteString(w, "ok")
+			}
+		})
+	})
+	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	leave := func(raw string, readFirst int) {
+		conn, err := net.Dial("tcp", l.Addr())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		io.WriteString(conn, raw)
+		if readFirst > 0 {
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.ReadFull(conn, make([]byte, readFirst))
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, as a crashed client's
+		}
+		conn.Close()
+	}
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i % 3 {
+			case 0:
+				leave("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 64<<10) // mid-body
+			case 1:
+				leave("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", 0) // before the answer
+			case 2:
+				leave("GET /half HTTP/1.1\r\nHost: x\r\nX-A:", 0) // mid-head
+			}
+		}()
+	}
+	c := newClient()
+	for range 20 {
+		if resp, body := get(t, c, "http://"+l.Addr()+"/ok"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("GET while clients leave: %d %q", resp.StatusCode, body)
+		}
+	}
+	wg.Wait()
+	waitFor(t, 5*time.Second, "no request in flight", func() bool { return l.Snapshot().InFlight == 0 })
+	if s := l.Snapshot(); s.ClientGone == 0 {
+		t.Errorf("client_gone = 0 after ten clients hung up mid-body")
+	}
+	if resp, body := get(t, c, "http://"+l.Addr()+"/big"); resp.StatusCode != 200 || len(body) != len(payload) {
+		t.Errorf("GET /big after the hang-ups: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
