@@ -52,21 +52,23 @@ type LB struct {
 	failed        [3]atomic.Uint64 // answered 502, 503, 504 by the balancer
 	clientGone    atomic.Uint64
 
-	ln       net.Listener
-	loops    []*loop // event loops (loop_linux.go); nil when each connection has a goroutine
-	nextLoop uint64  // the loop the next accepted connection goes to
-	connMu   sync.Mutex
-	conns    map[*clientConn]struct{}
-	connWG   sync.WaitGroup // one per client connection
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // the server and maintain goroutines
-	checks   sync.WaitGroup // one health-check goroutine per backend
-	opened   atomic.Bool
-	closing  atomic.Bool
-	closeMu  sync.Mutex // guards closed and closeErr; held by Open and Shutdown
-	closeErr error
-	closed   bool
+	ln        net.Listener
+	loops     []*loop // event loops (loop_linux.go); nil when each connection has a goroutine
+	nextLoop  uint64  // the loop the next accepted connection goes to
+	connMu    sync.Mutex
+	conns     map[*clientConn]struct{}
+	connWG    sync.WaitGroup // one per client connection (connOpened, connClosed)
+	connsOpen atomic.Int64   // client connections open
+	handOffs  atomic.Uint64  // connections an event loop handed to a goroutine
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the server and maintain goroutines
+	checks    sync.WaitGroup // one health-check goroutine per backend
+	opened    atomic.Bool
+	closing   atomic.Bool
+	closeMu   sync.Mutex // guards closed and closeErr; held by Open and Shutdown
+	closeErr  error
+	closed    bool
 }
 
 // pool is an immutable snapshot of the backends, rebuilt whenever one of
@@ -219,6 +221,18 @@ func (lb *LB) Shutdown(ctx context.Context) error {
 	lb.closeErr = err
 	lb.log.Info("lb closed")
 	return err
+}
+
+// connOpened and connClosed count a client connection in and out, whichever
+// transport serves it (a hand-off from a loop to a goroutine is neither).
+func (lb *LB) connOpened() {
+	lb.connWG.Add(1)
+	lb.connsOpen.Add(1)
+}
+
+func (lb *LB) connClosed() {
+	lb.connsOpen.Add(-1)
+	lb.connWG.Done()
 }
 
 func (lb *LB) inFlight() int64 {

@@ -771,7 +771,7 @@ func TestStatusAndMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"lb_requests_total", "lb_retries_total", "lb_backend_requests_total", "lb_backend_in_flight", "lb_backend_state", "lb_backend_response_seconds"} {
+	for _, name := range []string{"lb_requests_total", "lb_retries_total", "lb_client_connections", "lb_handoffs_total", "lb_backend_requests_total", "lb_backend_in_flight", "lb_backend_state", "lb_backend_response_seconds"} {
 		if !found[name] {
 			t.Errorf("metric %s not exported", name)
 		}

@@ -213,13 +213,13 @@ func (lb *LB) handToLoop(nc net.Conn) {
 		syscall.Close(fd)
 		return
 	}
-	lb.connWG.Add(1)
+	lb.connOpened()
 	lb.connMu.Unlock()
 	l := lb.loops[lb.nextLoop%uint64(len(lb.loops))]
 	lb.nextLoop++
 	if !l.p.Hand(c) {
 		syscall.Close(fd)
-		lb.connWG.Done()
+		lb.connClosed()
 	}
 }
 
@@ -300,7 +300,7 @@ func (l *loop) drainWake() {
 		if err := l.p.Add(c.fd, evAll); err != nil {
 			l.lb.log.Warn("lb event loop: epoll_ctl add", "err", err)
 			syscall.Close(c.fd)
-			l.lb.connWG.Done()
+			l.lb.connClosed()
 			continue
 		}
 		c.since = now
@@ -1076,7 +1076,7 @@ func (l *loop) close(c *lconn) {
 	}
 	delete(l.clients, int32(c.fd))
 	syscall.Close(c.fd)
-	l.lb.connWG.Done()
+	l.lb.connClosed()
 }
 
 // handOff gives the connection (and the backend connection of a response
@@ -1084,6 +1084,7 @@ func (l *loop) close(c *lconn) {
 // from then on. Bytes the loop read but did not use go with each.
 func (l *loop) handOff(c *lconn) {
 	lb := l.lb
+	lb.handOffs.Add(1)
 	delete(l.clients, int32(c.fd))
 	c.dead = true // to this loop
 	nc, err := fdConn(l.epfd, c.fd, c.in[c.r:c.w])
@@ -1092,7 +1093,7 @@ func (l *loop) handOff(c *lconn) {
 		if c.up != nil {
 			l.detach(c)
 		}
-		lb.connWG.Done()
+		lb.connClosed()
 		return
 	}
 	cc := &clientConn{lb: lb, nc: nc, req: c.cc.req, out: c.cc.out, ip: c.cc.ip}
@@ -1119,7 +1120,7 @@ func (l *loop) handOff(c *lconn) {
 			lb.log.Warn("lb: hand backend connection to a goroutine", "err", err)
 			c.b.inflight.Add(-1)
 			_ = nc.Close()
-			lb.connWG.Done()
+			lb.connClosed()
 			return
 		}
 		uc := &upConn{nc: unc, w: newRawWriter(unc.Conn), head: up.head, reused: up.reused}
@@ -1162,7 +1163,7 @@ func fdConn(epfd, fd int, pending []byte) (*prefixConn, error) {
 func (l *loop) shutdown() {
 	for _, c := range l.p.Close() {
 		syscall.Close(c.fd)
-		l.lb.connWG.Done()
+		l.lb.connClosed()
 	}
 	for _, c := range l.clients {
 		l.close(c)

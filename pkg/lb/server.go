@@ -68,7 +68,7 @@ func (lb *LB) serveConns(ln net.Listener) {
 			continue
 		}
 		lb.conns[cc] = struct{}{}
-		lb.connWG.Add(1)
+		lb.connOpened()
 		lb.connMu.Unlock()
 		go cc.serve(nil)
 	}
@@ -85,7 +85,7 @@ func (cc *clientConn) serve(first func() bool) {
 		lb.connMu.Lock()
 		delete(lb.conns, cc)
 		lb.connMu.Unlock()
-		lb.connWG.Done()
+		lb.connClosed()
 	}()
 	// 8 KiB each way per client connection: a head line may be as long as
 	// the reader (nginx's default limit too), and thousands of idle

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,10 +21,16 @@ type Status struct {
 	Retries       uint64 `json:"retries"`
 	RetriesDenied uint64 `json:"retries_denied"`
 	// Answered502/503/504 count the error pages the balancer itself sent.
-	Answered502 uint64          `json:"answered_502"`
-	Answered503 uint64          `json:"answered_503"`
-	Answered504 uint64          `json:"answered_504"`
-	ClientGone  uint64          `json:"client_gone"`
+	Answered502 uint64 `json:"answered_502"`
+	Answered503 uint64 `json:"answered_503"`
+	Answered504 uint64 `json:"answered_504"`
+	ClientGone  uint64 `json:"client_gone"`
+	// Transport is how client connections are served: "N event loops" or
+	// "goroutine per connection". HandedOff counts connections the loops
+	// gave to a goroutine (a request body, a chunked response).
+	Transport   string          `json:"transport"`
+	Connections int64           `json:"client_connections"`
+	HandedOff   uint64          `json:"handed_to_goroutines"`
 	Backends    []BackendStatus `json:"backends"`
 }
 
@@ -70,7 +77,13 @@ func (lb *LB) Snapshot() Status {
 		Answered503:   lb.failed[1].Load(),
 		Answered504:   lb.failed[2].Load(),
 		ClientGone:    lb.clientGone.Load(),
+		Transport:     "goroutine per connection",
+		Connections:   lb.connsOpen.Load(),
+		HandedOff:     lb.handOffs.Load(),
 		Backends:      make([]BackendStatus, 0, len(p.all)),
+	}
+	if n := len(lb.loops); n > 0 {
+		s.Transport = strconv.Itoa(n) + " event loops"
 	}
 	now := time.Now().UnixNano()
 	for _, b := range p.all {
@@ -136,11 +149,13 @@ var (
 	descBEject   = prometheus.NewDesc("lb_backend_ejections_total", "Passive ejections of a backend.", []string{"backend"}, nil)
 	descBFlight  = prometheus.NewDesc("lb_backend_in_flight", "Requests in flight to a backend.", []string{"backend"}, nil)
 	descBState   = prometheus.NewDesc("lb_backend_state", "1 for the backend's current state (healthy, unhealthy, ejected, draining).", []string{"backend", "state"}, nil)
+	descConns    = prometheus.NewDesc("lb_client_connections", "Client connections open.", nil, nil)
+	descHandOffs = prometheus.NewDesc("lb_handoffs_total", "Client connections an event loop handed to a goroutine (a request body, a chunked response).", nil, nil)
 	descBLat     = prometheus.NewDesc("lb_backend_response_seconds", "Time from sending a request to a backend to the end of its response.", []string{"backend"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descRetries, descDenied, descAnswered, descBReq, descBErr, descB5xx, descBEject, descBFlight, descBState, descBLat} {
+	for _, d := range []*prometheus.Desc{descRequests, descRetries, descDenied, descAnswered, descConns, descHandOffs, descBReq, descBErr, descB5xx, descBEject, descBFlight, descBState, descBLat} {
 		ch <- d
 	}
 }
@@ -150,6 +165,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(lb.requests.Load()))
 	ch <- prometheus.MustNewConstMetric(descRetries, prometheus.CounterValue, float64(lb.retries.Load()))
 	ch <- prometheus.MustNewConstMetric(descDenied, prometheus.CounterValue, float64(lb.retriesDenied.Load()))
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(lb.connsOpen.Load()))
+	ch <- prometheus.MustNewConstMetric(descHandOffs, prometheus.CounterValue, float64(lb.handOffs.Load()))
 	for i, code := range []string{"502", "503", "504"} {
 		ch <- prometheus.MustNewConstMetric(descAnswered, prometheus.CounterValue, float64(lb.failed[i].Load()), code)
 	}

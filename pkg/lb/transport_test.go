@@ -276,3 +276,50 @@ func TestClientsThatLeaveMidResponse(t *testing.T) {
 		t.Errorf("GET /big after the hang-ups: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
+
+// TestStatusCountsConnections checks the connection figures of Status: open
+// client connections, the transport, and the hand-offs of connections whose
+// request has a body (event loops only).
+func TestStatusCountsConnections(t *testing.T) {
+	app := echoApp(t)
+	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	want := "goroutine per connection"
+	if testEventLoops > 0 {
+		want = fmt.Sprintf("%d event loops", testEventLoops)
+	}
+	if got := l.Snapshot().Transport; got != want {
+		t.Errorf("transport = %q, want %q", got, want)
+	}
+	var conns []net.Conn
+	for range 3 {
+		conn, err := net.Dial("tcp", l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns = append(conns, conn)
+	}
+	waitFor(t, 5*time.Second, "3 client connections", func() bool { return l.Snapshot().Connections == 3 })
+	// A POST with a body on one of them, then a GET on the same connection.
+	fmt.Fprintf(conns[0], "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /length HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(conns[0])
+	for i := range 2 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("response %d: %d", i, resp.StatusCode)
+		}
+	}
+	handed := l.Snapshot().HandedOff
+	if (testEventLoops > 0) != (handed == 1) {
+		t.Errorf("handed to goroutines = %d after one POST with a body (event loops: %d)", handed, testEventLoops)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "no client connection", func() bool { return l.Snapshot().Connections == 0 })
+}
