@@ -337,7 +337,9 @@ func (l *loop) scan(now time.Time) {
 			switch up := c.up; {
 			case up.connecting && t-c.since > int64(cfg.DialTimeout):
 				l.dialFailed(c, errDialTimeout)
-			case !up.connecting && !up.wblocked && t-c.since > int64(cfg.ResponseHeaderTimeout):
+			case !up.connecting && t-c.since > int64(cfg.ResponseHeaderTimeout):
+				// From the end of the send, or from its start while the
+				// backend takes no more of the request.
 				l.responseFailed(c, errResponseTimeout)
 			}
 		}
