@@ -208,15 +208,25 @@ func (g *storeGroup) converged(timeout time.Duration) {
 }
 
 // waitReplicaOf waits until node i is a replica streaming from primary.
-func (g *storeGroup) waitReplicaOf(i int, primary string, timeout time.Duration) {
+// waitReplicaOfPrimary waits until node i is a replica streaming from the
+// node that is primary at that moment. That may not be the primary before
+// node i restarted: a node rejoining the NATS cluster can leave the lease's
+// stream without a leader for longer than the lease, and another replica
+// then takes over in a new epoch (seen in CI), which is failover working.
+func (g *storeGroup) waitReplicaOfPrimary(i int, timeout time.Duration) {
 	g.t.Helper()
 	testcluster.RetryUntil(g.t, timeout, func() error {
+		pi, _, err := g.primary()
+		if err != nil {
+			return err
+		}
+		primary := g.nodes[pi].name
 		st, err := replStatus(g.nodes[i].store)
 		if err != nil {
 			return err
 		}
 		if st.Role != store.RoleReplica || st.Following == nil || !st.Following.Connected || st.Following.Primary != primary {
-			return fmt.Errorf("%s: role %s, following %+v; want a replica streaming from %s", g.nodes[i].name, st.Role, st.Following, primary)
+			return fmt.Errorf("%s: role %s, following %+v; want a replica streaming from %s, the primary", g.nodes[i].name, st.Role, st.Following, primary)
 		}
 		return nil
 	})
@@ -543,7 +553,7 @@ func TestFailoverKill9Primary(t *testing.T) {
 	w.waitAcks(t, before, 200, "db-1", 30*time.Second)
 	w.stop()
 
-	pi, st, err := g.primary()
+	pi, _, err := g.primary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +561,7 @@ func TestFailoverKill9Primary(t *testing.T) {
 		t.Fatalf("primary is %s, but %s acknowledged the first write after the kill", g.nodes[pi].name, first.node)
 	}
 	g.start(0, true)
-	g.waitReplicaOf(0, st.Primary, 30*time.Second)
+	g.waitReplicaOfPrimary(0, 30*time.Second)
 	g.converged(30 * time.Second)
 	w.check(t)
 }
@@ -603,7 +613,7 @@ func TestFailoverPausedPrimaryNeverAcksLate(t *testing.T) {
 	if pi == 0 || pst.Epoch <= oldEpoch {
 		t.Fatalf("primary after the pause: %s at epoch %d; want a replica at an epoch above %d", g.nodes[pi].name, pst.Epoch, oldEpoch)
 	}
-	g.waitReplicaOf(0, g.nodes[pi].name, 30*time.Second)
+	g.waitReplicaOfPrimary(0, 30*time.Second)
 	after := len(w.acked())
 	w.waitAcks(t, after, 100, "", 30*time.Second) // the long writers' answers from db-1 came in by now
 	w.stop()
