@@ -28,7 +28,6 @@ type eventLoop struct {
 	// p is the epoll instance, its wake pipe and the inbox of accepted
 	// connections waiting to be registered.
 	p     *rawio.Poller[*conn]
-	epfd  int
 	conns map[int32]*conn
 }
 
@@ -44,7 +43,7 @@ func newEventLoop(s *Server) (*eventLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &eventLoop{s: s, p: p, epfd: p.FD, conns: make(map[int32]*conn)}, nil
+	return &eventLoop{s: s, p: p, conns: make(map[int32]*conn)}, nil
 }
 
 func (l *eventLoop) wake() { l.p.Wake() }
@@ -82,12 +81,12 @@ func (l *eventLoop) run() {
 		// call (which hands this goroutine's P away after 20µs). When nothing
 		// is ready the loop polls on for up to BusyPoll, and only then blocks
 		// in epoll_wait.
-		n, err := rawio.PollNow(l.epfd, events)
+		n, err := rawio.PollNow(l.p.FD, events)
 		if n == 0 && err == nil && spin > 0 {
-			n, err = rawio.SpinPoll(l.epfd, events, spin)
+			n, err = rawio.SpinPoll(l.p.FD, events, spin)
 		}
 		if n == 0 {
-			n, err = syscall.EpollWait(l.epfd, events, timeout)
+			n, err = syscall.EpollWait(l.p.FD, events, timeout)
 		}
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			l.s.log.Error("cache event loop: epoll_wait", "err", err)
@@ -229,7 +228,7 @@ func (l *eventLoop) writable(c *conn) {
 
 func (l *eventLoop) setEvents(c *conn, events uint32) {
 	ev := syscall.EpollEvent{Events: events, Fd: int32(c.fd)}
-	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
+	if err := syscall.EpollCtl(l.p.FD, syscall.EPOLL_CTL_MOD, c.fd, &ev); err != nil {
 		l.s.log.Warn("cache event loop: epoll_ctl mod", "err", err)
 	}
 }
@@ -239,7 +238,7 @@ func (l *eventLoop) close(c *conn) {
 		return
 	}
 	delete(l.conns, int32(c.fd))
-	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	syscall.EpollCtl(l.p.FD, syscall.EPOLL_CTL_DEL, c.fd, nil)
 	syscall.Close(c.fd)
 	l.s.connsOpen.Add(-1)
 }

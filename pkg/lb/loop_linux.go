@@ -73,7 +73,6 @@ type loop struct {
 	// connections; ep is the instance as a file in Go's own poller, which
 	// the loop waits on when nothing is ready (see run).
 	p     *rawio.Poller[*lconn]
-	epfd  int
 	ep    *os.File
 	epRaw syscall.RawConn
 	force atomic.Bool // close every connection, drained or not
@@ -175,7 +174,7 @@ func newLoop(lb *LB) (*loop, error) {
 		p.Close()
 		return nil, err
 	}
-	return &loop{lb: lb, p: p, epfd: p.FD, ep: ep, epRaw: raw,
+	return &loop{lb: lb, p: p, ep: ep, epRaw: raw,
 		clients: map[int32]*lconn{}, ups: map[int32]*lup{},
 		idle: map[*backend][]*lup{}, addrs: map[*backend]syscall.Sockaddr{}}, nil
 }
@@ -248,7 +247,7 @@ func (l *loop) run() {
 	var n int
 	var err error
 	poll := func(uintptr) bool {
-		n, err = rawio.PollNow(l.epfd, events)
+		n, err = rawio.PollNow(l.p.FD, events)
 		return n != 0 || err != nil
 	}
 	for {
@@ -1089,7 +1088,7 @@ func (l *loop) handOff(c *lconn) {
 	lb.handOffs.Add(1)
 	delete(l.clients, int32(c.fd))
 	c.dead = true // to this loop
-	nc, err := fdConn(l.epfd, c.fd, c.in[c.r:c.w])
+	nc, err := fdConn(l.p.FD, c.fd, c.in[c.r:c.w])
 	if err != nil {
 		lb.log.Warn("lb: hand connection to a goroutine", "err", err)
 		if c.up != nil {
@@ -1117,7 +1116,7 @@ func (l *loop) handOff(c *lconn) {
 	} else {
 		delete(l.ups, int32(up.fd))
 		c.up = nil
-		unc, err := fdConn(l.epfd, up.fd, up.in[up.r:up.w])
+		unc, err := fdConn(l.p.FD, up.fd, up.in[up.r:up.w])
 		if err != nil {
 			lb.log.Warn("lb: hand backend connection to a goroutine", "err", err)
 			c.b.inflight.Add(-1)
