@@ -21,10 +21,10 @@ import (
 type group struct {
 	tb       testing.TB
 	failover bool
-	mu      sync.Mutex
-	servers map[string]*store.Server
-	dirs    map[string]string
-	edit    func(*store.Config)
+	mu       sync.Mutex
+	servers  map[string]*store.Server
+	dirs     map[string]string
+	edit     func(*store.Config)
 }
 
 func newGroup(tb testing.TB, failover bool, edit func(*store.Config)) *group {
