@@ -161,6 +161,8 @@ type reqState struct {
 	cache      cachetier.Trace
 	sess       *Session
 	sessLoaded bool
+	// sessErr is why the session could not be read (see web.session).
+	sessErr error
 }
 
 type stateKey struct{}
