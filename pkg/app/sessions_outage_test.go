@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -263,6 +264,34 @@ func TestSharedSessionsGetDuringFailover(t *testing.T) {
 	if _, err := ss.Get(ctx, app.NewSessionID()); err != app.ErrNoSession {
 		t.Errorf("Get(unknown id) err = %v, want ErrNoSession", err)
 	}
+}
+
+// Every 503 the app answers because its store cannot serve the request
+// carries Retry-After, on pages and in the API: the load balancer reads it
+// as "this node is up, its store is not" and does not eject the node.
+func TestStore503sCarryRetryAfter(t *testing.T) {
+	for _, err := range []error{errLeaseLapsed, errPrimaryDead, store.ErrStaleEpoch, store.ErrBehind, store.ErrSyncTimeout,
+		fmt.Errorf("store get: %w", context.DeadlineExceeded)} {
+		fs := &failoverStore{Store: apptest.NewMemStore()}
+		s := newStackOn(t, fs)
+		fs.failNext(1<<30, err)
+		for _, path := range []string{"/", "/api/v1/posts"} {
+			r := s.client(t).get(path)
+			if r.Code != http.StatusServiceUnavailable {
+				t.Errorf("GET %s with the store failing with %q: status %d, want 503", path, err, r.Code)
+				continue
+			}
+			if got := r.Header.Get("Retry-After"); !smallSeconds(got) {
+				t.Errorf("GET %s with the store failing with %q: Retry-After %q, want 1 to 5 seconds", path, err, got)
+			}
+		}
+	}
+}
+
+// smallSeconds reports whether a Retry-After value is 1 to 5 seconds.
+func smallSeconds(v string) bool {
+	n, err := strconv.Atoi(v)
+	return err == nil && n >= 1 && n <= 5
 }
 
 // A session write in a request (the LastLSN that noteWrite keeps after a
