@@ -90,10 +90,14 @@ func pageParam(r *http.Request) (int, bool) {
 	return n, true
 }
 
-// authed returns the session or answers 401.
+// authed returns the session or answers 401, or 503 when the session
+// could not be read (the user is not logged out by a store outage).
 func (w *web) authed(rw http.ResponseWriter, r *http.Request) *Session {
-	s := w.session(r)
-	if s == nil {
+	s, err := w.viewer(r)
+	switch {
+	case err != nil:
+		w.error(rw, r, err)
+	case s == nil:
 		w.fail(rw, r, http.StatusUnauthorized, "log in first", "")
 	}
 	return s
@@ -106,7 +110,11 @@ func (w *web) visiblePost(ctx context.Context, r *http.Request, id string) (post
 		return posts.Post{}, err
 	}
 	if !p.Published {
-		if s := w.session(r); s == nil || s.UserID != p.AuthorID {
+		s, err := w.viewer(r)
+		if err != nil {
+			return posts.Post{}, err
+		}
+		if s == nil || s.UserID != p.AuthorID {
 			return posts.Post{}, svc.ErrNotFound
 		}
 	}
