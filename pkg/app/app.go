@@ -332,6 +332,8 @@ func New(cfg Config) (*App, error) {
 }
 
 // Handler returns the app's HTTP handler (what Open serves), for tests.
+// With Jobs "queue" the relay publishes the jobs only between Open and
+// Close; before Open they wait in the job outbox.
 func (a *App) Handler() http.Handler { return a.handler }
 
 // Services returns the services the app uses.

@@ -17,7 +17,8 @@ import (
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
-// The job outbox (--jobs=queue).
+// The job outbox (--jobs=queue), in the store; not the folder of e-mails
+// that Config.Outbox names.
 //
 // A job caused by a write (the welcome e-mail of a sign-up, the indexing
 // of a post) is put in the store, in JobOutboxBucket, in the same
@@ -31,7 +32,7 @@ import (
 // relay of every app node sweeps the outbox now and then and publishes
 // what has waited there too long.
 //
-// A job may so be published more than once (by its request and a sweep,
+// So a job may be published more than once (by its request and a sweep,
 // by two app nodes' sweeps). Each is published with its id as Nats-Msg-Id,
 // which JetStream stores once within its Duplicates window (10 minutes),
 // and every handler is idempotent by job id for what gets past it.
