@@ -435,11 +435,9 @@ func (w *web) formEdit(rw http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		tags, published := splitTags(d.Form["tags"]), d.Form["published"] != ""
 		title, body := d.Form["title"], d.Form["body"]
-		p, err = w.svc.Posts.Update(r.Context(), old.ID, posts.Patch{Title: &title, Body: &body, Tags: &tags, Published: &published})
+		p, err = w.updatePost(r, old.ID, posts.Patch{Title: &title, Body: &body, Tags: &tags, Published: &published}, old.Published)
 	}
 	if err == nil {
-		w.noteWrite(r)
-		w.afterPostChange(r.Context(), p, old.Published)
 		if hasImage {
 			p, err = w.attachImage(r, p, data)
 		}

@@ -119,7 +119,16 @@ func (w *web) noteWrite(r *http.Request) {
 // enqueue hands a side effect to the job runner. A failed side effect does
 // not fail the request that caused it: the post is saved even if its
 // search indexing is not; the queue stage retries such jobs.
+//
+// With a queue (the relay is set), a job reaching here was caused by no
+// write (a view; see causes for those that were): the relay publishes it
+// after the answer, best effort, since a view lost while the queue is down
+// is not worth delaying any response for.
 func (w *web) enqueue(ctx context.Context, j Job) {
+	if w.a.relay != nil {
+		w.a.relay.publishSoon(j, false)
+		return
+	}
 	if err := w.a.jobs.Enqueue(ctx, j); err != nil {
 		w.jobsFailed.Add(1)
 		w.log.Warn("app: job failed", "kind", j.Kind, "id", j.ID, "err", err)
