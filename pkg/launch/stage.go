@@ -99,8 +99,8 @@ func stages() []Stage {
 		},
 		{
 			// Every store node gets --sync 1 and --failover, since any of them
-			// may become the primary; the three embed the NATS servers the lease
-			// lives in, so it survives losing one.
+			// may become the primary; three vote on the lease, so the group
+			// survives losing any one.
 			Number: 4, Title: "replication",
 			Nodes: []NodeSpec{
 				dbReplicated,

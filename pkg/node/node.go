@@ -149,7 +149,7 @@ func (n *Node) openCluster() error {
 	cc.BindPort = n.cfg.Ports.Gossip
 	cc.Seeds = n.cfg.Join
 	cc.SecretKey = key
-	// NATS (queues, purges, the failover lease) is guarded by a password
+	// NATS (queues, purges) is guarded by a password
 	// derived from the same key: without the key there is neither.
 	n.natsPassword = cluster.DeriveSecret(key, "nats")
 	cc.Logger = n.log.With("role", "cluster")

@@ -4,8 +4,7 @@
 // Nodes with a store role (or --nats on) run a Server. The servers learn
 // each other's cluster URLs from membership (the node calls SetPeers on every
 // change) and form one NATS cluster whose JetStream keeps durable streams:
-// the job queue of the worker role (issue 9) and the lease bucket of store
-// failover (issue 6). Every other node uses Connect with a function that
+// the job queue of the worker role (issue 9). Every other node uses Connect with a function that
 // returns the client URLs it currently knows, and gets a *nats.Conn and a
 // jetstream.JetStream that follow the cluster as it changes.
 //

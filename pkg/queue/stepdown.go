@@ -10,8 +10,7 @@ import (
 // server named preferred when it is set, or to any other current replica.
 // A key-value bucket is the stream "KV_<bucket>". A graceful hand-over
 // takes well under a second, where a dead leader costs nats-server's Raft
-// 4-9s to replace: the store primary uses this to keep the lease bucket's
-// leader off its own node (see DESIGN.md). Asking for a preferred server
+// 4-9s to replace: move leaders off a node before stopping it. Asking for a preferred server
 // that already leads is not an error.
 func (c *Conn) StepDown(ctx context.Context, stream, preferred string) error {
 	var req struct {
