@@ -204,6 +204,11 @@ func (r *replication) renew(ctx context.Context) {
 		r.mu.Unlock()
 		if added != "" {
 			r.log.Info("lease voter added", "voter", added, "voters", len(voters)+1)
+			if n := len(voters) + 1; r.s.cfg.Sync < n/2 {
+				// An acknowledged write is then on fewer nodes than a
+				// majority, and an election can pass it by.
+				r.log.Warn("--sync is below half the group: a failover can lose acknowledged writes", "sync", r.s.cfg.Sync, "voters", n, "want_sync", n/2)
+			}
 		}
 		return
 	}
@@ -486,8 +491,13 @@ func (r *replication) answer(req leaseRequest) leaseAnswer {
 	if req.Epoch < known || (req.Epoch == known && !(req.Op == opVote && r.vote.VoteEpoch == req.Epoch && r.vote.VoteFor == req.Node)) {
 		return deny("epoch %d is not newer than %d", req.Epoch, known)
 	}
-	if req.Op == opVote && req.Epoch == r.vote.VoteEpoch && r.vote.VoteFor != req.Node {
-		return deny("voted for %s at epoch %d", r.vote.VoteFor, req.Epoch)
+	if req.Op == opVote && req.Epoch == r.vote.VoteEpoch {
+		if r.vote.VoteFor != req.Node {
+			return deny("voted for %s at epoch %d", r.vote.VoteFor, req.Epoch)
+		}
+		// The candidate asks again (our answer was lost): same promise.
+		ans.Granted, ans.Epoch = true, req.Epoch
+		return ans
 	}
 	if up := now.Sub(r.started); up < r.ttl() {
 		return deny("this node started %v ago, less than a lease", up.Round(time.Millisecond))
