@@ -73,6 +73,9 @@ const (
 	opRenew   = "renew"   // the primary extends its lease
 	opPrevote = "prevote" // would you vote for me? (changes nothing)
 	opVote    = "vote"    // vote for me (persisted before the answer)
+	// opTakeover tells the replica a stopping primary handed over to that
+	// it has everything and should campaign now (Raft's TimeoutNow).
+	opTakeover = "takeover"
 )
 
 // leaseRequest is one lease message between store nodes.
@@ -484,6 +487,22 @@ func (r *replication) answer(req leaseRequest) leaseAnswer {
 		return ans
 	}
 	defer r.mu.Unlock()
+	if req.Op == opTakeover {
+		if req.Node != r.primaryName || r.primary {
+			return deny("%s is not the primary this node follows", req.Node)
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for range 3 {
+				if r.ctx.Err() != nil || r.campaign(r.ctx, req.Node) {
+					return
+				}
+			}
+		}()
+		ans.Granted = true
+		return ans
+	}
 	if req.Op != opPrevote && req.Op != opVote {
 		return deny("unknown op %q", req.Op)
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -72,6 +73,52 @@ func (a *api) handover(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.reply(w, http.StatusOK, a.db.LSN(), map[string]any{"handed_to": to, "lsn": a.db.LSN()})
+}
+
+// stepDown hands over to the freshest connected replica and tells it to
+// take over at once: a primary that stops on purpose costs writes one
+// election round, not a lease. Without a replica it just stops.
+func (r *replication) stepDown(ctx context.Context) {
+	r.mu.Lock()
+	primary := r.primary && r.handingTo == "" && r.s.cfg.Failover
+	r.mu.Unlock()
+	if !primary {
+		return
+	}
+	var to, addr string
+	var best uint64
+	r.peersMu.Lock()
+	for _, p := range r.peers {
+		p.mu.Lock()
+		if to == "" || p.durable > best {
+			to, addr, best = p.name, p.addr, p.durable
+		}
+		p.mu.Unlock()
+	}
+	r.peersMu.Unlock()
+	if to == "" {
+		return
+	}
+	if err := r.handover(ctx, to); err != nil {
+		r.log.Warn("stopping primary: hand-over failed; the replicas take over after the lease", "to", to, "err", err)
+		return
+	}
+	ans, err := r.send(ctx, addr, leaseRequest{Op: opTakeover, Epoch: r.s.DB().Epoch(), Node: r.s.cfg.NodeName, Addr: r.s.Addr()})
+	if err == nil && !ans.Granted {
+		err = errors.New(ans.Reason)
+	}
+	if err != nil {
+		r.log.Warn("stopping primary: the new primary did not take over; the replicas elect one after the lease", "to", to, "err", err)
+		return
+	}
+	// Stay until it won: its vote request may need this node's vote.
+	for ctx.Err() == nil {
+		if st, err := r.peerStatus(ctx, addr); err == nil && st.Role == RolePrimary {
+			r.log.Info("stopping primary: handed over", "to", to, "epoch", st.Epoch)
+			return
+		}
+		sleep(ctx, 10*time.Millisecond)
+	}
 }
 
 // handover steps down in favour of replica `to` once it has everything.

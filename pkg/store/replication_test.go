@@ -75,6 +75,7 @@ func (g *group) start(name, role string) *store.Server {
 	cfg.SyncTimeout = 5 * time.Second // generous: CI shares 2 cores
 	cfg.Failover = g.failover
 	cfg.Members = g
+	cfg.HandOverOnClose = false // stop stands for a crash, unless a test's edit says otherwise
 	if os.Getenv("STORE_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 	}

@@ -122,6 +122,12 @@ type Config struct {
 	// lease is offered to them. Nil: no peers.
 	Peers Resolver
 
+	// HandOverOnClose makes a primary with Failover hand over to its
+	// freshest replica when it closes (SIGTERM, `node stop`), so writes
+	// pause for one election round instead of a whole lease. Default true;
+	// tests that stand for a crash turn it off.
+	HandOverOnClose bool
+
 	// Members lists every store node of the group, starting ones included
 	// (membership, in a node), so that the primary's lease renewals reach a
 	// node that is still starting and waits to learn who the primary is.
@@ -164,6 +170,7 @@ func DefaultConfig() Config {
 		Role:              RolePrimary,
 		SyncTimeout:       2 * time.Second,
 		LeaseTTL:          1500 * time.Millisecond,
+		HandOverOnClose:   true,
 		HeartbeatInterval: 200 * time.Millisecond,
 		SessionWait:       100 * time.Millisecond,
 	}
@@ -410,6 +417,13 @@ func (s *Server) Close() error {
 		hs, db, repl := s.http, s.db, s.repl
 		s.mu.Unlock()
 		var errs []error
+		if repl != nil && s.cfg.HandOverOnClose {
+			// Before the HTTP server stops: the new primary's vote request
+			// comes to it.
+			ctx, cancel := context.WithTimeout(context.Background(), handoverWait)
+			repl.stepDown(ctx)
+			cancel()
+		}
 		if hs != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 			if err := hs.Shutdown(ctx); err != nil {
