@@ -151,14 +151,17 @@ func (r *replication) handover(ctx context.Context, to string) error {
 		p := r.peers[to]
 		ch := r.acked
 		r.peersMu.Unlock()
-		if p != nil {
-			p.mu.Lock()
-			done := p.durable >= lsn
-			addr = p.addr
-			p.mu.Unlock()
-			if done {
-				break
-			}
+		if p == nil {
+			// Not (or no longer) streaming from us, e.g. stopping too.
+			undo()
+			return fmt.Errorf("handover: replica %s is not connected: %w", to, ErrUnavailable)
+		}
+		p.mu.Lock()
+		done := p.durable >= lsn
+		addr = p.addr
+		p.mu.Unlock()
+		if done {
+			break
 		}
 		if time.Now().After(deadline) {
 			undo()

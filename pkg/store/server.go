@@ -420,7 +420,9 @@ func (s *Server) Close() error {
 		if repl != nil && s.cfg.HandOverOnClose {
 			// Before the HTTP server stops: the new primary's vote request
 			// comes to it.
-			ctx, cancel := context.WithTimeout(context.Background(), handoverWait)
+			// Bounded well below a stop timeout: when the whole group
+			// stops, the replica chosen may be leaving too.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			repl.stepDown(ctx)
 			cancel()
 		}
