@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
@@ -15,7 +17,7 @@ func newFlagSet(name, usage, examples string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: node %s\n\n", usage)
-		fmt.Fprintln(stderr, "Flags (each also read from the environment variable shown):")
+		fmt.Fprintln(stderr, "Flags (each also read from the environment variable shown, or from the file its _FILE variant names):")
 		fs.VisitAll(func(f *flag.Flag) {
 			def := ""
 			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
@@ -64,6 +66,11 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 
 // fillFromEnv sets every flag of fs not given on the command line from its
 // environment variable (envName), for commands that parse fs themselves.
+// A flag may also be read from the file that NAME_FILE names (the
+// convention of container secrets: NODE_CACHE_PASSWORD_FILE=/run/secrets/
+// cache), so that no secret has to be on a command line, where every user
+// of the machine can read it, or in the environment; a flag that has its
+// own -file flag (--cluster-key-file) is left to it.
 func fillFromEnv(fs *flag.FlagSet) error {
 	var err error
 	set := map[string]bool{}
@@ -72,10 +79,23 @@ func fillFromEnv(fs *flag.FlagSet) error {
 		if set[f.Name] || err != nil {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		env := envName(f.Name)
+		if v, ok := os.LookupEnv(env); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%w: %s=%q: %v", errUsage, envName(f.Name), v, e)
+				err = fmt.Errorf("%w: %s=%q: %v", errUsage, env, v, e)
 			}
+			return
+		}
+		path, ok := os.LookupEnv(env + "_FILE")
+		if !ok || fs.Lookup(f.Name+"-file") != nil {
+			return
+		}
+		v, e := node.ReadSecretFile(path)
+		if e == nil {
+			e = fs.Set(f.Name, v)
+		}
+		if e != nil {
+			err = fmt.Errorf("%w: %s_FILE=%q: %v", errUsage, env, path, e)
 		}
 	})
 	return err

@@ -20,7 +20,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("jobs", "jobs [--nats HOST:PORT,...] dead|retry ID|retry --all|stats",
 		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n", stderr)
 	servers := fs.String("nats", "127.0.0.1:4222", "client address of any NATS server of the cluster (comma list)")
-	clusterKey := fs.String("cluster-key", "", "the cluster's key, when it has one: NATS accepts only clients that know it")
+	keys := addKeyFlags(fs, "NATS accepts only clients that know it")
 	all := fs.Bool("all", false, "with retry: replay every dead job")
 	limit := fs.Int("limit", 100, "with dead: list at most this many (0: all)")
 	interval := fs.Duration("interval", time.Second, "with stats: sampling interval for the rate")
@@ -43,7 +43,11 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key, err := cluster.ParseKey(*clusterKey)
+	clusterKey, err := keys.clusterKey()
+	if err != nil {
+		return err
+	}
+	key, err := cluster.ParseKey(clusterKey)
 	if err != nil {
 		return fmt.Errorf("%w: --cluster-key: %v", errUsage, err)
 	}

@@ -107,6 +107,8 @@ Examples:
   node keygen
 
 Every flag of "node run" can also be set by an environment variable: --join is
-NODE_JOIN, --cluster-key is NODE_CLUSTER_KEY, and so on.
+NODE_JOIN, --cluster-key is NODE_CLUSTER_KEY, and so on; NODE_<FLAG>_FILE names a
+file holding the value instead (NODE_CACHE_PASSWORD_FILE=/run/secrets/cache).
+Secrets belong there or in --cluster-key-file, not on the command line.
 `)
 }

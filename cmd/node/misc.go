@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,7 +14,7 @@ import (
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keygen", "keygen", "  KEY=$(node keygen)\n  node run --roles primary --addr 10.0.0.2 --cluster-key $KEY\n", stderr)
+	fs := newFlagSet("keygen", "keygen", "  (umask 077; ./node keygen > cluster.key)\n  ./node run --roles primary --addr 10.0.0.2 --cluster-key-file cluster.key\n", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,25 +36,22 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "status [--admin HOST:PORT]", "  node status --admin 127.0.0.2:9090\n", stderr)
+	fs := newFlagSet("status", "status [--admin HOST:PORT] [--cluster-key-file FILE]",
+		"  ./node status --admin 127.0.0.2:9090\n  ./node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key\n", stderr)
 	admin := fs.String("admin", "127.0.0.1:9090", "admin address of any node of the cluster")
 	asJSON := fs.Bool("json", false, "print the node's /status document as JSON")
+	keys := addKeyFlags(fs, "/status wants the admin token derived from it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + *admin + "/status")
-	if err != nil {
-		return fmt.Errorf("no node answers at %s (%v): give the admin address of a running node with --admin", *admin, err)
-	}
-	defer resp.Body.Close()
+	var raw io.Writer
 	if *asJSON {
-		_, err := io.Copy(stdout, resp.Body)
-		return err
+		raw = stdout
 	}
-	var st node.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return fmt.Errorf("read status from %s: %w", *admin, err)
+	st, err := getStatus(c, *admin, keys, raw)
+	if err != nil || *asJSON {
+		return err
 	}
 	printStatus(stdout, st)
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,17 +25,19 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 }
 
 const runExamples = `  # stage 1: the blog and its database in one process
-  node run --roles app,primary
+  ./node run --roles app,primary
 
   # three nodes by hand on one machine (each on its own loopback address)
-  node run --roles primary --name db-1 --addr 127.0.0.2
-  node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
-  node run --roles app --name app-2 --addr 127.0.0.4 --join 127.0.0.2:7946
+  ./node run --roles primary --name db-1 --addr 127.0.0.2
+  ./node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
+  ./node run --roles app --name app-2 --addr 127.0.0.4 --join 127.0.0.2:7946
 
-  # across machines: the same key on every node
-  KEY=$(node keygen)
-  node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key $KEY
-  node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key $KEY
+  # across machines: the same key on every node, from a file (a key on the
+  # command line is visible to every user of the machine)
+  (umask 077; ./node keygen > cluster.key)      # once; copy it to every machine
+  ./node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key-file cluster.key
+  ./node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key-file cluster.key
+  ./node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key
 `
 
 // newLogger builds the structured logger of a node: text or JSON lines on
@@ -66,7 +69,19 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	for _, name := range node.SecretFlagsIn(args) {
+		fmt.Fprintf(stderr, "warning: --%s on the command line is visible to every user of this machine (ps, /proc); give it as %s, or in a file named by %s_FILE%s\n",
+			name, envName(name), envName(name), fileFlagHint(fs, name))
+	}
 	return serve(cfg, *logFormat, *logLevel, stdout, stderr)
+}
+
+// fileFlagHint names the flag that reads a secret from a file, if there is one.
+func fileFlagHint(fs *flag.FlagSet, name string) string {
+	if fs.Lookup(name+"-file") == nil {
+		return ""
+	}
+	return " or --" + name + "-file"
 }
 
 // runStage1 is `node` with no arguments: the blog and its primary in one

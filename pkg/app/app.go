@@ -68,6 +68,12 @@ type Config struct {
 	Sessions string
 	// SessionStore, when set, is used instead of the one Sessions names.
 	SessionStore Sessions
+	// MaxMemorySessions caps the sessions Sessions "memory" holds; past it
+	// the least recently used is dropped and its user logged out. Without
+	// a cap, a client that logs in over and over grows the map until the
+	// process runs out of memory. About 200 bytes each. Default 100000
+	// (DefaultMaxMemorySessions) (--max-memory-sessions).
+	MaxMemorySessions int
 	// Cache turns the cache tier on or off: "on" reads posts, feed pages,
 	// comments and rendered post lists through the cache nodes
 	// (cache-aside) and invalidates them on every write
@@ -149,6 +155,7 @@ func DefaultConfig() Config {
 		Addr:              "127.0.0.1:8081",
 		NodeName:          "app",
 		Sessions:          "memory",
+		MaxMemorySessions: DefaultMaxMemorySessions,
 		Cache:             "off",
 		CacheTier:         cachetier.DefaultConfig(),
 		CachePages:        5,
@@ -177,6 +184,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("app config: Reads %q: want primary or replicas", c.Reads)
 	case c.SessionStore == nil && c.Sessions != "memory" && c.Sessions != "shared":
 		return fmt.Errorf("app config: Sessions %q: want memory or shared", c.Sessions)
+	case c.MaxMemorySessions < 1:
+		return fmt.Errorf("app config: MaxMemorySessions %d: want at least 1", c.MaxMemorySessions)
 	case c.Cache != "on" && c.Cache != "off":
 		return fmt.Errorf("app config: Cache %q: want on or off", c.Cache)
 	case c.CachePages < 1 || c.CachePages > 100:
@@ -219,6 +228,7 @@ func (c *Config) usesTier() bool {
 // --name, which the node registers).
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Sessions, "sessions", c.Sessions, "session store: memory (in this app process) or shared (in the store, cached in the cache tier)")
+	fs.IntVar(&c.MaxMemorySessions, "max-memory-sessions", c.MaxMemorySessions, "with --sessions=memory, most sessions held; the least recently used is dropped past it")
 	fs.StringVar(&c.Cache, "cache", c.Cache, "cache tier: on (posts, feeds and rendered lists through the cache nodes) or off")
 	fs.IntVar(&c.CachePages, "app-cache-pages", c.CachePages, "pages of each feed kept in the cache tier")
 	fs.DurationVar(&c.CacheTier.TTL, "app-cache-ttl", c.CacheTier.TTL, "how long a cached value lives at most")
@@ -305,7 +315,7 @@ func New(cfg Config) (*App, error) {
 	case cfg.Sessions == "shared":
 		a.sessions = NewSharedSessions(st, a.tier)
 	default:
-		a.sessions = NewMemorySessions()
+		a.sessions = NewMemorySessionsMax(cfg.MaxMemorySessions)
 	}
 	a.handlers = NewHandlers(a.svc, a.cfg.Outbox, a.log)
 	a.jobs = cfg.JobQueue

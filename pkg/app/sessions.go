@@ -1,6 +1,7 @@
 package app
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -42,34 +43,52 @@ func NewSessionID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// MemorySessions keeps sessions in this process's memory. Expired sessions
-// are dropped when read and swept at most once a minute on writes, so it
-// needs no goroutine. Safe for concurrent use.
+// DefaultMaxMemorySessions is how many sessions a MemorySessions holds by
+// default: about 20 MB of sessions, far more users than one stage-3 app
+// node serves.
+const DefaultMaxMemorySessions = 100_000
+
+// MemorySessions keeps sessions in this process's memory, at most max of
+// them: past that the least recently used is dropped (its user is logged
+// out), so that a client creating sessions in a loop cannot grow the map
+// until the process dies. Expired sessions are dropped when read and swept
+// at most once a minute on writes, so it needs no goroutine. Safe for
+// concurrent use.
 type MemorySessions struct {
 	now func() time.Time
+	max int
 
 	mu        sync.Mutex
-	m         map[string]Session
+	m         map[string]*list.Element // of Session
+	order     *list.List               // most recently used at the front
 	nextSweep time.Time
+	evicted   uint64
 }
 
-// NewMemorySessions returns an empty store.
-func NewMemorySessions() *MemorySessions {
-	return &MemorySessions{now: time.Now, m: map[string]Session{}}
+// NewMemorySessions returns an empty store of at most
+// DefaultMaxMemorySessions sessions.
+func NewMemorySessions() *MemorySessions { return NewMemorySessionsMax(DefaultMaxMemorySessions) }
+
+// NewMemorySessionsMax returns an empty store of at most n sessions (at
+// least one).
+func NewMemorySessionsMax(n int) *MemorySessions {
+	return &MemorySessions{now: time.Now, max: max(n, 1), m: map[string]*list.Element{}, order: list.New()}
 }
 
 // Get implements Sessions.
 func (ms *MemorySessions) Get(_ context.Context, id string) (Session, error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	s, ok := ms.m[id]
+	e, ok := ms.m[id]
 	if !ok {
 		return Session{}, ErrNoSession
 	}
+	s := e.Value.(Session)
 	if !ms.now().Before(s.Expires) {
-		delete(ms.m, id)
+		ms.remove(e)
 		return Session{}, ErrNoSession
 	}
+	ms.order.MoveToFront(e)
 	return s, nil
 }
 
@@ -79,22 +98,40 @@ func (ms *MemorySessions) Put(_ context.Context, s Session) error {
 	defer ms.mu.Unlock()
 	now := ms.now()
 	if now.After(ms.nextSweep) {
-		for id, old := range ms.m {
-			if !now.Before(old.Expires) {
-				delete(ms.m, id)
+		for e := ms.order.Back(); e != nil; {
+			prev := e.Prev()
+			if !now.Before(e.Value.(Session).Expires) {
+				ms.remove(e)
 			}
+			e = prev
 		}
 		ms.nextSweep = now.Add(time.Minute)
 	}
-	ms.m[s.ID] = s
+	if e, ok := ms.m[s.ID]; ok {
+		e.Value = s
+		ms.order.MoveToFront(e)
+		return nil
+	}
+	for len(ms.m) >= ms.max {
+		ms.remove(ms.order.Back())
+		ms.evicted++
+	}
+	ms.m[s.ID] = ms.order.PushFront(s)
 	return nil
+}
+
+func (ms *MemorySessions) remove(e *list.Element) {
+	delete(ms.m, e.Value.(Session).ID)
+	ms.order.Remove(e)
 }
 
 // Delete implements Sessions.
 func (ms *MemorySessions) Delete(_ context.Context, id string) error {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	delete(ms.m, id)
+	if e, ok := ms.m[id]; ok {
+		ms.remove(e)
+	}
 	return nil
 }
 
@@ -103,4 +140,11 @@ func (ms *MemorySessions) Len() int {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	return len(ms.m)
+}
+
+// Evicted returns how many sessions were dropped to stay within the cap.
+func (ms *MemorySessions) Evicted() uint64 {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.evicted
 }

@@ -550,7 +550,18 @@ func (c *conn) auth(args [][]byte) {
 	userOK := user == nil || view(user) == "default"
 	passOK := subtle.ConstantTimeCompare(pass, []byte(c.s.cfg.Password)) == 1
 	if !userOK || !passOK {
+		// Slow guessing down: the reply waits AuthFailDelay, nothing else on
+		// the connection runs meanwhile, and the third wrong try hangs up.
 		c.out = resp.AppendError(c.out, errWrongPass)
+		c.authFails++
+		if d := c.s.cfg.AuthFailDelay; d > 0 {
+			c.holdUntil = time.Now().Add(d).UnixNano()
+		}
+		if c.authFails >= maxAuthFailures {
+			c.quit = true
+		}
+		c.s.authFailures.Add(1)
+		c.s.log.Debug("cache AUTH failed", "conn", c.id, "remote", c.remote, "failures", c.authFails)
 		return
 	}
 	c.authed = true

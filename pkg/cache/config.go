@@ -36,8 +36,30 @@ type Config struct {
 	Shards int
 
 	// Password, if not empty, must be given with AUTH before any other
-	// command. Default "" (no authentication) (--cache-password).
+	// command. Until then a connection may send only small requests (4 KiB,
+	// 16 arguments), so a client that does not know it cannot make the
+	// server hold more than a connection's first buffer; hence a password
+	// longer than MaxPasswordBytes is refused. Default "" (no
+	// authentication) (--cache-password).
 	Password string
+
+	// AuthTimeout closes a connection that has not authenticated this long
+	// after it was accepted, when Password is set, as nats-server's
+	// auth_timeout does: a client that does not know the password cannot
+	// hold one of the MaxClients slots for long. Clients authenticate in
+	// their first round trip (redis-cli -a, go-redis); a person typing
+	// AUTH by hand into redis-cli has this long to do it. Zero disables
+	// it. Default 10s (--cache-auth-timeout).
+	AuthTimeout time.Duration
+
+	// AuthFailDelay is how long the reply to a wrong AUTH is held back;
+	// the connection executes nothing else meanwhile (pipelined guesses
+	// wait their turn), and the third wrong AUTH on a connection closes
+	// it. Guessing then costs a second and a third of a connection per
+	// try. A client with the right password never waits. Zero answers at
+	// once (the connection is still closed after three). Default 1s
+	// (--cache-auth-fail-delay).
+	AuthFailDelay time.Duration
 
 	// MaxValueBytes is the largest key or value one request may carry, in
 	// bytes; a larger bulk string is a protocol error. It must fit in one
@@ -55,13 +77,17 @@ type Config struct {
 	MaxRequestBytes int
 
 	// MaxClients is the most connections served at once; more are answered
-	// with an error and closed. Default 10000 (--cache-max-clients).
+	// with an error and closed, as Redis's maxclients. Each costs at least
+	// its two 16 KiB buffers. Default 10000 (--cache-max-clients).
 	MaxClients int
 
 	// IdleTimeout closes a connection that sends nothing for this long.
-	// Zero keeps idle connections open forever, as Redis does by default:
-	// client pools hold idle connections on purpose. Default 0
-	// (--cache-idle-timeout).
+	// Zero keeps idle connections open forever, as Redis does by default;
+	// but then connections that a client forgot, or that a peer holds open
+	// on purpose, keep their buffers and a MaxClients slot for good. Client
+	// pools keep idle connections and redial when one was closed (go-redis
+	// checks a pooled connection before reusing it), so a few minutes
+	// costs them a dial now and then. Default 5m (--cache-idle-timeout).
 	IdleTimeout time.Duration
 
 	// EventLoops is how many epoll event loops serve the connections, each
@@ -99,6 +125,22 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
+// What a connection may send before it has authenticated (when the server
+// has a password): AUTH, HELLO, PING and QUIT need no more.
+const (
+	// MaxPasswordBytes is the longest Config.Password.
+	MaxPasswordBytes = 1 << 10
+	// preAuthMaxRequest is the largest request before AUTH, in bytes; it is
+	// below the connection's first read buffer, which therefore never grows
+	// for a client that has not authenticated.
+	preAuthMaxRequest = 4 << 10
+	// preAuthMaxArgs is the most arguments of a request before AUTH
+	// (HELLO 3 AUTH user pass SETNAME name has 7).
+	preAuthMaxArgs = 16
+	// maxAuthFailures wrong AUTHs close a connection.
+	maxAuthFailures = 3
+)
+
 // DefaultConfig returns the defaults documented on Config's fields.
 func DefaultConfig() Config {
 	return Config{
@@ -109,6 +151,9 @@ func DefaultConfig() Config {
 		MaxArgs:         1 << 16,
 		MaxRequestBytes: 16 << 20,
 		MaxClients:      10000,
+		IdleTimeout:     5 * time.Minute,
+		AuthTimeout:     10 * time.Second,
+		AuthFailDelay:   time.Second,
 		EventLoops:      defaultEventLoops(),
 		BusyPoll:        50 * time.Microsecond,
 		ExpireInterval:  100 * time.Millisecond,
@@ -137,6 +182,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("cache config: MaxClients = %d, want > 0", c.MaxClients)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("cache config: IdleTimeout = %v, want >= 0", c.IdleTimeout)
+	case len(c.Password) > MaxPasswordBytes:
+		return fmt.Errorf("cache config: Password is %d bytes, want at most %d (it must fit the small requests allowed before AUTH)", len(c.Password), MaxPasswordBytes)
+	case c.AuthTimeout < 0:
+		return fmt.Errorf("cache config: AuthTimeout = %v, want >= 0", c.AuthTimeout)
+	case c.AuthFailDelay < 0 || c.AuthFailDelay > time.Minute:
+		return fmt.Errorf("cache config: AuthFailDelay = %v, want 0..1m", c.AuthFailDelay)
 	case c.EventLoops < 0 || c.EventLoops > 1024:
 		return fmt.Errorf("cache config: EventLoops = %d, want 0..1024", c.EventLoops)
 	case c.EventLoops > 0 && !eventLoopsSupported():
@@ -160,6 +211,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.Var(intByteSize{&c.MaxRequestBytes}, "cache-max-request-bytes", "cache: largest single request in bytes, bounding each connection's buffer (suffixes KiB, MiB)")
 	fs.IntVar(&c.MaxClients, "cache-max-clients", c.MaxClients, "cache: most client connections at once")
 	fs.DurationVar(&c.IdleTimeout, "cache-idle-timeout", c.IdleTimeout, "cache: close connections idle this long (0: never)")
+	fs.DurationVar(&c.AuthTimeout, "cache-auth-timeout", c.AuthTimeout, "cache: with a password, close connections that have not authenticated this long after connecting (0: never)")
+	fs.DurationVar(&c.AuthFailDelay, "cache-auth-fail-delay", c.AuthFailDelay, "cache: how long the reply to a wrong AUTH is held back (the third closes the connection)")
 	fs.IntVar(&c.EventLoops, "cache-event-loops", c.EventLoops, "cache: epoll event loops serving connections (Linux); 0 gives each connection its own goroutine")
 	fs.DurationVar(&c.BusyPoll, "cache-busy-poll", c.BusyPoll, "cache: how long an event loop polls for more requests before it sleeps (0: sleep at once)")
 	fs.DurationVar(&c.ExpireInterval, "cache-expire-interval", c.ExpireInterval, "cache: how often expired keys are sampled and removed")

@@ -26,6 +26,9 @@ func TestConfigValidate(t *testing.T) {
 		{"request under value", func(c *cache.Config) { c.MaxRequestBytes = 1 << 10 }, "MaxRequestBytes"},
 		{"no clients", func(c *cache.Config) { c.MaxClients = 0 }, "MaxClients"},
 		{"negative idle", func(c *cache.Config) { c.IdleTimeout = -time.Second }, "IdleTimeout"},
+		{"long password", func(c *cache.Config) { c.Password = strings.Repeat("p", cache.MaxPasswordBytes+1) }, "Password"},
+		{"negative auth timeout", func(c *cache.Config) { c.AuthTimeout = -time.Second }, "AuthTimeout"},
+		{"negative auth fail delay", func(c *cache.Config) { c.AuthFailDelay = -time.Second }, "AuthFailDelay"},
 		{"no expire interval", func(c *cache.Config) { c.ExpireInterval = 0 }, "ExpireInterval"},
 		{"no busy poll", func(c *cache.Config) { c.BusyPoll = 0 }, ""},
 		{"negative busy poll", func(c *cache.Config) { c.BusyPoll = -time.Microsecond }, "BusyPoll"},
@@ -55,14 +58,16 @@ func TestAddFlags(t *testing.T) {
 	cfg.AddFlags(fs)
 	err := fs.Parse([]string{"--cache-max-bytes", "256MiB", "--cache-shards", "8", "--cache-password", "pw",
 		"--cache-max-value-bytes", "512KiB", "--cache-max-args", "1000", "--cache-max-request-bytes", "4M",
-		"--cache-max-clients", "50", "--cache-idle-timeout", "5m", "--cache-expire-interval", "50ms", "--cache-busy-poll", "20us"})
+		"--cache-max-clients", "50", "--cache-idle-timeout", "1m", "--cache-expire-interval", "50ms", "--cache-busy-poll", "20us",
+		"--cache-auth-timeout", "3s", "--cache-auth-fail-delay", "250ms"})
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	want := cache.DefaultConfig()
 	want.MaxBytes, want.Shards, want.Password = 256<<20, 8, "pw"
 	want.MaxValueBytes, want.MaxArgs, want.MaxRequestBytes = 512<<10, 1000, 4<<20
-	want.MaxClients, want.IdleTimeout, want.ExpireInterval = 50, 5*time.Minute, 50*time.Millisecond
+	want.MaxClients, want.IdleTimeout, want.ExpireInterval = 50, time.Minute, 50*time.Millisecond
+	want.AuthTimeout, want.AuthFailDelay = 3*time.Second, 250*time.Millisecond
 	want.BusyPoll = 20 * time.Microsecond
 	if cfg != want {
 		t.Fatalf("after flags: %+v, want %+v", cfg, want)

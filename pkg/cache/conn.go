@@ -21,6 +21,12 @@ type conn struct {
 	authed bool
 	name   string
 	quit   bool
+	opened int64 // Unix nanoseconds when the connection was accepted
+	// authFails counts wrong AUTHs; holdUntil (Unix nanoseconds, 0 for
+	// none) is when the reply to the last one may go, before which the
+	// connection executes nothing more (Config.AuthFailDelay).
+	authFails int
+	holdUntil int64
 
 	rbuf []byte // bytes read, rbuf[r:w] not yet parsed
 	r, w int
@@ -47,14 +53,33 @@ func newConn(s *Server, id uint64) *conn {
 		s:      s,
 		id:     id,
 		authed: s.cfg.Password == "",
+		opened: time.Now().UnixNano(),
 		rbuf:   make([]byte, readBufSize),
 		out:    make([]byte, 0, readBufSize),
 	}
 }
 
+// readDeadline is when a connection that has sent nothing more is closed:
+// IdleTimeout after its last bytes, or AuthTimeout after it was accepted
+// while it has not authenticated; zero for never.
+func (c *conn) readDeadline(last int64) int64 {
+	var d int64
+	if t := c.s.cfg.IdleTimeout; t > 0 {
+		d = last + int64(t)
+	}
+	if t := c.s.cfg.AuthTimeout; t > 0 && !c.authed {
+		if a := c.opened + int64(t); d == 0 || a < d {
+			d = a
+		}
+	}
+	return d
+}
+
 // room returns the free end of rbuf for the next read, moving unparsed
 // bytes to the front or growing the buffer as needed, within the request
-// size limit.
+// size limit. The buffer grows only when the bytes already read fill it,
+// never to the length a request declares: a client that announces a large
+// value costs nothing until it has sent it.
 func (c *conn) room() ([]byte, error) {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
@@ -89,23 +114,25 @@ func (c *conn) grow(size int) {
 }
 
 // executeBuffered executes the complete requests in rbuf, appending their
-// replies to out, until none is left or flushAt reply bytes wait. It
-// returns how many it executed and whether it stopped for the replies, in
-// which case the caller writes them and calls again.
-func (c *conn) executeBuffered() (count int, full bool, err error) {
+// replies to out, until none is left or flushAt reply bytes wait, or a
+// wrong AUTH holds the connection (holdUntil). It returns how many it
+// executed and whether it stopped early, in which case the caller writes
+// the replies (after the hold) and calls again.
+func (c *conn) executeBuffered() (count int, more bool, err error) {
 	for c.r < c.w && !c.quit {
-		if len(c.out) >= flushAt {
+		if len(c.out) >= flushAt || c.holdUntil != 0 {
 			return count, true, nil
 		}
-		args, n, need, err := resp.ParseRequest(c.rbuf[c.r:c.w], c.args, c.s.limits)
+		lim := &c.s.limits
+		if !c.authed {
+			lim = &c.s.preAuth
+		}
+		args, n, _, err := resp.ParseRequest(c.rbuf[c.r:c.w], c.args, *lim)
 		c.args = args
 		if err != nil {
 			return count, false, err
 		}
 		if n == 0 {
-			if need > len(c.rbuf) {
-				c.grow(need)
-			}
 			break
 		}
 		c.r += n
@@ -115,7 +142,7 @@ func (c *conn) executeBuffered() (count int, full bool, err error) {
 		c.execute(args)
 		count++
 	}
-	return count, false, nil
+	return count, c.holdUntil != 0, nil
 }
 
 // resetOut empties out after it was written, dropping a buffer that grew
@@ -156,16 +183,19 @@ func (c *conn) serve() {
 		for err == nil {
 			c.now = time.Now().UnixNano()
 			var n int
-			var full bool
-			n, full, err = c.executeBuffered()
+			var more bool
+			n, more, err = c.executeBuffered()
 			s.commands.Add(uint64(n))
 			if err != nil {
 				break
 			}
+			if !c.waitHold() {
+				return
+			}
 			if err = c.flush(); err != nil || c.quit {
 				return
 			}
-			if !full {
+			if !more {
 				break
 			}
 		}
@@ -180,14 +210,31 @@ func (c *conn) serve() {
 	}
 }
 
+// waitHold sleeps until the reply to a wrong AUTH may go; it reports false
+// when the server closed meanwhile.
+func (c *conn) waitHold() bool {
+	if c.holdUntil == 0 {
+		return true
+	}
+	t := time.NewTimer(time.Until(time.Unix(0, c.holdUntil)))
+	defer t.Stop()
+	c.holdUntil = 0
+	select {
+	case <-t.C:
+		return true
+	case <-c.s.ctx.Done():
+		return false
+	}
+}
+
 // readOnce reads at least one byte into rbuf.
 func (c *conn) readOnce() error {
 	buf, err := c.room()
 	if err != nil {
 		return err
 	}
-	if c.s.cfg.IdleTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+	if d := c.readDeadline(time.Now().UnixNano()); d != 0 {
+		c.nc.SetReadDeadline(time.Unix(0, d))
 	}
 	n, err := c.nc.Read(buf)
 	c.w += n

@@ -29,6 +29,9 @@ type eventLoop struct {
 	// connections waiting to be registered.
 	p     *rawio.Poller[*conn]
 	conns map[int32]*conn
+	// held are connections whose reply to a wrong AUTH waits until their
+	// holdUntil; they are not read meanwhile.
+	held []*conn
 }
 
 const (
@@ -66,13 +69,18 @@ func (l *eventLoop) run() {
 	defer l.s.wg.Done()
 	defer l.shutdown()
 	events := make([]syscall.EpollEvent, 256)
-	// With an idle timeout, wake at least every half of it (at most every
-	// second) to close connections idle too long.
+	// With an idle or authentication timeout, wake at least every half of
+	// the shorter one (at most every second) to close the connections past
+	// it.
 	timeout, scanEvery := -1, time.Duration(0)
 	var lastScan time.Time
 	spin := l.s.cfg.BusyPoll
-	if idle := l.s.cfg.IdleTimeout; idle > 0 {
-		scanEvery = min(idle/2, time.Second)
+	for _, t := range []time.Duration{l.s.cfg.IdleTimeout, l.authTimeout()} {
+		if t > 0 && (scanEvery == 0 || t/2 < scanEvery) {
+			scanEvery = min(t/2, time.Second)
+		}
+	}
+	if scanEvery > 0 {
 		timeout = int(scanEvery.Milliseconds()) + 1
 	}
 	for {
@@ -86,7 +94,7 @@ func (l *eventLoop) run() {
 			n, err = rawio.SpinPoll(l.p.FD, events, spin)
 		}
 		if n == 0 {
-			n, err = syscall.EpollWait(l.p.FD, events, timeout)
+			n, err = syscall.EpollWait(l.p.FD, events, l.waitFor(timeout))
 		}
 		if err != nil && !errors.Is(err, syscall.EINTR) {
 			l.s.log.Error("cache event loop: epoll_wait", "err", err)
@@ -105,6 +113,13 @@ func (l *eventLoop) run() {
 			if c == nil {
 				continue
 			}
+			if c.holdUntil != 0 {
+				// Not read until its hold ends; a hang-up cannot be masked.
+				if ev.Events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+					l.close(c)
+				}
+				continue
+			}
 			switch {
 			case ev.Events&syscall.EPOLLOUT != 0:
 				l.writable(c)
@@ -112,10 +127,78 @@ func (l *eventLoop) run() {
 				l.readable(c)
 			}
 		}
+		if len(l.held) > 0 {
+			l.release(time.Now().UnixNano())
+		}
 		if scanEvery > 0 && time.Since(lastScan) >= scanEvery {
 			lastScan = time.Now()
-			l.closeIdle(lastScan)
+			l.closeExpired(lastScan)
 		}
+	}
+}
+
+// authTimeout is Config.AuthTimeout when the server has a password.
+func (l *eventLoop) authTimeout() time.Duration {
+	if l.s.cfg.Password == "" {
+		return 0
+	}
+	return l.s.cfg.AuthTimeout
+}
+
+// waitFor returns the epoll_wait timeout in milliseconds: the scan
+// interval, or less when a held connection is due sooner.
+func (l *eventLoop) waitFor(scan int) int {
+	if len(l.held) == 0 {
+		return scan
+	}
+	next := l.held[0].holdUntil
+	for _, c := range l.held[1:] {
+		next = min(next, c.holdUntil)
+	}
+	ms := int(time.Until(time.Unix(0, next)).Milliseconds()) + 1
+	if ms < 0 {
+		ms = 0
+	}
+	if scan >= 0 && scan < ms {
+		return scan
+	}
+	return ms
+}
+
+// hold stops reading c until its holdUntil; release then sends its
+// replies and goes on with what it had sent.
+func (l *eventLoop) hold(c *conn) {
+	l.setEvents(c, 0)
+	l.held = append(l.held, c)
+}
+
+// release resumes the held connections that are due.
+func (l *eventLoop) release(now int64) {
+	var due []*conn
+	rest := l.held[:0]
+	for _, c := range l.held {
+		switch {
+		case l.conns[int32(c.fd)] != c:
+			// closed meanwhile
+		case c.holdUntil <= now:
+			due = append(due, c)
+		default:
+			rest = append(rest, c)
+		}
+	}
+	clear(l.held[len(rest):])
+	l.held = rest
+	for _, c := range due {
+		c.holdUntil = 0
+		l.setEvents(c, evRead)
+		if !l.writeOut(c) {
+			continue
+		}
+		if c.quit {
+			l.close(c)
+			continue
+		}
+		l.process(c)
 	}
 }
 
@@ -162,12 +245,16 @@ func (l *eventLoop) readable(c *conn) {
 // nothing complete is left or the socket will take no more.
 func (l *eventLoop) process(c *conn) {
 	for {
-		n, full, err := c.executeBuffered()
+		n, more, err := c.executeBuffered()
 		l.s.commands.Add(uint64(n))
 		if err != nil {
 			c.protocolError(err)
 			l.writeOut(c)
 			l.close(c)
+			return
+		}
+		if c.holdUntil != 0 {
+			l.hold(c)
 			return
 		}
 		if !l.writeOut(c) {
@@ -177,7 +264,7 @@ func (l *eventLoop) process(c *conn) {
 			l.close(c)
 			return
 		}
-		if !full {
+		if !more {
 			return
 		}
 	}
@@ -243,11 +330,12 @@ func (l *eventLoop) close(c *conn) {
 	l.s.connsOpen.Add(-1)
 }
 
-// closeIdle closes connections that sent nothing for IdleTimeout.
-func (l *eventLoop) closeIdle(now time.Time) {
-	limit := now.Add(-l.s.cfg.IdleTimeout).UnixNano()
+// closeExpired closes connections that sent nothing for IdleTimeout, and
+// those that did not authenticate within AuthTimeout.
+func (l *eventLoop) closeExpired(now time.Time) {
+	t := now.UnixNano()
 	for _, c := range l.conns {
-		if c.now < limit {
+		if d := c.readDeadline(c.now); d != 0 && d < t {
 			l.close(c)
 		}
 	}

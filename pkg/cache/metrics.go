@@ -18,11 +18,12 @@ var (
 	descConnsTotal  = prometheus.NewDesc("scalestack_cache_connections_total", "Client connections accepted.", nil, nil)
 	descConnsRefuse = prometheus.NewDesc("scalestack_cache_rejected_connections_total", "Connections refused at --cache-max-clients.", nil, nil)
 	descCommands    = prometheus.NewDesc("scalestack_cache_commands_total", "Commands executed.", nil, nil)
+	descAuthFails   = prometheus.NewDesc("scalestack_cache_auth_failures_total", "AUTH commands with a wrong password.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descKeys, descBytes, descMaxBytes, descHits, descMisses,
-		descEvictions, descExpired, descConns, descConnsTotal, descConnsRefuse, descCommands} {
+		descEvictions, descExpired, descConns, descConnsTotal, descConnsRefuse, descCommands, descAuthFails} {
 		ch <- d
 	}
 }
@@ -45,4 +46,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descConnsTotal, float64(s.connsTotal.Load()))
 	counter(descConnsRefuse, float64(s.connsRefuse.Load()))
 	counter(descCommands, float64(s.commands.Load()))
+	counter(descAuthFails, float64(s.authFailures.Load()))
 }

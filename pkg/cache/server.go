@@ -32,10 +32,13 @@ import (
 // Server is a running cache. Build it with New, start it with Open, stop it
 // with Close.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *store
-	limits  resp.Limits
+	cfg    Config
+	log    *slog.Logger
+	store  *store
+	limits resp.Limits
+	// preAuth bounds the requests of a connection that has not
+	// authenticated yet.
+	preAuth resp.Limits
 	started time.Time
 
 	ctx    context.Context
@@ -51,11 +54,12 @@ type Server struct {
 	closed bool
 	nextID uint64
 
-	commands    atomic.Uint64
-	connsOpen   atomic.Int64
-	connsTotal  atomic.Uint64
-	connsRefuse atomic.Uint64
-	opsPerSec   atomic.Uint64 // math.Float64bits
+	commands     atomic.Uint64
+	connsOpen    atomic.Int64
+	connsTotal   atomic.Uint64
+	connsRefuse  atomic.Uint64
+	authFailures atomic.Uint64
+	opsPerSec    atomic.Uint64 // math.Float64bits
 }
 
 // New checks cfg and builds a server that is not yet listening.
@@ -77,6 +81,12 @@ func New(cfg Config) (*Server, error) {
 			MaxBulk:    cfg.MaxValueBytes,
 			MaxRequest: cfg.MaxRequestBytes,
 			MaxInline:  min(64<<10, cfg.MaxRequestBytes/2),
+		},
+		preAuth: resp.Limits{
+			MaxArgs:    preAuthMaxArgs,
+			MaxBulk:    min(cfg.MaxValueBytes, preAuthMaxRequest),
+			MaxRequest: min(cfg.MaxRequestBytes, preAuthMaxRequest),
+			MaxInline:  preAuthMaxRequest,
 		},
 		ctx:    ctx,
 		cancel: cancel,
@@ -278,6 +288,7 @@ type Status struct {
 	Expired          uint64  `json:"expired"`
 	Connections      int64   `json:"connections"`
 	ConnectionsTotal uint64  `json:"connections_total"`
+	AuthFailures     uint64  `json:"auth_failures"`
 	Commands         uint64  `json:"commands"`
 	OpsPerSec        float64 `json:"ops_per_sec"`
 }
@@ -299,6 +310,7 @@ func (s *Server) status() Status {
 		Expired:          t.stats.Expired,
 		Connections:      s.connsOpen.Load(),
 		ConnectionsTotal: s.connsTotal.Load(),
+		AuthFailures:     s.authFailures.Load(),
 		Commands:         s.commands.Load(),
 		OpsPerSec:        math.Float64frombits(s.opsPerSec.Load()),
 	}

@@ -115,13 +115,27 @@ type Config struct {
 	// 0 means no limit. Default 60s.
 	ReadTimeout time.Duration
 
-	// WriteTimeout bounds writing a response to a client. 0 (the default)
-	// means none, so that large streamed bodies are not cut.
+	// WriteTimeout is how long a response may wait on a client that takes
+	// none of it: when a write makes no progress for this long the
+	// connection is closed, as nginx's send_timeout. It bounds stalls, not
+	// whole responses (writes go out in pieces of at most 256 KiB, each
+	// with a fresh deadline), so a long download that the client keeps
+	// reading is never cut, while a client that stops reading frees its
+	// connection, goroutine and buffers within WriteTimeout. 0 means never,
+	// and such a client then holds them for good. Default 60s
+	// (--edge-write-timeout).
 	WriteTimeout time.Duration
 
 	// IdleTimeout is how long a client keep-alive connection may stay idle.
 	// Default 120s.
 	IdleTimeout time.Duration
+
+	// MaxConns is the most client connections served at once. At the cap
+	// the edge stops accepting: further clients wait in the kernel's
+	// listen queue until a connection closes, as with HAProxy's maxconn,
+	// rather than being refused. Each connection costs a goroutine and
+	// its buffers (about 10 KiB idle). Default 10000 (--edge-max-conns).
+	MaxConns int
 
 	// MaxHeaderBytes bounds a client's request headers. Default 64 KiB.
 	MaxHeaderBytes int
@@ -154,7 +168,9 @@ func DefaultConfig() Config {
 		MaxIdleConns:      256,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxConns:          10000,
 		MaxHeaderBytes:    64 << 10,
 		MaxPurgeBytes:     1 << 20,
 		DrainTimeout:      30 * time.Second,
@@ -190,6 +206,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("edge config: ReadHeaderTimeout %v must be positive", c.ReadHeaderTimeout)
 	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
 		return errors.New("edge config: ReadTimeout, WriteTimeout and IdleTimeout must not be negative")
+	case c.MaxConns < 1:
+		return fmt.Errorf("edge config: MaxConns %d must be at least 1", c.MaxConns)
 	case c.MaxHeaderBytes < 1024:
 		return fmt.Errorf("edge config: MaxHeaderBytes %d is below 1024", c.MaxHeaderBytes)
 	case c.MaxPurgeBytes < 1:
@@ -221,4 +239,6 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KeepStale, "edge-keep-stale", c.KeepStale, "how long a stale response with a validator is kept for revalidation")
 	fs.DurationVar(&c.OriginTimeout, "edge-origin-timeout", c.OriginTimeout, "timeout for an origin's response headers")
 	fs.DurationVar(&c.DrainTimeout, "edge-drain-timeout", c.DrainTimeout, "how long shutdown waits for in-flight requests")
+	fs.DurationVar(&c.WriteTimeout, "edge-write-timeout", c.WriteTimeout, "close a client connection whose response makes no progress this long (0: never)")
+	fs.IntVar(&c.MaxConns, "edge-max-conns", c.MaxConns, "most client connections at once; more wait in the listen queue")
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ type server struct {
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the accept loop and every connection
+	slots    chan struct{}  // one per open connection, up to Config.MaxConns
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	shutting atomic.Bool
@@ -61,21 +63,31 @@ const (
 	maxDrainBytes = 256 << 10 // request body left unread that is drained to keep the connection
 	flushAt       = 32 << 10  // response bytes buffered before a write
 	writevAt      = 16 << 10  // bodies at least this long are written with writev, not copied
+	// writeChunk is the most written under one write deadline: a client
+	// that takes at least this much per WriteTimeout is never cut.
+	writeChunk = 256 << 10
 )
 
 func newServer(e *Edge, ln net.Listener) *server {
-	s := &server{e: e, ln: ln, conns: make(map[*conn]struct{})}
+	s := &server{e: e, ln: ln, conns: make(map[*conn]struct{}), slots: make(chan struct{}, e.cfg.MaxConns)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
-// serve accepts connections until the listener is closed.
+// serve accepts connections until the listener is closed. At MaxConns
+// open connections it waits for one to close before it accepts again.
 func (s *server) serve() {
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.ctx.Done():
+			return
+		}
 		nc, err := s.ln.Accept()
 		if err != nil {
+			<-s.slots
 			if s.shutting.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -92,6 +104,7 @@ func (s *server) serve() {
 		if s.shutting.Load() {
 			s.mu.Unlock()
 			nc.Close()
+			<-s.slots
 			continue
 		}
 		s.conns[c] = struct{}{}
@@ -166,6 +179,7 @@ type conn struct {
 	vec    net.Buffers
 	vecArr [2][]byte // vec's backing array, reused: WriteTo consumes vec
 	werr   error     // the first write error; the connection is then dropped
+	armed  time.Time // when the write deadline was last set
 }
 
 type span struct{ a, b int }
@@ -187,11 +201,17 @@ type reqHead struct {
 
 func (c *conn) serve() {
 	defer func() {
+		// A panic outside the handler (which has its own recover, see
+		// serveHTTP) ends this connection only, not the process.
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			c.e.log.Error("edge connection panic", "err", v, "remote", c.nc.RemoteAddr().String(), "stack", string(debug.Stack()))
+		}
 		c.cancel()
 		c.nc.Close()
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
+		<-c.s.slots
 		c.s.wg.Done()
 	}()
 	cfg := &c.e.cfg
@@ -221,9 +241,6 @@ func (c *conn) serve() {
 			c.nc.SetReadDeadline(now.Add(cfg.ReadTimeout))
 		} else {
 			c.nc.SetReadDeadline(time.Time{})
-		}
-		if cfg.WriteTimeout > 0 {
-			c.nc.SetWriteDeadline(now.Add(cfg.WriteTimeout))
 		}
 		keep := !h.close
 		if !c.fastHit(&h, now) {
@@ -493,10 +510,15 @@ func (c *conn) write(p []byte) {
 		return
 	}
 	if len(p) >= writevAt {
-		c.vecArr = [2][]byte{c.out, p}
+		first := p[:min(len(p), writeChunk)]
+		c.vecArr = [2][]byte{c.out, first}
 		c.vec = c.vecArr[:]
+		c.armWrite()
 		_, c.werr = c.vec.WriteTo(c.nc)
 		c.out = c.out[:0]
+		if c.werr == nil {
+			c.werr = c.writeAll(p[len(first):])
+		}
 		return
 	}
 	c.out = append(c.out, p...)
@@ -505,12 +527,43 @@ func (c *conn) write(p []byte) {
 	}
 }
 
+// writeAll writes p in pieces of writeChunk, each under a fresh deadline.
+func (c *conn) writeAll(p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), writeChunk)
+		c.armWrite()
+		if _, err := c.nc.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// armWrite sets the write deadline WriteTimeout ahead before a write, when
+// a quarter of it has passed since it was last set (setting it costs a
+// timer update; a hit's write should not pay that every time). A write
+// therefore always has at least three quarters of WriteTimeout to make
+// progress, and a client that takes nothing is cut within WriteTimeout.
+func (c *conn) armWrite() {
+	t := c.e.cfg.WriteTimeout
+	if t <= 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(c.armed) < t/4 {
+		return
+	}
+	c.armed = now
+	c.nc.SetWriteDeadline(now.Add(t))
+}
+
 func (c *conn) flush() {
 	if len(c.out) == 0 || c.werr != nil {
 		c.out = c.out[:0]
 		return
 	}
-	_, c.werr = c.nc.Write(c.out)
+	c.werr = c.writeAll(c.out)
 	if cap(c.out) > 4*flushAt {
 		c.out = nil // do not keep a buffer grown by one large response
 	} else {
@@ -518,14 +571,15 @@ func (c *conn) flush() {
 	}
 }
 
-// fail answers a request the server could not parse, and the connection
-// is then closed. status -1 means there is nobody to answer.
+// fail answers a request the server could not parse or serve, after the
+// answers to the requests before it, and the connection is then closed.
+// status -1 means there is nobody to answer.
 func (c *conn) fail(status int) {
 	if status < 0 {
 		return
 	}
 	msg := http.StatusText(status)
-	c.out = fmt.Appendf(c.out[:0], "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+	c.out = fmt.Appendf(c.out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, msg, len(msg)+7, "edge: "+msg+"\n")
 	c.flush()
 }
@@ -542,14 +596,38 @@ func (c *conn) slow(h *reqHead) bool {
 		c.out = append(c.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
 		c.flush()
 	}
-	w := &responseWriter{c: c, req: req, h: make(http.Header, 8), declared: -1}
-	c.e.ServeHTTP(w, req)
+	w := &responseWriter{c: c, req: req, h: make(http.Header, 8), declared: -1, start: len(c.out)}
+	if !c.serveHTTP(w, req) {
+		if !w.wrote {
+			c.out = c.out[:w.start]
+			c.fail(http.StatusInternalServerError)
+		}
+		return false // a response cut short: only closing tells the client
+	}
 	w.finish()
 	keep := !w.closeAfter && c.werr == nil
 	if body != nil && !body.drain() {
 		keep = false
 	}
 	return keep
+}
+
+// serveHTTP runs the handler; it reports false when the handler panicked.
+// The panic is logged with its stack (but for http.ErrAbortHandler, which
+// a handler raises on purpose to drop the connection, as in net/http), and
+// the connection serves nothing more; the edge goes on with the others.
+func (c *conn) serveHTTP(w *responseWriter, req *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			ok = false
+			if v != http.ErrAbortHandler {
+				c.e.log.Error("edge handler panic", "err", v, "method", req.Method, "path", req.URL.Path,
+					"stack", string(debug.Stack()))
+			}
+		}
+	}()
+	c.e.ServeHTTP(w, req)
+	return true
 }
 
 // request builds the *http.Request for a parsed head.
@@ -651,6 +729,7 @@ func (b *reqBody) drain() bool {
 type responseWriter struct {
 	c          *conn
 	req        *http.Request
+	start      int // len(c.out) when the handler began: earlier responses end there
 	h          http.Header
 	wrote      bool
 	noBody     bool

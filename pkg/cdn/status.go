@@ -46,6 +46,8 @@ type Status struct {
 	Invalidations uint64 `json:"invalidations"`
 	PurgedObjects uint64 `json:"purged_objects"`
 	BytesServed   uint64 `json:"bytes_served"`
+	// Connections counts client connections open now (at most MaxConns).
+	Connections int `json:"connections"`
 }
 
 // Status returns the edge's live figures; the result marshals to JSON.
@@ -81,6 +83,11 @@ func (e *Edge) Snapshot() Status {
 		PurgedObjects:  e.purgedObjects.Load(),
 		BytesServed:    e.bytesOut.Load(),
 	}
+	if e.srv != nil {
+		e.srv.mu.Lock()
+		s.Connections = len(e.srv.conns)
+		e.srv.mu.Unlock()
+	}
 	if e.origin != nil {
 		s.Origins = []string{e.cfg.Origin}
 	} else {
@@ -113,11 +120,12 @@ var (
 	descPurges    = prometheus.NewDesc("edge_purges_total", "Purge requests received (HTTP and NATS).", nil, nil)
 	descPurged    = prometheus.NewDesc("edge_purged_objects_total", "Stored responses removed by purges and invalidations.", nil, nil)
 	descServed    = prometheus.NewDesc("edge_served_bytes_total", "Body bytes sent from stored responses.", nil, nil)
+	descConns     = prometheus.NewDesc("edge_client_connections", "Client connections open (at most --edge-max-conns).", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descResponses, descRequests, descPassed, descHitRatio, descOrigin, descOriginErr,
-		descCoalesced, descNotStored, descObjects, descBytes, descMaxBytes, descEvictions, descExpired, descPurges, descPurged, descServed} {
+		descCoalesced, descNotStored, descObjects, descBytes, descMaxBytes, descEvictions, descExpired, descPurges, descPurged, descServed, descConns} {
 		ch <- d
 	}
 }
@@ -149,4 +157,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPurges, s.Purges)
 	counter(descPurged, s.PurgedObjects)
 	counter(descServed, s.BytesServed)
+	gauge(descConns, float64(s.Connections))
 }

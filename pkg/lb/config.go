@@ -151,13 +151,28 @@ type Config struct {
 	// 0 means no limit. Default 60s.
 	ReadTimeout time.Duration
 
-	// WriteTimeout bounds writing a response to a client. 0 (the default)
-	// means none, so that streamed responses are not cut.
+	// WriteTimeout is how long a response may wait on a client that takes
+	// none of it: when the client has accepted no byte for this long while
+	// bytes wait, its connection is closed, as nginx's send_timeout. It
+	// bounds stalls, not whole responses, so a stream or a long download
+	// that the client keeps reading is never cut, while a client that stops
+	// reading frees its connection, buffers and backend connection within
+	// WriteTimeout. 0 means never: such a client then holds them for good.
+	// Default 60s (--lb-write-timeout).
 	WriteTimeout time.Duration
 
 	// IdleTimeout is how long a client keep-alive connection may stay idle.
 	// Default 120s.
 	IdleTimeout time.Duration
+
+	// MaxConns is the most client connections served at once. At the cap
+	// the balancer stops accepting: further clients wait in the kernel's
+	// listen queue until a connection closes, as with HAProxy's maxconn,
+	// rather than being refused. A connection costs its buffers (8 KiB in
+	// a loop, 16 KiB with a goroutine, more while a request is under way)
+	// and, while a request is proxied, a backend connection: a second
+	// descriptor. Default 10000 (--lb-max-conns).
+	MaxConns int
 
 	// MaxHeaderBytes bounds a client's request head (431 beyond); one line
 	// may hold at most 8 KiB whatever this says. Default 64 KiB.
@@ -217,7 +232,9 @@ func DefaultConfig() Config {
 		MaxIdleConns:           256,
 		ReadHeaderTimeout:      10 * time.Second,
 		ReadTimeout:            60 * time.Second,
+		WriteTimeout:           60 * time.Second,
 		IdleTimeout:            120 * time.Second,
+		MaxConns:               10000,
 		MaxHeaderBytes:         64 << 10,
 		DrainTimeout:           30 * time.Second,
 		EventLoops:             defaultEventLoops(),
@@ -277,6 +294,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("lb config: ReadHeaderTimeout %v must be positive", c.ReadHeaderTimeout)
 	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
 		return errors.New("lb config: ReadTimeout, WriteTimeout and IdleTimeout must not be negative")
+	case c.MaxConns < 1:
+		return fmt.Errorf("lb config: MaxConns %d must be at least 1", c.MaxConns)
 	case c.MaxHeaderBytes < 1024:
 		return fmt.Errorf("lb config: MaxHeaderBytes %d is below 1024", c.MaxHeaderBytes)
 	case c.DrainTimeout <= 0:
@@ -322,8 +341,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxIdleConns, "lb-max-idle-conns", c.MaxIdleConns, "idle keep-alive connections kept per backend")
 	fs.DurationVar(&c.ReadHeaderTimeout, "lb-read-header-timeout", c.ReadHeaderTimeout, "timeout for a client's request headers")
 	fs.DurationVar(&c.ReadTimeout, "lb-read-timeout", c.ReadTimeout, "timeout for a client's whole request (0: none)")
-	fs.DurationVar(&c.WriteTimeout, "lb-write-timeout", c.WriteTimeout, "timeout for writing a response (0: none, for streaming)")
+	fs.DurationVar(&c.WriteTimeout, "lb-write-timeout", c.WriteTimeout, "close a client connection that takes none of its response this long (0: never)")
 	fs.DurationVar(&c.IdleTimeout, "lb-idle-timeout", c.IdleTimeout, "timeout of an idle client keep-alive connection")
+	fs.IntVar(&c.MaxConns, "lb-max-conns", c.MaxConns, "most client connections at once; more wait in the listen queue")
 	fs.DurationVar(&c.DrainTimeout, "lb-drain-timeout", c.DrainTimeout, "how long shutdown waits for in-flight requests")
 	fs.IntVar(&c.EventLoops, "lb-event-loops", c.EventLoops, "epoll event loops serving client connections (Linux); 0 gives each connection its own goroutine")
 	fs.BoolVar(&c.TrustForwarded, "lb-trust-forwarded", c.TrustForwarded, "keep the client's X-Forwarded-Proto (behind a TLS edge)")

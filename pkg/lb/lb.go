@@ -59,6 +59,7 @@ type LB struct {
 	conns     map[*clientConn]struct{}
 	connWG    sync.WaitGroup // one per client connection (connOpened, connClosed)
 	connsOpen atomic.Int64   // client connections open
+	slots     chan struct{}  // one per client connection, up to Config.MaxConns
 	handOffs  atomic.Uint64  // connections an event loop handed to a goroutine
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -114,6 +115,7 @@ func New(cfg Config) (*LB, error) {
 		budget:       newRetryBudget(cfg.RetryBudgetRatio, cfg.RetryMinPerSecond),
 		backends:     make(map[string]*backend),
 		conns:        make(map[*clientConn]struct{}),
+		slots:        make(chan struct{}, cfg.MaxConns),
 	}
 	lb.pool.Store(&pool{})
 	lb.ctx, lb.cancel = context.WithCancel(context.Background())
@@ -225,6 +227,7 @@ func (lb *LB) Shutdown(ctx context.Context) error {
 
 // connOpened and connClosed count a client connection in and out, whichever
 // transport serves it (a hand-off from a loop to a goroutine is neither).
+// connClosed also gives back the slot serveConns took before accepting it.
 func (lb *LB) connOpened() {
 	lb.connWG.Add(1)
 	lb.connsOpen.Add(1)
@@ -233,6 +236,17 @@ func (lb *LB) connOpened() {
 func (lb *LB) connClosed() {
 	lb.connsOpen.Add(-1)
 	lb.connWG.Done()
+	lb.freeSlot()
+}
+
+// freeSlot gives back a slot taken by serveConns, for a connection that was
+// closed or never counted in. It never blocks: a slot given back twice (a
+// bug) must not stop the event loop that closes a connection.
+func (lb *LB) freeSlot() {
+	select {
+	case <-lb.slots:
+	default:
+	}
 }
 
 func (lb *LB) inFlight() int64 {

@@ -95,9 +95,10 @@ type lconn struct {
 	sent int
 
 	state      uint8
-	rready     bool // a readable edge not yet drained
-	hup        bool // the client shut its side: reads end in EOF, not EAGAIN
-	blocked    bool // out waits for the socket to take more
+	rready     bool  // a readable edge not yet drained
+	hup        bool  // the client shut its side: reads end in EOF, not EAGAIN
+	blocked    bool  // out waits for the socket to take more
+	blockedAt  int64 // Unix ns: since when the client has taken none of out
 	closeAfter bool
 	since      int64 // Unix ns: when the state's timeout began
 
@@ -197,6 +198,7 @@ func (lb *LB) handToLoop(nc net.Conn) {
 	if err != nil {
 		lb.log.Warn("lb: take over connection", "err", err)
 		nc.Close()
+		lb.freeSlot()
 		return
 	}
 	c := &lconn{fd: fd, in: make([]byte, clientBufSize)}
@@ -210,6 +212,7 @@ func (lb *LB) handToLoop(nc net.Conn) {
 	if lb.closing.Load() {
 		lb.connMu.Unlock()
 		syscall.Close(fd)
+		lb.freeSlot()
 		return
 	}
 	lb.connOpened()
@@ -342,7 +345,7 @@ func (l *loop) scan(now time.Time) {
 				l.responseFailed(c, errResponseTimeout)
 			}
 		}
-		if !c.dead && c.blocked && cfg.WriteTimeout > 0 && now.Sub(c.start) > cfg.WriteTimeout {
+		if !c.dead && c.blocked && cfg.WriteTimeout > 0 && t-c.blockedAt > int64(cfg.WriteTimeout) {
 			l.lb.clientGone.Add(1)
 			l.close(c)
 		}
@@ -1004,16 +1007,22 @@ func (l *loop) giveUp(c *lconn) {
 // flush writes out what is waiting for the client. It reports whether all
 // of it went; when not, the client's EPOLLOUT resumes (or c was closed).
 func (l *loop) flush(c *lconn) bool {
+	progress := false
 	for c.sent < len(c.out) {
 		n, err := rawio.Write(c.fd, c.out[c.sent:])
 		if n > 0 {
 			c.sent += n
+			progress = true
 			continue
 		}
 		switch err {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			// WriteTimeout counts from the client's last progress.
+			if !c.blocked || progress {
+				c.blockedAt = time.Now().UnixNano()
+			}
 			c.blocked = true
 			return false
 		}
@@ -1094,7 +1103,7 @@ func (l *loop) handOff(c *lconn) {
 	}
 	cc := &clientConn{lb: lb, nc: nc, req: c.cc.req, out: c.cc.out, ip: c.cc.ip}
 	cc.br = bufio.NewReaderSize(nc, clientBufSize)
-	cc.bw = bufio.NewWriterSize(newRawWriter(nc.Conn), clientBufSize)
+	cc.bw = bufio.NewWriterSize(newStallWriter(nc, newRawWriter(nc.Conn), lb.cfg.WriteTimeout), clientBufSize)
 	cc.state.Store(connActive)
 	var first func() bool
 	if up := c.up; up == nil {
@@ -1102,9 +1111,6 @@ func (l *loop) handOff(c *lconn) {
 			now := time.Now()
 			if t := lb.cfg.ReadTimeout; t > 0 {
 				_ = nc.SetReadDeadline(now.Add(t))
-			}
-			if t := lb.cfg.WriteTimeout; t > 0 {
-				_ = nc.SetWriteDeadline(now.Add(t))
 			}
 			return cc.serveRequest(now)
 		}
@@ -1124,9 +1130,6 @@ func (l *loop) handOff(c *lconn) {
 		uc.bw = bufio.NewWriterSize(uc, upBufSize)
 		b, reqID, isHead, t0 := c.b, c.reqID, c.isHead, c.t0
 		first = func() bool {
-			if t := lb.cfg.WriteTimeout; t > 0 {
-				_ = nc.SetWriteDeadline(c.start.Add(t))
-			}
 			keep := cc.writeResponse(uc, b, reqID, isHead)
 			b.inflight.Add(-1)
 			b.observe(time.Since(t0))

@@ -18,4 +18,7 @@ func (lb *LB) startLoops() error { return errors.New("lb event loops need Linux"
 
 func (lb *LB) wakeLoops(force bool) {}
 
-func (lb *LB) handToLoop(nc net.Conn) { nc.Close() }
+func (lb *LB) handToLoop(nc net.Conn) {
+	nc.Close()
+	lb.freeSlot()
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -33,12 +34,20 @@ type clientConn struct {
 	state atomic.Int32
 }
 
-// serveConns accepts connections until the listener closes.
+// serveConns accepts connections until the listener closes. It takes a
+// slot before each accept, so at MaxConns open connections it waits for
+// one to close (connClosed gives its slot back).
 func (lb *LB) serveConns(ln net.Listener) {
 	var backoff time.Duration
 	for {
+		select {
+		case lb.slots <- struct{}{}:
+		case <-lb.ctx.Done():
+			return
+		}
 		nc, err := ln.Accept()
 		if err != nil {
+			lb.freeSlot()
 			if lb.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -65,6 +74,7 @@ func (lb *LB) serveConns(ln net.Listener) {
 		if lb.closing.Load() {
 			lb.connMu.Unlock()
 			nc.Close()
+			lb.freeSlot()
 			continue
 		}
 		lb.conns[cc] = struct{}{}
@@ -92,7 +102,7 @@ func (cc *clientConn) serve(first func() bool) {
 	// connections stay cheap.
 	if cc.br == nil {
 		cc.br = bufio.NewReaderSize(cc.nc, clientBufSize)
-		cc.bw = bufio.NewWriterSize(newRawWriter(cc.nc), clientBufSize)
+		cc.bw = bufio.NewWriterSize(newStallWriter(cc.nc, newRawWriter(cc.nc), lb.cfg.WriteTimeout), clientBufSize)
 	}
 	if first != nil {
 		keep := first()
@@ -130,15 +140,54 @@ func (cc *clientConn) serve(first func() bool) {
 		} else {
 			_ = cc.nc.SetReadDeadline(time.Time{})
 		}
-		if cfg.WriteTimeout > 0 {
-			_ = cc.nc.SetWriteDeadline(now.Add(cfg.WriteTimeout))
-		}
 		keep := cc.serveRequest(now)
 		if err := cc.bw.Flush(); err != nil || !keep {
 			return
 		}
 		cc.state.Store(connIdle)
 	}
+}
+
+// writeChunk is the most a stallWriter writes under one deadline: a client
+// that takes at least this much per WriteTimeout is never cut.
+const writeChunk = 256 << 10
+
+// stallWriter writes to a client under Config.WriteTimeout as a bound on
+// stalls: before a write it sets the connection's write deadline timeout
+// ahead, when a quarter of it has passed since it was last set (a deadline
+// costs a timer update, which a small response should not pay every time),
+// and it writes at most writeChunk under one deadline. A write therefore
+// has at least three quarters of the timeout to make progress.
+type stallWriter struct {
+	nc      net.Conn
+	w       io.Writer
+	timeout time.Duration
+	armed   time.Time
+}
+
+func newStallWriter(nc net.Conn, w io.Writer, timeout time.Duration) io.Writer {
+	if timeout <= 0 {
+		return w
+	}
+	return &stallWriter{nc: nc, w: w, timeout: timeout}
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), writeChunk)
+		if now := time.Now(); now.Sub(s.armed) >= s.timeout/4 {
+			s.armed = now
+			_ = s.nc.SetWriteDeadline(now.Add(s.timeout))
+		}
+		m, err := s.w.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
 }
 
 // badRequest answers a head that could not be read, when there is someone

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -68,13 +69,26 @@ type Config struct {
 	// DataDir holds the store file, NATS's JetStream directory and the
 	// outbox. Default ./data/<name>.
 	DataDir string
-	// ClusterKey is the base64 gossip encryption key (`node keygen`).
+	// ClusterKey is the base64 cluster key (the keygen command makes one):
+	// it encrypts gossip, and the credentials of NATS and of the admin
+	// endpoints are derived from it. Give it through the environment
+	// (NODE_CLUSTER_KEY) or ClusterKeyFile rather than the command line,
+	// where every user of the machine can read it. Empty: no encryption,
+	// no authentication, and only loopback addresses.
 	ClusterKey string
+	// ClusterKeyFile, when set, is a file holding ClusterKey
+	// (--cluster-key-file, NODE_CLUSTER_KEY_FILE); Validate reads it.
+	ClusterKeyFile string
 	// NATS says whether this node embeds a NATS server: auto (when it holds
 	// a store role), on, off.
 	NATS string
 	// Ports of each role.
 	Ports Ports
+	// Admin configures the admin endpoints (admin.go).
+	Admin AdminConfig
+	// CommandLine is the command line /debug/pprof/cmdline shows, with the
+	// value of every secret flag replaced (RedactArgs). Default os.Args.
+	CommandLine []string
 	// DrainTimeout is how long Close waits after announcing "draining"
 	// before it stops the serving roles, so that load balancers polling
 	// membership and health checks stop sending first. Default 1s.
@@ -92,6 +106,7 @@ func DefaultConfig() Config {
 		Addr:         "127.0.0.1",
 		NATS:         NATSAuto,
 		Ports:        DefaultPorts(),
+		Admin:        DefaultAdminConfig(),
 		DrainTimeout: time.Second,
 		RoleConfig:   defaultRoleConfigs(),
 	}
@@ -110,7 +125,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory (default ./data/NAME)")
-	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 key that encrypts gossip (make one with `node keygen`); required off loopback")
+	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 cluster key (make one with keygen): encrypts gossip, derives the NATS and admin credentials; required off loopback. Prefer NODE_CLUSTER_KEY or --cluster-key-file: the command line is visible to every user")
+	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the cluster key (instead of --cluster-key)")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "embed a NATS server: auto (with a store role), on, off")
 	fs.IntVar(&c.Ports.Edge, "edge-port", c.Ports.Edge, "edge (CDN) HTTP port")
 	fs.IntVar(&c.Ports.LB, "lb-port", c.Ports.LB, "load balancer HTTP port")
@@ -121,6 +137,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Ports.NATSCluster, "nats-cluster-port", c.Ports.NATSCluster, "NATS cluster (route) port")
 	fs.IntVar(&c.Ports.Gossip, "gossip-port", c.Ports.Gossip, "membership gossip port (TCP and UDP)")
 	fs.IntVar(&c.Ports.Admin, "admin-port", c.Ports.Admin, "admin port: /healthz /readyz /status /metrics /debug/pprof")
+	fs.StringVar(&c.Admin.Addr, "admin-addr", c.Admin.Addr, "admin address IP:port, instead of --addr and --admin-port (off loopback it needs a cluster key: all but /healthz and /readyz then want its token)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on shutdown, time between announcing draining and closing listeners")
 	c.RoleConfig.addFlags(fs)
 }
@@ -201,7 +218,41 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		return configErr("--drain-timeout must not be negative")
 	}
+	key, err := ClusterKey(c.ClusterKey, c.ClusterKeyFile)
+	if err != nil {
+		return err
+	}
+	c.ClusterKey = key
+	if err := c.validateAdmin(); err != nil {
+		return err
+	}
+	if c.CommandLine == nil {
+		c.CommandLine = os.Args
+	}
 	return c.RoleConfig.validate(c)
+}
+
+// validateAdmin fills the admin address from --addr and --admin-port when
+// --admin-addr is not given, and refuses an admin port off loopback without
+// a cluster key: its endpoints would be open to the network.
+func (c *Config) validateAdmin() error {
+	if c.Admin.Addr == "" {
+		c.Admin.Addr = net.JoinHostPort(c.Addr, strconv.Itoa(c.Ports.Admin))
+	}
+	host, port, err := net.SplitHostPort(c.Admin.Addr)
+	ip := net.ParseIP(host)
+	p, perr := strconv.Atoi(port)
+	if err != nil || ip == nil || perr != nil || p < 0 || p > 65535 {
+		return configErr("--admin-addr %q: want IP:port, e.g. --admin-addr 127.0.0.1:9090", c.Admin.Addr)
+	}
+	c.Ports.Admin = p
+	// On the node's own address, joining the cluster refuses a
+	// non-loopback address without a key (after the address is found to be
+	// this machine's), before the admin port opens.
+	if !ip.IsLoopback() && c.ClusterKey == "" && !c.adminOnAddr() {
+		return configErr("--admin-addr %s is not a loopback address: /status, /metrics and /debug/pprof there need the admin token derived from a cluster key; give the node one (--cluster-key-file FILE or NODE_CLUSTER_KEY) or keep the admin port on loopback", c.Admin.Addr)
+	}
+	return c.Admin.validate()
 }
 
 // BuiltRoles lists the roles this build can run.
@@ -229,10 +280,14 @@ func (c *Config) allPorts() []portFlag {
 	}
 }
 
-// portList returns the ports this node will listen on, with the flag that
-// sets each, for the in-use check and for membership metadata.
+// portList returns the ports this node will listen on at Addr, with the
+// flag that sets each, for the in-use check and for membership metadata.
+// The admin port is among them when it is on Addr (see adminOnAddr).
 func (c *Config) portList() []portFlag {
-	ps := []portFlag{{"gossip", "gossip-port", c.Ports.Gossip}, {"admin", "admin-port", c.Ports.Admin}}
+	ps := []portFlag{{"gossip", "gossip-port", c.Ports.Gossip}}
+	if c.adminOnAddr() {
+		ps = append(ps, portFlag{"admin", "admin-port", c.Ports.Admin})
+	}
 	if c.hasStore() {
 		ps = append(ps, portFlag{"store", "store-port", c.Ports.Store})
 	}
@@ -268,10 +323,24 @@ func checkDataDir(dir string) error {
 	return os.Remove(name)
 }
 
+// adminOnAddr reports whether the admin endpoints listen on the node's
+// address (the default) rather than one --admin-addr gives.
+func (c *Config) adminOnAddr() bool {
+	host, _, err := net.SplitHostPort(c.Admin.Addr)
+	return c.Admin.Addr == "" || (err == nil && net.ParseIP(host).Equal(net.ParseIP(c.Addr)))
+}
+
 // checkPorts binds every port the node needs once, so that a port in use is
 // reported before anything starts, naming the flag that moves it. On
 // 0-ports there is nothing to check.
 func checkPorts(c *Config) error {
+	if !c.adminOnAddr() && c.Ports.Admin != 0 {
+		l, err := net.Listen("tcp", c.Admin.Addr)
+		if err != nil {
+			return configErr("--admin-addr %s cannot be bound (%v): stop the process holding it or choose another", c.Admin.Addr, err)
+		}
+		l.Close()
+	}
 	for _, p := range c.portList() {
 		if p.port == 0 {
 			continue

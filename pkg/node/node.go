@@ -161,7 +161,7 @@ func (n *Node) openCluster() error {
 	c, err := cluster.New(cc)
 	if err != nil {
 		if errors.Is(err, cluster.ErrKeyRequired) {
-			return configErr("--addr %s is not a loopback address, so gossip must be encrypted: make a key with `node keygen` and give every node --cluster-key KEY", n.cfg.Addr)
+			return configErr("--addr %s is not a loopback address, so gossip must be encrypted: make a key with the keygen command and give every node the same one (--cluster-key-file FILE or NODE_CLUSTER_KEY; not --cluster-key, which every user of the machine can read)", n.cfg.Addr)
 		}
 		return err
 	}
@@ -248,8 +248,8 @@ func (n *Node) StoreNodes() []store.NodeInfo {
 // addrs returns the bound address of every port the node serves.
 func (n *Node) addrs() map[string]string {
 	a := map[string]string{"gossip": n.cluster.Addr()}
-	if n.admin != nil {
-		a["admin"] = n.admin.Addr()
+	if ad := n.advertisedAdmin(); ad != "" {
+		a["admin"] = ad
 	}
 	if n.nats != nil {
 		a["nats"] = hostPort(n.nats.ClientURL())
