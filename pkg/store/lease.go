@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -206,8 +207,9 @@ func (r *replication) renew(ctx context.Context) {
 		added := r.addVoterLocked(res.newcomers)
 		r.mu.Unlock()
 		if added != "" {
-			r.log.Info("lease voter added", "voter", added, "voters", len(voters)+1)
-			if n := len(voters) + 1; r.s.cfg.Sync < n/2 {
+			n := len(voters) + 1 + strings.Count(added, ",")
+			r.log.Info("lease voter added", "voter", added, "voters", n)
+			if r.s.cfg.Sync < n/2 {
 				// An acknowledged write is then on fewer nodes than a
 				// majority, and an election can pass it by.
 				r.log.Warn("--sync is below half the group: a failover can lose acknowledged writes", "sync", r.s.cfg.Sync, "voters", n, "want_sync", n/2)
@@ -226,7 +228,13 @@ func (r *replication) renew(ctx context.Context) {
 }
 
 // addVoterLocked adds the first of names (sorted) that is not a voter yet,
-// and persists the set. It returns the name added, or "".
+// and persists the set. It returns the names added, or "".
+//
+// One voter at a time, so that a majority of the old set and one of the
+// new always overlap, except while this primary is the only voter: nobody
+// else can hold that set, so the group may grow from one to all the nodes
+// that answered at once (a fresh group of three skips the fragile state of
+// two voters, where losing either stops the lease).
 func (r *replication) addVoterLocked(names map[string]string) string {
 	keys := make([]string, 0, len(names))
 	for n := range names {
@@ -238,14 +246,19 @@ func (r *replication) addVoterLocked(names map[string]string) string {
 		return ""
 	}
 	sort.Strings(keys)
+	if len(r.vote.Voters) > 1 {
+		keys = keys[:1]
+	}
 	next := r.vote
 	next.Voters = cloneMap(r.vote.Voters)
-	next.Voters[keys[0]] = names[keys[0]]
+	for _, k := range keys {
+		next.Voters[k] = names[k]
+	}
 	if err := r.saveLocked(next); err != nil {
 		r.log.Warn("lease: save voters", "err", err)
 		return ""
 	}
-	return keys[0]
+	return strings.Join(keys, ",")
 }
 
 // mayCampaign reports whether this replica should try to become primary:
