@@ -370,7 +370,7 @@ func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
 				h.Set(HeaderMinLSN, strconv.FormatUint(minLSN, 10))
 			}
 			body, err := c.doH(ctx, n, http.MethodGet, c.scheme+n.Addr+path, nil, h)
-			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnauthorized) || ctx.Err() != nil {
+			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || ctx.Err() != nil {
 				return body, err
 			}
 			// Behind, down or refusing: the primary has everything.
