@@ -51,7 +51,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	urls := strings.Split(*servers, ",")
 	cc.Servers = func() []string { return urls }
 	cc.Name = "node-jobs"
-	cc.Password = cluster.DeriveSecret(key, "nats")
+	cc.Password = cluster.DeriveSecret(key, cluster.PurposeNATS)
 	// A wrong key is refused on every try: give up after a few.
 	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 	conn, err := queue.Connect(cctx, cc)

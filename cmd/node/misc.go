@@ -15,7 +15,7 @@ import (
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keygen", "keygen", "  KEY=$(node keygen)\n  node run --roles primary --addr 10.0.0.2 --cluster-key $KEY\n", stderr)
+	fs := newFlagSet("keygen", "keygen", "  ./node keygen > cluster.key                     # once; copy it to every machine, mode 0600\n  NODE_CLUSTER_KEY=$(cat cluster.key) ./node run --roles primary --addr 10.0.0.2\n", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

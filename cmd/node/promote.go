@@ -1,12 +1,16 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
 )
 
@@ -14,14 +18,41 @@ import (
 // write: the primary stops taking writes, waits until NAME has everything
 // durable, and passes the lease to it (docs/replication.md).
 func runPromote(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("promote", "promote [--admin HOST:PORT] NAME", "  node promote --admin 127.0.0.2:9090 replica-1\n", stderr)
+	fs := newFlagSet("promote", "promote [--admin HOST:PORT] NAME",
+		"  ./node promote --admin 127.0.0.2:9090 replica-1\n  NODE_CLUSTER_KEY=$KEY ./node promote --admin 10.0.0.2:9090 --tls-ca ca.pem db-2\n", stderr)
 	admin := fs.String("admin", "127.0.0.1:9090", "admin address of any node of the cluster")
+	clusterKey := fs.String("cluster-key", "", "the cluster's key, when it has one: the store port accepts only requests that carry its store token (prefer NODE_CLUSTER_KEY)")
+	tlsCA := fs.String("tls-ca", "", "PEM CA of the cluster's internal TLS, when its nodes run with --tls-*: the store port speaks https")
 	name, err := parseWithName(fs, args)
 	if err != nil {
 		return err
 	}
-	c := &http.Client{Timeout: 15 * time.Second}
-	resp, err := c.Get("http://" + *admin + "/status")
+	key, err := cluster.ParseKey(*clusterKey)
+	if err != nil {
+		return fmt.Errorf("%w: --cluster-key: %v", errUsage, err)
+	}
+	secrets := cluster.DeriveSecrets(key)
+	scheme, c := "http://", &http.Client{Timeout: 15 * time.Second}
+	if *tlsCA != "" {
+		pem, err := os.ReadFile(*tlsCA)
+		if err != nil {
+			return fmt.Errorf("%w: --tls-ca: %v", errUsage, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%w: --tls-ca %s holds no PEM certificate", errUsage, *tlsCA)
+		}
+		scheme = "https://"
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+*admin+"/status", nil)
+	if err != nil {
+		return fmt.Errorf("%w: --admin %q: %v", errUsage, *admin, err)
+	}
+	if secrets.Admin != "" {
+		req.Header.Set("Authorization", "Bearer "+secrets.Admin)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("no node answers at %s (%v): give the admin address of a running node with --admin", *admin, err)
 	}
@@ -41,13 +72,24 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("no store node %q in the cluster seen from %s", name, *admin)
 	}
 	start := time.Now()
-	resp, err = c.Post("http://"+addr+"/v1/promote", "", nil)
+	req, err = http.NewRequest(http.MethodPost, scheme+addr+"/v1/promote", nil)
+	if err != nil {
+		return fmt.Errorf("promote %s: %w", name, err)
+	}
+	if secrets.Store != "" {
+		req.Header.Set("Authorization", "Bearer "+secrets.Store)
+	}
+	resp, err = c.Do(req)
 	if err != nil {
 		return fmt.Errorf("promote %s: %w", name, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		return fmt.Errorf("promote %s: the store port refused the request (%s): give the cluster's key in NODE_CLUSTER_KEY", name, body)
+	default:
 		return fmt.Errorf("promote %s: %s", name, body)
 	}
 	fmt.Fprintf(stdout, "%s is the primary (%s) after %v\n", name, body, time.Since(start).Round(time.Millisecond))

@@ -31,10 +31,11 @@ const runExamples = `  # stage 1: the blog and its database in one process
   node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
   node run --roles app --name app-2 --addr 127.0.0.4 --join 127.0.0.2:7946
 
-  # across machines: the same key on every node
-  KEY=$(node keygen)
-  node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key $KEY
-  node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key $KEY
+  # across machines: the same key on every node, from the environment (ps shows flags)
+  ./node keygen > cluster.key        # once; copy it to every machine
+  export NODE_CLUSTER_KEY=$(cat cluster.key)
+  ./node run --roles primary --name db-1 --addr 10.0.0.2
+  ./node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946
 `
 
 // newLogger builds the structured logger of a node: text or JSON lines on
