@@ -20,7 +20,8 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("jobs", "jobs [--nats HOST:PORT,...] dead|retry ID|retry --all|stats",
 		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n", stderr)
 	servers := fs.String("nats", "127.0.0.1:4222", "client address of any NATS server of the cluster (comma list)")
-	clusterKey := fs.String("cluster-key", "", "the cluster's key, when it has one: NATS accepts only clients that know it")
+	clusterKey := fs.String("cluster-key", "", "the cluster's key, when it has one: NATS accepts only clients that know it (prefer NODE_CLUSTER_KEY)")
+	tlsCA := fs.String("tls-ca", "", "PEM CA of the cluster's internal TLS, when its nodes run with --tls-*: NATS speaks TLS")
 	all := fs.Bool("all", false, "with retry: replay every dead job")
 	limit := fs.Int("limit", 100, "with dead: list at most this many (0: all)")
 	interval := fs.Duration("interval", time.Second, "with stats: sampling interval for the rate")
@@ -52,6 +53,11 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	cc.Servers = func() []string { return urls }
 	cc.Name = "node-jobs"
 	cc.Password = cluster.DeriveSecret(key, cluster.PurposeNATS)
+	if *tlsCA != "" {
+		if cc.TLS, err = caConfig(*tlsCA); err != nil {
+			return err
+		}
+	}
 	// A wrong key is refused on every try: give up after a few.
 	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 	conn, err := queue.Connect(cctx, cc)

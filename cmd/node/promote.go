@@ -34,16 +34,12 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 	secrets := cluster.DeriveSecrets(key)
 	scheme, c := "http://", &http.Client{Timeout: 15 * time.Second}
 	if *tlsCA != "" {
-		pem, err := os.ReadFile(*tlsCA)
+		tc, err := caConfig(*tlsCA)
 		if err != nil {
-			return fmt.Errorf("%w: --tls-ca: %v", errUsage, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%w: --tls-ca %s holds no PEM certificate", errUsage, *tlsCA)
+			return err
 		}
 		scheme = "https://"
-		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+		c.Transport = &http.Transport{TLSClientConfig: tc}
 	}
 	req, err := http.NewRequest(http.MethodGet, "http://"+*admin+"/status", nil)
 	if err != nil {
@@ -94,4 +90,18 @@ func runPromote(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s is the primary (%s) after %v\n", name, body, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// caConfig returns the client TLS configuration of a command that talks to
+// a cluster's internal ports: servers verified against the CA in file.
+func caConfig(file string) (*tls.Config, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --tls-ca: %v", errUsage, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: --tls-ca %s holds no PEM certificate", errUsage, file)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

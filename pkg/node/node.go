@@ -193,6 +193,9 @@ func (n *Node) openNATS(ctx context.Context) error {
 	qc.Routes = n.natsPeers()
 	qc.Logger = n.log.With("role", "nats")
 	qc.Password = n.secrets.NATS
+	if n.tls != nil {
+		qc.TLS, qc.RouteTLS = n.tls.Server, n.tls.Mutual
+	}
 	s, err := queue.NewServer(qc)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalestack/scalestack/internal/testcert"
 	"github.com/scalestack/scalestack/internal/testcluster"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
+	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -191,8 +194,10 @@ func TestClusterKeyGuardsEveryDoor(t *testing.T) {
 	}
 }
 
-// With --tls-*, the store and cache ports speak TLS only, and the app's
-// clients, which verify them against the CA, work through them.
+// With --tls-*, the store, cache and NATS ports speak TLS only, NATS
+// routes too, and the nodes' clients, which verify them against the CA,
+// work through them: the replica streams, the app's store client and cache
+// tier, and the worker (ready only once it consumes jobs over NATS).
 func TestClusterTLS(t *testing.T) {
 	key, err := cluster.GenerateKey()
 	if err != nil {
@@ -205,7 +210,7 @@ func TestClusterTLS(t *testing.T) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		c.ClusterKey, c.NATS, c.TLS = key, node.NATSOff, ca.Files(d, c.Addr)
+		c.ClusterKey, c.TLS = key, ca.Files(d, c.Addr)
 	}
 	tc := testcluster.New(t)
 	db := tc.StartWith("db-1", []string{node.RolePrimary}, withTLS)
@@ -215,7 +220,8 @@ func TestClusterTLS(t *testing.T) {
 		withTLS(c)
 		c.RoleConfig.App.Cache = "on"
 	})
-	tc.WaitForMembers(4, 10*time.Second)
+	tc.StartWith("worker-1", []string{node.RoleWorker}, withTLS)
+	tc.WaitForMembers(5, 10*time.Second)
 	appURL := "http://" + app.Addr("app")
 	var postID string
 	testcluster.RetryUntil(t, 10*time.Second, func() error {
@@ -251,6 +257,20 @@ func TestClusterTLS(t *testing.T) {
 	defer r.Close()
 	if err := r.Ping(context.Background()).Err(); err == nil {
 		t.Errorf("plain RESP PING to the TLS cache port succeeded")
+	}
+	natsURL := "nats://" + db.Addr("nats")
+	password := nats.UserInfo(queue.AuthUser, cluster.DeriveSecret(raw, cluster.PurposeNATS))
+	if nc, err := nats.Connect(natsURL, password, nats.Timeout(2*time.Second), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Errorf("a NATS client without TLS connected to the TLS port")
+	}
+	nc, err := nats.Connect(natsURL, password, nats.Secure(&tls.Config{RootCAs: ca.Pool()}), nats.Timeout(2*time.Second))
+	if err != nil {
+		t.Fatalf("NATS over TLS with the CA and the password: %v", err)
+	}
+	defer nc.Close()
+	if !nc.TLSRequired() {
+		t.Errorf("NATS connection over TLS: TLSRequired() = false")
 	}
 }
 

@@ -73,7 +73,7 @@ func (n *Node) openWorker(wc worker.Config) error {
 	if wrapped {
 		wc.Services = &svc
 	}
-	wc.NATS, wc.NATSPassword = n.natsClientURLs, n.secrets.NATS
+	wc.NATS, wc.NATSPassword, wc.NATSTLS = n.natsClientURLs, n.secrets.NATS, n.clientTLS()
 	wc.NATSServers = n.natsServerCount
 	wc.Logger = n.log.With("role", "worker")
 	wc.Metrics = n.reg
@@ -104,6 +104,7 @@ func (n *Node) appJobs(ac *app.Config) error {
 		Name:         n.cfg.Name + "-jobs",
 		NATS:         n.natsClientURLs,
 		NATSPassword: n.secrets.NATS,
+		NATSTLS:      n.clientTLS(),
 		NATSServers:  n.natsServerCount,
 		Jobs:         queue.DefaultJobsConfig(),
 		Logger:       n.log.With("role", "app"),
@@ -127,7 +128,7 @@ func (n *Node) openPurger(name, logRole string) (*worker.Purger, error) {
 	}
 	pc := worker.DefaultPurgerConfig()
 	pc.Name = n.cfg.Name + "-" + name
-	pc.NATS, pc.NATSPassword = n.natsClientURLs, n.secrets.NATS
+	pc.NATS, pc.NATSPassword, pc.NATSTLS = n.natsClientURLs, n.secrets.NATS, n.clientTLS()
 	pc.Logger = n.log.With("role", logRole)
 	if n.reg != nil {
 		pc.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"role": logRole}, n.reg)
