@@ -11,7 +11,7 @@ import (
 
 const secretExamples = `  export NODE_CLUSTER_KEY=$(cat cluster.key)
   curl -H "Authorization: Bearer $(./node secret store)" 10.0.0.2:7070/v1/status
-  redis-cli -h 10.0.0.4 --no-auth-warning -a "$(./node secret cache)" INFO
+  REDISCLI_AUTH=$(./node secret cache) redis-cli -h 10.0.0.4 INFO
   curl -X PURGE -H "Authorization: Bearer $(./node secret purge)" 10.0.0.9:8000/posts/42
 `
 
