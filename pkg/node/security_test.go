@@ -181,6 +181,22 @@ func TestClusterKeyGuardsEveryDoor(t *testing.T) {
 		t.Errorf("PING with the derived password = %v", err)
 	}
 
+	// No node shows the key or a secret on its admin pages.
+	secrets := cluster.DeriveSecrets(raw)
+	for _, n := range []*node.Node{db, cacheNode, app, edge} {
+		for _, page := range []string{"/status", "/metrics"} {
+			code, body := request(t, http.MethodGet, "http://"+n.AdminAddr()+page, "Bearer "+secrets.Admin)
+			if code != http.StatusOK {
+				t.Fatalf("%s of %s = %d, want 200", page, n.Config().Name, code)
+			}
+			for _, secret := range []string{key, secrets.Store, secrets.Cache, secrets.NATS, secrets.Purge, secrets.Admin} {
+				if strings.Contains(body, secret) {
+					t.Errorf("%s of %s shows a secret", page, n.Config().Name)
+				}
+			}
+		}
+	}
+
 	// Edge purge: on, behind the derived token.
 	purgeURL := "http://" + edge.Addr("edge") + "/_edge/purge"
 	if code, body := requestBody(t, http.MethodPost, purgeURL, "", `{"all":true}`); code != http.StatusUnauthorized {
