@@ -21,6 +21,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n", stderr)
 	servers := fs.String("nats", "127.0.0.1:4222", "client address of any NATS server of the cluster (comma list)")
 	keys := addKeyFlags(fs, "NATS accepts only clients that know it")
+	tlsCA := fs.String("tls-ca", "", "PEM CA of the cluster's internal TLS, when its nodes run with --tls-*: NATS speaks TLS")
 	all := fs.Bool("all", false, "with retry: replay every dead job")
 	limit := fs.Int("limit", 100, "with dead: list at most this many (0: all)")
 	interval := fs.Duration("interval", time.Second, "with stats: sampling interval for the rate")
@@ -55,7 +56,12 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	urls := strings.Split(*servers, ",")
 	cc.Servers = func() []string { return urls }
 	cc.Name = "node-jobs"
-	cc.Password = cluster.DeriveSecret(key, "nats")
+	cc.Password = cluster.DeriveSecret(key, cluster.PurposeNATS)
+	if *tlsCA != "" {
+		if cc.TLS, err = caConfig(*tlsCA); err != nil {
+			return err
+		}
+	}
 	// A wrong key is refused on every try: give up after a few.
 	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 	conn, err := queue.Connect(cctx, cc)

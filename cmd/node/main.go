@@ -38,6 +38,7 @@ func commands() []command {
 		{"jobs", "list, replay and count queued jobs: jobs dead|retry ID|--all|stats", runJobs},
 		{"status", "print the cluster as one node sees it", runStatus},
 		{"keygen", "print a fresh cluster key for --cluster-key", runKeygen},
+		{"secret", "print a credential derived from the cluster key: secret store|cache|nats|purge|admin", runSecret},
 		{"version", "print the version", runVersion},
 	}
 }

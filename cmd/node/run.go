@@ -143,8 +143,13 @@ func printURLs(w io.Writer, n *node.Node) {
 	} {
 		if a := n.Addr(p.port); a != "" {
 			scheme := "http://"
-			if p.port == "cache" {
+			switch {
+			case p.port == "cache" && !c.TLS.IsZero():
+				scheme = "rediss://"
+			case p.port == "cache":
 				scheme = "redis://"
+			case p.port == "store" && !c.TLS.IsZero():
+				scheme = "https://"
 			}
 			fmt.Fprintf(w, "  %-22s %s%s\n", p.what, scheme, a)
 		}

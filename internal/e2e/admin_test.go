@@ -113,25 +113,3 @@ func TestAdminSecretsOfAProcess(t *testing.T) {
 		}
 	}
 }
-
-// startNodeEnv is startNode with extra environment variables.
-func startNodeEnv(t *testing.T, env []string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(nodeBin, append([]string{"run"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = io.Discard
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("log of %v:\n%s", args, tail(p.stderr.String(), 30))
-		}
-	})
-	return p
-}

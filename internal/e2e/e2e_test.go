@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -52,7 +53,14 @@ type proc struct {
 // startNode runs `node run args...` and stops it with SIGKILL at cleanup.
 func startNode(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startNodeEnv(t, nil, args...)
+}
+
+// startNodeEnv is startNode with variables added to the environment.
+func startNodeEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(nodeBin, append([]string{"run"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = p.stderr
@@ -129,6 +137,10 @@ func ports(t *testing.T, addr string) (flags []string, admin, storeAddr, app str
 
 // Bad command lines get one clear line and exit status 2.
 func TestBadCommandLines(t *testing.T) {
+	testKey, err := cluster.GenerateKey() // gets a command line past the key check
+	if err != nil {
+		t.Fatal(err)
+	}
 	unreadable := t.TempDir()
 	blocker := filepath.Join(unreadable, "file")
 	os.WriteFile(blocker, []byte("x"), 0o644)
@@ -141,12 +153,14 @@ func TestBadCommandLines(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, nil, `unknown command "frobnicate"`},
 		{"unknown role", []string{"run", "--roles", "database"}, nil, `unknown role "database"`},
 		{"bad address", []string{"run", "--roles", "primary", "--addr", "localhost"}, nil, `--addr "localhost" is not an IP address`},
-		{"address not on this machine", []string{"run", "--roles", "primary", "--addr", "192.0.2.1", "--data", t.TempDir()}, nil, "not on this machine"},
+		{"address not on this machine", []string{"run", "--roles", "primary", "--addr", "192.0.2.1", "--data", t.TempDir()}, []string{"NODE_CLUSTER_KEY=" + testKey}, "not on this machine"},
 		{"data dir is a file", []string{"run", "--roles", "primary", "--addr", "127.0.0.1", "--data", filepath.Join(blocker, "sub")}, nil, "--data"},
 		{"unknown flag", []string{"run", "--rolez", "app"}, nil, "flag provided but not defined"},
 		{"bad env value", []string{"run"}, []string{"NODE_ROLES=primary", "NODE_GOSSIP_PORT=abc"}, "NODE_GOSSIP_PORT"},
 		{"env role", []string{"run"}, []string{"NODE_ROLES=mainframe"}, `unknown role "mainframe"`},
-		{"non-loopback without key", []string{"run", "--roles", "primary", "--addr", "10.255.255.254"}, nil, ""},
+		{"non-loopback without key", []string{"run", "--roles", "primary", "--addr", "10.255.255.254"}, nil, "./node keygen"},
+		{"bad key", []string{"run", "--roles", "primary"}, []string{"NODE_CLUSTER_KEY=short"}, "--cluster-key"},
+		{"half the tls files", []string{"run", "--roles", "primary", "--tls-cert", "x.pem"}, nil, "--tls-ca"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command(nodeBin, tt.args...)

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,8 +40,11 @@ type Config struct {
 	// command. Until then a connection may send only small requests (4 KiB,
 	// 16 arguments), so a client that does not know it cannot make the
 	// server hold more than a connection's first buffer; hence a password
-	// longer than MaxPasswordBytes is refused. Default "" (no
-	// authentication) (--cache-password).
+	// longer than MaxPasswordBytes is refused. Every other command is
+	// answered "-NOAUTH Authentication required.", as Redis does. The node
+	// derives it from --cluster-key (docs/security.md) unless
+	// --cache-password gives one. Default "" (no authentication), which the
+	// node allows on loopback only (--cache-password).
 	Password string
 
 	// AuthTimeout closes a connection that has not authenticated this long
@@ -60,6 +64,14 @@ type Config struct {
 	// once (the connection is still closed after three). Default 1s
 	// (--cache-auth-fail-delay).
 	AuthFailDelay time.Duration
+
+	// TLS, when not nil, makes the cache serve TLS with it (the node's
+	// certificate: --tls-cert, --tls-key). TLS connections are served by a
+	// goroutine each, never by the event loops, which move raw bytes, so
+	// EventLoops is ignored and each request costs about a fifth more CPU
+	// (docs/cache.md). Default nil: plain TCP, in which the password and the
+	// values cross the network readable.
+	TLS *tls.Config
 
 	// MaxValueBytes is the largest key or value one request may carry, in
 	// bytes; a larger bulk string is a protocol error. It must fit in one
@@ -205,7 +217,7 @@ func (c *Config) Validate() error {
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.Var((*byteSize)(&c.MaxBytes), "cache-max-bytes", "cache: memory budget for keys and values, in bytes (suffixes KiB, MiB, GiB); least recently used keys are evicted beyond it")
 	fs.IntVar(&c.Shards, "cache-shards", c.Shards, "cache: number of independently locked LRU shards (rounded up to a power of two)")
-	fs.StringVar(&c.Password, "cache-password", c.Password, "cache: password clients must give with AUTH (empty: none)")
+	fs.StringVar(&c.Password, "cache-password", c.Password, "cache: password clients must give with AUTH (empty: derived from --cluster-key, none without a key)")
 	fs.Var(intByteSize{&c.MaxValueBytes}, "cache-max-value-bytes", "cache: largest key or value in one request, in bytes (suffixes KiB, MiB)")
 	fs.IntVar(&c.MaxArgs, "cache-max-args", c.MaxArgs, "cache: most arguments in one request (bounds MGET, MSET, DEL)")
 	fs.Var(intByteSize{&c.MaxRequestBytes}, "cache-max-request-bytes", "cache: largest single request in bytes, bounding each connection's buffer (suffixes KiB, MiB)")

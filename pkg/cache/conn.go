@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -41,6 +43,9 @@ type conn struct {
 	sent    int        // event loop: out[:sent] is written
 	blocked bool       // event loop: waiting for the socket to take out[sent:]
 }
+
+// tlsHandshakeTimeout bounds a TLS client's handshake.
+const tlsHandshakeTimeout = 10 * time.Second
 
 const (
 	readBufSize  = 16 << 10
@@ -178,6 +183,17 @@ func (c *conn) serve() {
 		s.connsOpen.Add(-1)
 		s.wg.Done()
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		// Bounded, so that a client that connects and says nothing does
+		// not hold a connection slot until IdleTimeout (by default never).
+		ctx, cancel := context.WithTimeout(s.ctx, tlsHandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.log.Debug("cache tls handshake failed", "conn", c.id, "remote", c.remote, "err", err)
+			return
+		}
+	}
 	for {
 		err := c.readOnce()
 		for err == nil {

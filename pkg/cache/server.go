@@ -16,6 +16,7 @@ package cache
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -114,8 +115,14 @@ func (s *Server) Open() error {
 	if err != nil {
 		return fmt.Errorf("cache: listen: %w", err)
 	}
+	nloops := s.cfg.EventLoops
+	if s.cfg.TLS != nil {
+		// The event loops read and write the socket itself; TLS needs
+		// crypto/tls between the two, so a goroutine per connection.
+		ln, nloops = tls.NewListener(ln, s.cfg.TLS.Clone()), 0
+	}
 	var loops []*eventLoop
-	for range s.cfg.EventLoops {
+	for range nloops {
 		l, err := newEventLoop(s)
 		if err != nil {
 			for _, l := range loops {
@@ -139,7 +146,7 @@ func (s *Server) Open() error {
 	go s.housekeeping()
 	close(s.ready)
 	s.log.Info("cache listening", "addr", ln.Addr().String(), "max_bytes", s.cfg.MaxBytes,
-		"shards", len(s.store.shards), "event_loops", len(loops), "auth", s.cfg.Password != "")
+		"shards", len(s.store.shards), "event_loops", len(loops), "auth", s.cfg.Password != "", "tls", s.cfg.TLS != nil)
 	return nil
 }
 

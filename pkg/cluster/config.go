@@ -227,7 +227,7 @@ func (c *Config) Validate() error {
 	case 0:
 		for _, ip := range []net.IP{bind, adv} {
 			if ip != nil && !ip.IsLoopback() {
-				return fmt.Errorf("cluster: gossip on %s needs SecretKey: run `node keygen` and give every node the key with --cluster-key: %w", ip, ErrKeyRequired)
+				return fmt.Errorf("cluster: gossip on %s needs SecretKey: run `./node keygen` and give every node the key in NODE_CLUSTER_KEY (--cluster-key): %w", ip, ErrKeyRequired)
 			}
 		}
 	case 16, 24, 32:

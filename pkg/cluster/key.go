@@ -56,3 +56,54 @@ func DeriveSecret(key []byte, purpose string) string {
 	m.Write([]byte("scalestack/" + purpose))
 	return hex.EncodeToString(m.Sum(nil))
 }
+
+// Purposes of the secrets derived from the cluster key, one per internal
+// door, so that a credential that leaks (a purge token pasted into a script,
+// a cache password in a redis-cli history) opens no other door, and none of
+// them reveals the key. Every node derives the same secret for a purpose;
+// changing a label changes that secret on every node of a new version,
+// which cannot then talk to nodes of the old one.
+const (
+	// PurposeNATS is the password of NATS clients and routes (user
+	// queue.AuthUser).
+	PurposeNATS = "nats"
+	// PurposeStore is the bearer token of the store port: the API,
+	// replication stream, snapshots, lease messages, promote and hand-over,
+	// checksum and status.
+	PurposeStore = "store"
+	// PurposeCache is the password of the cache port (RESP AUTH).
+	PurposeCache = "cache"
+	// PurposePurge is the bearer token of the edge's HTTP purge endpoint.
+	PurposePurge = "purge"
+	// PurposeAdmin is the bearer token of the admin port.
+	PurposeAdmin = "admin"
+)
+
+// Purposes lists every purpose a secret is derived for, in the order
+// `node secret` shows them.
+func Purposes() []string {
+	return []string{PurposeStore, PurposeCache, PurposeNATS, PurposePurge, PurposeAdmin}
+}
+
+// Secrets are the credentials of the internal doors, all derived from one
+// cluster key (DeriveSecrets). The zero value, from no key, protects
+// nothing: each door then stays open, which only loopback allows.
+type Secrets struct {
+	Store string // PurposeStore
+	Cache string // PurposeCache
+	NATS  string // PurposeNATS
+	Purge string // PurposePurge
+	Admin string // PurposeAdmin
+}
+
+// DeriveSecrets derives every door's credential from key; a nil key gives
+// the zero Secrets.
+func DeriveSecrets(key []byte) Secrets {
+	return Secrets{
+		Store: DeriveSecret(key, PurposeStore),
+		Cache: DeriveSecret(key, PurposeCache),
+		NATS:  DeriveSecret(key, PurposeNATS),
+		Purge: DeriveSecret(key, PurposePurge),
+		Admin: DeriveSecret(key, PurposeAdmin),
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/cluster"
 )
 
 // Role names, as given to --roles.
@@ -61,7 +63,8 @@ type Config struct {
 	// RoleNames are the roles this node runs (see Roles). Required.
 	RoleNames []string
 	// Addr is the IP address every listener binds and that other nodes use.
-	// Default 127.0.0.1. A non-loopback address needs ClusterKey.
+	// Default 127.0.0.1. A non-loopback address needs ClusterKey: Validate
+	// refuses it without one.
 	Addr string
 	// Join are gossip seeds, host:port. Empty means this node starts a new
 	// cluster (others join it).
@@ -69,16 +72,24 @@ type Config struct {
 	// DataDir holds the store file, NATS's JetStream directory and the
 	// outbox. Default ./data/<name>.
 	DataDir string
-	// ClusterKey is the base64 cluster key (the keygen command makes one):
-	// it encrypts gossip, and the credentials of NATS and of the admin
-	// endpoints are derived from it. Give it through the environment
-	// (NODE_CLUSTER_KEY) or ClusterKeyFile rather than the command line,
-	// where every user of the machine can read it. Empty: no encryption,
-	// no authentication, and only loopback addresses.
+	// ClusterKey is the cluster's one secret, base64 (`./node keygen`): it
+	// encrypts gossip, and every internal credential is derived from it
+	// (cluster.DeriveSecrets: store token, cache and NATS passwords, purge
+	// and admin tokens; docs/security.md). Default empty: gossip in clear
+	// and every internal port open, which only loopback allows. Give it
+	// through the environment (NODE_CLUSTER_KEY) or ClusterKeyFile rather
+	// than the command line, where every user of the machine can read it.
 	ClusterKey string
 	// ClusterKeyFile, when set, is a file holding ClusterKey
 	// (--cluster-key-file, NODE_CLUSTER_KEY_FILE); Validate reads it.
 	ClusterKeyFile string
+	// TLS names the PEM files (--tls-cert, --tls-key, --tls-ca) that turn
+	// on TLS for internal traffic: the store port (API, replication, lease
+	// messages), the cache port and NATS (clients and routes); the node's
+	// clients then verify each peer against the CA. Default none: internal
+	// traffic is plain TCP, authenticated by the key's secrets but readable
+	// by whoever can watch the network. All three files or none.
+	TLS cluster.TLSFiles
 	// NATS says whether this node embeds a NATS server: auto (when it holds
 	// a store role), on, off.
 	NATS string
@@ -127,6 +138,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory (default ./data/NAME)")
 	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 cluster key (make one with keygen): encrypts gossip, derives the NATS and admin credentials; required off loopback. Prefer NODE_CLUSTER_KEY or --cluster-key-file: the command line is visible to every user")
 	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the cluster key (instead of --cluster-key)")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", c.TLS.Cert, "PEM certificate of this node for internal TLS (store, cache, NATS); with --tls-key and --tls-ca")
+	fs.StringVar(&c.TLS.Key, "tls-key", c.TLS.Key, "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLS.CA, "tls-ca", c.TLS.CA, "PEM certificate of the CA that signed every node's certificate; peers are verified against it")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "embed a NATS server: auto (with a store role), on, off")
 	fs.IntVar(&c.Ports.Edge, "edge-port", c.Ports.Edge, "edge (CDN) HTTP port")
 	fs.IntVar(&c.Ports.LB, "lb-port", c.Ports.LB, "load balancer HTTP port")
@@ -191,6 +205,14 @@ func (c *Config) Validate() error {
 	if ip.IsUnspecified() {
 		return configErr("--addr %s is the wildcard address: give the one address other nodes can reach this node at", c.Addr)
 	}
+	key, err := ClusterKey(c.ClusterKey, c.ClusterKeyFile)
+	if err != nil {
+		return err
+	}
+	c.ClusterKey = key
+	if err := c.validateSecurity(ip); err != nil {
+		return err
+	}
 	switch c.NATS {
 	case NATSAuto, NATSOn, NATSOff:
 	default:
@@ -218,11 +240,6 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		return configErr("--drain-timeout must not be negative")
 	}
-	key, err := ClusterKey(c.ClusterKey, c.ClusterKeyFile)
-	if err != nil {
-		return err
-	}
-	c.ClusterKey = key
 	if err := c.validateAdmin(); err != nil {
 		return err
 	}
@@ -253,6 +270,41 @@ func (c *Config) validateAdmin() error {
 		return configErr("--admin-addr %s is not a loopback address: /status, /metrics and /debug/pprof there need the admin token derived from a cluster key; give the node one (--cluster-key-file FILE or NODE_CLUSTER_KEY) or keep the admin port on loopback", c.Admin.Addr)
 	}
 	return c.Admin.validate()
+}
+
+// validateSecurity checks the key and the TLS files, and refuses to open
+// internal listeners off loopback without a key: gossip, the admin port
+// and, with their roles, the store, cache and NATS ports would take
+// anyone's requests there.
+func (c *Config) validateSecurity(ip net.IP) error {
+	if _, err := cluster.ParseKey(c.ClusterKey); err != nil {
+		return configErr("--cluster-key: %v (make one with `./node keygen`)", err)
+	}
+	if _, err := cluster.LoadTLS(c.TLS); err != nil {
+		return configErr("%v", err)
+	}
+	if c.ClusterKey == "" && !ip.IsLoopback() {
+		return configErr("--addr %s is not a loopback address and no cluster key is set: this node's internal ports (%s) would be open to the network. Make a key with `./node keygen` and give every node the same one (--cluster-key-file FILE or NODE_CLUSTER_KEY)",
+			c.Addr, strings.Join(c.internalPorts(), ", "))
+	}
+	return nil
+}
+
+// internalPorts names the internal listeners this node opens: those that
+// take only the cluster's own nodes (and its operators), as opposed to the
+// public edge, lb and app ports.
+func (c *Config) internalPorts() []string {
+	ps := []string{"gossip", "admin"}
+	if c.hasStore() {
+		ps = append(ps, "store")
+	}
+	if c.Has(RoleCache) {
+		ps = append(ps, "cache")
+	}
+	if c.runsNATS() {
+		ps = append(ps, "NATS")
+	}
+	return ps
 }
 
 // BuiltRoles lists the roles this build can run.

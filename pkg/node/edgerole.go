@@ -22,6 +22,10 @@ func (n *Node) openEdge() error {
 		ec.Origins = edgeOrigins{n}
 	}
 	ec.Purges = &natsPurges{n: n}
+	if ec.PurgeToken == "" {
+		// With a key, purging over HTTP is on, behind the derived token.
+		ec.PurgeToken = n.secrets.Purge
+	}
 	ec.Logger = n.log.With("role", "edge")
 	ec.Metrics = n.reg
 	e, err := cdn.New(ec)
@@ -74,7 +78,7 @@ func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), er
 		defer close(done)
 		cc := queue.DefaultClientConfig()
 		cc.Name = p.n.cfg.Name + "-edge-purges"
-		cc.Servers, cc.Password = p.n.natsClientURLs, p.n.natsPassword
+		cc.Servers, cc.Password, cc.TLS = p.n.natsClientURLs, p.n.secrets.NATS, p.n.clientTLS()
 		cc.RetryInterval = 2 * time.Second
 		cc.Logger = p.n.log.With("role", "edge")
 		// Purges are core NATS: none reach the edge before it subscribes

@@ -49,13 +49,17 @@ type Node struct {
 
 	cluster *cluster.Cluster
 	nats    *queue.Server
-	// natsPassword guards the cluster's NATS servers; derived from
-	// --cluster-key, empty without one.
-	natsPassword string
-	store        *store.Server
-	client       *store.Client // the store client of the app role
-	roles        []namedRole   // opened serving roles, in start order
-	admin        *adminServer
+	// secrets are the credentials of the internal doors (store token,
+	// cache and NATS passwords, purge and admin tokens), derived from
+	// --cluster-key; all empty without one. secrets.Admin (label "admin")
+	// is for the admin endpoints.
+	secrets cluster.Secrets
+	// tls is the node's TLS for internal traffic (--tls-*), nil without.
+	tls    *cluster.TLS
+	store  *store.Server
+	client *store.Client // the store client of the app role
+	roles  []namedRole   // opened serving roles, in start order
+	admin  *adminServer
 
 	ready  atomic.Bool
 	cancel context.CancelFunc
@@ -72,9 +76,17 @@ func New(cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	key, err := cluster.ParseKey(cfg.ClusterKey)
+	if err != nil {
+		return nil, configErr("--cluster-key: %v (make one with `./node keygen`)", err)
+	}
+	tlsCfg, err := cluster.LoadTLS(cfg.TLS)
+	if err != nil {
+		return nil, configErr("%v", err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Node{cfg: cfg, log: log, reg: reg}, nil
+	return &Node{cfg: cfg, log: log, reg: reg, secrets: cluster.DeriveSecrets(key), tls: tlsCfg}, nil
 }
 
 // Config returns the node's configuration after defaults were filled in.
@@ -149,9 +161,6 @@ func (n *Node) openCluster() error {
 	cc.BindPort = n.cfg.Ports.Gossip
 	cc.Seeds = n.cfg.Join
 	cc.SecretKey = key
-	// NATS (queues, purges) is guarded by a password
-	// derived from the same key: without the key there is neither.
-	n.natsPassword = cluster.DeriveSecret(key, "nats")
 	cc.Logger = n.log.With("role", "cluster")
 	cc.Meta = cluster.Meta{
 		Roles: n.cfg.RoleNames,
@@ -183,7 +192,10 @@ func (n *Node) openNATS(ctx context.Context) error {
 	qc.DataDir = n.cfg.DataDir + "/nats"
 	qc.Routes = n.natsPeers()
 	qc.Logger = n.log.With("role", "nats")
-	qc.Password = n.natsPassword
+	qc.Password = n.secrets.NATS
+	if n.tls != nil {
+		qc.TLS, qc.RouteTLS = n.tls.Server, n.tls.Mutual
+	}
 	s, err := queue.NewServer(qc)
 	if err != nil {
 		return err

@@ -129,6 +129,8 @@ func (n *Node) openRoles() error {
 		cc.NodeName = n.cfg.Name
 		cc.Logger = n.log.With("role", "cache")
 		cc.Metrics = n.reg
+		cc.Password = n.cachePassword()
+		cc.TLS = n.serverTLS()
 		s, err := cache.New(cc)
 		if err != nil {
 			return fmt.Errorf("cache: %w", err)
@@ -143,7 +145,9 @@ func (n *Node) openRoles() error {
 		}
 	}
 	if n.cfg.Has(RoleApp) {
-		n.client = store.NewClient(store.ClientConfig{Resolver: n})
+		if n.client == nil {
+			n.client = n.newStoreClient()
+		}
 		ac := n.cfg.RoleConfig.App
 		ac.Addr = n.listenAddr(n.cfg.Ports.App)
 		ac.NodeName = n.cfg.Name
@@ -151,8 +155,9 @@ func (n *Node) openRoles() error {
 		ac.Store = n.client
 		ac.CacheNodes = n.cacheNodes
 		if ac.CacheTier.Password == "" {
-			ac.CacheTier.Password = n.cfg.RoleConfig.Cache.Password
+			ac.CacheTier.Password = n.cachePassword()
 		}
+		ac.CacheTier.TLS = n.clientTLS()
 		ac.Logger = n.log.With("role", "app")
 		ac.Metrics = n.reg
 		if err := n.appJobs(&ac); err != nil {

@@ -27,6 +27,10 @@ func (n *Node) openStore() error {
 	}
 	sc.Peers = n
 	sc.Members = storeMembers{n}
+	sc.Token = n.secrets.Store
+	if n.tls != nil {
+		sc.TLS, sc.PeerTLS = n.tls.Server, n.tls.Client
+	}
 	s, err := store.New(sc)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)

@@ -12,7 +12,6 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/queue"
-	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
@@ -28,7 +27,7 @@ const JobsQueue = "queue"
 // folder.
 func (n *Node) openWorker(wc worker.Config) error {
 	if n.client == nil {
-		n.client = store.NewClient(store.ClientConfig{Resolver: n})
+		n.client = n.newStoreClient()
 	}
 	wc.NodeName = n.cfg.Name
 	wc.DataDir = n.cfg.DataDir
@@ -54,8 +53,9 @@ func (n *Node) openWorker(wc worker.Config) error {
 		tc := ac.CacheTier
 		tc.Nodes, tc.Logger, tc.Metrics = n.cacheNodes, n.log.With("role", "worker"), nil
 		if tc.Password == "" {
-			tc.Password = n.cfg.RoleConfig.Cache.Password
+			tc.Password = n.cachePassword()
 		}
+		tc.TLS = n.clientTLS()
 		tier, err := cachetier.New(tc)
 		if err != nil {
 			return fmt.Errorf("worker: cache tier: %w", err)
@@ -73,7 +73,7 @@ func (n *Node) openWorker(wc worker.Config) error {
 	if wrapped {
 		wc.Services = &svc
 	}
-	wc.NATS, wc.NATSPassword = n.natsClientURLs, n.natsPassword
+	wc.NATS, wc.NATSPassword, wc.NATSTLS = n.natsClientURLs, n.secrets.NATS, n.clientTLS()
 	wc.NATSServers = n.natsServerCount
 	wc.Logger = n.log.With("role", "worker")
 	wc.Metrics = n.reg
@@ -103,7 +103,8 @@ func (n *Node) appJobs(ac *app.Config) error {
 	p, err := worker.NewPublisher(worker.PublisherConfig{
 		Name:         n.cfg.Name + "-jobs",
 		NATS:         n.natsClientURLs,
-		NATSPassword: n.natsPassword,
+		NATSPassword: n.secrets.NATS,
+		NATSTLS:      n.clientTLS(),
 		NATSServers:  n.natsServerCount,
 		Jobs:         queue.DefaultJobsConfig(),
 		Logger:       n.log.With("role", "app"),
@@ -127,7 +128,7 @@ func (n *Node) openPurger(name, logRole string) (*worker.Purger, error) {
 	}
 	pc := worker.DefaultPurgerConfig()
 	pc.Name = n.cfg.Name + "-" + name
-	pc.NATS, pc.NATSPassword = n.natsClientURLs, n.natsPassword
+	pc.NATS, pc.NATSPassword, pc.NATSTLS = n.natsClientURLs, n.secrets.NATS, n.clientTLS()
 	pc.Logger = n.log.With("role", logRole)
 	if n.reg != nil {
 		pc.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"role": logRole}, n.reg)

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -92,6 +93,20 @@ type ServerConfig struct {
 	// it. The node derives it from --cluster-key; empty (the default, and
 	// the node's choice without a key) accepts anyone who can connect.
 	Password string
+
+	// TLS, when not nil, makes the client port speak TLS only, with it
+	// (the node's certificate, cluster.TLS.Server); clients verify it
+	// against their CA. The Password still authenticates them. Default nil:
+	// plain TCP, password and messages readable on the wire.
+	TLS *tls.Config
+
+	// RouteTLS, when not nil, makes every route between servers TLS with
+	// it, both ways: a server dials and accepts routes with the same
+	// configuration, so it must hold the node's certificate, the CA as
+	// RootCAs and ClientCAs, and require client certificates
+	// (cluster.TLS.Mutual). Servers of one cluster all set it or none.
+	// Default nil.
+	RouteTLS *tls.Config
 
 	// Logger receives the server's log lines: notices at info, debug and
 	// trace lines at debug. nil discards them.

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,11 @@ type ClientConfig struct {
 	// Password is presented as user AuthUser, to servers that require one
 	// (ServerConfig.Password). Empty presents none.
 	Password string
+
+	// TLS, when not nil, is the client side of TLS to servers that require
+	// it (ServerConfig.TLS): each server is verified against its RootCAs
+	// and the address dialled. Default nil: plain TCP.
+	TLS *tls.Config
 
 	// OnReconnect, if not nil, is called (on nats.go's callback goroutine)
 	// after the connection was lost and is back, subscriptions restored.
@@ -161,6 +167,9 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Conn, error) {
 	}
 	if cfg.Password != "" {
 		opts = append(opts, nats.UserInfo(AuthUser, cfg.Password))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, nats.Secure(cfg.TLS.Clone()))
 	}
 
 	wait := time.NewTimer(0)

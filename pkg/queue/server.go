@@ -145,6 +145,9 @@ func (s *Server) options() (*server.Options, error) {
 	if pw := s.cfg.Password; pw != "" {
 		opts.Username, opts.Password = AuthUser, pw
 	}
+	if s.cfg.TLS != nil {
+		opts.TLSConfig = s.cfg.TLS.Clone()
+	}
 	if s.cfg.Standalone {
 		return opts, nil
 	}
@@ -172,6 +175,9 @@ func (s *Server) options() (*server.Options, error) {
 		// Routes to this server must present the password; routes it
 		// learns from peers (implicit) present these credentials too.
 		opts.Cluster.Username, opts.Cluster.Password = AuthUser, pw
+	}
+	if s.cfg.RouteTLS != nil {
+		opts.Cluster.TLSConfig = s.cfg.RouteTLS.Clone()
 	}
 	selfHost := s.cfg.Host
 	if ip := net.ParseIP(selfHost); ip != nil && ip.IsUnspecified() {

@@ -116,6 +116,9 @@ var (
 	ErrSyncTimeout = errors.New("replicas did not confirm the write in time")
 	// ErrBehind: a replica has not applied the LSN a session read needs yet.
 	ErrBehind = errors.New("replica behind")
+	// ErrUnauthorized: the store port refused the request's credential
+	// (none, or not the token of this cluster's key); nothing was applied.
+	ErrUnauthorized = errors.New("unauthorized")
 )
 
 // Trace records which store node answered a call and at which LSN, so the

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,6 +101,18 @@ type ClientConfig struct {
 	// Timeout bounds one call when ctx has no earlier deadline. Default 5s.
 	// A write that times out has an unknown outcome: it may have committed.
 	Timeout time.Duration
+
+	// Token is presented on every request as "Authorization: Bearer
+	// <token>": the store nodes' Config.Token, which the node derives from
+	// --cluster-key. Empty presents nothing, for store nodes without one. A
+	// node that refuses it answers 401, ErrUnauthorized.
+	Token string
+
+	// TLS, when not nil, makes the client speak https to the store nodes,
+	// verifying each against TLS.RootCAs and the address it dials. It is
+	// used by the client's own transport only: with HTTPClient set, that
+	// client's transport decides. Default nil: plain http.
+	TLS *tls.Config
 }
 
 // Client is the Store over the network. Writes go to the primary; reads go
@@ -111,6 +124,8 @@ type Client struct {
 	http     *http.Client
 	own      *http.Transport // the transport we made, closed by Close
 	timeout  time.Duration
+	token    string
+	scheme   string // "http://" or "https://"
 
 	rr    atomic.Uint64 // round robin over replicas
 	mu    sync.Mutex
@@ -124,7 +139,10 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.Resolver == nil {
 		panic("store: NewClient: ClientConfig.Resolver is nil")
 	}
-	c := &Client{resolver: cfg.Resolver, http: cfg.HTTPClient, timeout: cfg.Timeout}
+	c := &Client{resolver: cfg.Resolver, http: cfg.HTTPClient, timeout: cfg.Timeout, token: cfg.Token, scheme: "http://"}
+	if cfg.TLS != nil {
+		c.scheme = "https://"
+	}
 	if c.timeout <= 0 {
 		c.timeout = 5 * time.Second
 	}
@@ -135,6 +153,8 @@ func NewClient(cfg ClientConfig) *Client {
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: 0, // the per-call deadline bounds it
+			TLSClientConfig:       cloneTLS(cfg.TLS),
+			TLSHandshakeTimeout:   2 * time.Second,
 		}
 		c.http = &http.Client{Transport: c.own}
 	}
@@ -219,7 +239,7 @@ func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
 		var node NodeInfo
 		node, err = c.primaryAvoiding(refused)
 		if err == nil {
-			body, err = c.do(ctx, node, http.MethodPost, "http://"+node.Addr+pathTxn, toWireOps(ops))
+			body, err = c.do(ctx, node, http.MethodPost, c.scheme+node.Addr+pathTxn, toWireOps(ops))
 			if err == nil {
 				break
 			}
@@ -349,7 +369,7 @@ func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
 			if level == Session && minLSN > 0 {
 				h.Set(HeaderMinLSN, strconv.FormatUint(minLSN, 10))
 			}
-			body, err := c.doH(ctx, n, http.MethodGet, "http://"+n.Addr+path, nil, h)
+			body, err := c.doH(ctx, n, http.MethodGet, c.scheme+n.Addr+path, nil, h)
 			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || ctx.Err() != nil {
 				return body, err
 			}
@@ -365,7 +385,7 @@ func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
 		}
 		h := http.Header{}
 		h.Set(HeaderConsistency, Strong.String())
-		body, err := c.doH(ctx, p, http.MethodGet, "http://"+p.Addr+path, nil, h)
+		body, err := c.doH(ctx, p, http.MethodGet, c.scheme+p.Addr+path, nil, h)
 		if notSent(err) && ctx.Err() == nil {
 			// A dead primary: another node names the new one.
 			if refused == nil {
@@ -408,6 +428,9 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 	}
 	for k, v := range h {
 		req.Header[k] = v
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", bearer(c.token))
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -483,6 +506,8 @@ func errorOf(code int) error {
 		return ErrBehind
 	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return ErrUnavailable
+	case http.StatusUnauthorized:
+		return ErrUnauthorized
 	}
 	return errors.New("status " + strconv.Itoa(code))
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -74,6 +73,7 @@ func (r *replication) target() (name, addr string) {
 
 func (r *replication) followLoop(ctx context.Context) {
 	backoff := 50 * time.Millisecond
+	var authLogged time.Time // a refused credential is logged every refusalLogEvery, not every try
 	for ctx.Err() == nil {
 		name, addr := r.target()
 		if name == "" || addr == "" || name == r.s.cfg.NodeName {
@@ -100,6 +100,10 @@ func (r *replication) followLoop(ctx context.Context) {
 		}
 		changed := r.leaderCh
 		r.mu.Unlock()
+		if errors.Is(err, ErrUnauthorized) && time.Since(authLogged) >= refusalLogEvery {
+			authLogged = time.Now()
+			r.log.Error("the primary refused this node's store credential: its --cluster-key differs from the primary's", "primary", name, "err", err)
+		}
 		r.log.Debug("replication stream ended, reconnecting", "primary", name, "err", err, "in", backoff)
 		// A new primary is followed at once, not after the back-off the
 		// dead one ran up.
@@ -132,8 +136,7 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 	if err != nil {
 		return err
 	}
-	d := net.Dialer{Timeout: time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := r.dialPeer(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("dial primary %s: %w", name, err)
 	}
@@ -146,10 +149,11 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 	q.Set("epoch", strconv.FormatUint(db.Epoch(), 10))
 	q.Set("node", r.s.cfg.NodeName)
 	q.Set("addr", r.s.Addr())
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+pathReplicate+"?"+q.Encode(), nil)
+	req, err := http.NewRequest(http.MethodGet, r.s.peerURL(addr, pathReplicate+"?"+q.Encode()), nil)
 	if err != nil {
 		return err
 	}
+	r.s.authorizePeer(req)
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if err := req.Write(conn); err != nil {
 		return fmt.Errorf("ask primary %s: %w", name, err)
@@ -165,8 +169,7 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("%w: %s", errNeedSnapshot, body)
 	default:
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("primary %s answered %d: %s", name, resp.StatusCode, body)
+		return fmt.Errorf("primary %s: %w", name, peerAnswer(resp))
 	}
 	pe, _ := strconv.ParseUint(resp.Header.Get(HeaderEpoch), 10, 64)
 	if pe < db.Epoch() {
@@ -289,18 +292,18 @@ func (r *replication) bootstrap(ctx context.Context, name, addr string) error {
 	db := r.s.DB()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+pathSnapshot, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.s.peerURL(addr, pathSnapshot), nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	r.s.authorizePeer(req)
+	resp, err := r.peerHTTP.Do(req)
 	if err != nil {
 		return fmt.Errorf("snapshot from %s: %w", name, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("snapshot from %s: status %d: %s", name, resp.StatusCode, body)
+	if err := peerAnswer(resp); err != nil {
+		return fmt.Errorf("snapshot from %s: %w", name, err)
 	}
 	tmp := filepath.Join(filepath.Dir(db.Path()), ".snapshot-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)

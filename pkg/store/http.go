@@ -44,6 +44,10 @@ func (s *Server) handler(db *DB, repl *replication) http.Handler {
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	w = rec
+	if !a.authorize(w, r) {
+		a.metrics.requests.WithLabelValues("unauthorized", strconv.Itoa(rec.code)).Inc()
+		return
+	}
 	w.Header().Set(HeaderNode, a.node)
 	a.repl.setHeaders(w.Header())
 	route := a.route(w, r)
@@ -319,6 +323,8 @@ func statusOf(err error) int {
 		return http.StatusTooEarly
 	case errors.Is(err, ErrStaleEpoch):
 		return http.StatusConflict
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
 	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable), errors.Is(err, ErrSyncTimeout),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable

@@ -428,20 +428,20 @@ func (r *replication) ask(ctx context.Context, req leaseRequest, targets, voters
 // send posts one lease message to the store node at addr.
 func (r *replication) send(ctx context.Context, addr string, req leaseRequest) (leaseAnswer, error) {
 	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathLease, bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, r.s.peerURL(addr, pathLease), bytes.NewReader(body))
 	if err != nil {
 		return leaseAnswer{}, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
+	r.s.authorizePeer(hr)
 	resp, err := r.leaseHTTP.Do(hr)
 	if err != nil {
 		return leaseAnswer{}, err
 	}
 	defer resp.Body.Close()
 	var ans leaseAnswer
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return leaseAnswer{}, fmt.Errorf("%s: %s", resp.Status, b)
+	if err := peerAnswer(resp); err != nil {
+		return leaseAnswer{}, err
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans); err != nil {
 		return leaseAnswer{}, fmt.Errorf("lease answer: %w", err)
@@ -716,15 +716,19 @@ func (r *replication) freshest(ctx context.Context) bool {
 func (r *replication) peerStatus(ctx context.Context, addr string) (ReplicationStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.ttl()/5)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+pathStatus, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.s.peerURL(addr, pathStatus), nil)
 	if err != nil {
 		return ReplicationStatus{}, err
 	}
+	r.s.authorizePeer(req)
 	resp, err := r.leaseHTTP.Do(req)
 	if err != nil {
 		return ReplicationStatus{}, err
 	}
 	defer resp.Body.Close()
+	if err := peerAnswer(resp); err != nil {
+		return ReplicationStatus{}, err
+	}
 	var st struct {
 		Replication *ReplicationStatus `json:"replication"`
 	}

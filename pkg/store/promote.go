@@ -39,8 +39,9 @@ func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), handoverWait+3*time.Second)
 	defer cancel()
 	q := url.Values{"to": {a.node}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+pathHandover+"?"+q.Encode(), nil)
-	resp, err := http.DefaultClient.Do(req)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, rp.s.peerURL(addr, pathHandover+"?"+q.Encode()), nil)
+	rp.s.authorizePeer(req)
+	resp, err := rp.peerHTTP.Do(req)
 	if err != nil {
 		a.fail(w, fmt.Errorf("promote: ask primary %s: %v: %w", name, err, ErrUnavailable))
 		return

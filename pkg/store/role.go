@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -41,6 +40,7 @@ type replication struct {
 	renewFails    int           // renewal rounds in a row without a majority
 	transferTo    string        // a primary that handed over: the node it votes for at once
 	leaseHTTP     *http.Client  // lease messages and peer status, with short timeouts
+	peerHTTP      *http.Client  // snapshots and hand-over requests to other store nodes
 	shipCancel    context.CancelFunc
 	term          context.Context // this primary term's context; ends on demotion
 	followCancel  context.CancelFunc
@@ -84,11 +84,8 @@ func newReplication(s *Server) *replication {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &replication{s: s, log: s.log, peers: map[string]*replicaPeer{}, acked: make(chan struct{}),
 		leaderCh: make(chan struct{}), ctx: ctx, cancel: cancel,
-		leaseHTTP: &http.Client{Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: s.cfg.LeaseTTL / 3}).DialContext,
-			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     30 * time.Second,
-		}}}
+		leaseHTTP: &http.Client{Transport: s.peerTransport(s.cfg.LeaseTTL / 3)},
+		peerHTTP:  &http.Client{Transport: s.peerTransport(2 * time.Second)}}
 }
 
 // start puts the node in its first role. Without failover the configured
@@ -137,6 +134,7 @@ func (r *replication) stop() {
 	}
 	r.wg.Wait()
 	r.leaseHTTP.CloseIdleConnections()
+	r.peerHTTP.CloseIdleConnections()
 }
 
 func (r *replication) margin() time.Duration {

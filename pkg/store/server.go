@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -139,6 +140,28 @@ type Config struct {
 	// timeout (3 heartbeats). Default 200ms.
 	HeartbeatInterval time.Duration
 
+	// Token is the bearer token (Authorization: Bearer <token>) every
+	// request to the store port must carry: the API, the replication
+	// stream, snapshots, lease messages, promote and hand-over, checksum
+	// and status; anything else is answered 401 (auth.go). This node also
+	// presents it on its own requests to the other store nodes, so a group
+	// shares one token. The node derives it from --cluster-key
+	// (cluster.PurposeStore). Default empty: the port is open to whoever
+	// can reach it, which the node allows on loopback only.
+	Token string
+
+	// TLS, when not nil, makes the store port serve TLS with it (the
+	// node's certificate; --tls-cert, --tls-key). Default nil: plain HTTP,
+	// in which the token and the data cross the network readable.
+	TLS *tls.Config
+
+	// PeerTLS, when not nil, is the client side of this node's requests to
+	// the other store nodes (replication stream, snapshots, lease
+	// messages, hand-over, peer status): https, each peer verified against
+	// its RootCAs (--tls-ca) and the address dialled. Set it together with
+	// TLS: a group is all TLS or all plain. Default nil.
+	PeerTLS *tls.Config
+
 	// SessionWait is how long a replica holds a session read that asks for
 	// an LSN it has not applied yet before it refuses it (the client then
 	// reads from the primary). Default 100ms.
@@ -244,6 +267,8 @@ type Server struct {
 	ln   net.Listener
 	http *http.Server
 
+	refused refusals // requests refused for their credential, for the log
+
 	ready     chan struct{}
 	serveDone chan struct{}
 	closeOnce sync.Once
@@ -307,6 +332,11 @@ func (s *Server) Open() error {
 		_ = db.Close()
 		return fmt.Errorf("open store server: listen: %w", err)
 	}
+	if s.cfg.TLS != nil {
+		// HTTP/1.1 only (no "h2" offered): the replication stream takes
+		// over its connection, which HTTP/2 cannot give.
+		ln = tls.NewListener(ln, s.cfg.TLS.Clone())
+	}
 	repl := newReplication(s)
 	hs := &http.Server{
 		Handler:           s.handler(db, repl),
@@ -332,7 +362,8 @@ func (s *Server) Open() error {
 		}
 	}()
 	close(s.ready)
-	s.log.Info("store serving", "addr", ln.Addr().String(), "path", db.Path(), "lsn", db.LSN())
+	s.log.Info("store serving", "addr", ln.Addr().String(), "path", db.Path(), "lsn", db.LSN(),
+		"auth", s.cfg.Token != "", "tls", s.cfg.TLS != nil)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,6 +47,9 @@ type Config struct {
 	// NATSPassword is presented to NATS servers that require one (derived
 	// from the cluster key by the node). Empty presents none.
 	NATSPassword string
+	// NATSTLS, when not nil, is the client side of TLS to NATS servers that
+	// require it (the node\'s --tls-ca). Nil speaks plain TCP.
+	NATSTLS *tls.Config
 	// NATSServers returns how many NATS servers the cluster has, for the
 	// streams' replicas. Nil means one.
 	NATSServers func() int

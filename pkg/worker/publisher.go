@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,9 @@ type PublisherConfig struct {
 	// NATSPassword is presented to NATS servers that require one (derived
 	// from the cluster key by the node). Empty presents none.
 	NATSPassword string
+	// NATSTLS, when not nil, is the client side of TLS to NATS servers that
+	// require it (the node\'s --tls-ca). Nil speaks plain TCP.
+	NATSTLS *tls.Config
 	// NATSServers returns how many NATS servers the cluster has, for the
 	// streams' replicas. Nil means one.
 	NATSServers func() int
@@ -81,6 +85,7 @@ func (p *Publisher) connect() {
 	cc := queue.DefaultClientConfig()
 	cc.Servers, cc.Name, cc.Logger = p.cfg.NATS, p.cfg.Name, p.log
 	cc.Password = p.cfg.NATSPassword
+	cc.TLS = p.cfg.NATSTLS
 	conn, err := queue.Connect(p.ctx, cc)
 	if err != nil {
 		return

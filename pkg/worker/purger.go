@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,9 @@ type PurgerConfig struct {
 	// NATSPassword is presented to NATS servers that require one (derived
 	// from the cluster key by the node). Empty presents none.
 	NATSPassword string
+	// NATSTLS, when not nil, is the client side of TLS to NATS servers that
+	// require it (the node\'s --tls-ca). Nil speaks plain TCP.
+	NATSTLS *tls.Config
 	// Repeat sends each purge a second time this long after the first, for
 	// an edge whose fill of the page was in flight when the purge came, and
 	// that would otherwise store the page as it was before the write.
@@ -124,6 +128,7 @@ func (p *Purger) run() {
 	cc := queue.DefaultClientConfig()
 	cc.Servers, cc.Name, cc.Logger = p.cfg.NATS, p.cfg.Name, p.log
 	cc.Password = p.cfg.NATSPassword
+	cc.TLS = p.cfg.NATSTLS
 	conn, err := queue.Connect(p.ctx, cc)
 	if err != nil {
 		return

@@ -135,6 +135,7 @@ func (w *Worker) run() {
 	cc := queue.DefaultClientConfig()
 	cc.Servers, cc.Name, cc.Logger = w.cfg.NATS, w.cfg.NodeName, w.log
 	cc.Password = w.cfg.NATSPassword
+	cc.TLS = w.cfg.NATSTLS
 	conn, err := queue.Connect(w.ctx, cc)
 	if err != nil {
 		w.log.Info("worker stopped before NATS was reached", "err", err)

@@ -2,6 +2,7 @@ package cachetier
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,9 @@ func newNode(t *Tier, addr string, missed *pending) *node {
 	n := &node{t: t, addr: addr, rdb: redis.NewClient(&redis.Options{
 		Addr:     addr,
 		Password: t.cfg.Password,
+		// crypto/tls names the server it expects after the address
+		// dialled, so one configuration serves every cache node.
+		TLSConfig: cloneTLS(t.cfg.TLS),
 		// RESP2 without HELLO or CLIENT SETINFO: one round trip less per
 		// connection, and the cache role speaks RESP2 only.
 		Protocol:                 2,
@@ -317,4 +321,11 @@ func (p *pending) prune(cutoff time.Time) bool {
 		p.overflowAt = time.Time{}
 	}
 	return p.empty()
+}
+
+func cloneTLS(c *tls.Config) *tls.Config {
+	if c == nil {
+		return nil
+	}
+	return c.Clone()
 }

@@ -32,6 +32,7 @@ package cachetier
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,9 +55,15 @@ type Config struct {
 	// when the set changes. Nil means there are no cache nodes: every lookup
 	// is a BYPASS to the store.
 	Nodes func() []string
-	// Password is sent with AUTH on every connection when not empty (the
-	// cache role's --cache-password). Default "".
+	// Password is sent with AUTH on every connection when not empty: the
+	// cache nodes' password, which the node derives from --cluster-key
+	// (or takes from --cache-password). Default "".
 	Password string
+	// TLS, when not nil, makes every connection to a cache node TLS with
+	// it: the node's client configuration (--tls-ca), which verifies the
+	// cache node's certificate against the CA and the address dialled.
+	// Default nil: plain TCP.
+	TLS *tls.Config
 	// Prefix starts every key the tier reads or writes, so the tier can share
 	// a cache with other users, and a change in what the app stores can
 	// change the prefix instead of misreading old entries. Default "ss1:".
