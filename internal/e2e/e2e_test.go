@@ -52,7 +52,13 @@ type proc struct {
 // startNode runs `node run args...` and stops it with SIGKILL at cleanup.
 func startNode(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(nodeBin, append([]string{"run"}, args...)...)
+	return startCmd(t, exec.Command(nodeBin, append([]string{"run"}, args...)...))
+}
+
+// startCmd starts cmd (the node binary, maybe inside a network namespace)
+// and stops it with SIGKILL at cleanup.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = p.stderr
@@ -64,7 +70,7 @@ func startNode(t *testing.T, args ...string) *proc {
 		cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("log of %v:\n%s", args, tail(p.stderr.String(), 30))
+			t.Logf("log of %v:\n%s", cmd.Args, tail(p.stderr.String(), 30))
 		}
 	})
 	return p
