@@ -90,10 +90,14 @@ func pageParam(r *http.Request) (int, bool) {
 	return n, true
 }
 
-// authed returns the session or answers 401.
+// authed returns the session or answers 401, or 503 when the session
+// could not be read (the user is not logged out by a store outage).
 func (w *web) authed(rw http.ResponseWriter, r *http.Request) *Session {
-	s := w.session(r)
-	if s == nil {
+	s, err := w.viewer(r)
+	switch {
+	case err != nil:
+		w.error(rw, r, err)
+	case s == nil:
 		w.fail(rw, r, http.StatusUnauthorized, "log in first", "")
 	}
 	return s
@@ -106,7 +110,11 @@ func (w *web) visiblePost(ctx context.Context, r *http.Request, id string) (post
 		return posts.Post{}, err
 	}
 	if !p.Published {
-		if s := w.session(r); s == nil || s.UserID != p.AuthorID {
+		s, err := w.viewer(r)
+		if err != nil {
+			return posts.Post{}, err
+		}
+		if s == nil || s.UserID != p.AuthorID {
 			return posts.Post{}, svc.ErrNotFound
 		}
 	}
@@ -162,11 +170,14 @@ func (w *web) apiSignup(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *web) signup(r *http.Request, handle, email, password string) (accounts.User, error) {
-	u, err := w.svc.Accounts.SignUp(r.Context(), handle, email, password)
+	ctx, welcome := causes(w, r.Context(), func(u accounts.User) []Job {
+		return []Job{NewJob(JobWelcome, WelcomePayload{UserID: u.ID, Handle: u.Handle, Email: u.Email})}
+	})
+	u, err := w.svc.Accounts.SignUp(ctx, handle, email, password)
 	if err != nil {
 		return u, err
 	}
-	w.enqueue(r.Context(), NewJob(JobWelcome, WelcomePayload{UserID: u.ID, Handle: u.Handle, Email: u.Email}))
+	w.committed(r.Context(), welcome)
 	return u, nil
 }
 
@@ -286,22 +297,39 @@ func (w *web) apiCreatePost(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *web) createPost(r *http.Request, s *Session, title, body string, tags []string, published bool) (posts.Post, error) {
-	p, err := w.svc.Posts.Create(r.Context(), posts.Draft{AuthorID: s.UserID, Author: s.Handle,
+	ctx, jobs := causes(w, r.Context(), postChangeJobs(false))
+	p, err := w.svc.Posts.Create(ctx, posts.Draft{AuthorID: s.UserID, Author: s.Handle,
 		Title: title, Body: body, Tags: tags, Published: published})
 	if err != nil {
 		return p, err
 	}
 	w.noteWrite(r)
-	w.afterPostChange(r.Context(), p, false)
+	w.committed(r.Context(), jobs)
 	return p, nil
 }
 
-// afterPostChange runs the side effects of a new or changed post: search
+// updatePost changes a post and runs the side effects of the change.
+// wasPublished is whether the post was published before.
+func (w *web) updatePost(r *http.Request, id string, patch posts.Patch, wasPublished bool) (posts.Post, error) {
+	ctx, jobs := causes(w, r.Context(), postChangeJobs(wasPublished))
+	p, err := w.svc.Posts.Update(ctx, id, patch)
+	if err != nil {
+		return p, err
+	}
+	w.noteWrite(r)
+	w.committed(r.Context(), jobs)
+	return p, nil
+}
+
+// postChangeJobs returns the side effects of a new or changed post: search
 // indexing always, follower notifications when it has just been published.
-func (w *web) afterPostChange(ctx context.Context, p posts.Post, wasPublished bool) {
-	w.enqueue(ctx, NewJob(JobIndex, PostPayload{PostID: p.ID}))
-	if p.Published && !wasPublished {
-		w.enqueue(ctx, NewJob(JobNotifyFollowers, PostPayload{PostID: p.ID}))
+func postChangeJobs(wasPublished bool) func(posts.Post) []Job {
+	return func(p posts.Post) []Job {
+		jobs := []Job{NewJob(JobIndex, PostPayload{PostID: p.ID})}
+		if p.Published && !wasPublished {
+			jobs = append(jobs, NewJob(JobNotifyFollowers, PostPayload{PostID: p.ID}))
+		}
+		return jobs
 	}
 }
 
@@ -329,13 +357,11 @@ func (w *web) apiUpdatePost(rw http.ResponseWriter, r *http.Request) {
 	if !w.readJSON(rw, r, &in) {
 		return
 	}
-	p, err := w.svc.Posts.Update(r.Context(), old.ID, posts.Patch{Title: in.Title, Body: in.Body, Tags: in.Tags, Published: in.Published})
+	p, err := w.updatePost(r, old.ID, posts.Patch{Title: in.Title, Body: in.Body, Tags: in.Tags, Published: in.Published}, old.Published)
 	if err != nil {
 		w.error(rw, r, err)
 		return
 	}
-	w.noteWrite(r)
-	w.afterPostChange(r.Context(), p, old.Published)
 	w.writeJSON(rw, http.StatusOK, map[string]any{"post": toPostJSON(p)})
 }
 
@@ -356,7 +382,10 @@ func (w *web) deletePost(r *http.Request, s *Session, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := w.svc.Posts.Delete(r.Context(), p.ID); err != nil {
+	ctx, index := causes(w, r.Context(), func(p posts.Post) []Job {
+		return []Job{NewJob(JobIndex, PostPayload{PostID: p.ID})}
+	})
+	if err := w.svc.Posts.Delete(ctx, p.ID); err != nil {
 		return err
 	}
 	// The post is gone for readers now; its comments go next. If that
@@ -365,7 +394,7 @@ func (w *web) deletePost(r *http.Request, s *Session, id string) error {
 		w.log.Warn("app: delete comments of deleted post", "post", p.ID, "err", err)
 	}
 	w.noteWrite(r)
-	w.enqueue(r.Context(), NewJob(JobIndex, PostPayload{PostID: p.ID}))
+	w.committed(r.Context(), index)
 	return nil
 }
 
@@ -425,12 +454,15 @@ func (w *web) attachImage(r *http.Request, p posts.Post, data []byte) (posts.Pos
 		return p, nil
 	}
 	empty := ""
-	p, err = w.svc.Posts.Update(r.Context(), p.ID, posts.Patch{Image: &m.Name, Thumb: &empty})
+	ctx, thumb := causes(w, r.Context(), func(p posts.Post) []Job {
+		return []Job{NewJob(JobThumbnail, ImagePayload{PostID: p.ID, Image: m.Name})}
+	})
+	p, err = w.svc.Posts.Update(ctx, p.ID, posts.Patch{Image: &m.Name, Thumb: &empty})
 	if err != nil {
 		return p, err
 	}
 	w.noteWrite(r)
-	w.enqueue(r.Context(), NewJob(JobThumbnail, ImagePayload{PostID: p.ID, Image: m.Name}))
+	w.committed(r.Context(), thumb)
 	// With inline jobs the thumbnail exists now; read it back to show it.
 	if q, err := w.svc.Posts.Get(r.Context(), p.ID); err == nil {
 		p = q
@@ -488,12 +520,15 @@ func (w *web) addComment(r *http.Request, s *Session, postID, body string) (comm
 	if err != nil {
 		return comments.Comment{}, err
 	}
-	c, err := w.svc.Comments.Create(r.Context(), p.ID, s.UserID, s.Handle, body)
+	ctx, added := causes(w, r.Context(), func(c comments.Comment) []Job {
+		return []Job{NewJob(JobCommentAdded, CommentPayload{PostID: c.PostID, CommentID: c.ID, AuthorID: c.AuthorID, Author: c.Author})}
+	})
+	c, err := w.svc.Comments.Create(ctx, p.ID, s.UserID, s.Handle, body)
 	if err != nil {
 		return c, err
 	}
 	w.noteWrite(r)
-	w.enqueue(r.Context(), NewJob(JobCommentAdded, CommentPayload{PostID: p.ID, CommentID: c.ID, AuthorID: s.UserID, Author: s.Handle}))
+	w.committed(r.Context(), added)
 	return c, nil
 }
 

@@ -88,11 +88,28 @@ type Config struct {
 	CachePages int
 	// SessionTTL is how long a login lasts. Default 14 days.
 	SessionTTL time.Duration
-	// Jobs selects how side effects run: "inline" (inside the request).
-	// Default "inline".
+	// Jobs selects how side effects run: "inline" (inside the request,
+	// stages 1-7) or "queue" (stage 8: published to JobQueue through the
+	// job outbox, outbox.go: the jobs a write causes commit with it in the
+	// store, and are published after the answer). Default "inline".
 	Jobs string
-	// JobQueue, when set, is used instead of the one Jobs names.
+	// JobQueue publishes the jobs with Jobs "queue" (the node sets its
+	// publisher to the job queue; required then). With Jobs "inline", when
+	// set, it takes each job in the request instead of running it (tests).
 	JobQueue Jobs
+	// JobOutboxSweep is how often (Jobs "queue") the app looks in the job
+	// outbox for jobs that committed with their write and were not
+	// published after it: the request failed after the commit (outcome
+	// unknown), its app died first, or the queue was down. Default 1s.
+	// Every app node sweeps, each with a strong scan on the primary, so a
+	// shorter interval costs the primary more for jobs published sooner.
+	JobOutboxSweep time.Duration
+	// JobOutboxAge is how old an outbox entry (by the time in its job id)
+	// must be before a sweep publishes it. Default 3s. The request that
+	// wrote it publishes it within milliseconds, so a younger entry is most
+	// likely on its way: shorter publishes more jobs twice (the queue
+	// drops the second), longer delays the jobs of outcome-unknown writes.
+	JobOutboxAge time.Duration
 	// Purge says whether writes purge what they changed at the edges
 	// (flag --purge): "on" (default; the node publishes over NATS whenever a
 	// NATS server is known) or "off" (edges serve a page until its
@@ -137,6 +154,8 @@ func DefaultConfig() Config {
 		CachePages:        5,
 		SessionTTL:        14 * 24 * time.Hour,
 		Jobs:              "inline",
+		JobOutboxSweep:    time.Second,
+		JobOutboxAge:      3 * time.Second,
 		Purge:             "on",
 		BcryptCost:        bcrypt.DefaultCost,
 		PageSize:          10,
@@ -164,8 +183,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("app config: CachePages %d: want 1 to 100", c.CachePages)
 	case c.Purge != "on" && c.Purge != "off":
 		return fmt.Errorf("app config: Purge %q: want on or off", c.Purge)
-	case c.JobQueue == nil && c.Jobs != "inline":
-		return fmt.Errorf("app config: Jobs %q: want inline", c.Jobs)
+	case c.Jobs != "inline" && c.Jobs != "queue":
+		return fmt.Errorf("app config: Jobs %q: want inline or queue", c.Jobs)
+	case c.Jobs == "queue" && c.JobQueue == nil:
+		return errors.New("app config: Jobs queue needs a JobQueue to publish to")
+	case c.Jobs == "queue" && (c.JobOutboxSweep <= 0 || c.JobOutboxAge < 0):
+		return fmt.Errorf("app config: JobOutboxSweep %v must be positive, JobOutboxAge %v not negative", c.JobOutboxSweep, c.JobOutboxAge)
 	case c.SessionTTL < time.Minute:
 		return fmt.Errorf("app config: SessionTTL %v: want at least 1m", c.SessionTTL)
 	case c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost:
@@ -203,7 +226,11 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		"how long a written key stays marked so no reader can fill it with what it read before the write")
 	fs.DurationVar(&c.CacheTier.Timeout, "app-cache-timeout", c.CacheTier.Timeout, "timeout of one call to a cache node")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "how long a login lasts")
-	fs.StringVar(&c.Jobs, "jobs", c.Jobs, "how side effects run: inline (inside the request)")
+	fs.StringVar(&c.Jobs, "jobs", c.Jobs, "how side effects run: inline (inside the request) or queue (published to the job queue for workers, through the job outbox in the store)")
+	fs.DurationVar(&c.JobOutboxSweep, "job-outbox-sweep", c.JobOutboxSweep,
+		"with --jobs=queue, how often the app publishes jobs left in the job outbox (queue down, outcome-unknown writes, a dead app)")
+	fs.DurationVar(&c.JobOutboxAge, "job-outbox-age", c.JobOutboxAge,
+		"with --jobs=queue, how old a job in the outbox must be before a sweep publishes it rather than its own request")
 	fs.StringVar(&c.Purge, "purge", c.Purge, "purge changed pages at the edges over NATS: on or off")
 	fs.StringVar(&c.Outbox, "outbox", c.Outbox, "folder for outgoing e-mail as .eml files (default <data>/outbox)")
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost of password hashes (4 is fast, for load tests)")
@@ -219,8 +246,10 @@ type App struct {
 	sessions Sessions
 	jobs     Jobs
 	handlers *Handlers
-	web      *web
-	handler  http.Handler
+	// relay publishes the job outbox with Jobs "queue"; nil inline.
+	relay   *relay
+	web     *web
+	handler http.Handler
 	// tier is the cache tier, nil when neither the cache nor shared
 	// sessions are on.
 	tier *cachetier.Tier
@@ -283,6 +312,16 @@ func New(cfg Config) (*App, error) {
 	if a.jobs == nil {
 		a.jobs = InlineJobs{H: a.handlers}
 	}
+	if cfg.Jobs == "queue" {
+		// The relay reads and deletes outbox entries on the store itself,
+		// not through localTrace: its calls belong to no request.
+		a.relay = newRelay(cfg.Store, a.jobs, cfg.JobOutboxSweep, cfg.JobOutboxAge, a.log)
+		if cfg.Metrics != nil {
+			if err := cfg.Metrics.Register(a.relay); err != nil {
+				return nil, fmt.Errorf("app: register outbox metrics: %w", err)
+			}
+		}
+	}
 	w, err := newWeb(a)
 	if err != nil {
 		return nil, err
@@ -293,6 +332,8 @@ func New(cfg Config) (*App, error) {
 }
 
 // Handler returns the app's HTTP handler (what Open serves), for tests.
+// With Jobs "queue" the relay publishes the jobs only between Open and
+// Close; before Open they wait in the job outbox.
 func (a *App) Handler() http.Handler { return a.handler }
 
 // Services returns the services the app uses.
@@ -317,6 +358,9 @@ func (a *App) Open() error {
 			ln.Close()
 			return fmt.Errorf("app: %w", err)
 		}
+	}
+	if a.relay != nil {
+		a.relay.Open()
 	}
 	a.ln = ln
 	a.srv = &http.Server{
@@ -358,9 +402,11 @@ func (a *App) Addr() string {
 func (a *App) Ready() bool { return a.ready.Load() }
 
 // Close stops taking connections and waits for in-flight requests (up to
-// ShutdownTimeout), then closes the cache tier's connections (after the
-// requests, which invalidate through them) and returns. The store is the
-// node's to close, after.
+// ShutdownTimeout), then stops the job outbox's relay (after the requests,
+// which hand it their jobs; what it has not published stays in the outbox
+// for the next sweep of any app node), then closes the cache tier's
+// connections (after the requests, which invalidate through them) and
+// returns. The store and the job queue are the node's to close, after.
 func (a *App) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -382,6 +428,9 @@ func (a *App) Close() error {
 			err = fmt.Errorf("app: close: %w", err)
 		}
 	}
+	if a.relay != nil && srv != nil {
+		a.relay.Close()
+	}
 	if a.tier != nil {
 		if terr := a.tier.Close(); terr != nil && err == nil {
 			err = fmt.Errorf("app: close cache tier: %w", terr)
@@ -397,16 +446,20 @@ func (a *App) Close() error {
 
 // Status is the app's part of the node's /status page.
 type Status struct {
-	Ready     bool   `json:"ready"`
-	Addr      string `json:"addr"`
-	Sessions  string `json:"sessions"`
-	Cache     string `json:"cache"`
-	Jobs      string `json:"jobs"`
-	Requests  int64  `json:"requests"`
-	Errors    int64  `json:"errors_5xx"`
-	InFlight  int64  `json:"in_flight"`
-	JobsDone  int64  `json:"jobs_done"`
-	JobsError int64  `json:"jobs_failed"`
+	Ready    bool   `json:"ready"`
+	Addr     string `json:"addr"`
+	Sessions string `json:"sessions"`
+	Cache    string `json:"cache"`
+	Jobs     string `json:"jobs"`
+	Requests int64  `json:"requests"`
+	Errors   int64  `json:"errors_5xx"`
+	InFlight int64  `json:"in_flight"`
+	// JobsDone counts the jobs run (inline) or published (queue);
+	// JobsError those that failed, and with a queue the views dropped.
+	JobsDone  int64 `json:"jobs_done"`
+	JobsError int64 `json:"jobs_failed"`
+	// Outbox has the job outbox's figures with --jobs=queue.
+	Outbox *OutboxStatus `json:"outbox,omitempty"`
 	// LiveSessions counts sessions held in memory (memory sessions only).
 	LiveSessions int `json:"live_sessions,omitempty"`
 	// CacheTier has the cache tier's figures (hits, misses, bypasses,
@@ -420,6 +473,11 @@ func (a *App) Status() any {
 		Ready: a.Ready(), Addr: a.Addr(), Sessions: a.cfg.Sessions, Cache: a.cfg.Cache, Jobs: a.cfg.Jobs,
 		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
+	}
+	if a.relay != nil {
+		ob := a.relay.status()
+		s.Outbox = &ob
+		s.JobsDone, s.JobsError = ob.Published, ob.PublishFailures+ob.Dropped
 	}
 	if ms, ok := a.sessions.(*MemorySessions); ok {
 		s.LiveSessions = ms.Len()

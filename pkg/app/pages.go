@@ -195,10 +195,14 @@ func (w *web) pageSearch(rw http.ResponseWriter, r *http.Request) {
 	w.render(rw, r, http.StatusOK, "search", d, cacheInfo{Keys: []string{"search"}})
 }
 
-// needLogin sends an anonymous visitor to the login page, then back.
+// needLogin sends an anonymous visitor to the login page, then back; a
+// user whose session could not be read gets 503, not the login page.
 func (w *web) needLogin(rw http.ResponseWriter, r *http.Request) *Session {
-	s := w.session(r)
-	if s == nil {
+	s, err := w.viewer(r)
+	switch {
+	case err != nil:
+		w.error(rw, r, err)
+	case s == nil:
 		rw.Header().Set("Cache-Control", "private, no-store")
 		http.Redirect(rw, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 	}
@@ -431,11 +435,9 @@ func (w *web) formEdit(rw http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		tags, published := splitTags(d.Form["tags"]), d.Form["published"] != ""
 		title, body := d.Form["title"], d.Form["body"]
-		p, err = w.svc.Posts.Update(r.Context(), old.ID, posts.Patch{Title: &title, Body: &body, Tags: &tags, Published: &published})
+		p, err = w.updatePost(r, old.ID, posts.Patch{Title: &title, Body: &body, Tags: &tags, Published: &published}, old.Published)
 	}
 	if err == nil {
-		w.noteWrite(r)
-		w.afterPostChange(r.Context(), p, old.Published)
 		if hasImage {
 			p, err = w.attachImage(r, p, data)
 		}

@@ -26,7 +26,11 @@ import (
 const sessionCookie = "blog_session"
 
 // session returns the logged-in session of r, or nil. It is read once per
-// request; a store of sessions that fails counts as logged out.
+// request. A session that could not be read (the store is failing over and
+// did not come back within the sessions' read window) is not a logout: it
+// is nil here, for the parts of a page that only show who is logged in,
+// and the error is kept for viewer, so that whatever depends on the user
+// answers 503 rather than 401 or a page for a stranger.
 func (w *web) session(r *http.Request) *Session {
 	st := state(r.Context())
 	if st.sessLoaded {
@@ -38,14 +42,25 @@ func (w *web) session(r *http.Request) *Session {
 		return nil
 	}
 	s, err := w.a.sessions.Get(r.Context(), c.Value)
-	if err != nil {
-		if !errors.Is(err, ErrNoSession) {
-			w.log.Warn("app: read session", "err", err)
+	switch {
+	case errors.Is(err, ErrNoSession):
+		if err != ErrNoSession { // wrapped: the record is damaged, not missing
+			w.log.Warn("app: unreadable session; treated as none", "err", err)
 		}
+		return nil
+	case err != nil:
+		st.sessErr = err // w.error logs it if it becomes the answer
 		return nil
 	}
 	st.sess = &s
 	return st.sess
+}
+
+// viewer returns the logged-in session of r (nil when there is none), or
+// the error that kept it from being read.
+func (w *web) viewer(r *http.Request) (*Session, error) {
+	s := w.session(r)
+	return s, state(r.Context()).sessErr
 }
 
 // secure reports whether the client reached us over TLS (directly or at a
@@ -64,12 +79,18 @@ func (w *web) startSession(rw http.ResponseWriter, r *http.Request, u accounts.U
 	http.SetCookie(rw, &http.Cookie{Name: sessionCookie, Value: s.ID, Path: "/", Expires: s.Expires,
 		MaxAge: int(w.cfg.SessionTTL.Seconds()), HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure(r)})
 	st := state(r.Context())
-	st.sess, st.sessLoaded = &s, true
+	st.sess, st.sessLoaded, st.sessErr = &s, true, nil
 	return nil
 }
 
 func (w *web) endSession(rw http.ResponseWriter, r *http.Request) error {
-	if s := w.session(r); s != nil {
+	s, err := w.viewer(r)
+	if err != nil {
+		// Clearing the cookie alone would leave the session valid in the
+		// store: the user is told to try again instead.
+		return err
+	}
+	if s != nil {
 		if err := w.a.sessions.Delete(r.Context(), s.ID); err != nil {
 			return err
 		}
@@ -77,7 +98,7 @@ func (w *web) endSession(rw http.ResponseWriter, r *http.Request) error {
 	http.SetCookie(rw, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure(r)})
 	st := state(r.Context())
-	st.sess, st.sessLoaded = nil, true
+	st.sess, st.sessLoaded, st.sessErr = nil, true, nil
 	return nil
 }
 
@@ -98,7 +119,16 @@ func (w *web) noteWrite(r *http.Request) {
 // enqueue hands a side effect to the job runner. A failed side effect does
 // not fail the request that caused it: the post is saved even if its
 // search indexing is not; the queue stage retries such jobs.
+//
+// With a queue (the relay is set), a job reaching here was caused by no
+// write (a view; see causes for those that were): the relay publishes it
+// after the answer, best effort, since a view lost while the queue is down
+// is not worth delaying any response for.
 func (w *web) enqueue(ctx context.Context, j Job) {
+	if w.a.relay != nil {
+		w.a.relay.publishSoon(j, false)
+		return
+	}
 	if err := w.a.jobs.Enqueue(ctx, j); err != nil {
 		w.jobsFailed.Add(1)
 		w.log.Warn("app: job failed", "kind", j.Kind, "id", j.ID, "err", err)
@@ -120,6 +150,12 @@ type cacheInfo struct {
 // short shared freshness (s-maxage) and an ETag; anything for a logged-in
 // user is private and not stored.
 func (w *web) finish(rw http.ResponseWriter, r *http.Request, code int, ctype string, body []byte, ci cacheInfo) {
+	if _, err := w.viewer(r); err != nil {
+		// The answer was made as for a stranger: a logged-in user would
+		// see themselves logged out, and a shared cache might keep it.
+		w.error(rw, r, err)
+		return
+	}
 	h := rw.Header()
 	h.Set("Content-Type", ctype)
 	if ci.Private || w.session(r) != nil || code != http.StatusOK {
@@ -327,6 +363,9 @@ type pageData struct {
 	Errors                           map[string]string
 	Error                            string
 	Limits                           limits
+	// ViewerUnknown: the request's session could not be read (a store
+	// outage), so the page offers neither the user's links nor "Log in".
+	ViewerUnknown bool
 
 	Posts []postView
 	// PostList, when set, is the post list already rendered (a fragment
@@ -344,8 +383,9 @@ type pageData struct {
 }
 
 func (w *web) data(r *http.Request, title string) *pageData {
+	viewer, err := w.viewer(r)
 	return &pageData{
-		Title: title, Viewer: w.session(r), Node: w.cfg.NodeName,
+		Title: title, Viewer: viewer, ViewerUnknown: err != nil, Node: w.cfg.NodeName,
 		CSS: w.assetURL["style.css"], JS: w.assetURL["app.js"], Icon: w.assetURL["icon.svg"],
 		Form: map[string]string{}, Errors: map[string]string{}, PageURL: "?",
 		Limits: limits{Title: posts.MaxTitle, Tags: posts.MaxTags, Comment: comments.MaxBody, ImageMB: media.MaxBytes >> 20},

@@ -37,7 +37,20 @@ const (
 // scheme, so a logout cannot be undone by a reader filling the cache with
 // the session it read just before (docs/cache-tier.md). Safe for
 // concurrent use.
+//
+// A read that fails because the store is failing over or out of reach is
+// tried again for up to ReadWindow, the later tries allowing a replica to
+// answer (see Get): a store outage must not log anybody out.
 type SharedSessions struct {
+	// ReadWindow bounds how long Get keeps trying a session read that
+	// failed for a transient reason (the store failing over: no primary, a
+	// lapsed lease, a node out of reach), counted from the first try and
+	// within the caller's deadline. A primary takes 2-3 s to be replaced, so
+	// the default, 3s, carries a user through one; a longer window holds
+	// requests (and the clients behind them) longer before they get a 503.
+	// Zero means the default. Set it before the first call.
+	ReadWindow time.Duration
+
 	st   store.Store
 	tier *cachetier.Tier
 	now  func() time.Time
@@ -69,40 +82,107 @@ func validSessionID(id string) bool {
 	return true
 }
 
-// Get implements Sessions: the cache first, the store on a miss.
+// DefaultSessionReadWindow is SharedSessions.ReadWindow's default.
+const DefaultSessionReadWindow = 3 * time.Second
+
+// The waits between tries of a session read: the first, doubled after each
+// try up to the last. Short at first, since a lapsed lease or a dead
+// primary is often settled within a few hundred milliseconds.
+const (
+	sessionRetryFirst = 100 * time.Millisecond
+	sessionRetryMax   = time.Second
+)
+
+// Get implements Sessions: the cache first, the store on a miss. Only a
+// session that does not exist or has expired is ErrNoSession. A read that
+// fails while the store fails over (transient says which failures do) is
+// tried again, with backoff, for up to ReadWindow; from the second try on a
+// replica may answer, so a user is served while the store has no primary.
+// If no try succeeds, the last error is returned: the caller answers 503,
+// and the user is still logged in when the store is back.
 func (ss *SharedSessions) Get(ctx context.Context, id string) (Session, error) {
 	if !validSessionID(id) {
 		return Session{}, ErrNoSession
 	}
-	load := func(ctx context.Context) ([]byte, error) {
-		raw, err := ss.st.Get(ctx, bucketSessions, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, ErrNoSession
-		}
-		if err != nil {
-			return nil, fmt.Errorf("sessions: get: %w", err)
-		}
-		return raw, nil
+	window := ss.ReadWindow
+	if window <= 0 {
+		window = DefaultSessionReadWindow
 	}
-	var raw []byte
-	var err error
-	if ss.tier != nil {
-		// Session lookups are not part of what the page's X-App-Cache says.
-		raw, _, err = ss.tier.Fetch(cachetier.WithTrace(ctx, nil), sessionKey(id), load)
-	} else {
-		raw, err = load(ctx)
+	ctx, cancel := context.WithTimeout(ctx, window)
+	defer cancel()
+	raw, err := ss.read(ctx, id, false)
+	for wait := sessionRetryFirst; transient(err) && sleep(ctx, wait); wait = min(2*wait, sessionRetryMax) {
+		raw, err = ss.read(ctx, id, true)
 	}
 	if err != nil {
 		return Session{}, err
 	}
 	var s Session
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return Session{}, fmt.Errorf("sessions: decode %s: %w", id, err)
+		// A record that cannot be decoded never will be: no session, so
+		// that logging in again replaces it rather than failing forever.
+		return Session{}, fmt.Errorf("sessions: decode %s: %v: %w", id, err, ErrNoSession)
 	}
 	if s.ID != id || !ss.now().Before(s.Expires) {
 		return Session{}, ErrNoSession
 	}
 	return s, nil
+}
+
+// read reads session id once, through the cache tier when there is one.
+// With replica set, the store read may be answered by a replica: any that
+// has applied what the cache tier asks for (a write's tombstone), else any
+// at all. A replica may not have a login made a moment ago, so "not found"
+// from a replica is not the end of the session: it is ErrBehind, which Get
+// tries again.
+func (ss *SharedSessions) read(ctx context.Context, id string, replica bool) ([]byte, error) {
+	load := func(ctx context.Context) ([]byte, error) {
+		if replica {
+			if c, minLSN := store.ConsistencyFrom(ctx); c == store.Strong {
+				ctx = store.WithConsistency(ctx, store.Session, minLSN)
+			}
+		}
+		raw, err := ss.st.Get(ctx, bucketSessions, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound) && replica:
+			return nil, fmt.Errorf("sessions: get from a replica: not there (yet): %w", store.ErrBehind)
+		case errors.Is(err, store.ErrNotFound):
+			return nil, ErrNoSession
+		case err != nil:
+			return nil, fmt.Errorf("sessions: get: %w", err)
+		}
+		return raw, nil
+	}
+	if ss.tier == nil {
+		return load(ctx)
+	}
+	// Session lookups are not part of what the page's X-App-Cache says.
+	raw, _, err := ss.tier.Fetch(cachetier.WithTrace(ctx, nil), sessionKey(id), load)
+	return raw, err
+}
+
+// sleep waits for d, and reports false at once if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// transient reports whether a failed store call may succeed if made again
+// shortly: the store is failing over (no primary yet, a lease that lapsed,
+// a replica behind) or a node is out of reach, rather than the call being
+// wrong. A deadline of the call's own (the store client's timeout, the
+// cache tier's load timeout) is transient too; the caller's deadline ends
+// the retries by itself.
+func transient(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotPrimary) ||
+		errors.Is(err, store.ErrStaleEpoch) || errors.Is(err, store.ErrBehind) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 func expiryKey(t time.Time, id string) string {

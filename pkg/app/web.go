@@ -161,6 +161,8 @@ type reqState struct {
 	cache      cachetier.Trace
 	sess       *Session
 	sessLoaded bool
+	// sessErr is why the session could not be read (see web.session).
+	sessErr error
 }
 
 type stateKey struct{}
@@ -334,6 +336,13 @@ func (w *web) error(rw http.ResponseWriter, r *http.Request, err error) {
 	w.fail(rw, r, code, msg, field)
 }
 
+// retryAfter is the Retry-After of every 503, in seconds. The app answers
+// 503 only when a dependency (the store) cannot serve the request, never
+// for a fault of its own, and says when to come back: a failover takes 2-3
+// s. The load balancer reads the field as "this node is up, its store is
+// not" and does not eject the node for such answers (docs/lb.md).
+const retryAfter = "2"
+
 // fail writes an error response: JSON for the API, the error page otherwise.
 // Messages never carry internals: a 500 says only that something broke.
 func (w *web) fail(rw http.ResponseWriter, r *http.Request, code int, msg, field string) {
@@ -343,7 +352,7 @@ func (w *web) fail(rw http.ResponseWriter, r *http.Request, code int, msg, field
 	h := rw.Header()
 	h.Set("Cache-Control", "no-store")
 	if code == http.StatusServiceUnavailable {
-		h.Set("Retry-After", "2")
+		h.Set("Retry-After", retryAfter)
 	}
 	if isAPI(r) {
 		body := map[string]string{"error": msg}

@@ -83,6 +83,39 @@ func ejectionTime(base, max time.Duration, n int) time.Duration {
 	return d
 }
 
+// outcome is what one response says about the backend that sent it, for
+// passive ejection.
+type outcome int
+
+const (
+	// outcomeOK: the backend works (any status below 500).
+	outcomeOK outcome = iota
+	// outcomeFailed: the backend failed; it counts towards ejection.
+	outcomeFailed
+	// outcomeDependency: the backend works, but something behind it (the
+	// store failing over, a cache) does not, and the backend says when to
+	// come back. It neither counts towards ejection nor forgives earlier
+	// failures: whether the node itself is down is for the active checks to
+	// say. Ejecting it would only move its requests to nodes that share the
+	// same dependency, and at worst leave none.
+	outcomeDependency
+)
+
+// outcomeOf returns the outcome of a response with status, which carried a
+// Retry-After field or not. Only a 503 with Retry-After is a dependency's
+// outage (RFC 9110: the server is temporarily unable to handle the request
+// and says how long to wait); a 500, 502 or 504, or a 503 without
+// Retry-After, is the node's own failure, as before.
+func outcomeOf(status int, retryAfter bool) outcome {
+	switch {
+	case status < 500:
+		return outcomeOK
+	case status == 503 && retryAfter:
+		return outcomeDependency
+	}
+	return outcomeFailed
+}
+
 // maxEjected is how many of n backends may be ejected at once under a cap of
 // pct percent; at least one may always be, as in Envoy, so that a pool of two
 // can still eject its bad node.

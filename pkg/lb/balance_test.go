@@ -90,6 +90,31 @@ func TestMaxEjected(t *testing.T) {
 	}
 }
 
+func TestOutcomeOf(t *testing.T) {
+	tests := []struct {
+		status     int
+		retryAfter bool
+		want       outcome
+	}{
+		{200, false, outcomeOK},
+		{404, false, outcomeOK},
+		{429, true, outcomeOK},
+		{499, false, outcomeOK},
+		{500, false, outcomeFailed},
+		{500, true, outcomeFailed},
+		{502, false, outcomeFailed},
+		{502, true, outcomeFailed},
+		{503, false, outcomeFailed},
+		{503, true, outcomeDependency},
+		{504, true, outcomeFailed},
+	}
+	for _, tt := range tests {
+		if got := outcomeOf(tt.status, tt.retryAfter); got != tt.want {
+			t.Errorf("outcomeOf(%d, %v) = %d, want %d", tt.status, tt.retryAfter, got, tt.want)
+		}
+	}
+}
+
 func TestRendezvousMovesOnlyRemovedKeys(t *testing.T) {
 	names := []string{"app-1", "app-2", "app-3", "app-4"}
 	hashes := make([]uint64, len(names))

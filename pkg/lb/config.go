@@ -96,7 +96,10 @@ type Config struct {
 	EjectConsecutiveErrors int
 
 	// EjectConsecutive5xx ejects a backend after this many consecutive 5xx
-	// responses. 0 disables. Default 5.
+	// responses. A 503 with Retry-After does not count: it is the app
+	// reporting that a dependency (the store) is down, which every app
+	// shares, and the active checks decide whether the app itself is.
+	// 0 disables. Default 5.
 	EjectConsecutive5xx int
 
 	// EjectBaseTime is how long a first ejection lasts; each further
@@ -306,7 +309,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Rise, "health-rise", c.Rise, "passing checks that bring a backend back")
 	fs.IntVar(&c.Fall, "health-fall", c.Fall, "failing checks that take a backend out")
 	fs.IntVar(&c.EjectConsecutiveErrors, "lb-eject-errors", c.EjectConsecutiveErrors, "consecutive connection errors that eject a backend (0: never)")
-	fs.IntVar(&c.EjectConsecutive5xx, "lb-eject-5xx", c.EjectConsecutive5xx, "consecutive 5xx responses that eject a backend (0: never)")
+	fs.IntVar(&c.EjectConsecutive5xx, "lb-eject-5xx", c.EjectConsecutive5xx, "consecutive 5xx responses (a 503 with Retry-After excepted) that eject a backend (0: never)")
 	fs.DurationVar(&c.EjectBaseTime, "lb-eject-time", c.EjectBaseTime, "first ejection time, doubled on each repeat")
 	fs.DurationVar(&c.EjectMaxTime, "lb-eject-max-time", c.EjectMaxTime, "longest ejection")
 	fs.IntVar(&c.MaxEjectionPercent, "lb-eject-max-percent", c.MaxEjectionPercent, "most backends ejected at once, in percent")

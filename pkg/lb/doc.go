@@ -6,7 +6,9 @@
 // least connections), keeps sessions on one node when asked to (--sticky),
 // takes nodes out of rotation by active health checks (GET /readyz with rise
 // and fall counts) and by passive ejection (consecutive connection errors or
-// 5xx, with exponential back-off, as Envoy's outlier detection does), and
+// 5xx, with exponential back-off, as Envoy's outlier detection does; a 503
+// with Retry-After is an app's dependency failing, not the app, and does not
+// count), and
 // retries a request on another node only when that cannot apply it twice:
 // when the connection to the first node failed before anything was sent, or
 // when the method is idempotent. A retry budget (a ratio of requests plus a

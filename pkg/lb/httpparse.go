@@ -52,6 +52,7 @@ const (
 	fIdempotencyKey
 	fAccept
 	fContentType
+	fRetryAfter
 )
 
 type field struct {
@@ -406,6 +407,10 @@ func kindOf(name []byte) fieldKind {
 			return fHopByHop
 		case asciiEqualFold(name, []byte("set-cookie")):
 			return fSetCookie
+		}
+	case 11:
+		if asciiEqualFold(name, []byte("retry-after")) {
+			return fRetryAfter
 		}
 	case 12:
 		switch {

@@ -101,6 +101,13 @@ func TestReadResponseHead(t *testing.T) {
 	if h.status != 404 || string(h.rest.of(h.buf)) != "404 Not Found" || h.contentLength != 3 {
 		t.Errorf("status %d rest %q length %d, want 404, %q, 3", h.status, h.rest.of(h.buf), h.contentLength, "404 Not Found")
 	}
+	raw = "HTTP/1.1 503 Service Unavailable\r\nretry-AFTER: 2\r\nContent-Length: 0\r\n\r\n"
+	if err := readHead(bufio.NewReader(strings.NewReader(raw)), h, 8<<10, true); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := h.field(fRetryAfter); !ok || string(v) != "2" {
+		t.Errorf("field(fRetryAfter) = %q, %v; want \"2\", true", v, ok)
+	}
 	if err := readHead(bufio.NewReader(strings.NewReader("HTTP/1.1 20 OK\r\n\r\n")), h, 8<<10, true); !errors.Is(err, errMalformed) {
 		t.Errorf("two-digit status: err = %v, want errMalformed", err)
 	}

@@ -442,6 +442,141 @@ func TestPassiveEjectionBacksOff(t *testing.T) {
 	}
 }
 
+// startOutageApp starts an appNode that, while its status is set, adds
+// Retry-After: retryAfter (when not empty) to its answers, as an app does
+// when the store behind it is down.
+func startOutageApp(tb testing.TB, name, retryAfter string) *appNode {
+	tb.Helper()
+	return startAppWith(tb, name, func(a *appNode, s *http.Server) {
+		s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if retryAfter != "" && a.status.Load() != 0 && r.URL.Path != "/readyz" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			a.serve(w, r)
+		})
+	})
+}
+
+// backendEjections returns how many times the named backend was ejected.
+func backendEjections(l *lb.LB, name string) uint64 {
+	for _, b := range l.Snapshot().Backends {
+		if b.Name == name {
+			return b.Ejections
+		}
+	}
+	return 0
+}
+
+// A 503 with Retry-After is an app node saying that something behind it
+// (the store failing over) is down: however many come in a row, the node is
+// not ejected for them, and it takes its share again as soon as it answers
+// 200. Its own failures (a 500, a 503 without Retry-After) still eject it.
+// Issue 14, finding 5: the lb ejected a healthy app for its store's 503s
+// while the other app had been killed, and then had no node left.
+func TestDependencyOutageDoesNotEject(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int32
+		retryAfter string
+		ejected    bool
+	}{
+		{"503 with Retry-After", http.StatusServiceUnavailable, "1", false},
+		{"503 without Retry-After", http.StatusServiceUnavailable, "", true},
+		{"500", http.StatusInternalServerError, "", true},
+		{"500 with Retry-After", http.StatusInternalServerError, "1", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			good, faulty := startApp(t, "good"), startOutageApp(t, "faulty", tt.retryAfter)
+			d := lb.NewStaticDiscovery()
+			d.Set(good.target(), faulty.target())
+			cfg := testConfig(d)
+			cfg.EjectConsecutive5xx = 3
+			cfg.RetryOnGatewayError = false // every answer reaches the client as the node sent it
+			l := startLB(t, cfg)
+			waitFor(t, 5*time.Second, "both backends healthy", func() bool {
+				return backendState(l, "good") == "healthy" && backendState(l, "faulty") == "healthy"
+			})
+			faulty.status.Store(tt.status)
+
+			// Three times the ejection threshold, or until ejected.
+			c := newClient()
+			for i := 0; faulty.hits.Load() < 9 && backendEjections(l, "faulty") == 0; i++ {
+				if i == 100 {
+					t.Fatalf("faulty served %d of 100 requests", faulty.hits.Load())
+				}
+				resp, _ := get(t, c, "http://"+l.Addr()+"/page")
+				if resp.StatusCode == int(tt.status) && resp.Header.Get("Retry-After") != tt.retryAfter {
+					t.Errorf("%d passed on with Retry-After %q, want %q", resp.StatusCode, resp.Header.Get("Retry-After"), tt.retryAfter)
+				}
+			}
+			if got := backendEjections(l, "faulty") > 0; got != tt.ejected {
+				t.Fatalf("after %d answers %d in a row: ejected = %v, want %v (state %s)",
+					faulty.hits.Load(), tt.status, got, tt.ejected, backendState(l, "faulty"))
+			}
+			if tt.ejected {
+				return
+			}
+			// The store is back: the node gets its share of requests at once.
+			faulty.status.Store(0)
+			before := faulty.hits.Load()
+			for i := 0; i < 10; i++ {
+				if resp, _ := get(t, c, "http://"+l.Addr()+"/page"); resp.StatusCode != http.StatusOK {
+					t.Fatalf("GET after the outage = %d, want 200", resp.StatusCode)
+				}
+			}
+			if got := faulty.hits.Load() - before; got < 4 {
+				t.Errorf("after the outage the node served %d of 10 requests, want its share (5)", got)
+			}
+		})
+	}
+}
+
+// A 503 with Retry-After reaches the client as the app sent it, Retry-After
+// included. A POST is not sent again; a GET is retried on another node by
+// the usual rules, and when every node answers so, the last answer passes.
+func TestDependencyOutagePassesThrough(t *testing.T) {
+	a1, a2 := startOutageApp(t, "app-1", "2"), startOutageApp(t, "app-2", "2")
+	d := lb.NewStaticDiscovery()
+	d.Set(a1.target(), a2.target())
+	cfg := testConfig(d)
+	cfg.EjectConsecutive5xx = 2
+	l := startLB(t, cfg)
+	waitFor(t, 5*time.Second, "both backends healthy", func() bool {
+		return backendState(l, "app-1") == "healthy" && backendState(l, "app-2") == "healthy"
+	})
+	a1.status.Store(http.StatusServiceUnavailable)
+	a2.status.Store(http.StatusServiceUnavailable)
+
+	c := newClient()
+	for i := 0; i < 6; i++ {
+		resp, body := get(t, c, "http://"+l.Addr()+"/page")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "2" ||
+			!strings.HasSuffix(body, " GET /page\n") {
+			t.Fatalf("GET = %d, Retry-After %q, body %q; want the app's 503 with Retry-After 2",
+				resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+		id := fmt.Sprintf("post-%d", i)
+		resp, err := c.Post("http://"+l.Addr()+"/posts", "text/plain", strings.NewReader(id))
+		if err != nil {
+			t.Fatalf("POST: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "2" {
+			t.Fatalf("POST = %d, Retry-After %q; want the app's 503 with Retry-After 2", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+		if got := a1.appliedCounts()[id] + a2.appliedCounts()[id]; got != 1 {
+			t.Fatalf("POST %s reached the apps %d times, want 1", id, got)
+		}
+	}
+	for _, a := range []string{"app-1", "app-2"} {
+		if n := backendEjections(l, a); n != 0 {
+			t.Errorf("%s ejected %d times for 503s with Retry-After", a, n)
+		}
+	}
+}
+
 func TestStickySessions(t *testing.T) {
 	apps := []*appNode{startApp(t, "app-1"), startApp(t, "app-2"), startApp(t, "app-3")}
 	d := lb.NewStaticDiscovery()

@@ -873,12 +873,7 @@ func (l *loop) gotResponse(c *lconn) {
 	up, b := c.up, c.b
 	h := &up.head
 	status := h.status
-	if status >= 500 {
-		b.responses5xx.Add(1)
-		lb.passive5xx(b)
-	} else {
-		lb.passiveOK(b)
-	}
+	lb.passiveResponse(b, h)
 	if lb.cfg.RetryOnGatewayError && isGatewayError(status) && c.idempotent &&
 		c.n < c.attempts && lb.hasUntried(c.p, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
 		l.detach(c)

@@ -167,12 +167,7 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 			break
 		}
 		status := uc.head.status
-		if status >= 500 {
-			b.responses5xx.Add(1)
-			lb.passive5xx(b)
-		} else {
-			lb.passiveOK(b)
-		}
+		lb.passiveResponse(b, &uc.head)
 		if lb.cfg.RetryOnGatewayError && isGatewayError(status) && idempotent && replayable &&
 			n < attempts && lb.hasUntried(p, tried[:n]) && lb.budget.allow(time.Now()) {
 			lb.discardResponse(b, uc, isHead)
@@ -699,6 +694,29 @@ func (lb *LB) passiveError(b *backend) {
 	b.consec5xx.Store(0)
 	if th := lb.cfg.EjectConsecutiveErrors; th > 0 && b.consecErrors.Add(1) >= int64(th) {
 		lb.eject(b, "consecutive connection errors")
+	}
+}
+
+// passiveResponse counts a response head towards ejection, or forgives
+// past failures, by its outcome. Both transports call it.
+func (lb *LB) passiveResponse(b *backend, h *head) {
+	retryAfter := false
+	if h.status == 503 {
+		v, _ := h.field(fRetryAfter)
+		retryAfter = len(v) > 0
+	}
+	switch outcomeOf(h.status, retryAfter) {
+	case outcomeOK:
+		lb.passiveOK(b)
+	case outcomeDependency:
+		b.responses5xx.Add(1)
+		// The node answered, so it is reachable; its count of 5xx stands.
+		if b.consecErrors.Load() != 0 {
+			b.consecErrors.Store(0)
+		}
+	default:
+		b.responses5xx.Add(1)
+		lb.passive5xx(b)
 	}
 }
 

@@ -200,10 +200,7 @@ func (db *DB) Restore(path string) error {
 	if err := os.Rename(path, db.path); err != nil {
 		return fmt.Errorf("restore: rename: %w", err)
 	}
-	if d, err := os.Open(filepath.Dir(db.path)); err == nil {
-		_ = d.Sync() // make the rename itself durable
-		d.Close()
-	}
+	_ = syncDir(filepath.Dir(db.path)) // make the rename itself durable
 	bdb, err := bolt.Open(db.path, 0o600, &bolt.Options{Timeout: db.opts.LockTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return fmt.Errorf("restore: reopen: %w", err)
@@ -275,4 +272,14 @@ func (db *DB) Checksum(ctx context.Context) (sum uint32, lsn uint64, err error) 
 		return 0, 0, fmt.Errorf("checksum: %w", err)
 	}
 	return crc32Checksum(buf.Bytes()), lsn, nil
+}
+
+// syncDir fsyncs a directory, which makes a rename in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

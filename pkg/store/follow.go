@@ -53,23 +53,19 @@ func (r *replication) stopFollowing() {
 	}
 }
 
-// target returns the primary to follow: the lease holder when there is a
-// lease, else the node the Peers mark primary.
+// target returns the primary to follow: with failover, the node this one
+// last granted the lease; else the node the Peers mark primary.
 func (r *replication) target() (name, addr string) {
-	r.mu.Lock()
-	if r.s.cfg.Lease != nil {
+	if r.s.cfg.Failover {
+		r.mu.Lock()
 		defer r.mu.Unlock()
-		return r.lease.Holder, r.lease.Addr
+		return r.primaryName, r.primaryAddr
 	}
-	r.mu.Unlock()
 	if r.s.cfg.Peers == nil {
 		return "", ""
 	}
 	for _, n := range r.s.cfg.Peers.StoreNodes() {
 		if n.Primary && n.Name != r.s.cfg.NodeName {
-			r.mu.Lock()
-			r.primaryName, r.primaryAddr = n.Name, n.Addr
-			r.mu.Unlock()
 			return n.Name, n.Addr
 		}
 	}
@@ -102,10 +98,20 @@ func (r *replication) followLoop(ctx context.Context) {
 		if err != nil {
 			r.following.LastError = err.Error()
 		}
+		changed := r.leaderCh
 		r.mu.Unlock()
 		r.log.Debug("replication stream ended, reconnecting", "primary", name, "err", err, "in", backoff)
-		sleep(ctx, backoff)
-		backoff = min(2*backoff, 500*time.Millisecond)
+		// A new primary is followed at once, not after the back-off the
+		// dead one ran up.
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			backoff = min(2*backoff, 500*time.Millisecond)
+		case <-changed:
+			backoff = 50 * time.Millisecond
+		}
+		t.Stop()
 	}
 }
 
@@ -170,9 +176,29 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 		return err
 	}
 	r.mu.Lock()
-	r.following.Connected, r.following.Primary, r.following.LastError = true, name, ""
-	r.primaryName, r.primaryAddr = name, addr
+	if !r.s.cfg.Failover {
+		r.setLeaderLocked(name, addr)
+	}
+	moved := r.primaryName != name
+	changed := r.leaderCh
+	if !moved {
+		r.following.Connected, r.following.Primary, r.following.LastError = true, name, ""
+	}
 	r.mu.Unlock()
+	if moved {
+		return fmt.Errorf("the primary moved from %s while connecting", name)
+	}
+	// A new primary (heard in a lease message) ends this stream at once,
+	// rather than when the old one's heartbeats stop.
+	streaming := make(chan struct{})
+	defer close(streaming)
+	go func() {
+		select {
+		case <-changed:
+			conn.Close()
+		case <-streaming:
+		}
+	}()
 	r.log.Info("replica following", "primary", name, "from", last+1, "epoch", pe)
 
 	bw := bufio.NewWriter(conn)

@@ -104,6 +104,11 @@ func (a *api) route(w http.ResponseWriter, r *http.Request) string {
 			a.handover(w, r)
 		}
 		return "handover"
+	case p == pathLease:
+		if a.allow(w, r, http.MethodPost) {
+			a.lease(w, r)
+		}
+		return "lease"
 	case p == pathChecksum:
 		if a.allow(w, r, http.MethodGet) {
 			sum, lsn, err := a.db.Checksum(r.Context())

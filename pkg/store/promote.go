@@ -12,17 +12,18 @@ import (
 // Planned hand-over (`node promote NAME`): the operator asks replica NAME
 // (POST /v1/promote); it asks the primary (POST /v1/handover?to=NAME). The
 // primary stops taking writes, waits until NAME has every entry durable,
-// and rewrites the lease to name NAME as holder; NAME sees itself named,
-// takes the lease with a new epoch and promotes. Nothing acknowledged can be
-// lost: the primary wrote nothing NAME does not have.
+// steps down and answers; NAME then campaigns at once, naming the primary
+// that handed over, and the voters that follow that primary vote without
+// waiting for its lease to run out (it no longer writes). Nothing
+// acknowledged can be lost: the primary wrote nothing NAME does not have.
 
 // handoverWait bounds how long a primary waits for the new one to catch up.
 const handoverWait = 5 * time.Second
 
 func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 	rp := a.repl
-	if rp.s.cfg.Lease == nil {
-		a.fail(w, fmt.Errorf("promote: this store has no lease (no NATS), so no failover: %w", ErrInvalid))
+	if !rp.s.cfg.Failover {
+		a.fail(w, fmt.Errorf("promote: this store runs without --failover, so its primary is fixed: %w", ErrInvalid))
 		return
 	}
 	if rp.isPrimary() {
@@ -49,12 +50,12 @@ func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, fmt.Errorf("promote: primary %s refused the hand-over (%d): %s: %w", name, resp.StatusCode, body, ErrUnavailable))
 		return
 	}
-	for !rp.isPrimary() {
+	for !rp.campaign(ctx, name) {
 		select {
 		case <-ctx.Done():
-			a.fail(w, fmt.Errorf("promote: handed the lease but not primary yet: %w", ErrUnavailable))
+			a.fail(w, fmt.Errorf("promote: %s handed over, but the voters did not elect this node: %w", name, ErrUnavailable))
 			return
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	a.reply(w, http.StatusOK, a.db.LSN(), map[string]any{"primary": a.node, "epoch": a.db.Epoch(), "from": name})
@@ -73,9 +74,9 @@ func (a *api) handover(w http.ResponseWriter, r *http.Request) {
 	a.reply(w, http.StatusOK, a.db.LSN(), map[string]any{"handed_to": to, "lsn": a.db.LSN()})
 }
 
-// handover passes the lease to replica `to` once it has everything.
+// handover steps down in favour of replica `to` once it has everything.
 func (r *replication) handover(ctx context.Context, to string) error {
-	if r.s.cfg.Lease == nil {
+	if !r.s.cfg.Failover {
 		return fmt.Errorf("handover: no lease: %w", ErrInvalid)
 	}
 	r.mu.Lock()
@@ -125,19 +126,8 @@ func (r *replication) handover(ctx context.Context, to string) error {
 		}
 	}
 	r.mu.Lock()
-	rec, rev := r.lease, r.leaseRev
-	r.mu.Unlock()
-	next := LeaseRecord{Holder: to, Addr: addr, Epoch: rec.Epoch}
-	cctx, cancel := context.WithTimeout(ctx, r.s.cfg.LeaseTTL/2)
-	defer cancel()
-	newRev, err := r.s.cfg.Lease.Update(cctx, next, rev)
-	if err != nil {
-		undo()
-		return fmt.Errorf("handover: write lease: %w", err)
-	}
-	r.mu.Lock()
-	r.lease, r.leaseRev, r.leaseSeen = next, newRev, time.Now()
-	r.primaryName, r.primaryAddr = to, addr
+	r.transferTo = to
+	r.setLeaderLocked(to, addr)
 	r.primary = false // with handingTo, in one step: no window where writes pass
 	r.handingTo = ""
 	r.mu.Unlock()

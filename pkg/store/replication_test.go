@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,88 +16,27 @@ import (
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
-// memLease is an in-memory LeaseStore: a compare-and-set register.
-type memLease struct {
-	mu  sync.Mutex
-	rec store.LeaseRecord
-	rev uint64
-	// down makes every call fail, as when NATS is unreachable.
-	down bool
-}
-
-func (l *memLease) Get(ctx context.Context) (store.LeaseRecord, uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.down {
-		return store.LeaseRecord{}, 0, errors.New("lease store down")
-	}
-	if l.rev == 0 {
-		return store.LeaseRecord{}, 0, store.ErrNoLease
-	}
-	return l.rec, l.rev, nil
-}
-
-func (l *memLease) Create(ctx context.Context, rec store.LeaseRecord) (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.down {
-		return 0, errors.New("lease store down")
-	}
-	if l.rev != 0 {
-		return 0, store.ErrLeaseTaken
-	}
-	l.rec, l.rev = rec, 1
-	return l.rev, nil
-}
-
-func (l *memLease) Update(ctx context.Context, rec store.LeaseRecord, rev uint64) (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.down {
-		return 0, errors.New("lease store down")
-	}
-	if rev != l.rev {
-		return 0, store.ErrLeaseTaken
-	}
-	l.rec = rec
-	l.rev++
-	return l.rev, nil
-}
-
-func (l *memLease) Maintain(context.Context, string) error { return nil }
-
-func (l *memLease) holder() store.LeaseRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.rec
-}
-
-func (l *memLease) setDown(down bool) {
-	l.mu.Lock()
-	l.down = down
-	l.mu.Unlock()
-}
-
 // group is a set of store servers replicating among themselves, as a test
-// builds them: names, data directories and a shared lease.
+// builds them: names, data directories, and whether they fail over.
 type group struct {
-	tb      testing.TB
-	lease   *memLease // nil: no failover
-	mu      sync.Mutex
-	servers map[string]*store.Server
-	dirs    map[string]string
-	edit    func(*store.Config)
+	tb       testing.TB
+	failover bool
+	mu       sync.Mutex
+	servers  map[string]*store.Server
+	dirs     map[string]string
+	edit     func(*store.Config)
 }
 
-func newGroup(tb testing.TB, withLease bool, edit func(*store.Config)) *group {
-	g := &group{tb: tb, servers: map[string]*store.Server{}, dirs: map[string]string{}, edit: edit}
-	if withLease {
-		g.lease = &memLease{}
-	}
+func newGroup(tb testing.TB, failover bool, edit func(*store.Config)) *group {
+	g := &group{tb: tb, failover: failover, servers: map[string]*store.Server{}, dirs: map[string]string{}, edit: edit}
 	tb.Cleanup(func() {
+		// Close outside g.mu: a closing server's lease loop may still ask
+		// the group for its members.
 		g.mu.Lock()
-		defer g.mu.Unlock()
-		for _, s := range g.servers {
+		servers := g.servers
+		g.servers = map[string]*store.Server{}
+		g.mu.Unlock()
+		for _, s := range servers {
 			_ = s.Close()
 		}
 	})
@@ -109,7 +50,7 @@ func (g *group) StoreNodes() []store.NodeInfo {
 	defer g.mu.Unlock()
 	var out []store.NodeInfo
 	for name, s := range g.servers {
-		out = append(out, store.NodeInfo{Name: name, Addr: s.Addr(), Primary: g.lease == nil && name == "p"})
+		out = append(out, store.NodeInfo{Name: name, Addr: s.Addr(), Primary: !g.failover && name == "p"})
 	}
 	return out
 }
@@ -132,8 +73,10 @@ func (g *group) start(name, role string) *store.Server {
 	cfg.LeaseTTL = 600 * time.Millisecond
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.SyncTimeout = 5 * time.Second // generous: CI shares 2 cores
-	if g.lease != nil {
-		cfg.Lease = g.lease
+	cfg.Failover = g.failover
+	cfg.Members = g
+	if os.Getenv("STORE_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 	}
 	if g.edit != nil {
 		g.edit(&cfg)
@@ -452,8 +395,9 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 	}
 }
 
-// TestLeaseLossStopsWrites: a primary that cannot renew refuses writes
-// before its lease can pass to another node.
+// TestLeaseLossStopsWrites: a primary that cannot reach a majority of its
+// group refuses writes before the lease can pass to another node, and
+// writes again once the majority answers.
 func TestLeaseLossStopsWrites(t *testing.T) {
 	g := newGroup(t, true, nil)
 	p := g.start("p", store.RolePrimary)
@@ -463,8 +407,12 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 		}
 		return nil
 	})
+	g.start("r1", store.RoleReplica)
+	g.start("r2", store.RoleReplica)
+	waitVoters(t, p, 3)
 	mustTxn(t, p.DB(), store.Put("b", "k", []byte("v")))
-	g.lease.setDown(true)
+	g.stop("r1")
+	g.stop("r2")
 	lost := time.Now()
 	waitFor(t, 2*time.Second, func() error {
 		_, err := p.DB().Txn(context.Background(), store.Put("b", "k", []byte("w")))
@@ -473,11 +421,26 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("writes refused %v after the lease store went down (TTL 600ms)", time.Since(lost).Round(time.Millisecond))
-	g.lease.setDown(false)
+	t.Logf("writes refused %v after both replicas stopped (TTL 600ms)", time.Since(lost).Round(time.Millisecond))
+	g.start("r1", store.RoleReplica)
 	waitFor(t, 5*time.Second, func() error {
 		_, err := p.DB().Txn(context.Background(), store.Put("b", "k", []byte("x")))
 		return err
+	})
+	if got := g.primary(); got != "p" {
+		t.Fatalf("primary after r1 came back = %q, want p (it kept its epoch)", got)
+	}
+}
+
+// waitVoters waits until s counts n voters in its lease.
+func waitVoters(tb testing.TB, s *store.Server, n int) {
+	tb.Helper()
+	waitFor(tb, 5*time.Second, func() error {
+		st := replStatus(s)
+		if st.Lease == nil || len(st.Lease.Voters) != n {
+			return fmt.Errorf("lease %+v, want %d voters", st.Lease, n)
+		}
+		return nil
 	})
 }
 

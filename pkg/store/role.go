@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -14,8 +15,8 @@ import (
 // transitions between them, the write gate that fences a primary whose
 // lease lapsed, and the replication part of /status.
 //
-// Who is primary: with a Lease, the node that holds it (lease.go); without,
-// the node started with Role "primary". A replica follows the primary
+// Who is primary: with Failover, the node a majority of the group granted
+// the lease (lease.go); without, the node started with Role "primary". A replica follows the primary
 // (follow.go); the primary ships its log to every replica that connects
 // (ship.go) and, under Sync, acknowledges a write only once enough of them
 // have it durable.
@@ -31,10 +32,15 @@ type replication struct {
 	epochStartLSN uint64    // the LSN at which this node's current epoch as primary began
 	primaryName   string    // the primary this node knows of (itself when primary)
 	primaryAddr   string
-	lease         LeaseRecord // last lease record seen
-	leaseRev      uint64
-	leaseSeen     time.Time // when leaseRev was first seen (monotonic)
-	leaseOK       time.Time // last successful read or write of the lease
+	leaderCh      chan struct{} // closed and replaced when primaryName changes: the follower reconnects
+	vote          leaseFile     // this node's vote and voters, as on disk (lease.go)
+	knownEpoch    uint64        // newest epoch heard of in lease messages
+	heard         time.Time     // last renewal or vote this node granted (or, on the primary, its last renewal sent): no vote for anyone else before heard+LeaseTTL
+	started       time.Time     // when replication started: no vote for a lease after it
+	nextCampaign  time.Time     // a failed campaign's back-off
+	renewFails    int           // renewal rounds in a row without a majority
+	transferTo    string        // a primary that handed over: the node it votes for at once
+	leaseHTTP     *http.Client  // lease messages and peer status, with short timeouts
 	shipCancel    context.CancelFunc
 	term          context.Context // this primary term's context; ends on demotion
 	followCancel  context.CancelFunc
@@ -76,27 +82,44 @@ type followStatus struct {
 
 func newReplication(s *Server) *replication {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &replication{s: s, log: s.log, peers: map[string]*replicaPeer{}, acked: make(chan struct{}), ctx: ctx, cancel: cancel}
+	return &replication{s: s, log: s.log, peers: map[string]*replicaPeer{}, acked: make(chan struct{}),
+		leaderCh: make(chan struct{}), ctx: ctx, cancel: cancel,
+		leaseHTTP: &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: s.cfg.LeaseTTL / 3}).DialContext,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     30 * time.Second,
+		}}}
 }
 
-// start puts the node in its first role. Without a lease the configured
-// role is final; with one, the node starts as a replica and the lease loop
-// promotes it when it holds the lease.
-func (r *replication) start() {
+// start puts the node in its first role. Without failover the configured
+// role is final; with it, the node starts as a replica and the lease loop
+// promotes it when a majority grants it the lease.
+func (r *replication) start() error {
 	db := r.s.DB()
 	db.SetWriteGate(r.gate)
-	if r.s.cfg.Lease == nil && r.s.cfg.Role == RolePrimary {
-		r.promote(db.Epoch(), time.Time{}, "configured primary without a lease")
+	if r.s.cfg.Failover {
+		lf, err := r.loadLease()
+		if err != nil {
+			return err
+		}
+		lf.Voters = mergeVoters(lf.Voters, nil, r.s.cfg.NodeName, r.s.Addr())
+		r.mu.Lock()
+		r.vote, r.started = lf, time.Now()
+		r.mu.Unlock()
+	}
+	if !r.s.cfg.Failover && r.s.cfg.Role == RolePrimary {
+		r.promote(db.Epoch(), time.Time{}, "configured primary without failover")
 	} else {
 		r.follow("starting as a replica")
 	}
-	if r.s.cfg.Lease != nil {
+	if r.s.cfg.Failover {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
 			r.leaseLoop(r.ctx)
 		}()
 	}
+	return nil
 }
 
 // stop ends every goroutine of replication, before the DB closes.
@@ -113,6 +136,7 @@ func (r *replication) stop() {
 		<-fd
 	}
 	r.wg.Wait()
+	r.leaseHTTP.CloseIdleConnections()
 }
 
 func (r *replication) margin() time.Duration {
@@ -133,7 +157,7 @@ func (r *replication) gate() error {
 	if r.handingTo != "" {
 		return fmt.Errorf("node %s is handing over to %s: %w", r.s.cfg.NodeName, r.handingTo, ErrNotPrimary)
 	}
-	if r.s.cfg.Lease != nil && !time.Now().Before(r.deadline) {
+	if r.s.cfg.Failover && !time.Now().Before(r.deadline) {
 		return fmt.Errorf("lease not renewed in time, refusing writes until it is: %w", ErrNotPrimary)
 	}
 	return nil
@@ -148,12 +172,12 @@ func (r *replication) notPrimaryLocked() error {
 
 // knowsPrimary reports whether this node is primary or knows the holder.
 func (r *replication) knowsPrimary() bool {
-	if r.s.cfg.Lease == nil {
+	if !r.s.cfg.Failover {
 		return true
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.primary || (r.lease.Holder != "" && r.lease.Holder != r.s.cfg.NodeName)
+	return r.primary || (r.primaryName != "" && r.primaryName != r.s.cfg.NodeName)
 }
 
 // isPrimary reports whether this node takes writes now.
@@ -227,7 +251,8 @@ func (r *replication) promote(epoch uint64, deadline time.Time, why string) {
 	r.primary = true
 	r.deadline = deadline
 	r.epochStartLSN = db.LSN()
-	r.primaryName, r.primaryAddr = r.s.cfg.NodeName, r.s.Addr()
+	r.setLeaderLocked(r.s.cfg.NodeName, r.s.Addr())
+	r.transferTo = ""
 	r.shipCancel, r.term = cancel, ctx
 	r.noteLocked(fmt.Sprintf("primary at epoch %d from LSN %d: %s", db.Epoch(), db.LSN(), why))
 	r.mu.Unlock()
@@ -283,16 +308,25 @@ type ReplicationStatus struct {
 	Replicas      []ReplicaLag  `json:"replicas,omitempty"`
 	Following     *followStatus `json:"following,omitempty"`
 	Transitions   []string      `json:"transitions,omitempty"`
-	// Candidate says the node may campaign: a replica that has read the
-	// lease within its TTL. Peers compare LSNs only among candidates.
+	// Candidate says the node may campaign: a replica that knows a primary
+	// existed. Peers compare LSNs only among candidates.
 	Candidate bool `json:"candidate"`
 }
 
-// LeaseStatus is the lease as this node last saw it.
+// LeaseStatus is the lease as this node sees it.
 type LeaseStatus struct {
-	Holder   string `json:"holder"`
-	Epoch    uint64 `json:"epoch"`
-	Revision uint64 `json:"revision"`
+	// Holder is the primary this node last granted the lease to (itself on
+	// the primary).
+	Holder string `json:"holder"`
+	// Epoch is the newest epoch this node promised.
+	Epoch uint64 `json:"epoch"`
+	// Voters are the group's store nodes as this node counts them, with
+	// their store addresses; a majority of them decides the lease.
+	Voters map[string]string `json:"voters"`
+	// Quorum is the number of voters that make a majority.
+	Quorum int `json:"quorum"`
+	// HeardMS is how long ago this node last granted the lease.
+	HeardMS int64 `json:"heard_ms"`
 	// ValidForMS is, on the primary, how long it may still write without a
 	// renewal.
 	ValidForMS int64 `json:"valid_for_ms,omitempty"`
@@ -319,13 +353,14 @@ func (r *replication) status() ReplicationStatus {
 		f := r.following
 		st.Following = &f
 	}
-	if r.s.cfg.Lease != nil {
-		ls := &LeaseStatus{Holder: r.lease.Holder, Epoch: r.lease.Epoch, Revision: r.leaseRev}
+	if r.s.cfg.Failover {
+		ls := &LeaseStatus{Holder: r.primaryName, Epoch: r.vote.VoteEpoch, Quorum: r.quorumLocked(),
+			Voters: cloneMap(r.vote.Voters), HeardMS: time.Since(r.heard).Milliseconds()}
 		if r.primary {
 			ls.ValidForMS = max(0, time.Until(r.deadline).Milliseconds())
 		}
 		st.Lease = ls
-		st.Candidate = !r.primary && !r.leaseOK.IsZero() && time.Since(r.leaseOK) < r.s.cfg.LeaseTTL
+		st.Candidate = !r.primary && (r.vote.VoteEpoch > 0 || r.s.cfg.Role == RolePrimary)
 	}
 	r.mu.Unlock()
 	r.peersMu.Lock()
@@ -347,4 +382,13 @@ func (r *replication) setHeaders(h http.Header) {
 		h.Set(HeaderPrimary, name+"="+addr)
 	}
 	h.Set(HeaderEpoch, fmt.Sprint(r.s.DB().Epoch()))
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

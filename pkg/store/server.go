@@ -95,26 +95,21 @@ type Config struct {
 	// rather than hangs when no replica is connected.
 	SyncTimeout time.Duration
 
-	// Failover asks the node to give the store a Lease (flag --failover,
-	// default off): every store node of a replicated group that should
-	// survive losing its primary sets it, and needs NATS servers that have
-	// formed JetStream (three for the lease to survive losing one). Off, the
-	// node started as primary is primary for good, and replicas follow the
-	// node membership names primary: stages 1-3 need no JetStream to start.
+	// Failover turns on the lease (flag --failover, default off): the
+	// primary is whichever node a majority of the group's store nodes
+	// granted the lease, epochs fence a deposed one, and a replica takes
+	// over when the primary fails (lease.go). Every store node of the group
+	// sets it; three nodes survive losing any one. Off, the node started as
+	// primary is primary for good, and replicas follow the node the Peers
+	// mark primary.
 	Failover bool
-
-	// Lease, when set, is where the primary holds its lease (a JetStream
-	// key-value bucket in a node); it turns on failover and fencing. Nil: no
-	// failover; a primary is always the primary and replicas follow the
-	// primary the Peers name.
-	Lease LeaseStore
 
 	// LeaseTTL is how long a lease lasts without renewal (flag
 	// --lease-ttl). Default 1.5s. The primary renews every LeaseTTL/3 and
 	// stops writing LeaseMargin before the TTL runs out on its own clock; a
 	// replica takes over once the lease went unrenewed for LeaseTTL on its
-	// clock. Shorter fails over faster but risks needless failovers when
-	// NATS stalls.
+	// clock. Shorter fails over faster but risks needless failovers when a
+	// network or disk stalls for longer than it.
 	LeaseTTL time.Duration
 
 	// LeaseMargin is how long before its lease would expire the primary
@@ -122,10 +117,16 @@ type Config struct {
 	// write takes between its checks. Default LeaseTTL/5.
 	LeaseMargin time.Duration
 
-	// Peers lists the store nodes (membership, in a node). Replicas use it to
-	// find the primary when there is no Lease, and candidates to compare
-	// their LSN with the live peers before they campaign. Nil: no peers.
+	// Peers lists the store nodes that serve (membership, in a node).
+	// Replicas use it to find the primary without Failover; with it, the
+	// lease is offered to them. Nil: no peers.
 	Peers Resolver
+
+	// Members lists every store node of the group, starting ones included
+	// (membership, in a node), so that the primary's lease renewals reach a
+	// node that is still starting and waits to learn who the primary is.
+	// Nil: Peers only.
+	Members Resolver
 
 	// HeartbeatInterval is how often a primary tells an idle replica its LSN
 	// (the replica's lag figure), and the basis of the replica's read
@@ -220,7 +221,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.BatchDelay, "store-batch-delay", c.BatchDelay, "how long a commit waits for more writers to group; 0 groups only those already waiting")
 	fs.IntVar(&c.Sync, "sync", c.Sync, "replicas that must have a write durable before the primary acknowledges it; 0 is asynchronous (the last writes can be lost on failover)")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long a write waits for --sync replicas before it fails with 503")
-	fs.BoolVar(&c.Failover, "failover", c.Failover, "hold the primary's lease in NATS JetStream so a replica takes over when the primary fails (every store node of the group)")
+	fs.BoolVar(&c.Failover, "failover", c.Failover, "elect the primary by a majority lease of the group's store nodes, so a replica takes over when the primary fails (every store node of the group)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "primary lease lifetime without renewal; failover takes a little more than this")
 }
 
@@ -312,7 +313,11 @@ func (s *Server) Open() error {
 	s.mu.Lock()
 	s.db, s.ln, s.http, s.repl = db, ln, hs, repl
 	s.mu.Unlock()
-	repl.start()
+	if err := repl.start(); err != nil {
+		_ = ln.Close()
+		_ = db.Close()
+		return fmt.Errorf("open store server: %w", err)
+	}
 	go func() {
 		defer close(s.serveDone)
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

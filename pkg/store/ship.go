@@ -35,6 +35,7 @@ const (
 	pathPromote   = "/v1/promote"
 	pathHandover  = "/v1/handover"
 	pathChecksum  = "/v1/checksum"
+	pathLease     = "/v1/lease" // lease messages between store nodes (lease.go)
 )
 
 // Headers of replication.

@@ -87,11 +87,12 @@ func newStoreClient(addr string) *store.Client {
 
 // env is a NATS server, a store and the blog's services over it.
 type env struct {
-	nats   *queue.Server
-	store  *store.Server
-	client *store.Client
-	svc    app.Services
-	outbox string
+	nats    *queue.Server
+	natsCfg queue.ServerConfig // to start it again (restartNATS)
+	store   *store.Server
+	client  *store.Client
+	svc     app.Services
+	outbox  string
 }
 
 func newEnv(t testing.TB) *env {
@@ -119,7 +120,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { ss.Close() })
 	c := newStoreClient(ss.Addr())
 	t.Cleanup(func() { c.Close() })
-	return &env{nats: ns, store: ss, client: c, svc: app.NewServices(c, 4), outbox: t.TempDir()}
+	return &env{nats: ns, natsCfg: qc, store: ss, client: c, svc: app.NewServices(c, 4), outbox: t.TempDir()}
 }
 
 // startWorker starts an in-process worker and waits until it consumes.

@@ -91,7 +91,8 @@ func ValidHandle(h string) string {
 }
 
 // SignUp creates an account. Errors: *svc.FieldError (matching
-// svc.ErrExists when the handle or e-mail is taken).
+// svc.ErrExists when the handle or e-mail is taken). The caller's outbox
+// for a User (svc.WithOutbox) commits with the account.
 func (s *Service) SignUp(ctx context.Context, handle, email, password string) (User, error) {
 	handle = NormalizeHandle(handle)
 	email = strings.TrimSpace(email)
@@ -116,13 +117,14 @@ func (s *Service) SignUp(ctx context.Context, handle, email, password string) (U
 	}
 	u := User{ID: ids.New(), Handle: handle, Email: email, CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	emailKey := strings.ToLower(email)
-	_, err = s.st.Txn(ctx,
+	ops := []store.Op{
 		store.IfAbsent(bucketHandles, handle),
 		store.IfAbsent(bucketEmails, emailKey),
 		store.Put(bucketUsers, u.ID, kv.MustJSON(record{User: u, Hash: hash})),
 		store.Put(bucketHandles, handle, []byte(u.ID)),
 		store.Put(bucketEmails, emailKey, []byte(u.ID)),
-	)
+	}
+	_, err = s.st.Txn(ctx, append(ops, svc.Outbox(ctx, u)...)...)
 	if errors.Is(err, store.ErrConditionFailed) {
 		// Say which one is taken; the handle wins when both are.
 		if _, err := s.st.Get(ctx, bucketHandles, handle); err == nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/accounts"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/app/svc"
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 func TestValidHandle(t *testing.T) {
@@ -58,5 +59,38 @@ func TestSignUpAuthenticateFollow(t *testing.T) {
 	}
 	if err := s.Follow(ctx, b.ID, "nobody"); !errors.Is(err, svc.ErrNotFound) {
 		t.Errorf("Follow(nobody) error = %v, want ErrNotFound", err)
+	}
+}
+
+// The caller's outbox commits with the account, and not at all when the
+// sign-up is refused; an outbox for another type adds nothing.
+func TestSignUpCarriesTheOutbox(t *testing.T) {
+	st := apptest.NewMemStore()
+	s := accounts.New(st, bcrypt.MinCost)
+	outbox := func(ctx context.Context) context.Context {
+		return svc.WithOutbox(ctx, func(u accounts.User) []store.Op {
+			return []store.Op{store.Put("test.outbox", u.Handle, []byte(u.ID))}
+		})
+	}
+	ctx := context.Background()
+	u, err := s.SignUp(outbox(ctx), "ada", "ada@example.com", "long enough")
+	if err != nil {
+		t.Fatalf("SignUp: %v", err)
+	}
+	if got, err := st.Get(ctx, "test.outbox", "ada"); err != nil || string(got) != u.ID {
+		t.Errorf("outbox entry of ada = %q, %v; want %q", got, err, u.ID)
+	}
+	if _, err := s.SignUp(outbox(ctx), "ada", "other@example.com", "long enough"); !errors.Is(err, svc.ErrExists) {
+		t.Fatalf("SignUp(taken) error = %v, want ErrExists", err)
+	}
+	notUser := svc.WithOutbox(ctx, func(string) []store.Op {
+		return []store.Op{store.Put("test.outbox", "bob", nil)}
+	})
+	if _, err := s.SignUp(notUser, "bob", "bob@example.com", "long enough"); err != nil {
+		t.Fatalf("SignUp(bob): %v", err)
+	}
+	pairs, err := st.Scan(ctx, "test.outbox", store.ScanOptions{})
+	if err != nil || len(pairs) != 1 {
+		t.Errorf("outbox after a refused sign-up and an outbox for strings = %v, %v; want ada's entry only", pairs, err)
 	}
 }

@@ -44,7 +44,8 @@ type Service struct{ st store.Store }
 // New returns the service.
 func New(st store.Store) *Service { return &Service{st: st} }
 
-// Create adds a comment. The caller checks that the post exists.
+// Create adds a comment. The caller checks that the post exists. The
+// caller's outbox for a Comment (svc.WithOutbox) commits with it.
 func (s *Service) Create(ctx context.Context, postID, authorID, author, body string) (Comment, error) {
 	body = strings.TrimSpace(body)
 	switch {
@@ -57,7 +58,8 @@ func (s *Service) Create(ctx context.Context, postID, authorID, author, body str
 	}
 	c := Comment{ID: ids.New(), PostID: postID, AuthorID: authorID, Author: author, Body: body,
 		CreatedAt: time.Now().UTC().Truncate(time.Second)}
-	if _, err := s.st.Txn(ctx, store.Put(bucketComments, kv.Join(postID, c.ID), kv.MustJSON(c))); err != nil {
+	ops := append([]store.Op{store.Put(bucketComments, kv.Join(postID, c.ID), kv.MustJSON(c))}, svc.Outbox(ctx, c)...)
+	if _, err := s.st.Txn(ctx, ops...); err != nil {
 		return Comment{}, fmt.Errorf("comments: create: %w", err)
 	}
 	return c, nil

@@ -153,7 +153,8 @@ func validate(p *Post) error {
 	return nil
 }
 
-// Create stores a new post. Errors: *svc.FieldError for bad input.
+// Create stores a new post. Errors: *svc.FieldError for bad input. The
+// caller's outbox for a Post (svc.WithOutbox) commits with it.
 func (s *Service) Create(ctx context.Context, d Draft) (Post, error) {
 	now := s.now().UTC().Truncate(time.Second)
 	tags, err := normalizeTags(d.Tags)
@@ -175,6 +176,7 @@ func (s *Service) Create(ctx context.Context, d Draft) (Post, error) {
 		rec.FeedKey, rec.PublishedAt = ids.At(s.now()), now
 	}
 	ops := append([]store.Op{store.Put(bucketPosts, rec.ID, kv.MustJSON(rec))}, indexOps(rec, true)...)
+	ops = append(ops, svc.Outbox(ctx, rec.Post)...)
 	if _, err := s.st.Txn(ctx, ops...); err != nil {
 		return Post{}, fmt.Errorf("posts: create: %w", err)
 	}
@@ -251,7 +253,8 @@ func (s *Service) Many(ctx context.Context, idList []string) ([]Post, error) {
 
 // update applies change to a post with compare-and-set, retrying when a
 // concurrent writer (a view, an edit) got there first, and keeps the
-// indexes in step in the same transaction.
+// indexes in step in the same transaction. The caller's outbox for a Post
+// is given the post as changed, and commits with it.
 func (s *Service) update(ctx context.Context, id string, change func(*record) (bool, error)) (Post, error) {
 	for try := 0; try < casTries; try++ {
 		rec, raw, err := s.load(ctx, id)
@@ -269,6 +272,7 @@ func (s *Service) update(ctx context.Context, id string, change func(*record) (b
 			ops = append(ops, indexOps(old, false)...)
 			ops = append(ops, indexOps(rec, true)...)
 		}
+		ops = append(ops, svc.Outbox(ctx, rec.Post)...)
 		_, err = s.st.Txn(ctx, ops...)
 		if errors.Is(err, store.ErrConditionFailed) {
 			if err := backoff(ctx, try); err != nil {
@@ -388,7 +392,9 @@ func (s *Service) SetComments(ctx context.Context, id string, n int) error {
 	return err
 }
 
-// Delete removes a post and its index entries; deleting twice is not an error.
+// Delete removes a post and its index entries; deleting twice is not an
+// error. The caller's outbox for a Post is given the post as it was, and
+// commits with its removal (nothing when it was already gone).
 func (s *Service) Delete(ctx context.Context, id string) error {
 	for try := 0; try < casTries; try++ {
 		rec, raw, err := s.load(ctx, id)
@@ -399,6 +405,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 			return err
 		}
 		ops := append([]store.Op{store.IfEqual(bucketPosts, id, raw), store.Delete(bucketPosts, id)}, indexOps(rec, false)...)
+		ops = append(ops, svc.Outbox(ctx, rec.Post)...)
 		_, err = s.st.Txn(ctx, ops...)
 		if errors.Is(err, store.ErrConditionFailed) {
 			if err := backoff(ctx, try); err != nil {
