@@ -374,8 +374,11 @@ type Result struct {
 	// TwoPrimaries lists epochs in which two nodes said they were primary.
 	TwoPrimaries []string
 	// Before counts the errors before the first fault, by kind.
-	Before   map[string]int
-	Notes    []string
+	Before map[string]int
+	Notes  []string
+	// Examples describe the writes behind the counts: each acknowledged
+	// write lost, post applied twice, failed write that committed anyway,
+	// e-mail missing, duplicated or stray (the first 20).
 	Examples []string
 }
 
@@ -464,6 +467,7 @@ func (r *Result) evaluate(outs []Outcome, ryw RYW, view storeView, mails map[str
 				r.Posts.Failed++
 				if n > 0 {
 					r.FailedCommitted.OK++
+					r.example("post %q answered %s at %s (sent %s, via %s) is in the store anyway", o.Key, o.Failure(), o.End.Format("15:04:05.000"), o.Start.Format("15:04:05.000"), o.App)
 				}
 			}
 		case OpSignup:
@@ -479,6 +483,7 @@ func (r *Result) evaluate(outs []Outcome, ryw RYW, view storeView, mails map[str
 				if exists {
 					r.FailedCommitted.Failed++
 					r.FailedSignupsCommitted++
+					r.example("sign-up of %s answered %s at %s (sent %s, via %s) is in the store anyway", o.Key, o.Failure(), o.End.Format("15:04:05.000"), o.Start.Format("15:04:05.000"), o.App)
 					if mails[view.users[o.Key]] > 0 {
 						r.FailedSignupsMailed++
 					}
