@@ -172,11 +172,17 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 		if st.Role != store.RolePrimary || len(st.Replicas) != 2 {
 			return fmt.Errorf("db-1 is %s with %d replicas streaming, want primary with 2", st.Role, len(st.Replicas))
 		}
+		// The primary adds one voter per lease renewal: until all three
+		// vote, losing the one other voter loses the majority, which is
+		// not the steady state the faults are meant to hit.
+		if st.Lease == nil || len(st.Lease.Voters) != 3 {
+			return fmt.Errorf("db-1's lease has voters %v, want the 3 store nodes", st.Lease)
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("cluster not ready: %w", err)
 	}
-	logf("all 8 nodes ready %.1fs after the last start; db-1 primary with 2 replicas", time.Since(began).Seconds())
+	logf("all 8 nodes ready %.1fs after the last start; db-1 primary with 2 replicas and 3 voters", time.Since(began).Seconds())
 	return c, nil
 }
 
