@@ -175,8 +175,11 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 		// The primary adds one voter per lease renewal: until all three
 		// vote, losing the one other voter loses the majority, which is
 		// not the steady state the faults are meant to hit.
-		if st.Lease == nil || len(st.Lease.Voters) != 3 {
-			return fmt.Errorf("db-1's lease has voters %v, want the 3 store nodes", st.Lease)
+		if st.Lease == nil {
+			return errors.New("db-1 has no lease")
+		}
+		if len(st.Lease.Voters) != 3 {
+			return fmt.Errorf("db-1's lease has voters %v, want the 3 store nodes", st.Lease.Voters)
 		}
 		return nil
 	}); err != nil {
