@@ -2,7 +2,11 @@
 // processes on loopback: write throughput with --sync 0 and --sync 1 against
 // a single store node, replication lag at half of the maximum write rate,
 // and the time from kill -9 of the primary to the first write a new primary
-// accepts. run.sh builds the node binary and runs it; the method is in
+// accepts. With the store nodes on hosts made of network namespaces
+// (internal/netns, needs root) it also measures failover under writes for
+// kill -9, SIGSTOP and a network partition of the primary, and what a
+// paused or cut-off replica does to the primary's writes (faults.go).
+// run.sh builds the node binary and runs it; the method is in
 // bench/README.md, "## Replication".
 package main
 
@@ -18,38 +22,61 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/netns"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
 func main() {
 	nodeBin := flag.String("node", "", "path of the node binary (required)")
-	what := flag.String("what", "throughput,lag,failover", "comma-separated parts to run: throughput, lag, failover")
+	what := flag.String("what", "throughput,lag,failover", "comma-separated parts to run: throughput, lag, failover (loopback); kill, pause, partition, pause-replica, partition-replica (network namespaces, root), or faults for all five")
 	duration := flag.Duration("duration", 5*time.Second, "length of each throughput and lag measurement")
 	writers := flag.Int("writers", 32, "concurrent writers for the throughput measurement")
-	runs := flag.Int("runs", 20, "kill -9 rounds of the failover measurement")
+	runs := flag.Int("runs", 20, "rounds of the failover measurement and of each fault mode")
+	faultWriters := flag.Int("fault-writers", 8, "concurrent writers during the fault modes")
+	observe := flag.Duration("observe", 10*time.Second, "fault modes: how long writes go on after the faulty node is back (following again, or caught up) to see whether anyone fails over again")
+	replicaFault := flag.Duration("replica-fault", 5*time.Second, "pause-replica, partition-replica: how long the replica stays paused or cut off")
+	rest := flag.Duration("rest", 3*time.Second, "fault modes: steady state before each run (the primary moves the lease bucket's NATS leadership off its own server every 2s)")
 	passes := flag.Int("passes", 3, "rounds of the throughput measurement (every configuration in each)")
+	keep := flag.Bool("keep", false, "keep the nodes' data directories and logs (the directory is printed on stderr)")
 	ip := flag.Int("ip", 241, "last byte of the first of three loopback addresses 127.0.0.N..N+2")
 	flag.Parse()
 	if *nodeBin == "" {
 		log.Fatal("-node is required")
 	}
-	b := &bench{node: *nodeBin, ip: *ip, duration: *duration, writers: *writers, passes: *passes}
+	b := &bench{node: *nodeBin, ip: *ip, duration: *duration, writers: *writers, passes: *passes,
+		faultWriters: *faultWriters, observe: *observe, replicaFault: *replicaFault, rest: *rest}
 	dir, err := os.MkdirTemp("", "bench-replication-")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	if *keep {
+		fmt.Fprintf(os.Stderr, "nodes' data and logs in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	b.dir = dir
 	parts := map[string]bool{}
 	for _, p := range strings.Split(*what, ",") {
-		parts[strings.TrimSpace(p)] = true
+		p = strings.TrimSpace(p)
+		if p == "faults" {
+			for _, m := range faultModes {
+				parts[m] = true
+			}
+			continue
+		}
+		if !known(p) {
+			log.Fatalf("-what: unknown part %q", p)
+		}
+		parts[p] = true
 	}
 	var maxRate float64
 	if parts["throughput"] || parts["lag"] {
@@ -61,6 +88,19 @@ func main() {
 	if parts["failover"] {
 		b.failover(*runs)
 	}
+	var modes []string
+	for _, m := range faultModes {
+		if parts[m] {
+			modes = append(modes, m)
+		}
+	}
+	if len(modes) > 0 {
+		b.faults(modes, *runs)
+	}
+}
+
+func known(part string) bool {
+	return slices.Contains([]string{"throughput", "lag", "failover"}, part) || slices.Contains(faultModes, part)
 }
 
 type bench struct {
@@ -71,6 +111,11 @@ type bench struct {
 	writers  int
 	passes   int
 	seq      int // data directory counter
+
+	faultWriters int
+	observe      time.Duration
+	replicaFault time.Duration
+	rest         time.Duration
 }
 
 // proc is one node process.
@@ -87,6 +132,8 @@ type proc struct {
 	logf       *os.File
 	extra      []string
 	bin        string
+	host       *netns.Host // the network namespace it runs in; nil: loopback
+	env        []string    // added to the environment (the cluster key off loopback)
 }
 
 func freePorts(addr string, n int) []int {
@@ -135,7 +182,12 @@ func (p *proc) start(join []string) {
 		log.Fatal(err)
 	}
 	p.logf = f
-	p.cmd = exec.Command(p.bin, args...)
+	if p.host != nil {
+		p.cmd = p.host.Command(context.Background(), p.bin, args...)
+		p.cmd.Env = append(os.Environ(), p.env...)
+	} else {
+		p.cmd = exec.Command(p.bin, args...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		log.Fatal(err)
@@ -162,6 +214,16 @@ func (b *bench) group(n int, extra ...string) []*proc {
 	}
 	if n == 1 {
 		ps[0].extra = append(ps[0].extra, "--nats", "off")
+	}
+	startGroup(ps)
+	return ps
+}
+
+// startGroup starts the nodes (db-1 first: the others join its gossip) and
+// waits until the primary is streaming to every replica.
+func startGroup(ps []*proc) {
+	n := len(ps)
+	if n == 1 {
 		ps[0].start(nil)
 	} else {
 		ps[0].start(nil)
@@ -194,7 +256,6 @@ func (b *bench) group(n int, extra ...string) []*proc {
 		}
 		return nil
 	})
-	return ps
 }
 
 func gossipsBut(ps []*proc, not *proc) []string {
@@ -258,7 +319,7 @@ func status(storeAddr string) (nodeStatus, error) {
 }
 
 // client is a store client over ps, none marked primary, that records in
-// each call's *answer who answered.
+// each call's *answer who answered, at which epoch.
 func client(ps []*proc, timeout time.Duration) *store.Client {
 	var res store.StaticResolver
 	for _, p := range ps {
@@ -270,13 +331,23 @@ func client(ps []*proc, timeout time.Duration) *store.Client {
 
 type answerKey struct{}
 
+// answer is the node and epoch of the last answer a call got: for an
+// acknowledged write, who acknowledged it.
+type answer struct {
+	node  string
+	epoch uint64
+}
+
+// recorder fills the *answer of a request's context. RoundTrip runs in the
+// caller's goroutine, so the caller reads it without a lock.
 type recorder struct{ base http.RoundTripper }
 
 func (r recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.base.RoundTrip(req)
 	if err == nil {
-		if a, ok := req.Context().Value(answerKey{}).(*string); ok {
-			*a = resp.Header.Get(store.HeaderNode)
+		if a, ok := req.Context().Value(answerKey{}).(*answer); ok {
+			a.node = resp.Header.Get(store.HeaderNode)
+			a.epoch, _ = strconv.ParseUint(resp.Header.Get(store.HeaderEpoch), 10, 64)
 		}
 	}
 	return resp, err
@@ -460,13 +531,13 @@ func (b *bench) failover(runs int) {
 			go func() {
 				defer wg.Done()
 				for i := 0; ctx.Err() == nil; i++ {
-					var node string
-					wctx, wcancel := context.WithTimeout(context.WithValue(ctx, answerKey{}, &node), 5*time.Second)
+					an := &answer{}
+					wctx, wcancel := context.WithTimeout(context.WithValue(ctx, answerKey{}, an), 5*time.Second)
 					_, err := c.Txn(wctx, store.Put("bench", fmt.Sprintf("f%d-%d-%d", run, w, i), value))
 					wcancel()
 					if err == nil {
 						acks.Add(1)
-						if node != primary.name {
+						if an.node != primary.name {
 							select {
 							case first <- time.Now():
 							default:

@@ -61,6 +61,13 @@ func startNodeEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(nodeBin, append([]string{"run"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(t, cmd)
+}
+
+// startCmd starts cmd (the node binary, maybe inside a network namespace)
+// and stops it with SIGKILL at cleanup.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = p.stderr
@@ -72,7 +79,7 @@ func startNodeEnv(t *testing.T, env []string, args ...string) *proc {
 		cmd.Process.Kill()
 		<-p.done
 		if t.Failed() {
-			t.Logf("log of %v:\n%s", args, tail(p.stderr.String(), 30))
+			t.Logf("log of %v:\n%s", cmd.Args, tail(p.stderr.String(), 30))
 		}
 	})
 	return p

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/scalestack/scalestack/internal/netns"
 	"github.com/scalestack/scalestack/internal/testcluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -41,6 +43,7 @@ type storeNode struct {
 	store      string
 	gossip     string
 	data       string
+	host       *netns.Host // the network namespace it runs in; nil: this machine's loopback
 	p          *proc
 }
 
@@ -49,6 +52,8 @@ type storeNode struct {
 type storeGroup struct {
 	t     *testing.T
 	nodes []*storeNode
+	net   *netns.Net // the hosts of the nodes, when they run in namespaces
+	key   string     // cluster key (NODE_CLUSTER_KEY), required off loopback
 }
 
 // newStoreGroup picks addresses and ports; start runs the processes. Each
@@ -87,7 +92,13 @@ func (g *storeGroup) start(i int, join bool) {
 		}
 		args = append(args, "--join", strings.Join(seeds, ","))
 	}
-	n.p = startNode(g.t, args...)
+	if n.host == nil {
+		n.p = startNode(g.t, args...)
+	} else {
+		cmd := n.host.Command(context.Background(), nodeBin, append([]string{"run"}, args...)...)
+		cmd.Env = append(os.Environ(), "NODE_CLUSTER_KEY="+g.key)
+		n.p = startCmd(g.t, cmd)
+	}
 	p := n.p
 	g.t.Cleanup(func() {
 		// startNode shows the last lines; the store's and the lease's story

@@ -369,11 +369,13 @@ func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
 			if level == Session && minLSN > 0 {
 				h.Set(HeaderMinLSN, strconv.FormatUint(minLSN, 10))
 			}
-			body, err := c.doH(ctx, n, http.MethodGet, c.scheme+n.Addr+path, nil, h)
+			rctx, cancel := context.WithTimeout(ctx, replicaTry(ctx))
+			body, err := c.doH(rctx, n, http.MethodGet, c.scheme+n.Addr+path, nil, h)
+			cancel()
 			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || ctx.Err() != nil {
 				return body, err
 			}
-			// Behind, down or refusing: the primary has everything.
+			// Behind, down, silent or refusing: the primary has everything.
 		}
 	}
 	var last error
@@ -398,6 +400,28 @@ func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
 		last = err
 	}
 	return nil, last
+}
+
+// maxReplicaTry bounds one read from a replica. A replica that took the
+// connection but does not answer (a paused process, whose kernel still
+// accepts; a host cut off after the request left) would otherwise hold the
+// read for the caller's whole deadline and never let it reach the primary:
+// with a replica paused, the app's session reads that went to it waited out
+// their 3 s window and answered 503 (found by internal/faultrun). A working
+// replica answers within about 100 ms even when it must first wait for the
+// caller's LSN (then 425), so five times that passes over only replicas
+// that are not working, at the cost of that much latency for the reads
+// that tried one.
+const maxReplicaTry = 500 * time.Millisecond
+
+// replicaTry is how long a read may wait for a replica: maxReplicaTry, or
+// half of what is left of ctx's deadline if that is less, so that the
+// primary always has the other half.
+func replicaTry(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return min(maxReplicaTry, time.Until(dl)/2)
+	}
+	return maxReplicaTry
 }
 
 // do sends one request and returns the body of a 2xx answer. Other answers

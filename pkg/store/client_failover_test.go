@@ -39,3 +39,55 @@ func TestClientLeavesDeadPrimary(t *testing.T) {
 		t.Fatalf("strong read = %v, %v; want [2]", got, err)
 	}
 }
+
+// A replica that takes the connection and never answers (a SIGSTOPped
+// process: its kernel still accepts) must not hold a session read for the
+// caller's whole deadline: after a short try the read goes to the primary.
+// Found by internal/faultrun: with a replica paused, the app's session
+// reads that went to it waited out their 3 s window and answered 503.
+func TestClientPassesOverSilentReplica(t *testing.T) {
+	primary := startServer(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- conn // read nothing, answer nothing
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+
+	c := store.NewClient(store.ClientConfig{
+		Resolver: store.StaticResolver{{Name: "primary", Addr: primary.Addr(), Primary: true}, {Name: "silent", Addr: ln.Addr().String()}},
+		Timeout:  5 * time.Second,
+	})
+	defer c.Close()
+	lsn, err := c.Txn(context.Background(), store.Put("b", "k", []byte("v")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, level := range []store.Consistency{store.Session, store.Eventual} {
+		ctx, cancel := context.WithTimeout(store.WithConsistency(context.Background(), level, lsn), 3*time.Second)
+		began := time.Now()
+		got, err := c.Get(ctx, "b", "k")
+		took := time.Since(began)
+		cancel()
+		if err != nil || string(got) != "v" {
+			t.Fatalf("%s read with the only replica silent = %q, %v after %v; want \"v\" from the primary", level, got, err, took)
+		}
+		if took > 1500*time.Millisecond {
+			t.Errorf("%s read with the only replica silent took %v of its 3s; want the primary asked after a short try", level, took)
+		}
+	}
+}
