@@ -33,10 +33,12 @@ import (
 // acknowledged by another node than the old primary at a higher epoch;
 // then the old primary comes back (restarted, SIGCONT, healed), must
 // follow the new one, and writes go on for -observe. Every node's status
-// is polled all along: a second new epoch in the run, or another node
-// claiming primary at the new epoch, is a second failover; a new epoch
-// between the end of one run and the next fault is counted apart (a late
-// effect of the previous fault, or a failover with no fault at all).
+// is polled all along. A new epoch above the new primary's, or another
+// node claiming primary at it, is a second failover; one before the first
+// acknowledged write (a node took the lease, then another took it from it)
+// is a failover that did not stick, counted apart; so is a new epoch
+// between the end of one run and the next fault (a late effect of the
+// previous fault, or a failover with no fault at all).
 //
 // Replica faults (pause-replica, partition-replica): a replica, the two in
 // turn, is paused or cut off for -replica-fault; writes that fail, the
@@ -164,7 +166,8 @@ type runResult struct {
 	promoted  time.Duration // fault -> the new primary's status first said primary (100 ms polls)
 	newNode   string
 	newEpoch  uint64
-	second    bool          // a second failover after the first
+	second    bool          // a failover after the one that gave newEpoch
+	unstuck   []uint64      // epochs between the fault and newEpoch: leases taken that acknowledged no write
 	lateOld   int           // acknowledgements at the old epoch after the new primary's first
 	followed  time.Duration // old node back -> following the new primary
 	epochsSaw []uint64      // epochs first seen from the fault to the end of the run
@@ -198,6 +201,9 @@ func (r runResult) String() string {
 	fmt.Fprintf(&b, "; new epochs %v", r.epochsSaw)
 	if len(r.unprovoked) > 0 {
 		fmt.Fprintf(&b, "; FAILOVER BEFORE THE FAULT (after the previous run): epochs %v", r.unprovoked)
+	}
+	if len(r.unstuck) > 0 {
+		fmt.Fprintf(&b, "; epochs %v before the new primary's (a failover that did not stick)", r.unstuck)
 	}
 	if r.second {
 		b.WriteString("; SECOND FAILOVER")
@@ -304,7 +310,13 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			r.promoted = at.Sub(t0)
 		}
 		others := watch.primariesAtOrAbove(r.newEpoch, r.newNode)
-		r.second = len(r.epochsSaw) > 1 || len(others) > 0
+		r.second = len(others) > 0
+		for _, e := range r.epochsSaw {
+			if e < r.newEpoch {
+				r.unstuck = append(r.unstuck, e)
+			}
+			r.second = r.second || e > r.newEpoch
+		}
 		if len(others) > 0 {
 			r.note = strings.TrimPrefix(r.note+fmt.Sprintf("; %v also said primary at epoch >= %d", others, r.newEpoch), "; ")
 		}
@@ -666,10 +678,13 @@ func seconds(ds []time.Duration) []float64 {
 
 func summarizePrimary(mode string, rs []runResult) {
 	var took, followed, promoted []time.Duration
-	failed, second, late, none, between := 0, 0, 0, 0, 0
+	failed, second, late, none, between, unstuck := 0, 0, 0, 0, 0, 0
 	var perRun []float64
 	for _, r := range rs {
 		between += len(r.unprovoked)
+		if len(r.unstuck) > 0 {
+			unstuck++
+		}
 		if r.took > 0 {
 			took = append(took, r.took)
 			if r.promoted > 0 {
@@ -696,8 +711,8 @@ func summarizePrimary(mode string, rs []runResult) {
 			over3++
 		}
 	}
-	fmt.Printf("%-10s %d runs: fault -> first write on the new primary median %.2f s, min %.2f s, max %.2f s (%d over 3 s, %d with none within 60 s); its status said primary after median %.2f s, max %.2f s; failed writes %d (median %.0f per run); second failovers %d within a run, %d more between runs; old-epoch acks after the new primary's first %d; old node following again after median %.2f s, max %.2f s\n",
-		mode, len(rs), pct(t, 0.5), pct(t, 0), pct(t, 1), over3, none, pct(pr, 0.5), pct(pr, 1), failed, pct(perRun, 0.5), second, between, late, pct(f, 0.5), pct(f, 1))
+	fmt.Printf("%-10s %d runs: fault -> first write on the new primary median %.2f s, min %.2f s, max %.2f s (%d over 3 s, %d with none within 60 s); its status said primary after median %.2f s, max %.2f s; failed writes %d (median %.0f per run); second failovers %d within a run, %d more between runs; runs with a failover that did not stick %d; old-epoch acks after the new primary's first %d; old node following again after median %.2f s, max %.2f s\n",
+		mode, len(rs), pct(t, 0.5), pct(t, 0), pct(t, 1), over3, none, pct(pr, 0.5), pct(pr, 1), failed, pct(perRun, 0.5), second, between, unstuck, late, pct(f, 0.5), pct(f, 1))
 }
 
 func summarizeReplica(mode string, rs []runResult) {

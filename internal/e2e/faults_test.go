@@ -280,6 +280,10 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 			return nil
 		})
 	}
+	// Counted before stop, which cancels the writes in flight.
+	w.mu.Lock()
+	failed := w.failed
+	w.mu.Unlock()
 	w.stop()
 	watch.stop()
 	newEpochs, seen := watch.above(e0)
@@ -287,8 +291,8 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 	if len(newEpochs) > 0 {
 		t.Errorf("epochs above %d seen: %v; want no failover while a replica is paused", e0, newEpochs)
 	}
-	if w.failed > 0 {
-		t.Errorf("%d writes failed; want none", w.failed)
+	if failed > 0 {
+		t.Errorf("%d writes failed; want none", failed)
 	}
 	g.converged(30 * time.Second)
 	w.check(t)
