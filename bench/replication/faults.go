@@ -95,6 +95,7 @@ func (b *bench) faultMode(mode string, runs int) {
 		log.Fatalf("%s: %v", mode, err)
 	}
 	since := time.Now()
+	progress("%s: group up at epoch %d", mode, watch.maxBefore(since))
 	var results []runResult
 	for run := 1; run <= runs; run++ {
 		var r runResult
@@ -167,16 +168,17 @@ type runResult struct {
 	newNode   string
 	newEpoch  uint64
 	second    bool          // a failover after the one that gave newEpoch
-	unstuck   []uint64      // epochs between the fault and newEpoch: leases taken that acknowledged no write
+	unstuck   int           // leases taken between the fault and newEpoch's: they acknowledged no write
 	lateOld   int           // acknowledgements at the old epoch after the new primary's first
 	followed  time.Duration // old node back -> following the new primary
 	epochsSaw []uint64      // epochs first seen from the fault to the end of the run
+	rises     int           // how far the highest epoch rose from the fault to the end of the run
 	// replica modes
 	maxLat, p99Lat time.Duration // writes that ended after the fault
 	caughtUp       time.Duration // replica back -> its LSN reaches the primary's
 	// both
 	acked, failed, failedBefore int
-	unprovoked                  []uint64  // epochs first seen after the previous run, before this fault
+	risesBefore                 int       // epoch rises after the previous run, before this fault
 	end                         time.Time // end of the run's observation
 	note                        string
 }
@@ -198,12 +200,12 @@ func (r runResult) String() string {
 	if r.followed > 0 {
 		fmt.Fprintf(&b, "; following again %v after it was back", r.followed.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&b, "; new epochs %v", r.epochsSaw)
-	if len(r.unprovoked) > 0 {
-		fmt.Fprintf(&b, "; FAILOVER BEFORE THE FAULT (after the previous run): epochs %v", r.unprovoked)
+	fmt.Fprintf(&b, "; epoch rose by %d (new epochs seen %v)", r.rises, r.epochsSaw)
+	if r.risesBefore > 0 {
+		fmt.Fprintf(&b, "; FAILOVER BEFORE THE FAULT (after the previous run): epoch rose by %d", r.risesBefore)
 	}
-	if len(r.unstuck) > 0 {
-		fmt.Fprintf(&b, "; epochs %v before the new primary's (a failover that did not stick)", r.unstuck)
+	if r.unstuck > 0 {
+		fmt.Fprintf(&b, "; %d leases before the new primary's (a failover that did not stick)", r.unstuck)
 	}
 	if r.second {
 		b.WriteString("; SECOND FAILOVER")
@@ -297,7 +299,8 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			}
 		}
 	}
-	r.unprovoked = watch.firstSeenIn(since, t0)
+	r.risesBefore = int(watch.maxBefore(t0) - watch.maxBefore(since))
+	r.rises = int(watch.maxBefore(r.end) - watch.maxBefore(t0))
 	r.epochsSaw = watch.firstSeenIn(t0, r.end)
 	for _, w := range writes {
 		if w.ok && w.epoch > e0 && !slices.Contains(r.epochsSaw, w.epoch) {
@@ -310,13 +313,11 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			r.promoted = at.Sub(t0)
 		}
 		others := watch.primariesAtOrAbove(r.newEpoch, r.newNode)
-		r.second = len(others) > 0
-		for _, e := range r.epochsSaw {
-			if e < r.newEpoch {
-				r.unstuck = append(r.unstuck, e)
-			}
-			r.second = r.second || e > r.newEpoch
-		}
+		// Counted from the epochs, not from the polls: a lease held for
+		// less than a poll interval is seen by no poll but still raises
+		// the epoch.
+		r.unstuck = int(r.newEpoch - e0 - 1)
+		r.second = len(others) > 0 || watch.maxBefore(r.end) > r.newEpoch
 		if len(others) > 0 {
 			r.note = strings.TrimPrefix(r.note+fmt.Sprintf("; %v also said primary at epoch >= %d", others, r.newEpoch), "; ")
 		}
@@ -414,7 +415,8 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 		r.maxLat = lats[len(lats)-1]
 		r.p99Lat = lats[int(0.99*float64(len(lats)-1)+0.5)]
 	}
-	r.unprovoked = watch.firstSeenIn(since, t0)
+	r.risesBefore = int(watch.maxBefore(t0) - watch.maxBefore(since))
+	r.rises = int(watch.maxBefore(r.end) - watch.maxBefore(t0))
 	r.epochsSaw = watch.firstSeenIn(t0, r.end)
 	if catchErr != nil {
 		r.note = fmt.Sprintf("not caught up 60s after it was back: %v", catchErr)
@@ -626,6 +628,19 @@ func (w *epochWatch) sawAll() error {
 	return nil
 }
 
+// maxBefore returns the highest epoch first seen by a poll sent before t.
+func (w *epochWatch) maxBefore(t time.Time) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var m uint64
+	for ep, at := range w.epochs {
+		if at.Before(t) {
+			m = max(m, ep)
+		}
+	}
+	return m
+}
+
 // firstSeenIn returns the epochs first seen by a poll sent in [from, to),
 // in order: each one a new lease, i.e. a failover or a re-election.
 func (w *epochWatch) firstSeenIn(from, to time.Time) []uint64 {
@@ -681,8 +696,8 @@ func summarizePrimary(mode string, rs []runResult) {
 	failed, second, late, none, between, unstuck := 0, 0, 0, 0, 0, 0
 	var perRun []float64
 	for _, r := range rs {
-		between += len(r.unprovoked)
-		if len(r.unstuck) > 0 {
+		between += r.risesBefore
+		if r.unstuck > 0 {
 			unstuck++
 		}
 		if r.took > 0 {
@@ -711,15 +726,16 @@ func summarizePrimary(mode string, rs []runResult) {
 			over3++
 		}
 	}
-	fmt.Printf("%-10s %d runs: fault -> first write on the new primary median %.2f s, min %.2f s, max %.2f s (%d over 3 s, %d with none within 60 s); its status said primary after median %.2f s, max %.2f s; failed writes %d (median %.0f per run); second failovers %d within a run, %d more between runs; runs with a failover that did not stick %d; old-epoch acks after the new primary's first %d; old node following again after median %.2f s, max %.2f s\n",
+	fmt.Printf("%-10s %d runs: fault -> first write on the new primary median %.2f s, min %.2f s, max %.2f s (%d over 3 s, %d with none within 60 s); its status said primary after median %.2f s, max %.2f s; failed writes %d (median %.0f per run); second failovers %d within a run, epoch rises between runs %d; runs with a failover that did not stick %d; old-epoch acks after the new primary's first %d; old node following again after median %.2f s, max %.2f s\n",
 		mode, len(rs), pct(t, 0.5), pct(t, 0), pct(t, 1), over3, none, pct(pr, 0.5), pct(pr, 1), failed, pct(perRun, 0.5), second, between, unstuck, late, pct(f, 0.5), pct(f, 1))
 }
 
 func summarizeReplica(mode string, rs []runResult) {
 	var maxLat, p99, caught []time.Duration
-	failed, withFailed, failovers, between := 0, 0, 0, 0
+	failed, withFailed, failovers, leases, between := 0, 0, 0, 0, 0
 	for _, r := range rs {
-		between += len(r.unprovoked)
+		between += r.risesBefore
+		leases += r.rises
 		maxLat = append(maxLat, r.maxLat)
 		p99 = append(p99, r.p99Lat)
 		if r.caughtUp > 0 {
@@ -729,11 +745,11 @@ func summarizeReplica(mode string, rs []runResult) {
 		if r.failed > 0 {
 			withFailed++
 		}
-		if len(r.epochsSaw) > 0 {
+		if r.rises > 0 {
 			failovers++
 		}
 	}
 	m, q, c := seconds(maxLat), seconds(p99), seconds(caught)
-	fmt.Printf("%-17s %d runs: failed writes %d (in %d runs); max write latency median %.3f s, max %.3f s; p99 median %.3f s; runs with a failover %d, failovers between runs %d; caught up after median %.2f s, max %.2f s\n",
-		mode, len(rs), failed, withFailed, pct(m, 0.5), pct(m, 1), pct(q, 0.5), failovers, between, pct(c, 0.5), pct(c, 1))
+	fmt.Printf("%-17s %d runs: failed writes %d (in %d runs); max write latency median %.3f s, max %.3f s; p99 median %.3f s; runs with a failover %d (epoch rises %d), epoch rises between runs %d; caught up after median %.2f s, max %.2f s\n",
+		mode, len(rs), failed, withFailed, pct(m, 0.5), pct(m, 1), pct(q, 0.5), failovers, leases, between, pct(c, 0.5), pct(c, 1))
 }
