@@ -313,9 +313,9 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			r.promoted = at.Sub(t0)
 		}
 		others := watch.primariesAtOrAbove(r.newEpoch, r.newNode)
-		// Counted from the epochs, not from the polls: a lease held for
-		// less than a poll interval is seen by no poll but still raises
-		// the epoch.
+		// Counted from the epochs, not from the polls: an epoch no poll
+		// saw (a lease held for less than a poll, or written by a take
+		// whose answer was lost) still changed the lease.
 		r.unstuck = int(r.newEpoch - e0 - 1)
 		r.second = len(others) > 0 || watch.maxBefore(r.end) > r.newEpoch
 		if len(others) > 0 {
