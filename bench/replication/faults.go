@@ -139,7 +139,7 @@ func (b *bench) hostGroup(extra ...string) (*netns.Net, []*proc) {
 	}
 	key, err := exec.Command(b.node, "keygen").Output()
 	if err != nil {
-		log.Fatalf("node keygen: %v", err)
+		log.Fatalf("%s keygen: %v", b.node, err)
 	}
 	names := []string{"db-1", "replica-1", "replica-2"}
 	roles := []string{"primary", "replica", "replica"}

@@ -44,7 +44,7 @@ func newHostStoreGroup(t *testing.T) *storeGroup {
 	})
 	key, err := exec.Command(nodeBin, "keygen").Output()
 	if err != nil {
-		t.Fatalf("node keygen: %v", err)
+		t.Fatalf("%s keygen: %v", nodeBin, err)
 	}
 	g := &storeGroup{t: t, net: nt, key: strings.TrimSpace(string(key))}
 	for i, spec := range []struct{ name, role string }{{"db-1", "primary"}, {"replica-1", "replica"}, {"replica-2", "replica"}} {
