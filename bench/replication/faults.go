@@ -32,9 +32,13 @@ import (
 // steady state, writers, the fault, then the time to the first write
 // acknowledged by another node than the old primary at a higher epoch;
 // then the old primary comes back (restarted, SIGCONT, healed), must
-// follow the new one, and writes go on for -observe while every node's
-// status is polled: a second new epoch, or another node claiming primary
-// at the new epoch, is a second failover.
+// follow the new one, and writes go on for -observe. Every node's status
+// is polled all along. A new epoch above the new primary's, or another
+// node claiming primary at it, is a second failover; one before the first
+// acknowledged write (a node took the lease, then another took it from it)
+// is a failover that did not stick, counted apart; so is a new epoch
+// between the end of one run and the next fault (a late effect of the
+// previous fault, or a failover with no fault at all).
 //
 // Replica faults (pause-replica, partition-replica): a replica, the two in
 // turn, is paused or cut off for -replica-fault; writes that fail, the
@@ -82,15 +86,26 @@ func (b *bench) faultMode(mode string, runs int) {
 	}()
 	c := client(ps, 5*time.Second)
 	defer c.Close()
+	// One watch for the whole mode, so that a failover between runs (in
+	// the rest before the next fault) is seen too, not only those in a
+	// run's own window.
+	watch := watchEpochs(ps)
+	defer watch.stop()
+	if err := waitUntil(30*time.Second, watch.sawAll); err != nil {
+		log.Fatalf("%s: %v", mode, err)
+	}
+	since := time.Now()
+	progress("%s: group up at epoch %d", mode, watch.maxBefore(since))
 	var results []runResult
 	for run := 1; run <= runs; run++ {
 		var r runResult
 		var err error
 		if strings.HasSuffix(mode, "-replica") {
-			r, err = b.replicaFaultRun(mode, run, nt, ps, c)
+			r, err = b.replicaFaultRun(mode, run, nt, ps, c, watch, since)
 		} else {
-			r, err = b.primaryFaultRun(mode, run, nt, ps, c)
+			r, err = b.primaryFaultRun(mode, run, nt, ps, c, watch, since)
 		}
+		since = r.end
 		progress("%s run %d/%d: %s", mode, run, runs, r)
 		results = append(results, r)
 		if err != nil {
@@ -124,7 +139,7 @@ func (b *bench) hostGroup(extra ...string) (*netns.Net, []*proc) {
 	}
 	key, err := exec.Command(b.node, "keygen").Output()
 	if err != nil {
-		log.Fatalf("node keygen: %v", err)
+		log.Fatalf("%s keygen: %v", b.node, err)
 	}
 	names := []string{"db-1", "replica-1", "replica-2"}
 	roles := []string{"primary", "replica", "replica"}
@@ -145,26 +160,32 @@ func (b *bench) hostGroup(extra ...string) (*netns.Net, []*proc) {
 
 // runResult is one run of a fault mode.
 type runResult struct {
-	victim string // the node the fault hit
+	victim string    // the node the fault hit
+	at     time.Time // when (to find it in the nodes' logs, -keep)
 	// primary modes
 	took      time.Duration // fault -> first write acknowledged by a new primary; 0: none
 	promoted  time.Duration // fault -> the new primary's status first said primary (100 ms polls)
 	newNode   string
 	newEpoch  uint64
-	second    bool          // a second failover after the first
+	second    bool          // a failover after the one that gave newEpoch
+	unstuck   int           // leases taken between the fault and newEpoch's: they acknowledged no write
 	lateOld   int           // acknowledgements at the old epoch after the new primary's first
 	followed  time.Duration // old node back -> following the new primary
-	epochsSaw []uint64      // epochs above the one before the fault
+	epochsSaw []uint64      // epochs first seen from the fault to the end of the run
+	rises     int           // how far the highest epoch rose from the fault to the end of the run
 	// replica modes
 	maxLat, p99Lat time.Duration // writes that ended after the fault
 	caughtUp       time.Duration // replica back -> its LSN reaches the primary's
 	// both
 	acked, failed, failedBefore int
+	risesBefore                 int       // epoch rises after the previous run, before this fault
+	end                         time.Time // end of the run's observation
 	note                        string
 }
 
 func (r runResult) String() string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "at %s: ", r.at.UTC().Format("15:04:05.000"))
 	if r.took > 0 {
 		fmt.Fprintf(&b, "%s hit; first write on %s (epoch %d) after %v (its status said primary after %v)", r.victim, r.newNode, r.newEpoch, r.took.Round(time.Millisecond), r.promoted.Round(time.Millisecond))
 	} else if r.caughtUp > 0 || r.maxLat > 0 {
@@ -179,7 +200,13 @@ func (r runResult) String() string {
 	if r.followed > 0 {
 		fmt.Fprintf(&b, "; following again %v after it was back", r.followed.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&b, "; new epochs %v", r.epochsSaw)
+	fmt.Fprintf(&b, "; epoch rose by %d (new epochs seen %v)", r.rises, r.epochsSaw)
+	if r.risesBefore > 0 {
+		fmt.Fprintf(&b, "; FAILOVER BEFORE THE FAULT (after the previous run): epoch rose by %d", r.risesBefore)
+	}
+	if r.unstuck > 0 {
+		fmt.Fprintf(&b, "; %d leases before the new primary's (a failover that did not stick)", r.unstuck)
+	}
 	if r.second {
 		b.WriteString("; SECOND FAILOVER")
 	}
@@ -194,16 +221,14 @@ func (r runResult) String() string {
 
 // primaryFaultRun is one run of kill, pause or partition. An error means
 // the run could not be measured (no steady group to start from).
-func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client) (runResult, error) {
-	var r runResult
+func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client, watch *epochWatch, since time.Time) (runResult, error) {
+	r := runResult{end: time.Now()}
 	time.Sleep(b.rest) // steady state: see the -rest flag
 	p, e0, err := steadyPrimary(ps)
 	if err != nil {
 		return r, err
 	}
 	r.victim = p.name
-	watch := watchEpochs(ps)
-	defer watch.stop()
 	ws := startWriters(c, b.faultWriters, primaryWriteTimeout, fmt.Sprintf("%s%d", mode, run))
 	defer ws.stop()
 	if err := ws.waitAcks(50, 30*time.Second); err != nil {
@@ -212,6 +237,7 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 	newAck := ws.notifyNew(p.name, e0)
 
 	t0 := time.Now()
+	r.at = t0
 	switch mode {
 	case "kill":
 		p.kill()
@@ -257,7 +283,7 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 		time.Sleep(b.observe) // a second failover would come now: watched, not polled for
 	}
 	ws.stop()
-	watch.stop()
+	r.end = time.Now()
 
 	writes := ws.all()
 	for _, w := range writes {
@@ -273,7 +299,9 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			}
 		}
 	}
-	r.epochsSaw = watch.above(e0)
+	r.risesBefore = int(watch.maxBefore(t0) - watch.maxBefore(since))
+	r.rises = int(watch.maxBefore(r.end) - watch.maxBefore(t0))
+	r.epochsSaw = watch.firstSeenIn(t0, r.end)
 	for _, w := range writes {
 		if w.ok && w.epoch > e0 && !slices.Contains(r.epochsSaw, w.epoch) {
 			r.epochsSaw = append(r.epochsSaw, w.epoch)
@@ -285,7 +313,11 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			r.promoted = at.Sub(t0)
 		}
 		others := watch.primariesAtOrAbove(r.newEpoch, r.newNode)
-		r.second = len(r.epochsSaw) > 1 || len(others) > 0
+		// Counted from the epochs, not from the polls: an epoch no poll
+		// saw (a lease held for less than a poll, or written by a take
+		// whose answer was lost) still changed the lease.
+		r.unstuck = int(r.newEpoch - e0 - 1)
+		r.second = len(others) > 0 || watch.maxBefore(r.end) > r.newEpoch
 		if len(others) > 0 {
 			r.note = strings.TrimPrefix(r.note+fmt.Sprintf("; %v also said primary at epoch >= %d", others, r.newEpoch), "; ")
 		}
@@ -301,10 +333,10 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 // replicaFaultRun is one run of pause-replica or partition-replica; runs
 // alternate between the two replicas, since what a replica carries besides
 // the log (a NATS stream leader, say) may differ between them.
-func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client) (runResult, error) {
-	var r runResult
+func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client, watch *epochWatch, since time.Time) (runResult, error) {
+	r := runResult{end: time.Now()}
 	time.Sleep(b.rest)
-	p, e0, err := steadyPrimary(ps)
+	p, _, err := steadyPrimary(ps)
 	if err != nil {
 		return r, err
 	}
@@ -317,8 +349,6 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 	sort.Slice(reps, func(i, j int) bool { return reps[i].name < reps[j].name })
 	v := reps[(run-1)%len(reps)]
 	r.victim = v.name
-	watch := watchEpochs(ps)
-	defer watch.stop()
 	ws := startWriters(c, b.faultWriters, func(int) time.Duration { return replicaWriteTimeout }, fmt.Sprintf("%s%d", mode, run))
 	defer ws.stop()
 	if err := ws.waitAcks(50, 30*time.Second); err != nil {
@@ -326,6 +356,7 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 	}
 
 	t0 := time.Now()
+	r.at = t0
 	if mode == "pause-replica" {
 		v.cmd.Process.Signal(syscall.SIGSTOP)
 	} else if err := nt.Partition(v.host.Index()); err != nil {
@@ -362,7 +393,7 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 		time.Sleep(b.observe)
 	}
 	ws.stop()
-	watch.stop()
+	r.end = time.Now()
 
 	var lats []time.Duration
 	for _, w := range ws.all() {
@@ -384,7 +415,9 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 		r.maxLat = lats[len(lats)-1]
 		r.p99Lat = lats[int(0.99*float64(len(lats)-1)+0.5)]
 	}
-	r.epochsSaw = watch.above(e0)
+	r.risesBefore = int(watch.maxBefore(t0) - watch.maxBefore(since))
+	r.rises = int(watch.maxBefore(r.end) - watch.maxBefore(t0))
+	r.epochsSaw = watch.firstSeenIn(t0, r.end)
 	if catchErr != nil {
 		r.note = fmt.Sprintf("not caught up 60s after it was back: %v", catchErr)
 	}
@@ -538,12 +571,14 @@ type epochWatch struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	primaries map[uint64]map[string]time.Time
-	epochs    map[uint64]bool
+	epochs    map[uint64]time.Time
+	polled    map[string]bool
+	nodes     int
 }
 
 func watchEpochs(ps []*proc) *epochWatch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &epochWatch{cancel: cancel, primaries: map[uint64]map[string]time.Time{}, epochs: map[uint64]bool{}}
+	w := &epochWatch{cancel: cancel, primaries: map[uint64]map[string]time.Time{}, epochs: map[uint64]time.Time{}, polled: map[string]bool{}, nodes: len(ps)}
 	for _, p := range ps {
 		w.wg.Add(1)
 		go func() {
@@ -553,7 +588,10 @@ func watchEpochs(ps []*proc) *epochWatch {
 				if st, err := status(p.store); err == nil {
 					rs := st.Replication
 					w.mu.Lock()
-					w.epochs[rs.Epoch] = true
+					w.polled[p.name] = true
+					if _, ok := w.epochs[rs.Epoch]; !ok {
+						w.epochs[rs.Epoch] = sent
+					}
 					if rs.Role == store.RolePrimary {
 						if w.primaries[rs.Epoch] == nil {
 							w.primaries[rs.Epoch] = map[string]time.Time{}
@@ -579,13 +617,38 @@ func (w *epochWatch) stop() {
 	w.wg.Wait()
 }
 
-// above returns the epochs seen above e, in order.
-func (w *epochWatch) above(e uint64) []uint64 {
+// sawAll says whether every node has answered a poll: the epochs seen
+// until then are where the watch starts, not changes.
+func (w *epochWatch) sawAll() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.polled) < w.nodes {
+		return fmt.Errorf("status of %d of %d nodes polled", len(w.polled), w.nodes)
+	}
+	return nil
+}
+
+// maxBefore returns the highest epoch first seen by a poll sent before t.
+func (w *epochWatch) maxBefore(t time.Time) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var m uint64
+	for ep, at := range w.epochs {
+		if at.Before(t) {
+			m = max(m, ep)
+		}
+	}
+	return m
+}
+
+// firstSeenIn returns the epochs first seen by a poll sent in [from, to),
+// in order: each one a new lease, i.e. a failover or a re-election.
+func (w *epochWatch) firstSeenIn(from, to time.Time) []uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := []uint64{}
-	for ep := range w.epochs {
-		if ep > e {
+	for ep, at := range w.epochs {
+		if !at.Before(from) && at.Before(to) {
 			out = append(out, ep)
 		}
 	}
@@ -630,9 +693,13 @@ func seconds(ds []time.Duration) []float64 {
 
 func summarizePrimary(mode string, rs []runResult) {
 	var took, followed, promoted []time.Duration
-	failed, second, late, none := 0, 0, 0, 0
+	failed, second, late, none, between, unstuck := 0, 0, 0, 0, 0, 0
 	var perRun []float64
 	for _, r := range rs {
+		between += r.risesBefore
+		if r.unstuck > 0 {
+			unstuck++
+		}
 		if r.took > 0 {
 			took = append(took, r.took)
 			if r.promoted > 0 {
@@ -659,14 +726,16 @@ func summarizePrimary(mode string, rs []runResult) {
 			over3++
 		}
 	}
-	fmt.Printf("%-10s %d runs: fault -> first write on the new primary median %.2f s, min %.2f s, max %.2f s (%d over 3 s, %d with none within 60 s); its status said primary after median %.2f s, max %.2f s; failed writes %d (median %.0f per run); second failovers %d; old-epoch acks after the new primary's first %d; old node following again after median %.2f s, max %.2f s\n",
-		mode, len(rs), pct(t, 0.5), pct(t, 0), pct(t, 1), over3, none, pct(pr, 0.5), pct(pr, 1), failed, pct(perRun, 0.5), second, late, pct(f, 0.5), pct(f, 1))
+	fmt.Printf("%-10s %d runs: fault -> first write on the new primary median %.2f s, min %.2f s, max %.2f s (%d over 3 s, %d with none within 60 s); its status said primary after median %.2f s, max %.2f s; failed writes %d (median %.0f per run); second failovers %d within a run, epoch rises between runs %d; runs with a failover that did not stick %d; old-epoch acks after the new primary's first %d; old node following again after median %.2f s, max %.2f s\n",
+		mode, len(rs), pct(t, 0.5), pct(t, 0), pct(t, 1), over3, none, pct(pr, 0.5), pct(pr, 1), failed, pct(perRun, 0.5), second, between, unstuck, late, pct(f, 0.5), pct(f, 1))
 }
 
 func summarizeReplica(mode string, rs []runResult) {
 	var maxLat, p99, caught []time.Duration
-	failed, withFailed, failovers := 0, 0, 0
+	failed, withFailed, failovers, leases, between := 0, 0, 0, 0, 0
 	for _, r := range rs {
+		between += r.risesBefore
+		leases += r.rises
 		maxLat = append(maxLat, r.maxLat)
 		p99 = append(p99, r.p99Lat)
 		if r.caughtUp > 0 {
@@ -676,11 +745,11 @@ func summarizeReplica(mode string, rs []runResult) {
 		if r.failed > 0 {
 			withFailed++
 		}
-		if len(r.epochsSaw) > 0 {
+		if r.rises > 0 {
 			failovers++
 		}
 	}
 	m, q, c := seconds(maxLat), seconds(p99), seconds(caught)
-	fmt.Printf("%-17s %d runs: failed writes %d (in %d runs); max write latency median %.3f s, max %.3f s; p99 median %.3f s; runs with a failover %d; caught up after median %.2f s, max %.2f s\n",
-		mode, len(rs), failed, withFailed, pct(m, 0.5), pct(m, 1), pct(q, 0.5), failovers, pct(c, 0.5), pct(c, 1))
+	fmt.Printf("%-17s %d runs: failed writes %d (in %d runs); max write latency median %.3f s, max %.3f s; p99 median %.3f s; runs with a failover %d (epoch rises %d), epoch rises between runs %d; caught up after median %.2f s, max %.2f s\n",
+		mode, len(rs), failed, withFailed, pct(m, 0.5), pct(m, 1), pct(q, 0.5), failovers, leases, between, pct(c, 0.5), pct(c, 1))
 }
