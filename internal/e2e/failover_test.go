@@ -24,6 +24,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/netns"
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -147,7 +148,7 @@ func (g *storeGroup) up() {
 		return nil
 	})
 	testcluster.RetryUntil(g.t, 30*time.Second, func() error {
-		st, err := replStatus(g.nodes[0].store)
+		st, err := g.replStatus(g.nodes[0].store)
 		if err != nil {
 			return err
 		}
@@ -169,7 +170,7 @@ func (g *storeGroup) client() *store.Client {
 		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,
 	}
-	c := store.NewClient(store.ClientConfig{Resolver: res, HTTPClient: &http.Client{Transport: answerRecorder{tr}}, Timeout: 5 * time.Second})
+	c := store.NewClient(store.ClientConfig{Resolver: res, HTTPClient: &http.Client{Transport: answerRecorder{tr}}, Timeout: 5 * time.Second, Token: g.storeToken()})
 	g.t.Cleanup(func() { c.Close(); tr.CloseIdleConnections() })
 	return c
 }
@@ -180,7 +181,7 @@ func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
 	idx, var0 := -1, store.ReplicationStatus{}
 	var names []string
 	for i, n := range g.nodes {
-		st, err := replStatus(n.store)
+		st, err := g.replStatus(n.store)
 		if err != nil || st.Role != store.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
 			continue // a primary whose lease ran out (a resumed one) refuses writes
 		}
@@ -202,7 +203,7 @@ func (g *storeGroup) converged(timeout time.Duration) {
 	testcluster.RetryUntil(g.t, timeout, func() error {
 		var sums []string
 		for _, n := range g.nodes {
-			sum, lsn, err := checksum(n.store)
+			sum, lsn, err := g.checksum(n.store)
 			if err != nil {
 				return err
 			}
@@ -232,7 +233,7 @@ func (g *storeGroup) waitReplicaOfPrimary(i int, timeout time.Duration) {
 			return err
 		}
 		primary := g.nodes[pi].name
-		st, err := replStatus(g.nodes[i].store)
+		st, err := g.replStatus(g.nodes[i].store)
 		if err != nil {
 			return err
 		}
@@ -243,11 +244,21 @@ func (g *storeGroup) waitReplicaOfPrimary(i int, timeout time.Duration) {
 	})
 }
 
-func replStatus(storeAddr string) (store.ReplicationStatus, error) {
+// storeToken is the store port's credential derived from the group's
+// cluster key ("" without a key).
+func (g *storeGroup) storeToken() string {
+	k, err := cluster.ParseKey(g.key)
+	if err != nil {
+		g.t.Fatalf("cluster key: %v", err)
+	}
+	return cluster.DeriveSecrets(k).Store
+}
+
+func (g *storeGroup) replStatus(storeAddr string) (store.ReplicationStatus, error) {
 	var out struct {
 		Replication *store.ReplicationStatus `json:"replication"`
 	}
-	if err := getJSON("http://"+storeAddr+"/v1/status", &out); err != nil {
+	if err := getJSON(g.storeToken(), "http://"+storeAddr+"/v1/status", &out); err != nil {
 		return store.ReplicationStatus{}, err
 	}
 	if out.Replication == nil {
@@ -256,19 +267,27 @@ func replStatus(storeAddr string) (store.ReplicationStatus, error) {
 	return *out.Replication, nil
 }
 
-func checksum(storeAddr string) (uint32, uint64, error) {
+func (g *storeGroup) checksum(storeAddr string) (uint32, uint64, error) {
 	var out struct {
 		CRC uint32 `json:"crc32c"`
 		LSN uint64 `json:"lsn"`
 	}
-	err := getJSON("http://"+storeAddr+"/v1/checksum", &out)
+	err := getJSON(g.storeToken(), "http://"+storeAddr+"/v1/checksum", &out)
 	return out.CRC, out.LSN, err
 }
 
 var statusClient = &http.Client{Timeout: 2 * time.Second}
 
-func getJSON(u string, out any) error {
-	resp, err := statusClient.Get(u)
+// getJSON reads u with the store's token, when the cluster has a key.
+func getJSON(token, u string, out any) error {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := statusClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -584,7 +603,7 @@ func TestFailoverKill9Primary(t *testing.T) {
 func TestFailoverPausedPrimaryNeverAcksLate(t *testing.T) {
 	g := newStoreGroup(t, 224)
 	g.up()
-	st, err := replStatus(g.nodes[0].store)
+	st, err := g.replStatus(g.nodes[0].store)
 	if err != nil {
 		t.Fatal(err)
 	}

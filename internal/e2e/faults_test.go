@@ -81,7 +81,7 @@ func (g *storeGroup) watchEpochs() *epochWatch {
 		go func() {
 			defer w.wg.Done()
 			for ctx.Err() == nil {
-				if st, err := replStatus(n.store); err == nil {
+				if st, err := g.replStatus(n.store); err == nil {
 					w.record(n.name, st)
 				}
 				select {
@@ -148,7 +148,7 @@ func (w *epochWatch) above(e uint64) ([]uint64, string) {
 func TestFailoverPartitionedPrimary(t *testing.T) {
 	g := newHostStoreGroup(t)
 	g.up()
-	st, err := replStatus(g.nodes[0].store)
+	st, err := g.replStatus(g.nodes[0].store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestFailoverPartitionedPrimary(t *testing.T) {
 func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 	g := newHostStoreGroup(t)
 	g.up()
-	st, err := replStatus(g.nodes[0].store)
+	st, err := g.replStatus(g.nodes[0].store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 		})
 		primary := g.nodes[pi].name
 		testcluster.RetryUntil(t, 30*time.Second, func() error {
-			rst, err := replStatus(n.store)
+			rst, err := g.replStatus(n.store)
 			if err != nil {
 				return err
 			}
