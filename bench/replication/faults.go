@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/netns"
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -141,6 +142,11 @@ func (b *bench) hostGroup(extra ...string) (*netns.Net, []*proc) {
 	if err != nil {
 		log.Fatalf("%s keygen: %v", b.node, err)
 	}
+	k, err := cluster.ParseKey(strings.TrimSpace(string(key)))
+	if err != nil {
+		log.Fatalf("%s keygen printed a bad key: %v", b.node, err)
+	}
+	token := cluster.DeriveSecrets(k).Store
 	names := []string{"db-1", "replica-1", "replica-2"}
 	roles := []string{"primary", "replica", "replica"}
 	var ps []*proc
@@ -152,7 +158,7 @@ func (b *bench) hostGroup(extra ...string) (*netns.Net, []*proc) {
 			data:  filepath.Join(b.dir, fmt.Sprintf("%s-%d", names[i], b.seq)),
 			store: addr + ":7070", gossip: addr + ":7946", admin: addr + ":9090",
 			flags: []string{"--addr", addr}, extra: extra,
-			env: []string{"NODE_CLUSTER_KEY=" + strings.TrimSpace(string(key))}})
+			env: []string{"NODE_CLUSTER_KEY=" + strings.TrimSpace(string(key))}, token: token})
 	}
 	startGroup(ps)
 	return nt, ps
@@ -268,7 +274,7 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 		}
 	}
 	followErr := waitUntil(60*time.Second, func() error {
-		st, err := status(p.store)
+		st, err := status(p)
 		if err != nil {
 			return err
 		}
@@ -372,13 +378,13 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 	var primaryLSN uint64
 	catchErr := waitUntil(60*time.Second, func() error {
 		if primaryLSN == 0 {
-			st, err := status(p.store)
+			st, err := status(p)
 			if err != nil {
 				return err
 			}
 			primaryLSN = st.LSN
 		}
-		st, err := status(v.store)
+		st, err := status(v)
 		if err != nil {
 			return err
 		}
@@ -432,7 +438,7 @@ func steadyPrimary(ps []*proc) (*proc, uint64, error) {
 	err := waitUntil(60*time.Second, func() error {
 		primary = nil
 		for _, p := range ps {
-			st, err := status(p.store)
+			st, err := status(p)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
@@ -585,7 +591,7 @@ func watchEpochs(ps []*proc) *epochWatch {
 			defer w.wg.Done()
 			for ctx.Err() == nil {
 				sent := time.Now()
-				if st, err := status(p.store); err == nil {
+				if st, err := status(p); err == nil {
 					rs := st.Replication
 					w.mu.Lock()
 					w.polled[p.name] = true

@@ -134,6 +134,7 @@ type proc struct {
 	bin        string
 	host       *netns.Host // the network namespace it runs in; nil: loopback
 	env        []string    // added to the environment (the cluster key off loopback)
+	token      string      // the store port's credential, derived from that key
 }
 
 func freePorts(addr string, n int) []int {
@@ -247,7 +248,7 @@ func startGroup(ps []*proc) {
 		if n == 1 {
 			return nil
 		}
-		st, err := status(ps[0].store)
+		st, err := status(ps[0])
 		if err != nil {
 			return err
 		}
@@ -307,9 +308,17 @@ type nodeStatus struct {
 	Replication store.ReplicationStatus `json:"replication"`
 }
 
-func status(storeAddr string) (nodeStatus, error) {
+// status reads p's /v1/status, with the store token of its cluster key.
+func status(p *proc) (nodeStatus, error) {
 	var st nodeStatus
-	resp, err := httpc.Get("http://" + storeAddr + "/v1/status")
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.store+"/v1/status", nil)
+	if err != nil {
+		return st, err
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	resp, err := httpc.Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -326,7 +335,7 @@ func client(ps []*proc, timeout time.Duration) *store.Client {
 		res = append(res, store.NodeInfo{Name: p.name, Addr: p.store, Primary: len(ps) == 1})
 	}
 	tr := &http.Transport{DialContext: (&net.Dialer{Timeout: time.Second}).DialContext, MaxIdleConnsPerHost: 256}
-	return store.NewClient(store.ClientConfig{Resolver: res, HTTPClient: &http.Client{Transport: recorder{tr}}, Timeout: timeout})
+	return store.NewClient(store.ClientConfig{Resolver: res, HTTPClient: &http.Client{Transport: recorder{tr}}, Timeout: timeout, Token: ps[0].token})
 }
 
 type answerKey struct{}
@@ -465,7 +474,7 @@ func (b *bench) lag(rate float64) {
 				break sample
 			case <-t.C:
 			}
-			st, err := status(ps[0].store)
+			st, err := status(ps[0])
 			if err != nil {
 				continue
 			}
@@ -509,7 +518,7 @@ func (b *bench) failover(runs int) {
 		waitFor("one primary", 30*time.Second, func() error {
 			primary = nil
 			for _, p := range ps {
-				st, err := status(p.store)
+				st, err := status(p)
 				if err == nil && st.Replication.Role == store.RolePrimary && st.Replication.Lease != nil && st.Replication.Lease.ValidForMS > 0 {
 					if primary != nil {
 						return errors.New("two primaries")
@@ -568,7 +577,7 @@ func (b *bench) failover(runs int) {
 		fmt.Printf("run %2d: killed %s, first write on the new primary after %v\n", run, primary.name, took.Round(time.Millisecond))
 		primary.start(gossipsBut(ps, primary))
 		waitFor(primary.name+" following", 60*time.Second, func() error {
-			st, err := status(primary.store)
+			st, err := status(primary)
 			if err != nil {
 				return err
 			}
