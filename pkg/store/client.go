@@ -131,7 +131,14 @@ type Client struct {
 	mu    sync.Mutex
 	epoch uint64   // highest epoch seen in answers: sent with writes (fencing)
 	known NodeInfo // the primary the store nodes last named (X-Store-Primary)
+	// silent holds the nodes that last failed to answer (a paused or cut
+	// off node's kernel may still accept connections), until when they are
+	// passed over while another node can be asked who the primary is.
+	silent map[string]time.Time
 }
+
+// silentFor is how long a node that did not answer is passed over.
+const silentFor = time.Second
 
 // NewClient returns a client; it panics if cfg.Resolver is nil, which is a
 // wiring bug, not a runtime condition.
@@ -300,15 +307,21 @@ func (c *Client) primaryAvoiding(avoid map[string]bool) (NodeInfo, error) {
 		}
 	}
 	for _, n := range nodes {
-		if n.Primary && !avoid[n.Name] {
+		if n.Primary && !avoid[n.Name] && !c.isSilent(n.Name) {
 			return n, nil
 		}
 	}
-	var others []NodeInfo
+	var others, answering []NodeInfo
 	for _, n := range nodes {
 		if !avoid[n.Name] {
 			others = append(others, n)
+			if !c.isSilent(n.Name) {
+				answering = append(answering, n)
+			}
 		}
+	}
+	if len(answering) > 0 {
+		others = answering // a node that just failed to answer would again
 	}
 	if len(others) == 0 {
 		others = nodes // every node refused: try them all again
@@ -335,7 +348,18 @@ func (c *Client) forget(node NodeInfo) {
 	if c.known.Name == node.Name {
 		c.known = NodeInfo{}
 	}
+	if c.silent == nil {
+		c.silent = map[string]time.Time{}
+	}
+	c.silent[node.Name] = time.Now().Add(silentFor)
 	c.mu.Unlock()
+}
+
+// isSilent reports whether node failed to answer within silentFor.
+func (c *Client) isSilent(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.silent[name])
 }
 
 // replicas returns the listed nodes other than the primary.
