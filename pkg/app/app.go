@@ -80,8 +80,21 @@ type Config struct {
 	CacheNodes func() []string
 	// CacheTier tunes the cache tier: TTLs, timeouts, the breaker, and the
 	// cache's password (the node copies --cache-password into it). Its
-	// Nodes, Logger and Metrics are set from CacheNodes, Logger and Metrics.
+	// Nodes, Logger and Metrics are set from CacheNodes, Logger and Metrics,
+	// its MACKey from CacheMACKey when that is set.
 	CacheTier cachetier.Config
+	// CacheMACKey authenticates everything the app puts in the cache tier
+	// (sessions, posts, feed pages, comments, rendered post lists) with
+	// HMAC-SHA256 (cachetier.Config.MACKey): an entry that does not verify
+	// is served from the store instead and counted (/status
+	// cache_tier.rejected, scalestack_app_cache_rejected_total), so whoever
+	// can write to a cache node cannot log in as someone else or put markup
+	// in a page. Every app and worker node of a cluster must have the same
+	// key; the node derives it from --cluster-key (label "cache-mac").
+	// Empty (default): a development key written in the source, which
+	// protects nothing; fit only for a stack nobody else can reach (the
+	// loopback stacks that run without a cluster key). At least 16 bytes.
+	CacheMACKey []byte
 	// CachePages is how many pages of each feed (home, author, tag) are
 	// cached, from the first. A write invalidates every cached page of the
 	// feeds it touches, so more pages cost more keys per write. Default 5.
@@ -179,6 +192,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("app config: Sessions %q: want memory or shared", c.Sessions)
 	case c.Cache != "on" && c.Cache != "off":
 		return fmt.Errorf("app config: Cache %q: want on or off", c.Cache)
+	case len(c.CacheMACKey) > 0 && len(c.CacheMACKey) < 16:
+		return fmt.Errorf("app config: CacheMACKey of %d bytes: want at least 16", len(c.CacheMACKey))
 	case c.CachePages < 1 || c.CachePages > 100:
 		return fmt.Errorf("app config: CachePages %d: want 1 to 100", c.CachePages)
 	case c.Purge != "on" && c.Purge != "off":
@@ -284,6 +299,12 @@ func New(cfg Config) (*App, error) {
 	if cfg.usesTier() {
 		tc := cfg.CacheTier
 		tc.Nodes, tc.Logger, tc.Metrics = cfg.CacheNodes, a.log, cfg.Metrics
+		if len(cfg.CacheMACKey) > 0 {
+			tc.MACKey = cfg.CacheMACKey
+		}
+		if len(tc.MACKey) == 0 {
+			a.log.Warn("app: cache entries are sealed with the public development key (no --cluster-key): anyone who can write to the cache nodes can forge them")
+		}
 		t, err := cachetier.New(tc)
 		if err != nil {
 			return nil, fmt.Errorf("app: %w", err)

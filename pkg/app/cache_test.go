@@ -622,7 +622,7 @@ func TestSharedSessions(t *testing.T) {
 
 	// The cache node holding the session dies; then the other one too.
 	holder, rest := c1, c2
-	if cacheHolds(t, c2.Addr(), "ss2:sess:"+session) {
+	if cacheHolds(t, c2.Addr(), "ss2:sess:"+sha256Hex(session)) {
 		holder, rest = c2, c1
 	}
 	holder.Close()
@@ -681,7 +681,10 @@ func TestSharedSessionsStore(t *testing.T) {
 	if err := ss.Sweep(ctx, time.Now().Add(2*time.Minute)); err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
-	if _, err := db.Get(ctx, "sessions.byid", dead.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.Get(ctx, "sessions.byid", sha256Hex(live.ID)); err != nil {
+		t.Fatalf("the live session is not in the store under the SHA-256 of its id: %v", err)
+	}
+	if _, err := db.Get(ctx, "sessions.byid", sha256Hex(dead.ID)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an expired session is still in the store after a sweep: %v", err)
 	}
 	if _, err := ss.Get(ctx, live.ID); err != nil {
