@@ -479,3 +479,36 @@ func TestUnknownAPIRoute(t *testing.T) {
 		t.Errorf("404 body = %s, want a JSON error", r.Body)
 	}
 }
+
+// Password rules at sign-up (8 to 72 bytes, not a common one, not the
+// handle), and a log-in with more than 72 bytes refused even when its first
+// 72 are the password (bcrypt reads no further).
+func TestPasswordRules(t *testing.T) {
+	s := newStack(t)
+	for _, tt := range []struct {
+		name, handle, password string
+		code                   int
+	}{
+		{"7 bytes", "seven", "7 bytes", http.StatusBadRequest},
+		{"73 bytes", "seventythree", strings.Repeat("x", 72) + "y", http.StatusBadRequest},
+		{"common", "commoner", "password1", http.StatusBadRequest},
+		{"common, other case", "commoner", "Qwerty123", http.StatusBadRequest},
+		{"one character repeated", "repeater", "aaaaaaaa", http.StatusBadRequest},
+		{"the handle", "samename", "samename", http.StatusBadRequest},
+		{"good", "gooduser", "violet kettle drum", http.StatusCreated},
+		{"good, 72 bytes", "longuser", strings.Repeat("long enough ", 6), http.StatusCreated},
+	} {
+		r := s.client(t).json("POST", "/api/v1/signup", map[string]string{"handle": tt.handle, "email": tt.handle + "@example.com", "password": tt.password})
+		want(t, "signup with a password "+tt.name, r, tt.code)
+		if tt.code == http.StatusBadRequest {
+			if got := r.JSON(t)["field"]; got != "password" {
+				t.Errorf("signup with a password %s: field %v, want password", tt.name, got)
+			}
+		}
+	}
+	long := strings.Repeat("long enough ", 6)
+	c := s.client(t)
+	want(t, "login with the 72-byte password", c.json("POST", "/api/v1/login", map[string]string{"handle": "longuser", "password": long}), http.StatusOK)
+	r := c.json("POST", "/api/v1/login", map[string]string{"handle": "longuser", "password": long + "and more"})
+	want(t, "login with the 72-byte password and more after it", r, http.StatusUnauthorized)
+}

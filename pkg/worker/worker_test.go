@@ -31,13 +31,13 @@ type blog struct {
 func seed(t testing.TB, svc app.Services, followers, nposts int) blog {
 	t.Helper()
 	ctx := ctxT(t)
-	a, err := svc.Accounts.SignUp(ctx, "author", "author@example.com", "password1")
+	a, err := svc.Accounts.SignUp(ctx, "author", "author@example.com", "violet kettle drum")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := blog{author: a.ID}
 	for i := range followers {
-		u, err := svc.Accounts.SignUp(ctx, fmt.Sprintf("reader%d", i), fmt.Sprintf("r%d@example.com", i), "password1")
+		u, err := svc.Accounts.SignUp(ctx, fmt.Sprintf("reader%d", i), fmt.Sprintf("r%d@example.com", i), "violet kettle drum")
 		if err != nil {
 			t.Fatal(err)
 		}
