@@ -15,7 +15,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,6 +138,26 @@ type Config struct {
 	BcryptCost int
 	// PageSize is the number of posts on one page of a feed. Default 10.
 	PageSize int
+	// RateLimit turns the rate limits on log-in, sign-up, posting and
+	// commenting on ("on", default) or off ("off"; flag --rate-limit). Off
+	// is for load runs that act as more users from one address than the
+	// limits allow (`node load --users` past 50, or a sustained rate of
+	// posts and comments past RateLimits'); nothing else should need it.
+	RateLimit string
+	// RateLimits are the limits (ratelimit.go): token buckets per client
+	// address and per account, in this app node's memory. Default
+	// DefaultRateLimits().
+	RateLimits RateLimits
+	// TrustedProxies are the networks of the proxies in front of the app
+	// (its lb and edge nodes) whose X-Forwarded-For is believed when the
+	// rate limits look for the client's address (flag --trusted-proxies,
+	// CIDRs). A request from anywhere else is keyed by its peer address,
+	// whatever the header says. Default: loopback only
+	// (DefaultTrustedProxies), which is where `node up` runs them. Across
+	// machines, list the lb and edge hosts: otherwise every client behind
+	// an lb shares the lb's buckets; list nothing wider, or clients that
+	// reach the app port from there choose their own address.
+	TrustedProxies []netip.Prefix
 	// Reads says where store reads go (flag --reads): "primary" (default:
 	// every read is strong) or "replicas" (session consistency: any replica
 	// that has applied the user's last write, kept in the session, else the
@@ -172,6 +194,9 @@ func DefaultConfig() Config {
 		Purge:             "on",
 		BcryptCost:        bcrypt.DefaultCost,
 		PageSize:          10,
+		RateLimit:         "on",
+		RateLimits:        DefaultRateLimits(),
+		TrustedProxies:    DefaultTrustedProxies(),
 		Reads:             "primary",
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -210,12 +235,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("app config: BcryptCost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	case c.PageSize < 1 || c.PageSize > 100:
 		return fmt.Errorf("app config: PageSize %d: want 1 to 100", c.PageSize)
+	case c.RateLimit != "on" && c.RateLimit != "off":
+		return fmt.Errorf("app config: RateLimit %q: want on or off", c.RateLimit)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return errors.New("app config: ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout must be positive")
 	case c.ShutdownTimeout <= 0:
 		return errors.New("app config: ShutdownTimeout must be positive")
 	case c.Outbox == "" && c.DataDir == "":
 		return errors.New("app config: Outbox or DataDir is required")
+	}
+	if err := c.RateLimits.Validate(); err != nil {
+		return fmt.Errorf("app config: RateLimits: %w", err)
 	}
 	if c.usesTier() {
 		if err := c.CacheTier.Validate(); err != nil {
@@ -251,6 +281,38 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost of password hashes (4 is fast, for load tests)")
 	fs.IntVar(&c.PageSize, "app-page-size", c.PageSize, "posts per page of a feed")
 	fs.StringVar(&c.Reads, "reads", c.Reads, "where store reads go: primary, or replicas (each user still reads their own writes)")
+	fs.StringVar(&c.RateLimit, "rate-limit", c.RateLimit,
+		"rate limits on log-in, sign-up, posting and commenting per client address and account: on, or off (load runs from one address)")
+	fs.Func("trusted-proxies", "comma-separated CIDRs of the lb and edge nodes whose X-Forwarded-For names the client (default loopback)",
+		func(v string) error {
+			ps, err := ParsePrefixes(v)
+			if err == nil {
+				c.TrustedProxies = ps
+			}
+			return err
+		})
+}
+
+// ParsePrefixes reads a comma-separated list of CIDRs (a bare address is
+// one host); an empty string is an empty list.
+func ParsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // App is the blog role.
@@ -484,8 +546,13 @@ type Status struct {
 	// LiveSessions counts sessions held in memory (memory sessions only).
 	LiveSessions int `json:"live_sessions,omitempty"`
 	// CacheTier has the cache tier's figures (hits, misses, bypasses,
-	// errors, invalidations, nodes) when the tier is in use.
+	// errors, invalidations, entries rejected as forged, nodes) when the
+	// tier is in use.
 	CacheTier *cachetier.Stats `json:"cache_tier,omitempty"`
+	// RateLimited counts the requests refused with 429, by "action/by"
+	// (login/ip, login/account, signup/ip, post/ip, post/account,
+	// comment/ip, comment/account).
+	RateLimited map[string]uint64 `json:"rate_limited"`
 }
 
 // Status returns live figures.
@@ -494,6 +561,7 @@ func (a *App) Status() any {
 		Ready: a.Ready(), Addr: a.Addr(), Sessions: a.cfg.Sessions, Cache: a.cfg.Cache, Jobs: a.cfg.Jobs,
 		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
+		RateLimited: a.web.limits.status(),
 	}
 	if a.relay != nil {
 		ob := a.relay.status()

@@ -308,7 +308,7 @@ func (w *web) pageSignup(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *web) formSignup(rw http.ResponseWriter, r *http.Request) {
-	if !w.parseForm(rw, r) {
+	if !w.parseForm(rw, r) || !w.allow(rw, r, actSignup, "") {
 		return
 	}
 	d := w.data(r, "Sign up")
@@ -348,7 +348,11 @@ func (w *web) formLogin(rw http.ResponseWriter, r *http.Request) {
 	case password == "":
 		err = svc.Invalid("password", "is required")
 	default:
+		if !w.allow(rw, r, actLogin, loginAccount(handle)) {
+			return
+		}
 		u, aerr := w.svc.Accounts.Authenticate(r.Context(), handle, password)
+		w.loginDone(handle, aerr)
 		if err = aerr; err == nil {
 			err = w.startSession(rw, r, u)
 		}
@@ -394,7 +398,7 @@ func (w *web) postForm(d *pageData, r *http.Request) {
 
 func (w *web) formNew(rw http.ResponseWriter, r *http.Request) {
 	s := w.needLogin(rw, r)
-	if s == nil || !w.parseMultipart(rw, r) {
+	if s == nil || !w.allow(rw, r, actPost, s.UserID) || !w.parseMultipart(rw, r) {
 		return
 	}
 	d := w.data(r, "Write")
@@ -500,7 +504,7 @@ func (w *web) formDelete(rw http.ResponseWriter, r *http.Request) {
 
 func (w *web) formComment(rw http.ResponseWriter, r *http.Request) {
 	s := w.needLogin(rw, r)
-	if s == nil || !w.parseForm(rw, r) {
+	if s == nil || !w.allow(rw, r, actComment, s.UserID) || !w.parseForm(rw, r) {
 		return
 	}
 	id := r.PathValue("id")
