@@ -227,7 +227,7 @@ func TestPoisonJobDeadThenReplayed(t *testing.T) {
 	}
 	w := e.startWorker(t, nil)
 	p := e.publisher(t)
-	job := app.NewJob(app.JobThumbnail, app.ImagePayload{PostID: "gone", Image: meta.Name})
+	job := app.NewJob(app.JobThumbnail, app.ImagePayload{PostID: "0000000000000", Image: meta.Name}) // no such post
 	if err := p.Enqueue(ctx, job); err != nil {
 		t.Fatal(err)
 	}
