@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -182,14 +181,9 @@ func (l *limiter) Collect(ch chan<- prometheus.Metric) {
 
 // status returns the refusals so far, by "action/by", for /status.
 func (l *limiter) status() map[string]uint64 {
-	out := map[string]uint64{}
-	names := make([]string, 0, len(l.refused))
-	for name := range l.refused {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		out[name] = l.refused[name].Load()
+	out := make(map[string]uint64, len(l.refused))
+	for name, n := range l.refused {
+		out[name] = n.Load()
 	}
 	return out
 }
@@ -300,8 +294,7 @@ func (w *web) allow(rw http.ResponseWriter, r *http.Request, action, account str
 	if ok {
 		return true
 	}
-	secs := int(math.Ceil(wait.Seconds()))
-	secs = max(secs, 1)
+	secs := max(int(math.Ceil(wait.Seconds())), 1)
 	rw.Header().Set("Retry-After", strconv.Itoa(secs))
 	w.fail(rw, r, http.StatusTooManyRequests, fmt.Sprintf("too many %s attempts %s; try again in %d s", action, what, secs), "")
 	return false
