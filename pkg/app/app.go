@@ -365,7 +365,9 @@ func New(cfg Config) (*App, error) {
 			tc.MACKey = cfg.CacheMACKey
 		}
 		if len(tc.MACKey) == 0 {
-			a.log.Warn("app: cache entries are sealed with the public development key (no --cluster-key): anyone who can write to the cache nodes can forge them")
+			// Without a cluster key the node binds loopback only: a note, not
+			// a warning, or every local stack would warn.
+			a.log.Info("app: cache entries are sealed with the public development key (no --cluster-key): fit for loopback only, where whoever can write to the cache can forge them")
 		}
 		t, err := cachetier.New(tc)
 		if err != nil {
