@@ -154,7 +154,7 @@ func (w *web) apiSignup(rw http.ResponseWriter, r *http.Request) {
 		Email    string `json:"email"`
 		Password string `json:"password"`
 	}
-	if !w.readJSON(rw, r, &in) {
+	if !w.readJSON(rw, r, &in) || !w.allow(rw, r, actSignup, "") {
 		return
 	}
 	u, err := w.signup(r, in.Handle, in.Email, in.Password)
@@ -197,7 +197,11 @@ func (w *web) apiLogin(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, http.StatusBadRequest, "password is required", "password")
 		return
 	}
+	if !w.allow(rw, r, actLogin, loginAccount(in.Handle)) {
+		return
+	}
 	u, err := w.svc.Accounts.Authenticate(r.Context(), in.Handle, in.Password)
+	w.loginDone(in.Handle, err)
 	if err != nil {
 		w.error(rw, r, err)
 		return
@@ -280,7 +284,7 @@ func deref[T any](p *T) T {
 
 func (w *web) apiCreatePost(rw http.ResponseWriter, r *http.Request) {
 	s := w.authed(rw, r)
-	if s == nil {
+	if s == nil || !w.allow(rw, r, actPost, s.UserID) {
 		return
 	}
 	var in postInput
@@ -534,7 +538,7 @@ func (w *web) addComment(r *http.Request, s *Session, postID, body string) (comm
 
 func (w *web) apiAddComment(rw http.ResponseWriter, r *http.Request) {
 	s := w.authed(rw, r)
-	if s == nil {
+	if s == nil || !w.allow(rw, r, actComment, s.UserID) {
 		return
 	}
 	var in struct {

@@ -2,10 +2,13 @@ package app_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -477,5 +480,87 @@ func TestUnknownAPIRoute(t *testing.T) {
 	want(t, "unknown route", r, http.StatusNotFound)
 	if r.JSON(t)["error"] == nil {
 		t.Errorf("404 body = %s, want a JSON error", r.Body)
+	}
+}
+
+// Password rules at sign-up (8 to 72 bytes, not a common one, not the
+// handle), and a log-in with more than 72 bytes refused even when its first
+// 72 are the password (bcrypt reads no further).
+func TestPasswordRules(t *testing.T) {
+	s := newStack(t)
+	for _, tt := range []struct {
+		name, handle, password string
+		code                   int
+	}{
+		{"7 bytes", "seven", "7 bytes", http.StatusBadRequest},
+		{"73 bytes", "seventythree", strings.Repeat("x", 72) + "y", http.StatusBadRequest},
+		{"common", "commoner", "password1", http.StatusBadRequest},
+		{"common, other case", "commoner", "Qwerty123", http.StatusBadRequest},
+		{"one character repeated", "repeater", "aaaaaaaa", http.StatusBadRequest},
+		{"the handle", "samename", "samename", http.StatusBadRequest},
+		{"good", "gooduser", "violet kettle drum", http.StatusCreated},
+		{"good, 72 bytes", "longuser", strings.Repeat("long enough ", 6), http.StatusCreated},
+	} {
+		r := s.client(t).json("POST", "/api/v1/signup", map[string]string{"handle": tt.handle, "email": tt.handle + "@example.com", "password": tt.password})
+		want(t, "signup with a password "+tt.name, r, tt.code)
+		if tt.code == http.StatusBadRequest {
+			if got := r.JSON(t)["field"]; got != "password" {
+				t.Errorf("signup with a password %s: field %v, want password", tt.name, got)
+			}
+		}
+	}
+	long := strings.Repeat("long enough ", 6)
+	c := s.client(t)
+	want(t, "login with the 72-byte password", c.json("POST", "/api/v1/login", map[string]string{"handle": "longuser", "password": long}), http.StatusOK)
+	r := c.json("POST", "/api/v1/login", map[string]string{"handle": "longuser", "password": long + "and more"})
+	want(t, "login with the 72-byte password and more after it", r, http.StatusUnauthorized)
+}
+
+// bombPNG is a PNG of a few dozen bytes that declares a w×h image of 16-bit
+// RGBA pixels (8 bytes each), with no pixel data after its header.
+func bombPNG(w, h uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := func(typ string, data []byte) {
+		_ = binary.Write(&b, binary.BigEndian, uint32(len(data)))
+		b.WriteString(typ)
+		b.Write(data)
+		_ = binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+	}
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 16, 6 // 16 bits, RGBA
+	chunk("IHDR", ihdr)
+	chunk("IDAT", []byte{0x78, 0x9c})
+	chunk("IEND", nil)
+	return b.Bytes()
+}
+
+// The probe of issue 15 uploaded a 308 KB PNG of 6300×6300 16-bit pixels,
+// under the 40-megapixel cap: its decode (the thumbnail, inline) took
+// 5.7 s and 400 MB. Such an image is now refused at upload from its
+// header, with 413 naming the image, and nothing is decoded: the request
+// allocates a few megabytes, not the 317 MB the bitmap would take.
+func TestUploadDecompressionBomb(t *testing.T) {
+	s := newStack(t)
+	alice := s.client(t)
+	alice.signup("alice")
+	id := alice.post("Cover", "x")["id"].(string)
+	bomb := bombPNG(6300, 6300)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := alice.multipart("/api/v1/posts/"+id+"/image", bomb)
+	runtime.ReadMemStats(&after)
+	want(t, "upload a decompression bomb", r, http.StatusRequestEntityTooLarge)
+	if got := r.JSON(t)["field"]; got != "image" {
+		t.Errorf("the 413 names field %v, want image", got)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 32<<20 {
+		t.Errorf("the refused upload allocated %d MiB, want it refused before any decode", grew>>20)
+	}
+	if img := alice.get("/api/v1/posts/" + id).JSON(t)["post"].(map[string]any)["image_url"]; img != "" {
+		t.Errorf("the post's image_url is %v after a refused upload, want none", img)
 	}
 }

@@ -15,7 +15,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,8 +88,21 @@ type Config struct {
 	CacheNodes func() []string
 	// CacheTier tunes the cache tier: TTLs, timeouts, the breaker, and the
 	// cache's password (the node copies --cache-password into it). Its
-	// Nodes, Logger and Metrics are set from CacheNodes, Logger and Metrics.
+	// Nodes, Logger and Metrics are set from CacheNodes, Logger and Metrics,
+	// its MACKey from CacheMACKey when that is set.
 	CacheTier cachetier.Config
+	// CacheMACKey authenticates everything the app puts in the cache tier
+	// (sessions, posts, feed pages, comments, rendered post lists) with
+	// HMAC-SHA256 (cachetier.Config.MACKey): an entry that does not verify
+	// is served from the store instead and counted (/status
+	// cache_tier.rejected, scalestack_app_cache_rejected_total), so whoever
+	// can write to a cache node cannot log in as someone else or put markup
+	// in a page. Every app and worker node of a cluster must have the same
+	// key; the node derives it from --cluster-key (label "cache-mac").
+	// Empty (default): a development key written in the source, which
+	// protects nothing; fit only for a stack nobody else can reach (the
+	// loopback stacks that run without a cluster key). At least 16 bytes.
+	CacheMACKey []byte
 	// CachePages is how many pages of each feed (home, author, tag) are
 	// cached, from the first. A write invalidates every cached page of the
 	// feeds it touches, so more pages cost more keys per write. Default 5.
@@ -129,6 +144,26 @@ type Config struct {
 	BcryptCost int
 	// PageSize is the number of posts on one page of a feed. Default 10.
 	PageSize int
+	// RateLimit turns the rate limits on log-in, sign-up, posting and
+	// commenting on ("on", default) or off ("off"; flag --rate-limit). Off
+	// is for load runs that act as more users from one address than the
+	// limits allow (`node load --users` past 50, or a sustained rate of
+	// posts and comments past RateLimits'); nothing else should need it.
+	RateLimit string
+	// RateLimits are the limits (ratelimit.go): token buckets per client
+	// address and per account, in this app node's memory. Default
+	// DefaultRateLimits().
+	RateLimits RateLimits
+	// TrustedProxies are the networks of the proxies in front of the app
+	// (its lb and edge nodes) whose X-Forwarded-For is believed when the
+	// rate limits look for the client's address (flag --trusted-proxies,
+	// CIDRs). A request from anywhere else is keyed by its peer address,
+	// whatever the header says. Default: loopback only
+	// (DefaultTrustedProxies), which is where `node up` runs them. Across
+	// machines, list the lb and edge hosts: otherwise every client behind
+	// an lb shares the lb's buckets; list nothing wider, or clients that
+	// reach the app port from there choose their own address.
+	TrustedProxies []netip.Prefix
 	// Reads says where store reads go (flag --reads): "primary" (default:
 	// every read is strong) or "replicas" (session consistency: any replica
 	// that has applied the user's last write, kept in the session, else the
@@ -166,6 +201,9 @@ func DefaultConfig() Config {
 		Purge:             "on",
 		BcryptCost:        bcrypt.DefaultCost,
 		PageSize:          10,
+		RateLimit:         "on",
+		RateLimits:        DefaultRateLimits(),
+		TrustedProxies:    DefaultTrustedProxies(),
 		Reads:             "primary",
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -188,6 +226,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("app config: MaxMemorySessions %d: want at least 1", c.MaxMemorySessions)
 	case c.Cache != "on" && c.Cache != "off":
 		return fmt.Errorf("app config: Cache %q: want on or off", c.Cache)
+	case len(c.CacheMACKey) > 0 && len(c.CacheMACKey) < 16:
+		return fmt.Errorf("app config: CacheMACKey of %d bytes: want at least 16", len(c.CacheMACKey))
 	case c.CachePages < 1 || c.CachePages > 100:
 		return fmt.Errorf("app config: CachePages %d: want 1 to 100", c.CachePages)
 	case c.Purge != "on" && c.Purge != "off":
@@ -204,12 +244,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("app config: BcryptCost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	case c.PageSize < 1 || c.PageSize > 100:
 		return fmt.Errorf("app config: PageSize %d: want 1 to 100", c.PageSize)
+	case c.RateLimit != "on" && c.RateLimit != "off":
+		return fmt.Errorf("app config: RateLimit %q: want on or off", c.RateLimit)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return errors.New("app config: ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout must be positive")
 	case c.ShutdownTimeout <= 0:
 		return errors.New("app config: ShutdownTimeout must be positive")
 	case c.Outbox == "" && c.DataDir == "":
 		return errors.New("app config: Outbox or DataDir is required")
+	}
+	if err := c.RateLimits.Validate(); err != nil {
+		return fmt.Errorf("app config: RateLimits: %w", err)
 	}
 	if c.usesTier() {
 		if err := c.CacheTier.Validate(); err != nil {
@@ -246,6 +291,38 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost of password hashes (4 is fast, for load tests)")
 	fs.IntVar(&c.PageSize, "app-page-size", c.PageSize, "posts per page of a feed")
 	fs.StringVar(&c.Reads, "reads", c.Reads, "where store reads go: primary, or replicas (each user still reads their own writes)")
+	fs.StringVar(&c.RateLimit, "rate-limit", c.RateLimit,
+		"rate limits on log-in, sign-up, posting and commenting per client address and account: on, or off (load runs from one address)")
+	fs.Func("trusted-proxies", "comma-separated CIDRs of the lb and edge nodes whose X-Forwarded-For names the client (default loopback)",
+		func(v string) error {
+			ps, err := ParsePrefixes(v)
+			if err == nil {
+				c.TrustedProxies = ps
+			}
+			return err
+		})
+}
+
+// ParsePrefixes reads a comma-separated list of CIDRs (a bare address is
+// one host); an empty string is an empty list.
+func ParsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // App is the blog role.
@@ -294,6 +371,14 @@ func New(cfg Config) (*App, error) {
 	if cfg.usesTier() {
 		tc := cfg.CacheTier
 		tc.Nodes, tc.Logger, tc.Metrics = cfg.CacheNodes, a.log, cfg.Metrics
+		if len(cfg.CacheMACKey) > 0 {
+			tc.MACKey = cfg.CacheMACKey
+		}
+		if len(tc.MACKey) == 0 {
+			// Without a cluster key the node binds loopback only: a note, not
+			// a warning, or every local stack would warn.
+			a.log.Info("app: cache entries are sealed with the public development key (no --cluster-key): fit for loopback only, where whoever can write to the cache can forge them")
+		}
 		t, err := cachetier.New(tc)
 		if err != nil {
 			return nil, fmt.Errorf("app: %w", err)
@@ -473,8 +558,13 @@ type Status struct {
 	// LiveSessions counts sessions held in memory (memory sessions only).
 	LiveSessions int `json:"live_sessions,omitempty"`
 	// CacheTier has the cache tier's figures (hits, misses, bypasses,
-	// errors, invalidations, nodes) when the tier is in use.
+	// errors, invalidations, entries rejected as forged, nodes) when the
+	// tier is in use.
 	CacheTier *cachetier.Stats `json:"cache_tier,omitempty"`
+	// RateLimited counts the requests refused with 429, by "action/by"
+	// (login/ip, login/account, signup/ip, post/ip, post/account,
+	// comment/ip, comment/account).
+	RateLimited map[string]uint64 `json:"rate_limited"`
 }
 
 // Status returns live figures.
@@ -483,6 +573,7 @@ func (a *App) Status() any {
 		Ready: a.Ready(), Addr: a.Addr(), Sessions: a.cfg.Sessions, Cache: a.cfg.Cache, Jobs: a.cfg.Jobs,
 		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
+		RateLimited: a.web.limits.status(),
 	}
 	if a.relay != nil {
 		ob := a.relay.status()

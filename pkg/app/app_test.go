@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -99,6 +100,10 @@ func TestConfigValidate(t *testing.T) {
 		{"ttl", func(c *app.Config) { c.SessionTTL = time.Second }, "SessionTTL"},
 		{"timeouts", func(c *app.Config) { c.ReadTimeout = 0 }, "ReadTimeout"},
 		{"no outbox", func(c *app.Config) { c.DataDir = "" }, "Outbox"},
+		{"short cache MAC key", func(c *app.Config) { c.CacheMACKey = []byte("short") }, "CacheMACKey"},
+		{"rate limit", func(c *app.Config) { c.RateLimit = "yes" }, "RateLimit"},
+		{"a limit", func(c *app.Config) { c.RateLimits.PostPerIP = app.Limit{Burst: 3} }, "post ip"},
+		{"no limit", func(c *app.Config) { c.RateLimits.PostPerIP = app.Limit{} }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base()
@@ -131,6 +136,15 @@ func TestAddFlags(t *testing.T) {
 	if c.Sessions != "shared" || c.Cache != "on" || c.CachePages != 3 || c.CacheTier.TTL != time.Minute ||
 		c.CacheTier.TombstoneTTL != 3*time.Second || c.CacheTier.Timeout != 50*time.Millisecond {
 		t.Errorf("after cache flags Config = %+v", c)
+	}
+	if err := fs.Parse([]string{"--rate-limit=off", "--trusted-proxies=10.0.0.0/24, 192.0.2.7"}); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if got := fmt.Sprint(c.TrustedProxies); c.RateLimit != "off" || got != "[10.0.0.0/24 192.0.2.7/32]" {
+		t.Errorf("after --rate-limit and --trusted-proxies: RateLimit %q, TrustedProxies %s", c.RateLimit, got)
+	}
+	if err := fs.Parse([]string{"--trusted-proxies=lb-1"}); err == nil {
+		t.Errorf("--trusted-proxies=lb-1 parsed; want an error (CIDRs or addresses only)")
 	}
 	for _, reserved := range []string{"app-port", "data", "name", "addr", "cache-port", "cache-password"} {
 		if fs.Lookup(reserved) != nil {

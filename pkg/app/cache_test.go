@@ -494,13 +494,13 @@ func TestCacheInvalidationRace(t *testing.T) {
 	})
 	for _, c := range []*cache.Server{c1, c2} {
 		rdb := redis.NewClient(&redis.Options{Addr: c.Addr(), Protocol: 2, DisableIdentity: true})
-		raw, err := rdb.Get(context.Background(), "ss1:post:"+id).Result()
+		raw, err := rdb.Get(context.Background(), "ss2:post:"+id).Result()
 		rdb.Close()
 		if err == redis.Nil || strings.HasPrefix(raw, "T") {
 			continue
 		}
 		var p struct{ Title string }
-		if err != nil || !strings.HasPrefix(raw, "D") || json.Unmarshal([]byte(raw[1:]), &p) != nil || p.Title != fmt.Sprintf("v%d", edits) {
+		if v, ok := sealedPayload(raw); err != nil || !ok || json.Unmarshal([]byte(v), &p) != nil || p.Title != fmt.Sprintf("v%d", edits) {
 			t.Errorf("cache node %s holds %.80q, %v for the post; want v%d or nothing", c.Addr(), raw, err, edits)
 		}
 	}
@@ -622,7 +622,7 @@ func TestSharedSessions(t *testing.T) {
 
 	// The cache node holding the session dies; then the other one too.
 	holder, rest := c1, c2
-	if cacheHolds(t, c2.Addr(), "ss1:sess:"+session) {
+	if cacheHolds(t, c2.Addr(), "ss2:sess:"+sha256Hex(session)) {
 		holder, rest = c2, c1
 	}
 	holder.Close()
@@ -681,7 +681,10 @@ func TestSharedSessionsStore(t *testing.T) {
 	if err := ss.Sweep(ctx, time.Now().Add(2*time.Minute)); err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
-	if _, err := db.Get(ctx, "sessions.byid", dead.ID); !errors.Is(err, store.ErrNotFound) {
+	if _, err := db.Get(ctx, "sessions.byid", sha256Hex(live.ID)); err != nil {
+		t.Fatalf("the live session is not in the store under the SHA-256 of its id: %v", err)
+	}
+	if _, err := db.Get(ctx, "sessions.byid", sha256Hex(dead.ID)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an expired session is still in the store after a sweep: %v", err)
 	}
 	if _, err := ss.Get(ctx, live.ID); err != nil {
@@ -714,4 +717,17 @@ func cacheHolds(tb testing.TB, addr, key string) bool {
 	defer rdb.Close()
 	n, _ := rdb.Exists(context.Background(), key).Result()
 	return n == 1
+}
+
+// sealedPayload returns the value of a sealed cache entry as a cache node
+// holds it (D<expires>.<mac><value>; see pkg/app/cachetier/seal.go).
+func sealedPayload(raw string) (string, bool) {
+	if !strings.HasPrefix(raw, "D") {
+		return "", false
+	}
+	_, rest, ok := strings.Cut(raw[1:], ".")
+	if !ok || len(rest) < 43 {
+		return "", false
+	}
+	return rest[43:], true
 }

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/scalestack/scalestack/pkg/app/accounts"
 	"github.com/scalestack/scalestack/pkg/app/internal/ids"
+	"github.com/scalestack/scalestack/pkg/app/media"
 	"github.com/scalestack/scalestack/pkg/app/notify"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 )
@@ -50,8 +54,105 @@ const (
 	JobIndex = "index"
 )
 
-// ErrUnknownJob: no handler for the job's kind.
-var ErrUnknownJob = errors.New("unknown job kind")
+// Errors of jobs that will never succeed, however often they are tried: a
+// queue must not retry them (the worker moves them to the dead-letter
+// stream at once).
+var (
+	// ErrUnknownJob: no handler for the job's kind.
+	ErrUnknownJob = errors.New("unknown job kind")
+	// ErrBadJob: a field of the job is not what the app writes (CheckJob),
+	// or the thing it names can never be processed (an image over the
+	// decoding limits).
+	ErrBadJob = errors.New("bad job")
+)
+
+// CheckJob checks every field of j that a handler turns into output (a
+// file name, an e-mail header, a notification) or looks data up by, as if
+// the job came from anyone who can publish to the queue, not from the app:
+// ids have the app's id form, handles the handle form, an e-mail address
+// is one plain address (net/mail) with no line break, an image the media
+// name form. A job that fails is ErrBadJob (an unknown kind ErrUnknownJob).
+// Fields no handler uses (a welcome's user id, a comment's id) are not
+// checked.
+func CheckJob(j Job) error {
+	if !ids.Valid(j.ID) {
+		return fmt.Errorf("job id %q is not an id: %w", j.ID, ErrBadJob)
+	}
+	id := func(what, v string) error {
+		if !ids.Valid(v) {
+			return fmt.Errorf("%s %q is not an id: %w", what, v, ErrBadJob)
+		}
+		return nil
+	}
+	handle := func(what, v string) error {
+		if accounts.ValidHandle(v) != "" {
+			return fmt.Errorf("%s %q is not a handle: %w", what, v, ErrBadJob)
+		}
+		return nil
+	}
+	var err error
+	switch j.Kind {
+	case JobWelcome:
+		var p WelcomePayload
+		if err = strictDecode(j, &p); err == nil {
+			if err = handle("handle", p.Handle); err == nil {
+				err = CheckEmail(p.Email)
+			}
+		}
+	case JobNotifyFollowers, JobView, JobIndex:
+		var p PostPayload
+		if err = strictDecode(j, &p); err == nil {
+			err = id("post id", p.PostID)
+		}
+	case JobCommentAdded:
+		var p CommentPayload
+		if err = strictDecode(j, &p); err == nil {
+			err = errors.Join(id("post id", p.PostID), id("author id", p.AuthorID), handle("author", p.Author))
+		}
+	case JobThumbnail:
+		var p ImagePayload
+		if err = strictDecode(j, &p); err == nil {
+			if err = id("post id", p.PostID); err == nil && !media.ValidName(p.Image) {
+				err = fmt.Errorf("image %q is not a media name: %w", p.Image, ErrBadJob)
+			}
+		}
+	default:
+		return fmt.Errorf("job %s: %q: %w", j.ID, j.Kind, ErrUnknownJob)
+	}
+	if err != nil {
+		return fmt.Errorf("job %s %s: %w", j.Kind, j.ID, err)
+	}
+	return nil
+}
+
+// strictDecode decodes a payload that CheckJob checks: anything but a JSON
+// object of the payload's fields is a bad job.
+func strictDecode(j Job, v any) error {
+	if err := json.Unmarshal(j.Payload, v); err != nil {
+		return fmt.Errorf("decode payload: %v: %w", err, ErrBadJob)
+	}
+	return nil
+}
+
+// CheckEmail reports whether addr may be written into an e-mail's header:
+// one bare address as net/mail reads it (no display name, no list, no
+// comment), at most accounts.MaxEmail bytes, with no control character
+// (a line break would start a header of the sender's choosing).
+func CheckEmail(addr string) error {
+	if addr == "" || len(addr) > accounts.MaxEmail || strings.ContainsFunc(addr, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return fmt.Errorf("e-mail %q: %w", addr, ErrBadJob)
+	}
+	a, err := mail.ParseAddress(addr)
+	if err != nil || a.Address != addr || a.Name != "" {
+		return fmt.Errorf("e-mail %q is not one plain address: %w", addr, ErrBadJob)
+	}
+	return nil
+}
+
+// HeaderText makes s safe as the text of an e-mail header (a subject, a
+// display name): RFC 2047 encoded when it holds anything but printable
+// ASCII, so no line break in it can start a header of its own.
+func HeaderText(s string) string { return mime.QEncoding.Encode("utf-8", s) }
 
 // WelcomePayload is the payload of JobWelcome.
 type WelcomePayload struct {
@@ -106,8 +207,11 @@ func NewHandlers(s Services, outbox string, log *slog.Logger) *Handlers {
 	return &Handlers{svc: s, outbox: outbox, log: log}
 }
 
-// Handle runs the handler of j's kind.
+// Handle runs the handler of j's kind, after CheckJob.
 func (h *Handlers) Handle(ctx context.Context, j Job) error {
+	if err := CheckJob(j); err != nil {
+		return err
+	}
 	var err error
 	switch j.Kind {
 	case JobWelcome:
@@ -156,8 +260,8 @@ func (h *Handlers) Welcome(_ context.Context, j Job) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: scalestack blog <noreply@scalestack.invalid>\r\n")
-	fmt.Fprintf(&b, "To: %s <%s>\r\n", p.Handle, p.Email)
-	fmt.Fprintf(&b, "Subject: Welcome to the blog, %s\r\n", p.Handle)
+	fmt.Fprintf(&b, "To: %s <%s>\r\n", HeaderText(p.Handle), p.Email)
+	fmt.Fprintf(&b, "Subject: %s\r\n", HeaderText("Welcome to the blog, "+p.Handle))
 	fmt.Fprintf(&b, "Date: %s\r\n", ids.Time(j.ID).UTC().Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <%s@scalestack.invalid>\r\n", j.ID)
 	fmt.Fprintf(&b, "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
@@ -247,6 +351,9 @@ func (h *Handlers) Thumbnail(ctx context.Context, j Job) error {
 		return err
 	}
 	thumb, err := h.svc.Media.Thumbnail(ctx, p.Image)
+	if errors.Is(err, svc.ErrTooLarge) || errors.Is(err, svc.ErrUnsupported) {
+		return fmt.Errorf("%w: %w", ErrBadJob, err) // never within the limits
+	}
 	if err != nil {
 		return err
 	}

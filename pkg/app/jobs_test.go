@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/app"
@@ -82,5 +84,47 @@ func TestJobsAreIdempotent(t *testing.T) {
 	}
 	if err := h.Handle(ctx, app.Job{Kind: "nope", ID: "x"}); err == nil {
 		t.Errorf("Handle of an unknown kind = nil, want an error")
+	}
+}
+
+// CheckJob takes nothing in a job on trust: every field a handler writes
+// out or looks up by must have the form the app gives it.
+func TestCheckJob(t *testing.T) {
+	id := app.NewJob(app.JobView, app.PostPayload{}).ID
+	tests := []struct {
+		name string
+		job  app.Job
+		ok   bool
+	}{
+		{"welcome", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "ada", Email: "ada@example.com"}), true},
+		{"welcome, CRLF in the address", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "ada", Email: "ada@example.com\r\nBcc: x@evil.example"}), false},
+		{"welcome, two addresses", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "ada", Email: "ada@example.com, x@evil.example"}), false},
+		{"welcome, a display name", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "ada", Email: "Ada <ada@example.com>"}), false},
+		{"welcome, no address", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "ada"}), false},
+		{"welcome, a long address", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "ada", Email: strings.Repeat("a", 250) + "@example.com"}), false},
+		{"welcome, a handle with a line break", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "ada\nBcc: x", Email: "ada@example.com"}), false},
+		{"welcome, an upper-case handle", app.NewJob(app.JobWelcome, app.WelcomePayload{Handle: "Ada", Email: "ada@example.com"}), false},
+		{"comment", app.NewJob(app.JobCommentAdded, app.CommentPayload{PostID: id, CommentID: id, AuthorID: id, Author: "bob"}), true},
+		{"comment, author with CRLF", app.NewJob(app.JobCommentAdded, app.CommentPayload{PostID: id, CommentID: id, AuthorID: id, Author: "bob\r\nX: y"}), false},
+		{"comment, no comment id (no handler uses it)", app.NewJob(app.JobCommentAdded, app.CommentPayload{PostID: id, AuthorID: id, Author: "bob"}), true},
+		{"comment, no author id", app.NewJob(app.JobCommentAdded, app.CommentPayload{PostID: id, Author: "bob"}), false},
+		{"thumbnail", app.NewJob(app.JobThumbnail, app.ImagePayload{PostID: id, Image: "0123456789abcdef0123456789abcdef.png"}), true},
+		{"thumbnail, a path", app.NewJob(app.JobThumbnail, app.ImagePayload{PostID: id, Image: "../store.db"}), false},
+		{"view", app.NewJob(app.JobView, app.PostPayload{PostID: id}), true},
+		{"index, not an id", app.NewJob(app.JobIndex, app.PostPayload{PostID: "1; drop"}), false},
+		{"notify, not JSON", app.Job{Kind: app.JobNotifyFollowers, ID: id, Payload: []byte("{")}, false},
+		{"job id, not an id", app.Job{Kind: app.JobView, ID: "../x", Payload: []byte(`{"post_id":"` + id + `"}`)}, false},
+	}
+	for _, tt := range tests {
+		err := app.CheckJob(tt.job)
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("%s: CheckJob = %v, want nil", tt.name, err)
+		case !tt.ok && !errors.Is(err, app.ErrBadJob):
+			t.Errorf("%s: CheckJob = %v, want ErrBadJob", tt.name, err)
+		}
+	}
+	if err := app.CheckJob(app.NewJob("mine-bitcoin", struct{}{})); !errors.Is(err, app.ErrUnknownJob) {
+		t.Errorf("CheckJob(unknown kind) = %v, want ErrUnknownJob", err)
 	}
 }

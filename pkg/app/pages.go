@@ -262,12 +262,45 @@ func (w *web) parseForm(rw http.ResponseWriter, r *http.Request) bool {
 }
 
 // localPath returns next if it is a path on this site, else "/": a login
-// link must not be able to send people to another site.
+// link must not be able to send people to another site. Browsers are
+// lenient with what they are given in Location: they drop tabs and line
+// breaks ("/\t/evil.example" becomes "//evil.example", another host), read
+// a backslash as "/", and some intermediaries decode the path once more. So next
+// must be printable ASCII without spaces or backslashes, start with
+// exactly one "/", name no scheme or host, and still be a path on this site
+// once its path is percent-decoded.
 func localPath(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if !isLocalPath(next) {
 		return "/"
 	}
 	return next
+}
+
+func isLocalPath(next string) bool {
+	if len(next) == 0 || len(next) > 2048 || next[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return false
+	}
+	path, _, _ := strings.Cut(next, "?")
+	path, _, _ = strings.Cut(path, "#")
+	decoded, err := url.PathUnescape(path)
+	if err != nil || strings.HasPrefix(decoded, "//") {
+		return false
+	}
+	for i := 0; i < len(decoded); i++ {
+		if c := decoded[i]; c < ' ' || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func (w *web) pageSignup(rw http.ResponseWriter, r *http.Request) {
@@ -275,7 +308,7 @@ func (w *web) pageSignup(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *web) formSignup(rw http.ResponseWriter, r *http.Request) {
-	if !w.parseForm(rw, r) {
+	if !w.parseForm(rw, r) || !w.allow(rw, r, actSignup, "") {
 		return
 	}
 	d := w.data(r, "Sign up")
@@ -315,7 +348,11 @@ func (w *web) formLogin(rw http.ResponseWriter, r *http.Request) {
 	case password == "":
 		err = svc.Invalid("password", "is required")
 	default:
+		if !w.allow(rw, r, actLogin, loginAccount(handle)) {
+			return
+		}
 		u, aerr := w.svc.Accounts.Authenticate(r.Context(), handle, password)
+		w.loginDone(handle, aerr)
 		if err = aerr; err == nil {
 			err = w.startSession(rw, r, u)
 		}
@@ -361,7 +398,7 @@ func (w *web) postForm(d *pageData, r *http.Request) {
 
 func (w *web) formNew(rw http.ResponseWriter, r *http.Request) {
 	s := w.needLogin(rw, r)
-	if s == nil || !w.parseMultipart(rw, r) {
+	if s == nil || !w.allow(rw, r, actPost, s.UserID) || !w.parseMultipart(rw, r) {
 		return
 	}
 	d := w.data(r, "Write")
@@ -467,7 +504,7 @@ func (w *web) formDelete(rw http.ResponseWriter, r *http.Request) {
 
 func (w *web) formComment(rw http.ResponseWriter, r *http.Request) {
 	s := w.needLogin(rw, r)
-	if s == nil || !w.parseForm(rw, r) {
+	if s == nil || !w.allow(rw, r, actComment, s.UserID) || !w.parseForm(rw, r) {
 		return
 	}
 	id := r.PathValue("id")

@@ -3,7 +3,9 @@ package app_test
 import (
 	"context"
 	"errors"
+	"html"
 	"net/http"
+	neturl "net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -260,4 +262,32 @@ func TestStoreUnavailable(t *testing.T) {
 	want(t, "home after the store is back", s.client(t).get("/"), http.StatusOK)
 	want(t, "post after the store is back", s.client(t).get("/api/v1/posts/"+id), http.StatusOK)
 	want(t, "session survives", c.get("/api/v1/me"), http.StatusOK)
+}
+
+// After logging in, the form's next sends the user on only within the site:
+// values a browser would read as another host (the probe of issue 15 was
+// next=/\t/evil.example, answered with that Location) send them home.
+func TestLoginNextStaysOnSite(t *testing.T) {
+	s := newStack(t)
+	s.client(t).signup("nora")
+	for _, tt := range []struct{ next, want string }{
+		{"/\t/evil.example", "/"},
+		{"//evil.example", "/"},
+		{"/\\evil.example", "/"},
+		{"https://evil.example", "/"},
+		{"javascript:alert(1)", "/"},
+		{"/%09/evil", "/"},
+		{"/posts/1?x=y", "/posts/1?x=y"},
+	} {
+		c := s.client(t)
+		r := c.form("/login", "handle", "nora", "password", "correct horse", "next", tt.next)
+		want(t, "login with next "+tt.next, r, http.StatusSeeOther)
+		if loc := r.Header.Get("Location"); loc != tt.want {
+			t.Errorf("login with next=%q redirects to %q, want %q", tt.next, loc, tt.want)
+		}
+		page := c.get("/login?next=" + neturl.QueryEscape(tt.next))
+		if want := `name="next" value="` + html.EscapeString(tt.want) + `"`; !strings.Contains(page.String(), want) {
+			t.Errorf("GET /login?next=%q: the form lacks %s", tt.next, want)
+		}
+	}
 }

@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +19,8 @@ import (
 // Buckets of the sessions service (shared sessions). No other service
 // reads them.
 const (
-	bucketSessions       = "sessions.byid"     // session id -> Session as JSON
-	bucketSessionExpires = "sessions.byexpiry" // expiry (unix seconds, 12 digits)/id -> ""
+	bucketSessions       = "sessions.byid"     // storedID(session id) -> sessionRecord as JSON
+	bucketSessionExpires = "sessions.byexpiry" // expiry (unix seconds, 12 digits)/storedID -> ""
 )
 
 // sessionSweepEvery is how often Put removes a batch of expired sessions
@@ -41,6 +44,13 @@ const (
 // A read that fails because the store is failing over or out of reach is
 // tried again for up to ReadWindow, the later tries allowing a replica to
 // answer (see Get): a store outage must not log anybody out.
+//
+// Neither the store nor the cache holds a session id: both key a session
+// by the SHA-256 of its id (storedID), and the record does not carry the
+// id, so a dump of either yields no cookie that logs anybody in. The id
+// has 256 random bits, so an unsalted hash is enough (nothing to guess).
+// Sessions made before ids were hashed are no longer found (their users
+// log in again); the sweep removes them when they expire.
 type SharedSessions struct {
 	// ReadWindow bounds how long Get keeps trying a session read that
 	// failed for a transient reason (the store failing over: no primary, a
@@ -65,7 +75,28 @@ func NewSharedSessions(st store.Store, tier *cachetier.Tier) *SharedSessions {
 	return &SharedSessions{st: st, tier: tier, now: time.Now}
 }
 
-func sessionKey(id string) string { return "sess:" + id }
+// storedID is what the store and the cache key a session by: the SHA-256
+// of its id, in hex.
+func storedID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+// sessionKey is the cache key of a session, by its storedID.
+func sessionKey(stored string) string { return "sess:" + stored }
+
+// sessionRecord is a session as the store and the cache hold it: without
+// its id, which only the user's cookie carries.
+type sessionRecord struct {
+	UserID  string
+	Handle  string
+	LastLSN uint64
+	Expires time.Time
+}
+
+func recordOf(s Session) sessionRecord {
+	return sessionRecord{UserID: s.UserID, Handle: s.Handle, LastLSN: s.LastLSN, Expires: s.Expires}
+}
 
 // validSessionID reports whether id could have come from NewSessionID, so
 // that junk cookies cost no lookup.
@@ -110,39 +141,40 @@ func (ss *SharedSessions) Get(ctx context.Context, id string) (Session, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, window)
 	defer cancel()
-	raw, err := ss.read(ctx, id, false)
+	stored := storedID(id)
+	raw, err := ss.read(ctx, stored, false)
 	for wait := sessionRetryFirst; transient(err) && sleep(ctx, wait); wait = min(2*wait, sessionRetryMax) {
-		raw, err = ss.read(ctx, id, true)
+		raw, err = ss.read(ctx, stored, true)
 	}
 	if err != nil {
 		return Session{}, err
 	}
-	var s Session
-	if err := json.Unmarshal(raw, &s); err != nil {
+	var rec sessionRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
 		// A record that cannot be decoded never will be: no session, so
 		// that logging in again replaces it rather than failing forever.
-		return Session{}, fmt.Errorf("sessions: decode %s: %v: %w", id, err, ErrNoSession)
+		return Session{}, fmt.Errorf("sessions: decode %s: %v: %w", stored, err, ErrNoSession)
 	}
-	if s.ID != id || !ss.now().Before(s.Expires) {
+	if rec.UserID == "" || !ss.now().Before(rec.Expires) {
 		return Session{}, ErrNoSession
 	}
-	return s, nil
+	return Session{ID: id, UserID: rec.UserID, Handle: rec.Handle, LastLSN: rec.LastLSN, Expires: rec.Expires}, nil
 }
 
-// read reads session id once, through the cache tier when there is one.
-// With replica set, the store read may be answered by a replica: any that
+// read reads the session stored as stored (see storedID) once, through the
+// cache tier when there is one. With replica set, the store read may be answered by a replica: any that
 // has applied what the cache tier asks for (a write's tombstone), else any
 // at all. A replica may not have a login made a moment ago, so "not found"
 // from a replica is not the end of the session: it is ErrBehind, which Get
 // tries again.
-func (ss *SharedSessions) read(ctx context.Context, id string, replica bool) ([]byte, error) {
+func (ss *SharedSessions) read(ctx context.Context, stored string, replica bool) ([]byte, error) {
 	load := func(ctx context.Context) ([]byte, error) {
 		if replica {
 			if c, minLSN := store.ConsistencyFrom(ctx); c == store.Strong {
 				ctx = store.WithConsistency(ctx, store.Session, minLSN)
 			}
 		}
-		raw, err := ss.st.Get(ctx, bucketSessions, id)
+		raw, err := ss.st.Get(ctx, bucketSessions, stored)
 		switch {
 		case errors.Is(err, store.ErrNotFound) && replica:
 			return nil, fmt.Errorf("sessions: get from a replica: not there (yet): %w", store.ErrBehind)
@@ -157,7 +189,7 @@ func (ss *SharedSessions) read(ctx context.Context, id string, replica bool) ([]
 		return load(ctx)
 	}
 	// Session lookups are not part of what the page's X-App-Cache says.
-	raw, _, err := ss.tier.Fetch(cachetier.WithTrace(ctx, nil), sessionKey(id), load)
+	raw, _, err := ss.tier.Fetch(cachetier.WithTrace(ctx, nil), sessionKey(stored), load)
 	return raw, err
 }
 
@@ -185,8 +217,8 @@ func transient(err error) bool {
 		errors.Is(err, context.DeadlineExceeded)
 }
 
-func expiryKey(t time.Time, id string) string {
-	return kv.Join(fmt.Sprintf("%012d", max(t.Unix(), 0)), id)
+func expiryKey(t time.Time, stored string) string {
+	return kv.Join(fmt.Sprintf("%012d", max(t.Unix(), 0)), stored)
 }
 
 // Put implements Sessions: the store first (the durable copy), then the
@@ -194,20 +226,24 @@ func expiryKey(t time.Time, id string) string {
 // anywhere yet); a changed one is invalidated everywhere, like any other
 // write, and read back by the next request.
 func (ss *SharedSessions) Put(ctx context.Context, s Session) error {
-	raw, err := json.Marshal(s)
+	if !validSessionID(s.ID) {
+		return fmt.Errorf("sessions: put: the id is not one NewSessionID makes")
+	}
+	raw, err := json.Marshal(recordOf(s))
 	if err != nil {
 		return fmt.Errorf("sessions: encode: %w", err)
 	}
+	stored := storedID(s.ID)
 	write := []store.Op{
-		store.Put(bucketSessions, s.ID, raw),
-		store.Put(bucketSessionExpires, expiryKey(s.Expires, s.ID), nil),
+		store.Put(bucketSessions, stored, raw),
+		store.Put(bucketSessionExpires, expiryKey(s.Expires, stored), nil),
 	}
 	wctx, lsn := writeTrace(ctx)
-	_, err = ss.st.Txn(wctx, append([]store.Op{store.IfAbsent(bucketSessions, s.ID)}, write...)...)
+	_, err = ss.st.Txn(wctx, append([]store.Op{store.IfAbsent(bucketSessions, stored)}, write...)...)
 	if err == nil {
 		lsn()
 		if ss.tier != nil {
-			ss.tier.Prime(ctx, sessionKey(s.ID), raw)
+			ss.tier.Prime(ctx, sessionKey(stored), raw)
 		}
 		ss.maybeSweep(ctx)
 		return nil
@@ -218,7 +254,7 @@ func (ss *SharedSessions) Put(ctx context.Context, s Session) error {
 	at := lsn()
 	if ss.tier != nil {
 		// Also on an error: the write may have committed.
-		ss.tier.Invalidate(ctx, at, sessionKey(s.ID))
+		ss.tier.Invalidate(ctx, at, sessionKey(stored))
 	}
 	if err != nil {
 		return fmt.Errorf("sessions: put: %w", err)
@@ -232,12 +268,13 @@ func (ss *SharedSessions) Delete(ctx context.Context, id string) error {
 	if !validSessionID(id) {
 		return nil
 	}
+	stored := storedID(id)
 	wctx, lsn := writeTrace(ctx)
 	// The expiry index entry is left for the sweep, which drops entries
 	// whose session is gone.
-	_, err := ss.st.Txn(wctx, store.Delete(bucketSessions, id))
+	_, err := ss.st.Txn(wctx, store.Delete(bucketSessions, stored))
 	if ss.tier != nil {
-		ss.tier.Invalidate(ctx, lsn(), sessionKey(id))
+		ss.tier.Invalidate(ctx, lsn(), sessionKey(stored))
 	}
 	if err != nil {
 		return fmt.Errorf("sessions: delete: %w", err)
@@ -271,24 +308,26 @@ func (ss *SharedSessions) Sweep(ctx context.Context, now time.Time) error {
 	var ops []store.Op
 	for _, p := range pairs {
 		ops = append(ops, store.Delete(bucketSessionExpires, p.Key))
-		if len(p.Key) < 43 {
+		// What follows the expiry is the session's key: its storedID, or
+		// for a session made before ids were hashed, its id.
+		_, stored, ok := strings.Cut(p.Key, "/")
+		if !ok || stored == "" {
 			continue
 		}
-		id := p.Key[len(p.Key)-43:]
-		raw, err := ss.st.Get(ctx, bucketSessions, id)
+		raw, err := ss.st.Get(ctx, bucketSessions, stored)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("sessions: sweep: %w", err)
 		}
-		var s Session
+		var rec sessionRecord
 		// A session whose expiry moved later is kept; its new index entry
 		// stays.
-		if json.Unmarshal(raw, &s) == nil && now.Before(s.Expires) {
+		if json.Unmarshal(raw, &rec) == nil && now.Before(rec.Expires) {
 			continue
 		}
-		ops = append(ops, store.IfEqual(bucketSessions, id, raw), store.Delete(bucketSessions, id))
+		ops = append(ops, store.IfEqual(bucketSessions, stored, raw), store.Delete(bucketSessions, stored))
 	}
 	if _, err := ss.st.Txn(ctx, ops...); err != nil && !errors.Is(err, store.ErrConditionFailed) {
 		return fmt.Errorf("sessions: sweep: %w", err)

@@ -48,6 +48,7 @@ type web struct {
 
 	reqTotal *prometheus.CounterVec
 	reqTime  *prometheus.HistogramVec
+	limits   *limiter
 
 	requests, errors, inFlight, jobsDone, jobsFailed atomic.Int64
 }
@@ -61,7 +62,8 @@ type asset struct {
 func newWeb(a *App) (*web, error) {
 	w := &web{a: a, svc: a.svc, cfg: a.cfg, log: a.log,
 		keys: cacheKeys{size: a.cfg.PageSize, pages: a.cfg.CachePages}, fragments: a.cfg.Cache == "on" && a.tier != nil,
-		assets: map[string]asset{}, assetURL: map[string]string{}, pages: map[string]*template.Template{}}
+		assets: map[string]asset{}, assetURL: map[string]string{}, pages: map[string]*template.Template{},
+		limits: newLimiter(a.cfg.RateLimit == "on", a.cfg.RateLimits, a.cfg.TrustedProxies)}
 	if err := w.loadAssets(); err != nil {
 		return nil, err
 	}
@@ -78,7 +80,7 @@ func newWeb(a *App) (*web, error) {
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"route"})
 	if a.cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{w.reqTotal, w.reqTime} {
+		for _, c := range []prometheus.Collector{w.reqTotal, w.reqTime, w.limits} {
 			if err := a.cfg.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("app: register metrics: %w", err)
 			}
@@ -364,7 +366,7 @@ func (w *web) fail(rw http.ResponseWriter, r *http.Request, code int, msg, field
 	}
 	heading := map[int]string{
 		400: "That did not work", 401: "Please log in", 403: "Not allowed", 404: "Page not found",
-		409: "Conflict", 413: "Too large", 415: "Unsupported file", 500: "Something broke",
+		409: "Conflict", 413: "Too large", 415: "Unsupported file", 429: "Too many attempts", 500: "Something broke",
 		503: "The database is unreachable",
 	}[code]
 	if heading == "" {

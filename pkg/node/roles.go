@@ -158,6 +158,9 @@ func (n *Node) openRoles() error {
 			ac.CacheTier.Password = n.cachePassword()
 		}
 		ac.CacheTier.TLS = n.clientTLS()
+		if len(ac.CacheMACKey) == 0 {
+			ac.CacheMACKey = n.cacheMACKey()
+		}
 		ac.Logger = n.log.With("role", "app")
 		ac.Metrics = n.reg
 		if err := n.appJobs(&ac); err != nil {
@@ -217,6 +220,19 @@ func (d lbDiscovery) Backends() []lb.Target {
 		}
 	}
 	return out
+}
+
+// cacheMACKey is the key that seals what the app and the workers put in the
+// cache tier (app.Config.CacheMACKey), derived from the cluster key so that
+// every node of the cluster has the same one; nil without a cluster key
+// (the tier then uses its public development key, and the node runs on
+// loopback only).
+func (n *Node) cacheMACKey() []byte {
+	key, _ := cluster.ParseKey(n.cfg.ClusterKey) // checked when the node joined
+	if s := cluster.DeriveSecret(key, "cache-mac"); s != "" {
+		return []byte(s)
+	}
+	return nil
 }
 
 // cacheNodes returns the cache port of every alive cache node, for the

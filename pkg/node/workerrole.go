@@ -56,6 +56,13 @@ func (n *Node) openWorker(wc worker.Config) error {
 			tc.Password = n.cachePassword()
 		}
 		tc.TLS = n.clientTLS()
+		// The same key as the app's, so each reads what the other fills.
+		if len(ac.CacheMACKey) > 0 {
+			tc.MACKey = ac.CacheMACKey
+		}
+		if len(tc.MACKey) == 0 {
+			tc.MACKey = n.cacheMACKey()
+		}
 		tier, err := cachetier.New(tc)
 		if err != nil {
 			return fmt.Errorf("worker: cache tier: %w", err)

@@ -13,14 +13,19 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/app"
 )
 
 // mailTemplates are the e-mails the worker sends. Each is a whole message,
-// headers included, with CRLF line ends added when it is rendered.
+// headers included, with CRLF line ends added when it is rendered. Text in
+// a header goes through hdr (RFC 2047 when it is not plain printable
+// ASCII), so that no value, from a job or from the store (a post's title
+// may hold a line break), can add a header.
 const mailTemplates = `
 {{define "welcome"}}From: scalestack blog <{{.From}}>
-To: {{.Name}} <{{.To}}>
-Subject: Welcome to the blog, {{.Name}}
+To: {{hdr .Name}} <{{.To}}>
+Subject: {{hdr (print "Welcome to the blog, " .Name)}}
 Date: {{.Date}}
 Message-ID: <{{.ID}}@scalestack.invalid>
 MIME-Version: 1.0
@@ -31,8 +36,8 @@ Hello {{.Name}},
 your account is ready. Write your first post at /new.
 {{end}}
 {{define "comment"}}From: scalestack blog <{{.From}}>
-To: {{.Name}} <{{.To}}>
-Subject: {{.Actor}} commented on "{{.Title}}"
+To: {{hdr .Name}} <{{.To}}>
+Subject: {{hdr (print .Actor " commented on \"" .Title "\"")}}
 Date: {{.Date}}
 Message-ID: <{{.ID}}@scalestack.invalid>
 MIME-Version: 1.0
@@ -62,7 +67,7 @@ type mailer struct {
 
 func newMailer(outbox, smtpAddr, from string, log *slog.Logger) *mailer {
 	return &mailer{outbox: outbox, smtp: smtpAddr, from: from, log: log,
-		tmpl: template.Must(template.New("mail").Parse(mailTemplates))}
+		tmpl: template.Must(template.New("mail").Funcs(template.FuncMap{"hdr": app.HeaderText}).Parse(mailTemplates))}
 }
 
 // send renders template name for m and delivers it once per m.ID.
@@ -70,8 +75,8 @@ func (ml *mailer) send(ctx context.Context, name string, m mail) error {
 	if strings.ContainsAny(m.ID, `/\.`) || m.ID == "" {
 		return fmt.Errorf("mail: job id %q cannot name a file", m.ID)
 	}
-	if strings.ContainsAny(m.To+m.Name, "\r\n<>") {
-		return fmt.Errorf("mail: bad recipient %q", m.To)
+	if err := app.CheckEmail(m.To); err != nil || strings.ContainsAny(m.Name, "\r\n<>") {
+		return fmt.Errorf("mail: bad recipient %q <%q>: %w", m.Name, m.To, app.ErrBadJob)
 	}
 	m.From = ml.from
 	var b bytes.Buffer

@@ -297,6 +297,12 @@ func (w *Worker) runJobs() {
 
 func (w *Worker) runJob(m jetstream.Msg) {
 	job := app.Job{Kind: queue.Kind(m.Subject()), ID: queue.JobID(m.Headers()), Payload: m.Data()}
+	// Anyone who can publish to NATS can publish a job: nothing in it is
+	// believed until checked.
+	if err := app.CheckJob(job); err != nil {
+		w.finish(m, job, err, 0)
+		return
+	}
 	if job.Kind == app.JobView {
 		w.views.add(m, job)
 		return
@@ -308,8 +314,8 @@ func (w *Worker) runJob(m jetstream.Msg) {
 	w.finish(m, job, err, time.Since(start))
 }
 
-// handle runs the handler of job: the e-mails from the worker's templates,
-// everything else with the blog's handlers.
+// handle runs the handler of job (checked by app.CheckJob): the e-mails
+// from the worker's templates, everything else with the blog's handlers.
 func (w *Worker) handle(ctx context.Context, job app.Job) error {
 	switch job.Kind {
 	case app.JobWelcome:
@@ -349,8 +355,8 @@ func (w *Worker) commentMail(ctx context.Context, job app.Job) error {
 }
 
 // finish answers the queue for a job: ack on success; on failure a nak
-// with back-off, or, after the last try (or for a job no handler knows),
-// the dead-letter stream.
+// with back-off, or, after the last try (or for a job that can never
+// succeed: one no handler knows, or a bad one), the dead-letter stream.
 func (w *Worker) finish(m jetstream.Msg, job app.Job, err error, took time.Duration) {
 	w.metrics.duration.WithLabelValues(job.Kind).Observe(took.Seconds())
 	if err == nil {
@@ -366,7 +372,11 @@ func (w *Worker) finish(m jetstream.Msg, job app.Job, err error, took time.Durat
 		delivered = md.NumDelivered
 	}
 	q := w.queue()
-	if errors.Is(err, app.ErrUnknownJob) || delivered >= uint64(q.Config().MaxDeliver) {
+	permanent := errors.Is(err, app.ErrUnknownJob) || errors.Is(err, app.ErrBadJob)
+	if permanent {
+		w.log.Warn("worker: refused a job that can never succeed; moving it to the dead-letter stream", "kind", job.Kind, "id", job.ID, "err", err)
+	}
+	if permanent || delivered >= uint64(q.Config().MaxDeliver) {
 		ctx, cancel := context.WithTimeout(context.Background(), q.Config().PublishTimeout)
 		berr := q.Bury(ctx, m, err)
 		cancel()

@@ -31,13 +31,13 @@ type blog struct {
 func seed(t testing.TB, svc app.Services, followers, nposts int) blog {
 	t.Helper()
 	ctx := ctxT(t)
-	a, err := svc.Accounts.SignUp(ctx, "author", "author@example.com", "password1")
+	a, err := svc.Accounts.SignUp(ctx, "author", "author@example.com", "violet kettle drum")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := blog{author: a.ID}
 	for i := range followers {
-		u, err := svc.Accounts.SignUp(ctx, fmt.Sprintf("reader%d", i), fmt.Sprintf("r%d@example.com", i), "password1")
+		u, err := svc.Accounts.SignUp(ctx, fmt.Sprintf("reader%d", i), fmt.Sprintf("r%d@example.com", i), "violet kettle drum")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -227,7 +227,7 @@ func TestPoisonJobDeadThenReplayed(t *testing.T) {
 	}
 	w := e.startWorker(t, nil)
 	p := e.publisher(t)
-	job := app.NewJob(app.JobThumbnail, app.ImagePayload{PostID: "gone", Image: meta.Name})
+	job := app.NewJob(app.JobThumbnail, app.ImagePayload{PostID: "0000000000000", Image: meta.Name}) // no such post
 	if err := p.Enqueue(ctx, job); err != nil {
 		t.Fatal(err)
 	}

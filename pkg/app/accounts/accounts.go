@@ -6,6 +6,7 @@ package accounts
 
 import (
 	"context"
+	_ "embed" // the list of common passwords
 	"errors"
 	"fmt"
 	"net/mail"
@@ -54,6 +55,11 @@ type record struct {
 	Hash []byte `json:"hash"`
 }
 
+// commonPasswords is the embedded list of passwords refused at sign-up.
+//
+//go:embed common_passwords.txt
+var commonPasswords string
+
 // Service implements the accounts service over a store.
 type Service struct {
 	st   store.Store
@@ -61,6 +67,8 @@ type Service struct {
 	// dummy is a hash at the same cost, compared against when a handle does
 	// not exist so that response times do not tell which handles exist.
 	dummy []byte
+	// common holds the passwords refused at sign-up (lower case).
+	common map[string]struct{}
 }
 
 // New returns the service. cost is the bcrypt cost (bcrypt.DefaultCost in
@@ -71,7 +79,39 @@ func New(st store.Store, cost int) *Service {
 		cost = bcrypt.DefaultCost
 	}
 	dummy, _ := bcrypt.GenerateFromPassword([]byte("not anyone's password"), cost)
-	return &Service{st: st, cost: cost, dummy: dummy}
+	common := map[string]struct{}{}
+	for _, line := range strings.Split(commonPasswords, "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			common[line] = struct{}{}
+		}
+	}
+	return &Service{st: st, cost: cost, dummy: dummy, common: common}
+}
+
+// checkPassword reports why password may not be a new account's, or "" if
+// it may: 8 to 72 bytes (bcrypt reads no further than 72, so a longer one
+// would be cut short without a word), valid UTF-8, not one character
+// repeated, not the handle or the e-mail address, and not on the list of
+// the most common passwords (common_passwords.txt), which attackers try
+// first.
+func (s *Service) checkPassword(password, handle, email string) string {
+	if n := len(password); n < MinPassword || n > MaxPassword {
+		return fmt.Sprintf("must be %d to %d bytes", MinPassword, MaxPassword)
+	}
+	if !utf8.ValidString(password) {
+		return "must be valid UTF-8"
+	}
+	lower := strings.ToLower(password)
+	if _, size := utf8.DecodeRuneInString(lower); strings.Count(lower, lower[:size])*size == len(lower) {
+		return "must not be one character repeated"
+	}
+	if lower == handle || lower == strings.ToLower(email) || lower == strings.ToLower(strings.Split(email, "@")[0]) {
+		return "must not be your handle or e-mail address"
+	}
+	if _, ok := s.common[lower]; ok {
+		return "is one of the most common passwords, which are tried first; choose another"
+	}
+	return ""
 }
 
 // NormalizeHandle lower-cases a handle; handles compare case-insensitively.
@@ -105,11 +145,8 @@ func (s *Service) SignUp(ctx context.Context, handle, email, password string) (U
 	if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
 		return User{}, svc.Invalid("email", "is not an e-mail address")
 	}
-	if n := len(password); n < MinPassword || n > MaxPassword {
-		return User{}, svc.Invalid("password", "must be %d to %d bytes", MinPassword, MaxPassword)
-	}
-	if !utf8.ValidString(password) {
-		return User{}, svc.Invalid("password", "must be valid UTF-8")
+	if msg := s.checkPassword(password, handle, email); msg != "" {
+		return User{}, svc.Invalid("password", "%s", msg)
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.cost)
 	if err != nil {
@@ -139,8 +176,13 @@ func (s *Service) SignUp(ctx context.Context, handle, email, password string) (U
 }
 
 // Authenticate checks a handle and password and returns the user, or
-// svc.ErrBadCredentials.
+// svc.ErrBadCredentials. A password over MaxPassword bytes is wrong
+// whatever it starts with: bcrypt reads only the first 72 bytes, and no
+// account has a longer one.
 func (s *Service) Authenticate(ctx context.Context, handle, password string) (User, error) {
+	if len(password) > MaxPassword {
+		return User{}, svc.ErrBadCredentials
+	}
 	rec, err := s.byHandle(ctx, NormalizeHandle(handle))
 	if errors.Is(err, svc.ErrNotFound) {
 		_ = bcrypt.CompareHashAndPassword(s.dummy, []byte(password))

@@ -3,6 +3,8 @@ package accounts_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
@@ -92,5 +94,45 @@ func TestSignUpCarriesTheOutbox(t *testing.T) {
 	pairs, err := st.Scan(ctx, "test.outbox", store.ScanOptions{})
 	if err != nil || len(pairs) != 1 {
 		t.Errorf("outbox after a refused sign-up and an outbox for strings = %v, %v; want ada's entry only", pairs, err)
+	}
+}
+
+func TestPasswordRules(t *testing.T) {
+	ctx := context.Background()
+	s := accounts.New(apptest.NewMemStore(), bcrypt.MinCost)
+	for i, tt := range []struct {
+		password string
+		ok       bool
+	}{
+		{"1234567", false},
+		{"12345678", false},             // common
+		{"PassWord123", false},          // common, whatever the case
+		{"aaaaaaaa", false},             // one character repeated
+		{"éééééééé", false},             // one (two-byte) character repeated
+		{"user0001", false},             // the handle
+		{"user0001@example.com", false}, // the e-mail
+		{string([]byte{'a', 'b', 'c', 'd', 0xff, 'e', 'f', 'g'}), false},
+		{strings.Repeat("z", 71) + "y", true},
+		{strings.Repeat("z", 72) + "y", false},
+		{"violet kettle drum", true},
+		{"long enough", true},
+	} {
+		handle := fmt.Sprintf("user%04d", i)
+		_, err := s.SignUp(ctx, handle, handle+"@example.com", strings.ReplaceAll(tt.password, "user0001", handle))
+		var fe *svc.FieldError
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("SignUp with password %q: %v, want it accepted", tt.password, err)
+		case !tt.ok && (!errors.As(err, &fe) || fe.Field != "password"):
+			t.Errorf("SignUp with password %q: %v, want a password field error", tt.password, err)
+		}
+	}
+	// bcrypt reads 72 bytes: more is a wrong password, not the same one.
+	pw := strings.Repeat("z", 71) + "y"
+	if _, err := s.Authenticate(ctx, "user0008", pw); err != nil {
+		t.Fatalf("Authenticate with the password: %v", err)
+	}
+	if _, err := s.Authenticate(ctx, "user0008", pw+"!"); !errors.Is(err, svc.ErrBadCredentials) {
+		t.Errorf("Authenticate with the password and one byte more = %v, want ErrBadCredentials", err)
 	}
 }

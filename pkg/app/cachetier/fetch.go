@@ -20,41 +20,53 @@ import (
 type Loader func(ctx context.Context) ([]byte, error)
 
 // What a cache entry holds: a value, or a tombstone left by a write. The
-// first byte says which.
+// first byte says which; the rest is sealed (seal.go).
 const (
 	kindData = 'D'
 	kindTomb = 'T'
 )
 
-func tombstone(lsn uint64) string { return string(kindTomb) + strconv.FormatUint(lsn, 10) }
-
-func parseUint(s string) uint64 {
-	n, _ := strconv.ParseUint(s, 10, 64)
-	return n
-}
+// States of a decoded entry besides kindData and kindTomb.
+const (
+	// stateExpired: a value that verifies but whose time is past: a replay
+	// of an old entry, or a writer whose clock is ahead. Served from the
+	// store, not counted as forged.
+	stateExpired = 'E'
+	// stateForged: a value that does not verify (forged, damaged, or
+	// written by another client). Served from the store and counted.
+	stateForged = 'F'
+)
 
 // entry is a decoded cache entry.
 type entry struct {
-	state   byte // 0 (absent), kindData, kindTomb, or '?' (not ours)
+	state   byte // 0 (absent), kindData, kindTomb, stateExpired or stateForged
 	payload []byte
 	lsn     uint64
 }
 
-func decodeEntry(v any) entry {
+// decodeEntry opens what a cache node holds under key (without the prefix).
+func (t *Tier) decodeEntry(key string, v any) entry {
 	s, ok := v.(string)
 	if !ok {
 		return entry{}
 	}
-	if s == "" {
-		return entry{state: '?'}
+	if s != "" {
+		switch s[0] {
+		case kindData:
+			payload, expired, ok := t.seal.openData(t.cfg.Prefix+key, s, time.Now())
+			switch {
+			case ok && expired:
+				return entry{state: stateExpired}
+			case ok:
+				return entry{state: kindData, payload: payload}
+			}
+		case kindTomb:
+			if lsn, ok := t.seal.openTombstone(s); ok {
+				return entry{state: kindTomb, lsn: lsn}
+			}
+		}
 	}
-	switch s[0] {
-	case kindData:
-		return entry{state: kindData, payload: []byte(s[1:])}
-	case kindTomb:
-		return entry{state: kindTomb, lsn: parseUint(s[1:])}
-	}
-	return entry{state: '?'}
+	return entry{state: stateForged}
 }
 
 // Fetch returns the value of key: from the cache on a hit, otherwise from
@@ -86,13 +98,17 @@ func (t *Tier) Fetch(ctx context.Context, key string, load Loader) ([]byte, Resu
 		return v, Bypass, err
 	}
 	n.ok()
-	return t.resolve(ctx, n, key, decodeEntry(vals[0]), vals[1], start, load)
+	return t.resolve(ctx, n, key, t.decodeEntry(key, vals[0]), vals[1], start, load)
 }
 
 // resolve serves one key given what the cache held for it.
 func (t *Tier) resolve(ctx context.Context, n *node, key string, e entry, wmVal any, start time.Time, load Loader) ([]byte, Result, error) {
 	if s, ok := wmVal.(string); ok {
-		t.raiseWM(parseUint(s))
+		if lsn, ok := t.seal.openWatermark(s); ok {
+			t.raiseWM(lsn)
+		} else {
+			t.forged(n, t.wmKey)
+		}
 	}
 	wm := t.wm.Load()
 	switch e.state {
@@ -109,10 +125,17 @@ func (t *Tier) resolve(ctx context.Context, n *node, key string, e entry, wmVal 
 		t.record(ctx, key, Miss)
 		v, err := t.load(ctx, "a", key, wm, load, n, start)
 		return v, Miss, err
+	case stateExpired:
+		// A replay, or a writer's clock ahead of ours: not worth a fill
+		// (SET NX could not replace it anyway); it expires in the cache.
+		t.record(ctx, key, Miss)
+		v, err := t.load(ctx, "?", key, wm, load, nil, time.Time{})
+		return v, Miss, err
 	}
-	// Not an entry of ours (another client wrote the key): serve from the
-	// store and leave it alone.
-	t.log.Debug("cache: unexpected value; not touching it", "key", key, "cache", n.addr)
+	// Not an entry the tier wrote (forged, damaged, another client's):
+	// serve from the store and leave the key alone. Overwriting it would
+	// race with a write's tombstone.
+	t.forged(n, key)
 	t.record(ctx, key, Miss)
 	v, err := t.load(ctx, "?", key, wm, load, nil, time.Time{})
 	return v, Miss, err
@@ -172,8 +195,7 @@ func (t *Tier) load(ctx context.Context, state, key string, minLSN uint64, load 
 // SET NX never overwrites a tombstone, nor a value another reader filled
 // first.
 func (t *Tier) fill(ctx context.Context, n *node, key string, v []byte) bool {
-	buf := make([]byte, 0, len(v)+1)
-	buf = append(append(buf, kindData), v...)
+	buf := t.seal.data(t.cfg.Prefix+key, v, time.Now().Add(t.cfg.TTL))
 	var set bool
 	err := n.call(ctx, func(ctx context.Context) error {
 		var err error
@@ -264,7 +286,7 @@ func (t *Tier) FetchMany(ctx context.Context, keys []string, load func(ctx conte
 		}
 		b.ents = make([]entry, len(b.idx))
 		for j := range b.idx {
-			b.ents[j] = decodeEntry(res[j])
+			b.ents[j] = t.decodeEntry(keys[b.idx[j]], res[j])
 		}
 		b.wm = res[len(res)-1]
 	}
@@ -339,7 +361,7 @@ func (t *Tier) Invalidate(ctx context.Context, lsn uint64, keys ...string) {
 	if v == nil {
 		return
 	}
-	tomb := tombstone(max(lsn, t.wm.Load()))
+	tomb := t.seal.tombstone(max(lsn, t.wm.Load()))
 	send := func(n *node) {
 		if n.missed(keys, now) {
 			return

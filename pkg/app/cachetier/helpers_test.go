@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,3 +183,13 @@ func (p *proxy) cut() {
 }
 
 func (p *proxy) heal() { p.down.Store(false) }
+
+// sealedValue reports whether raw, as a cache node holds it, is a sealed
+// value (D<expires>.<mac><value>) of want.
+func sealedValue(raw, want string) bool {
+	if !strings.HasPrefix(raw, "D") {
+		return false
+	}
+	_, rest, ok := strings.Cut(raw[1:], ".")
+	return ok && len(rest) == 43+len(want) && rest[43:] == want
+}

@@ -13,11 +13,12 @@ import (
 type metrics struct {
 	t                                   *Tier
 	errors, invalidations, fills, loads atomic.Uint64
+	rejected                            atomic.Uint64
 
 	mu     sync.Mutex
 	byKind map[string]*[4]atomic.Uint64 // lookups by kind of key, then Result
 
-	lookupsDesc, errorsDesc, invalidationsDesc, fillsDesc, loadsDesc, nodesUpDesc *prometheus.Desc
+	lookupsDesc, errorsDesc, invalidationsDesc, fillsDesc, loadsDesc, nodesUpDesc, rejectedDesc *prometheus.Desc
 }
 
 func newMetrics(t *Tier) *metrics {
@@ -35,6 +36,8 @@ func newMetrics(t *Tier) *metrics {
 		fillsDesc:         desc("fills_total", "Values the app put in the cache after a miss."),
 		loadsDesc:         desc("loads_total", "Loads from the store after a miss or bypass (one per group of coalesced readers)."),
 		nodesUpDesc:       desc("nodes_up", "Cache nodes in the app's ring (breaker closed)."),
+		rejectedDesc: desc("rejected_total",
+			"Entries read from the cache that failed authentication (forged, damaged, or another client's); each was served from the store."),
 	}
 }
 
@@ -42,7 +45,7 @@ func (m *metrics) register(reg prometheus.Registerer) error { return reg.Registe
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.lookupsDesc, m.errorsDesc, m.invalidationsDesc, m.fillsDesc, m.loadsDesc, m.nodesUpDesc} {
+	for _, d := range []*prometheus.Desc{m.lookupsDesc, m.errorsDesc, m.invalidationsDesc, m.fillsDesc, m.loadsDesc, m.nodesUpDesc, m.rejectedDesc} {
 		ch <- d
 	}
 }
@@ -66,6 +69,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.invalidationsDesc, prometheus.CounterValue, float64(m.invalidations.Load()))
 	ch <- prometheus.MustNewConstMetric(m.fillsDesc, prometheus.CounterValue, float64(m.fills.Load()))
 	ch <- prometheus.MustNewConstMetric(m.loadsDesc, prometheus.CounterValue, float64(m.loads.Load()))
+	ch <- prometheus.MustNewConstMetric(m.rejectedDesc, prometheus.CounterValue, float64(m.rejected.Load()))
 	up := 0
 	if v := m.t.view.Load(); v != nil {
 		up = len(v.up)
@@ -112,5 +116,6 @@ func (m *metrics) snapshot() Stats {
 	s.Loads = m.loads.Load()
 	s.Errors = m.errors.Load()
 	s.Invalidations = m.invalidations.Load()
+	s.Rejected = m.rejected.Load()
 	return s
 }

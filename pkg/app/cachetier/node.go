@@ -184,7 +184,7 @@ func (n *node) replay(ctx context.Context, keys []string, flush bool) error {
 		return n.call(ctx, func(ctx context.Context) error { return n.rdb.FlushAll(ctx).Err() })
 	}
 	wm := n.t.wm.Load()
-	tomb := tombstone(wm)
+	tomb := n.t.seal.tombstone(wm)
 	const chunk = 500
 	for len(keys) > 0 {
 		part := keys[:min(chunk, len(keys))]
@@ -218,19 +218,23 @@ func (n *node) call(ctx context.Context, f func(context.Context) error) error {
 // max, so this is SET ... GET in a loop: whoever finds a higher value than
 // it wrote puts that value back. Two writers racing leave the higher value
 // within a round trip or two; the lower value in between is covered by the
-// higher write's tombstones (docs/cache-tier.md).
+// higher write's tombstones (docs/cache-tier.md). A value found there that
+// does not verify is counted and not put back.
 func (n *node) raiseWM(ctx context.Context, lsn uint64) error {
 	for try := 0; try < 4; try++ {
 		var old uint64
 		err := n.call(ctx, func(ctx context.Context) error {
-			v, err := n.rdb.Do(ctx, "SET", n.t.wmKey, lsn, "GET").Text()
+			v, err := n.rdb.Do(ctx, "SET", n.t.wmKey, n.t.seal.watermark(lsn), "GET").Text()
 			if errors.Is(err, redis.Nil) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			old = parseUint(v)
+			var ok bool
+			if old, ok = n.t.seal.openWatermark(v); !ok {
+				n.t.forged(n, n.t.wmKey)
+			}
 			return nil
 		})
 		if err != nil {

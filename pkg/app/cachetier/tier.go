@@ -16,15 +16,24 @@
 //     lagging replica cannot hand it a value older than an acknowledged
 //     write. Together: after a write is acknowledged, no reader is served,
 //     or leaves in the cache, a value from before it.
+//
 //   - One load per key at a time in each app process (singleflight), so a hot
 //     key that expires costs the store one read per app node, not one per
 //     request.
+//
 //   - The cache is an optimisation only: every call has a short timeout, a
 //     failed call is counted and logged at debug level and never fails the
 //     request, and a node that fails repeatedly is taken out of the ring by a
 //     circuit breaker until a probe finds it back, so a dead node does not
 //     add a timeout to every request. Invalidations a node missed are
 //     replayed to it before it serves again.
+//
+//   - Nothing read back from the cache is believed unless it verifies: every
+//     value, tombstone and watermark the tier writes carries an HMAC-SHA256
+//     under Config.MACKey (seal.go). An entry that does not verify is
+//     ignored (the store answers, nothing is filled over it) and counted
+//     (Stats.Rejected), so a cache node cannot make the app serve what the
+//     app did not write.
 //
 // Values are opaque bytes; the app decides what to cache and names keys. A
 // Tier is safe for concurrent use.
@@ -64,9 +73,22 @@ type Config struct {
 	// cache node's certificate against the CA and the address dialled.
 	// Default nil: plain TCP.
 	TLS *tls.Config
+
+	// MACKey authenticates every entry the tier writes (HMAC-SHA256 over the
+	// key, the value and its expiry; seal.go). An entry that does not verify
+	// is treated as a miss, never filled over, and counted in
+	// Stats.Rejected: whoever can write to a cache node can then cost the
+	// store reads, but cannot make the app serve a session or a page it did
+	// not write. Every app and worker sharing the cache nodes needs the same
+	// key, or each rejects the others' entries. The node derives it from
+	// --cluster-key. Empty (the default) uses a development key written in
+	// this source: it tells the tier's entries from anything else, but
+	// protects nothing. At least 16 bytes when set.
+	MACKey []byte
 	// Prefix starts every key the tier reads or writes, so the tier can share
 	// a cache with other users, and a change in what the app stores can
-	// change the prefix instead of misreading old entries. Default "ss1:".
+	// change the prefix instead of misreading old entries. Default "ss2:"
+	// ("ss1:" held entries without a MAC).
 	Prefix string
 	// TTL is how long a filled value lives, in the cache's clock. It is the
 	// last line of defence: a value whose invalidation was lost is served at
@@ -120,7 +142,7 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		Prefix:           "ss1:",
+		Prefix:           "ss2:",
 		TTL:              5 * time.Minute,
 		TombstoneTTL:     2 * time.Second,
 		Timeout:          100 * time.Millisecond,
@@ -138,6 +160,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Prefix == "":
 		return errors.New("cachetier config: Prefix is required")
+	case len(c.MACKey) > 0 && len(c.MACKey) < 16:
+		return fmt.Errorf("cachetier config: MACKey of %d bytes: want at least 16", len(c.MACKey))
 	case c.TTL < time.Second:
 		return fmt.Errorf("cachetier config: TTL %v: want at least 1s", c.TTL)
 	case c.Timeout <= 0:
@@ -172,6 +196,7 @@ type Tier struct {
 	log   *slog.Logger
 	met   *metrics
 	sf    singleflight.Group
+	seal  *sealer
 	wmKey string
 	// fillWindow is how long after a reader looked at a key its load may
 	// still fill it (TombstoneTTL/2 - Timeout; see docs/cache-tier.md).
@@ -183,6 +208,8 @@ type Tier struct {
 	// wm is the highest invalidation LSN this process has written or read:
 	// a floor for loads when a node has lost its own watermark (restarted).
 	wm atomic.Uint64
+	// forgedLogged is when a forged entry was last logged (Unix ns).
+	forgedLogged atomic.Int64
 
 	mu     sync.Mutex
 	nodes  map[string]*node    // nodes in the set, by address
@@ -217,6 +244,7 @@ func New(cfg Config) (*Tier, error) {
 	t := &Tier{
 		cfg:        cfg,
 		log:        cfg.Logger,
+		seal:       newSealer(cfg.MACKey),
 		wmKey:      cfg.Prefix + "wm",
 		fillWindow: cfg.TombstoneTTL/2 - cfg.Timeout,
 		nodes:      map[string]*node{},
@@ -403,6 +431,24 @@ func (t *Tier) prune() {
 	}
 }
 
+// forged counts an entry under key (as the cache holds it, or the
+// watermark) that did not verify on node n, and says so in the log at most
+// once every forgedLogEvery.
+func (t *Tier) forged(n *node, key string) {
+	total := t.met.rejected.Add(1)
+	now := time.Now().UnixNano()
+	last := t.forgedLogged.Load()
+	if now-last < int64(forgedLogEvery) || !t.forgedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	t.log.Warn("cache entry failed authentication; ignored and served from the store (forged, damaged, or written by another client or with another key)",
+		"key", key, "cache", n.addr, "rejected_total", total)
+}
+
+// forgedLogEvery bounds how often forged entries are logged: a cache full
+// of them must not flood the log.
+const forgedLogEvery = 10 * time.Second
+
 // raiseWM lifts the process's watermark to lsn.
 func (t *Tier) raiseWM(lsn uint64) {
 	for {
@@ -430,6 +476,10 @@ type Stats struct {
 	Errors uint64 `json:"errors"`
 	// Invalidations counts keys invalidated by writes.
 	Invalidations uint64 `json:"invalidations"`
+	// Rejected counts entries read from the cache that did not verify
+	// (forged, damaged, or another client's): each was served from the
+	// store instead. Anything above zero deserves a look.
+	Rejected uint64 `json:"rejected"`
 	// Watermark is the highest invalidation LSN this app has seen.
 	Watermark uint64 `json:"watermark"`
 }

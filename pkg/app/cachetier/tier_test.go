@@ -75,9 +75,9 @@ func TestMissThenHit(t *testing.T) {
 	if got := src.loads.Load(); got != 1 {
 		t.Errorf("loads = %d, want 1", got)
 	}
-	raw, err := rawClient(t, c.Addr()).Get(context.Background(), "ss1:post:1").Result()
-	if err != nil || raw != "Dhello" {
-		t.Errorf("cache holds %q, %v; want the value with its D mark", raw, err)
+	raw, err := rawClient(t, c.Addr()).Get(context.Background(), "ss2:post:1").Result()
+	if err != nil || !sealedValue(raw, "hello") {
+		t.Errorf("cache holds %q, %v; want the value sealed, with its D mark", raw, err)
 	}
 
 	// A load error is returned and nothing is cached.
@@ -85,7 +85,7 @@ func TestMissThenHit(t *testing.T) {
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Fetch of a missing key: err = %v, want ErrNotFound", err)
 	}
-	if n, _ := rawClient(t, c.Addr()).Exists(context.Background(), "ss1:post:none").Result(); n != 0 {
+	if n, _ := rawClient(t, c.Addr()).Exists(context.Background(), "ss2:post:none").Result(); n != 0 {
 		t.Errorf("a failed load left a cache entry")
 	}
 
@@ -122,9 +122,9 @@ func TestInvalidateLeavesTombstone(t *testing.T) {
 
 	src.set("post:1", "v2")
 	tier.Invalidate(context.Background(), 42, "post:1")
-	raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss1:post:1").Result()
-	if raw != "T42" {
-		t.Fatalf("after Invalidate the cache holds %q, want the tombstone T42", raw)
+	raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss2:post:1").Result()
+	if !strings.HasPrefix(raw, "T42.") {
+		t.Fatalf("after Invalidate the cache holds %q, want the tombstone T42 (sealed)", raw)
 	}
 	wantFetch(t, tier, src, "post:1", "v2", cachetier.Miss)
 	if got := src.lastLSN.Load(); got < 42 {
@@ -140,7 +140,7 @@ func TestInvalidateLeavesTombstone(t *testing.T) {
 	}
 
 	retryUntil(t, 5*time.Second, "the tombstone to expire", func() bool {
-		n, _ := rawClient(t, c.Addr()).Exists(context.Background(), "ss1:post:1").Result()
+		n, _ := rawClient(t, c.Addr()).Exists(context.Background(), "ss2:post:1").Result()
 		return n == 0
 	})
 	wantFetch(t, tier, src, "post:1", "v2", cachetier.Miss)
@@ -183,9 +183,9 @@ func TestSlowReaderCannotFillOverAWrite(t *testing.T) {
 	src := newSource()
 	src.set("post:1", "new")
 	wantFetch(t, tier, src, "post:1", "new", cachetier.Miss)
-	raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss1:post:1").Result()
-	if raw != "T7" {
-		t.Errorf("cache holds %q after the slow reader's fill, want the tombstone T7", raw)
+	raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss2:post:1").Result()
+	if !strings.HasPrefix(raw, "T7.") {
+		t.Errorf("cache holds %q after the slow reader's fill, want the tombstone T7 (sealed)", raw)
 	}
 }
 
@@ -214,12 +214,12 @@ func TestSlowReaderOutlivesTombstone(t *testing.T) {
 	<-started
 	tier.Invalidate(context.Background(), 7, "post:1")
 	retryUntil(t, 5*time.Second, "the tombstone to expire", func() bool {
-		n, _ := rdb.Exists(context.Background(), "ss1:post:1").Result()
+		n, _ := rdb.Exists(context.Background(), "ss2:post:1").Result()
 		return n == 0
 	})
 	once.Do(func() { close(release) })
 	<-done
-	if raw, err := rdb.Get(context.Background(), "ss1:post:1").Result(); err == nil {
+	if raw, err := rdb.Get(context.Background(), "ss2:post:1").Result(); err == nil {
 		t.Errorf("a reader that started before the write filled %q after its tombstone expired", raw)
 	}
 }
@@ -239,7 +239,7 @@ func TestSlowLoadIsNotFilled(t *testing.T) {
 	if err != nil || string(v) != "v" || r != cachetier.Miss {
 		t.Fatalf("Fetch = %q, %v, %v; want v, MISS", v, r, err)
 	}
-	if n, _ := rawClient(t, c.Addr()).Exists(context.Background(), "ss1:post:slow").Result(); n != 0 {
+	if n, _ := rawClient(t, c.Addr()).Exists(context.Background(), "ss2:post:slow").Result(); n != 0 {
 		t.Errorf("a load slower than the fill window was cached")
 	}
 }
@@ -336,7 +336,7 @@ func TestPartitionedNodeGetsMissedInvalidations(t *testing.T) {
 		t.Fatalf("after a missed invalidation Nodes = %+v, want the node down with 1 pending", st.Nodes)
 	}
 	wantFetch(t, tier, src, "post:1", "new", cachetier.Bypass)
-	if raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss1:post:1").Result(); raw != "Dold" {
+	if raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss2:post:1").Result(); !sealedValue(raw, "old") {
 		t.Fatalf("the cut-off node holds %q, want the old value still (the test's premise)", raw)
 	}
 
@@ -346,7 +346,7 @@ func TestPartitionedNodeGetsMissedInvalidations(t *testing.T) {
 	if got != "new" {
 		t.Fatalf("after the node rejoined Fetch = %q, want new", got)
 	}
-	if raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss1:post:1").Result(); raw == "Dold" {
+	if raw, _ := rawClient(t, c.Addr()).Get(context.Background(), "ss2:post:1").Result(); sealedValue(raw, "old") {
 		t.Errorf("the rejoined node still holds the old value")
 	}
 }
@@ -415,6 +415,7 @@ func TestValidate(t *testing.T) {
 		want string
 	}{
 		{"prefix", func(c *cachetier.Config) { c.Prefix = "" }, "Prefix"},
+		{"short MAC key", func(c *cachetier.Config) { c.MACKey = []byte("short") }, "MACKey"},
 		{"timeout", func(c *cachetier.Config) { c.Timeout = 0 }, "Timeout"},
 		{"tombstone too short", func(c *cachetier.Config) { c.TombstoneTTL = 4 * c.Timeout }, "TombstoneTTL"},
 		{"tombstone past ttl", func(c *cachetier.Config) { c.TTL = time.Second; c.TombstoneTTL = 2 * time.Second }, "TombstoneTTL"},
