@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,7 +144,19 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
+	// The apps count rate limits per client: behind the lb they must take
+	// the client's address from its X-Forwarded-For, as an operator sets
+	// --trusted-proxies across machines (docs/api.md, Rate limits).
+	var lbAddr string
 	for i, s := range specs {
+		if s.roles == "lb" {
+			lbAddr = nt.Host(i).Addr()
+		}
+	}
+	for i, s := range specs {
+		if s.roles == "app" {
+			s.flags = append(slices.Clone(s.flags), "--trusted-proxies="+lbAddr+"/32")
+		}
 		n := &Node{Name: s.name, Roles: s.roles, host: nt.Host(i), flags: s.flags, storeToken: c.storeToken,
 			data: filepath.Join(dir, "data", s.name), log: filepath.Join(dir, "logs", s.name+".log")}
 		c.nodes = append(c.nodes, n)
