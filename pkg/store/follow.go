@@ -136,6 +136,20 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 	if err != nil {
 		return err
 	}
+	// With failover, a new primary (heard in a lease message) ends this
+	// stream at once, also while it is still being set up: a paused old
+	// primary's kernel takes the connection and nobody answers, and the
+	// handshake would otherwise hold the replica for its deadline.
+	var changed chan struct{}
+	if r.s.cfg.Failover {
+		r.mu.Lock()
+		changed = r.leaderCh
+		moved := r.primaryName != name
+		r.mu.Unlock()
+		if moved {
+			return fmt.Errorf("the primary moved from %s before connecting", name)
+		}
+	}
 	conn, err := r.dialPeer(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("dial primary %s: %w", name, err)
@@ -143,6 +157,15 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	streaming := make(chan struct{})
+	defer close(streaming)
+	go func() {
+		select {
+		case <-changed: // nil without failover: never
+			conn.Close()
+		case <-streaming:
+		}
+	}()
 	q := url.Values{}
 	q.Set("from", strconv.FormatUint(last+1, 10))
 	q.Set("prev_epoch", strconv.FormatUint(prevEpoch, 10))
@@ -183,7 +206,6 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 		r.setLeaderLocked(name, addr)
 	}
 	moved := r.primaryName != name
-	changed := r.leaderCh
 	if !moved {
 		r.following.Connected, r.following.Primary, r.following.LastError = true, name, ""
 	}
@@ -191,17 +213,6 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 	if moved {
 		return fmt.Errorf("the primary moved from %s while connecting", name)
 	}
-	// A new primary (heard in a lease message) ends this stream at once,
-	// rather than when the old one's heartbeats stop.
-	streaming := make(chan struct{})
-	defer close(streaming)
-	go func() {
-		select {
-		case <-changed:
-			conn.Close()
-		case <-streaming:
-		}
-	}()
 	r.log.Info("replica following", "primary", name, "from", last+1, "epoch", pe)
 
 	bw := bufio.NewWriter(conn)
