@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // AdminConfig configures the admin endpoints of a node: /healthz and
@@ -42,6 +43,12 @@ type AdminConfig struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's head. Default 16 KiB.
 	MaxHeaderBytes int
+	// MaxConns bounds the connections served at once; past it the
+	// listener accepts no more until one closes, so that a client opening
+	// connections cannot exhaust the node's file descriptors through its
+	// admin port. Default 256: operators, Prometheus and load balancers'
+	// health checks need a few each.
+	MaxConns int
 }
 
 // DefaultAdminConfig returns the defaults documented on AdminConfig.
@@ -52,6 +59,7 @@ func DefaultAdminConfig() AdminConfig {
 		WriteTimeout:      2 * time.Minute,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		MaxConns:          256,
 	}
 }
 
@@ -62,6 +70,9 @@ func (a *AdminConfig) validate() error {
 	}
 	if a.MaxHeaderBytes < 1024 {
 		return configErr("Admin: MaxHeaderBytes %d is below 1024", a.MaxHeaderBytes)
+	}
+	if a.MaxConns < 1 {
+		return configErr("Admin: MaxConns %d must be at least 1", a.MaxConns)
 	}
 	return nil
 }
@@ -122,7 +133,7 @@ func (n *Node) openAdmin() (*adminServer, error) {
 		MaxHeaderBytes:    ac.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(n.log.With("role", "admin").Handler(), slog.LevelDebug),
 	}
-	go srv.Serve(ln)
+	go srv.Serve(netutil.LimitListener(ln, ac.MaxConns))
 	return &adminServer{srv: srv, ln: ln}, nil
 }
 

@@ -159,6 +159,41 @@ func TestAdminTimeouts(t *testing.T) {
 	}
 }
 
+// TestAdminMaxConns: past MaxConns open connections, the admin port serves
+// nobody new until one closes.
+func TestAdminMaxConns(t *testing.T) {
+	n, _ := keyedNode(t, func(a *node.AdminConfig) { a.MaxConns = 2 })
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", n.AdminAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	time.Sleep(100 * time.Millisecond) // both accepted and held by the server
+	healthz := func() error {
+		c := &http.Client{Timeout: 300 * time.Millisecond}
+		resp, err := c.Get("http://" + n.AdminAddr() + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := healthz(); err == nil {
+		t.Fatalf("GET /healthz with 2 of MaxConns 2 connections held: served, want it to wait")
+	}
+	held[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for healthz() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /healthz still not served 5s after a held connection closed")
+		}
+	}
+}
+
 // Validate: an admin port off loopback needs a cluster key, and the key
 // may come from a file, but not from a file and a different flag.
 func TestAdminConfigValidate(t *testing.T) {
