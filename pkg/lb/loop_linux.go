@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/httpwire"
 	"github.com/scalestack/scalestack/internal/rawio"
 )
 
@@ -134,7 +135,7 @@ type lup struct {
 	c          *lconn // the client whose request it carries; nil when idle
 	in         []byte
 	r, w       int
-	head       head
+	head       httpwire.Head
 	sent       int // bytes of the request written
 	got        int // bytes of the response read
 	reused     bool
@@ -410,7 +411,7 @@ func (l *loop) readClient(c *lconn) {
 		}
 		var ok bool
 		if c.in, c.r, c.w, ok = makeRoom(c.in, c.r, c.w, maxIn); !ok {
-			l.badRequest(c, errHeadTooLarge)
+			l.badRequest(c, httpwire.ErrHeadTooLarge)
 			return
 		}
 		room := len(c.in) - c.w
@@ -457,7 +458,7 @@ func makeRoom(buf []byte, r, w, limit int) ([]byte, int, int, bool) {
 
 // parseRequest starts the request buffered in c.in, if it is all there.
 func (l *loop) parseRequest(c *lconn) {
-	n, err := parseHead(c.in[c.r:c.w], &c.cc.req, l.lb.cfg.MaxHeaderBytes, clientBufSize, false)
+	n, err := httpwire.ParseHead(c.in[c.r:c.w], &c.cc.req, l.lb.cfg.MaxHeaderBytes, clientBufSize, false)
 	if err != nil {
 		l.badRequest(c, err)
 		return
@@ -470,7 +471,7 @@ func (l *loop) parseRequest(c *lconn) {
 		return
 	}
 	c.r += n
-	if req := &c.cc.req; req.chunked || req.contentLength > 0 {
+	if req := &c.cc.req; req.Chunked || req.ContentLength > 0 {
 		l.handOff(c)
 		return
 	}
@@ -495,17 +496,17 @@ func (l *loop) beginProxy(c *lconn) {
 	c.start = time.Now()
 	lb.requests.Add(1)
 	lb.budget.request(c.start)
-	method := r.first[0].of(r.buf)
+	method := r.First[0].Of(r.Buf)
 	c.isHead = string(method) == "HEAD"
-	_, hasKey := r.field(fIdempotencyKey)
+	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
 	c.idempotent = hasKey || isIdempotentMethod(method)
 	idStart, idEnd := cc.buildRequest()
 	if idStart == idEnd {
-		c.reqID, _ = r.field(fXRequestID)
+		c.reqID, _ = r.Value(httpwire.FieldXRequestID)
 	} else {
 		c.reqID = cc.out[idStart:idEnd]
 	}
-	c.cookies, _ = r.field(fCookie)
+	c.cookies, _ = r.Value(httpwire.FieldCookie)
 	c.p = lb.pool.Load()
 	c.n = 0
 	c.attempts = min(1+lb.cfg.Retries, maxTried)
@@ -818,7 +819,7 @@ func (l *loop) readResponse(c *lconn) {
 	for {
 		var ok bool
 		if up.in, up.r, up.w, ok = makeRoom(up.in, up.r, up.w, maxResponseHead+upBufSize); !ok {
-			l.responseFailed(c, errHeadTooLarge)
+			l.responseFailed(c, httpwire.ErrHeadTooLarge)
 			return
 		}
 		room := len(up.in) - up.w
@@ -846,7 +847,7 @@ func (l *loop) readResponse(c *lconn) {
 			up.rready = false
 		}
 		for {
-			k, err := parseHead(up.in[up.r:up.w], &up.head, maxResponseHead, upBufSize, true)
+			k, err := httpwire.ParseHead(up.in[up.r:up.w], &up.head, maxResponseHead, upBufSize, true)
 			if err != nil {
 				l.responseFailed(c, err)
 				return
@@ -855,7 +856,7 @@ func (l *loop) readResponse(c *lconn) {
 				break
 			}
 			up.r += k
-			if s := up.head.status; s >= 200 {
+			if s := up.head.Status; s >= 200 {
 				l.gotResponse(c)
 				return
 			} else if s == 101 {
@@ -875,7 +876,7 @@ func (l *loop) gotResponse(c *lconn) {
 	lb := l.lb
 	up, b := c.up, c.b
 	h := &up.head
-	status := h.status
+	status := h.Status
 	lb.passiveResponse(b, h)
 	if lb.cfg.RetryOnGatewayError && isGatewayError(status) && c.idempotent &&
 		c.n < c.attempts && lb.hasUntried(c.p, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
@@ -885,15 +886,15 @@ func (l *loop) gotResponse(c *lconn) {
 		l.attempt(c)
 		return
 	}
-	if !bodyless(c.isHead, status) && (h.chunked || h.contentLength < 0) {
+	if !httpwire.Bodyless(c.isHead, status) && (h.Chunked || h.ContentLength < 0) {
 		l.handOff(c)
 		return
 	}
 	_, c.closeAfter = c.cc.writeResponseHead(h, b, c.reqID, c.isHead)
 	_ = c.cc.bw.Flush()
 	c.remaining = 0
-	if !bodyless(c.isHead, status) {
-		c.remaining = h.contentLength
+	if !httpwire.Bodyless(c.isHead, status) {
+		c.remaining = h.ContentLength
 	}
 	c.state = lsBody
 	l.pumpBody(c)
@@ -964,7 +965,7 @@ func (l *loop) responseDone(c *lconn) {
 	up, b := c.up, c.b
 	c.up = nil
 	h := &up.head
-	if h.connClose || (h.http10 && !h.connKeepAlive) || up.r < up.w || up.rready ||
+	if h.Close || (h.HTTP10 && !h.KeepAlive) || up.r < up.w || up.rready ||
 		b.pool.isClosed() || len(l.idle[b]) >= l.lb.cfg.MaxIdleConns {
 		l.closeUp(up)
 	} else {
@@ -984,7 +985,7 @@ func (l *loop) responseDone(c *lconn) {
 func (l *loop) giveUp(c *lconn) {
 	lb := l.lb
 	r := &c.cc.req
-	keep := !lb.closing.Load() && !r.connClose && !(r.http10 && !r.connKeepAlive)
+	keep := !lb.closing.Load() && !r.Close && !(r.HTTP10 && !r.KeepAlive)
 	switch {
 	case c.n == 0 || (c.allDial && c.lastFail == failDial):
 		lb.failed[1].Add(1)

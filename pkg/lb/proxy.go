@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/httpwire"
 )
 
 // maxTried bounds the backends one request may be sent to.
@@ -35,29 +37,29 @@ const (
 func (cc *clientConn) serveRequest(start time.Time) bool {
 	lb := cc.lb
 	r := &cc.req
-	rb := r.buf
+	rb := r.Buf
 	lb.requests.Add(1)
 	lb.budget.request(start)
 
-	method := r.first[0].of(rb)
+	method := r.First[0].Of(rb)
 	isHead := string(method) == "HEAD"
-	_, hasKey := r.field(fIdempotencyKey)
+	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
 	idempotent := hasKey || isIdempotentMethod(method)
 	idStart, idEnd := cc.buildRequest()
 
 	streamBody := false
-	if r.chunked || r.contentLength > 0 {
-		if r.chunked || r.contentLength > maxBufferedBody {
+	if r.Chunked || r.ContentLength > 0 {
+		if r.Chunked || r.ContentLength > maxBufferedBody {
 			streamBody = true
 		} else {
-			if r.expect100 {
+			if r.Expect100 {
 				_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 				if cc.bw.Flush() != nil {
 					return false
 				}
 			}
 			n := len(cc.out)
-			cc.out = slices.Grow(cc.out, int(r.contentLength))[:n+int(r.contentLength)]
+			cc.out = slices.Grow(cc.out, int(r.ContentLength))[:n+int(r.ContentLength)]
 			if _, err := io.ReadFull(cc.br, cc.out[n:]); err != nil {
 				return false // the client went away mid-body
 			}
@@ -66,9 +68,9 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 	replayable := !streamBody
 	reqID := cc.out[idStart:idEnd]
 	if idStart == idEnd {
-		reqID, _ = r.field(fXRequestID)
+		reqID, _ = r.Value(httpwire.FieldXRequestID)
 	}
-	cookies, _ := r.field(fCookie)
+	cookies, _ := r.Value(httpwire.FieldCookie)
 
 	p := lb.pool.Load()
 	var tried [maxTried]*backend
@@ -118,7 +120,7 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 		if err != nil {
 			uc.close()
 			b.inflight.Add(-1)
-			var re readErr
+			var re httpwire.ReadError
 			if errors.As(err, &re) {
 				return false // the client's body failed: nobody to answer
 			}
@@ -145,7 +147,7 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 		if err != nil {
 			uc.close()
 			b.inflight.Add(-1)
-			if uc.reused && uc.head.empty && idempotent && replayable && closedByPeer(err) {
+			if uc.reused && uc.head.Empty && idempotent && replayable && closedByPeer(err) {
 				// The backend closed a kept-alive connection as the request
 				// went out (its idle timeout, or a graceful restart).
 				again = b
@@ -166,7 +168,7 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 			}
 			break
 		}
-		status := uc.head.status
+		status := uc.head.Status
 		lb.passiveResponse(b, &uc.head)
 		if lb.cfg.RetryOnGatewayError && isGatewayError(status) && idempotent && replayable &&
 			n < attempts && lb.hasUntried(p, tried[:n]) && lb.budget.allow(time.Now()) {
@@ -183,7 +185,7 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 	}
 	// A streamed body may be partly unread: the connection cannot carry
 	// another request.
-	keep := !streamBody && !lb.closing.Load() && !r.connClose && !(r.http10 && !r.connKeepAlive)
+	keep := !streamBody && !lb.closing.Load() && !r.Close && !(r.HTTP10 && !r.KeepAlive)
 	switch {
 	case n == 0 || (allDial && lastFail == failDial):
 		lb.failed[1].Add(1)
@@ -215,47 +217,47 @@ func isGatewayError(code int) bool { return code == 502 || code == 503 || code =
 func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 	lb := cc.lb
 	r := &cc.req
-	rb := r.buf
+	rb := r.Buf
 	out := cc.out[:0]
-	out = append(out, r.first[0].of(rb)...)
+	out = append(out, r.First[0].Of(rb)...)
 	out = append(out, ' ')
-	out = append(out, r.first[1].of(rb)...)
+	out = append(out, r.First[1].Of(rb)...)
 	out = append(out, " HTTP/1.1\r\n"...)
-	if !r.hasHost {
+	if !r.HasHost {
 		out = append(out, "Host: "...)
 		out = append(out, lb.Addr()...)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "X-Forwarded-For: "...)
-	for i := range r.fields {
-		if f := &r.fields[i]; f.kind == fXForwardedFor && f.value.end > f.value.start {
-			out = append(out, f.value.of(rb)...)
+	for i := range r.Fields {
+		if f := &r.Fields[i]; f.Kind == httpwire.FieldXForwardedFor && f.Value.End > f.Value.Start {
+			out = append(out, f.Value.Of(rb)...)
 			out = append(out, ", "...)
 		}
 	}
 	out = append(out, cc.ip...)
 	out = append(out, "\r\n"...)
 	hasProto, hasID := false, false
-	for i := range r.fields {
-		f := &r.fields[i]
-		if f.hop {
+	for i := range r.Fields {
+		f := &r.Fields[i]
+		if f.Hop {
 			continue
 		}
-		switch f.kind {
-		case fXForwardedFor:
+		switch f.Kind {
+		case httpwire.FieldXForwardedFor:
 			continue
-		case fXForwardedProto:
+		case httpwire.FieldXForwardedProto:
 			if !lb.cfg.TrustForwarded {
 				continue
 			}
 			hasProto = true
-		case fXRequestID:
-			if f.value.end == f.value.start {
+		case httpwire.FieldXRequestID:
+			if f.Value.End == f.Value.Start {
 				continue
 			}
 			hasID = true
 		}
-		out = append(out, f.line.of(rb)...)
+		out = append(out, f.Line.Of(rb)...)
 		out = append(out, "\r\n"...)
 	}
 	if !hasProto {
@@ -272,11 +274,11 @@ func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 	}
 	out = append(out, lb.viaLine...)
 	switch {
-	case r.chunked:
+	case r.Chunked:
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
-	case r.contentLength >= 0:
+	case r.ContentLength >= 0:
 		out = append(out, "Content-Length: "...)
-		out = strconv.AppendInt(out, r.contentLength, 10)
+		out = strconv.AppendInt(out, r.ContentLength, 10)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "\r\n"...)
@@ -294,17 +296,17 @@ func (cc *clientConn) send(uc *upConn, streamBody bool, touched *bool) error {
 			return err
 		}
 		*touched = true
-		if cc.req.expect100 {
+		if cc.req.Expect100 {
 			_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if err := cc.bw.Flush(); err != nil {
-				return readErr{err}
+				return httpwire.ReadError{Err: err}
 			}
 		}
 		var err error
-		if cc.req.chunked {
-			_, err = copyChunked(uc.bw, cc.br, true)
+		if cc.req.Chunked {
+			_, err = httpwire.CopyChunked(uc.bw, cc.br, true)
 		} else {
-			err = copyFixed(uc.bw, cc.br, cc.req.contentLength)
+			err = httpwire.CopyFixed(uc.bw, cc.br, cc.req.ContentLength)
 		}
 		if err != nil {
 			return err
@@ -318,10 +320,10 @@ func (cc *clientConn) send(uc *upConn, streamBody bool, touched *bool) error {
 func (lb *LB) readResponseHead(uc *upConn) error {
 	_ = uc.nc.SetReadDeadline(time.Now().Add(lb.cfg.ResponseHeaderTimeout))
 	for {
-		if err := readHead(uc.br, &uc.head, 64<<10, true); err != nil {
+		if err := httpwire.ReadHead(uc.br, &uc.head, 64<<10, true); err != nil {
 			return err
 		}
-		if s := uc.head.status; s >= 200 {
+		if s := uc.head.Status; s >= 200 {
 			break
 		} else if s == 101 {
 			return errors.New("backend switched protocols")
@@ -335,12 +337,12 @@ func (lb *LB) readResponseHead(uc *upConn) error {
 // the connection when the body is small and already framed.
 func (lb *LB) discardResponse(b *backend, uc *upConn, isHead bool) {
 	h := &uc.head
-	if bodyless(isHead, h.status) {
+	if httpwire.Bodyless(isHead, h.Status) {
 		lb.release(b, uc)
 		return
 	}
-	if !h.chunked && h.contentLength >= 0 && h.contentLength <= 64<<10 && !h.connClose {
-		if _, err := uc.br.Discard(int(h.contentLength)); err == nil {
+	if !h.Chunked && h.ContentLength >= 0 && h.ContentLength <= 64<<10 && !h.Close {
+		if _, err := uc.br.Discard(int(h.ContentLength)); err == nil {
 			lb.release(b, uc)
 			return
 		}
@@ -351,7 +353,7 @@ func (lb *LB) discardResponse(b *backend, uc *upConn, isHead bool) {
 func (lb *LB) release(b *backend, uc *upConn) {
 	// Bytes past the response mean the backend is not speaking HTTP as
 	// framed: the connection cannot carry another request.
-	if uc.head.connClose || (uc.head.http10 && !uc.head.connKeepAlive) || uc.br.Buffered() > 0 {
+	if uc.head.Close || (uc.head.HTTP10 && !uc.head.KeepAlive) || uc.br.Buffered() > 0 {
 		uc.close()
 		return
 	}
@@ -377,17 +379,17 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 	var err error
 	switch mode {
 	case bodyFixed:
-		err = copyFixed(bw, uc.br, h.contentLength)
+		err = httpwire.CopyFixed(bw, uc.br, h.ContentLength)
 	case bodyChunked:
-		_, err = copyChunked(bw, uc.br, true)
+		_, err = httpwire.CopyChunked(bw, uc.br, true)
 	case bodyDechunk:
-		_, err = copyChunked(bw, uc.br, false)
+		_, err = httpwire.CopyChunked(bw, uc.br, false)
 	case bodyUntilClose:
-		err = copyUntilEOF(bw, uc.br)
+		err = httpwire.CopyUntilEOF(bw, uc.br)
 	}
 	if err != nil {
 		uc.close()
-		var re readErr
+		var re httpwire.ReadError
 		if errors.As(err, &re) {
 			// The backend broke mid-body. The client must not take a short
 			// body for a whole one: the connection is closed without the
@@ -411,49 +413,49 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 // writeResponseHead writes the head of the backend's response h to cc.bw,
 // as it goes to the client, and returns how the body is framed and whether the
 // client connection must close after it.
-func (cc *clientConn) writeResponseHead(h *head, b *backend, reqID []byte, isHead bool) (mode int, closeClient bool) {
+func (cc *clientConn) writeResponseHead(h *httpwire.Head, b *backend, reqID []byte, isHead bool) (mode int, closeClient bool) {
 	lb := cc.lb
 	bw := cc.bw
-	hb := h.buf
+	hb := h.Buf
 	r := &cc.req
 	mode = bodyUntilClose
 	switch {
-	case bodyless(isHead, h.status):
+	case httpwire.Bodyless(isHead, h.Status):
 		mode = bodyNone
-	case h.chunked && r.http10:
+	case h.Chunked && r.HTTP10:
 		mode = bodyDechunk
-	case h.chunked:
+	case h.Chunked:
 		mode = bodyChunked
-	case h.contentLength >= 0:
+	case h.ContentLength >= 0:
 		mode = bodyFixed
 	}
-	closeClient = r.connClose || (r.http10 && !r.connKeepAlive) || lb.closing.Load() ||
+	closeClient = r.Close || (r.HTTP10 && !r.KeepAlive) || lb.closing.Load() ||
 		mode == bodyUntilClose || mode == bodyDechunk
 
 	_, _ = bw.WriteString("HTTP/1.1 ")
-	_, _ = bw.Write(h.rest.of(hb))
+	_, _ = bw.Write(h.Rest.Of(hb))
 	_, _ = bw.WriteString("\r\n")
 	hasID, setsSession := false, false
-	for i := range h.fields {
-		f := &h.fields[i]
-		if f.hop && !(mode == bodyNone && f.kind == fContentLength) {
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if f.Hop && !(mode == bodyNone && f.Kind == httpwire.FieldContentLength) {
 			continue
 		}
-		switch f.kind {
-		case fXRequestID:
+		switch f.Kind {
+		case httpwire.FieldXRequestID:
 			hasID = true
-		case fSetCookie:
-			if lb.cfg.Sticky && bytes.HasPrefix(f.value.of(hb), lb.stickyPrefix) {
+		case httpwire.FieldSetCookie:
+			if lb.cfg.Sticky && bytes.HasPrefix(f.Value.Of(hb), lb.stickyPrefix) {
 				setsSession = true
 			}
 		}
-		_, _ = bw.Write(f.line.of(hb))
+		_, _ = bw.Write(f.Line.Of(hb))
 		_, _ = bw.WriteString("\r\n")
 	}
 	switch mode {
 	case bodyFixed:
 		_, _ = bw.WriteString("Content-Length: ")
-		_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), h.contentLength, 10))
+		_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), h.ContentLength, 10))
 		_, _ = bw.WriteString("\r\n")
 	case bodyChunked:
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -474,7 +476,7 @@ func (cc *clientConn) writeResponseHead(h *head, b *backend, reqID []byte, isHea
 	switch {
 	case closeClient:
 		_, _ = bw.WriteString("Connection: close\r\n")
-	case r.http10:
+	case r.HTTP10:
 		_, _ = bw.WriteString("Connection: keep-alive\r\n")
 	}
 	_, _ = bw.WriteString("\r\n")
@@ -486,7 +488,7 @@ func (cc *clientConn) writeResponseHead(h *head, b *backend, reqID []byte, isHea
 func (cc *clientConn) writePage(code int, reason string, reqID []byte, closing, isHead bool) {
 	lb := cc.lb
 	json := false
-	if accept, ok := cc.req.field(fAccept); ok && bytes.Contains(accept, []byte("json")) {
+	if accept, ok := cc.req.Value(httpwire.FieldAccept); ok && bytes.Contains(accept, []byte("json")) {
 		json = true
 	}
 	text := statusText(code)
@@ -699,13 +701,13 @@ func (lb *LB) passiveError(b *backend) {
 
 // passiveResponse counts a response head towards ejection, or forgives
 // past failures, by its outcome. Both transports call it.
-func (lb *LB) passiveResponse(b *backend, h *head) {
+func (lb *LB) passiveResponse(b *backend, h *httpwire.Head) {
 	retryAfter := false
-	if h.status == 503 {
-		v, _ := h.field(fRetryAfter)
+	if h.Status == 503 {
+		v, _ := h.Value(httpwire.FieldRetryAfter)
 		retryAfter = len(v) > 0
 	}
-	switch outcomeOf(h.status, retryAfter) {
+	switch outcomeOf(h.Status, retryAfter) {
 	case outcomeOK:
 		lb.passiveOK(b)
 	case outcomeDependency:

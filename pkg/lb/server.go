@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/httpwire"
 )
 
 // Client connection states, for graceful shutdown: only an idle connection
@@ -28,7 +30,7 @@ type clientConn struct {
 	nc    net.Conn
 	br    *bufio.Reader
 	bw    *bufio.Writer
-	req   head
+	req   httpwire.Head
 	out   []byte // the request as it goes to a backend
 	ip    []byte // the client's address, for X-Forwarded-For
 	state atomic.Int32
@@ -131,7 +133,7 @@ func (cc *clientConn) serve(first func() bool) {
 		}
 		now := time.Now()
 		_ = cc.nc.SetReadDeadline(now.Add(cfg.ReadHeaderTimeout))
-		if err := readHead(cc.br, &cc.req, cfg.MaxHeaderBytes, false); err != nil {
+		if err := httpwire.ReadHead(cc.br, &cc.req, cfg.MaxHeaderBytes, false); err != nil {
 			cc.badRequest(err)
 			return
 		}
@@ -199,13 +201,13 @@ func (cc *clientConn) badRequest(err error) {
 	}
 	code, msg := 400, "malformed request"
 	switch {
-	case errors.Is(err, errHeadTooLarge):
+	case errors.Is(err, httpwire.ErrHeadTooLarge):
 		code, msg = 431, "request header fields too large"
-	case errors.Is(err, errBadVersion):
+	case errors.Is(err, httpwire.ErrBadVersion):
 		code, msg = 505, "HTTP version not supported"
-	case errors.Is(err, errBadCoding):
+	case errors.Is(err, httpwire.ErrBadCoding):
 		code, msg = 501, "transfer coding not supported"
-	case errors.Is(err, errSmuggling), errors.Is(err, errBadLength):
+	case errors.Is(err, httpwire.ErrBothFramings), errors.Is(err, httpwire.ErrBadLength):
 		msg = err.Error()
 	}
 	cc.lb.log.Debug("lb bad request", "client", string(cc.ip), "err", err)
