@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/accept"
 	"github.com/scalestack/scalestack/internal/rawio"
 )
 
@@ -358,35 +359,15 @@ func (l *eventLoop) shutdown() {
 func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
 	defer s.wg.Done()
 	next := 0
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait rather than spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("cache accept", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if s.connsOpen.Load() >= int64(s.cfg.MaxClients) {
-			s.connsRefuse.Add(1)
-			nc.Write([]byte("-ERR max number of clients reached\r\n"))
-			nc.Close()
-			continue
+	accept.Serve(s.ctx, ln, accept.Config{Log: s.log, Msg: "cache accept"}, func(nc net.Conn) {
+		if s.refuseOverCap(nc) {
+			return
 		}
 		fd, err := rawio.TakeFD(nc)
 		if err != nil {
 			s.log.Warn("cache: take over connection", "err", err)
 			nc.Close()
-			continue
+			return
 		}
 		s.mu.Lock()
 		s.nextID++
@@ -400,5 +381,5 @@ func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
 		next++
 		c.loop = l
 		l.hand(c)
-	}
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/accept"
 	"github.com/scalestack/scalestack/internal/httpwire"
 )
 
@@ -79,40 +80,25 @@ func newServer(e *Edge, ln net.Listener) *server {
 // open connections it waits for one to close before it accepts again.
 func (s *server) serve() {
 	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.ctx.Done():
-			return
-		}
-		nc, err := s.ln.Accept()
-		if err != nil {
-			<-s.slots
-			if s.shutting.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.e.log.Warn("edge accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		c := &conn{s: s, e: s.e, nc: nc, br: bufio.NewReaderSize(nc, 4096)}
-		c.ctx, c.cancel = context.WithCancel(s.ctx)
-		s.mu.Lock()
-		if s.shutting.Load() {
-			s.mu.Unlock()
-			nc.Close()
-			<-s.slots
-			continue
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
+	accept.Serve(s.ctx, s.ln, accept.Config{Slots: s.slots, Log: s.e.log, Msg: "edge accept failed"}, s.serveConn)
+}
+
+// serveConn starts the goroutine of a connection just accepted; it owns
+// the connection's slot.
+func (s *server) serveConn(nc net.Conn) {
+	c := &conn{s: s, e: s.e, nc: nc, br: bufio.NewReaderSize(nc, 4096)}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	s.mu.Lock()
+	if s.shutting.Load() {
 		s.mu.Unlock()
-		go c.serve()
+		nc.Close()
+		<-s.slots
+		return
 	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go c.serve()
 }
 
 // shutdown stops accepting, closes idle connections as they become idle,
