@@ -31,171 +31,261 @@ const (
 	failOther            // the connection broke after the request may have been sent
 )
 
+// exchange is one request on its way through the balancer: what is known
+// of it and how its tries have gone. It lives on serveRequest's stack.
+type exchange struct {
+	isHead     bool
+	idempotent bool // safe to apply twice: by its method, or an Idempotency-Key
+	streamBody bool // the body is streamed, not read whole first
+	replayable bool // the request can be sent again (its body is in memory)
+	reqID      []byte
+	cookies    []byte
+
+	pool        *pool
+	tried       [maxTried]*backend
+	n, attempts int // backends tried, and the most that may be
+	lastFail    failKind
+	allDial     bool // every failed try failed before sending anything
+	budgeted    bool // the next retry was paid for from the retry budget already
+	bodyTouched bool // a streamed body began to be read: it cannot go elsewhere
+	// again is a backend to try once more on a new connection, after a
+	// kept-alive one failed as if the backend had closed it while idle: it
+	// is the same attempt, as in net/http, and costs no retry budget.
+	again *backend
+}
+
+// tryResult is what one try at a backend leaves serveRequest to do.
+type tryResult int
+
+const (
+	tryNext tryResult = iota // try another backend, or the same one again
+	tryStop                  // no more tries: answer the failure
+	tryDone                  // a response went back, or there is nobody to answer
+)
+
 // serveRequest proxies the request in cc.req: it builds the request for the
 // backends, picks one, retries where safe, and streams the response back.
 // It reports whether the client connection may carry another request.
 func (cc *clientConn) serveRequest(start time.Time) bool {
 	lb := cc.lb
-	r := &cc.req
-	rb := r.Buf
 	lb.requests.Add(1)
 	lb.budget.request(start)
-
-	method := r.First[0].Of(rb)
-	isHead := string(method) == "HEAD"
-	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
-	idempotent := hasKey || isIdempotentMethod(method)
-	idStart, idEnd := cc.buildRequest()
-
-	streamBody := false
-	if r.Chunked || r.ContentLength > 0 {
-		if r.Chunked || r.ContentLength > maxBufferedBody {
-			streamBody = true
-		} else {
-			if r.Expect100 {
-				_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-				if cc.bw.Flush() != nil {
-					return false
-				}
-			}
-			n := len(cc.out)
-			cc.out = slices.Grow(cc.out, int(r.ContentLength))[:n+int(r.ContentLength)]
-			if _, err := io.ReadFull(cc.br, cc.out[n:]); err != nil {
-				return false // the client went away mid-body
-			}
-		}
+	var x exchange
+	if !cc.prepare(&x) {
+		return false
 	}
-	replayable := !streamBody
-	reqID := cc.out[idStart:idEnd]
-	if idStart == idEnd {
-		reqID, _ = r.Value(httpwire.FieldXRequestID)
-	}
-	cookies, _ := r.Value(httpwire.FieldCookie)
-
-	p := lb.pool.Load()
-	var tried [maxTried]*backend
-	n := 0
-	attempts := min(1+lb.cfg.Retries, maxTried)
-	lastFail := failNone
-	allDial := true
-	budgeted := false
-	bodyTouched := false
-	// again is a backend to try once more on a new connection, after a
-	// kept-alive one failed as if the backend had closed it while idle: it
-	// is the same attempt, as in net/http, and costs no retry budget.
-	var again *backend
-	for n < attempts || again != nil {
-		b := again
-		fresh := again != nil
-		again = nil
+	for {
+		b, fresh := cc.nextBackend(&x)
 		if b == nil {
-			if b = lb.pick(p, cookies, tried[:n]); b == nil {
-				break
-			}
-			if n > 0 && !budgeted && !lb.budget.allow(time.Now()) {
-				lb.retriesDenied.Add(1)
-				break
-			}
-			if n > 0 {
-				lb.retries.Add(1)
-			}
-			budgeted = false
-			tried[n] = b
-			n++
+			break
 		}
+		result, keep := cc.try(&x, b, fresh)
+		if result == tryDone {
+			return keep
+		}
+		if result == tryStop {
+			break
+		}
+	}
+	return cc.answerFailure(&x)
+}
 
-		b.inflight.Add(1)
-		b.requests.Add(1)
-		t0 := time.Now()
-		uc, err := lb.acquire(lb.ctx, b, !(idempotent && replayable), fresh, t0)
-		if err != nil {
-			b.inflight.Add(-1)
-			b.errors.Add(1)
-			lb.passiveError(b)
-			lastFail = failDial
-			lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(reqID), "err", err)
-			continue // nothing was sent: any request may go elsewhere
+// prepare writes the request for the backends into cc.out, reads its body
+// when it is small enough to be sent again, and fills x. It reports false
+// when the client went away.
+func (cc *clientConn) prepare(x *exchange) bool {
+	lb, r := cc.lb, &cc.req
+	method := r.First[0].Of(r.Buf)
+	x.isHead = string(method) == "HEAD"
+	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
+	x.idempotent = hasKey || isIdempotentMethod(method)
+	idStart, idEnd := cc.buildRequest()
+	x.streamBody = r.Chunked || r.ContentLength > maxBufferedBody
+	x.replayable = !x.streamBody
+	if !x.streamBody && r.ContentLength > 0 && !cc.readBody() {
+		return false
+	}
+	// After the body: reading it may have moved cc.out.
+	x.reqID = cc.out[idStart:idEnd]
+	if idStart == idEnd {
+		x.reqID, _ = r.Value(httpwire.FieldXRequestID)
+	}
+	x.cookies, _ = r.Value(httpwire.FieldCookie)
+	x.pool = lb.pool.Load()
+	x.attempts = min(1+lb.cfg.Retries, maxTried)
+	x.allDial = true
+	return true
+}
+
+// readBody appends the request's body to cc.out, after a 100 Continue
+// when the client waits for one. It reports false when the client went
+// away.
+func (cc *clientConn) readBody() bool {
+	r := &cc.req
+	if r.Expect100 {
+		_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if cc.bw.Flush() != nil {
+			return false
 		}
-		err = cc.send(uc, streamBody, &bodyTouched)
-		if err != nil {
-			uc.close()
-			b.inflight.Add(-1)
-			var re httpwire.ReadError
-			if errors.As(err, &re) {
-				return false // the client's body failed: nobody to answer
-			}
-			lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(reqID), "written", uc.written, "reused", uc.reused, "err", err)
-			if uc.reused && uc.written == 0 && !bodyTouched {
-				again = b // a dead idle connection: nothing was sent
-				continue
-			}
-			b.errors.Add(1)
-			lb.passiveError(b)
-			if uc.written == 0 && !bodyTouched {
-				lastFail = failDial
-				continue
-			}
-			allDial = false
-			lastFail = failOther
-			if idempotent && replayable {
-				continue
-			}
-			break
-		}
-		allDial = false
-		err = lb.readResponseHead(uc)
-		if err != nil {
-			uc.close()
-			b.inflight.Add(-1)
-			if uc.reused && uc.head.Empty && idempotent && replayable && closedByPeer(err) {
-				// The backend closed a kept-alive connection as the request
-				// went out (its idle timeout, or a graceful restart).
-				again = b
-				continue
-			}
-			b.errors.Add(1)
-			lb.passiveError(b)
-			lastFail = failOther
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				lastFail = failTimeout
-			}
-			lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(reqID), "reused", uc.reused, "err", err)
-			// The request reached the node and may have been applied:
-			// only an idempotent one that can be sent again is retried.
-			if idempotent && replayable {
-				continue
-			}
-			break
-		}
-		status := uc.head.Status
-		lb.passiveResponse(b, &uc.head)
-		if lb.cfg.RetryOnGatewayError && isGatewayError(status) && idempotent && replayable &&
-			n < attempts && lb.hasUntried(p, tried[:n]) && lb.budget.allow(time.Now()) {
-			lb.discardResponse(b, uc, isHead)
-			b.inflight.Add(-1)
-			b.observe(time.Since(t0))
-			budgeted = true
-			continue
-		}
-		keep := cc.writeResponse(uc, b, reqID, isHead)
+	}
+	n := len(cc.out)
+	cc.out = slices.Grow(cc.out, int(r.ContentLength))[:n+int(r.ContentLength)]
+	_, err := io.ReadFull(cc.br, cc.out[n:])
+	return err == nil
+}
+
+// nextBackend returns the backend of the next try and whether it must be
+// on a new connection, or nil when no try is left (none untried, or the
+// retry budget spent).
+func (cc *clientConn) nextBackend(x *exchange) (*backend, bool) {
+	if b := x.again; b != nil {
+		x.again = nil
+		return b, true
+	}
+	if x.n >= x.attempts {
+		return nil, false
+	}
+	lb := cc.lb
+	b := lb.pick(x.pool, x.cookies, x.tried[:x.n])
+	if b == nil {
+		return nil, false
+	}
+	if x.n > 0 && !x.budgeted && !lb.budget.allow(time.Now()) {
+		lb.retriesDenied.Add(1)
+		return nil, false
+	}
+	if x.n > 0 {
+		lb.retries.Add(1)
+	}
+	x.budgeted = false
+	x.tried[x.n] = b
+	x.n++
+	return b, false
+}
+
+// try sends the request to b and relays its response. keep, with tryDone,
+// reports whether the client connection may carry another request.
+func (cc *clientConn) try(x *exchange, b *backend, fresh bool) (result tryResult, keep bool) {
+	lb := cc.lb
+	b.inflight.Add(1)
+	b.requests.Add(1)
+	t0 := time.Now()
+	uc, err := lb.acquire(lb.ctx, b, !(x.idempotent && x.replayable), fresh, t0)
+	if err != nil {
+		b.inflight.Add(-1)
+		b.errors.Add(1)
+		lb.passiveError(b)
+		x.lastFail = failDial
+		lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(x.reqID), "err", err)
+		return tryNext, false // nothing was sent: any request may go elsewhere
+	}
+	if err := cc.send(uc, x.streamBody, &x.bodyTouched); err != nil {
+		return cc.sendFailed(x, b, uc, err), false
+	}
+	x.allDial = false
+	if err := lb.readResponseHead(uc); err != nil {
+		return cc.headFailed(x, b, uc, err), false
+	}
+	lb.passiveResponse(b, &uc.head)
+	if cc.retryGatewayError(x, b, uc) {
 		b.inflight.Add(-1)
 		b.observe(time.Since(t0))
-		return keep
+		return tryNext, false
 	}
+	keep = cc.writeResponse(uc, b, x.reqID, x.isHead)
+	b.inflight.Add(-1)
+	b.observe(time.Since(t0))
+	return tryDone, keep
+}
+
+// retryOrStop is what follows a failure after the request may have reached
+// the node and been applied: only an idempotent request that can be sent
+// again is retried.
+func (x *exchange) retryOrStop() tryResult {
+	if x.idempotent && x.replayable {
+		return tryNext
+	}
+	return tryStop
+}
+
+// sendFailed handles a failure to send the request to b on uc.
+func (cc *clientConn) sendFailed(x *exchange, b *backend, uc *upConn, err error) tryResult {
+	lb := cc.lb
+	uc.close()
+	b.inflight.Add(-1)
+	var re httpwire.ReadError
+	if errors.As(err, &re) {
+		return tryDone // the client's body failed: nobody to answer
+	}
+	lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(x.reqID), "written", uc.written, "reused", uc.reused, "err", err)
+	if uc.reused && uc.written == 0 && !x.bodyTouched {
+		x.again = b // a dead idle connection: nothing was sent
+		return tryNext
+	}
+	b.errors.Add(1)
+	lb.passiveError(b)
+	if uc.written == 0 && !x.bodyTouched {
+		x.lastFail = failDial
+		return tryNext
+	}
+	x.allDial = false
+	x.lastFail = failOther
+	return x.retryOrStop()
+}
+
+// headFailed handles a response head from b that did not come.
+func (cc *clientConn) headFailed(x *exchange, b *backend, uc *upConn, err error) tryResult {
+	lb := cc.lb
+	uc.close()
+	b.inflight.Add(-1)
+	if uc.reused && uc.head.Empty && x.idempotent && x.replayable && closedByPeer(err) {
+		// The backend closed a kept-alive connection as the request went
+		// out (its idle timeout, or a graceful restart).
+		x.again = b
+		return tryNext
+	}
+	b.errors.Add(1)
+	lb.passiveError(b)
+	x.lastFail = failOther
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		x.lastFail = failTimeout
+	}
+	lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(x.reqID), "reused", uc.reused, "err", err)
+	return x.retryOrStop()
+}
+
+// retryGatewayError discards a 502, 503 or 504 from b and reports true
+// when the request may go to another backend instead
+// (Config.RetryOnGatewayError, within the retry budget).
+func (cc *clientConn) retryGatewayError(x *exchange, b *backend, uc *upConn) bool {
+	lb := cc.lb
+	if !lb.cfg.RetryOnGatewayError || !isGatewayError(uc.head.Status) || !x.idempotent || !x.replayable ||
+		x.n >= x.attempts || !lb.hasUntried(x.pool, x.tried[:x.n]) || !lb.budget.allow(time.Now()) {
+		return false
+	}
+	lb.discardResponse(b, uc, x.isHead)
+	x.budgeted = true
+	return true
+}
+
+// answerFailure answers a request that no backend answered: 503 when none
+// could be reached, 504 when one did not answer in time, 502 otherwise.
+func (cc *clientConn) answerFailure(x *exchange) bool {
+	lb, r := cc.lb, &cc.req
 	// A streamed body may be partly unread: the connection cannot carry
 	// another request.
-	keep := !streamBody && !lb.closing.Load() && !r.Close && !(r.HTTP10 && !r.KeepAlive)
+	keep := !x.streamBody && !lb.closing.Load() && !r.Close && !(r.HTTP10 && !r.KeepAlive)
 	switch {
-	case n == 0 || (allDial && lastFail == failDial):
+	case x.n == 0 || (x.allDial && x.lastFail == failDial):
 		lb.failed[1].Add(1)
-		cc.writePage(503, "no app node is available", reqID, !keep, isHead)
-	case lastFail == failTimeout:
+		cc.writePage(503, "no app node is available", x.reqID, !keep, x.isHead)
+	case x.lastFail == failTimeout:
 		lb.failed[2].Add(1)
-		cc.writePage(504, "the app node did not answer in time", reqID, !keep, isHead)
+		cc.writePage(504, "the app node did not answer in time", x.reqID, !keep, x.isHead)
 	default:
 		lb.failed[0].Add(1)
-		cc.writePage(502, "the app node failed to answer", reqID, !keep, isHead)
+		cc.writePage(502, "the app node failed to answer", x.reqID, !keep, x.isHead)
 	}
 	return keep
 }
