@@ -71,12 +71,12 @@ func eventLoopsSupported() bool { return true }
 type loop struct {
 	lb *LB
 	// p is the epoll instance, its wake pipe and the inbox of accepted
-	// connections; ep is the instance as a file in Go's own poller, which
-	// the loop waits on when nothing is ready (see run).
-	p     *rawio.Poller[*lconn]
-	ep    *os.File
-	epRaw syscall.RawConn
-	force atomic.Bool // close every connection, drained or not
+	// connections; its file is in Go's own poller, which the loop waits on
+	// when nothing is ready (see rawio.Poller.Run).
+	p        *rawio.Poller[*lconn]
+	force    atomic.Bool // close every connection, drained or not
+	tick     time.Duration
+	lastScan time.Time
 
 	clients map[int32]*lconn
 	ups     map[int32]*lup
@@ -171,12 +171,11 @@ func newLoop(lb *LB) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	ep, raw, err := p.File()
-	if err != nil {
+	if _, _, err := p.File(); err != nil {
 		p.Close()
 		return nil, err
 	}
-	return &loop{lb: lb, p: p, ep: ep, epRaw: raw,
+	return &loop{lb: lb, p: p,
 		clients: map[int32]*lconn{}, ups: map[int32]*lup{},
 		idle: map[*backend][]*lup{}, addrs: map[*backend]syscall.Sockaddr{}}, nil
 }
@@ -244,60 +243,33 @@ func (lb *LB) scanInterval() time.Duration {
 func (l *loop) run() {
 	defer l.lb.wg.Done()
 	defer l.shutdown()
-	events := make([]syscall.EpollEvent, 256)
-	tick := l.lb.scanInterval()
-	lastScan := time.Now()
-	deadlineSet := false
-	var n int
-	var err error
-	poll := func(uintptr) bool {
-		n, err = rawio.PollNow(l.p.FD, events)
-		return n != 0 || err != nil
-	}
-	for {
-		// Under load events are nearly always waiting, and a non-blocking
-		// poll finds them. When none is, the loop parks in Go's poller until
-		// its epoll instance has an event or the next scan is due, rather
-		// than blocking its thread in epoll_wait: a goroutine blocked in a
-		// system call has its processor taken by the runtime's monitor
-		// thread and another thread woken to hold it, which cost about one
-		// context switch per request more at moderate load.
-		if !poll(0) {
-			if !deadlineSet {
-				_ = l.ep.SetReadDeadline(lastScan.Add(tick))
-				deadlineSet = true
-			}
-			if werr := l.epRaw.Read(poll); werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded) {
-				err = werr
-			}
-		}
-		if err != nil && !errors.Is(err, syscall.EINTR) {
-			l.lb.log.Error("lb event loop: epoll_wait", "err", err)
-			return
-		}
-		if l.lb.ctx.Err() != nil {
-			return
-		}
-		for i := range n {
-			ev := &events[i]
-			if l.p.IsWake(ev.Fd) {
-				l.drainWake()
-			} else if up := l.ups[ev.Fd]; up != nil {
-				l.upEvent(up, ev.Events)
-			} else if c := l.clients[ev.Fd]; c != nil {
-				l.clientEvent(c, ev.Events)
-			}
-		}
-		if now := time.Now(); now.Sub(lastScan) >= tick {
-			lastScan = now
-			deadlineSet = false
-			l.scan(now)
-		}
+	l.tick, l.lastScan = l.lb.scanInterval(), time.Now()
+	if err := l.p.Run(l.lb.ctx, l, rawio.RunConfig{}); err != nil {
+		l.lb.log.Error("lb event loop", "err", err)
 	}
 }
 
-func (l *loop) drainWake() {
-	incoming := l.p.Drain()
+// Event dispatches the events of a backend or a client connection.
+func (l *loop) Event(fd int32, events uint32) {
+	if up := l.ups[fd]; up != nil {
+		l.upEvent(up, events)
+	} else if c := l.clients[fd]; c != nil {
+		l.clientEvent(c, events)
+	}
+}
+
+// Tick scans for timeouts every tick.
+func (l *loop) Tick(now time.Time) time.Time {
+	if now.Sub(l.lastScan) >= l.tick {
+		l.lastScan = now
+		l.scan(now)
+	}
+	return l.lastScan.Add(l.tick)
+}
+
+// Woken registers the connections handed to the loop, and looks at the
+// balancer's state (closing: close idle connections; force: close all).
+func (l *loop) Woken(incoming []*lconn) {
 	now := time.Now().UnixNano()
 	for _, c := range incoming {
 		if err := l.p.Add(c.fd, evAll); err != nil {
