@@ -103,23 +103,12 @@ type lconn struct {
 	closeAfter bool
 	since      int64 // Unix ns: when the state's timeout began
 
-	start      time.Time
-	isHead     bool
-	idempotent bool
-	reqID      []byte
-	cookies    []byte
-	p          *pool
-	tried      [maxTried]*backend
-	n          int
-	attempts   int
-	lastFail   failKind
-	allDial    bool
-	budgeted   bool
-	again      *backend
-	b          *backend
-	t0         time.Time
-	up         *lup
-	remaining  int64 // body bytes still to forward
+	start     time.Time
+	exchange  // its way through the backends, as serveRequest's
+	b         *backend
+	t0        time.Time
+	up        *lup
+	remaining int64 // body bytes still to forward
 }
 
 // Write appends to the client's output; cc.bw writes here.
@@ -468,24 +457,8 @@ func (l *loop) beginProxy(c *lconn) {
 	c.start = time.Now()
 	lb.requests.Add(1)
 	lb.budget.request(c.start)
-	method := r.First[0].Of(r.Buf)
-	c.isHead = string(method) == "HEAD"
-	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
-	c.idempotent = hasKey || isIdempotentMethod(method)
 	idStart, idEnd := cc.buildRequest()
-	if idStart == idEnd {
-		c.reqID, _ = r.Value(httpwire.FieldXRequestID)
-	} else {
-		c.reqID = cc.out[idStart:idEnd]
-	}
-	c.cookies, _ = r.Value(httpwire.FieldCookie)
-	c.p = lb.pool.Load()
-	c.n = 0
-	c.attempts = min(1+lb.cfg.Retries, maxTried)
-	c.lastFail = failNone
-	c.allDial = true
-	c.budgeted = false
-	c.again = nil
+	c.exchange.start(lb, r, cc.out[idStart:idEnd])
 	c.state = lsProxy
 	l.attempt(c)
 }
@@ -495,29 +468,10 @@ func (l *loop) beginProxy(c *lconn) {
 func (l *loop) attempt(c *lconn) {
 	lb := l.lb
 	for {
-		if c.n >= c.attempts && c.again == nil {
+		b, fresh := c.next(lb)
+		if b == nil {
 			l.giveUp(c)
 			return
-		}
-		b := c.again
-		fresh := b != nil
-		c.again = nil
-		if b == nil {
-			if b = lb.pick(c.p, c.cookies, c.tried[:c.n]); b == nil {
-				l.giveUp(c)
-				return
-			}
-			if c.n > 0 && !c.budgeted && !lb.budget.allow(time.Now()) {
-				lb.retriesDenied.Add(1)
-				l.giveUp(c)
-				return
-			}
-			if c.n > 0 {
-				lb.retries.Add(1)
-			}
-			c.budgeted = false
-			c.tried[c.n] = b
-			c.n++
 		}
 		b.inflight.Add(1)
 		b.requests.Add(1)
@@ -851,7 +805,7 @@ func (l *loop) gotResponse(c *lconn) {
 	status := h.Status
 	lb.passiveResponse(b, h)
 	if lb.cfg.RetryOnGatewayError && isGatewayError(status) && c.idempotent &&
-		c.n < c.attempts && lb.hasUntried(c.p, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
+		c.n < c.attempts && lb.hasUntried(c.pool, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
 		l.detach(c)
 		b.observe(time.Since(c.t0))
 		c.budgeted = true
@@ -1032,7 +986,7 @@ func (l *loop) finish(c *lconn) {
 	}
 	c.state = lsIdle
 	c.since = time.Now().UnixNano()
-	c.reqID, c.cookies, c.p, c.b = nil, nil, nil, nil
+	c.reqID, c.cookies, c.pool, c.b = nil, nil, nil, nil
 	clear(c.tried[:c.n])
 	if c.r < c.w {
 		l.parseRequest(c)

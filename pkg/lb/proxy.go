@@ -41,7 +41,7 @@ type exchange struct {
 	reqID      []byte
 	cookies    []byte
 
-	pool        *pool
+	pool        *pool // the backends as the request found them
 	tried       [maxTried]*backend
 	n, attempts int // backends tried, and the most that may be
 	lastFail    failKind
@@ -75,7 +75,7 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 		return false
 	}
 	for {
-		b, fresh := cc.nextBackend(&x)
+		b, fresh := x.next(lb)
 		if b == nil {
 			break
 		}
@@ -91,30 +91,39 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 }
 
 // prepare writes the request for the backends into cc.out, reads its body
-// when it is small enough to be sent again, and fills x. It reports false
+// when it is small enough to be sent again, and starts x. It reports false
 // when the client went away.
 func (cc *clientConn) prepare(x *exchange) bool {
-	lb, r := cc.lb, &cc.req
-	method := r.First[0].Of(r.Buf)
-	x.isHead = string(method) == "HEAD"
-	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
-	x.idempotent = hasKey || isIdempotentMethod(method)
+	r := &cc.req
 	idStart, idEnd := cc.buildRequest()
-	x.streamBody = r.Chunked || r.ContentLength > maxBufferedBody
-	x.replayable = !x.streamBody
-	if !x.streamBody && r.ContentLength > 0 && !cc.readBody() {
+	streamBody := r.Chunked || r.ContentLength > maxBufferedBody
+	if !streamBody && r.ContentLength > 0 && !cc.readBody() {
 		return false
 	}
 	// After the body: reading it may have moved cc.out.
-	x.reqID = cc.out[idStart:idEnd]
-	if idStart == idEnd {
+	x.start(cc.lb, r, cc.out[idStart:idEnd])
+	x.streamBody, x.replayable = streamBody, !streamBody
+	return true
+}
+
+// start fills x for a new request r; reqID is the X-Request-Id the
+// balancer generated for it, if any.
+func (x *exchange) start(lb *LB, r *httpwire.Head, reqID []byte) {
+	method := r.First[0].Of(r.Buf)
+	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
+	*x = exchange{
+		isHead:     string(method) == "HEAD",
+		idempotent: hasKey || isIdempotentMethod(method),
+		replayable: true,
+		reqID:      reqID,
+		pool:       lb.pool.Load(),
+		attempts:   min(1+lb.cfg.Retries, maxTried),
+		allDial:    true,
+	}
+	if len(reqID) == 0 {
 		x.reqID, _ = r.Value(httpwire.FieldXRequestID)
 	}
 	x.cookies, _ = r.Value(httpwire.FieldCookie)
-	x.pool = lb.pool.Load()
-	x.attempts = min(1+lb.cfg.Retries, maxTried)
-	x.allDial = true
-	return true
 }
 
 // readBody appends the request's body to cc.out, after a 100 Continue
@@ -134,10 +143,10 @@ func (cc *clientConn) readBody() bool {
 	return err == nil
 }
 
-// nextBackend returns the backend of the next try and whether it must be
-// on a new connection, or nil when no try is left (none untried, or the
-// retry budget spent).
-func (cc *clientConn) nextBackend(x *exchange) (*backend, bool) {
+// next returns the backend of the next try and whether it must be on a new
+// connection, or nil when no try is left (none untried, or the retry
+// budget spent).
+func (x *exchange) next(lb *LB) (*backend, bool) {
 	if b := x.again; b != nil {
 		x.again = nil
 		return b, true
@@ -145,7 +154,6 @@ func (cc *clientConn) nextBackend(x *exchange) (*backend, bool) {
 	if x.n >= x.attempts {
 		return nil, false
 	}
-	lb := cc.lb
 	b := lb.pick(x.pool, x.cookies, x.tried[:x.n])
 	if b == nil {
 		return nil, false
