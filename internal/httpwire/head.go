@@ -334,7 +334,17 @@ func (h *Head) parseField(pos, end int) error {
 	}
 	f := Field{Line: Span{int32(pos), int32(end)}, Name: Span{int32(pos), int32(colon)}, Value: Span{int32(vs), int32(ve)}}
 	f.Kind = KindOf(b[pos:colon])
-	value := b[vs:ve]
+	if err := h.note(&f); err != nil {
+		return err
+	}
+	h.Fields = append(h.Fields, f)
+	return nil
+}
+
+// note records what a field of a kind the framing depends on says, and
+// marks the fields a proxy does not forward.
+func (h *Head) note(f *Field) error {
+	value := f.Value.Of(h.Buf)
 	switch f.Kind {
 	case FieldContentLength:
 		n, ok := ParseLength(value)
@@ -351,7 +361,7 @@ func (h *Head) parseField(pos, end int) error {
 		f.Hop = true
 	case FieldConnection:
 		f.Hop = true
-		h.connectionTokens(vs, ve)
+		h.connectionTokens(int(f.Value.Start), int(f.Value.End))
 	case FieldHopByHop, FieldUpgrade, FieldExpect:
 		f.Hop = true
 		if f.Kind == FieldExpect && EqualFold(value, []byte("100-continue")) {
@@ -364,7 +374,6 @@ func (h *Head) parseField(pos, end int) error {
 		h.HasHost = true
 		h.Host = f.Value
 	}
-	h.Fields = append(h.Fields, f)
 	return nil
 }
 
@@ -407,101 +416,42 @@ func (h *Head) Value(k Kind) ([]byte, bool) {
 
 // KindOf classifies a field name, case-insensitively.
 func KindOf(name []byte) Kind {
-	switch len(name) {
-	case 2:
-		if EqualFold(name, []byte("te")) {
-			return FieldHopByHop
-		}
-	case 3:
-		if EqualFold(name, []byte("via")) {
-			return FieldVia
-		}
-	case 5:
-		if EqualFold(name, []byte("range")) {
-			return FieldRange
-		}
-	case 4:
-		if EqualFold(name, []byte("host")) {
-			return FieldHost
-		}
-	case 6:
-		switch {
-		case EqualFold(name, []byte("cookie")):
-			return FieldCookie
-		case EqualFold(name, []byte("expect")):
-			return FieldExpect
-		case EqualFold(name, []byte("accept")):
-			return FieldAccept
-		case EqualFold(name, []byte("pragma")):
-			return FieldPragma
-		}
-	case 7:
-		if EqualFold(name, []byte("trailer")) {
-			return FieldHopByHop
-		}
-		if EqualFold(name, []byte("upgrade")) {
-			return FieldUpgrade
-		}
-	case 8:
-		if EqualFold(name, []byte("if-match")) || EqualFold(name, []byte("if-range")) {
-			return FieldConditional
-		}
-	case 10:
-		switch {
-		case EqualFold(name, []byte("connection")):
-			return FieldConnection
-		case EqualFold(name, []byte("keep-alive")):
-			return FieldHopByHop
-		case EqualFold(name, []byte("set-cookie")):
-			return FieldSetCookie
-		}
-	case 11:
-		if EqualFold(name, []byte("retry-after")) {
-			return FieldRetryAfter
-		}
-	case 12:
-		switch {
-		case EqualFold(name, []byte("x-request-id")):
-			return FieldXRequestID
-		case EqualFold(name, []byte("content-type")):
-			return FieldContentType
-		}
-	case 13:
-		switch {
-		case EqualFold(name, []byte("if-none-match")):
-			return FieldConditional
-		case EqualFold(name, []byte("cache-control")):
-			return FieldCacheControl
-		}
-	case 14:
-		if EqualFold(name, []byte("content-length")) {
-			return FieldContentLength
-		}
-	case 15:
-		if EqualFold(name, []byte("x-forwarded-for")) {
-			return FieldXForwardedFor
-		}
-		if EqualFold(name, []byte("idempotency-key")) {
-			return FieldIdempotencyKey
-		}
-	case 17:
-		switch {
-		case EqualFold(name, []byte("transfer-encoding")):
-			return FieldTransferEncoding
-		case EqualFold(name, []byte("x-forwarded-proto")):
-			return FieldXForwardedProto
-		case EqualFold(name, []byte("if-modified-since")):
-			return FieldConditional
-		}
-	case 19:
-		if EqualFold(name, []byte("if-unmodified-since")) {
-			return FieldConditional
+	if len(name) < len(kindsByLength) {
+		for _, k := range kindsByLength[len(name)] {
+			if EqualFold(name, k.name) {
+				return k.kind
+			}
 		}
 	}
 	if len(name) >= 6 && EqualFold(name[:6], []byte("proxy-")) {
 		return FieldHopByHop
 	}
 	return FieldOther
+}
+
+type namedKind struct {
+	name []byte // lower case
+	kind Kind
+}
+
+// kindsByLength lists the names of the field kinds by their length, so that
+// KindOf compares a name with two or three others at most. Read-only.
+var kindsByLength = [...][]namedKind{
+	2:  {{[]byte("te"), FieldHopByHop}},
+	3:  {{[]byte("via"), FieldVia}},
+	4:  {{[]byte("host"), FieldHost}},
+	5:  {{[]byte("range"), FieldRange}},
+	6:  {{[]byte("cookie"), FieldCookie}, {[]byte("expect"), FieldExpect}, {[]byte("accept"), FieldAccept}, {[]byte("pragma"), FieldPragma}},
+	7:  {{[]byte("trailer"), FieldHopByHop}, {[]byte("upgrade"), FieldUpgrade}},
+	8:  {{[]byte("if-match"), FieldConditional}, {[]byte("if-range"), FieldConditional}},
+	10: {{[]byte("connection"), FieldConnection}, {[]byte("keep-alive"), FieldHopByHop}, {[]byte("set-cookie"), FieldSetCookie}},
+	11: {{[]byte("retry-after"), FieldRetryAfter}},
+	12: {{[]byte("x-request-id"), FieldXRequestID}, {[]byte("content-type"), FieldContentType}},
+	13: {{[]byte("if-none-match"), FieldConditional}, {[]byte("cache-control"), FieldCacheControl}},
+	14: {{[]byte("content-length"), FieldContentLength}},
+	15: {{[]byte("x-forwarded-for"), FieldXForwardedFor}, {[]byte("idempotency-key"), FieldIdempotencyKey}},
+	17: {{[]byte("transfer-encoding"), FieldTransferEncoding}, {[]byte("x-forwarded-proto"), FieldXForwardedProto}, {[]byte("if-modified-since"), FieldConditional}},
+	19: {{[]byte("if-unmodified-since"), FieldConditional}},
 }
 
 // ParseLength parses a Content-Length: digits only, no sign, no overflow.

@@ -330,3 +330,22 @@ func FuzzParseHead(f *testing.F) {
 		compareParseHead(t, raw, response, 256)   // httpwire.ReadHead's lines limited by its reader
 	})
 }
+
+// BenchmarkReadHead reads a browser-like request head, as the lb and the
+// edge do for every request.
+func BenchmarkReadHead(b *testing.B) {
+	raw := "GET /posts/42?page=2 HTTP/1.1\r\nHost: blog.example\r\nUser-Agent: Mozilla/5.0\r\n" +
+		"Accept: text/html\r\nAccept-Language: en\r\nAccept-Encoding: gzip\r\nCookie: s=abc\r\n" +
+		"Connection: keep-alive\r\nX-Forwarded-For: 10.0.0.1\r\nIf-None-Match: \"x\"\r\n\r\n"
+	sr := strings.NewReader(raw)
+	br := bufio.NewReader(sr)
+	h := &httpwire.Head{}
+	b.ReportAllocs()
+	for b.Loop() {
+		sr.Reset(raw)
+		br.Reset(sr)
+		if err := httpwire.ReadHead(br, h, 8<<10, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
