@@ -23,7 +23,9 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/scalestack/scalestack/internal/netns"
+	"github.com/scalestack/scalestack/internal/nodebin"
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -96,7 +98,7 @@ func (g *storeGroup) start(i int, join bool) {
 	if n.host == nil {
 		n.p = startNode(g.t, args...)
 	} else {
-		cmd := n.host.Command(context.Background(), nodeBin, append([]string{"run"}, args...)...)
+		cmd := n.host.Command(context.Background(), nodebin.Build(g.t), append([]string{"run"}, args...)...)
 		cmd.Env = append(os.Environ(), "NODE_CLUSTER_KEY="+g.key)
 		n.p = startCmd(g.t, cmd)
 	}
@@ -124,7 +126,7 @@ func (g *storeGroup) up() {
 	// others' NATS servers), so the replicas start as soon as its gossip
 	// listens: joining before that, they would form a cluster of their own.
 	g.start(0, false)
-	testcluster.RetryUntil(g.t, 30*time.Second, func() error {
+	testwait.RetryUntil(g.t, 30*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", g.nodes[0].gossip, time.Second)
 		if err == nil {
 			c.Close()
@@ -133,7 +135,7 @@ func (g *storeGroup) up() {
 	})
 	g.start(1, true)
 	g.start(2, true)
-	testcluster.RetryUntil(g.t, 60*time.Second, func() error {
+	testwait.RetryUntil(g.t, 60*time.Second, func() error {
 		for _, n := range g.nodes {
 			resp, err := statusClient.Get("http://" + n.admin + "/readyz")
 			if err != nil {
@@ -147,7 +149,7 @@ func (g *storeGroup) up() {
 		}
 		return nil
 	})
-	testcluster.RetryUntil(g.t, 30*time.Second, func() error {
+	testwait.RetryUntil(g.t, 30*time.Second, func() error {
 		st, err := g.replStatus(g.nodes[0].store)
 		if err != nil {
 			return err
@@ -200,7 +202,7 @@ func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
 // converged waits until the three nodes have the same LSN and checksum.
 func (g *storeGroup) converged(timeout time.Duration) {
 	g.t.Helper()
-	testcluster.RetryUntil(g.t, timeout, func() error {
+	testwait.RetryUntil(g.t, timeout, func() error {
 		var sums []string
 		for _, n := range g.nodes {
 			sum, lsn, err := g.checksum(n.store)
@@ -227,7 +229,7 @@ func (g *storeGroup) converged(timeout time.Duration) {
 // then takes over in a new epoch (seen in CI), which is failover working.
 func (g *storeGroup) waitReplicaOfPrimary(i int, timeout time.Duration) {
 	g.t.Helper()
-	testcluster.RetryUntil(g.t, timeout, func() error {
+	testwait.RetryUntil(g.t, timeout, func() error {
 		pi, _, err := g.primary()
 		if err != nil {
 			return err
@@ -480,7 +482,7 @@ func (w *workload) acked() []ack {
 // node other than `not` when it is set.
 func (w *workload) waitAcks(t *testing.T, from, n int, not string, timeout time.Duration) {
 	t.Helper()
-	testcluster.RetryUntil(t, timeout, func() error {
+	testwait.RetryUntil(t, timeout, func() error {
 		w.mu.Lock()
 		acks, failed := w.acks, w.failed
 		w.mu.Unlock()
@@ -636,7 +638,7 @@ func TestFailoverPausedPrimaryNeverAcksLate(t *testing.T) {
 
 	var pi int
 	var pst store.ReplicationStatus
-	testcluster.RetryUntil(t, 30*time.Second, func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error {
 		pi, pst, err = g.primary()
 		return err
 	})

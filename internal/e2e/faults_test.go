@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/netns"
-	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/nodebin"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -42,9 +43,9 @@ func newHostStoreGroup(t *testing.T) *storeGroup {
 			t.Error(err)
 		}
 	})
-	key, err := exec.Command(nodeBin, "keygen").Output()
+	key, err := exec.Command(nodebin.Build(t), "keygen").Output()
 	if err != nil {
-		t.Fatalf("%s keygen: %v", nodeBin, err)
+		t.Fatalf("node keygen: %v", err)
 	}
 	g := &storeGroup{t: t, net: nt, key: strings.TrimSpace(string(key))}
 	for i, spec := range []struct{ name, role string }{{"db-1", "primary"}, {"replica-1", "replica"}, {"replica-2", "replica"}} {
@@ -234,7 +235,7 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 		// a failure reported below, not a reason to stop looking), pause a
 		// replica not paused yet.
 		var pi int
-		testcluster.RetryUntil(t, 30*time.Second, func() error {
+		testwait.RetryUntil(t, 30*time.Second, func() error {
 			pi, _, err = g.primary()
 			return err
 		})
@@ -287,12 +288,12 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 		// unless a failover happened, which the epoch check below
 		// reports) and has applied what the primary had when it resumed.
 		var pst store.ReplicationStatus
-		testcluster.RetryUntil(t, 30*time.Second, func() error {
+		testwait.RetryUntil(t, 30*time.Second, func() error {
 			pi, pst, err = g.primary()
 			return err
 		})
 		primary := g.nodes[pi].name
-		testcluster.RetryUntil(t, 30*time.Second, func() error {
+		testwait.RetryUntil(t, 30*time.Second, func() error {
 			rst, err := g.replStatus(n.store)
 			if err != nil {
 				return err

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
 )
@@ -122,7 +123,7 @@ func (c *Cluster) open(m *Member) *node.Node {
 	c.mu.Lock()
 	m.Node = n
 	c.mu.Unlock()
-	RetryUntil(c.t, 30*time.Second, func() error {
+	testwait.RetryUntil(c.t, 30*time.Second, func() error {
 		if !n.Ready() {
 			return fmt.Errorf("node %s not ready", m.Name)
 		}
@@ -232,7 +233,7 @@ func (c *Cluster) take(name string) *node.Node {
 // members.
 func (c *Cluster) WaitForMembers(want int, timeout time.Duration) {
 	c.t.Helper()
-	RetryUntil(c.t, timeout, func() error {
+	testwait.RetryUntil(c.t, timeout, func() error {
 		for _, name := range c.Running() {
 			n := c.Node(name)
 			got := 0
@@ -252,7 +253,7 @@ func (c *Cluster) WaitForMembers(want int, timeout time.Duration) {
 // WaitForStatus waits until node observer sees member name with status want.
 func (c *Cluster) WaitForStatus(observer, name string, want cluster.Status, timeout time.Duration) {
 	c.t.Helper()
-	RetryUntil(c.t, timeout, func() error {
+	testwait.RetryUntil(c.t, timeout, func() error {
 		for _, m := range c.Node(observer).Cluster().Members() {
 			if m.Name == name {
 				if m.Status == want {
@@ -272,24 +273,6 @@ func (c *Cluster) closeAll() {
 		c.nodes[name].Node = nil
 		c.mu.Unlock()
 		n.Kill()
-	}
-}
-
-// RetryUntil calls fn until it returns nil, failing the test with fn's last
-// error when timeout passes. It polls every 20 ms, so tests wait for a
-// condition instead of sleeping for a guessed time.
-func RetryUntil(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
