@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/netns"
 	"github.com/scalestack/scalestack/internal/nodebin"
+	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/internal/testcluster"
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
@@ -180,23 +180,25 @@ func (g *storeGroup) client() *store.Client {
 // primary returns the index of the one node that says it is primary with
 // its lease still good, or an error if none or several do.
 func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
-	idx, var0 := -1, store.ReplicationStatus{}
-	var names []string
-	for i, n := range g.nodes {
-		st, err := g.replStatus(n.store)
-		if err != nil || st.Role != store.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
-			continue // a primary whose lease ran out (a resumed one) refuses writes
+	n, st, err := storewatch.Primary(context.Background(), g.watched())
+	if err != nil {
+		return -1, st, err
+	}
+	for i, o := range g.nodes {
+		if o.name == n.Name {
+			return i, st, nil
 		}
-		idx, var0 = i, st
-		names = append(names, n.name)
 	}
-	switch len(names) {
-	case 0:
-		return -1, var0, errors.New("no node is primary")
-	case 1:
-		return idx, var0, nil
+	return -1, st, fmt.Errorf("primary %s is not in the group", n.Name)
+}
+
+// watched is the group's nodes as internal/storewatch reaches them.
+func (g *storeGroup) watched() []storewatch.Node {
+	var out []storewatch.Node
+	for _, n := range g.nodes {
+		out = append(out, storewatch.Node{Name: n.name, Addr: n.store, Token: g.storeToken()})
 	}
-	return -1, var0, fmt.Errorf("several nodes say they are primary: %v", names)
+	return out
 }
 
 // converged waits until the three nodes have the same LSN and checksum.
@@ -256,49 +258,16 @@ func (g *storeGroup) storeToken() string {
 	return cluster.DeriveSecrets(k).Store
 }
 
+// replStatus reads the replication status of the node at storeAddr.
 func (g *storeGroup) replStatus(storeAddr string) (store.ReplicationStatus, error) {
-	var out struct {
-		Replication *store.ReplicationStatus `json:"replication"`
-	}
-	if err := getJSON(g.storeToken(), "http://"+storeAddr+"/v1/status", &out); err != nil {
-		return store.ReplicationStatus{}, err
-	}
-	if out.Replication == nil {
-		return store.ReplicationStatus{}, fmt.Errorf("%s: no replication status", storeAddr)
-	}
-	return *out.Replication, nil
+	return storewatch.Replication(context.Background(), storewatch.Node{Name: storeAddr, Addr: storeAddr, Token: g.storeToken()})
 }
 
 func (g *storeGroup) checksum(storeAddr string) (uint32, uint64, error) {
-	var out struct {
-		CRC uint32 `json:"crc32c"`
-		LSN uint64 `json:"lsn"`
-	}
-	err := getJSON(g.storeToken(), "http://"+storeAddr+"/v1/checksum", &out)
-	return out.CRC, out.LSN, err
+	return storewatch.Checksum(context.Background(), storewatch.Node{Name: storeAddr, Addr: storeAddr, Token: g.storeToken()})
 }
 
 var statusClient = &http.Client{Timeout: 2 * time.Second}
-
-// getJSON reads u with the store's token, when the cluster has a key.
-func getJSON(token, u string, out any) error {
-	req, err := http.NewRequest(http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := statusClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
 
 // answer is filled by answerRecorder with the node and epoch of the last
 // answer a call got: for an acknowledged write, the node that acknowledged
