@@ -192,6 +192,20 @@ func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
 	return -1, st, fmt.Errorf("primary %s is not in the group", n.Name)
 }
 
+// waitForNewPrimary waits until a node other than old is primary at an
+// epoch above oldEpoch, and returns its name and status.
+func (g *storeGroup) waitForNewPrimary(old string, oldEpoch uint64, timeout time.Duration) (string, store.ReplicationStatus) {
+	g.t.Helper()
+	var name string
+	var st store.ReplicationStatus
+	testwait.RetryUntil(g.t, timeout, func() error {
+		n, s, err := storewatch.NewPrimary(context.Background(), g.watched(), old, oldEpoch)
+		name, st = n.Name, s
+		return err
+	})
+	return name, st
+}
+
 // watched is the group's nodes as internal/storewatch reaches them.
 func (g *storeGroup) watched() []storewatch.Node {
 	var out []storewatch.Node
@@ -605,15 +619,8 @@ func TestFailoverPausedPrimaryNeverAcksLate(t *testing.T) {
 	pausedAt, resumedAt := paused.Sub(w.start), time.Since(w.start)
 	t.Logf("db-1 paused for %v", (resumedAt - pausedAt).Round(time.Millisecond))
 
-	var pi int
-	var pst store.ReplicationStatus
-	testwait.RetryUntil(t, 30*time.Second, func() error {
-		pi, pst, err = g.primary()
-		return err
-	})
-	if pi == 0 || pst.Epoch <= oldEpoch {
-		t.Fatalf("primary after the pause: %s at epoch %d; want a replica at an epoch above %d", g.nodes[pi].name, pst.Epoch, oldEpoch)
-	}
+	newPrimary, pst := g.waitForNewPrimary("db-1", oldEpoch, 30*time.Second)
+	t.Logf("%s took over at epoch %d", newPrimary, pst.Epoch)
 	g.waitReplicaOfPrimary(0, 30*time.Second)
 	after := len(w.acked())
 	w.waitAcks(t, after, 100, "", 30*time.Second) // the long writers' answers from db-1 came in by now
