@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cdn"
 )
 
@@ -150,7 +151,7 @@ func TestCloseWaitsForInFlight(t *testing.T) {
 	}
 	got := make(chan response, 1)
 	go func() { got <- get(t, e, "/slow") }()
-	waitFor(t, "the request to reach the origin", func() bool { return o.hits.Load() == 1 })
+	testwait.Until(t, 5*time.Second, "the request to reach the origin", func() bool { return o.hits.Load() == 1 })
 	closed := make(chan error, 1)
 	go func() { closed <- e.Close() }()
 	select {
