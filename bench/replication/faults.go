@@ -19,6 +19,7 @@ import (
 	"github.com/scalestack/scalestack/internal/netns"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Failover under writes (issue 14). Every mode runs its own group of three
@@ -279,7 +280,7 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			return err
 		}
 		f := st.Replication.Following
-		if st.Replication.Role != store.RoleReplica || f == nil || !f.Connected {
+		if st.Replication.Role != server.RoleReplica || f == nil || !f.Connected {
 			return fmt.Errorf("%s: role %s, following %+v", p.name, st.Replication.Role, f)
 		}
 		return nil
@@ -389,7 +390,7 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			return err
 		}
 		f := st.Replication.Following
-		if st.Replication.Role != store.RoleReplica || f == nil || !f.Connected || st.LSN < primaryLSN {
+		if st.Replication.Role != server.RoleReplica || f == nil || !f.Connected || st.LSN < primaryLSN {
 			return fmt.Errorf("%s: role %s at LSN %d (primary had %d), following %+v", v.name, st.Replication.Role, st.LSN, primaryLSN, f)
 		}
 		return nil
@@ -443,7 +444,7 @@ func steadyPrimary(ps []*proc) (*proc, uint64, error) {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 			rs := st.Replication
-			if rs.Role != store.RolePrimary || (rs.Lease != nil && rs.Lease.ValidForMS <= 0) {
+			if rs.Role != server.RolePrimary || (rs.Lease != nil && rs.Lease.ValidForMS <= 0) {
 				continue // a primary whose lease ran out refuses writes
 			}
 			if primary != nil {
@@ -598,7 +599,7 @@ func watchEpochs(ps []*proc) *epochWatch {
 					if _, ok := w.epochs[rs.Epoch]; !ok {
 						w.epochs[rs.Epoch] = sent
 					}
-					if rs.Role == store.RolePrimary {
+					if rs.Role == server.RolePrimary {
 						if w.primaries[rs.Epoch] == nil {
 							w.primaries[rs.Epoch] = map[string]time.Time{}
 						}

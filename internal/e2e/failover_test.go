@@ -26,6 +26,7 @@ import (
 	"github.com/scalestack/scalestack/internal/testcluster"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Failover end to end: three store node processes (a primary and two
@@ -152,7 +153,7 @@ func (g *storeGroup) up() {
 		if err != nil {
 			return err
 		}
-		if st.Role != store.RolePrimary || len(st.Replicas) != 2 {
+		if st.Role != server.RolePrimary || len(st.Replicas) != 2 {
 			return fmt.Errorf("db-1 is %s with %d replicas streaming, want primary with 2", st.Role, len(st.Replicas))
 		}
 		return nil
@@ -177,12 +178,12 @@ func (g *storeGroup) client() *store.Client {
 
 // primary returns the index of the one node that says it is primary with
 // its lease still good, or an error if none or several do.
-func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
-	idx, var0 := -1, store.ReplicationStatus{}
+func (g *storeGroup) primary() (int, server.ReplicationStatus, error) {
+	idx, var0 := -1, server.ReplicationStatus{}
 	var names []string
 	for i, n := range g.nodes {
 		st, err := g.replStatus(n.store)
-		if err != nil || st.Role != store.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
+		if err != nil || st.Role != server.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
 			continue // a primary whose lease ran out (a resumed one) refuses writes
 		}
 		idx, var0 = i, st
@@ -237,7 +238,7 @@ func (g *storeGroup) waitReplicaOfPrimary(i int, timeout time.Duration) {
 		if err != nil {
 			return err
 		}
-		if st.Role != store.RoleReplica || st.Following == nil || !st.Following.Connected || st.Following.Primary != primary {
+		if st.Role != server.RoleReplica || st.Following == nil || !st.Following.Connected || st.Following.Primary != primary {
 			return fmt.Errorf("%s: role %s, following %+v; want a replica streaming from %s, the primary", g.nodes[i].name, st.Role, st.Following, primary)
 		}
 		return nil
@@ -254,15 +255,15 @@ func (g *storeGroup) storeToken() string {
 	return cluster.DeriveSecrets(k).Store
 }
 
-func (g *storeGroup) replStatus(storeAddr string) (store.ReplicationStatus, error) {
+func (g *storeGroup) replStatus(storeAddr string) (server.ReplicationStatus, error) {
 	var out struct {
-		Replication *store.ReplicationStatus `json:"replication"`
+		Replication *server.ReplicationStatus `json:"replication"`
 	}
 	if err := getJSON(g.storeToken(), "http://"+storeAddr+"/v1/status", &out); err != nil {
-		return store.ReplicationStatus{}, err
+		return server.ReplicationStatus{}, err
 	}
 	if out.Replication == nil {
-		return store.ReplicationStatus{}, fmt.Errorf("%s: no replication status", storeAddr)
+		return server.ReplicationStatus{}, fmt.Errorf("%s: no replication status", storeAddr)
 	}
 	return *out.Replication, nil
 }
@@ -635,7 +636,7 @@ func TestFailoverPausedPrimaryNeverAcksLate(t *testing.T) {
 	t.Logf("db-1 paused for %v", (resumedAt - pausedAt).Round(time.Millisecond))
 
 	var pi int
-	var pst store.ReplicationStatus
+	var pst server.ReplicationStatus
 	testcluster.RetryUntil(t, 30*time.Second, func() error {
 		pi, pst, err = g.primary()
 		return err

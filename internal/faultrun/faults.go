@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Fault is one kind of fault of issue 14's schedule.
@@ -128,7 +128,7 @@ func (c *Cluster) primary(ctx context.Context, timeout time.Duration) (*Node, ui
 		var names []string
 		for _, n := range c.StoreNodes() {
 			st, err := replStatus(ctx, n)
-			if err != nil || st.Role != store.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
+			if err != nil || st.Role != server.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
 				continue // a primary whose lease ran out refuses writes
 			}
 			p, epoch = n, st.Epoch

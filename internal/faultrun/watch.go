@@ -9,20 +9,20 @@ import (
 	"sync"
 	"time"
 
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // replStatus reads the replication section of a store node's /v1/status.
-func replStatus(ctx context.Context, n *Node) (store.ReplicationStatus, error) {
+func replStatus(ctx context.Context, n *Node) (server.ReplicationStatus, error) {
 	storeAddr := n.Store()
 	var out struct {
-		Replication *store.ReplicationStatus `json:"replication"`
+		Replication *server.ReplicationStatus `json:"replication"`
 	}
 	if err := getJSON(ctx, n.storeToken, "http://"+storeAddr+"/v1/status", &out); err != nil {
-		return store.ReplicationStatus{}, err
+		return server.ReplicationStatus{}, err
 	}
 	if out.Replication == nil {
-		return store.ReplicationStatus{}, fmt.Errorf("%s: no replication status", storeAddr)
+		return server.ReplicationStatus{}, fmt.Errorf("%s: no replication status", storeAddr)
 	}
 	return *out.Replication, nil
 }
@@ -68,15 +68,15 @@ type epochWatch struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	first   map[uint64]time.Time               // epoch -> first poll (its send time) that saw it
-	primary map[uint64]map[string]bool         // epoch -> nodes that said primary in it
-	current map[string]store.ReplicationStatus // node -> its last answer
+	first   map[uint64]time.Time                // epoch -> first poll (its send time) that saw it
+	primary map[uint64]map[string]bool          // epoch -> nodes that said primary in it
+	current map[string]server.ReplicationStatus // node -> its last answer
 }
 
 func watchEpochs(nodes []*Node) *epochWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &epochWatch{cancel: cancel, first: map[uint64]time.Time{}, primary: map[uint64]map[string]bool{},
-		current: map[string]store.ReplicationStatus{}}
+		current: map[string]server.ReplicationStatus{}}
 	for _, n := range nodes {
 		w.wg.Add(1)
 		go func() {
@@ -89,7 +89,7 @@ func watchEpochs(nodes []*Node) *epochWatch {
 					if _, ok := w.first[st.Epoch]; !ok {
 						w.first[st.Epoch] = sent
 					}
-					if st.Role == store.RolePrimary {
+					if st.Role == server.RolePrimary {
 						if w.primary[st.Epoch] == nil {
 							w.primary[st.Epoch] = map[string]bool{}
 						}
@@ -150,7 +150,7 @@ func (w *epochWatch) now() string {
 	defer w.mu.Unlock()
 	var names []string
 	for n, st := range w.current {
-		if st.Role == store.RolePrimary {
+		if st.Role == server.RolePrimary {
 			names = append(names, fmt.Sprintf("%s@%d", n, st.Epoch))
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/cache"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // startCache starts a real cache node on addr (port 0: a free one) and
@@ -264,7 +265,7 @@ func (n *noViews) Enqueue(ctx context.Context, j app.Job) error {
 // read go to the primary. Only posts.byid is versioned and delayed; other
 // buckets read the primary.
 type laggingStore struct {
-	db        *store.DB
+	db        *boltdb.DB
 	lag       time.Duration
 	readDelay time.Duration
 	stall     time.Duration

@@ -24,6 +24,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // role is what the node needs of every role it runs.
@@ -56,7 +57,7 @@ type Node struct {
 	secrets cluster.Secrets
 	// tls is the node's TLS for internal traffic (--tls-*), nil without.
 	tls    *cluster.TLS
-	store  *store.Server
+	store  *server.Server
 	client *store.Client // the store client of the app role
 	roles  []namedRole   // opened serving roles, in start order
 	admin  *adminServer

@@ -13,6 +13,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/lb"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
@@ -23,7 +24,7 @@ type RoleConfigs struct {
 	// Cluster tunes gossip and failure detection (the --gossip-* flags).
 	Cluster cluster.Config
 	NATS    queue.ServerConfig
-	Store   store.Config
+	Store   server.Config
 	App     app.Config
 	LB      lb.Config
 	Cache   cache.Config
@@ -35,7 +36,7 @@ func defaultRoleConfigs() RoleConfigs {
 	return RoleConfigs{
 		Cluster: cluster.DefaultConfig(),
 		NATS:    queue.DefaultServerConfig(),
-		Store:   store.DefaultConfig(),
+		Store:   server.DefaultConfig(),
 		App:     app.DefaultConfig(),
 		LB:      lb.DefaultConfig(),
 		Cache:   cache.DefaultConfig(),

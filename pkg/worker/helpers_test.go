@@ -16,6 +16,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
@@ -89,7 +90,7 @@ func newStoreClient(addr string) *store.Client {
 type env struct {
 	nats    *queue.Server
 	natsCfg queue.ServerConfig // to start it again (restartNATS)
-	store   *store.Server
+	store   *server.Server
 	client  *store.Client
 	svc     app.Services
 	outbox  string
@@ -108,9 +109,9 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { ns.Close() })
 
-	sc := store.DefaultConfig()
+	sc := server.DefaultConfig()
 	sc.Addr, sc.NodeName, sc.DataDir = "127.0.0.1:0", "store-1", t.TempDir()
-	ss, err := store.New(sc)
+	ss, err := server.New(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
