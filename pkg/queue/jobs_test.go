@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 // standaloneJobs starts a standalone server and returns a JobQueue on it.
@@ -166,7 +167,7 @@ func TestJobsSurviveNATSCrash(t *testing.T) {
 	s2 := mustOpen(t, serverConfig(t, "j2", "127.0.0.6", s1.ClusterURL()))
 	ch := startChild(t, childConfig{name: "j3", host: "127.0.0.7", dir: t.TempDir(), routes: []string{s1.ClusterURL()}})
 	waitFor(t, 20*time.Second, "three servers with a meta leader", func() error {
-		for _, s := range []*queue.Server{s1, s2} {
+		for _, s := range []*natsserver.Server{s1, s2} {
 			if n := s.ClusterSize(); n != 3 {
 				return fmt.Errorf("cluster size %d", n)
 			}

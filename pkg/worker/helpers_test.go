@@ -15,6 +15,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/store/server"
 	"github.com/scalestack/scalestack/pkg/worker"
@@ -88,8 +89,8 @@ func newStoreClient(addr string) *store.Client {
 
 // env is a NATS server, a store and the blog's services over it.
 type env struct {
-	nats    *queue.Server
-	natsCfg queue.ServerConfig // to start it again (restartNATS)
+	nats    *natsserver.Server
+	natsCfg natsserver.ServerConfig // to start it again (restartNATS)
 	store   *server.Server
 	client  *store.Client
 	svc     app.Services
@@ -98,9 +99,9 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	qc := queue.DefaultServerConfig()
+	qc := natsserver.DefaultServerConfig()
 	qc.Name, qc.ClientPort, qc.DataDir, qc.Standalone = "nats-1", 0, t.TempDir(), true
-	ns, err := queue.NewServer(qc)
+	ns, err := natsserver.NewServer(qc)
 	if err != nil {
 		t.Fatal(err)
 	}
