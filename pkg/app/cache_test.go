@@ -257,7 +257,7 @@ func (n *noViews) Enqueue(ctx context.Context, j app.Job) error {
 	return n.h.Handle(ctx, j)
 }
 
-// laggingStore is a store.DB read through a simulated replica: each write
+// laggingStore is a boltdb.DB read through a simulated replica: each write
 // reaches the replica lag after it commits, and a read waits up to
 // readDelay after it has read (a slow reader, holding its value), one in
 // 32 for stall or more. As the store client does, a Session read the

@@ -40,13 +40,13 @@ func openDB(tb testing.TB) *boltdb.DB {
 	tb.Helper()
 	db, err := boltdb.Open(filepath.Join(tb.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		tb.Fatalf("store.Open: %v", err)
+		tb.Fatalf("boltdb.Open: %v", err)
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
 }
 
-// newStack starts the app over the real store.DB.
+// newStack starts the app over the real boltdb.DB.
 func newStack(tb testing.TB, edit ...func(*app.Config)) *stack {
 	tb.Helper()
 	return newStackOn(tb, openDB(tb), edit...)

@@ -15,7 +15,7 @@ func startStoreServer(tb testing.TB, addr, dir string) *server.Server {
 	cfg.Addr, cfg.DataDir, cfg.NodeName = addr, dir, "primary-1"
 	srv, err := server.New(cfg)
 	if err != nil {
-		tb.Fatalf("store.New: %v", err)
+		tb.Fatalf("server.New: %v", err)
 	}
 	if err := srv.Open(); err != nil {
 		tb.Fatalf("store Open: %v", err)

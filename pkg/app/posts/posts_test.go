@@ -75,7 +75,7 @@ func TestNormalizeTag(t *testing.T) {
 func TestConcurrentViews(t *testing.T) {
 	db, err := boltdb.Open(filepath.Join(t.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("boltdb.Open: %v", err)
 	}
 	defer db.Close()
 	ctx := context.Background()

@@ -22,7 +22,7 @@ func newBlog(t *testing.T) *httptest.Server {
 	t.Helper()
 	db, err := boltdb.Open(filepath.Join(t.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("boltdb.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	cfg := app.DefaultConfig()

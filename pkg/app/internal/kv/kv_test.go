@@ -18,7 +18,7 @@ func stores(t *testing.T) map[string]store.Store {
 	t.Helper()
 	db, err := boltdb.Open(filepath.Join(t.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("boltdb.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	return map[string]store.Store{"db": db, "mem": apptest.NewMemStore()}
