@@ -18,7 +18,7 @@ import (
 // JobsQueue is the value of the app's --jobs that publishes side effects to
 // the job queue for the worker role (stage 8) instead of running them in
 // the request.
-const JobsQueue = "queue"
+const JobsQueue = app.JobsQueue
 
 // openWorker builds and opens the worker role: it reads and writes the
 // store through the node's store client, like the app, and consumes jobs
@@ -155,7 +155,7 @@ func (rc *RoleConfigs) validateWorker(c *Config, wc worker.Config) error {
 	wc.NodeName, wc.DataDir, wc.Store = c.Name, c.DataDir, placeholderStore{}
 	wc.NATS = func() []string { return nil }
 	if err := wc.Validate(); err != nil {
-		return configErr("%v", err)
+		return c.roleErr(RoleWorker, err)
 	}
 	return nil
 }

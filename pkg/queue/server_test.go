@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func TestServerConfigValidate(t *testing.T) {
@@ -244,10 +245,10 @@ func TestOpenPortInUse(t *testing.T) {
 	}
 }
 
-func TestServerConfigAddFlags(t *testing.T) {
+func TestServerConfigSettings(t *testing.T) {
 	cfg := queue.DefaultServerConfig()
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
-	cfg.AddFlags(fs)
+	settings.Register(fs, cfg.Settings())
 	err := fs.Parse([]string{"--nats-cluster-name=blog", "--nats-standalone", "--nats-sync-always=false",
 		"--nats-max-memory=1024", "--nats-max-store=2048"})
 	if err != nil {
