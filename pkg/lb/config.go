@@ -59,7 +59,7 @@ type Config struct {
 	Discovery Discovery
 
 	// Backends is a static list of backend addresses, host:port, used when
-	// Discovery is nil (--backends). Each backend is named by its address.
+	// Discovery is nil (--lb-backends). Each backend is named by its address.
 	Backends []string
 
 	// DiscoveryInterval is how often Discovery is polled. A backend that
