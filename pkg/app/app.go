@@ -218,7 +218,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Store == nil && c.Services == nil:
 		return errors.New("app config: Store is required")
-	case c.Reads != "" && c.Reads != ReadsPrimary && c.Reads != ReadsReplicas:
+	case c.Reads != "" && c.Reads != "primary" && c.Reads != "replicas":
 		return fieldErr("Reads", "%q: want primary or replicas", c.Reads)
 	case c.SessionStore == nil && c.Sessions != SessionsMemory && c.Sessions != SessionsShared:
 		return fieldErr("Sessions", "%q: want memory or shared", c.Sessions)
@@ -232,14 +232,12 @@ func (c *Config) Validate() error {
 		return fieldErr("CachePages", "%d: want 1 to 100", c.CachePages)
 	case !c.Purge.Valid():
 		return fieldErr("Purge", "%q: want on or off", c.Purge)
-	case c.Jobs != JobsInline && c.Jobs != JobsQueue:
-		return fieldErr("Jobs", "%q: want inline or queue", c.Jobs)
-	case c.Jobs == JobsQueue && c.JobQueue == nil:
+	case c.Jobs != "inline" && c.Jobs != "queue":
+		return fmt.Errorf("app config: Jobs %q: want inline or queue", c.Jobs)
+	case c.Jobs == "queue" && c.JobQueue == nil:
 		return errors.New("app config: Jobs queue needs a JobQueue to publish to")
-	case c.Jobs == JobsQueue && c.JobOutboxSweep <= 0:
-		return fieldErr("JobOutboxSweep", "%v must be positive", c.JobOutboxSweep)
-	case c.Jobs == JobsQueue && c.JobOutboxAge < 0:
-		return fieldErr("JobOutboxAge", "%v must not be negative", c.JobOutboxAge)
+	case c.Jobs == "queue" && (c.JobOutboxSweep <= 0 || c.JobOutboxAge < 0):
+		return fieldErr("JobOutboxSweep", "%v must be positive and JobOutboxAge %v not negative", c.JobOutboxSweep, c.JobOutboxAge)
 	case c.SessionTTL < time.Minute:
 		return fieldErr("SessionTTL", "%v: want at least 1m", c.SessionTTL)
 	case c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost:
@@ -285,7 +283,7 @@ func (c *Config) Settings() []settings.Setting {
 	}
 	return []settings.Setting{
 		s("reads", "Reads", "the stage-4 lever, where store reads go: primary (every read strong) or replicas (any replica that has the user's last write; each user still reads their own writes)", &c.Reads).AsLever(),
-		s("cache", "Cache", "the stage-5 lever, the cache tier: on (posts, feeds and rendered lists read through the cache nodes, invalidated on writes) or off (the store every time)", &c.Cache).AsLever(),
+		s("cache", "Cache", "the stage-5 lever, the cache tier of app and worker nodes: on (posts, feeds and rendered lists read through the cache nodes, invalidated on writes) or off (the store every time)", &c.Cache).AsLever(),
 		s("sessions", "Sessions", "the stage-7 lever, where sessions live: memory (in this app process; needs --sticky behind an lb) or shared (in the store, cached in the cache tier; any app serves any user)", &c.Sessions).AsLever(),
 		s("jobs", "Jobs", "the stage-8 lever, how side effects run: inline (inside the request) or queue (published to the job queue for the workers, through the job outbox in the store)", &c.Jobs).AsLever(),
 		s("app-max-memory-sessions", "MaxMemorySessions", "with --sessions=memory, most sessions held, about 200 bytes each; the least recently used is dropped past it (count)", settings.Int(&c.MaxMemorySessions)).Formerly("max-memory-sessions"),

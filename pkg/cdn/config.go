@@ -181,9 +181,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	switch {
 	case c.Addr == "":
-		return fieldErr("Addr", "is empty")
+		return errors.New("edge config: Addr is empty")
 	case c.NodeName == "":
-		return fieldErr("NodeName", "is empty")
+		return errors.New("edge config: NodeName is empty")
 	case c.Origin == "" && c.Origins == nil:
 		return errors.New("edge config: neither Origin nor Origins is set")
 	case c.MaxBytes <= 0:

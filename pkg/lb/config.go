@@ -264,9 +264,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	switch {
 	case c.Addr == "":
-		return fieldErr("Addr", "is empty")
+		return errors.New("lb config: Addr is empty")
 	case c.NodeName == "":
-		return fieldErr("NodeName", "is empty")
+		return errors.New("lb config: NodeName is empty")
 	case c.Discovery == nil && len(c.Backends) == 0:
 		return errors.New("lb config: neither Discovery nor Backends is set")
 	case c.DiscoveryInterval <= 0:

@@ -375,13 +375,3 @@ func defaultName(addr string) string {
 	}
 	return "node-" + strings.NewReplacer(".", "-", ":", "-").Replace(addr)
 }
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
