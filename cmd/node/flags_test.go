@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 // docs/flags.md is rendered from the settings table; a setting added,
@@ -82,5 +87,52 @@ func TestRunHelpGroupsByRole(t *testing.T) {
 	}
 	if !strings.Contains(levers, "inline (inside the request) or queue") {
 		t.Errorf("--jobs does not state both values:\n%s", levers)
+	}
+}
+
+// No script, doc or program of the repository passes a former flag name
+// to node run: each would print a warning on every start, and teach the
+// old name. Only the tests of the former names themselves use them.
+func TestNoFormerFlagNameInUse(t *testing.T) {
+	cfg := node.DefaultConfig()
+	var names []string
+	for _, s := range cfg.Settings().Settings() {
+		for _, old := range s.Deprecated {
+			names = append(names, regexp.QuoteMeta(old))
+		}
+	}
+	former := regexp.MustCompile(`(^|[^A-Za-z0-9-])--(` + strings.Join(names, "|") + `)([^A-Za-z0-9-]|$)`)
+	exempt := map[string]bool{ // they test the former names
+		"cmd/node/flags_test.go": true, "pkg/node/settings_test.go": true, "docs/flags.md": true,
+	}
+	root := "../.."
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "data" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		ext := filepath.Ext(path)
+		if (ext != ".go" && ext != ".sh" && ext != ".md") || exempt[filepath.ToSlash(rel)] || strings.HasPrefix(filepath.ToSlash(rel), "pkg/settings/") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "--") && former.MatchString(line) {
+				t.Errorf("%s:%d uses a former flag name: %s", rel, i+1, strings.TrimSpace(line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
