@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/scalestack/scalestack/pkg/cache"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func main() {
@@ -23,7 +24,7 @@ func main() {
 	fs := flag.NewFlagSet("cache", flag.ExitOnError)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
 	pprofAddr := fs.String("pprof", "", "serve /debug/pprof on this address (empty: off)")
-	cfg.AddFlags(fs)
+	settings.Register(fs, cfg.Settings())
 	fs.Parse(os.Args[1:])
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))

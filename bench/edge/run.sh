@@ -8,7 +8,7 @@
 #             the proxy fetches from the origin and stores), see mix.lua
 #
 # Then the distance an edge saves: a second edge of ours with
-# --origin-latency 50ms, one client, latency of a MISS (every request goes
+# --edge-origin-latency 50ms, one client, latency of a MISS (every request goes
 # the 50 ms to the origin, as a reader without an edge would at stage 5)
 # against a HIT (answered by the edge near the reader, stage 6).
 #
@@ -86,9 +86,9 @@ log "starting the origin on $ORIGIN"
 $SERVER "$DIR/origin" -addr $ORIGIN >"$DIR/origin.log" 2>&1 & PIDS+=($!)
 declare -A PID
 log "starting ours (pkg/cdn) on $OURS"
-$SERVER "$DIR/edgeserver" -addr $OURS --origin "http://$ORIGIN" --edge-max-bytes $((512<<20)) \
+$SERVER "$DIR/edgeserver" -addr $OURS --edge-origin "http://$ORIGIN" --edge-max-bytes $((512<<20)) \
   >"$DIR/edge.log" 2>&1 & PIDS+=($!); PID[ours]=$!
-$SERVER "$DIR/edgeserver" -addr $FAR -name edge-far --origin "http://$ORIGIN" --origin-latency 50ms \
+$SERVER "$DIR/edgeserver" -addr $FAR -name edge-far --edge-origin "http://$ORIGIN" --edge-origin-latency 50ms \
   >"$DIR/edge-far.log" 2>&1 & PIDS+=($!)
 log "starting Varnish on $VARNISH (as $(id -un), -j none, -s malloc,512m)"
 sed -e "s|@ORIGIN_HOST@|${ORIGIN%:*}|" -e "s|@ORIGIN_PORT@|${ORIGIN#*:}|" "$HERE/varnish.vcl.tmpl" >"$DIR/varnish.vcl"
@@ -182,12 +182,12 @@ for test in "${TESTS[@]}"; do
   printf '%-10s %10.1f %10.1f %10.1f %10.2f %10.2f\n' "$test" "$o" "$v" "$g" "$(ratio "$v" "$o")" "$(ratio "$g" "$o")"
 done
 
-# The distance: p50 and p99 of one client, MISS (through --origin-latency
+# The distance: p50 and p99 of one client, MISS (through --edge-origin-latency
 # 50ms) and HIT, from wrk --latency.
 curl -fsS -o /dev/null "http://$FAR/1k"
 lat() { awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Requests\/sec/ {r=$2} END {printf "p50 %s, p99 %s, %s req/s", p50, p99, r}'; }
 miss=$($CLIENT wrk -t1 -c1 -d5s --latency -s "$HERE/mix.lua" "http://$FAR" -- "far$RANDOM" 1 | lat)
 hit=$($CLIENT wrk -t1 -c1 -d5s --latency "http://$FAR/1k" | lat)
-echo "distance (edge with --origin-latency 50ms, 1 connection, GET 1 KB):"
+echo "distance (edge with --edge-origin-latency 50ms, 1 connection, GET 1 KB):"
 echo "  MISS (to the origin, as without an edge): $miss"
 echo "  HIT  (answered by the edge):              $hit"

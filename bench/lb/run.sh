@@ -74,10 +74,10 @@ log "starting backends on $B1 and $B2"
 "$DIR/backend" -addr $B1 -name b1 >"$DIR/b1.log" 2>&1 & PIDS+=($!)
 "$DIR/backend" -addr $B2 -name b2 >"$DIR/b2.log" 2>&1 & PIDS+=($!)
 log "starting ours (pkg/lb) on $OURS"
-"$DIR/lbserver" -addr $OURS -name lb-bench --backends $B1,$B2 >"$DIR/lb.log" 2>&1 & PIDS+=($!)
+"$DIR/lbserver" -addr $OURS -name lb-bench --lb-backends $B1,$B2 >"$DIR/lb.log" 2>&1 & PIDS+=($!)
 # The same with a goroutine per connection instead of event loops
 # (--lb-event-loops 0), the transport before them (informational).
-"$DIR/lbserver" -addr $OURS1 -name lb-bench-gor --lb-event-loops 0 --backends $B1,$B2 >"$DIR/lb1.log" 2>&1 & PIDS+=($!)
+"$DIR/lbserver" -addr $OURS1 -name lb-bench-gor --lb-event-loops 0 --lb-backends $B1,$B2 >"$DIR/lb1.log" 2>&1 & PIDS+=($!)
 log "starting nginx on $NGINX"
 subst "$HERE/nginx.conf.tmpl" $NGINX >"$DIR/nginx.conf"
 "$NGINX_BIN" -c "$DIR/nginx.conf" -p "$DIR" >"$DIR/nginx.out" 2>&1 & PIDS+=($!)

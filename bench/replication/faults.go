@@ -24,7 +24,7 @@ import (
 )
 
 // Failover under writes (issue 14). Every mode runs its own group of three
-// store nodes (--sync 1 --failover, default --lease-ttl), each on a host of
+// store nodes (--store-sync 1 --store-failover, default --store-lease-ttl), each on a host of
 // its own made of a network namespace (internal/netns) with the default
 // ports, so that a host can be cut off the network and every mode is
 // measured the same way. The writers and status polls run in this process,
@@ -64,13 +64,13 @@ func primaryWriteTimeout(w int) time.Duration {
 }
 
 // replicaWriteTimeout is the writers' deadline in the replica modes:
-// longer than the store's own --sync-timeout (2 s), so that a primary
+// longer than the store's own --store-sync-timeout (2 s), so that a primary
 // stuck waiting for replicas fails the write itself (503) and shows.
 const replicaWriteTimeout = 5 * time.Second
 
 // faults runs each mode on a fresh group and prints a summary per mode.
 func (b *bench) faults(modes []string, runs int) {
-	fmt.Printf("## failover under writes: %d runs per mode, 3 store nodes in network namespaces, --sync 1 --failover, default --lease-ttl, %d writers\n", runs, b.faultWriters)
+	fmt.Printf("## failover under writes: %d runs per mode, 3 store nodes in network namespaces, --store-sync 1 --store-failover, default --store-lease-ttl, %d writers\n", runs, b.faultWriters)
 	fmt.Printf("(primary modes: write deadlines %v-%v per writer; replica modes: %v; %v after the node is back; replica paused or cut off for %v)\n",
 		primaryWriteTimeout(0), primaryWriteTimeout(b.faultWriters-1), replicaWriteTimeout, b.observe, b.replicaFault)
 	for _, mode := range modes {
@@ -80,7 +80,7 @@ func (b *bench) faults(modes []string, runs int) {
 
 func (b *bench) faultMode(mode string, runs int) {
 	progress("%s: starting three store nodes in network namespaces", mode)
-	nt, ps := b.hostGroup("--sync", "1", "--failover")
+	nt, ps := b.hostGroup("--store-sync", "1", "--store-failover")
 	defer func() {
 		stopAll(ps)
 		if err := nt.Close(); err != nil {

@@ -1,5 +1,5 @@
 // Command replication measures the store's replication with real node
-// processes on loopback: write throughput with --sync 0 and --sync 1 against
+// processes on loopback: write throughput with --store-sync 0 and --store-sync 1 against
 // a single store node, replication lag at half of the maximum write rate,
 // and the time from kill -9 of the primary to the first write a new primary
 // accepts. With the store nodes on hosts made of network namespaces
@@ -207,7 +207,7 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// group starts one store node (n = 1, --nats off) or three (--failover),
+// group starts one store node (n = 1, --nats off) or three (--store-failover),
 // each with extra flags, and waits until the primary is streaming to every
 // replica.
 func (b *bench) group(n int, extra ...string) []*proc {
@@ -415,11 +415,11 @@ func load(c *store.Client, writers int, d time.Duration, rate float64, prefix st
 	return float64(acked.Load()) / time.Since(start).Seconds(), failed.Load()
 }
 
-// throughput measures the single node, then three nodes with --sync 0 and
-// --sync 1, `passes` times in turn (a shared machine drifts: pairing the
+// throughput measures the single node, then three nodes with --store-sync 0 and
+// --store-sync 1, `passes` times in turn (a shared machine drifts: pairing the
 // configurations of one pass cancels part of it); it prints the median
 // rates and the median of the per-pass ratios, and returns the median
-// --sync 1 rate.
+// --store-sync 1 rate.
 func (b *bench) throughput() float64 {
 	fmt.Printf("## write throughput: %d writers, %v per configuration, %d passes, one 100-byte put per transaction\n", b.writers, b.duration, b.passes)
 	confs := []struct {
@@ -428,8 +428,8 @@ func (b *bench) throughput() float64 {
 		flags []string
 	}{
 		{"single node", 1, nil},
-		{"primary + 2 replicas, --sync 0", 3, []string{"--sync", "0", "--failover"}},
-		{"primary + 2 replicas, --sync 1", 3, []string{"--sync", "1", "--failover"}},
+		{"primary + 2 replicas, --store-sync 0", 3, []string{"--store-sync", "0", "--store-failover"}},
+		{"primary + 2 replicas, --store-sync 1", 3, []string{"--store-sync", "1", "--store-failover"}},
 	}
 	rates := make([][]float64, len(confs))  // [conf][pass]
 	ratios := make([][]float64, len(confs)) // rate / single node rate, per pass
@@ -457,12 +457,12 @@ func (b *bench) throughput() float64 {
 	return pct(r, 0.5)
 }
 
-// lag writes at rate with --sync 0 and --sync 1 and samples the primary's
+// lag writes at rate with --store-sync 0 and --store-sync 1 and samples the primary's
 // status every 10ms: per replica, primary LSN - replica's applied LSN.
 func (b *bench) lag(rate float64) {
-	fmt.Printf("## replication lag at %.0f writes/s (half of the --sync 1 maximum), %v, primary /v1/status every 10ms\n", rate, b.duration)
+	fmt.Printf("## replication lag at %.0f writes/s (half of the --store-sync 1 maximum), %v, primary /v1/status every 10ms\n", rate, b.duration)
 	for _, sync := range []string{"0", "1"} {
-		ps := b.group(3, "--sync", sync, "--failover")
+		ps := b.group(3, "--store-sync", sync, "--store-failover")
 		c := client(ps, 5*time.Second)
 		load(c, b.writers, time.Second, rate, "warm")
 		var lags []float64
@@ -493,7 +493,7 @@ func (b *bench) lag(rate float64) {
 		stopAll(ps)
 		sort.Float64s(lags)
 		p50, p99, mx := pct(lags, 0.5), pct(lags, 0.99), pct(lags, 1)
-		fmt.Printf("--sync %s: %.0f writes/s achieved, %d samples: lag p50 %.0f entries (%.1f ms), p99 %.0f entries (%.1f ms), max %.0f entries\n",
+		fmt.Printf("--store-sync %s: %.0f writes/s achieved, %d samples: lag p50 %.0f entries (%.1f ms), p99 %.0f entries (%.1f ms), max %.0f entries\n",
 			sync, got, len(lags), p50, 1000*p50/got, p99, 1000*p99/got, mx)
 	}
 }
@@ -506,14 +506,14 @@ func pct(s []float64, p float64) float64 {
 	return s[i]
 }
 
-// failover kills the primary of a three-node --sync 1 group `runs` times
+// failover kills the primary of a three-node --store-sync 1 group `runs` times
 // under 4 writers and measures kill -> first write acknowledged by another
 // node. The killed node restarts and rejoins as a replica before the next
 // round; the group rests 3s so the lease bucket's leadership has moved off
 // the primary (its Maintain runs every 2s), as in steady operation.
 func (b *bench) failover(runs int) {
-	fmt.Printf("## kill -9 of the primary -> first acknowledged write on the new primary, %d runs, default --lease-ttl\n", runs)
-	ps := b.group(3, "--sync", "1", "--failover")
+	fmt.Printf("## kill -9 of the primary -> first acknowledged write on the new primary, %d runs, default --store-lease-ttl\n", runs)
+	ps := b.group(3, "--store-sync", "1", "--store-failover")
 	defer stopAll(ps)
 	c := client(ps, 5*time.Second)
 	defer c.Close()

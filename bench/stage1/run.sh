@@ -16,7 +16,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXI
 echo "== building node" >&2
 go build -o "$work/node" ./cmd/node
 echo "== starting stage 1 on $ADDR" >&2
-"$work/node" run --roles app,primary --name stage1 --addr "$ADDR" --data "$work/data" --bcrypt-cost 4 \
+"$work/node" run --roles app,primary --name stage1 --addr "$ADDR" --data "$work/data" --app-bcrypt-cost 4 \
   >/dev/null 2>"$work/node.log" &
 for _ in $(seq 100); do curl -sf "http://$ADDR:9090/readyz" >/dev/null && break; sleep 0.1; done
 echo "== seeding $POSTS posts" >&2

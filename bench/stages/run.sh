@@ -13,7 +13,7 @@
 #   base   stages 1, 2, 3, 4, 5 with the read mix (MIX_READ): the baseline
 #          rows, and issue 7 (stage 5's cache against stage 4)
 #   anon   stage 5 and stage 6 with anonymous readers only (MIX_ANON); the
-#          edge of stage 6 runs with --origin-latency 50ms (issue 8)
+#          edge of stage 6 runs with --edge-origin-latency 50ms (issue 8)
 #   image  stages 7 and 8 writing posts with an image (MIX_IMAGE) at
 #          RATE_IMAGE (issue 9: inline thumbnails against workers)
 #
@@ -41,7 +41,7 @@ ALL_CASES=(
   "4|4|$MIX_READ|page|"
   "5|5|$MIX_READ|page|"
   "5a|5|$MIX_ANON|anon|"
-  "6a|6|$MIX_ANON|anon|--flags=edge=--origin-latency=$LATENCY"
+  "6a|6|$MIX_ANON|anon|--flags=edge=--edge-origin-latency=$LATENCY"
   "7i|7|$MIX_IMAGE|post-image|"
   "8i|8|$MIX_IMAGE|post-image|"
 )

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/scalestack/scalestack/pkg/node"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
@@ -35,7 +36,42 @@ func newFlagSet(name, usage, examples string, stderr io.Writer) *flag.FlagSet {
 // envName is the environment variable of a flag: NODE_ and the flag's name
 // in upper case with '-' as '_'.
 func envName(flagName string) string {
-	return "NODE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+	return settings.EnvName(node.EnvPrefix, flagName)
+}
+
+// envHelp says how a flag is read from the environment.
+const envHelp = "Each flag is also read from the environment variable shown (NODE_<FLAG>), or from the file its _FILE variant names; the command line wins."
+
+// parseSettings parses the settings of t from args and then from the
+// environment (Table.ApplyEnv). -h prints t's help, grouped by role, with
+// the command's usage line and examples. A bad value is a usage error that
+// names the flag and its environment variable.
+func parseSettings(name, usage, examples string, t *settings.Table, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	// The flag package prints the whole usage on any error; a mistake gets
+	// one line instead, and the help is printed only when asked for (-h).
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	t.Register(fs)
+	err := t.Parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stderr, "Usage: node %s\n\n%s\n", usage, envHelp)
+		t.Usage(stderr)
+		if examples != "" {
+			fmt.Fprintf(stderr, "\nExamples:\n%s", examples)
+		}
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v (see node %s -h)", errUsage, err, name)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (see node %s -h)", errUsage, fs.Arg(0), name)
+	}
+	if err := t.ApplyEnv(os.LookupEnv, node.ReadSecretFile); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
 }
 
 // parseFlags parses args, then fills every flag not given on the command

@@ -24,6 +24,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run a node in one or more roles", runNode},
+		{"flags", "list every flag of node run by role; flags -markdown writes docs/flags.md", runFlags},
 		{"up", "start a stage's stack on this machine, one process per node", runUp},
 		{"ps", "list the nodes of the stack node up runs: state, pid, memory", runPS},
 		{"kill", "kill a node of the stack (SIGKILL)", runKill},
@@ -111,5 +112,6 @@ Every flag of "node run" can also be set by an environment variable: --join is
 NODE_JOIN, --cluster-key is NODE_CLUSTER_KEY, and so on; NODE_<FLAG>_FILE names a
 file holding the value instead (NODE_CACHE_PASSWORD_FILE=/run/secrets/cache).
 Secrets belong there or in --cluster-key-file, not on the command line.
+"node flags" lists them all by role, as docs/flags.md does.
 `)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/scalestack/scalestack/pkg/node"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // redisLog adapts slog to go-redis's logger.
@@ -40,45 +40,91 @@ const runExamples = `  # stage 1: the blog and its database in one process
   ./node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key
 `
 
+// logOptions are the settings of the node's log, which cmd/node reads
+// itself: the logger is built here, not in pkg/node.
+type logOptions struct {
+	Format logFormat
+	Level  logLevel
+}
+
+func defaultLogOptions() logOptions { return logOptions{Format: "text", Level: "info"} }
+
+// logFormat is --log-format: text or json lines.
+type logFormat string
+
+func (f logFormat) String() string { return string(f) }
+
+func (f *logFormat) Set(s string) error {
+	v, err := settings.OneOf(s, logFormat("text"), logFormat("json"))
+	if err == nil {
+		*f = v
+	}
+	return err
+}
+
+// logLevel is --log-level: debug, info, warn or error.
+type logLevel string
+
+func (l logLevel) String() string { return string(l) }
+
+func (l *logLevel) Set(s string) error {
+	v, err := settings.OneOf(s, logLevel("debug"), logLevel("info"), logLevel("warn"), logLevel("error"))
+	if err == nil {
+		*l = v
+	}
+	return err
+}
+
+// runSettings is the settings table of `node run`: the node's and every
+// role's (node.Config.Settings), and the log's.
+func runSettings(cfg *node.Config, lo *logOptions) *settings.Table {
+	t := cfg.Settings()
+	t.Add(
+		settings.Setting{Name: "log-format", Role: "node", Usage: "log format: text or json (one object a line)", Value: &lo.Format},
+		settings.Setting{Name: "log-level", Role: "node", Usage: "lowest level logged: debug, info, warn or error", Value: &lo.Level},
+	)
+	return t
+}
+
 // newLogger builds the structured logger of a node: text or JSON lines on
 // stderr, with the node's name on every line.
-func newLogger(w io.Writer, format, level, name string) (*slog.Logger, error) {
+func newLogger(w io.Writer, lo logOptions, name string) (*slog.Logger, error) {
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+	if err := lv.UnmarshalText([]byte(lo.Level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, lo.Level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	var h slog.Handler
-	switch format {
+	switch lo.Format {
 	case "text":
 		h = slog.NewTextHandler(w, opts)
 	case "json":
 		h = slog.NewJSONHandler(w, opts)
 	default:
-		return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, format)
+		return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, lo.Format)
 	}
 	return slog.New(h).With("node", name), nil
 }
 
 func runNode(args []string, stdout, stderr io.Writer) error {
 	cfg := node.DefaultConfig()
-	fs := newFlagSet("run", "run --roles R[,R...] [--name NAME] [--addr IP] [--join HOST:PORT,...] [--data DIR] [flags]", runExamples, stderr)
-	cfg.AddFlags(fs)
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := parseFlags(fs, args); err != nil {
+	lo := defaultLogOptions()
+	t := runSettings(&cfg, &lo)
+	t.SetWarnings(stderr)
+	usage := "run --roles R[,R...] [--name NAME] [--addr IP] [--join HOST:PORT,...] [--data DIR] [flags]"
+	if err := parseSettings("run", usage, runExamples, t, args, stderr); err != nil {
 		return err
 	}
 	for _, name := range node.SecretFlagsIn(args) {
 		fmt.Fprintf(stderr, "warning: --%s on the command line is visible to every user of this machine (ps, /proc); give it as %s, or in a file named by %s_FILE%s\n",
-			name, envName(name), envName(name), fileFlagHint(fs, name))
+			name, envName(name), envName(name), fileFlagHint(t, name))
 	}
-	return serve(cfg, *logFormat, *logLevel, stdout, stderr)
+	return serve(cfg, lo, stdout, stderr)
 }
 
 // fileFlagHint names the flag that reads a secret from a file, if there is one.
-func fileFlagHint(fs *flag.FlagSet, name string) string {
-	if fs.Lookup(name+"-file") == nil {
+func fileFlagHint(t *settings.Table, name string) string {
+	if _, ok := t.Lookup(name + "-file"); !ok {
 		return ""
 	}
 	return " or --" + name + "-file"
@@ -90,16 +136,16 @@ func runStage1(stdout, stderr io.Writer) error {
 	cfg := node.DefaultConfig()
 	cfg.RoleNames = []string{node.RoleApp, node.RolePrimary}
 	cfg.DataDir = "data"
-	return serve(cfg, "text", "info", stdout, stderr)
+	return serve(cfg, defaultLogOptions(), stdout, stderr)
 }
 
 // serve opens a node, waits for SIGINT or SIGTERM, and closes it. A second
 // signal while closing exits at once.
-func serve(cfg node.Config, logFormat, logLevel string, stdout, stderr io.Writer) error {
+func serve(cfg node.Config, lo logOptions, stdout, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return usageIfConfig(err)
 	}
-	log, err := newLogger(stderr, logFormat, logLevel, cfg.Name)
+	log, err := newLogger(stderr, lo, cfg.Name)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "on Ctrl-C, how long a node may take to stop before it is killed")
 	fs.BoolVar(&cfg.Fresh, "fresh", false, "delete the data and logs of an earlier run in --dir first")
 	var roleFlags []string
-	fs.Func("flags", "extra node run flag of every node of a role, role=--flag=value, e.g. edge=--origin-latency=50ms (repeatable)", func(v string) error {
+	fs.Func("flags", "extra node run flag of every node of a role, role=--flag=value, e.g. edge=--edge-origin-latency=50ms (repeatable)", func(v string) error {
 		roleFlags = append(roleFlags, v)
 		return nil
 	})

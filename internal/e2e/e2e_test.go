@@ -141,7 +141,10 @@ func TestBadCommandLines(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, nil, `unknown command "frobnicate"`},
 		{"unknown role", []string{"run", "--roles", "database"}, nil, `unknown role "database"`},
-		{"bad address", []string{"run", "--roles", "primary", "--addr", "localhost"}, nil, `--addr "localhost" is not an IP address`},
+		{"bad address", []string{"run", "--roles", "primary", "--addr", "localhost"}, nil, `--addr (NODE_ADDR): "localhost" is not an IP address`},
+		{"bad lever", []string{"run", "--roles", "app", "--jobs", "later"}, nil, `--jobs (NODE_JOBS): "later": want inline or queue`},
+		{"bad role setting", []string{"run", "--roles", "lb", "--lb-retries", "-1"}, nil, "--lb-retries (NODE_LB_RETRIES): -1 is negative"},
+		{"bad env setting", []string{"run", "--roles", "cache"}, []string{"NODE_CACHE_SHARDS=0"}, "--cache-shards (NODE_CACHE_SHARDS): 0: want 1..65536"},
 		{"address not on this machine", []string{"run", "--roles", "primary", "--addr", "192.0.2.1", "--data", t.TempDir()}, []string{"NODE_CLUSTER_KEY=" + testKey}, "not on this machine"},
 		{"data dir is a file", []string{"run", "--roles", "primary", "--addr", "127.0.0.1", "--data", filepath.Join(blocker, "sub")}, nil, "--data"},
 		{"unknown flag", []string{"run", "--rolez", "app"}, nil, "flag provided but not defined"},

@@ -33,7 +33,7 @@ import (
 
 // Failover end to end: three store node processes (a primary and two
 // replicas, each with its own NATS server, so the lease survives losing
-// one), every one with --sync 1 --failover and the default --lease-ttl.
+// one), every one with --store-sync 1 --store-failover and the default --store-lease-ttl.
 // Writers and strong readers go through store.Client with a static list of
 // the three nodes and no primary marked: the client finds the primary from
 // X-Store-Primary and 421 answers, as it must after a failover.
@@ -86,7 +86,7 @@ func newStoreGroup(t *testing.T, base int) *storeGroup {
 func (g *storeGroup) start(i int, join bool) {
 	g.t.Helper()
 	n := g.nodes[i]
-	args := append([]string{"--roles", n.role, "--name", n.name, "--data", n.data, "--sync", "1", "--failover"}, n.flags...)
+	args := append([]string{"--roles", n.role, "--name", n.name, "--data", n.data, "--store-sync", "1", "--store-failover"}, n.flags...)
 	if join {
 		var seeds []string
 		for j, o := range g.nodes {

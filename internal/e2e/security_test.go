@@ -45,7 +45,7 @@ func TestClusterKeyClosesInternalPorts(t *testing.T) {
 	waitReady(t, cacheAdmin)
 
 	appFlags, appAdmin, _, appAddr := ports(t, "127.0.0.1")
-	startNodeEnv(t, env, append([]string{"--roles", "app", "--name", "app-1", "--data", t.TempDir(), "--join", gossip, "--bcrypt-cost", "4", "--cache", "on"}, appFlags...)...)
+	startNodeEnv(t, env, append([]string{"--roles", "app", "--name", "app-1", "--data", t.TempDir(), "--join", gossip, "--app-bcrypt-cost", "4", "--cache", "on"}, appFlags...)...)
 	waitReady(t, appAdmin)
 
 	// The blog works.
@@ -96,12 +96,12 @@ func TestClusterKeyClosesInternalPorts(t *testing.T) {
 	}
 
 	// node promote presents the token: the store refuses a promotion
-	// because it runs without --failover, not because of the credential.
+	// because it runs without --store-failover, not because of the credential.
 	var stderr bytes.Buffer
 	cmd := exec.Command(nodebin.Build(t), "promote", "--admin", dbAdmin, "db-1")
 	cmd.Env, cmd.Stderr = append(os.Environ(), env...), &stderr
-	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "without --failover") {
-		t.Errorf("node promote with the key: %v, %q; want the store's refusal for lack of --failover", err, stderr.String())
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "without --store-failover") {
+		t.Errorf("node promote with the key: %v, %q; want the store's refusal for lack of --store-failover", err, stderr.String())
 	}
 	stderr.Reset()
 	cmd = exec.Command(nodebin.Build(t), "promote", "--admin", dbAdmin, "db-1")

@@ -81,7 +81,7 @@ func TestStage2BlogSurvivesPrimaryKill(t *testing.T) {
 	gossip := "127.0.0.1:" + flagValue(dbFlags, "--gossip-port")
 
 	appFlags, appAdmin, _, appAddr := ports(t, "127.0.0.1")
-	startNode(t, append([]string{"--roles", "app", "--name", "app-1", "--data", t.TempDir(), "--join", gossip, "--bcrypt-cost", "4"}, appFlags...)...)
+	startNode(t, append([]string{"--roles", "app", "--name", "app-1", "--data", t.TempDir(), "--join", gossip, "--app-bcrypt-cost", "4"}, appFlags...)...)
 	waitReady(t, appAdmin)
 	base := "http://" + appAddr
 

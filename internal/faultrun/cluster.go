@@ -43,7 +43,7 @@ type nodeSpec struct {
 // topology is the eight hosts of the fault run, in start order after db-1.
 // The store nodes come first so that a node's index is its host's index.
 func topology() []nodeSpec {
-	replicated := []string{"--sync=1", "--failover"}
+	replicated := []string{"--store-sync=1", "--store-failover"}
 	queuedApp := []string{"--reads=replicas", "--cache=on", "--sessions=shared", "--jobs=queue"}
 	return []nodeSpec{
 		{"db-1", "primary", replicated},
@@ -148,7 +148,7 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 	}
 	// The apps count rate limits per client: behind the lb they must take
 	// the client's address from its X-Forwarded-For, as an operator sets
-	// --trusted-proxies across machines (docs/api.md, Rate limits).
+	// --app-trusted-proxies across machines (docs/api.md, Rate limits).
 	var lbAddr string
 	for i, s := range specs {
 		if s.roles == "lb" {
@@ -157,7 +157,7 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 	}
 	for i, s := range specs {
 		if s.roles == "app" {
-			s.flags = append(slices.Clone(s.flags), "--trusted-proxies="+lbAddr+"/32")
+			s.flags = append(slices.Clone(s.flags), "--app-trusted-proxies="+lbAddr+"/32")
 		}
 		n := &Node{Name: s.name, Roles: s.roles, host: nt.Host(i), flags: s.flags, storeToken: c.storeToken,
 			data: filepath.Join(dir, "data", s.name), log: filepath.Join(dir, "logs", s.name+".log")}

@@ -10,7 +10,6 @@ package app
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,6 +25,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
+	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -67,20 +67,20 @@ type Config struct {
 	// cached in the cache tier when CacheNodes is set; any app node serves
 	// any user, and a dead app or cache node logs nobody out). Default
 	// "memory".
-	Sessions string
+	Sessions SessionMode
 	// SessionStore, when set, is used instead of the one Sessions names.
 	SessionStore Sessions
 	// MaxMemorySessions caps the sessions Sessions "memory" holds; past it
 	// the least recently used is dropped and its user logged out. Without
 	// a cap, a client that logs in over and over grows the map until the
 	// process runs out of memory. About 200 bytes each. Default 100000
-	// (DefaultMaxMemorySessions) (--max-memory-sessions).
+	// (DefaultMaxMemorySessions) (--app-max-memory-sessions).
 	MaxMemorySessions int
 	// Cache turns the cache tier on or off: "on" reads posts, feed pages,
 	// comments and rendered post lists through the cache nodes
 	// (cache-aside) and invalidates them on every write
 	// (docs/cache-tier.md); "off" reads the store every time. Default "off".
-	Cache string
+	Cache settings.OnOff
 	// CacheNodes returns the host:port of every cache node alive now; the
 	// node wires it to membership. Used when Cache is "on" or Sessions is
 	// "shared". Nil means no cache nodes: the tier answers every lookup
@@ -113,7 +113,7 @@ type Config struct {
 	// stages 1-7) or "queue" (stage 8: published to JobQueue through the
 	// job outbox, outbox.go: the jobs a write causes commit with it in the
 	// store, and are published after the answer). Default "inline".
-	Jobs string
+	Jobs JobMode
 	// JobQueue publishes the jobs with Jobs "queue" (the node sets its
 	// publisher to the job queue; required then). With Jobs "inline", when
 	// set, it takes each job in the request instead of running it (tests).
@@ -132,10 +132,10 @@ type Config struct {
 	// drops the second), longer delays the jobs of outcome-unknown writes.
 	JobOutboxAge time.Duration
 	// Purge says whether writes purge what they changed at the edges
-	// (flag --purge): "on" (default; the node publishes over NATS whenever a
+	// (--app-purge): "on" (default; the node publishes over NATS whenever a
 	// NATS server is known) or "off" (edges serve a page until its
 	// s-maxage ends). The node sets Purger when it is on.
-	Purge string
+	Purge settings.OnOff
 	// Purger receives the purges of writes (see WithPurges); nil sends none.
 	Purger Purger
 	// BcryptCost is the password hashing cost. Default bcrypt.DefaultCost
@@ -145,18 +145,18 @@ type Config struct {
 	// PageSize is the number of posts on one page of a feed. Default 10.
 	PageSize int
 	// RateLimit turns the rate limits on log-in, sign-up, posting and
-	// commenting on ("on", default) or off ("off"; flag --rate-limit). Off
+	// commenting on ("on", default) or off ("off"; --app-rate-limit). Off
 	// is for load runs that act as more users from one address than the
 	// limits allow (`node load --users` past 50, or a sustained rate of
 	// posts and comments past RateLimits'); nothing else should need it.
-	RateLimit string
+	RateLimit settings.OnOff
 	// RateLimits are the limits (ratelimit.go): token buckets per client
 	// address and per account, in this app node's memory. Default
 	// DefaultRateLimits().
 	RateLimits RateLimits
 	// TrustedProxies are the networks of the proxies in front of the app
 	// (its lb and edge nodes) whose X-Forwarded-For is believed when the
-	// rate limits look for the client's address (flag --trusted-proxies,
+	// rate limits look for the client's address (--app-trusted-proxies,
 	// CIDRs). A request from anywhere else is keyed by its peer address,
 	// whatever the header says. Default: loopback only
 	// (DefaultTrustedProxies), which is where `node up` runs them. Across
@@ -164,12 +164,12 @@ type Config struct {
 	// an lb shares the lb's buckets; list nothing wider, or clients that
 	// reach the app port from there choose their own address.
 	TrustedProxies []netip.Prefix
-	// Reads says where store reads go (flag --reads): "primary" (default:
+	// Reads says where store reads go (--reads): "primary" (default:
 	// every read is strong) or "replicas" (session consistency: any replica
 	// that has applied the user's last write, kept in the session, else the
 	// primary; so a user always reads their own writes). Replicas take read
 	// load off the primary at the cost of pages slightly behind for others.
-	Reads string
+	Reads ReadMode
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
 	// HTTP server's timeouts. Defaults 5s, 30s (an upload on a slow link),
 	// 30s, 120s.
@@ -189,22 +189,22 @@ func DefaultConfig() Config {
 	return Config{
 		Addr:              "127.0.0.1:8081",
 		NodeName:          "app",
-		Sessions:          "memory",
+		Sessions:          SessionsMemory,
 		MaxMemorySessions: DefaultMaxMemorySessions,
-		Cache:             "off",
+		Cache:             settings.Off,
 		CacheTier:         cachetier.DefaultConfig(),
 		CachePages:        5,
 		SessionTTL:        14 * 24 * time.Hour,
-		Jobs:              "inline",
+		Jobs:              JobsInline,
 		JobOutboxSweep:    time.Second,
 		JobOutboxAge:      3 * time.Second,
-		Purge:             "on",
+		Purge:             settings.On,
 		BcryptCost:        bcrypt.DefaultCost,
 		PageSize:          10,
-		RateLimit:         "on",
+		RateLimit:         settings.On,
 		RateLimits:        DefaultRateLimits(),
 		TrustedProxies:    DefaultTrustedProxies(),
-		Reads:             "primary",
+		Reads:             ReadsPrimary,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -219,33 +219,33 @@ func (c *Config) Validate() error {
 	case c.Store == nil && c.Services == nil:
 		return errors.New("app config: Store is required")
 	case c.Reads != "" && c.Reads != "primary" && c.Reads != "replicas":
-		return fmt.Errorf("app config: Reads %q: want primary or replicas", c.Reads)
-	case c.SessionStore == nil && c.Sessions != "memory" && c.Sessions != "shared":
-		return fmt.Errorf("app config: Sessions %q: want memory or shared", c.Sessions)
+		return fieldErr("Reads", "%q: want primary or replicas", c.Reads)
+	case c.SessionStore == nil && c.Sessions != SessionsMemory && c.Sessions != SessionsShared:
+		return fieldErr("Sessions", "%q: want memory or shared", c.Sessions)
 	case c.MaxMemorySessions < 1:
-		return fmt.Errorf("app config: MaxMemorySessions %d: want at least 1", c.MaxMemorySessions)
-	case c.Cache != "on" && c.Cache != "off":
-		return fmt.Errorf("app config: Cache %q: want on or off", c.Cache)
+		return fieldErr("MaxMemorySessions", "%d: want at least 1", c.MaxMemorySessions)
+	case !c.Cache.Valid():
+		return fieldErr("Cache", "%q: want on or off", c.Cache)
 	case len(c.CacheMACKey) > 0 && len(c.CacheMACKey) < 16:
-		return fmt.Errorf("app config: CacheMACKey of %d bytes: want at least 16", len(c.CacheMACKey))
+		return fieldErr("CacheMACKey", "of %d bytes: want at least 16", len(c.CacheMACKey))
 	case c.CachePages < 1 || c.CachePages > 100:
-		return fmt.Errorf("app config: CachePages %d: want 1 to 100", c.CachePages)
-	case c.Purge != "on" && c.Purge != "off":
-		return fmt.Errorf("app config: Purge %q: want on or off", c.Purge)
+		return fieldErr("CachePages", "%d: want 1 to 100", c.CachePages)
+	case !c.Purge.Valid():
+		return fieldErr("Purge", "%q: want on or off", c.Purge)
 	case c.Jobs != "inline" && c.Jobs != "queue":
 		return fmt.Errorf("app config: Jobs %q: want inline or queue", c.Jobs)
 	case c.Jobs == "queue" && c.JobQueue == nil:
 		return errors.New("app config: Jobs queue needs a JobQueue to publish to")
 	case c.Jobs == "queue" && (c.JobOutboxSweep <= 0 || c.JobOutboxAge < 0):
-		return fmt.Errorf("app config: JobOutboxSweep %v must be positive, JobOutboxAge %v not negative", c.JobOutboxSweep, c.JobOutboxAge)
+		return fieldErr("JobOutboxSweep", "%v must be positive and JobOutboxAge %v not negative", c.JobOutboxSweep, c.JobOutboxAge)
 	case c.SessionTTL < time.Minute:
-		return fmt.Errorf("app config: SessionTTL %v: want at least 1m", c.SessionTTL)
+		return fieldErr("SessionTTL", "%v: want at least 1m", c.SessionTTL)
 	case c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost:
-		return fmt.Errorf("app config: BcryptCost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+		return fieldErr("BcryptCost", "%d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	case c.PageSize < 1 || c.PageSize > 100:
-		return fmt.Errorf("app config: PageSize %d: want 1 to 100", c.PageSize)
-	case c.RateLimit != "on" && c.RateLimit != "off":
-		return fmt.Errorf("app config: RateLimit %q: want on or off", c.RateLimit)
+		return fieldErr("PageSize", "%d: want 1 to 100", c.PageSize)
+	case !c.RateLimit.Valid():
+		return fieldErr("RateLimit", "%q: want on or off", c.RateLimit)
 	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
 		return errors.New("app config: ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout must be positive")
 	case c.ShutdownTimeout <= 0:
@@ -258,49 +258,65 @@ func (c *Config) Validate() error {
 	}
 	if c.usesTier() {
 		if err := c.CacheTier.Validate(); err != nil {
-			return fmt.Errorf("app config: CacheTier: %w", err)
+			return settings.Within("app config", "CacheTier", err)
 		}
 	}
 	return nil
 }
 
-// usesTier reports whether the app needs the cache tier.
-func (c *Config) usesTier() bool {
-	return c.Cache == "on" || (c.SessionStore == nil && c.Sessions == "shared")
+// fieldErr reports an unusable value of one field of Config.
+func fieldErr(field, format string, args ...any) error {
+	return settings.Errorf("app config", field, format, args...)
 }
 
-// AddFlags registers the app's flags on fs (not --app-port, --data or
-// --name, which the node registers).
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Sessions, "sessions", c.Sessions, "session store: memory (in this app process) or shared (in the store, cached in the cache tier)")
-	fs.IntVar(&c.MaxMemorySessions, "max-memory-sessions", c.MaxMemorySessions, "with --sessions=memory, most sessions held; the least recently used is dropped past it")
-	fs.StringVar(&c.Cache, "cache", c.Cache, "cache tier: on (posts, feeds and rendered lists through the cache nodes) or off")
-	fs.IntVar(&c.CachePages, "app-cache-pages", c.CachePages, "pages of each feed kept in the cache tier")
-	fs.DurationVar(&c.CacheTier.TTL, "app-cache-ttl", c.CacheTier.TTL, "how long a cached value lives at most")
-	fs.DurationVar(&c.CacheTier.TombstoneTTL, "app-cache-tombstone-ttl", c.CacheTier.TombstoneTTL,
-		"how long a written key stays marked so no reader can fill it with what it read before the write")
-	fs.DurationVar(&c.CacheTier.Timeout, "app-cache-timeout", c.CacheTier.Timeout, "timeout of one call to a cache node")
-	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "how long a login lasts")
-	fs.StringVar(&c.Jobs, "jobs", c.Jobs, "how side effects run: inline (inside the request) or queue (published to the job queue for workers, through the job outbox in the store)")
-	fs.DurationVar(&c.JobOutboxSweep, "job-outbox-sweep", c.JobOutboxSweep,
-		"with --jobs=queue, how often the app publishes jobs left in the job outbox (queue down, outcome-unknown writes, a dead app)")
-	fs.DurationVar(&c.JobOutboxAge, "job-outbox-age", c.JobOutboxAge,
-		"with --jobs=queue, how old a job in the outbox must be before a sweep publishes it rather than its own request")
-	fs.StringVar(&c.Purge, "purge", c.Purge, "purge changed pages at the edges over NATS: on or off")
-	fs.StringVar(&c.Outbox, "outbox", c.Outbox, "folder for outgoing e-mail as .eml files (default <data>/outbox)")
-	fs.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "bcrypt cost of password hashes (4 is fast, for load tests)")
-	fs.IntVar(&c.PageSize, "app-page-size", c.PageSize, "posts per page of a feed")
-	fs.StringVar(&c.Reads, "reads", c.Reads, "where store reads go: primary, or replicas (each user still reads their own writes)")
-	fs.StringVar(&c.RateLimit, "rate-limit", c.RateLimit,
-		"rate limits on log-in, sign-up, posting and commenting per client address and account: on, or off (load runs from one address)")
-	fs.Func("trusted-proxies", "comma-separated CIDRs of the lb and edge nodes whose X-Forwarded-For names the client (default loopback)",
-		func(v string) error {
-			ps, err := ParsePrefixes(v)
-			if err == nil {
-				c.TrustedProxies = ps
-			}
-			return err
-		})
+// usesTier reports whether the app needs the cache tier.
+func (c *Config) usesTier() bool {
+	return c.Cache == settings.On || (c.SessionStore == nil && c.Sessions == SessionsShared)
+}
+
+// Settings returns the app's settings, bound to c's fields, with c's
+// current values as defaults (not --app-port, --data or --name, which the
+// node owns).
+func (c *Config) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "app", Field: field, Usage: usage, Value: v}
+	}
+	return []settings.Setting{
+		s("reads", "Reads", "the stage-4 lever, where store reads go: primary (every read strong) or replicas (any replica that has the user's last write; each user still reads their own writes)", &c.Reads).AsLever(),
+		s("cache", "Cache", "the stage-5 lever, the cache tier of app and worker nodes: on (posts, feeds and rendered lists read through the cache nodes, invalidated on writes) or off (the store every time)", &c.Cache).AsLever(),
+		s("sessions", "Sessions", "the stage-7 lever, where sessions live: memory (in this app process; needs --sticky behind an lb) or shared (in the store, cached in the cache tier; any app serves any user)", &c.Sessions).AsLever(),
+		s("jobs", "Jobs", "the stage-8 lever, how side effects run: inline (inside the request) or queue (published to the job queue for the workers, through the job outbox in the store)", &c.Jobs).AsLever(),
+		s("app-max-memory-sessions", "MaxMemorySessions", "with --sessions=memory, most sessions held, about 200 bytes each; the least recently used is dropped past it (count)", settings.Int(&c.MaxMemorySessions)).Formerly("max-memory-sessions"),
+		s("app-session-ttl", "SessionTTL", "how long a login lasts, at least 1m (duration)", settings.Duration(&c.SessionTTL)).Formerly("session-ttl"),
+		s("app-cache-pages", "CachePages", "pages of each feed kept in the cache tier, from the first (count, 1-100)", settings.Int(&c.CachePages)),
+		s("app-cache-ttl", "CacheTier.TTL", "how long a value cached in the cache tier lives at most (duration)", settings.Duration(&c.CacheTier.TTL)),
+		s("app-cache-tombstone-ttl", "CacheTier.TombstoneTTL", "how long a written key stays marked, so that no reader fills it with what it read before the write (duration)", settings.Duration(&c.CacheTier.TombstoneTTL)),
+		s("app-cache-timeout", "CacheTier.Timeout", "timeout of one call to a cache node (duration)", settings.Duration(&c.CacheTier.Timeout)),
+		s("app-job-outbox-sweep", "JobOutboxSweep", "with --jobs=queue, how often the app publishes jobs left in the job outbox: queue down, outcome-unknown writes, a dead app (duration)", settings.Duration(&c.JobOutboxSweep)).Formerly("job-outbox-sweep"),
+		s("app-job-outbox-age", "JobOutboxAge", "with --jobs=queue, how old a job in the outbox must be before a sweep publishes it rather than its own request (duration)", settings.Duration(&c.JobOutboxAge)).Formerly("job-outbox-age"),
+		s("app-purge", "Purge", "purge the pages a write changed at the edges over NATS: on, or off (edges serve a page until its s-maxage ends)", &c.Purge).Formerly("purge"),
+		s("app-outbox", "Outbox", "folder the app and the worker write outgoing e-mail to, as .eml files", settings.String(&c.Outbox)).Formerly("outbox").ShowDefault("DATA/outbox"),
+		s("app-bcrypt-cost", "BcryptCost", "bcrypt cost of password hashes, 4-31; each step doubles the time of a sign-up or log-in (4 is fast, for load runs)", settings.Int(&c.BcryptCost)).Formerly("bcrypt-cost"),
+		s("app-page-size", "PageSize", "posts on one page of a feed (count, 1-100)", settings.Int(&c.PageSize)),
+		s("app-rate-limit", "RateLimit", "rate limits on log-in, sign-up, posting and commenting per client address and account: on, or off (load runs from one address)", &c.RateLimit).Formerly("rate-limit"),
+		s("app-trusted-proxies", "TrustedProxies", "comma-separated CIDRs of the lb and edge nodes whose X-Forwarded-For names the client", settings.Func(
+			func() string { return formatPrefixes(c.TrustedProxies) },
+			func(v string) error {
+				ps, err := ParsePrefixes(v)
+				if err == nil {
+					c.TrustedProxies = ps
+				}
+				return err
+			})).Formerly("trusted-proxies"),
+	}
+}
+
+func formatPrefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
 }
 
 // ParsePrefixes reads a comma-separated list of CIDRs (a bare address is
@@ -388,16 +404,16 @@ func New(cfg Config) (*App, error) {
 			a.log.Warn("app: no cache nodes given; the cache tier will go to the store for everything")
 		}
 	}
-	if cfg.Cache == "on" {
+	if cfg.Cache == settings.On {
 		a.svc = WithCache(a.svc, a.tier, CacheOptions{PageSize: cfg.PageSize, Pages: cfg.CachePages})
 	}
-	if cfg.Purge == "on" {
+	if cfg.Purge == settings.On {
 		a.svc = WithPurges(a.svc, cfg.Purger)
 	}
 	a.sessions = cfg.SessionStore
 	switch {
 	case a.sessions != nil:
-	case cfg.Sessions == "shared":
+	case cfg.Sessions == SessionsShared:
 		a.sessions = NewSharedSessions(st, a.tier)
 	default:
 		a.sessions = NewMemorySessionsMax(cfg.MaxMemorySessions)
@@ -407,7 +423,7 @@ func New(cfg Config) (*App, error) {
 	if a.jobs == nil {
 		a.jobs = InlineJobs{H: a.handlers}
 	}
-	if cfg.Jobs == "queue" {
+	if cfg.Jobs == JobsQueue {
 		// The relay reads and deletes outbox entries on the store itself,
 		// not through localTrace: its calls belong to no request.
 		a.relay = newRelay(cfg.Store, a.jobs, cfg.JobOutboxSweep, cfg.JobOutboxAge, a.log)
@@ -570,7 +586,7 @@ type Status struct {
 // Status returns live figures.
 func (a *App) Status() any {
 	s := Status{
-		Ready: a.Ready(), Addr: a.Addr(), Sessions: a.cfg.Sessions, Cache: a.cfg.Cache, Jobs: a.cfg.Jobs,
+		Ready: a.Ready(), Addr: a.Addr(), Sessions: string(a.cfg.Sessions), Cache: string(a.cfg.Cache), Jobs: string(a.cfg.Jobs),
 		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
 		RateLimited: a.web.limits.status(),

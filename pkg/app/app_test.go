@@ -14,6 +14,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func TestOpenServeClose(t *testing.T) {
@@ -119,11 +120,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestAddFlags(t *testing.T) {
+func TestSettings(t *testing.T) {
 	c := app.DefaultConfig()
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
-	c.AddFlags(fs)
-	if err := fs.Parse([]string{"--sessions=memory", "--jobs=inline", "--outbox=/tmp/out", "--bcrypt-cost=4", "--app-page-size=20", "--session-ttl=1h"}); err != nil {
+	fs.SetOutput(io.Discard)
+	settings.Register(fs, c.Settings())
+	if err := fs.Parse([]string{"--sessions=memory", "--jobs=inline", "--app-outbox=/tmp/out", "--app-bcrypt-cost=4", "--app-page-size=20", "--app-session-ttl=1h"}); err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	if c.Outbox != "/tmp/out" || c.BcryptCost != 4 || c.PageSize != 20 || c.SessionTTL != time.Hour {
@@ -137,18 +139,26 @@ func TestAddFlags(t *testing.T) {
 		c.CacheTier.TombstoneTTL != 3*time.Second || c.CacheTier.Timeout != 50*time.Millisecond {
 		t.Errorf("after cache flags Config = %+v", c)
 	}
-	if err := fs.Parse([]string{"--rate-limit=off", "--trusted-proxies=10.0.0.0/24, 192.0.2.7"}); err != nil {
+	if err := fs.Parse([]string{"--app-rate-limit=off", "--app-trusted-proxies=10.0.0.0/24, 192.0.2.7"}); err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	if got := fmt.Sprint(c.TrustedProxies); c.RateLimit != "off" || got != "[10.0.0.0/24 192.0.2.7/32]" {
-		t.Errorf("after --rate-limit and --trusted-proxies: RateLimit %q, TrustedProxies %s", c.RateLimit, got)
+		t.Errorf("after --app-rate-limit and --app-trusted-proxies: RateLimit %q, TrustedProxies %s", c.RateLimit, got)
 	}
-	if err := fs.Parse([]string{"--trusted-proxies=lb-1"}); err == nil {
-		t.Errorf("--trusted-proxies=lb-1 parsed; want an error (CIDRs or addresses only)")
+	if err := fs.Parse([]string{"--app-trusted-proxies=lb-1"}); err == nil {
+		t.Errorf("--app-trusted-proxies=lb-1 parsed; want an error (CIDRs or addresses only)")
+	}
+	// A mode refuses a value it does not have when the flag is parsed,
+	// naming the choices.
+	for _, arg := range []string{"--sessions=disk", "--reads=any", "--jobs=later", "--cache=yes", "--app-purge=1"} {
+		err := fs.Parse([]string{arg})
+		if err == nil || !strings.Contains(err.Error(), "want") {
+			t.Errorf("Parse(%s) = %v, want an error listing the choices", arg, err)
+		}
 	}
 	for _, reserved := range []string{"app-port", "data", "name", "addr", "cache-port", "cache-password"} {
 		if fs.Lookup(reserved) != nil {
-			t.Errorf("AddFlags registers --%s, which the node owns", reserved)
+			t.Errorf("Settings registers --%s, which the node owns", reserved)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/app/svc"
+	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -61,9 +62,9 @@ type asset struct {
 
 func newWeb(a *App) (*web, error) {
 	w := &web{a: a, svc: a.svc, cfg: a.cfg, log: a.log,
-		keys: cacheKeys{size: a.cfg.PageSize, pages: a.cfg.CachePages}, fragments: a.cfg.Cache == "on" && a.tier != nil,
+		keys: cacheKeys{size: a.cfg.PageSize, pages: a.cfg.CachePages}, fragments: a.cfg.Cache == settings.On && a.tier != nil,
 		assets: map[string]asset{}, assetURL: map[string]string{}, pages: map[string]*template.Template{},
-		limits: newLimiter(a.cfg.RateLimit == "on", a.cfg.RateLimits, a.cfg.TrustedProxies)}
+		limits: newLimiter(a.cfg.RateLimit == settings.On, a.cfg.RateLimits, a.cfg.TrustedProxies)}
 	if err := w.loadAssets(); err != nil {
 		return nil, err
 	}
@@ -231,7 +232,7 @@ func (w *web) handler() http.Handler {
 		ctx := context.WithValue(store.WithTrace(r.Context(), &st.trace), stateKey{}, st)
 		ctx = cachetier.WithTrace(ctx, &st.cache)
 		r = r.WithContext(ctx)
-		if w.cfg.Reads == "replicas" {
+		if w.cfg.Reads == ReadsReplicas {
 			// Session reads: a replica serves only once it has applied the
 			// user's last write (the client also raises the bar to the
 			// LSN of this request's own writes, via the trace).

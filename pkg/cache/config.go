@@ -2,19 +2,16 @@ package cache
 
 import (
 	"crypto/tls"
-	"errors"
-	"flag"
-	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // Config configures a cache Server. The node fills in Addr, NodeName,
-// Logger and Metrics; the rest come from flags (AddFlags).
+// Logger and Metrics; the rest come from settings (Settings).
 type Config struct {
 	// Addr is the TCP address to listen on, host:port. Port 0 picks a free
 	// port (see Server.Addr). Default "127.0.0.1:6379".
@@ -176,113 +173,68 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	switch {
 	case c.Addr == "":
-		return errors.New("cache config: Addr is empty")
+		return fieldErr("Addr", "is empty")
 	case c.MaxBytes <= 0:
-		return fmt.Errorf("cache config: MaxBytes = %d, want > 0", c.MaxBytes)
+		return fieldErr("MaxBytes", "%d: want > 0", c.MaxBytes)
 	case c.Shards < 1 || c.Shards > 1<<16:
-		return fmt.Errorf("cache config: Shards = %d, want 1..65536", c.Shards)
+		return fieldErr("Shards", "%d: want 1..65536", c.Shards)
 	case c.MaxValueBytes < 1:
-		return fmt.Errorf("cache config: MaxValueBytes = %d, want > 0", c.MaxValueBytes)
+		return fieldErr("MaxValueBytes", "%d: want > 0", c.MaxValueBytes)
 	case int64(c.MaxValueBytes) > c.MaxBytes/int64(roundPow2(c.Shards)):
-		return fmt.Errorf("cache config: MaxValueBytes = %d does not fit one shard's share of MaxBytes (%d / %d shards); lower MaxValueBytes or Shards, or raise MaxBytes",
+		return fieldErr("MaxValueBytes", "%d does not fit one shard's share of MaxBytes (%d / %d shards); lower MaxValueBytes or Shards, or raise MaxBytes",
 			c.MaxValueBytes, c.MaxBytes, roundPow2(c.Shards))
 	case c.MaxArgs < 3:
-		return fmt.Errorf("cache config: MaxArgs = %d, want >= 3", c.MaxArgs)
+		return fieldErr("MaxArgs", "%d: want >= 3", c.MaxArgs)
 	case c.MaxRequestBytes < c.MaxValueBytes:
-		return fmt.Errorf("cache config: MaxRequestBytes = %d, want >= MaxValueBytes (%d)", c.MaxRequestBytes, c.MaxValueBytes)
+		return fieldErr("MaxRequestBytes", "%d: want >= MaxValueBytes (%d)", c.MaxRequestBytes, c.MaxValueBytes)
 	case c.MaxClients < 1:
-		return fmt.Errorf("cache config: MaxClients = %d, want > 0", c.MaxClients)
+		return fieldErr("MaxClients", "%d: want > 0", c.MaxClients)
 	case c.IdleTimeout < 0:
-		return fmt.Errorf("cache config: IdleTimeout = %v, want >= 0", c.IdleTimeout)
+		return fieldErr("IdleTimeout", "%v: want >= 0", c.IdleTimeout)
 	case len(c.Password) > MaxPasswordBytes:
-		return fmt.Errorf("cache config: Password is %d bytes, want at most %d (it must fit the small requests allowed before AUTH)", len(c.Password), MaxPasswordBytes)
+		return fieldErr("Password", "is %d bytes, want at most %d (it must fit the small requests allowed before AUTH)", len(c.Password), MaxPasswordBytes)
 	case c.AuthTimeout < 0:
-		return fmt.Errorf("cache config: AuthTimeout = %v, want >= 0", c.AuthTimeout)
+		return fieldErr("AuthTimeout", "%v: want >= 0", c.AuthTimeout)
 	case c.AuthFailDelay < 0 || c.AuthFailDelay > time.Minute:
-		return fmt.Errorf("cache config: AuthFailDelay = %v, want 0..1m", c.AuthFailDelay)
+		return fieldErr("AuthFailDelay", "%v: want 0..1m", c.AuthFailDelay)
 	case c.EventLoops < 0 || c.EventLoops > 1024:
-		return fmt.Errorf("cache config: EventLoops = %d, want 0..1024", c.EventLoops)
+		return fieldErr("EventLoops", "%d: want 0..1024", c.EventLoops)
 	case c.EventLoops > 0 && !eventLoopsSupported():
-		return fmt.Errorf("cache config: EventLoops = %d, but event loops need Linux; use 0", c.EventLoops)
+		return fieldErr("EventLoops", "%d: but event loops need Linux; use 0", c.EventLoops)
 	case c.BusyPoll < 0 || c.BusyPoll > 10*time.Millisecond:
-		return fmt.Errorf("cache config: BusyPoll = %v, want 0..10ms", c.BusyPoll)
+		return fieldErr("BusyPoll", "%v: want 0..10ms", c.BusyPoll)
 	case c.ExpireInterval <= 0:
-		return fmt.Errorf("cache config: ExpireInterval = %v, want > 0", c.ExpireInterval)
+		return fieldErr("ExpireInterval", "%v: want > 0", c.ExpireInterval)
 	}
 	return nil
 }
 
-// AddFlags registers the cache role's flags on fs, with c's values as the
-// defaults. The node registers --cache-port and the listen address.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.Var((*byteSize)(&c.MaxBytes), "cache-max-bytes", "cache: memory budget for keys and values, in bytes (suffixes KiB, MiB, GiB); least recently used keys are evicted beyond it")
-	fs.IntVar(&c.Shards, "cache-shards", c.Shards, "cache: number of independently locked LRU shards (rounded up to a power of two)")
-	fs.StringVar(&c.Password, "cache-password", c.Password, "cache: password clients must give with AUTH (empty: derived from --cluster-key, none without a key)")
-	fs.Var(intByteSize{&c.MaxValueBytes}, "cache-max-value-bytes", "cache: largest key or value in one request, in bytes (suffixes KiB, MiB)")
-	fs.IntVar(&c.MaxArgs, "cache-max-args", c.MaxArgs, "cache: most arguments in one request (bounds MGET, MSET, DEL)")
-	fs.Var(intByteSize{&c.MaxRequestBytes}, "cache-max-request-bytes", "cache: largest single request in bytes, bounding each connection's buffer (suffixes KiB, MiB)")
-	fs.IntVar(&c.MaxClients, "cache-max-clients", c.MaxClients, "cache: most client connections at once")
-	fs.DurationVar(&c.IdleTimeout, "cache-idle-timeout", c.IdleTimeout, "cache: close connections idle this long (0: never)")
-	fs.DurationVar(&c.AuthTimeout, "cache-auth-timeout", c.AuthTimeout, "cache: with a password, close connections that have not authenticated this long after connecting (0: never)")
-	fs.DurationVar(&c.AuthFailDelay, "cache-auth-fail-delay", c.AuthFailDelay, "cache: how long the reply to a wrong AUTH is held back (the third closes the connection)")
-	fs.IntVar(&c.EventLoops, "cache-event-loops", c.EventLoops, "cache: epoll event loops serving connections (Linux); 0 gives each connection its own goroutine")
-	fs.DurationVar(&c.BusyPoll, "cache-busy-poll", c.BusyPoll, "cache: how long an event loop polls for more requests before it sleeps (0: sleep at once)")
-	fs.DurationVar(&c.ExpireInterval, "cache-expire-interval", c.ExpireInterval, "cache: how often expired keys are sampled and removed")
+// fieldErr reports an unusable value of one field of Config.
+func fieldErr(field, format string, args ...any) error {
+	return settings.Errorf("cache config", field, format, args...)
 }
 
-// byteSize is a flag holding a byte count, written plainly or with a binary
-// suffix: 65536, 64KiB, 64MiB, 1GiB (K, M, G and KB, MB, GB mean the same).
-type byteSize int64
-
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
-
-func (b *byteSize) Set(s string) error {
-	n, err := parseByteSize(s)
-	if err != nil {
-		return err
+// Settings returns the cache role's settings, bound to c's fields, with
+// c's values as the defaults. The node owns --cache-port and the address.
+func (c *Config) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "cache", Field: field, Usage: usage, Value: v}
 	}
-	*b = byteSize(n)
-	return nil
-}
-
-type intByteSize struct{ p *int }
-
-func (b intByteSize) String() string {
-	if b.p == nil {
-		return "0"
+	return []settings.Setting{
+		s("cache-max-bytes", "MaxBytes", "memory budget for keys and values (bytes; suffixes KiB, MiB, GiB); least recently used keys are evicted beyond it", settings.Bytes(&c.MaxBytes)),
+		s("cache-shards", "Shards", "independently locked LRU shards the keys are spread over (count, 1-65536, rounded up to a power of two)", settings.Int(&c.Shards)),
+		s("cache-password", "Password", "password clients must give with AUTH; empty: derived from the cluster key, none without one", settings.String(&c.Password)),
+		s("cache-max-value-bytes", "MaxValueBytes", "largest key or value in one request (bytes; suffixes KiB, MiB)", settings.IntBytes(&c.MaxValueBytes)),
+		s("cache-max-args", "MaxArgs", "most arguments in one request, which bounds MGET, MSET and DEL (count)", settings.Int(&c.MaxArgs)),
+		s("cache-max-request-bytes", "MaxRequestBytes", "largest single request, which bounds each connection's buffer (bytes; suffixes KiB, MiB)", settings.IntBytes(&c.MaxRequestBytes)),
+		s("cache-max-clients", "MaxClients", "most client connections at once; more are answered with an error (count)", settings.Int(&c.MaxClients)),
+		s("cache-idle-timeout", "IdleTimeout", "close connections idle this long (duration; 0: never)", settings.Duration(&c.IdleTimeout)),
+		s("cache-auth-timeout", "AuthTimeout", "with a password, close connections not authenticated this long after connecting (duration; 0: never)", settings.Duration(&c.AuthTimeout)),
+		s("cache-auth-fail-delay", "AuthFailDelay", "how long the reply to a wrong AUTH is held back; the third closes the connection (duration, 0-1m)", settings.Duration(&c.AuthFailDelay)),
+		s("cache-event-loops", "EventLoops", "epoll event loops serving connections (Linux; count, 0-1024); 0 gives each connection its own goroutine", settings.Int(&c.EventLoops)).ShowDefault("1 on Linux, 0 elsewhere"),
+		s("cache-busy-poll", "BusyPoll", "how long an event loop polls for more requests before it sleeps (duration, 0-10ms; 0: sleep at once)", settings.Duration(&c.BusyPoll)),
+		s("cache-expire-interval", "ExpireInterval", "how often keys with a deadline are sampled and the expired ones removed (duration)", settings.Duration(&c.ExpireInterval)),
 	}
-	return strconv.Itoa(*b.p)
-}
-
-func (b intByteSize) Set(s string) error {
-	n, err := parseByteSize(s)
-	if err != nil {
-		return err
-	}
-	if n > int64(^uint32(0)>>1) {
-		return fmt.Errorf("size %q too large", s)
-	}
-	*b.p = int(n)
-	return nil
-}
-
-func parseByteSize(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("invalid size %q: want bytes, optionally with KiB, MiB or GiB", s)
-	}
-	return n * mult, nil
 }
 
 func defaultEventLoops() int {

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalestack/scalestack/pkg/cache"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -52,10 +53,10 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestAddFlags(t *testing.T) {
+func TestSettings(t *testing.T) {
 	cfg := cache.DefaultConfig()
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
-	cfg.AddFlags(fs)
+	settings.Register(fs, cfg.Settings())
 	err := fs.Parse([]string{"--cache-max-bytes", "256MiB", "--cache-shards", "8", "--cache-password", "pw",
 		"--cache-max-value-bytes", "512KiB", "--cache-max-args", "1000", "--cache-max-request-bytes", "4M",
 		"--cache-max-clients", "50", "--cache-idle-timeout", "1m", "--cache-expire-interval", "50ms", "--cache-busy-poll", "20us",
@@ -76,7 +77,7 @@ func TestAddFlags(t *testing.T) {
 		fs := flag.NewFlagSet("x", flag.ContinueOnError)
 		fs.SetOutput(new(strings.Builder))
 		c := cache.DefaultConfig()
-		c.AddFlags(fs)
+		settings.Register(fs, c.Settings())
 		if err := fs.Parse([]string{"--cache-max-bytes", bad}); err == nil {
 			t.Errorf("--cache-max-bytes %q accepted, want an error", bad)
 		}
@@ -84,7 +85,7 @@ func TestAddFlags(t *testing.T) {
 	// The lead registers these; a role must not.
 	for _, name := range []string{"cache-port", "addr", "name", "data"} {
 		if fs.Lookup(name) != nil {
-			t.Errorf("AddFlags registered --%s, which belongs to the node", name)
+			t.Errorf("Settings registered --%s, which belongs to the node", name)
 		}
 	}
 }

@@ -2,13 +2,13 @@ package cdn
 
 import (
 	"errors"
-	"flag"
-	"fmt"
 	"log/slog"
 	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // Origins yields the current origins, host:port of the load balancers the
@@ -41,7 +41,7 @@ const PurgeSubject = "scalestack.purge"
 
 // Config configures an edge. The node fills in Addr, NodeName, Origins,
 // Purges, Logger and Metrics before calling New; everything else has a
-// default from DefaultConfig and a flag from AddFlags.
+// default from DefaultConfig and a setting from Settings.
 type Config struct {
 	// Addr is the listen address, host:port. Port 0 picks a free port (see
 	// Edge.Addr). Default "127.0.0.1:8000".
@@ -55,7 +55,7 @@ type Config struct {
 	// robin. Used when Origin is empty. One of the two must be set.
 	Origins Origins
 
-	// Origin is a fixed origin URL, "http://host:port" (--origin), which
+	// Origin is a fixed origin URL, "http://host:port" (--edge-origin), which
 	// takes precedence over Origins. Any web server will do.
 	Origin string
 
@@ -78,7 +78,7 @@ type Config struct {
 
 	// OriginLatency is added before every origin request, to make the
 	// distance between an edge and its origin visible on one machine
-	// (--origin-latency 50ms). Default 0.
+	// (--edge-origin-latency 50ms). Default 0.
 	OriginLatency time.Duration
 
 	// PurgeToken protects the HTTP purge endpoint (POST /_edge/purge and the
@@ -187,58 +187,72 @@ func (c *Config) Validate() error {
 	case c.Origin == "" && c.Origins == nil:
 		return errors.New("edge config: neither Origin nor Origins is set")
 	case c.MaxBytes <= 0:
-		return fmt.Errorf("edge config: MaxBytes %d must be positive", c.MaxBytes)
+		return fieldErr("MaxBytes", "%d must be positive", c.MaxBytes)
 	case c.MaxObjectBytes <= 0:
-		return fmt.Errorf("edge config: MaxObjectBytes %d must be positive", c.MaxObjectBytes)
+		return fieldErr("MaxObjectBytes", "%d must be positive", c.MaxObjectBytes)
 	case c.MaxObjectBytes > c.MaxBytes:
-		return fmt.Errorf("edge config: MaxObjectBytes %d is above MaxBytes %d", c.MaxObjectBytes, c.MaxBytes)
+		return fieldErr("MaxObjectBytes", "%d is above MaxBytes %d", c.MaxObjectBytes, c.MaxBytes)
 	case c.KeepStale < 0:
-		return fmt.Errorf("edge config: KeepStale %v is negative", c.KeepStale)
+		return fieldErr("KeepStale", "%v is negative", c.KeepStale)
 	case c.OriginLatency < 0:
-		return fmt.Errorf("edge config: OriginLatency %v is negative", c.OriginLatency)
+		return fieldErr("OriginLatency", "%v is negative", c.OriginLatency)
 	case c.DialTimeout <= 0:
-		return fmt.Errorf("edge config: DialTimeout %v must be positive", c.DialTimeout)
+		return fieldErr("DialTimeout", "%v must be positive", c.DialTimeout)
 	case c.OriginTimeout <= 0:
-		return fmt.Errorf("edge config: OriginTimeout %v must be positive", c.OriginTimeout)
+		return fieldErr("OriginTimeout", "%v must be positive", c.OriginTimeout)
 	case c.MaxIdleConns < 1:
-		return fmt.Errorf("edge config: MaxIdleConns %d must be at least 1", c.MaxIdleConns)
+		return fieldErr("MaxIdleConns", "%d must be at least 1", c.MaxIdleConns)
 	case c.ReadHeaderTimeout <= 0:
-		return fmt.Errorf("edge config: ReadHeaderTimeout %v must be positive", c.ReadHeaderTimeout)
-	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
-		return errors.New("edge config: ReadTimeout, WriteTimeout and IdleTimeout must not be negative")
+		return fieldErr("ReadHeaderTimeout", "%v must be positive", c.ReadHeaderTimeout)
+	case c.ReadTimeout < 0:
+		return fieldErr("ReadTimeout", "%v is negative", c.ReadTimeout)
+	case c.WriteTimeout < 0:
+		return fieldErr("WriteTimeout", "%v is negative", c.WriteTimeout)
+	case c.IdleTimeout < 0:
+		return fieldErr("IdleTimeout", "%v is negative", c.IdleTimeout)
 	case c.MaxConns < 1:
-		return fmt.Errorf("edge config: MaxConns %d must be at least 1", c.MaxConns)
+		return fieldErr("MaxConns", "%d must be at least 1", c.MaxConns)
 	case c.MaxHeaderBytes < 1024:
-		return fmt.Errorf("edge config: MaxHeaderBytes %d is below 1024", c.MaxHeaderBytes)
+		return fieldErr("MaxHeaderBytes", "%d is below 1024", c.MaxHeaderBytes)
 	case c.MaxPurgeBytes < 1:
-		return fmt.Errorf("edge config: MaxPurgeBytes %d must be positive", c.MaxPurgeBytes)
+		return fieldErr("MaxPurgeBytes", "%d must be positive", c.MaxPurgeBytes)
 	case c.DrainTimeout <= 0:
-		return fmt.Errorf("edge config: DrainTimeout %v must be positive", c.DrainTimeout)
+		return fieldErr("DrainTimeout", "%v must be positive", c.DrainTimeout)
 	}
 	if c.Origin != "" {
 		u, err := url.Parse(c.Origin)
 		if err != nil {
-			return fmt.Errorf("edge config: Origin %q: %w", c.Origin, err)
+			return fieldErr("Origin", "%q: %v", c.Origin, err)
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("edge config: Origin %q must be http://host:port or https://host:port", c.Origin)
+			return fieldErr("Origin", "%q must be http://host:port or https://host:port", c.Origin)
 		}
 	}
 	return nil
 }
 
-// AddFlags registers the edge's flags on fs, with c's current values as
-// defaults. The listen port (--edge-port) is the node's.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Origin, "origin", c.Origin, "fixed origin URL for the edge, http://host:port (instead of the lb nodes from membership)")
-	fs.DurationVar(&c.OriginLatency, "origin-latency", c.OriginLatency, "simulated distance added to every edge origin request, e.g. 50ms")
-	fs.Int64Var(&c.MaxBytes, "edge-max-bytes", c.MaxBytes, "byte budget of the edge's stored responses (LRU eviction past it)")
-	fs.Int64Var(&c.MaxObjectBytes, "edge-max-object-bytes", c.MaxObjectBytes, "largest body the edge stores; larger ones are streamed")
-	fs.StringVar(&c.PurgeToken, "edge-purge-token", c.PurgeToken, "bearer token for POST /_edge/purge and PURGE (empty: HTTP purge off)")
-	fs.StringVar(&c.PassCookie, "edge-pass-cookie", c.PassCookie, "cookie (the app's session cookie) that sends a request past the edge's cache")
-	fs.DurationVar(&c.KeepStale, "edge-keep-stale", c.KeepStale, "how long a stale response with a validator is kept for revalidation")
-	fs.DurationVar(&c.OriginTimeout, "edge-origin-timeout", c.OriginTimeout, "timeout for an origin's response headers")
-	fs.DurationVar(&c.DrainTimeout, "edge-drain-timeout", c.DrainTimeout, "how long shutdown waits for in-flight requests")
-	fs.DurationVar(&c.WriteTimeout, "edge-write-timeout", c.WriteTimeout, "close a client connection whose response makes no progress this long (0: never)")
-	fs.IntVar(&c.MaxConns, "edge-max-conns", c.MaxConns, "most client connections at once; more wait in the listen queue")
+// fieldErr reports an unusable value of one field of Config.
+func fieldErr(field, format string, args ...any) error {
+	return settings.Errorf("edge config", field, format, args...)
+}
+
+// Settings returns the edge's settings, bound to c's fields, with c's
+// current values as defaults. The listen port (--edge-port) is the node's.
+func (c *Config) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "edge", Field: field, Usage: usage, Value: v}
+	}
+	return []settings.Setting{
+		s("edge-origin", "Origin", "fixed origin URL, http://host:port, instead of the lb nodes from membership (any web server will do)", settings.String(&c.Origin)).Formerly("origin"),
+		s("edge-origin-latency", "OriginLatency", "simulated distance added before every origin request, e.g. 50ms (duration)", settings.Duration(&c.OriginLatency)).Formerly("origin-latency"),
+		s("edge-max-bytes", "MaxBytes", "byte budget of stored responses, bodies and headers (bytes; suffixes KiB, MiB, GiB); least recently used evicted past it", settings.Bytes(&c.MaxBytes)),
+		s("edge-max-object-bytes", "MaxObjectBytes", "largest body stored; larger ones are streamed, not stored (bytes; suffixes KiB, MiB, GiB)", settings.Bytes(&c.MaxObjectBytes)),
+		s("edge-purge-token", "PurgeToken", "bearer token for POST /_edge/purge and PURGE; empty: purging over HTTP off (NATS purges still work)", settings.String(&c.PurgeToken)),
+		s("edge-pass-cookie", "PassCookie", "cookie (the app's session cookie) whose presence sends a request past the cache to the origin; empty: none", settings.String(&c.PassCookie)),
+		s("edge-keep-stale", "KeepStale", "how long a stale response with a validator is kept for revalidation (duration)", settings.Duration(&c.KeepStale)),
+		s("edge-origin-timeout", "OriginTimeout", "timeout for an origin's response headers (duration)", settings.Duration(&c.OriginTimeout)),
+		s("edge-drain-timeout", "DrainTimeout", "how long shutdown waits for in-flight requests (duration)", settings.Duration(&c.DrainTimeout)),
+		s("edge-write-timeout", "WriteTimeout", "close a client connection whose response makes no progress this long (duration; 0: never)", settings.Duration(&c.WriteTimeout)),
+		s("edge-max-conns", "MaxConns", "most client connections served at once; more wait in the listen queue (count)", settings.Int(&c.MaxConns)),
+	}
 }

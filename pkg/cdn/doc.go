@@ -6,7 +6,7 @@
 // A request the edge can answer from a fresh stored response is a HIT; a
 // stale one inside its stale-while-revalidate window is served as STALE while
 // one background request refreshes it; otherwise the edge asks an origin (a
-// load balancer found through Origins, round robin, or a fixed --origin),
+// load balancer found through Origins, round robin, or a fixed --edge-origin),
 // with If-None-Match / If-Modified-Since when it holds a stale copy, and a 304
 // turns into a REVALIDATED response. Concurrent misses for one URL make one
 // origin request (coalescing); the others wait for it and share the response

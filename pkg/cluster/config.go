@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"math"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // DefaultPort is the gossip port (TCP and UDP) a node binds when none is
@@ -235,13 +236,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("cluster: SecretKey is %d bytes, want 16, 24 or 32: %w", len(c.SecretKey), ErrBadKey)
 	}
 	if c.ProbeInterval <= 0 {
-		return fmt.Errorf("cluster: ProbeInterval %v must be positive", c.ProbeInterval)
+		return settings.Errorf("cluster", "ProbeInterval", "%v must be positive", c.ProbeInterval)
 	}
 	if c.ProbeTimeout <= 0 || c.ProbeTimeout >= c.ProbeInterval {
-		return fmt.Errorf("cluster: ProbeTimeout %v must be positive and less than ProbeInterval %v", c.ProbeTimeout, c.ProbeInterval)
+		return settings.Errorf("cluster", "ProbeTimeout", "%v must be positive and less than ProbeInterval %v", c.ProbeTimeout, c.ProbeInterval)
 	}
 	if c.SuspicionMult < 1 {
-		return fmt.Errorf("cluster: SuspicionMult %d must be at least 1", c.SuspicionMult)
+		return settings.Errorf("cluster", "SuspicionMult", "%d must be at least 1", c.SuspicionMult)
 	}
 	if c.SuspicionMaxTimeoutMult < 1 {
 		return fmt.Errorf("cluster: SuspicionMaxTimeoutMult %d must be at least 1", c.SuspicionMaxTimeoutMult)
@@ -258,7 +259,7 @@ func (c *Config) Validate() error {
 		{"ForgetAfter", c.ForgetAfter},
 	} {
 		if d.v <= 0 {
-			return fmt.Errorf("cluster: %s %v must be positive", d.name, d.v)
+			return settings.Errorf("cluster", d.name, "%v must be positive", d.v)
 		}
 	}
 	if c.DeadNodeReclaimTime < 0 {
@@ -273,20 +274,20 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// AddFlags registers the failure-detection and re-join knobs on fs, with the
-// values in c as defaults. The node registers the address, seeds (--join) and
-// key (--cluster-key) itself.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.ProbeInterval, "gossip-probe-interval", c.ProbeInterval,
-		"time between failure-detection probes; detection time scales with it")
-	fs.DurationVar(&c.ProbeTimeout, "gossip-probe-timeout", c.ProbeTimeout,
-		"wait for a direct ping's ack before asking other nodes to ping (< probe interval)")
-	fs.IntVar(&c.SuspicionMult, "gossip-suspicion-mult", c.SuspicionMult,
-		"a suspect node is declared dead after this many probe intervals (times log10 of cluster size)")
-	fs.DurationVar(&c.GossipInterval, "gossip-interval", c.GossipInterval,
-		"time between gossip rounds that spread joins, deaths and metadata")
-	fs.DurationVar(&c.RejoinInterval, "gossip-rejoin-interval", c.RejoinInterval,
-		"how often to re-join the seeds while fewer members are alive than were seen")
+// Settings returns the failure-detection and re-join settings, bound to
+// c's fields. The node owns the address, the seeds (--join) and the key
+// (--cluster-key).
+func (c *Config) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "gossip", Field: field, Usage: usage, Value: v}
+	}
+	return []settings.Setting{
+		s("gossip-probe-interval", "ProbeInterval", "time between failure-detection probes; detection time scales with it (duration)", settings.Duration(&c.ProbeInterval)),
+		s("gossip-probe-timeout", "ProbeTimeout", "wait for a direct ping's ack before asking other nodes to ping, below the probe interval (duration)", settings.Duration(&c.ProbeTimeout)),
+		s("gossip-suspicion-mult", "SuspicionMult", "probe intervals, times log10 of the cluster's size, a suspect node has to refute before it is declared dead (count)", settings.Int(&c.SuspicionMult)),
+		s("gossip-interval", "GossipInterval", "time between gossip rounds that spread joins, deaths and metadata (duration)", settings.Duration(&c.GossipInterval)),
+		s("gossip-rejoin-interval", "RejoinInterval", "how often to re-join the seeds while fewer members are alive than were seen (duration)", settings.Duration(&c.RejoinInterval)),
+	}
 }
 
 // FailureDetection returns how long, in a cluster of n nodes, the others take

@@ -11,6 +11,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func TestDefaultConfigValidates(t *testing.T) {
@@ -143,10 +144,10 @@ func TestFailureDetectionFormula(t *testing.T) {
 	}
 }
 
-func TestAddFlags(t *testing.T) {
+func TestSettings(t *testing.T) {
 	cfg := cluster.DefaultConfig()
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
-	cfg.AddFlags(fs)
+	settings.Register(fs, cfg.Settings())
 	err := fs.Parse([]string{"--gossip-probe-interval=1s", "--gossip-probe-timeout=300ms",
 		"--gossip-suspicion-mult=5", "--gossip-interval=50ms", "--gossip-rejoin-interval=3s"})
 	if err != nil {

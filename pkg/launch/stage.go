@@ -50,7 +50,7 @@ type Endpoint struct {
 var (
 	// replicated: a store node acknowledges a write only once a replica
 	// has it durable, and takes part in lease-based failover.
-	replicated = []string{"--sync=1", "--failover"}
+	replicated = []string{"--store-sync=1", "--store-failover"}
 	// statelessApp: reads from replicas, the cache tier, and sessions in
 	// the cache with the store as the durable copy.
 	statelessApp = []string{"--reads=replicas", "--cache=on", "--sessions=shared"}
@@ -98,7 +98,7 @@ func stages() []Stage {
 			Open: Endpoint{Prefix: "lb", Port: "lb"},
 		},
 		{
-			// Every store node gets --sync 1 and --failover, since any of them
+			// Every store node gets --store-sync 1 and --store-failover, since any of them
 			// may become the primary; three vote on the lease, so the group
 			// survives losing any one.
 			Number: 4, Title: "replication",
@@ -303,13 +303,13 @@ func (s Stage) specFor(role string) NodeSpec {
 
 // WithRoleFlag returns the stage with one more `node run` flag on every
 // group that runs a role: spec is "role=--flag=value" (`node up --flags`),
-// e.g. "edge=--origin-latency=50ms". It is how a run changes a setting of
+// e.g. "edge=--edge-origin-latency=50ms". It is how a run changes a setting of
 // one role without a new preset; the environment cannot do it, since
 // NODE_* variables are kept from the children.
 func (s Stage) WithRoleFlag(spec string) (Stage, error) {
 	role, flag, ok := strings.Cut(strings.TrimSpace(spec), "=")
 	if !ok || role == "" || !strings.HasPrefix(flag, "-") || strings.Trim(flag, "-") == "" {
-		return Stage{}, fmt.Errorf("--flags %q: want role=--flag=value, e.g. edge=--origin-latency=50ms", spec)
+		return Stage{}, fmt.Errorf("--flags %q: want role=--flag=value, e.g. edge=--edge-origin-latency=50ms", spec)
 	}
 	s = s.clone()
 	found := false

@@ -1,12 +1,15 @@
 package launch_test
 
 import (
+	"flag"
+	"io"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/launch"
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 func TestStageTable(t *testing.T) {
@@ -173,18 +176,18 @@ func TestWithRoleFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s6.WithRoleFlag("edge=--origin-latency=50ms")
+	got, err := s6.WithRoleFlag("edge=--edge-origin-latency=50ms")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, ns := range got.Nodes {
-		has := slices.Contains(ns.Flags, "--origin-latency=50ms")
+		has := slices.Contains(ns.Flags, "--edge-origin-latency=50ms")
 		if want := slices.Contains(ns.Roles, "edge"); has != want {
 			t.Errorf("group %s (%v) flags = %v, want the flag only on edge nodes", ns.Prefix, ns.Roles, ns.Flags)
 		}
 	}
 	if again, _ := launch.LookupStage(6); slices.ContainsFunc(again.Nodes, func(ns launch.NodeSpec) bool {
-		return slices.Contains(ns.Flags, "--origin-latency=50ms")
+		return slices.Contains(ns.Flags, "--edge-origin-latency=50ms")
 	}) {
 		t.Error("WithRoleFlag changed the stage table, want a copy")
 	}
@@ -199,11 +202,34 @@ func TestWithRoleFlag(t *testing.T) {
 		}
 	}
 	s1, _ := launch.LookupStage(1)
-	if _, err := s1.WithRoleFlag("edge=--origin-latency=50ms"); err == nil || !strings.Contains(err.Error(), "runs no edge node") {
+	if _, err := s1.WithRoleFlag("edge=--edge-origin-latency=50ms"); err == nil || !strings.Contains(err.Error(), "runs no edge node") {
 		t.Errorf("WithRoleFlag on stage 1 = %v, want an error: no edge node", err)
 	}
 	got, err = s1.WithRoleFlag("app=--cache=off")
 	if err != nil || !slices.Contains(got.Nodes[0].Flags, "--cache=off") {
 		t.Errorf("WithRoleFlag(app) on stage 1 = %+v, %v: want the flag on the app,primary node", got.Nodes, err)
+	}
+}
+
+// Every flag a stage preset gives its nodes is a current flag of `node
+// run` with a value it takes: no former name (which would warn on every
+// start), no typo, no value a mode refuses.
+func TestStageFlagsAreCurrent(t *testing.T) {
+	for _, s := range launch.Stages() {
+		for _, ns := range s.Nodes {
+			cfg := node.DefaultConfig()
+			tbl := cfg.Settings()
+			var warnings strings.Builder
+			tbl.SetWarnings(&warnings)
+			fs := flag.NewFlagSet("run", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			tbl.Register(fs)
+			if err := tbl.Parse(fs, ns.Flags); err != nil {
+				t.Errorf("%s, %s nodes: flags %q: %v", s, ns.Prefix, ns.Flags, err)
+			}
+			if warnings.Len() > 0 {
+				t.Errorf("%s, %s nodes: flags %q use a former name: %s", s, ns.Prefix, ns.Flags, warnings.String())
+			}
+		}
 	}
 }

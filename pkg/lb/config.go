@@ -2,30 +2,49 @@ package lb
 
 import (
 	"errors"
-	"flag"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/settings"
 )
+
+// Policy is how the balancer chooses among healthy backends (--lb-policy).
+type Policy string
 
 // Policies a Config may name.
 const (
 	// PolicyRoundRobin sends each request to the next healthy backend in turn.
-	PolicyRoundRobin = "round-robin"
+	PolicyRoundRobin Policy = "round-robin"
 	// PolicyWeighted is nginx's smooth weighted round robin over Target.Weight.
-	PolicyWeighted = "weighted"
+	PolicyWeighted Policy = "weighted"
 	// PolicyLeastConn sends each request to the backend with the fewest
 	// requests in flight, ties broken in turn.
-	PolicyLeastConn = "least-conn"
+	PolicyLeastConn Policy = "least-conn"
 )
+
+// Policies lists the policies, the default first.
+var Policies = []Policy{PolicyRoundRobin, PolicyWeighted, PolicyLeastConn}
+
+// String returns the policy's name.
+func (p Policy) String() string { return string(p) }
+
+// Set takes a policy's name (flag.Value).
+func (p *Policy) Set(s string) error {
+	v, err := settings.OneOf(s, Policies...)
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
 
 // Config configures a load balancer. The node fills in Addr, NodeName,
 // Discovery, Logger and Metrics before calling New; everything else has a
-// default from DefaultConfig and a flag from AddFlags.
+// default from DefaultConfig and a setting from Settings.
 type Config struct {
 	// Addr is the listen address, host:port. Port 0 picks a free port (see
 	// LB.Addr). Default "127.0.0.1:8080".
@@ -40,7 +59,7 @@ type Config struct {
 	Discovery Discovery
 
 	// Backends is a static list of backend addresses, host:port, used when
-	// Discovery is nil (--backends). Each backend is named by its address.
+	// Discovery is nil (--lb-backends). Each backend is named by its address.
 	Backends []string
 
 	// DiscoveryInterval is how often Discovery is polled. A backend that
@@ -50,7 +69,7 @@ type Config struct {
 
 	// Policy chooses among healthy backends: PolicyRoundRobin (default),
 	// PolicyWeighted or PolicyLeastConn.
-	Policy string
+	Policy Policy
 
 	// Sticky keeps a client on one backend while it has a session (stages 3
 	// to 6, where sessions live in app memory). The balancer routes by its
@@ -251,122 +270,116 @@ func (c *Config) Validate() error {
 	case c.Discovery == nil && len(c.Backends) == 0:
 		return errors.New("lb config: neither Discovery nor Backends is set")
 	case c.DiscoveryInterval <= 0:
-		return fmt.Errorf("lb config: DiscoveryInterval %v must be positive", c.DiscoveryInterval)
+		return fieldErr("DiscoveryInterval", "%v must be positive", c.DiscoveryInterval)
 	case c.Policy != PolicyRoundRobin && c.Policy != PolicyWeighted && c.Policy != PolicyLeastConn:
-		return fmt.Errorf("lb config: Policy %q is not one of %s, %s, %s", c.Policy, PolicyRoundRobin, PolicyWeighted, PolicyLeastConn)
+		return fieldErr("Policy", "%q: want %s", c.Policy, settings.Choices(Policies...))
 	case c.Sticky && c.StickyCookie == "":
-		return errors.New("lb config: StickyCookie is empty while Sticky is set")
+		return fieldErr("StickyCookie", "is empty while Sticky is set")
 	case c.Sticky && c.AffinityCookie == "":
-		return errors.New("lb config: AffinityCookie is empty while Sticky is set")
+		return fieldErr("AffinityCookie", "is empty while Sticky is set")
 	case c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/"):
-		return fmt.Errorf("lb config: HealthPath %q must start with /", c.HealthPath)
+		return fieldErr("HealthPath", "%q must start with /", c.HealthPath)
 	case c.HealthPath != "" && c.HealthInterval <= 0:
-		return fmt.Errorf("lb config: HealthInterval %v must be positive", c.HealthInterval)
+		return fieldErr("HealthInterval", "%v must be positive", c.HealthInterval)
 	case c.HealthPath != "" && c.HealthTimeout <= 0:
-		return fmt.Errorf("lb config: HealthTimeout %v must be positive", c.HealthTimeout)
+		return fieldErr("HealthTimeout", "%v must be positive", c.HealthTimeout)
 	case c.Rise < 1:
-		return fmt.Errorf("lb config: Rise %d must be at least 1", c.Rise)
+		return fieldErr("Rise", "%d must be at least 1", c.Rise)
 	case c.Fall < 1:
-		return fmt.Errorf("lb config: Fall %d must be at least 1", c.Fall)
+		return fieldErr("Fall", "%d must be at least 1", c.Fall)
 	case c.EjectConsecutiveErrors < 0:
-		return fmt.Errorf("lb config: EjectConsecutiveErrors %d is negative", c.EjectConsecutiveErrors)
+		return fieldErr("EjectConsecutiveErrors", "%d is negative", c.EjectConsecutiveErrors)
 	case c.EjectConsecutive5xx < 0:
-		return fmt.Errorf("lb config: EjectConsecutive5xx %d is negative", c.EjectConsecutive5xx)
+		return fieldErr("EjectConsecutive5xx", "%d is negative", c.EjectConsecutive5xx)
 	case c.EjectBaseTime <= 0:
-		return fmt.Errorf("lb config: EjectBaseTime %v must be positive", c.EjectBaseTime)
+		return fieldErr("EjectBaseTime", "%v must be positive", c.EjectBaseTime)
 	case c.EjectMaxTime < c.EjectBaseTime:
-		return fmt.Errorf("lb config: EjectMaxTime %v is below EjectBaseTime %v", c.EjectMaxTime, c.EjectBaseTime)
+		return fieldErr("EjectMaxTime", "%v is below EjectBaseTime %v", c.EjectMaxTime, c.EjectBaseTime)
 	case c.MaxEjectionPercent < 0 || c.MaxEjectionPercent > 100:
-		return fmt.Errorf("lb config: MaxEjectionPercent %d is outside 0..100", c.MaxEjectionPercent)
+		return fieldErr("MaxEjectionPercent", "%d is outside 0..100", c.MaxEjectionPercent)
 	case c.Retries < 0:
-		return fmt.Errorf("lb config: Retries %d is negative", c.Retries)
+		return fieldErr("Retries", "%d is negative", c.Retries)
 	case c.RetryBudgetRatio < 0 || c.RetryBudgetRatio > 1:
-		return fmt.Errorf("lb config: RetryBudgetRatio %v is outside 0..1", c.RetryBudgetRatio)
+		return fieldErr("RetryBudgetRatio", "%v is outside 0..1", c.RetryBudgetRatio)
 	case c.RetryMinPerSecond < 0:
-		return fmt.Errorf("lb config: RetryMinPerSecond %d is negative", c.RetryMinPerSecond)
+		return fieldErr("RetryMinPerSecond", "%d is negative", c.RetryMinPerSecond)
 	case c.DialTimeout <= 0:
-		return fmt.Errorf("lb config: DialTimeout %v must be positive", c.DialTimeout)
+		return fieldErr("DialTimeout", "%v must be positive", c.DialTimeout)
 	case c.ResponseHeaderTimeout <= 0:
-		return fmt.Errorf("lb config: ResponseHeaderTimeout %v must be positive", c.ResponseHeaderTimeout)
+		return fieldErr("ResponseHeaderTimeout", "%v must be positive", c.ResponseHeaderTimeout)
 	case c.MaxIdleConns < 1:
-		return fmt.Errorf("lb config: MaxIdleConns %d must be at least 1", c.MaxIdleConns)
+		return fieldErr("MaxIdleConns", "%d must be at least 1", c.MaxIdleConns)
 	case c.ReadHeaderTimeout <= 0:
-		return fmt.Errorf("lb config: ReadHeaderTimeout %v must be positive", c.ReadHeaderTimeout)
-	case c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0:
-		return errors.New("lb config: ReadTimeout, WriteTimeout and IdleTimeout must not be negative")
+		return fieldErr("ReadHeaderTimeout", "%v must be positive", c.ReadHeaderTimeout)
+	case c.ReadTimeout < 0:
+		return fieldErr("ReadTimeout", "%v is negative", c.ReadTimeout)
+	case c.WriteTimeout < 0:
+		return fieldErr("WriteTimeout", "%v is negative", c.WriteTimeout)
+	case c.IdleTimeout < 0:
+		return fieldErr("IdleTimeout", "%v is negative", c.IdleTimeout)
 	case c.MaxConns < 1:
-		return fmt.Errorf("lb config: MaxConns %d must be at least 1", c.MaxConns)
+		return fieldErr("MaxConns", "%d must be at least 1", c.MaxConns)
 	case c.MaxHeaderBytes < 1024:
-		return fmt.Errorf("lb config: MaxHeaderBytes %d is below 1024", c.MaxHeaderBytes)
+		return fieldErr("MaxHeaderBytes", "%d is below 1024", c.MaxHeaderBytes)
 	case c.DrainTimeout <= 0:
-		return fmt.Errorf("lb config: DrainTimeout %v must be positive", c.DrainTimeout)
+		return fieldErr("DrainTimeout", "%v must be positive", c.DrainTimeout)
 	case c.EventLoops < 0 || c.EventLoops > 1024:
-		return fmt.Errorf("lb config: EventLoops %d, want 0..1024", c.EventLoops)
+		return fieldErr("EventLoops", "%d: want 0..1024", c.EventLoops)
 	case c.EventLoops > 0 && !eventLoopsSupported():
-		return fmt.Errorf("lb config: EventLoops %d, but event loops need Linux; use 0", c.EventLoops)
+		return fieldErr("EventLoops", "%d: event loops need Linux; use 0", c.EventLoops)
 	}
 	for _, b := range c.Backends {
 		if !strings.Contains(b, ":") {
-			return fmt.Errorf("lb config: Backends entry %q is not host:port", b)
+			return fieldErr("Backends", "entry %q is not host:port", b)
 		}
 	}
 	return nil
 }
 
-// AddFlags registers the balancer's flags on fs, with c's current values as
-// defaults. The listen port (--lb-port) is the node's.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.Var((*listFlag)(&c.Backends), "backends", "static backends, host:port,... (instead of membership)")
-	fs.DurationVar(&c.DiscoveryInterval, "lb-discovery-interval", c.DiscoveryInterval, "how often the lb re-reads its backends from membership")
-	fs.StringVar(&c.Policy, "lb-policy", c.Policy, "backend choice: round-robin, weighted or least-conn")
-	fs.BoolVar(&c.Sticky, "sticky", c.Sticky, "keep each session on one app node (sessions in app memory)")
-	fs.StringVar(&c.StickyCookie, "sticky-cookie", c.StickyCookie, "name of the app's session cookie")
-	fs.StringVar(&c.AffinityCookie, "lb-affinity-cookie", c.AffinityCookie, "cookie in which the lb remembers a session's node")
-	fs.StringVar(&c.HealthPath, "health-path", c.HealthPath, "path of the active health check (empty: passive checks only)")
-	fs.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "time between two active checks of a backend")
-	fs.DurationVar(&c.HealthTimeout, "health-timeout", c.HealthTimeout, "timeout of one active check")
-	fs.IntVar(&c.Rise, "health-rise", c.Rise, "passing checks that bring a backend back")
-	fs.IntVar(&c.Fall, "health-fall", c.Fall, "failing checks that take a backend out")
-	fs.IntVar(&c.EjectConsecutiveErrors, "lb-eject-errors", c.EjectConsecutiveErrors, "consecutive connection errors that eject a backend (0: never)")
-	fs.IntVar(&c.EjectConsecutive5xx, "lb-eject-5xx", c.EjectConsecutive5xx, "consecutive 5xx responses (a 503 with Retry-After excepted) that eject a backend (0: never)")
-	fs.DurationVar(&c.EjectBaseTime, "lb-eject-time", c.EjectBaseTime, "first ejection time, doubled on each repeat")
-	fs.DurationVar(&c.EjectMaxTime, "lb-eject-max-time", c.EjectMaxTime, "longest ejection")
-	fs.IntVar(&c.MaxEjectionPercent, "lb-eject-max-percent", c.MaxEjectionPercent, "most backends ejected at once, in percent")
-	fs.IntVar(&c.Retries, "lb-retries", c.Retries, "retries of a request on another backend, when safe")
-	fs.Float64Var(&c.RetryBudgetRatio, "lb-retry-budget", c.RetryBudgetRatio, "retries allowed as a share of requests")
-	fs.IntVar(&c.RetryMinPerSecond, "lb-retry-min-per-second", c.RetryMinPerSecond, "retries per second allowed whatever the request rate")
-	fs.BoolVar(&c.RetryOnGatewayError, "lb-retry-5xx", c.RetryOnGatewayError, "retry idempotent requests answered 502/503/504")
-	fs.DurationVar(&c.DialTimeout, "lb-dial-timeout", c.DialTimeout, "timeout connecting to a backend")
-	fs.DurationVar(&c.ResponseHeaderTimeout, "lb-response-timeout", c.ResponseHeaderTimeout, "timeout for a backend's response headers (then 504)")
-	fs.IntVar(&c.MaxIdleConns, "lb-max-idle-conns", c.MaxIdleConns, "idle keep-alive connections kept per backend")
-	fs.DurationVar(&c.ReadHeaderTimeout, "lb-read-header-timeout", c.ReadHeaderTimeout, "timeout for a client's request headers")
-	fs.DurationVar(&c.ReadTimeout, "lb-read-timeout", c.ReadTimeout, "timeout for a client's whole request (0: none)")
-	fs.DurationVar(&c.WriteTimeout, "lb-write-timeout", c.WriteTimeout, "close a client connection that takes none of its response this long (0: never)")
-	fs.DurationVar(&c.IdleTimeout, "lb-idle-timeout", c.IdleTimeout, "timeout of an idle client keep-alive connection")
-	fs.IntVar(&c.MaxConns, "lb-max-conns", c.MaxConns, "most client connections at once; more wait in the listen queue")
-	fs.DurationVar(&c.DrainTimeout, "lb-drain-timeout", c.DrainTimeout, "how long shutdown waits for in-flight requests")
-	fs.IntVar(&c.EventLoops, "lb-event-loops", c.EventLoops, "epoll event loops serving client connections (Linux); 0 gives each connection its own goroutine")
-	fs.BoolVar(&c.TrustForwarded, "lb-trust-forwarded", c.TrustForwarded, "keep the client's X-Forwarded-Proto (behind a TLS edge)")
+// fieldErr reports an unusable value of one field of Config.
+func fieldErr(field, format string, args ...any) error {
+	return settings.Errorf("lb config", field, format, args...)
 }
 
-// listFlag is a comma-separated list flag.
-type listFlag []string
-
-func (l *listFlag) String() string {
-	if l == nil {
-		return ""
+// Settings returns the balancer's settings, bound to c's fields, with c's
+// current values as defaults. The listen port (--lb-port) is the node's.
+func (c *Config) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "lb", Field: field, Usage: usage, Value: v}
 	}
-	return strings.Join(*l, ",")
-}
-
-func (l *listFlag) Set(s string) error {
-	*l = (*l)[:0]
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			*l = append(*l, part)
-		}
+	return []settings.Setting{
+		s("sticky", "Sticky", "the stage-3 lever: keep each session on one app node (sessions in app memory); the lb routes by its affinity cookie, else by a hash of the session cookie", settings.Bool(&c.Sticky)).AsLever(),
+		s("lb-backends", "Backends", "static backends host:port[,host:port...] instead of the app nodes from membership", settings.List(&c.Backends)).Formerly("backends"),
+		s("lb-discovery-interval", "DiscoveryInterval", "how often the lb re-reads its backends from membership (duration)", settings.Duration(&c.DiscoveryInterval)),
+		s("lb-policy", "Policy", "backend choice: round-robin, weighted (by each app's weight) or least-conn (fewest requests in flight)", &c.Policy),
+		s("lb-sticky-cookie", "StickyCookie", "name of the app's session cookie, which --sticky routes by", settings.String(&c.StickyCookie)).Formerly("sticky-cookie"),
+		s("lb-affinity-cookie", "AffinityCookie", "name of the cookie in which the lb remembers a session's app node (with --sticky)", settings.String(&c.AffinityCookie)),
+		s("lb-health-path", "HealthPath", "path of the active health check, GET on each backend's admin port; empty: passive ejection only", settings.String(&c.HealthPath)).Formerly("health-path"),
+		s("lb-health-interval", "HealthInterval", "time between two active checks of one backend (duration)", settings.Duration(&c.HealthInterval)).Formerly("health-interval"),
+		s("lb-health-timeout", "HealthTimeout", "timeout of one active check (duration)", settings.Duration(&c.HealthTimeout)).Formerly("health-timeout"),
+		s("lb-health-rise", "Rise", "consecutive passing checks that bring a backend back (count)", settings.Int(&c.Rise)).Formerly("health-rise"),
+		s("lb-health-fall", "Fall", "consecutive failing checks that take a backend out (count)", settings.Int(&c.Fall)).Formerly("health-fall"),
+		s("lb-eject-errors", "EjectConsecutiveErrors", "consecutive connection errors that eject a backend (count; 0: never)", settings.Int(&c.EjectConsecutiveErrors)),
+		s("lb-eject-5xx", "EjectConsecutive5xx", "consecutive 5xx responses, a 503 with Retry-After excepted, that eject a backend (count; 0: never)", settings.Int(&c.EjectConsecutive5xx)),
+		s("lb-eject-time", "EjectBaseTime", "how long a first ejection lasts, doubled on each repeat (duration)", settings.Duration(&c.EjectBaseTime)),
+		s("lb-eject-max-time", "EjectMaxTime", "longest ejection (duration)", settings.Duration(&c.EjectMaxTime)),
+		s("lb-eject-max-percent", "MaxEjectionPercent", "most backends ejected at once (percent, 0-100; one may always be)", settings.Int(&c.MaxEjectionPercent)),
+		s("lb-retries", "Retries", "times a request may be sent again to another backend, when that is safe (count; 0: never)", settings.Int(&c.Retries)),
+		s("lb-retry-budget", "RetryBudgetRatio", "retries allowed as a share of requests over 10s (0-1; 0.2 is 20%)", settings.Float64(&c.RetryBudgetRatio)),
+		s("lb-retry-min-per-second", "RetryMinPerSecond", "retries per second allowed whatever the request rate (count)", settings.Int(&c.RetryMinPerSecond)),
+		s("lb-retry-5xx", "RetryOnGatewayError", "also retry idempotent requests answered 502, 503 or 504 (true or false)", settings.Bool(&c.RetryOnGatewayError)),
+		s("lb-dial-timeout", "DialTimeout", "timeout connecting to a backend (duration)", settings.Duration(&c.DialTimeout)),
+		s("lb-response-timeout", "ResponseHeaderTimeout", "timeout for a backend's response headers, then 504 (duration)", settings.Duration(&c.ResponseHeaderTimeout)),
+		s("lb-max-idle-conns", "MaxIdleConns", "idle keep-alive connections kept per backend (count)", settings.Int(&c.MaxIdleConns)),
+		s("lb-read-header-timeout", "ReadHeaderTimeout", "timeout for a client's request headers, which cuts slow clients (duration)", settings.Duration(&c.ReadHeaderTimeout)),
+		s("lb-read-timeout", "ReadTimeout", "timeout for a client's whole request, body included (duration; 0: none)", settings.Duration(&c.ReadTimeout)),
+		s("lb-write-timeout", "WriteTimeout", "close a client connection that takes none of its response this long (duration; 0: never)", settings.Duration(&c.WriteTimeout)),
+		s("lb-idle-timeout", "IdleTimeout", "close a client keep-alive connection idle this long (duration; 0: never)", settings.Duration(&c.IdleTimeout)),
+		s("lb-max-conns", "MaxConns", "most client connections served at once; more wait in the listen queue (count)", settings.Int(&c.MaxConns)),
+		s("lb-drain-timeout", "DrainTimeout", "how long shutdown waits for in-flight requests (duration)", settings.Duration(&c.DrainTimeout)),
+		s("lb-event-loops", "EventLoops", "epoll event loops serving client connections (Linux); 0 gives each connection its own goroutine", settings.Int(&c.EventLoops)).ShowDefault("GOMAXPROCS on Linux, 0 elsewhere"),
+		s("lb-trust-forwarded", "TrustForwarded", "keep the client's X-Forwarded-Proto, behind an edge that terminates TLS (true or false)", settings.Bool(&c.TrustForwarded)),
 	}
-	return nil
 }
 
 func defaultEventLoops() int {

@@ -29,7 +29,7 @@ type Discovery interface {
 	Backends() []Target
 }
 
-// StaticDiscovery is a fixed list of backends that tests and --backends use.
+// StaticDiscovery is a fixed list of backends that tests and --lb-backends use.
 // Set may replace the list at any time, as membership would.
 type StaticDiscovery struct {
 	mu      sync.Mutex

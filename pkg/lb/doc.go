@@ -1,6 +1,6 @@
 // Package lb is the load balancer role of a scalestack node: an HTTP/1.1
 // reverse proxy that spreads requests over the app nodes it learns of through
-// a Discovery (membership in a cluster, or a static --backends list).
+// a Discovery (membership in a cluster, or a static --lb-backends list).
 //
 // It chooses a backend by round robin (or smooth weighted round robin, or
 // least connections), keeps sessions on one node when asked to (--sticky),

@@ -20,11 +20,12 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/lb"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func TestDistributionIsEven(t *testing.T) {
-	for _, policy := range []string{lb.PolicyRoundRobin, lb.PolicyLeastConn, lb.PolicyWeighted} {
-		t.Run(policy, func(t *testing.T) {
+	for _, policy := range []lb.Policy{lb.PolicyRoundRobin, lb.PolicyLeastConn, lb.PolicyWeighted} {
+		t.Run(string(policy), func(t *testing.T) {
 			apps := []*appNode{startApp(t, "app-1"), startApp(t, "app-2"), startApp(t, "app-3"), startApp(t, "app-4")}
 			d := lb.NewStaticDiscovery()
 			for _, a := range apps {
@@ -917,9 +918,9 @@ func TestStatusAndMetrics(t *testing.T) {
 func TestConfig(t *testing.T) {
 	cfg := lb.DefaultConfig()
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
-	cfg.AddFlags(fs)
-	err := fs.Parse([]string{"--backends", "127.0.0.1:1, 127.0.0.1:2", "--lb-policy", "least-conn", "--sticky",
-		"--health-interval", "2s", "--health-rise", "4", "--lb-retries", "1"})
+	settings.Register(fs, cfg.Settings())
+	err := fs.Parse([]string{"--lb-backends", "127.0.0.1:1, 127.0.0.1:2", "--lb-policy", "least-conn", "--sticky",
+		"--lb-health-interval", "2s", "--lb-health-rise", "4", "--lb-retries", "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

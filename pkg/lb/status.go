@@ -68,7 +68,7 @@ func (lb *LB) Snapshot() Status {
 		Node:          lb.cfg.NodeName,
 		Addr:          lb.Addr(),
 		Ready:         lb.Ready(),
-		Policy:        lb.cfg.Policy,
+		Policy:        string(lb.cfg.Policy),
 		Sticky:        lb.cfg.Sticky,
 		Requests:      lb.requests.Load(),
 		Retries:       lb.retries.Load(),

@@ -2,7 +2,6 @@ package node
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,13 +32,6 @@ var Roles = []string{RolePrimary, RoleReplica, RoleCache, RoleWorker, RoleApp, R
 // builtRoles are the roles this build can run; the others are planned in
 // DESIGN.md and refused with a message saying so.
 var builtRoles = map[string]bool{RolePrimary: true, RoleReplica: true, RoleApp: true, RoleLB: true, RoleCache: true, RoleEdge: true, RoleWorker: true}
-
-// NATS modes of --nats.
-const (
-	NATSAuto = "auto" // embed a NATS server when the node has a store role
-	NATSOn   = "on"
-	NATSOff  = "off"
-)
 
 // Ports are the listening ports of a node's roles. Each role has its own
 // default so that several nodes can share a machine on different loopback
@@ -92,7 +84,7 @@ type Config struct {
 	TLS cluster.TLSFiles
 	// NATS says whether this node embeds a NATS server: auto (when it holds
 	// a store role), on, off.
-	NATS string
+	NATS NATSMode
 	// Ports of each role.
 	Ports Ports
 	// Admin configures the admin endpoints (admin.go).
@@ -121,39 +113,6 @@ func DefaultConfig() Config {
 		DrainTimeout: time.Second,
 		RoleConfig:   defaultRoleConfigs(),
 	}
-}
-
-// AddFlags registers the node's flags, and every role's, on fs.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.Func("roles", "comma-separated roles: "+strings.Join(Roles, ","), func(s string) error {
-		c.RoleNames = splitList(s)
-		return nil
-	})
-	fs.StringVar(&c.Name, "name", c.Name, "node name, unique in the cluster (default: the host name)")
-	fs.StringVar(&c.Addr, "addr", c.Addr, "IP address to bind and advertise")
-	fs.Func("join", "gossip seeds host:port[,host:port...] of nodes already in the cluster", func(s string) error {
-		c.Join = splitList(s)
-		return nil
-	})
-	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory (default ./data/NAME)")
-	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "base64 cluster key (make one with keygen): encrypts gossip, derives the NATS and admin credentials; required off loopback. Prefer NODE_CLUSTER_KEY or --cluster-key-file: the command line is visible to every user")
-	fs.StringVar(&c.ClusterKeyFile, "cluster-key-file", c.ClusterKeyFile, "file holding the cluster key (instead of --cluster-key)")
-	fs.StringVar(&c.TLS.Cert, "tls-cert", c.TLS.Cert, "PEM certificate of this node for internal TLS (store, cache, NATS); with --tls-key and --tls-ca")
-	fs.StringVar(&c.TLS.Key, "tls-key", c.TLS.Key, "PEM private key of --tls-cert")
-	fs.StringVar(&c.TLS.CA, "tls-ca", c.TLS.CA, "PEM certificate of the CA that signed every node's certificate; peers are verified against it")
-	fs.StringVar(&c.NATS, "nats", c.NATS, "embed a NATS server: auto (with a store role), on, off")
-	fs.IntVar(&c.Ports.Edge, "edge-port", c.Ports.Edge, "edge (CDN) HTTP port")
-	fs.IntVar(&c.Ports.LB, "lb-port", c.Ports.LB, "load balancer HTTP port")
-	fs.IntVar(&c.Ports.App, "app-port", c.Ports.App, "blog HTTP port")
-	fs.IntVar(&c.Ports.Store, "store-port", c.Ports.Store, "store HTTP/replication port")
-	fs.IntVar(&c.Ports.Cache, "cache-port", c.Ports.Cache, "cache (Redis protocol) port")
-	fs.IntVar(&c.Ports.NATS, "nats-port", c.Ports.NATS, "NATS client port")
-	fs.IntVar(&c.Ports.NATSCluster, "nats-cluster-port", c.Ports.NATSCluster, "NATS cluster (route) port")
-	fs.IntVar(&c.Ports.Gossip, "gossip-port", c.Ports.Gossip, "membership gossip port (TCP and UDP)")
-	fs.IntVar(&c.Ports.Admin, "admin-port", c.Ports.Admin, "admin port: /healthz /readyz /status /metrics /debug/pprof")
-	fs.StringVar(&c.Admin.Addr, "admin-addr", c.Admin.Addr, "admin address IP:port, instead of --addr and --admin-port (off loopback it needs a cluster key: all but /healthz and /readyz then want its token)")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on shutdown, time between announcing draining and closing listeners")
-	c.RoleConfig.addFlags(fs)
 }
 
 // Has reports whether the node runs role r.
@@ -200,10 +159,10 @@ func (c *Config) Validate() error {
 	}
 	ip := net.ParseIP(c.Addr)
 	if ip == nil {
-		return configErr("--addr %q is not an IP address: give the address this node binds, e.g. --addr 127.0.0.2 or --addr 10.0.0.5", c.Addr)
+		return flagErr("addr", "%q is not an IP address: give the address this node binds, e.g. --addr 127.0.0.2 or --addr 10.0.0.5", c.Addr)
 	}
 	if ip.IsUnspecified() {
-		return configErr("--addr %s is the wildcard address: give the one address other nodes can reach this node at", c.Addr)
+		return flagErr("addr", "%s is the wildcard address: give the one address other nodes can reach this node at", c.Addr)
 	}
 	key, err := ClusterKey(c.ClusterKey, c.ClusterKeyFile)
 	if err != nil {
@@ -216,29 +175,29 @@ func (c *Config) Validate() error {
 	switch c.NATS {
 	case NATSAuto, NATSOn, NATSOff:
 	default:
-		return configErr("--nats %q: want auto, on or off", c.NATS)
+		return flagErr("nats", "%q: want auto, on or off", c.NATS)
 	}
 	for _, p := range c.allPorts() {
 		if p.port < 0 || p.port > 65535 {
-			return configErr("--%s %d is not a port (0-65535)", p.flag, p.port)
+			return flagErr(p.flag, "%d is not a port (0-65535)", p.port)
 		}
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
-			return configErr("--join %q: want host:port, e.g. --join 127.0.0.2:7946", j)
+			return flagErr("join", "%q: want host:port, e.g. --join 127.0.0.2:7946", j)
 		}
 	}
 	if c.Name == "" {
 		c.Name = defaultName(c.Addr)
 	}
 	if strings.ContainsAny(c.Name, " /\\\t\n") {
-		return configErr("--name %q: use letters, digits, '-', '_' or '.'", c.Name)
+		return flagErr("name", "%q: use letters, digits, '-', '_' or '.'", c.Name)
 	}
 	if c.DataDir == "" {
 		c.DataDir = filepath.Join("data", c.Name)
 	}
 	if c.DrainTimeout < 0 {
-		return configErr("--drain-timeout must not be negative")
+		return flagErr("drain-timeout", "%v is negative", c.DrainTimeout)
 	}
 	if err := c.validateAdmin(); err != nil {
 		return err
@@ -260,14 +219,14 @@ func (c *Config) validateAdmin() error {
 	ip := net.ParseIP(host)
 	p, perr := strconv.Atoi(port)
 	if err != nil || ip == nil || perr != nil || p < 0 || p > 65535 {
-		return configErr("--admin-addr %q: want IP:port, e.g. --admin-addr 127.0.0.1:9090", c.Admin.Addr)
+		return flagErr("admin-addr", "%q: want IP:port, e.g. --admin-addr 127.0.0.1:9090", c.Admin.Addr)
 	}
 	c.Ports.Admin = p
 	// On the node's own address, joining the cluster refuses a
 	// non-loopback address without a key (after the address is found to be
 	// this machine's), before the admin port opens.
 	if !ip.IsLoopback() && c.ClusterKey == "" && !c.adminOnAddr() {
-		return configErr("--admin-addr %s is not a loopback address: /status, /metrics and /debug/pprof there need the admin token derived from a cluster key; give the node one (--cluster-key-file FILE or NODE_CLUSTER_KEY) or keep the admin port on loopback", c.Admin.Addr)
+		return flagErr("admin-addr", "%s is not a loopback address: /status, /metrics and /debug/pprof there need the admin token derived from a cluster key; give the node one (--cluster-key-file FILE or NODE_CLUSTER_KEY) or keep the admin port on loopback", c.Admin.Addr)
 	}
 	return c.Admin.validate()
 }
@@ -278,13 +237,13 @@ func (c *Config) validateAdmin() error {
 // anyone's requests there.
 func (c *Config) validateSecurity(ip net.IP) error {
 	if _, err := cluster.ParseKey(c.ClusterKey); err != nil {
-		return configErr("--cluster-key: %v (make one with `./node keygen`)", err)
+		return flagErr("cluster-key", "%v (make one with `./node keygen`)", err)
 	}
 	if _, err := cluster.LoadTLS(c.TLS); err != nil {
 		return configErr("%v", err)
 	}
 	if c.ClusterKey == "" && !ip.IsLoopback() {
-		return configErr("--addr %s is not a loopback address and no cluster key is set: this node's internal ports (%s) would be open to the network. Make a key with `./node keygen` and give every node the same one (--cluster-key-file FILE or NODE_CLUSTER_KEY)",
+		return flagErr("addr", "%s is not a loopback address and no cluster key is set: this node's internal ports (%s) would be open to the network. Make a key with `./node keygen` and give every node the same one (--cluster-key-file FILE or NODE_CLUSTER_KEY)",
 			c.Addr, strings.Join(c.internalPorts(), ", "))
 	}
 	return nil
@@ -415,14 +374,4 @@ func defaultName(addr string) string {
 		return h
 	}
 	return "node-" + strings.NewReplacer(".", "-", ":", "-").Replace(addr)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }

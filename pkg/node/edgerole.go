@@ -13,7 +13,7 @@ import (
 )
 
 // openEdge builds and opens the edge role: origins are the load balancers
-// in membership (or a fixed --origin), purges arrive over NATS.
+// in membership (or a fixed --edge-origin), purges arrive over NATS.
 func (n *Node) openEdge() error {
 	ec := n.cfg.RoleConfig.Edge
 	ec.Addr = n.listenAddr(n.cfg.Ports.Edge)

@@ -183,6 +183,26 @@ func TestValidate(t *testing.T) {
 		{"bad nats", func(c *node.Config) { c.NATS = "maybe" }, "--nats"},
 		{"bad port", func(c *node.Config) { c.Ports.App = 70000 }, "--app-port"},
 		{"primary and replica", func(c *node.Config) { c.RoleNames = []string{"primary", "replica"} }, "primary and replica"},
+		// A role's error names the flag and its environment variable, and
+		// other fields by their flags.
+		{"lb retries", func(c *node.Config) {
+			c.RoleNames, c.RoleConfig.LB.Backends, c.RoleConfig.LB.Retries = []string{node.RoleLB}, []string{"127.0.0.1:1"}, -1
+		}, "--lb-retries (NODE_LB_RETRIES): -1 is negative"},
+		{"lb ejection", func(c *node.Config) {
+			c.RoleNames, c.RoleConfig.LB.Backends, c.RoleConfig.LB.EjectMaxTime = []string{node.RoleLB}, []string{"127.0.0.1:1"}, time.Second
+		}, "--lb-eject-max-time (NODE_LB_EJECT_MAX_TIME): 1s is below --lb-eject-time 5s"},
+		{"cache shards", func(c *node.Config) { c.RoleNames, c.RoleConfig.Cache.Shards = []string{node.RoleCache}, 0 }, "--cache-shards (NODE_CACHE_SHARDS)"},
+		{"store lease", func(c *node.Config) { c.RoleConfig.Store.LeaseTTL = time.Millisecond }, "--store-lease-ttl (NODE_STORE_LEASE_TTL)"},
+		{"app cache ttl", func(c *node.Config) {
+			c.RoleNames, c.RoleConfig.App.Cache, c.RoleConfig.App.CacheTier.TTL = []string{node.RoleApp}, "on", time.Millisecond
+		}, "--app-cache-ttl (NODE_APP_CACHE_TTL)"},
+		{"worker tries", func(c *node.Config) { c.RoleNames, c.RoleConfig.Worker.Jobs.MaxDeliver = []string{node.RoleWorker}, 0 }, "--worker-max-deliver (NODE_WORKER_MAX_DELIVER)"},
+		{"gossip", func(c *node.Config) { c.RoleConfig.Cluster.ProbeInterval = 0 }, "--gossip-probe-interval (NODE_GOSSIP_PROBE_INTERVAL)"},
+		{"nats", func(c *node.Config) { c.RoleConfig.NATS.MaxStore = -1 }, "--nats-max-store (NODE_NATS_MAX_STORE)"},
+		{"edge", func(c *node.Config) {
+			c.RoleNames, c.RoleConfig.Edge.Origin = []string{node.RoleEdge}, "ftp://x"
+		}, "--edge-origin (NODE_EDGE_ORIGIN)"},
+		{"drain", func(c *node.Config) { c.DrainTimeout = -time.Second }, "--drain-timeout (NODE_DRAIN_TIMEOUT)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := node.DefaultConfig()

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"flag"
 	"fmt"
 	"net"
 	"strconv"
@@ -45,25 +44,28 @@ func defaultRoleConfigs() RoleConfigs {
 	}
 }
 
-func (rc *RoleConfigs) addFlags(fs *flag.FlagSet) {
-	rc.Cluster.AddFlags(fs)
-	rc.NATS.AddFlags(fs)
-	rc.Store.AddFlags(fs)
-	rc.App.AddFlags(fs)
-	rc.LB.AddFlags(fs)
-	rc.Cache.AddFlags(fs)
-	rc.Edge.AddFlags(fs)
-	rc.Worker.AddFlags(fs)
-}
-
 // validate checks the role configurations the node will use, after the node
 // has filled in its own fields.
 func (rc *RoleConfigs) validate(c *Config) error {
+	// The gossip and NATS settings, with what the node fills in, so that a
+	// bad value is reported now, naming its flag, rather than at Open.
+	gc := rc.Cluster
+	gc.Name, gc.BindAddr = c.Name, "127.0.0.1"
+	if err := gc.Validate(); err != nil {
+		return c.roleErr("gossip", err)
+	}
+	if c.runsNATS() {
+		qc := rc.NATS
+		qc.Name, qc.DataDir = c.Name, c.DataDir
+		if err := qc.Validate(); err != nil {
+			return c.roleErr("nats", err)
+		}
+	}
 	if c.hasStore() {
 		sc := rc.Store
 		sc.Addr, sc.NodeName, sc.DataDir = "127.0.0.1:0", c.Name, c.DataDir
 		if err := sc.Validate(); err != nil {
-			return configErr("%v", err)
+			return c.roleErr("store", err)
 		}
 	}
 	if c.Has(RoleWorker) {
@@ -78,7 +80,7 @@ func (rc *RoleConfigs) validate(c *Config) error {
 			ac.JobQueue = placeholderJobs{}
 		}
 		if err := ac.Validate(); err != nil {
-			return configErr("%v", err)
+			return c.roleErr(RoleApp, err)
 		}
 	}
 	if c.Has(RoleLB) {
@@ -88,7 +90,7 @@ func (rc *RoleConfigs) validate(c *Config) error {
 			lc.Discovery = lbDiscovery{}
 		}
 		if err := lc.Validate(); err != nil {
-			return configErr("%v", err)
+			return c.roleErr(RoleLB, err)
 		}
 	}
 	if c.Has(RoleEdge) {
@@ -98,14 +100,14 @@ func (rc *RoleConfigs) validate(c *Config) error {
 			ec.Origins = edgeOrigins{}
 		}
 		if err := ec.Validate(); err != nil {
-			return configErr("%v", err)
+			return c.roleErr(RoleEdge, err)
 		}
 	}
 	if c.Has(RoleCache) {
 		cc := rc.Cache
 		cc.Addr, cc.NodeName = "127.0.0.1:0", c.Name
 		if err := cc.Validate(); err != nil {
-			return configErr("%v", err)
+			return c.roleErr(RoleCache, err)
 		}
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 
 // openStore builds and opens the store role of a primary or replica node.
 //
-// With --failover the store nodes of the group elect the primary among
+// With --store-failover the store nodes of the group elect the primary among
 // themselves by a majority lease over their store ports (docs/replication.md):
 // the store needs from the node only who its peers are. Without it a
 // primary is primary for good and replicas follow the node membership

@@ -18,12 +18,12 @@ import (
 // JobsQueue is the value of the app's --jobs that publishes side effects to
 // the job queue for the worker role (stage 8) instead of running them in
 // the request.
-const JobsQueue = "queue"
+const JobsQueue = app.JobsQueue
 
 // openWorker builds and opens the worker role: it reads and writes the
 // store through the node's store client, like the app, and consumes jobs
 // from the NATS servers membership names. It shares the app's outbox
-// folder setting (--outbox), so that one node running both writes one
+// folder setting (--app-outbox), so that one node running both writes one
 // folder.
 func (n *Node) openWorker(wc worker.Config) error {
 	if n.client == nil {
@@ -95,7 +95,7 @@ func (n *Node) openWorker(wc worker.Config) error {
 // to the job queue, opened as a role of its own ("jobs") before the app so
 // that it closes after the app has stopped publishing.
 //
-// It also sets ac.Purger (--purge=on): the app's other NATS publisher.
+// It also sets ac.Purger (--app-purge=on): the app's other NATS publisher.
 func (n *Node) appJobs(ac *app.Config) error {
 	purger, err := n.openPurger("purges", "app")
 	if err != nil {
@@ -128,7 +128,7 @@ func (n *Node) appJobs(ac *app.Config) error {
 
 // openPurger opens a publisher of edge purges as a role of its own (so that
 // it closes after the role that purges through it), or returns nil with
-// --purge=off. It connects once membership names a NATS server.
+// --app-purge=off. It connects once membership names a NATS server.
 func (n *Node) openPurger(name, logRole string) (*worker.Purger, error) {
 	if n.cfg.RoleConfig.App.Purge == "off" {
 		return nil, nil
@@ -155,7 +155,7 @@ func (rc *RoleConfigs) validateWorker(c *Config, wc worker.Config) error {
 	wc.NodeName, wc.DataDir, wc.Store = c.Name, c.DataDir, placeholderStore{}
 	wc.NATS = func() []string { return nil }
 	if err := wc.Validate(); err != nil {
-		return configErr("%v", err)
+		return c.roleErr(RoleWorker, err)
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // Jobs are JetStream messages on a work-queue stream:
@@ -133,11 +135,11 @@ func (c *JobsConfig) Validate() error {
 	case c.Stream == "" || c.DeadStream == "" || c.Stream == c.DeadStream:
 		return fmt.Errorf("queue: jobs: Stream %q and DeadStream %q must be set and differ", c.Stream, c.DeadStream)
 	case c.MaxDeliver < 1:
-		return fmt.Errorf("queue: jobs: MaxDeliver %d must be at least 1", c.MaxDeliver)
+		return settings.Errorf("queue: jobs", "MaxDeliver", "%d must be at least 1", c.MaxDeliver)
 	case c.AckWait < time.Second:
 		return fmt.Errorf("queue: jobs: AckWait %v must be at least 1s", c.AckWait)
 	case c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase:
-		return fmt.Errorf("queue: jobs: BackoffBase %v must be positive and at most BackoffMax %v", c.BackoffBase, c.BackoffMax)
+		return settings.Errorf("queue: jobs", "BackoffBase", "%v must be positive and at most BackoffMax %v", c.BackoffBase, c.BackoffMax)
 	case c.Duplicates < time.Second:
 		return fmt.Errorf("queue: jobs: Duplicates %v must be at least 1s", c.Duplicates)
 	case c.MaxAckPending < 1:

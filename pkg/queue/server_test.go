@@ -19,6 +19,7 @@ import (
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/queue/natsserver"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func TestServerConfigValidate(t *testing.T) {
@@ -246,10 +247,10 @@ func TestOpenPortInUse(t *testing.T) {
 	}
 }
 
-func TestServerConfigAddFlags(t *testing.T) {
+func TestServerConfigSettings(t *testing.T) {
 	cfg := natsserver.DefaultServerConfig()
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
-	cfg.AddFlags(fs)
+	settings.Register(fs, cfg.Settings())
 	err := fs.Parse([]string{"--nats-cluster-name=blog", "--nats-standalone", "--nats-sync-always=false",
 		"--nats-max-memory=1024", "--nats-max-store=2048"})
 	if err != nil {

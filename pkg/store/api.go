@@ -111,7 +111,7 @@ var (
 	// already seen; it comes from a deposed primary and is refused (fencing).
 	ErrStaleEpoch = errors.New("stale epoch")
 	// ErrSyncTimeout: a write was committed on the primary but not made
-	// durable by enough replicas (--sync) in time, so it was not
+	// durable by enough replicas (--store-sync) in time, so it was not
 	// acknowledged; its outcome is unknown.
 	ErrSyncTimeout = errors.New("replicas did not confirm the write in time")
 	// ErrBehind: a replica has not applied the LSN a session read needs yet.

@@ -3,8 +3,6 @@ package worker
 import (
 	"crypto/tls"
 	"errors"
-	"flag"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -54,7 +53,7 @@ type Config struct {
 	// streams' replicas. Nil means one.
 	NATSServers func() int
 	// Concurrency is how many jobs this worker runs at once, over all
-	// kinds (flag --worker-concurrency). Default 8: jobs mostly wait on the
+	// kinds (--worker-concurrency). Default 8: jobs mostly wait on the
 	// store, so a few per core keep it busy; more hold more jobs that a
 	// crash hands back only after the ack wait.
 	Concurrency int
@@ -101,35 +100,47 @@ func (c *Config) Validate() error {
 	case c.Outbox == "" && c.DataDir == "":
 		return errors.New("worker config: Outbox or DataDir is required")
 	case c.Concurrency < 1 || c.Concurrency > 1024:
-		return fmt.Errorf("worker config: Concurrency %d: want 1 to 1024", c.Concurrency)
+		return fieldErr("Concurrency", "%d: want 1 to 1024", c.Concurrency)
 	case c.JobTimeout <= 0:
-		return fmt.Errorf("worker config: JobTimeout %v must be positive", c.JobTimeout)
+		return fieldErr("JobTimeout", "%v must be positive", c.JobTimeout)
 	case c.JobTimeout >= c.Jobs.AckWait:
-		return fmt.Errorf("worker config: JobTimeout %v must be shorter than Jobs.AckWait %v", c.JobTimeout, c.Jobs.AckWait)
+		return fieldErr("JobTimeout", "%v must be shorter than Jobs.AckWait %v", c.JobTimeout, c.Jobs.AckWait)
 	case c.ViewWindow <= 0:
-		return fmt.Errorf("worker config: ViewWindow %v must be positive", c.ViewWindow)
+		return fieldErr("ViewWindow", "%v must be positive", c.ViewWindow)
 	case c.StopTimeout <= 0:
-		return fmt.Errorf("worker config: StopTimeout %v must be positive", c.StopTimeout)
+		return fieldErr("StopTimeout", "%v must be positive", c.StopTimeout)
 	case c.SMTPFrom == "":
-		return errors.New("worker config: SMTPFrom is required")
+		return fieldErr("SMTPFrom", "is required")
 	}
 	jc := c.Jobs
 	jc.Kinds = Kinds()
 	if err := jc.Validate(); err != nil {
-		return fmt.Errorf("worker config: Jobs: %w", err)
+		return settings.Within("worker config", "Jobs", err)
 	}
 	return nil
 }
 
-// AddFlags registers the worker's flags (not --outbox, which the app
-// registers and the node copies into Outbox).
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Concurrency, "worker-concurrency", c.Concurrency, "jobs a worker runs at once")
-	fs.DurationVar(&c.JobTimeout, "worker-job-timeout", c.JobTimeout, "time limit of one job")
-	fs.DurationVar(&c.ViewWindow, "worker-view-window", c.ViewWindow, "how long view jobs are gathered into one increment per post")
-	fs.StringVar(&c.SMTP, "smtp", c.SMTP, "send e-mail to this SMTP server (host:port) instead of the outbox folder")
-	fs.IntVar(&c.Jobs.MaxDeliver, "jobs-max-deliver", c.Jobs.MaxDeliver, "tries of a job before it is dead")
-	fs.DurationVar(&c.Jobs.BackoffBase, "jobs-backoff", c.Jobs.BackoffBase, "delay before the second try of a failed job (doubles per try)")
+// fieldErr reports an unusable value of one field of Config.
+func fieldErr(field, format string, args ...any) error {
+	return settings.Errorf("worker config", field, format, args...)
+}
+
+// Settings returns the worker's settings, bound to c's fields, with c's
+// current values as defaults. The e-mail folder is the app's
+// (--app-outbox), which the node copies into Outbox.
+func (c *Config) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "worker", Field: field, Usage: usage, Value: v}
+	}
+	return []settings.Setting{
+		s("worker-concurrency", "Concurrency", "jobs this worker runs at once, over all kinds (count, 1-1024)", settings.Int(&c.Concurrency)),
+		s("worker-job-timeout", "JobTimeout", "time limit of one job; below the queue's ack wait (duration)", settings.Duration(&c.JobTimeout)),
+		s("worker-view-window", "ViewWindow", "how long view jobs are gathered into one increment per post (duration)", settings.Duration(&c.ViewWindow)),
+		s("worker-smtp", "SMTP", "send e-mail to this SMTP server, host:port (no auth, a local relay), instead of writing .eml files to the outbox folder", settings.String(&c.SMTP)).Formerly("smtp"),
+		s("worker-smtp-from", "SMTPFrom", "envelope and From address of the e-mails sent", settings.String(&c.SMTPFrom)),
+		s("worker-max-deliver", "Jobs.MaxDeliver", "tries of a job before it is dead (count)", settings.Int(&c.Jobs.MaxDeliver)).Formerly("jobs-max-deliver"),
+		s("worker-retry-backoff", "Jobs.BackoffBase", "delay before the second try of a failed job, doubled on each further try (duration)", settings.Duration(&c.Jobs.BackoffBase)).Formerly("jobs-backoff"),
+	}
 }
 
 // Kinds returns the job kinds the worker consumes: every kind of the blog.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/scalestack/scalestack/pkg/cdn"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func main() {
@@ -20,7 +21,7 @@ func main() {
 	flag.StringVar(&cfg.Addr, "addr", "127.0.0.62:18000", "listen address")
 	flag.StringVar(&cfg.NodeName, "name", "edge-bench", "node name in X-Edge and Via")
 	pprofAddr := flag.String("pprof", "", "serve /debug/pprof/ on this address (empty: off), to profile the hit path")
-	cfg.AddFlags(flag.CommandLine)
+	settings.Register(flag.CommandLine, cfg.Settings())
 	flag.Parse()
 	if *pprofAddr != "" {
 		mux := http.NewServeMux()

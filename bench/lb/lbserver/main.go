@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/scalestack/scalestack/pkg/lb"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 func main() {
@@ -21,7 +22,7 @@ func main() {
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
 	fs.StringVar(&cfg.NodeName, "name", "lb-bench", "node name")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here until exit")
-	cfg.AddFlags(fs)
+	settings.Register(fs, cfg.Settings())
 	_ = fs.Parse(os.Args[1:])
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 

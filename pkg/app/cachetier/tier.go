@@ -54,6 +54,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/scalestack/scalestack/pkg/app/cachetier/consistenthash"
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // Config configures a Tier.
@@ -163,13 +164,13 @@ func (c *Config) Validate() error {
 	case len(c.MACKey) > 0 && len(c.MACKey) < 16:
 		return fmt.Errorf("cachetier config: MACKey of %d bytes: want at least 16", len(c.MACKey))
 	case c.TTL < time.Second:
-		return fmt.Errorf("cachetier config: TTL %v: want at least 1s", c.TTL)
+		return settings.Errorf("cachetier config", "TTL", "%v: want at least 1s", c.TTL)
 	case c.Timeout <= 0:
-		return fmt.Errorf("cachetier config: Timeout %v: want more than 0", c.Timeout)
+		return settings.Errorf("cachetier config", "Timeout", "%v: want more than 0", c.Timeout)
 	case c.TombstoneTTL <= 4*c.Timeout:
-		return fmt.Errorf("cachetier config: TombstoneTTL %v: want more than 4 × Timeout (%v), or no load could ever fill", c.TombstoneTTL, c.Timeout)
+		return settings.Errorf("cachetier config", "TombstoneTTL", "%v: want more than 4 × Timeout (%v), or no load could ever fill", c.TombstoneTTL, c.Timeout)
 	case c.TombstoneTTL >= c.TTL:
-		return fmt.Errorf("cachetier config: TombstoneTTL %v: want less than TTL %v", c.TombstoneTTL, c.TTL)
+		return settings.Errorf("cachetier config", "TombstoneTTL", "%v: want less than TTL %v", c.TombstoneTTL, c.TTL)
 	case c.LoadTimeout <= 0:
 		return fmt.Errorf("cachetier config: LoadTimeout %v: want more than 0", c.LoadTimeout)
 	case c.FailureThreshold < 1:

@@ -3,12 +3,13 @@ package natsserver
 import (
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/settings"
 )
 
 // ServerConfig configures an embedded NATS server with JetStream.
@@ -146,15 +147,15 @@ func (c *ServerConfig) Validate() error {
 	case c.Standalone && len(c.Routes) > 0:
 		return errors.New("queue: Routes must be empty on a Standalone server")
 	case c.ClusterName == "":
-		return errors.New("queue: ClusterName is required")
+		return settings.Errorf("queue", "ClusterName", "is required")
 	case strings.ContainsAny(c.ClusterName, " \t\r\n"):
-		return fmt.Errorf("queue: ClusterName %q must not contain spaces", c.ClusterName)
+		return settings.Errorf("queue", "ClusterName", "%q must not contain spaces", c.ClusterName)
 	case c.DataDir == "":
 		return errors.New("queue: DataDir is required")
 	case c.MaxMemory < 0:
-		return fmt.Errorf("queue: MaxMemory %d must not be negative", c.MaxMemory)
+		return settings.Errorf("queue", "MaxMemory", "%d must not be negative", c.MaxMemory)
 	case c.MaxStore < 0:
-		return fmt.Errorf("queue: MaxStore %d must not be negative", c.MaxStore)
+		return settings.Errorf("queue", "MaxStore", "%d must not be negative", c.MaxStore)
 	case c.StartTimeout <= 0:
 		return fmt.Errorf("queue: StartTimeout %v must be positive", c.StartTimeout)
 	}
@@ -166,20 +167,20 @@ func (c *ServerConfig) Validate() error {
 	return nil
 }
 
-// AddFlags registers the server's own flags. The node registers --nats,
-// --nats-port, --nats-cluster-port, --name, --addr and --data and fills in
-// Name, Host, the ports and DataDir itself.
-func (c *ServerConfig) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.ClusterName, "nats-cluster-name", c.ClusterName,
-		"name of the NATS cluster; the same on every NATS-hosting node")
-	fs.BoolVar(&c.Standalone, "nats-standalone", c.Standalone,
-		"run JetStream on this server alone, at once, never clustering with other NATS servers")
-	fs.BoolVar(&c.SyncAlways, "nats-sync-always", c.SyncAlways,
-		"fsync every JetStream write before acknowledging it (off can lose acknowledged messages on a crash)")
-	fs.Int64Var(&c.MaxMemory, "nats-max-memory", c.MaxMemory,
-		"bytes of memory-backed JetStream streams this server may hold")
-	fs.Int64Var(&c.MaxStore, "nats-max-store", c.MaxStore,
-		"bytes of file-backed JetStream streams this server may hold")
+// Settings returns the server's own settings, bound to c's fields. The
+// node owns --nats, --nats-port, --nats-cluster-port, --name, --addr and
+// --data and fills in Name, Host, the ports and DataDir itself.
+func (c *ServerConfig) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "nats", Field: field, Usage: usage, Value: v}
+	}
+	return []settings.Setting{
+		s("nats-cluster-name", "ClusterName", "name of the NATS cluster, the same on every NATS-hosting node (no spaces)", settings.String(&c.ClusterName)),
+		s("nats-standalone", "Standalone", "run JetStream on this server alone, at once, never clustering with other NATS servers (true or false)", settings.Bool(&c.Standalone)),
+		s("nats-sync-always", "SyncAlways", "fsync every JetStream write before acknowledging it; false can lose acknowledged messages on a crash (true or false)", settings.Bool(&c.SyncAlways)),
+		s("nats-max-memory", "MaxMemory", "memory-backed JetStream streams this server may hold (bytes; suffixes KiB, MiB, GiB)", settings.Bytes(&c.MaxMemory)),
+		s("nats-max-store", "MaxStore", "file-backed JetStream streams this server may hold (bytes; suffixes KiB, MiB, GiB)", settings.Bytes(&c.MaxStore)),
+	}
 }
 
 // parseRoute checks a cluster URL. A bare host:port is accepted and given

@@ -298,7 +298,7 @@ func (a *api) reply(w http.ResponseWriter, code int, lsn uint64, v any) {
 
 // confirmRead makes a strong read linearizable: what it saw, up to lsn,
 // may include a commit the replicas have not made durable yet (its writer is
-// still waiting for --sync), which a failover right now would lose. So the
+// still waiting for --store-sync), which a failover right now would lose. So the
 // read is answered only once lsn is as durable as an acknowledged write, and
 // the lease still held.
 func (a *api) confirmRead(r *http.Request, lsn uint64) error {

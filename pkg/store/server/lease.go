@@ -49,7 +49,7 @@ import (
 //     that epoch or a newer one to anyone else, and the candidate's log is
 //     at least as new as its own (last entry's epoch, then LSN; as Raft
 //     does). With a majority of votes the candidate is primary at E+1.
-//   - Why no acknowledged write is lost. With --sync N, a write is
+//   - Why no acknowledged write is lost. With --store-sync N, a write is
 //     acknowledged once N replicas have it durable; with N >= voters/2 every
 //     acknowledged write is on a majority, and every majority that elects a
 //     new primary holds a node that has it, which refuses a candidate with
@@ -214,7 +214,7 @@ func (r *replication) renew(ctx context.Context) {
 			if r.s.cfg.Sync < n/2 {
 				// An acknowledged write is then on fewer nodes than a
 				// majority, and an election can pass it by.
-				r.log.Warn("--sync is below half the group: a failover can lose acknowledged writes", "sync", r.s.cfg.Sync, "voters", n, "want_sync", n/2)
+				r.log.Warn("--store-sync is below half the group: a failover can lose acknowledged writes", "sync", r.s.cfg.Sync, "voters", n, "want_sync", n/2)
 			}
 		}
 		return
@@ -568,7 +568,7 @@ func (r *replication) answer(req leaseRequest) leaseAnswer {
 // lease serves POST /v1/lease: one lease message from another store node.
 func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 	if !a.repl.s.cfg.Failover {
-		a.fail(w, fmt.Errorf("lease: this store node runs without --failover: %w", store.ErrInvalid))
+		a.fail(w, fmt.Errorf("lease: this store node runs without --store-failover: %w", store.ErrInvalid))
 		return
 	}
 	var req leaseRequest

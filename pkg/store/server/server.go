@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,13 +15,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // Config configures the store role. The node fills Addr, NodeName, DataDir,
-// Logger and Metrics; the rest has defaults (DefaultConfig) and flags
-// (AddFlags).
+// Logger and Metrics; the rest has defaults (DefaultConfig) and settings
+// (Settings).
 type Config struct {
 	// Addr is the host:port the HTTP API listens on; port 0 picks a free one
 	// (see Server.Addr). Set by the node from --addr and --store-port.
@@ -42,12 +42,11 @@ type Config struct {
 	// means they are not registered anywhere.
 	Metrics prometheus.Registerer
 
-	// MaxValueBytes is the largest value accepted, in bytes (flag
-	// --store-max-value-bytes). Default and ceiling: MaxValueSize (1 MiB).
+	// MaxValueBytes is the largest value accepted, in bytes (--store-max-value-bytes). Default and ceiling: MaxValueSize (1 MiB).
 	MaxValueBytes int
 
 	// LogRetention is how many recent log entries are kept for replicas to
-	// catch up from (flag --store-log-retention). Default 10000; see
+	// catch up from (--store-log-retention). Default 10000; see
 	// Options.LogRetention for the trade-off.
 	LogRetention int
 
@@ -56,7 +55,7 @@ type Config struct {
 	MaxBatchTxns int
 
 	// BatchDelay is how long a commit waits for more writers after the first
-	// (flag --store-batch-delay). Default 0: group only writers already
+	// (--store-batch-delay). Default 0: group only writers already
 	// queued, adding no latency; see Options.BatchDelay.
 	BatchDelay time.Duration
 
@@ -88,18 +87,17 @@ type Config struct {
 	Role string
 
 	// Sync is how many replicas must have a write durable before the
-	// primary acknowledges it (flag --sync). Default 0: asynchronous, the
+	// primary acknowledges it (--store-sync). Default 0: asynchronous, the
 	// last writes before a failover can be lost. With 1 or more, a write
 	// that replicas do not confirm within SyncTimeout fails with
 	// ErrSyncTimeout (503) instead of being acknowledged unsafely.
 	Sync int
 
-	// SyncTimeout bounds the wait for replicas under Sync (flag
-	// --sync-timeout). Default 2s: longer than a failover, so a write fails
+	// SyncTimeout bounds the wait for replicas under Sync (--store-sync-timeout). Default 2s: longer than a failover, so a write fails
 	// rather than hangs when no replica is connected.
 	SyncTimeout time.Duration
 
-	// Failover turns on the lease (flag --failover, default off): the
+	// Failover turns on the lease (--store-failover, default off): the
 	// primary is whichever node a majority of the group's store nodes
 	// granted the lease, epochs fence a deposed one, and a replica takes
 	// over when the primary fails (lease.go). Every store node of the group
@@ -108,8 +106,7 @@ type Config struct {
 	// mark primary.
 	Failover bool
 
-	// LeaseTTL is how long a lease lasts without renewal (flag
-	// --lease-ttl). Default 1.5s. The primary renews every LeaseTTL/3 and
+	// LeaseTTL is how long a lease lasts without renewal (--store-lease-ttl). Default 1.5s. The primary renews every LeaseTTL/3 and
 	// stops writing LeaseMargin before the TTL runs out on its own clock; a
 	// replica takes over once the lease went unrenewed for LeaseTTL on its
 	// clock. Shorter fails over faster but risks needless failovers when a
@@ -206,56 +203,66 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	switch {
 	case c.Addr == "":
-		return errors.New("store config: Addr is empty")
+		return fieldErr("Addr", "is empty")
 	case c.DataDir == "":
-		return errors.New("store config: DataDir is empty")
+		return fieldErr("DataDir", "is empty")
 	case c.MaxValueBytes <= 0 || c.MaxValueBytes > store.MaxValueSize:
-		return fmt.Errorf("store config: MaxValueBytes %d: must be between 1 and %d", c.MaxValueBytes, store.MaxValueSize)
+		return fieldErr("MaxValueBytes", "%d must be between 1 and %d", c.MaxValueBytes, store.MaxValueSize)
 	case c.LogRetention < 0:
-		return fmt.Errorf("store config: LogRetention %d: must not be negative", c.LogRetention)
+		return fieldErr("LogRetention", "%d must not be negative", c.LogRetention)
 	case c.MaxBatchTxns <= 0:
-		return fmt.Errorf("store config: MaxBatchTxns %d: must be positive", c.MaxBatchTxns)
+		return fieldErr("MaxBatchTxns", "%d must be positive", c.MaxBatchTxns)
 	case c.BatchDelay < 0:
-		return fmt.Errorf("store config: BatchDelay %v: must not be negative", c.BatchDelay)
+		return fieldErr("BatchDelay", "%v must not be negative", c.BatchDelay)
 	case c.ReadHeaderTimeout <= 0:
-		return fmt.Errorf("store config: ReadHeaderTimeout %v: must be positive", c.ReadHeaderTimeout)
+		return fieldErr("ReadHeaderTimeout", "%v must be positive", c.ReadHeaderTimeout)
 	case c.ReadTimeout <= 0:
-		return fmt.Errorf("store config: ReadTimeout %v: must be positive", c.ReadTimeout)
+		return fieldErr("ReadTimeout", "%v must be positive", c.ReadTimeout)
 	case c.WriteTimeout <= 0:
-		return fmt.Errorf("store config: WriteTimeout %v: must be positive", c.WriteTimeout)
+		return fieldErr("WriteTimeout", "%v must be positive", c.WriteTimeout)
 	case c.IdleTimeout <= 0:
-		return fmt.Errorf("store config: IdleTimeout %v: must be positive", c.IdleTimeout)
+		return fieldErr("IdleTimeout", "%v must be positive", c.IdleTimeout)
 	case c.ShutdownTimeout <= 0:
-		return fmt.Errorf("store config: ShutdownTimeout %v: must be positive", c.ShutdownTimeout)
+		return fieldErr("ShutdownTimeout", "%v must be positive", c.ShutdownTimeout)
 	case c.Role != RolePrimary && c.Role != RoleReplica:
-		return fmt.Errorf("store config: Role %q: want %q or %q", c.Role, RolePrimary, RoleReplica)
+		return fieldErr("Role", "%q: want %q or %q", c.Role, RolePrimary, RoleReplica)
 	case c.Sync < 0:
-		return fmt.Errorf("store config: Sync %d: must not be negative", c.Sync)
+		return fieldErr("Sync", "%d must not be negative", c.Sync)
 	case c.SyncTimeout <= 0:
-		return fmt.Errorf("store config: SyncTimeout %v: must be positive", c.SyncTimeout)
+		return fieldErr("SyncTimeout", "%v must be positive", c.SyncTimeout)
 	case c.LeaseTTL < 300*time.Millisecond:
-		return fmt.Errorf("store config: LeaseTTL %v: must be at least 300ms", c.LeaseTTL)
+		return fieldErr("LeaseTTL", "%v must be at least 300ms", c.LeaseTTL)
 	case c.LeaseMargin < 0 || c.LeaseMargin >= c.LeaseTTL/2:
-		return fmt.Errorf("store config: LeaseMargin %v: must be between 0 and half of LeaseTTL", c.LeaseMargin)
+		return fieldErr("LeaseMargin", "%v must be between 0 and half of LeaseTTL", c.LeaseMargin)
 	case c.HeartbeatInterval <= 0:
-		return fmt.Errorf("store config: HeartbeatInterval %v: must be positive", c.HeartbeatInterval)
+		return fieldErr("HeartbeatInterval", "%v must be positive", c.HeartbeatInterval)
 	case c.SessionWait < 0:
-		return fmt.Errorf("store config: SessionWait %v: must not be negative", c.SessionWait)
+		return fieldErr("SessionWait", "%v must not be negative", c.SessionWait)
 	}
 	return nil
 }
 
-// AddFlags registers the store's own flags on fs, with c's current values
-// as defaults. The node registers --store-port and --data.
-func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.MaxValueBytes, "store-max-value-bytes", c.MaxValueBytes, "largest value the store accepts, in bytes (at most 1 MiB)")
-	fs.IntVar(&c.LogRetention, "store-log-retention", c.LogRetention, "number of recent log entries the store keeps for replicas to catch up from")
-	fs.IntVar(&c.MaxBatchTxns, "store-max-batch", c.MaxBatchTxns, "most transactions grouped into one commit (fsync)")
-	fs.DurationVar(&c.BatchDelay, "store-batch-delay", c.BatchDelay, "how long a commit waits for more writers to group; 0 groups only those already waiting")
-	fs.IntVar(&c.Sync, "sync", c.Sync, "replicas that must have a write durable before the primary acknowledges it; 0 is asynchronous (the last writes can be lost on failover)")
-	fs.DurationVar(&c.SyncTimeout, "sync-timeout", c.SyncTimeout, "how long a write waits for --sync replicas before it fails with 503")
-	fs.BoolVar(&c.Failover, "failover", c.Failover, "elect the primary by a majority lease of the group's store nodes, so a replica takes over when the primary fails (every store node of the group)")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "primary lease lifetime without renewal; failover takes a little more than this")
+// fieldErr reports an unusable value of one field of Config.
+func fieldErr(field, format string, args ...any) error {
+	return settings.Errorf("store config", field, format, args...)
+}
+
+// Settings returns the store's own settings, bound to c's fields. The
+// node owns --store-port and --data.
+func (c *Config) Settings() []settings.Setting {
+	s := func(name, field, usage string, v settings.Value) settings.Setting {
+		return settings.Setting{Name: name, Role: "store", Field: field, Usage: usage, Value: v}
+	}
+	return []settings.Setting{
+		s("store-max-value-bytes", "MaxValueBytes", "largest value the store accepts (bytes, at most 1 MiB; suffixes KiB, MiB)", settings.IntBytes(&c.MaxValueBytes)),
+		s("store-log-retention", "LogRetention", "recent log entries kept for replicas to catch up from (count)", settings.Int(&c.LogRetention)),
+		s("store-max-batch", "MaxBatchTxns", "most transactions grouped into one commit, one fsync (count)", settings.Int(&c.MaxBatchTxns)),
+		s("store-batch-delay", "BatchDelay", "how long a commit waits for more writers to group (duration; 0: only those already waiting)", settings.Duration(&c.BatchDelay)),
+		s("store-sync", "Sync", "replicas that must have a write durable before the primary acknowledges it (count; 0: asynchronous, the last writes can be lost on failover)", settings.Int(&c.Sync)).Formerly("sync"),
+		s("store-sync-timeout", "SyncTimeout", "how long a write waits for --store-sync replicas before it fails with 503 (duration)", settings.Duration(&c.SyncTimeout)).Formerly("sync-timeout"),
+		s("store-failover", "Failover", "elect the primary by a majority lease of the group's store nodes, so a replica takes over when the primary fails; set on every store node of the group (true or false)", settings.Bool(&c.Failover)).Formerly("failover"),
+		s("store-lease-ttl", "LeaseTTL", "primary lease lifetime without renewal, at least 300ms; failover takes a little more than this (duration)", settings.Duration(&c.LeaseTTL)).Formerly("lease-ttl"),
+	}
 }
 
 // Server is the store role: a DB served over HTTP/JSON.

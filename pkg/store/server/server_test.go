@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/store/server"
 )
@@ -347,7 +348,7 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("DefaultConfig().Validate() = %v", err)
 	}
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
-	cfg.AddFlags(fs)
+	settings.Register(fs, cfg.Settings())
 	err := fs.Parse([]string{"--store-max-value-bytes=2048", "--store-log-retention=5", "--store-max-batch=8", "--store-batch-delay=1ms"})
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
