@@ -1,8 +1,10 @@
 // Package nodebin builds the node binary (cmd/node) for the tests that run
 // it as a process: internal/e2e and pkg/launch. Each test binary builds it
 // once, on the first Build, and every test of that binary runs the same
-// file. The build is instrumented with -race when the test binary is, so
-// that a race in the node fails the end-to-end tests too.
+// file. Build instruments it with -race when the test binary is, so that a
+// race in the node fails the end-to-end tests too; BuildNoRace does not,
+// for tests that run whole stacks at once under time limits (a race-built
+// node is several times slower, bcrypt sign-ups most of all).
 //
 // The binary is written to a fixed place per checkout and race mode under
 // the user's cache directory, replaced atomically by each build. So no
@@ -23,27 +25,42 @@ import (
 	"testing"
 )
 
-// The one build of this test binary: a test binary is one process, and its
-// tests share what Build made.
-var (
-	once  sync.Once
-	built string
-	err   error
-)
-
-// Build returns the path of a node binary built from this checkout's
-// sources, building it on the first call. A failed build fails tb, and
-// every later Build of the same test binary with it.
-func Build(tb testing.TB) string {
-	tb.Helper()
-	once.Do(func() { built, err = build() })
-	if err != nil {
-		tb.Fatalf("nodebin: %v", err)
-	}
-	return built
+// binary is one build of a test binary, per race mode: a test binary is
+// one process, and its tests share what Build made.
+type binary struct {
+	once sync.Once
+	path string
+	err  error
 }
 
-func build() (string, error) {
+var builds = map[bool]*binary{false: {}, true: {}}
+
+// Build returns the path of a node binary built from this checkout's
+// sources, with -race when the test binary has it, building it on the
+// first call. A failed build fails tb, and every later Build of the same
+// test binary with it.
+func Build(tb testing.TB) string {
+	tb.Helper()
+	return get(tb, raceEnabled)
+}
+
+// BuildNoRace is Build without -race.
+func BuildNoRace(tb testing.TB) string {
+	tb.Helper()
+	return get(tb, false)
+}
+
+func get(tb testing.TB, race bool) string {
+	tb.Helper()
+	b := builds[race]
+	b.once.Do(func() { b.path, b.err = build(race) })
+	if b.err != nil {
+		tb.Fatalf("nodebin: %v", b.err)
+	}
+	return b.path
+}
+
+func build(race bool) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
@@ -54,7 +71,7 @@ func build() (string, error) {
 	}
 	mode := "plain"
 	args := []string{"build"}
-	if raceEnabled {
+	if race {
 		mode = "race"
 		args = append(args, "-race")
 	}

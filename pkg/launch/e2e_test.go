@@ -138,7 +138,7 @@ func TestNodeThatCannotStartIsNamedWithItsLog(t *testing.T) {
 	}
 	defer pc.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(nodebin.Build(t), "up", "--stage", "1", "--dir", dir, "--base-addr", "127.0.22.2")
+	cmd := exec.Command(nodebin.BuildNoRace(t), "up", "--stage", "1", "--dir", dir, "--base-addr", "127.0.22.2")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if code := exitCode(err); code != 1 {
@@ -155,11 +155,11 @@ func TestNodeThatCannotStartIsNamedWithItsLog(t *testing.T) {
 func TestSecondStackInTheSameDirIsRefused(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, 1, "127.0.23.2")
-	out, err := exec.Command(nodebin.Build(t), "up", "--stage", "1", "--dir", s.dir, "--base-addr", "127.0.24.2").CombinedOutput()
+	out, err := exec.Command(nodebin.BuildNoRace(t), "up", "--stage", "1", "--dir", s.dir, "--base-addr", "127.0.24.2").CombinedOutput()
 	if exitCode(err) == 0 || !bytes.Contains(out, []byte("a stack is already running from "+s.dir)) {
 		t.Errorf("second node up in the same dir: %v\n%s\nwant a refusal naming the running stack", err, out)
 	}
-	out, err = exec.Command(nodebin.Build(t), "up", "--stage", "1", "--dir", t.TempDir(), "--base-addr", "127.0.23.2").CombinedOutput()
+	out, err = exec.Command(nodebin.BuildNoRace(t), "up", "--stage", "1", "--dir", t.TempDir(), "--base-addr", "127.0.23.2").CombinedOutput()
 	if exitCode(err) != 1 || !bytes.Contains(out, []byte("is in use")) {
 		t.Errorf("node up on the addresses of a running stack: %v\n%s\nwant a port-in-use error", err, out)
 	}
@@ -182,7 +182,7 @@ func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 	t.Helper()
 	s := &stack{t: t, dir: t.TempDir(), out: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s"}, extra...)
-	s.cmd = exec.Command(nodebin.Build(t), args...)
+	s.cmd = exec.Command(nodebin.BuildNoRace(t), args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	// If the test binary dies, node up dies, and its nodes with it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -225,7 +225,7 @@ func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 // fails the test.
 func (s *stack) run(args ...string) string {
 	s.t.Helper()
-	out, err := exec.Command(nodebin.Build(s.t), append(args, "--dir", s.dir)...).CombinedOutput()
+	out, err := exec.Command(nodebin.BuildNoRace(s.t), append(args, "--dir", s.dir)...).CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("node %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

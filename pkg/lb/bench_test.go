@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/lb"
 )
 
@@ -118,10 +119,7 @@ func benchLB(b *testing.B, loops int) *lb.LB {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { l.Close() })
-	deadline := time.Now().Add(5 * time.Second)
-	for !l.Ready() && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(b, 5*time.Second, "lb ready", l.Ready)
 	return l
 }
 

@@ -1,12 +1,14 @@
 package node
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 )
 
@@ -42,19 +44,14 @@ func TestCacheNodesIncludeStartingAndDraining(t *testing.T) {
 
 	n := &Node{cluster: app}
 	want := []string{"127.0.0.3:6379", "127.0.0.4:6379", "127.0.0.5:6379"}
-	deadline := time.Now().Add(5 * time.Second)
-	var got []string
-	for {
-		got = n.cacheNodes()
+	testwait.RetryUntil(t, 5*time.Second, func() error {
+		got := n.cacheNodes()
 		slices.Sort(got)
-		if slices.Equal(got, want) || time.Now().After(deadline) {
-			break
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("cacheNodes() = %v, want every alive cache node %v (starting and draining included)", got, want)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("cacheNodes() = %v, want every alive cache node %v (starting and draining included)", got, want)
-	}
+		return nil
+	})
 	if up := app.Up("cache"); len(up) != 1 {
 		t.Fatalf("Up(cache) lists %d members, want 1: the test's states did not take", len(up))
 	}
