@@ -55,7 +55,7 @@ type Config struct {
 	// Outbox is the folder welcome e-mails (.eml files) are written to.
 	// Default: DataDir/outbox.
 	Outbox string
-	// Store is the store the services use (a *store.Client, or a *store.DB
+	// Store is the store the services use (a *store.Client, or a *boltdb.DB
 	// in one process). Required; injected by the node.
 	Store store.Store
 	// Services, when set, replaces the in-process services built over

@@ -5,6 +5,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // openStore builds and opens the store role of a primary or replica node.
@@ -21,9 +22,9 @@ func (n *Node) openStore() error {
 	sc.DataDir = n.cfg.DataDir
 	sc.Logger = n.log.With("role", "store")
 	sc.Metrics = n.reg
-	sc.Role = store.RolePrimary
+	sc.Role = server.RolePrimary
 	if n.cfg.Has(RoleReplica) {
-		sc.Role = store.RoleReplica
+		sc.Role = server.RoleReplica
 	}
 	sc.Peers = n
 	sc.Members = storeMembers{n}
@@ -31,7 +32,7 @@ func (n *Node) openStore() error {
 	if n.tls != nil {
 		sc.TLS, sc.PeerTLS = n.tls.Server, n.tls.Client
 	}
-	s, err := store.New(sc)
+	s, err := server.New(sc)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
