@@ -83,9 +83,6 @@ func (rc *RoleConfigs) validate(c *Config) error {
 	if c.Has(RoleLB) {
 		lc := rc.LB
 		lc.Addr, lc.NodeName = "127.0.0.1:0", c.Name
-		if len(lc.Backends) == 0 {
-			lc.Discovery = lbDiscovery{}
-		}
 		if err := lc.Validate(); err != nil {
 			return configErr("%v", err)
 		}
@@ -93,9 +90,6 @@ func (rc *RoleConfigs) validate(c *Config) error {
 	if c.Has(RoleEdge) {
 		ec := rc.Edge
 		ec.Addr, ec.NodeName = "127.0.0.1:0", c.Name
-		if ec.Origin == "" {
-			ec.Origins = edgeOrigins{}
-		}
 		if err := ec.Validate(); err != nil {
 			return configErr("%v", err)
 		}
@@ -178,12 +172,11 @@ func (n *Node) openRoles() error {
 		lc := n.cfg.RoleConfig.LB
 		lc.Addr = n.listenAddr(n.cfg.Ports.LB)
 		lc.NodeName = n.cfg.Name
+		deps := lb.Deps{Logger: n.log.With("role", "lb"), Metrics: n.reg}
 		if len(lc.Backends) == 0 {
-			lc.Discovery = lbDiscovery{n}
+			deps.Discovery = lbDiscovery{n}
 		}
-		lc.Logger = n.log.With("role", "lb")
-		lc.Metrics = n.reg
-		l, err := lb.New(lc)
+		l, err := lb.New(lc, deps)
 		if err != nil {
 			return fmt.Errorf("lb: %w", err)
 		}
