@@ -28,7 +28,7 @@ func startCache(tb testing.TB, addr string) *cache.Server {
 	cfg.Addr = addr
 	cfg.MaxBytes, cfg.Shards = 16<<20, 4
 	cfg.ExpireInterval = 10 * time.Millisecond
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, cache.Deps{})
 	if err != nil {
 		tb.Fatalf("cache.New: %v", err)
 	}

@@ -22,6 +22,12 @@ import (
 // edits, and closes it when the test ends.
 func startServer(tb testing.TB, edits ...func(*cache.Config)) *cache.Server {
 	tb.Helper()
+	return startServerWith(tb, cache.Deps{}, edits...)
+}
+
+// startServerWith is startServer with deps.
+func startServerWith(tb testing.TB, deps cache.Deps, edits ...func(*cache.Config)) *cache.Server {
+	tb.Helper()
 	cfg := cache.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.ExpireInterval = 10 * time.Millisecond
@@ -30,7 +36,7 @@ func startServer(tb testing.TB, edits ...func(*cache.Config)) *cache.Server {
 			edit(&cfg)
 		}
 	}
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -515,7 +521,7 @@ func TestMalformedInput(t *testing.T) {
 func TestCloseClosesConnections(t *testing.T) {
 	cfg := cache.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, cache.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,11 +121,9 @@ func (n *Node) openRoles() error {
 		cc := n.cfg.RoleConfig.Cache
 		cc.Addr = n.listenAddr(n.cfg.Ports.Cache)
 		cc.NodeName = n.cfg.Name
-		cc.Logger = n.log.With("role", "cache")
-		cc.Metrics = n.reg
 		cc.Password = n.cachePassword()
 		cc.TLS = n.serverTLS()
-		s, err := cache.New(cc)
+		s, err := cache.New(cc, cache.Deps{Logger: n.log.With("role", "cache"), Metrics: n.reg})
 		if err != nil {
 			return fmt.Errorf("cache: %w", err)
 		}
