@@ -72,10 +72,7 @@ func (rc *RoleConfigs) validate(c *Config) error {
 	}
 	if c.Has(RoleApp) {
 		ac := rc.App
-		ac.Addr, ac.NodeName, ac.DataDir, ac.Store = "127.0.0.1:0", c.Name, c.DataDir, placeholderStore{}
-		if ac.Jobs == JobsQueue {
-			ac.JobQueue = placeholderJobs{}
-		}
+		ac.Addr, ac.NodeName, ac.DataDir = "127.0.0.1:0", c.Name, c.DataDir
 		if err := ac.Validate(); err != nil {
 			return configErr("%v", err)
 		}
@@ -140,25 +137,13 @@ func (n *Node) openRoles() error {
 		if n.client == nil {
 			n.client = n.newStoreClient()
 		}
-		ac := n.cfg.RoleConfig.App
+		ac := n.appConfig()
 		ac.Addr = n.listenAddr(n.cfg.Ports.App)
-		ac.NodeName = n.cfg.Name
-		ac.DataDir = n.cfg.DataDir
-		ac.Store = n.client
-		ac.CacheNodes = n.cacheNodes
-		if ac.CacheTier.Password == "" {
-			ac.CacheTier.Password = n.cachePassword()
-		}
-		ac.CacheTier.TLS = n.clientTLS()
-		if len(ac.CacheMACKey) == 0 {
-			ac.CacheMACKey = n.cacheMACKey()
-		}
-		ac.Logger = n.log.With("role", "app")
-		ac.Metrics = n.reg
-		if err := n.appJobs(&ac); err != nil {
+		deps := app.Deps{Store: n.client, CacheNodes: n.cacheNodes, Logger: n.log.With("role", "app"), Metrics: n.reg}
+		if err := n.appPublishers(ac, &deps); err != nil {
 			return err
 		}
-		a, err := app.New(ac)
+		a, err := app.New(ac, deps)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
@@ -213,6 +198,24 @@ func (d lbDiscovery) Backends() []lb.Target {
 	return out
 }
 
+// appConfig returns the app's settings with what the node owns filled in:
+// its name and data directory, and the cache tier's credentials derived
+// from the cluster key. The worker runs the blog's service stack with the
+// same settings (app.Config.ServicesConfig).
+func (n *Node) appConfig() app.Config {
+	ac := n.cfg.RoleConfig.App
+	ac.NodeName = n.cfg.Name
+	ac.DataDir = n.cfg.DataDir
+	if ac.CacheTier.Password == "" {
+		ac.CacheTier.Password = n.cachePassword()
+	}
+	ac.CacheTier.TLS = n.clientTLS()
+	if len(ac.CacheMACKey) == 0 {
+		ac.CacheMACKey = n.cacheMACKey()
+	}
+	return ac
+}
+
 // cacheMACKey is the key that seals what the app and the workers put in the
 // cache tier (app.Config.CacheMACKey), derived from the cluster key so that
 // every node of the cluster has the same one; nil without a cluster key
@@ -242,10 +245,6 @@ func (n *Node) cacheNodes() []string {
 	}
 	return out
 }
-
-// placeholderStore stands in for the store client while a configuration is
-// validated, before the node exists; it is never called.
-type placeholderStore struct{ store.Store }
 
 // openRole opens r and records it for Close and /status.
 func (n *Node) openRole(name string, r role) error {

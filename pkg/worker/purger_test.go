@@ -109,9 +109,8 @@ func TestAppPurgesOverNATS(t *testing.T) {
 	purges := e.listenPurges(t)
 	purger := e.openPurger(t, 0)
 	cfg := app.DefaultConfig()
-	cfg.Store, cfg.NodeName, cfg.DataDir, cfg.BcryptCost = e.client, "app-1", t.TempDir(), 4
-	cfg.Purger = purger
-	a, err := app.New(cfg)
+	cfg.NodeName, cfg.DataDir, cfg.BcryptCost = "app-1", t.TempDir(), 4
+	a, err := app.New(cfg, app.Deps{Store: e.client, Purger: purger})
 	if err != nil {
 		t.Fatal(err)
 	}
