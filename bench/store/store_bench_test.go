@@ -167,7 +167,7 @@ func BenchmarkHTTPWrite(b *testing.B) {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "bench"
 	cfg.DataDir = b.TempDir()
-	srv, err := store.New(cfg)
+	srv, err := store.New(cfg, store.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,7 +12,7 @@ func startStoreServer(tb testing.TB, addr, dir string) *store.Server {
 	tb.Helper()
 	cfg := store.DefaultConfig()
 	cfg.Addr, cfg.DataDir, cfg.NodeName = addr, dir, "primary-1"
-	srv, err := store.New(cfg)
+	srv, err := store.New(cfg, store.Deps{})
 	if err != nil {
 		tb.Fatalf("store.New: %v", err)
 	}

@@ -81,13 +81,10 @@ func (n *Node) appPublishers(ac app.Config, deps *app.Deps) error {
 	}
 	p, err := worker.NewPublisher(worker.PublisherConfig{
 		Name:         n.cfg.Name + "-jobs",
-		NATS:         n.natsClientURLs,
 		NATSPassword: n.secrets.NATS,
 		NATSTLS:      n.clientTLS(),
-		NATSServers:  n.natsServerCount,
 		Jobs:         n.cfg.RoleConfig.Worker.Jobs,
-		Logger:       n.log.With("role", "app"),
-	})
+	}, worker.PublisherDeps{NATS: n.natsClientURLs, NATSServers: n.natsServerCount, Logger: n.log.With("role", "app")})
 	if err != nil {
 		return fmt.Errorf("app: jobs: %w", err)
 	}
@@ -107,12 +104,12 @@ func (n *Node) openPurger(name, logRole string) (*worker.Purger, error) {
 	}
 	pc := worker.DefaultPurgerConfig()
 	pc.Name = n.cfg.Name + "-" + name
-	pc.NATS, pc.NATSPassword, pc.NATSTLS = n.natsClientURLs, n.secrets.NATS, n.clientTLS()
-	pc.Logger = n.log.With("role", logRole)
+	pc.NATSPassword, pc.NATSTLS = n.secrets.NATS, n.clientTLS()
+	deps := worker.PurgerDeps{NATS: n.natsClientURLs, Logger: n.log.With("role", logRole)}
 	if n.reg != nil {
-		pc.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"role": logRole}, n.reg)
+		deps.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"role": logRole}, n.reg)
 	}
-	p, err := worker.NewPurger(pc)
+	p, err := worker.NewPurger(pc, deps)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", logRole, err)
 	}

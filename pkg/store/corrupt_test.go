@@ -76,10 +76,9 @@ func TestCorruptAndTruncatedFramesResume(t *testing.T) {
 		mustTxn(t, p.DB(), store.Put("b", fmt.Sprintf("k%03d", i), []byte(fmt.Sprintf("value %d with some padding to fill frames", i))))
 	}
 	proxy := corruptingProxy(t, p.Addr(), 5000, 3000)
-	r := startServer(t, func(c *store.Config) {
+	r := startServerWith(t, store.Deps{Peers: fixedPrimary{"p", proxy}}, func(c *store.Config) {
 		c.NodeName = "r"
 		c.Role = store.RoleReplica
-		c.Peers = fixedPrimary{"p", proxy}
 		c.HeartbeatInterval = 50 * time.Millisecond
 	})
 	waitConverged(t, 10*time.Second, p, r)

@@ -36,7 +36,7 @@ func serveForTest(dir string) int {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "child"
 	cfg.DataDir = dir
-	srv, err := store.New(cfg)
+	srv, err := store.New(cfg, store.Deps{})
 	if err == nil {
 		err = srv.Open()
 	}

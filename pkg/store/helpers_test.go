@@ -39,6 +39,12 @@ func mustTxn(tb testing.TB, s store.Store, ops ...store.Op) uint64 {
 // directory; edit, if set, adjusts the config first.
 func startServer(tb testing.TB, edit func(*store.Config)) *store.Server {
 	tb.Helper()
+	return startServerWith(tb, store.Deps{}, edit)
+}
+
+// startServerWith is startServer with deps.
+func startServerWith(tb testing.TB, deps store.Deps, edit func(*store.Config)) *store.Server {
+	tb.Helper()
 	cfg := store.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "store-1"
@@ -46,7 +52,7 @@ func startServer(tb testing.TB, edit func(*store.Config)) *store.Server {
 	if edit != nil {
 		edit(&cfg)
 	}
-	srv, err := store.New(cfg)
+	srv, err := store.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}

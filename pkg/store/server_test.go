@@ -249,7 +249,7 @@ func TestTraceSharedByGoroutines(t *testing.T) {
 
 func TestServerMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	srv := startServer(t, func(c *store.Config) { c.Metrics = reg })
+	srv := startServerWith(t, store.Deps{Metrics: reg}, nil)
 	call(t, srv, "PUT", "/v1/kv/b/k", "v")
 	call(t, srv, "GET", "/v1/kv/b/missing", "")
 	families, err := reg.Gather()
@@ -286,8 +286,7 @@ func TestServerMetrics(t *testing.T) {
 	}
 	// A second server on the same registry is refused, not a panic.
 	cfg := store.DefaultConfig()
-	cfg.Metrics = reg
-	if _, err := store.New(cfg); err == nil {
+	if _, err := store.New(cfg, store.Deps{Metrics: reg}); err == nil {
 		t.Errorf("New with already registered metrics: err = nil, want an error")
 	}
 }
@@ -376,7 +375,7 @@ func TestServerReadyAndStatus(t *testing.T) {
 	cfg := store.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	srv, err := store.New(cfg)
+	srv, err := store.New(cfg, store.Deps{})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

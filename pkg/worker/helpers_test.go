@@ -114,7 +114,7 @@ func newEnv(t testing.TB) *env {
 
 	sc := store.DefaultConfig()
 	sc.Addr, sc.NodeName, sc.DataDir = "127.0.0.1:0", "store-1", t.TempDir()
-	ss, err := store.New(sc)
+	ss, err := store.New(sc, store.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +156,8 @@ func (e *env) startWorker(t testing.TB, edit func(*worker.Config, *worker.Deps))
 // publisher returns a Publisher to the env's NATS server.
 func (e *env) publisher(t testing.TB) *worker.Publisher {
 	t.Helper()
-	p, err := worker.NewPublisher(worker.PublisherConfig{Name: "app",
-		NATS: func() []string { return []string{e.nats.ClientURL()} }, Jobs: queue.DefaultJobsConfig()})
+	p, err := worker.NewPublisher(worker.PublisherConfig{Name: "app", Jobs: queue.DefaultJobsConfig()},
+		worker.PublisherDeps{NATS: func() []string { return []string{e.nats.ClientURL()} }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,8 @@ func (e *env) openApp(t testing.TB, name string, st store.Store) *app.App {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 	jc := queue.DefaultJobsConfig()
 	jc.PublishTimeout = publishTimeout
-	p, err := worker.NewPublisher(worker.PublisherConfig{Name: name + "-jobs",
-		NATS: func() []string { return []string{natsURL} }, Jobs: jc, Logger: log})
+	p, err := worker.NewPublisher(worker.PublisherConfig{Name: name + "-jobs", Jobs: jc},
+		worker.PublisherDeps{NATS: func() []string { return []string{natsURL} }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/cdn/purge"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
@@ -22,9 +23,8 @@ import (
 func (e *env) openPurger(t testing.TB, repeat time.Duration) *worker.Purger {
 	t.Helper()
 	pc := worker.DefaultPurgerConfig()
-	pc.NATS = func() []string { return []string{e.nats.ClientURL()} }
 	pc.Repeat = repeat
-	p, err := worker.NewPurger(pc)
+	p, err := worker.NewPurger(pc, worker.PurgerDeps{NATS: func() []string { return []string{e.nats.ClientURL()} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func (e *env) listenPurges(t testing.TB) purgeListener {
 	}
 	t.Cleanup(nc.Close)
 	ch := make(chan *nats.Msg, 64)
-	if _, err := nc.ChanSubscribe(app.PurgeSubject, ch); err != nil {
+	if _, err := nc.ChanSubscribe(purge.Subject, ch); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
@@ -155,7 +155,7 @@ func TestPurgerRepeatsAndDropsWithoutNATS(t *testing.T) {
 		wantKeys(t, fmt.Sprintf("send %d", i), purges.next(t, "a purge"), []string{"post-1"}, nil)
 	}
 
-	lone, err := worker.NewPurger(worker.PurgerConfig{NATS: func() []string { return nil }})
+	lone, err := worker.NewPurger(worker.DefaultPurgerConfig(), worker.PurgerDeps{NATS: func() []string { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
