@@ -281,6 +281,10 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// QueuesJobs reports whether the app publishes its jobs to the job queue
+// (Jobs "queue"), and so needs Deps.JobQueue.
+func (c *Config) QueuesJobs() bool { return c.Jobs == "queue" }
+
 // ServicesConfig returns the settings of the blog's service stack, which
 // the worker role runs with the app's settings too.
 func (c *Config) ServicesConfig() ServicesConfig {
@@ -385,7 +389,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 	switch {
 	case deps.Store == nil && deps.Services == nil:
 		return nil, fmt.Errorf("app: %w", ErrNoStore)
-	case cfg.Jobs == "queue" && deps.JobQueue == nil:
+	case cfg.QueuesJobs() && deps.JobQueue == nil:
 		return nil, fmt.Errorf("app: %w", ErrNoJobQueue)
 	}
 	a := &App{cfg: cfg, log: deps.Logger, metrics: deps.Metrics}

@@ -937,7 +937,6 @@ func TestConfig(t *testing.T) {
 		field string
 	}{
 		{"policy", func(c *lb.Config) { c.Policy = "random" }, "Policy"},
-		{"no backends", func(c *lb.Config) { c.Backends = nil }, "Backends"},
 		{"rise", func(c *lb.Config) { c.Rise = 0 }, "Rise"},
 		{"budget", func(c *lb.Config) { c.RetryBudgetRatio = 2 }, "RetryBudgetRatio"},
 		{"backend addr", func(c *lb.Config) { c.Backends = []string{"nohost"} }, "Backends"},

@@ -11,11 +11,6 @@ import (
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
-// JobsQueue is the value of the app's --jobs that publishes side effects to
-// the job queue for the worker role (stage 8) instead of running them in
-// the request.
-const JobsQueue = "queue"
-
 // openWorker builds and opens the worker role: it reads and writes the
 // store through the node's store client, like the app, and consumes jobs
 // from the NATS servers membership names. It runs the blog's service stack
@@ -51,7 +46,7 @@ func (n *Node) openWorker(wc worker.Config) error {
 	if err != nil {
 		return err
 	}
-	if purger != nil {
+	if purger != nil { // a nil *Purger in the interface would not be nil
 		deps.Purger = purger
 	}
 	w, err := worker.New(wc, deps)
@@ -76,7 +71,7 @@ func (n *Node) appPublishers(ac app.Config, deps *app.Deps) error {
 	if purger != nil {
 		deps.Purger = purger
 	}
-	if ac.Jobs != JobsQueue {
+	if !ac.QueuesJobs() {
 		return nil
 	}
 	p, err := worker.NewPublisher(worker.PublisherConfig{
@@ -99,7 +94,7 @@ func (n *Node) appPublishers(ac app.Config, deps *app.Deps) error {
 // it closes after the role that purges through it), or returns nil with
 // --purge=off. It connects once membership names a NATS server.
 func (n *Node) openPurger(name, logRole string) (*worker.Purger, error) {
-	if n.cfg.RoleConfig.App.Purge == "off" {
+	if ac := n.cfg.RoleConfig.App; !ac.ServicesConfig().Purge {
 		return nil, nil
 	}
 	pc := worker.DefaultPurgerConfig()

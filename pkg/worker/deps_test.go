@@ -66,7 +66,7 @@ func TestWorkerWritesPurge(t *testing.T) {
 			e := newEnv(t)
 			ctx := ctxT(t)
 			rec := &recordingPurger{}
-			e.startWorker(t, func(c *worker.Config, d *worker.Deps) {
+			w := e.startWorker(t, func(c *worker.Config, d *worker.Deps) {
 				c.Blog.Purge = on
 				d.Purger = rec
 			})
@@ -86,13 +86,16 @@ func TestWorkerWritesPurge(t *testing.T) {
 			if err := e.publisher(t).Enqueue(ctx, job); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "comment count written", func() error {
-				got, err := e.svc.Posts.Get(ctx, p.ID)
-				if err != nil || got.Comments != 1 {
-					return fmt.Errorf("post has %d comments (%v), want 1", got.Comments, err)
+			// Done counts once the handler has returned, its purge sent.
+			waitFor(t, 20*time.Second, "comment job done", func() error {
+				if n := w.Counts(app.JobCommentAdded, "done"); n != 1 {
+					return fmt.Errorf("%d comment jobs done, want 1", n)
 				}
 				return nil
 			})
+			if got, err := e.svc.Posts.Get(ctx, p.ID); err != nil || got.Comments != 1 {
+				t.Fatalf("post has %d comments (%v), want 1", got.Comments, err)
+			}
 			if got := rec.hasURL("/p/" + p.ID); got != on {
 				t.Errorf("purged /p/%s = %v, want %v", p.ID, got, on)
 			}
