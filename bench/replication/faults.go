@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/netns"
+	"github.com/scalestack/scalestack/internal/poll"
+	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -90,13 +91,13 @@ func (b *bench) faultMode(mode string, runs int) {
 	// One watch for the whole mode, so that a failover between runs (in
 	// the rest before the next fault) is seen too, not only those in a
 	// run's own window.
-	watch := watchEpochs(ps)
-	defer watch.stop()
-	if err := waitUntil(30*time.Second, watch.sawAll); err != nil {
+	watch := storewatch.Watch(watched(ps), 100*time.Millisecond)
+	defer watch.Stop()
+	if err := poll.Until(context.Background(), 30*time.Second, pollEvery, watch.SawAll); err != nil {
 		log.Fatalf("%s: %v", mode, err)
 	}
 	since := time.Now()
-	progress("%s: group up at epoch %d", mode, watch.maxBefore(since))
+	progress("%s: group up at epoch %d", mode, watch.MaxBefore(since))
 	var results []runResult
 	for run := 1; run <= runs; run++ {
 		var r runResult
@@ -227,7 +228,7 @@ func (r runResult) String() string {
 
 // primaryFaultRun is one run of kill, pause or partition. An error means
 // the run could not be measured (no steady group to start from).
-func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client, watch *epochWatch, since time.Time) (runResult, error) {
+func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client, watch *storewatch.Epochs, since time.Time) (runResult, error) {
 	r := runResult{end: time.Now()}
 	time.Sleep(b.rest) // steady state: see the -rest flag
 	p, e0, err := steadyPrimary(ps)
@@ -273,7 +274,7 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			return r, err
 		}
 	}
-	followErr := waitUntil(60*time.Second, func() error {
+	followErr := poll.Until(context.Background(), 60*time.Second, pollEvery, func() error {
 		st, err := status(p)
 		if err != nil {
 			return err
@@ -305,9 +306,9 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			}
 		}
 	}
-	r.risesBefore = int(watch.maxBefore(t0) - watch.maxBefore(since))
-	r.rises = int(watch.maxBefore(r.end) - watch.maxBefore(t0))
-	r.epochsSaw = watch.firstSeenIn(t0, r.end)
+	r.risesBefore = int(watch.MaxBefore(t0) - watch.MaxBefore(since))
+	r.rises = int(watch.MaxBefore(r.end) - watch.MaxBefore(t0))
+	r.epochsSaw = watch.FirstSeenIn(t0, r.end)
 	for _, w := range writes {
 		if w.ok && w.epoch > e0 && !slices.Contains(r.epochsSaw, w.epoch) {
 			r.epochsSaw = append(r.epochsSaw, w.epoch)
@@ -315,15 +316,15 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 	}
 	sort.Slice(r.epochsSaw, func(i, j int) bool { return r.epochsSaw[i] < r.epochsSaw[j] })
 	if r.took > 0 {
-		if at, ok := watch.saidPrimary(r.newNode, r.newEpoch); ok {
+		if at, ok := watch.SaidPrimary(r.newNode, r.newEpoch); ok {
 			r.promoted = at.Sub(t0)
 		}
-		others := watch.primariesAtOrAbove(r.newEpoch, r.newNode)
+		others := watch.PrimariesAtOrAbove(r.newEpoch, r.newNode)
 		// Counted from the epochs, not from the polls: an epoch no poll
 		// saw (a lease held for less than a poll, or written by a take
 		// whose answer was lost) still changed the lease.
 		r.unstuck = int(r.newEpoch - e0 - 1)
-		r.second = len(others) > 0 || watch.maxBefore(r.end) > r.newEpoch
+		r.second = len(others) > 0 || watch.MaxBefore(r.end) > r.newEpoch
 		if len(others) > 0 {
 			r.note = strings.TrimPrefix(r.note+fmt.Sprintf("; %v also said primary at epoch >= %d", others, r.newEpoch), "; ")
 		}
@@ -339,7 +340,7 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 // replicaFaultRun is one run of pause-replica or partition-replica; runs
 // alternate between the two replicas, since what a replica carries besides
 // the log (a NATS stream leader, say) may differ between them.
-func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client, watch *epochWatch, since time.Time) (runResult, error) {
+func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc, c *store.Client, watch *storewatch.Epochs, since time.Time) (runResult, error) {
 	r := runResult{end: time.Now()}
 	time.Sleep(b.rest)
 	p, _, err := steadyPrimary(ps)
@@ -376,7 +377,7 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 	}
 	back := time.Now()
 	var primaryLSN uint64
-	catchErr := waitUntil(60*time.Second, func() error {
+	catchErr := poll.Until(context.Background(), 60*time.Second, pollEvery, func() error {
 		if primaryLSN == 0 {
 			st, err := status(p)
 			if err != nil {
@@ -421,9 +422,9 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 		r.maxLat = lats[len(lats)-1]
 		r.p99Lat = lats[int(0.99*float64(len(lats)-1)+0.5)]
 	}
-	r.risesBefore = int(watch.maxBefore(t0) - watch.maxBefore(since))
-	r.rises = int(watch.maxBefore(r.end) - watch.maxBefore(t0))
-	r.epochsSaw = watch.firstSeenIn(t0, r.end)
+	r.risesBefore = int(watch.MaxBefore(t0) - watch.MaxBefore(since))
+	r.rises = int(watch.MaxBefore(r.end) - watch.MaxBefore(t0))
+	r.epochsSaw = watch.FirstSeenIn(t0, r.end)
 	if catchErr != nil {
 		r.note = fmt.Sprintf("not caught up 60s after it was back: %v", catchErr)
 	}
@@ -435,27 +436,18 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 func steadyPrimary(ps []*proc) (*proc, uint64, error) {
 	var primary *proc
 	var epoch uint64
-	err := waitUntil(60*time.Second, func() error {
-		primary = nil
-		for _, p := range ps {
-			st, err := status(p)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
-			}
-			rs := st.Replication
-			if rs.Role != store.RolePrimary || (rs.Lease != nil && rs.Lease.ValidForMS <= 0) {
-				continue // a primary whose lease ran out refuses writes
-			}
-			if primary != nil {
-				return errors.New("two primaries")
-			}
-			if len(rs.Replicas) != len(ps)-1 {
-				return fmt.Errorf("primary %s streams to %d replicas", p.name, len(rs.Replicas))
-			}
-			primary, epoch = p, rs.Epoch
+	err := poll.Until(context.Background(), 60*time.Second, pollEvery, func() error {
+		n, rs, err := storewatch.Primary(context.Background(), watched(ps))
+		if err != nil {
+			return err
 		}
-		if primary == nil {
-			return errors.New("no primary")
+		if len(rs.Replicas) != len(ps)-1 {
+			return fmt.Errorf("primary %s streams to %d replicas", n.Name, len(rs.Replicas))
+		}
+		for _, p := range ps {
+			if p.name == n.Name {
+				primary, epoch = p, rs.Epoch
+			}
 		}
 		return nil
 	})
@@ -463,17 +455,6 @@ func steadyPrimary(ps []*proc) (*proc, uint64, error) {
 		return nil, 0, fmt.Errorf("waiting for a steady primary: %w", err)
 	}
 	return primary, epoch, nil
-}
-
-func waitUntil(timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // write is one write of a writer: when it was sent and answered, whether it
@@ -549,7 +530,7 @@ func (ws *writers) notifyNew(old string, oldEpoch uint64) <-chan write {
 }
 
 func (ws *writers) waitAcks(n int64, timeout time.Duration) error {
-	return waitUntil(timeout, func() error {
+	return poll.Until(context.Background(), timeout, pollEvery, func() error {
 		if got := ws.acks.Load(); got < n {
 			return fmt.Errorf("%d of %d writes acknowledged", got, n)
 		}
@@ -566,126 +547,6 @@ func (ws *writers) all() []write {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	return append([]write(nil), ws.writes...)
-}
-
-// epochWatch polls every node's /v1/status every 100 ms, one goroutine per
-// node (a paused or cut-off node holds its poll for the HTTP timeout
-// without delaying the others), and keeps each epoch seen and the nodes
-// that said primary at it, with the time of the poll that first saw it.
-type epochWatch struct {
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	mu        sync.Mutex
-	primaries map[uint64]map[string]time.Time
-	epochs    map[uint64]time.Time
-	polled    map[string]bool
-	nodes     int
-}
-
-func watchEpochs(ps []*proc) *epochWatch {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &epochWatch{cancel: cancel, primaries: map[uint64]map[string]time.Time{}, epochs: map[uint64]time.Time{}, polled: map[string]bool{}, nodes: len(ps)}
-	for _, p := range ps {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			for ctx.Err() == nil {
-				sent := time.Now()
-				if st, err := status(p); err == nil {
-					rs := st.Replication
-					w.mu.Lock()
-					w.polled[p.name] = true
-					if _, ok := w.epochs[rs.Epoch]; !ok {
-						w.epochs[rs.Epoch] = sent
-					}
-					if rs.Role == store.RolePrimary {
-						if w.primaries[rs.Epoch] == nil {
-							w.primaries[rs.Epoch] = map[string]time.Time{}
-						}
-						if _, ok := w.primaries[rs.Epoch][p.name]; !ok {
-							w.primaries[rs.Epoch][p.name] = sent
-						}
-					}
-					w.mu.Unlock()
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-		}()
-	}
-	return w
-}
-
-func (w *epochWatch) stop() {
-	w.cancel()
-	w.wg.Wait()
-}
-
-// sawAll says whether every node has answered a poll: the epochs seen
-// until then are where the watch starts, not changes.
-func (w *epochWatch) sawAll() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.polled) < w.nodes {
-		return fmt.Errorf("status of %d of %d nodes polled", len(w.polled), w.nodes)
-	}
-	return nil
-}
-
-// maxBefore returns the highest epoch first seen by a poll sent before t.
-func (w *epochWatch) maxBefore(t time.Time) uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var m uint64
-	for ep, at := range w.epochs {
-		if at.Before(t) {
-			m = max(m, ep)
-		}
-	}
-	return m
-}
-
-// firstSeenIn returns the epochs first seen by a poll sent in [from, to),
-// in order: each one a new lease, i.e. a failover or a re-election.
-func (w *epochWatch) firstSeenIn(from, to time.Time) []uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := []uint64{}
-	for ep, at := range w.epochs {
-		if !at.Before(from) && at.Before(to) {
-			out = append(out, ep)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
-// saidPrimary returns when a poll first found node primary at epoch (the
-// time the poll was sent).
-func (w *epochWatch) saidPrimary(node string, epoch uint64) (time.Time, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	at, ok := w.primaries[epoch][node]
-	return at, ok
-}
-
-// primariesAtOrAbove returns the nodes other than not that said primary at
-// epoch e or later.
-func (w *epochWatch) primariesAtOrAbove(e uint64, not string) []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var out []string
-	for ep, nodes := range w.primaries {
-		for n := range nodes {
-			if ep >= e && n != not {
-				out = append(out, fmt.Sprintf("%s@%d", n, ep))
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 func seconds(ds []time.Duration) []float64 {

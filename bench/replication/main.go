@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +31,8 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/netns"
+	"github.com/scalestack/scalestack/internal/poll"
+	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -275,19 +276,16 @@ func stopAll(ps []*proc) {
 	}
 }
 
+// waitFor waits for fn to return nil and ends the benchmark if it does
+// not within timeout.
 func waitFor(what string, timeout time.Duration, fn func() error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			log.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := poll.Until(context.Background(), timeout, pollEvery, fn); err != nil {
+		log.Fatalf("waiting for %s: %v", what, err)
 	}
 }
+
+// pollEvery is how often the benchmark polls a node for a condition.
+const pollEvery = 20 * time.Millisecond
 
 var httpc = &http.Client{Timeout: 2 * time.Second}
 
@@ -304,27 +302,34 @@ func ready(admin string) error {
 }
 
 type nodeStatus struct {
-	LSN         uint64                  `json:"lsn"`
-	Replication store.ReplicationStatus `json:"replication"`
+	LSN         uint64
+	Replication store.ReplicationStatus
 }
 
 // status reads p's /v1/status, with the store token of its cluster key.
 func status(p *proc) (nodeStatus, error) {
-	var st nodeStatus
-	req, err := http.NewRequest(http.MethodGet, "http://"+p.store+"/v1/status", nil)
+	st, err := storewatch.Status(context.Background(), p.watched())
 	if err != nil {
-		return st, err
+		return nodeStatus{}, err
 	}
-	if p.token != "" {
-		req.Header.Set("Authorization", "Bearer "+p.token)
+	if st.Replication == nil {
+		return nodeStatus{}, fmt.Errorf("%s: no replication status", p.name)
 	}
-	resp, err := httpc.Do(req)
-	if err != nil {
-		return st, err
+	return nodeStatus{LSN: st.LSN, Replication: *st.Replication}, nil
+}
+
+// watched is p as internal/storewatch reaches it.
+func (p *proc) watched() storewatch.Node {
+	return storewatch.Node{Name: p.name, Addr: p.store, Token: p.token}
+}
+
+// watched is the watched form of each of ps.
+func watched(ps []*proc) []storewatch.Node {
+	out := make([]storewatch.Node, len(ps))
+	for i, p := range ps {
+		out[i] = p.watched()
 	}
-	defer resp.Body.Close()
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	return st, err
+	return out
 }
 
 // client is a store client over ps, none marked primary, that records in

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/nodebin"
 	"github.com/scalestack/scalestack/internal/testcluster"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
@@ -88,7 +89,7 @@ func TestAdminSecretsOfAProcess(t *testing.T) {
 	}
 
 	status := func(env []string, args ...string) (string, error) {
-		cmd := exec.Command(nodeBin, append([]string{"status", "--admin", admin}, args...)...)
+		cmd := exec.Command(nodebin.Build(t), append([]string{"status", "--admin", admin}, args...)...)
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err

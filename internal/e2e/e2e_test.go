@@ -18,30 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/nodebin"
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
-
-var nodeBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "scalestack-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	nodeBin = filepath.Join(dir, "node")
-	build := exec.Command("go", "build", "-o", nodeBin, "../../cmd/node")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build node:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
 
 // proc is one node process started by a test.
 type proc struct {
@@ -59,7 +41,7 @@ func startNode(t *testing.T, args ...string) *proc {
 // startNodeEnv is startNode with variables added to the environment.
 func startNodeEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(nodeBin, append([]string{"run"}, args...)...)
+	cmd := exec.Command(nodebin.Build(t), append([]string{"run"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	return startCmd(t, cmd)
 }
@@ -115,7 +97,7 @@ func tail(s string, n int) string {
 // waitReady polls the node's /readyz.
 func waitReady(t *testing.T, adminAddr string) {
 	t.Helper()
-	testcluster.RetryUntil(t, 30*time.Second, func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
 		if err != nil {
 			return err
@@ -170,7 +152,7 @@ func TestBadCommandLines(t *testing.T) {
 		{"half the tls files", []string{"run", "--roles", "primary", "--tls-cert", "x.pem"}, nil, "--tls-ca"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(nodeBin, tt.args...)
+			cmd := exec.Command(nodebin.Build(t), tt.args...)
 			cmd.Env = append(os.Environ(), tt.env...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
@@ -205,7 +187,7 @@ func TestPortInUseExits2(t *testing.T) {
 			flags2[i+1] = strings.Split(storeAddr, ":")[1]
 		}
 	}
-	cmd := exec.Command(nodeBin, append([]string{"run", "--roles", "primary", "--nats", "off", "--name", "second", "--data", t.TempDir()}, flags2...)...)
+	cmd := exec.Command(nodebin.Build(t), append([]string{"run", "--roles", "primary", "--nats", "off", "--name", "second", "--data", t.TempDir()}, flags2...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -246,7 +228,7 @@ func TestKill9LosesNoAcknowledgedWrite(t *testing.T) {
 				}
 			}()
 		}
-		testcluster.RetryUntil(t, 10*time.Second, func() error {
+		testwait.RetryUntil(t, 10*time.Second, func() error {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(acked) < (round+1)*200 {

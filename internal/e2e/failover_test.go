@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +22,10 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/scalestack/scalestack/internal/netns"
+	"github.com/scalestack/scalestack/internal/nodebin"
+	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -96,7 +98,7 @@ func (g *storeGroup) start(i int, join bool) {
 	if n.host == nil {
 		n.p = startNode(g.t, args...)
 	} else {
-		cmd := n.host.Command(context.Background(), nodeBin, append([]string{"run"}, args...)...)
+		cmd := n.host.Command(context.Background(), nodebin.Build(g.t), append([]string{"run"}, args...)...)
 		cmd.Env = append(os.Environ(), "NODE_CLUSTER_KEY="+g.key)
 		n.p = startCmd(g.t, cmd)
 	}
@@ -124,7 +126,7 @@ func (g *storeGroup) up() {
 	// others' NATS servers), so the replicas start as soon as its gossip
 	// listens: joining before that, they would form a cluster of their own.
 	g.start(0, false)
-	testcluster.RetryUntil(g.t, 30*time.Second, func() error {
+	testwait.RetryUntil(g.t, 30*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", g.nodes[0].gossip, time.Second)
 		if err == nil {
 			c.Close()
@@ -133,7 +135,7 @@ func (g *storeGroup) up() {
 	})
 	g.start(1, true)
 	g.start(2, true)
-	testcluster.RetryUntil(g.t, 60*time.Second, func() error {
+	testwait.RetryUntil(g.t, 60*time.Second, func() error {
 		for _, n := range g.nodes {
 			resp, err := statusClient.Get("http://" + n.admin + "/readyz")
 			if err != nil {
@@ -147,7 +149,7 @@ func (g *storeGroup) up() {
 		}
 		return nil
 	})
-	testcluster.RetryUntil(g.t, 30*time.Second, func() error {
+	testwait.RetryUntil(g.t, 30*time.Second, func() error {
 		st, err := g.replStatus(g.nodes[0].store)
 		if err != nil {
 			return err
@@ -178,29 +180,45 @@ func (g *storeGroup) client() *store.Client {
 // primary returns the index of the one node that says it is primary with
 // its lease still good, or an error if none or several do.
 func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
-	idx, var0 := -1, store.ReplicationStatus{}
-	var names []string
-	for i, n := range g.nodes {
-		st, err := g.replStatus(n.store)
-		if err != nil || st.Role != store.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
-			continue // a primary whose lease ran out (a resumed one) refuses writes
+	n, st, err := storewatch.Primary(context.Background(), g.watched())
+	if err != nil {
+		return -1, st, err
+	}
+	for i, o := range g.nodes {
+		if o.name == n.Name {
+			return i, st, nil
 		}
-		idx, var0 = i, st
-		names = append(names, n.name)
 	}
-	switch len(names) {
-	case 0:
-		return -1, var0, errors.New("no node is primary")
-	case 1:
-		return idx, var0, nil
+	return -1, st, fmt.Errorf("primary %s is not in the group", n.Name)
+}
+
+// waitForNewPrimary waits until a node other than old is primary at an
+// epoch above oldEpoch, and returns its name and status.
+func (g *storeGroup) waitForNewPrimary(old string, oldEpoch uint64, timeout time.Duration) (string, store.ReplicationStatus) {
+	g.t.Helper()
+	var name string
+	var st store.ReplicationStatus
+	testwait.RetryUntil(g.t, timeout, func() error {
+		n, s, err := storewatch.NewPrimary(context.Background(), g.watched(), old, oldEpoch)
+		name, st = n.Name, s
+		return err
+	})
+	return name, st
+}
+
+// watched is the group's nodes as internal/storewatch reaches them.
+func (g *storeGroup) watched() []storewatch.Node {
+	var out []storewatch.Node
+	for _, n := range g.nodes {
+		out = append(out, storewatch.Node{Name: n.name, Addr: n.store, Token: g.storeToken()})
 	}
-	return -1, var0, fmt.Errorf("several nodes say they are primary: %v", names)
+	return out
 }
 
 // converged waits until the three nodes have the same LSN and checksum.
 func (g *storeGroup) converged(timeout time.Duration) {
 	g.t.Helper()
-	testcluster.RetryUntil(g.t, timeout, func() error {
+	testwait.RetryUntil(g.t, timeout, func() error {
 		var sums []string
 		for _, n := range g.nodes {
 			sum, lsn, err := g.checksum(n.store)
@@ -227,7 +245,7 @@ func (g *storeGroup) converged(timeout time.Duration) {
 // then takes over in a new epoch (seen in CI), which is failover working.
 func (g *storeGroup) waitReplicaOfPrimary(i int, timeout time.Duration) {
 	g.t.Helper()
-	testcluster.RetryUntil(g.t, timeout, func() error {
+	testwait.RetryUntil(g.t, timeout, func() error {
 		pi, _, err := g.primary()
 		if err != nil {
 			return err
@@ -254,49 +272,16 @@ func (g *storeGroup) storeToken() string {
 	return cluster.DeriveSecrets(k).Store
 }
 
+// replStatus reads the replication status of the node at storeAddr.
 func (g *storeGroup) replStatus(storeAddr string) (store.ReplicationStatus, error) {
-	var out struct {
-		Replication *store.ReplicationStatus `json:"replication"`
-	}
-	if err := getJSON(g.storeToken(), "http://"+storeAddr+"/v1/status", &out); err != nil {
-		return store.ReplicationStatus{}, err
-	}
-	if out.Replication == nil {
-		return store.ReplicationStatus{}, fmt.Errorf("%s: no replication status", storeAddr)
-	}
-	return *out.Replication, nil
+	return storewatch.Replication(context.Background(), storewatch.Node{Name: storeAddr, Addr: storeAddr, Token: g.storeToken()})
 }
 
 func (g *storeGroup) checksum(storeAddr string) (uint32, uint64, error) {
-	var out struct {
-		CRC uint32 `json:"crc32c"`
-		LSN uint64 `json:"lsn"`
-	}
-	err := getJSON(g.storeToken(), "http://"+storeAddr+"/v1/checksum", &out)
-	return out.CRC, out.LSN, err
+	return storewatch.Checksum(context.Background(), storewatch.Node{Name: storeAddr, Addr: storeAddr, Token: g.storeToken()})
 }
 
 var statusClient = &http.Client{Timeout: 2 * time.Second}
-
-// getJSON reads u with the store's token, when the cluster has a key.
-func getJSON(token, u string, out any) error {
-	req, err := http.NewRequest(http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := statusClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
 
 // answer is filled by answerRecorder with the node and epoch of the last
 // answer a call got: for an acknowledged write, the node that acknowledged
@@ -480,7 +465,7 @@ func (w *workload) acked() []ack {
 // node other than `not` when it is set.
 func (w *workload) waitAcks(t *testing.T, from, n int, not string, timeout time.Duration) {
 	t.Helper()
-	testcluster.RetryUntil(t, timeout, func() error {
+	testwait.RetryUntil(t, timeout, func() error {
 		w.mu.Lock()
 		acks, failed := w.acks, w.failed
 		w.mu.Unlock()
@@ -634,15 +619,8 @@ func TestFailoverPausedPrimaryNeverAcksLate(t *testing.T) {
 	pausedAt, resumedAt := paused.Sub(w.start), time.Since(w.start)
 	t.Logf("db-1 paused for %v", (resumedAt - pausedAt).Round(time.Millisecond))
 
-	var pi int
-	var pst store.ReplicationStatus
-	testcluster.RetryUntil(t, 30*time.Second, func() error {
-		pi, pst, err = g.primary()
-		return err
-	})
-	if pi == 0 || pst.Epoch <= oldEpoch {
-		t.Fatalf("primary after the pause: %s at epoch %d; want a replica at an epoch above %d", g.nodes[pi].name, pst.Epoch, oldEpoch)
-	}
+	newPrimary, pst := g.waitForNewPrimary("db-1", oldEpoch, 30*time.Second)
+	t.Logf("%s took over at epoch %d", newPrimary, pst.Epoch)
 	g.waitReplicaOfPrimary(0, 30*time.Second)
 	after := len(w.acked())
 	w.waitAcks(t, after, 100, "", 30*time.Second) // the long writers' answers from db-1 came in by now

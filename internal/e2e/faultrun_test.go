@@ -7,6 +7,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/faultrun"
 	"github.com/scalestack/scalestack/internal/netns"
+	"github.com/scalestack/scalestack/internal/nodebin"
 )
 
 // The short form of issue 14's fault run (bench/faults is the full one):
@@ -29,7 +30,7 @@ func TestFaultRunShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r, err := faultrun.Run(ctx, faultrun.Config{
-		NodeBin: nodeBin, Dir: t.TempDir(), NetName: "efault",
+		NodeBin: nodebin.Build(t), Dir: t.TempDir(), NetName: "efault",
 		Duration: 40 * time.Second, First: 6 * time.Second, Every: 12 * time.Second, Hold: 4 * time.Second,
 		Faults: []faultrun.Fault{faultrun.KillPrimary, faultrun.PartitionPrimary, faultrun.KillApp},
 		// The e-mails of a killed worker's jobs could take JetStream's 60 s

@@ -4,15 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scalestack/scalestack/internal/netns"
-	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/nodebin"
+	"github.com/scalestack/scalestack/internal/storewatch"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -42,9 +42,9 @@ func newHostStoreGroup(t *testing.T) *storeGroup {
 			t.Error(err)
 		}
 	})
-	key, err := exec.Command(nodeBin, "keygen").Output()
+	key, err := exec.Command(nodebin.Build(t), "keygen").Output()
 	if err != nil {
-		t.Fatalf("%s keygen: %v", nodeBin, err)
+		t.Fatalf("node keygen: %v", err)
 	}
 	g := &storeGroup{t: t, net: nt, key: strings.TrimSpace(string(key))}
 	for i, spec := range []struct{ name, role string }{{"db-1", "primary"}, {"replica-1", "replica"}, {"replica-2", "replica"}} {
@@ -57,86 +57,12 @@ func newHostStoreGroup(t *testing.T) *storeGroup {
 	return g
 }
 
-// epochWatch polls every node's /v1/status until stop and keeps what it
+// watchEpochs polls every node's /v1/status until Stop and keeps what it
 // saw: each epoch, and the nodes that said they were primary in it. A
 // second failover shows as a second new epoch, whichever node it is seen
 // on, even if the test's own checks happen to look at another moment.
-type epochWatch struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu       sync.Mutex
-	samples  int
-	epochs   map[uint64][]string // epoch -> "node:role" seen at it
-	primarys map[uint64]map[string]bool
-}
-
-func (g *storeGroup) watchEpochs() *epochWatch {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &epochWatch{cancel: cancel, epochs: map[uint64][]string{}, primarys: map[uint64]map[string]bool{}}
-	for _, n := range g.nodes {
-		// One poller per node: a partitioned or paused node holds its
-		// poll for the client's timeout without delaying the others'.
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			for ctx.Err() == nil {
-				if st, err := g.replStatus(n.store); err == nil {
-					w.record(n.name, st)
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-		}()
-	}
-	return w
-}
-
-func (w *epochWatch) record(node string, st store.ReplicationStatus) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.samples++
-	seen := node + ":" + st.Role
-	found := false
-	for _, s := range w.epochs[st.Epoch] {
-		found = found || s == seen
-	}
-	if !found {
-		w.epochs[st.Epoch] = append(w.epochs[st.Epoch], seen)
-	}
-	if st.Role == store.RolePrimary {
-		if w.primarys[st.Epoch] == nil {
-			w.primarys[st.Epoch] = map[string]bool{}
-		}
-		w.primarys[st.Epoch][node] = true
-	}
-}
-
-func (w *epochWatch) stop() {
-	w.cancel()
-	w.wg.Wait()
-}
-
-// above returns the epochs seen above e, in order, and a description of
-// every epoch seen.
-func (w *epochWatch) above(e uint64) ([]uint64, string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var all, out []uint64
-	for ep := range w.epochs {
-		all = append(all, ep)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	var desc []string
-	for _, ep := range all {
-		if ep > e {
-			out = append(out, ep)
-		}
-		desc = append(desc, fmt.Sprintf("epoch %d: %v", ep, w.epochs[ep]))
-	}
-	return out, fmt.Sprintf("%d samples; %s", w.samples, strings.Join(desc, "; "))
+func (g *storeGroup) watchEpochs() *storewatch.Epochs {
+	return storewatch.Watch(g.watched(), 100*time.Millisecond)
 }
 
 // The primary's host is cut off the network under writers and strong
@@ -154,7 +80,7 @@ func TestFailoverPartitionedPrimary(t *testing.T) {
 	}
 	e0 := st.Epoch
 	watch := g.watchEpochs()
-	defer watch.stop()
+	defer watch.Stop()
 	// Writers stuck on the cut-off primary wait out their deadline: three
 	// give up after 1 s and look for the new primary, three after 5 s.
 	w := runWorkload(g.client(), 6, []time.Duration{time.Second, time.Second, time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second})
@@ -188,13 +114,13 @@ func TestFailoverPartitionedPrimary(t *testing.T) {
 	after := len(w.acked())
 	w.waitAcks(t, after, 100, "", 30*time.Second)
 	w.stop()
-	watch.stop()
+	watch.Stop()
 
 	pi, pst, err := g.primary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	newEpochs, seen := watch.above(e0)
+	newEpochs, seen := watch.Above(e0), watch.String()
 	t.Logf("epochs seen from before the partition to %v after db-1 followed: %s", time.Since(followed).Round(time.Millisecond), seen)
 	if len(newEpochs) != 1 || pst.Epoch != e0+1 {
 		t.Errorf("epochs above %d seen: %v, primary %s at epoch %d; want exactly one failover (epoch %d) across the partition and its heal",
@@ -222,7 +148,7 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 	}
 	e0 := st.Epoch
 	watch := g.watchEpochs()
-	defer watch.stop()
+	defer watch.Stop()
 	w := runWorkload(g.client(), 6, []time.Duration{5 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second})
 	defer w.stop()
 	w.waitAcks(t, 0, 200, "", 30*time.Second)
@@ -234,7 +160,7 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 		// a failure reported below, not a reason to stop looking), pause a
 		// replica not paused yet.
 		var pi int
-		testcluster.RetryUntil(t, 30*time.Second, func() error {
+		testwait.RetryUntil(t, 30*time.Second, func() error {
 			pi, _, err = g.primary()
 			return err
 		})
@@ -287,12 +213,12 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 		// unless a failover happened, which the epoch check below
 		// reports) and has applied what the primary had when it resumed.
 		var pst store.ReplicationStatus
-		testcluster.RetryUntil(t, 30*time.Second, func() error {
+		testwait.RetryUntil(t, 30*time.Second, func() error {
 			pi, pst, err = g.primary()
 			return err
 		})
 		primary := g.nodes[pi].name
-		testcluster.RetryUntil(t, 30*time.Second, func() error {
+		testwait.RetryUntil(t, 30*time.Second, func() error {
 			rst, err := g.replStatus(n.store)
 			if err != nil {
 				return err
@@ -308,8 +234,8 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 	failed := w.failed
 	w.mu.Unlock()
 	w.stop()
-	watch.stop()
-	newEpochs, seen := watch.above(e0)
+	watch.Stop()
+	newEpochs, seen := watch.Above(e0), watch.String()
 	t.Logf("epochs seen: %s", seen)
 	if len(newEpochs) > 0 {
 		t.Errorf("epochs above %d seen: %v; want no failover while a replica is paused", e0, newEpochs)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/nodebin"
 	"github.com/scalestack/scalestack/internal/testcluster"
 )
 
@@ -23,7 +24,7 @@ import (
 // cache answers NOAUTH; the blog, a public door, works through both;
 // `node promote` presents the token.
 func TestClusterKeyClosesInternalPorts(t *testing.T) {
-	out, err := exec.Command(nodeBin, "keygen").Output()
+	out, err := exec.Command(nodebin.Build(t), "keygen").Output()
 	if err != nil {
 		t.Fatalf("node keygen: %v", err)
 	}
@@ -72,7 +73,7 @@ func TestClusterKeyClosesInternalPorts(t *testing.T) {
 			t.Errorf("curl -X %s %s = %d (WWW-Authenticate %q) %.200s, want 401 Bearer and no data", r.method, r.path, code, h.Get("WWW-Authenticate"), body)
 		}
 	}
-	tokenOut, err := secretCmd(env, "store").Output()
+	tokenOut, err := secretCmd(t, env, "store").Output()
 	if err != nil {
 		t.Fatalf("node secret store: %v", err)
 	}
@@ -97,13 +98,13 @@ func TestClusterKeyClosesInternalPorts(t *testing.T) {
 	// node promote presents the token: the store refuses a promotion
 	// because it runs without --failover, not because of the credential.
 	var stderr bytes.Buffer
-	cmd := exec.Command(nodeBin, "promote", "--admin", dbAdmin, "db-1")
+	cmd := exec.Command(nodebin.Build(t), "promote", "--admin", dbAdmin, "db-1")
 	cmd.Env, cmd.Stderr = append(os.Environ(), env...), &stderr
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "without --failover") {
 		t.Errorf("node promote with the key: %v, %q; want the store's refusal for lack of --failover", err, stderr.String())
 	}
 	stderr.Reset()
-	cmd = exec.Command(nodeBin, "promote", "--admin", dbAdmin, "db-1")
+	cmd = exec.Command(nodebin.Build(t), "promote", "--admin", dbAdmin, "db-1")
 	cmd.Env, cmd.Stderr = withoutKey(os.Environ()), &stderr
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "NODE_CLUSTER_KEY") {
 		t.Errorf("node promote without the key: %v, %q; want a refusal naming NODE_CLUSTER_KEY", err, stderr.String())
@@ -129,8 +130,8 @@ func curl(t *testing.T, method, url, token, body string) (int, http.Header, stri
 	return resp.StatusCode, resp.Header, string(b)
 }
 
-func secretCmd(env []string, purpose string) *exec.Cmd {
-	cmd := exec.Command(nodeBin, "secret", purpose)
+func secretCmd(t testing.TB, env []string, purpose string) *exec.Cmd {
+	cmd := exec.Command(nodebin.Build(t), "secret", purpose)
 	cmd.Env = append(withoutKey(os.Environ()), env...)
 	return cmd
 }

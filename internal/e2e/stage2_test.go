@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/testwait"
 )
 
 // blogUser is a person using the blog's JSON API with their own cookies.
@@ -128,7 +128,7 @@ func TestStage2BlogSurvivesPrimaryKill(t *testing.T) {
 	db.cmd.Process.Signal(syscall.SIGKILL)
 	<-db.done
 	// The app answers 503 with a clear message while the database is away.
-	testcluster.RetryUntil(t, 15*time.Second, func() error {
+	testwait.RetryUntil(t, 15*time.Second, func() error {
 		resp, err := http.Get(base + "/api/v1/posts/" + id)
 		if err != nil {
 			return err
@@ -146,7 +146,7 @@ func TestStage2BlogSurvivesPrimaryKill(t *testing.T) {
 
 	startNode(t, dbArgs...)
 	waitReady(t, dbAdmin)
-	testcluster.RetryUntil(t, 20*time.Second, func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error {
 		resp, err := http.Get(base + "/api/v1/posts/" + id)
 		if err != nil {
 			return err

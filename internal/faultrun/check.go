@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/poll"
+	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -40,7 +42,7 @@ func readStore(ctx context.Context, c *Cluster, prefix string, timeout time.Dura
 	defer client.Close()
 	ctx = store.WithConsistency(ctx, store.Strong, 0)
 	v := storeView{postsByID: map[string]string{}, postsByTitle: map[string]int{}, users: map[string]string{}}
-	err := waitFor(ctx, timeout, func() error {
+	err := poll.Until(ctx, timeout, pollEvery, func() error {
 		clear(v.postsByID)
 		clear(v.postsByTitle)
 		clear(v.users)
@@ -98,12 +100,12 @@ func scanAll(ctx context.Context, c *store.Client, bucket string, fn func(key st
 // the same LSN, and describes the last answers either way.
 func convergence(ctx context.Context, c *Cluster, timeout time.Duration) (bool, string) {
 	var desc string
-	err := waitFor(ctx, timeout, func() error {
+	err := poll.Until(ctx, timeout, pollEvery, func() error {
 		var sums []string
 		same := true
 		var first string
 		for i, n := range c.StoreNodes() {
-			sum, lsn, err := checksum(ctx, n)
+			sum, lsn, err := storewatch.Checksum(ctx, n.watched())
 			if err != nil {
 				desc = fmt.Sprintf("%s: %v", n.Name, err)
 				return err

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/netns"
+	"github.com/scalestack/scalestack/internal/poll"
+	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -168,7 +170,7 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 	}
 	// The others join db-1's gossip, so it must listen first; db-1 alone
 	// is not ready (its lease needs a majority of the store nodes).
-	if err := waitFor(ctx, 30*time.Second, func() error {
+	if err := poll.Until(ctx, 30*time.Second, pollEvery, func() error {
 		conn, err := net.DialTimeout("tcp", c.join, time.Second)
 		if err == nil {
 			conn.Close()
@@ -183,13 +185,13 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 		}
 	}
 	began := time.Now()
-	if err := waitFor(ctx, 120*time.Second, func() error {
+	if err := poll.Until(ctx, 120*time.Second, pollEvery, func() error {
 		for _, n := range c.nodes {
 			if err := ready(ctx, n); err != nil {
 				return err
 			}
 		}
-		st, err := replStatus(ctx, c.nodes[0])
+		st, err := storewatch.Replication(ctx, c.nodes[0].watched())
 		if err != nil {
 			return err
 		}
@@ -353,24 +355,4 @@ func ready(ctx context.Context, n *Node) error {
 		return fmt.Errorf("%s not ready: %s", n.Name, resp.Status)
 	}
 	return nil
-}
-
-// waitFor calls fn every 100 ms until it returns nil, timeout passes or
-// ctx ends; the error is fn's last.
-func waitFor(ctx context.Context, timeout time.Duration, fn func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

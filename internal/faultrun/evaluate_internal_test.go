@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/storewatch"
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // history builds a run's outcomes and events on a fake clock: the checks
@@ -26,7 +29,7 @@ func (h *history) add(op, key, id string, start, end float64, status int, storeN
 // healthy is a run with a kill of db-1 at 10 s (first post acknowledged by
 // db-2 at 11.5 s) and a kill of app-1 at 20 s, whose store, e-mails and
 // epochs agree with its outcomes.
-func healthy() (*Result, []Outcome, storeView, map[string]int, *epochWatch) {
+func healthy() (*Result, []Outcome, storeView, map[string]int, *storewatch.Epochs) {
 	h := &history{t0: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	h.add(OpPost, "p post 1", "id1", 1, 1.1, 201, "db-1")
 	h.add(OpRead, "id1", "", 1.1, 1.2, 200, "db-2")
@@ -48,8 +51,9 @@ func healthy() (*Result, []Outcome, storeView, map[string]int, *epochWatch) {
 		users:        map[string]string{"pu0": "pu0@faults.test", "ps1": "ps1@faults.test", "ps2": "ps2@faults.test"},
 	}
 	mails := map[string]int{"pu0@faults.test": 1, "ps1@faults.test": 1, "ps2@faults.test": 1}
-	watch := &epochWatch{first: map[uint64]time.Time{2: h.at(-5), 3: h.at(11.2)},
-		primary: map[uint64]map[string]bool{2: {"db-1": true}, 3: {"db-2": true}}}
+	watch := storewatch.NewEpochs()
+	watch.Record("db-1", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 2}, h.at(-5))
+	watch.Record("db-2", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3}, h.at(11.2))
 	return r, h.outs, view, mails, watch
 }
 
@@ -105,62 +109,64 @@ func TestEvaluateHealthyRun(t *testing.T) {
 func TestEvaluateCatches(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
-		spoil  func(r *Result, outs []Outcome, view *storeView, mails map[string]int, w *epochWatch) []Outcome
+		spoil  func(r *Result, outs []Outcome, view *storeView, mails map[string]int, w *storewatch.Epochs) []Outcome
 		ryw    RYW
 		want   string // in Problems()
 		target string // in TargetMisses()
 	}{
 		{name: "acknowledged post lost", want: "1 acknowledged posts and 0 acknowledged sign-ups lost",
-			spoil: func(_ *Result, outs []Outcome, v *storeView, _ map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, v *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
 				delete(v.postsByID, "id4")
 				delete(v.postsByTitle, "p post 4")
 				return outs
 			}},
 		{name: "acknowledged sign-up lost", want: "0 acknowledged posts and 1 acknowledged sign-ups lost",
-			spoil: func(_ *Result, outs []Outcome, v *storeView, m map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, v *storeView, m map[string]int, _ *storewatch.Epochs) []Outcome {
 				delete(v.users, "ps1")
 				delete(m, "ps1@faults.test")
 				return outs
 			}},
 		{name: "applied twice", want: "1 posts applied twice",
-			spoil: func(_ *Result, outs []Outcome, v *storeView, _ map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, v *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
 				v.postsByTitle["p post 4"] = 2
 				return outs
 			}},
 		{name: "read-your-writes", ryw: RYW{Checks: 3, Violations: 1}, want: "1 read-your-writes violations",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *epochWatch) []Outcome { return outs }},
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
+				return outs
+			}},
 		{name: "401", want: "1 answers 401",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
 				outs[0].Status = 401
 				return outs
 			}},
 		{name: "e-mail lost", want: "1 users without",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, m map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, m map[string]int, _ *storewatch.Epochs) []Outcome {
 				delete(m, "ps2@faults.test")
 				return outs
 			}},
 		{name: "e-mail twice", want: "1 with more than one",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, m map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, m map[string]int, _ *storewatch.Epochs) []Outcome {
 				m["pu0@faults.test"] = 2
 				return outs
 			}},
 		{name: "e-mail to nobody", want: "1 e-mails to nobody",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, m map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, m map[string]int, _ *storewatch.Epochs) []Outcome {
 				m["ghost@faults.test"] = 1
 				return outs
 			}},
 		{name: "not converged", want: "store nodes not converged",
-			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
 				r.Converged = false
 				return outs
 			}},
 		{name: "two primaries", want: "two primaries in one epoch",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, w *epochWatch) []Outcome {
-				w.primary[3]["db-3"] = true
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, w *storewatch.Epochs) []Outcome {
+				w.Record("db-3", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3}, time.Now())
 				return outs
 			}},
 		{name: "no write after the fault", want: "kill-primary of db-1: no post acknowledged after it",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
 				var kept []Outcome
 				for _, o := range outs {
 					if !(o.Op == OpPost && o.OK() && o.Store == "db-2") {
@@ -170,12 +176,12 @@ func TestEvaluateCatches(t *testing.T) {
 				return kept
 			}},
 		{name: "node not ready again", want: "kill-app of app-1: not ready again",
-			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
 				r.Events[1].Ready = time.Time{}
 				return outs
 			}},
 		{name: "slow failover", target: "first write acknowledged after 3.5 s",
-			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *epochWatch) []Outcome {
+			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, _ *storewatch.Epochs) []Outcome {
 				for i := range outs {
 					if outs[i].Key == "p post 4" {
 						outs[i].End = outs[i].End.Add(2 * time.Second)
@@ -184,13 +190,13 @@ func TestEvaluateCatches(t *testing.T) {
 				return outs
 			}},
 		{name: "second failover", target: "kill-primary of db-1: 2 new epochs [3 4] (want 1)",
-			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, w *epochWatch) []Outcome {
-				w.first[4] = r.Events[0].At.Add(6 * time.Second)
+			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, w *storewatch.Epochs) []Outcome {
+				w.Record("db-3", store.ReplicationStatus{Role: store.RoleReplica, Epoch: 4}, r.Events[0].At.Add(6*time.Second))
 				return outs
 			}},
 		{name: "failover without a primary fault", target: "kill-app of app-1: 1 new epochs [4] (want 0)",
-			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, w *epochWatch) []Outcome {
-				w.first[4] = r.Events[1].At.Add(time.Second)
+			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, w *storewatch.Epochs) []Outcome {
+				w.Record("db-3", store.ReplicationStatus{Role: store.RoleReplica, Epoch: 4}, r.Events[1].At.Add(time.Second))
 				return outs
 			}},
 	} {

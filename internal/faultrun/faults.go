@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/poll"
+	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -121,31 +123,16 @@ func (c *Cluster) victim(ctx context.Context, f Fault, run int) (*Node, uint64, 
 // primary waits until exactly one store node says it is primary with its
 // lease good, and returns it and its epoch.
 func (c *Cluster) primary(ctx context.Context, timeout time.Duration) (*Node, uint64, error) {
-	var p *Node
-	var epoch uint64
-	err := waitFor(ctx, timeout, func() error {
-		p = nil
-		var names []string
-		for _, n := range c.StoreNodes() {
-			st, err := replStatus(ctx, n)
-			if err != nil || st.Role != store.RolePrimary || st.Lease == nil || st.Lease.ValidForMS <= 0 {
-				continue // a primary whose lease ran out refuses writes
-			}
-			p, epoch = n, st.Epoch
-			names = append(names, n.Name)
-		}
-		switch len(names) {
-		case 0:
-			return errors.New("no store node is primary with a good lease")
-		case 1:
-			return nil
-		}
-		return fmt.Errorf("several store nodes say primary: %v", names)
+	var p storewatch.Node
+	var st store.ReplicationStatus
+	err := poll.Until(ctx, timeout, pollEvery, func() (err error) {
+		p, st, err = storewatch.Primary(ctx, watchedNodes(c.StoreNodes()))
+		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
-	return p, epoch, nil
+	return c.Node(p.Name), st.Epoch, nil
 }
 
 // inject makes the fault on n and returns its instant.

@@ -26,6 +26,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/poll"
+	"github.com/scalestack/scalestack/internal/storewatch"
 )
 
 // Config is one fault run.
@@ -140,8 +143,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			logf("removing the hosts: %v", err)
 		}
 	}()
-	watch := watchEpochs(c.StoreNodes())
-	defer watch.stop()
+	watch := storewatch.Watch(watchedNodes(c.StoreNodes()), pollEvery)
+	defer watch.Stop()
 
 	prefix := fmt.Sprintf("f%d%s", cfg.Run, randomID(3))
 	w := newWriter(writerConfig{Target: c.LB(), Rate: cfg.Rate, SignupRate: cfg.SignupRate, Users: cfg.Users, Timeout: cfg.Timeout, Prefix: prefix})
@@ -202,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 			logf("+%.1fs BACK %s: %s %s", ev.Back.Sub(r.Start).Seconds(), f, n.Name, ev.Err)
 			readyWG.Go(func() {
-				if waitFor(ctx, cfg.Settle, func() error { return ready(ctx, n) }) == nil {
+				if poll.Until(ctx, cfg.Settle, pollEvery, func() error { return ready(ctx, n) }) == nil {
 					evMu.Lock()
 					ev.Ready = time.Now()
 					evMu.Unlock()
@@ -222,7 +225,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	logf("writer stopped at +%.1fs; checking the end state", r.End.Sub(r.Start).Seconds())
 
-	if err := waitFor(ctx, cfg.Settle, func() error {
+	if err := poll.Until(ctx, cfg.Settle, pollEvery, func() error {
 		for _, n := range c.nodes {
 			if err := ready(ctx, n); err != nil {
 				return err
@@ -243,7 +246,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fault run %d: read the e-mails: %w", cfg.Run, err)
 	}
-	watch.stop()
+	watch.Stop()
 	for _, ev := range events {
 		r.Events = append(r.Events, *ev)
 	}
@@ -277,7 +280,7 @@ func writeRecord(path string, r *Result, outs []Outcome) error {
 func waitMails(ctx context.Context, c *Cluster, view storeView, timeout time.Duration) (map[string]int, error) {
 	var mails map[string]int
 	var readErr error
-	waitFor(ctx, timeout, func() error {
+	poll.Until(ctx, timeout, pollEvery, func() error {
 		mails, readErr = welcomeMails(c)
 		if readErr != nil {
 			return nil // not a wait: the folder cannot be read
@@ -298,7 +301,7 @@ func waitMails(ctx context.Context, c *Cluster, view storeView, timeout time.Dur
 
 // progress prints a line per second: the writes answered in the last
 // second and the primary as the store nodes say.
-func progress(w *writer, watch *epochWatch, start time.Time, logf func(string, ...any)) (stop func()) {
+func progress(w *writer, watch *storewatch.Epochs, start time.Time, logf func(string, ...any)) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -311,7 +314,7 @@ func progress(w *writer, watch *epochWatch, start time.Time, logf func(string, .
 			case now := <-t.C:
 				po, pf, so, sf := w.since(now.Add(-time.Second))
 				logf("+%4.1fs posts %2d ok %2d failed, sign-ups %d ok %d failed; primary %s",
-					now.Sub(start).Seconds(), po, pf, so, sf, watch.now())
+					now.Sub(start).Seconds(), po, pf, so, sf, watch.Now())
 			}
 		}
 	})
@@ -406,7 +409,7 @@ type FaultResult struct {
 
 // evaluate fills the result from the outcomes, the store, the e-mails and
 // the epochs seen.
-func (r *Result) evaluate(outs []Outcome, ryw RYW, view storeView, mails map[string]int, watch *epochWatch) {
+func (r *Result) evaluate(outs []Outcome, ryw RYW, view storeView, mails map[string]int, watch *storewatch.Epochs) {
 	r.RYW = ryw
 	sort.Slice(outs, func(i, j int) bool { return outs[i].End.Before(outs[j].End) })
 	r.Before = map[string]int{}
@@ -435,7 +438,7 @@ func (r *Result) evaluate(outs []Outcome, ryw RYW, view storeView, mails map[str
 		if i+1 == len(r.Events) {
 			end = time.Now() // the watch ran through the end checks
 		}
-		fr.NewEpochs = watch.epochsIn(ev.At, end)
+		fr.NewEpochs = watch.FirstSeenIn(ev.At, end)
 		r.Faults = append(r.Faults, fr)
 	}
 	for _, o := range outs {
@@ -511,7 +514,7 @@ func (r *Result) evaluate(outs []Outcome, ryw RYW, view storeView, mails map[str
 			r.example("%d welcome e-mails to %s, whom the store does not hold", n, addr)
 		}
 	}
-	for e, nodes := range watch.primaries() {
+	for e, nodes := range watch.Primaries() {
 		if len(nodes) > 1 {
 			r.TwoPrimaries = append(r.TwoPrimaries, fmt.Sprintf("epoch %d: %v", e, nodes))
 		}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/poll"
 )
 
 // Operations of the writer, as recorded in an Outcome.
@@ -165,7 +167,7 @@ func (w *writer) signUpPool(ctx context.Context) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i] = waitFor(ctx, 30*time.Second, func() error {
+			errs[i] = poll.Until(ctx, 30*time.Second, pollEvery, func() error {
 				o := w.signup(ctx, users[i])
 				if o.Status == http.StatusConflict { // an earlier try committed
 					o = w.do(ctx, users[i], OpLogin, users[i].handle, http.MethodPost, "/api/v1/login",

@@ -18,7 +18,8 @@ type Poller[T any] struct {
 	FD    int // the epoll instance
 	wakeR int
 	wakeW int
-	file  *os.File // FD in Go's poller, once File was called
+	file  *os.File        // FD in Go's poller, once File was called
+	raw   syscall.RawConn // file's, for Run to park on
 
 	mu     sync.Mutex
 	inbox  []T
@@ -107,7 +108,7 @@ func (p *Poller[T]) File() (*os.File, syscall.RawConn, error) {
 		p.FD = -1
 		return nil, nil, fmt.Errorf("epoll fd in Go's poller: %w", err)
 	}
-	p.file = f
+	p.file, p.raw = f, raw
 	return f, raw, nil
 }
 

@@ -1,14 +1,17 @@
 // Package testcluster starts real scalestack nodes inside a test: each node
 // is a pkg/node.Node on its own loopback address (127.0.0.x) with free ports,
 // joined to the first node started. Tests kill, stop and restart nodes by
-// name and wait for conditions with RetryUntil; everything is closed by
-// t.Cleanup.
+// name or by role, ask which store node is primary (Primary, Replicas,
+// WaitForNewPrimary, through internal/storewatch), and wait for conditions
+// with internal/testwait; everything is closed by t.Cleanup.
 //
-// Kill is the in-process stand-in for SIGKILL (no draining, no leave);
-// tests that need a real SIGKILL run the binary (see cmd/node's tests).
+// Kill is the in-process stand-in for SIGKILL (no draining, no leave).
+// There is no in-process SIGSTOP: tests that pause a node, or need a real
+// SIGKILL, run the binary (internal/nodebin; see internal/e2e).
 package testcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,8 +23,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/storewatch"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // Cluster is a set of nodes started by one test.
@@ -66,6 +72,38 @@ func (c *Cluster) Start(name string, roles ...string) *node.Node {
 // opens (role flags, NATS mode, ...), and waits until it is ready.
 func (c *Cluster) StartWith(name string, roles []string, mod func(*node.Config)) *node.Node {
 	c.t.Helper()
+	m := c.add(name, roles, mod)
+	n := c.openNode(m)
+	c.waitReady(m.Name, n)
+	return n
+}
+
+// Spec is one node of StartGroup.
+type Spec struct {
+	Name  string
+	Roles []string
+}
+
+// StartGroup starts nodes that are ready only together, such as a store
+// group with failover (the lease needs a majority of the group's NATS
+// servers), and waits until every one is ready. mod, if not nil, changes
+// each configuration before it opens.
+func (c *Cluster) StartGroup(mod func(*node.Config), specs ...Spec) []*node.Node {
+	c.t.Helper()
+	var out []*node.Node
+	for _, sp := range specs {
+		out = append(out, c.openNode(c.add(sp.Name, sp.Roles, mod)))
+	}
+	for i, n := range out {
+		c.waitReady(specs[i].Name, n)
+	}
+	return out
+}
+
+// add makes the configuration of a new node: its own address, free ports,
+// a data directory, and the first node's gossip address to join.
+func (c *Cluster) add(name string, roles []string, mod func(*node.Config)) *Member {
+	c.t.Helper()
 	c.mu.Lock()
 	if _, ok := c.nodes[name]; ok {
 		c.mu.Unlock()
@@ -99,16 +137,20 @@ func (c *Cluster) StartWith(name string, roles []string, mod func(*node.Config))
 	c.nodes[name] = m
 	c.order = append(c.order, name)
 	c.mu.Unlock()
-	n := c.open(m)
-	if seed == "" {
-		c.mu.Lock()
-		c.seed = n.Addr("gossip")
-		c.mu.Unlock()
-	}
+	return m
+}
+
+// open opens m's node and waits until it is ready.
+func (c *Cluster) open(m *Member) *node.Node {
+	c.t.Helper()
+	n := c.openNode(m)
+	c.waitReady(m.Name, n)
 	return n
 }
 
-func (c *Cluster) open(m *Member) *node.Node {
+// openNode opens m's node without waiting for it to be ready; the first
+// node opened becomes the seed the later ones join.
+func (c *Cluster) openNode(m *Member) *node.Node {
 	c.t.Helper()
 	cfg := m.Cfg
 	cfg.Logger = c.logger(m.Name)
@@ -121,14 +163,21 @@ func (c *Cluster) open(m *Member) *node.Node {
 	}
 	c.mu.Lock()
 	m.Node = n
+	if c.seed == "" {
+		c.seed = n.Addr("gossip")
+	}
 	c.mu.Unlock()
-	RetryUntil(c.t, 30*time.Second, func() error {
+	return n
+}
+
+func (c *Cluster) waitReady(name string, n *node.Node) {
+	c.t.Helper()
+	testwait.RetryUntil(c.t, 30*time.Second, func() error {
 		if !n.Ready() {
-			return fmt.Errorf("node %s not ready", m.Name)
+			return fmt.Errorf("node %s not ready", name)
 		}
 		return nil
 	})
-	return n
 }
 
 func (c *Cluster) logger(name string) *slog.Logger {
@@ -232,7 +281,7 @@ func (c *Cluster) take(name string) *node.Node {
 // members.
 func (c *Cluster) WaitForMembers(want int, timeout time.Duration) {
 	c.t.Helper()
-	RetryUntil(c.t, timeout, func() error {
+	testwait.RetryUntil(c.t, timeout, func() error {
 		for _, name := range c.Running() {
 			n := c.Node(name)
 			got := 0
@@ -252,7 +301,7 @@ func (c *Cluster) WaitForMembers(want int, timeout time.Duration) {
 // WaitForStatus waits until node observer sees member name with status want.
 func (c *Cluster) WaitForStatus(observer, name string, want cluster.Status, timeout time.Duration) {
 	c.t.Helper()
-	RetryUntil(c.t, timeout, func() error {
+	testwait.RetryUntil(c.t, timeout, func() error {
 		for _, m := range c.Node(observer).Cluster().Members() {
 			if m.Name == name {
 				if m.Status == want {
@@ -265,6 +314,104 @@ func (c *Cluster) WaitForStatus(observer, name string, want cluster.Status, time
 	})
 }
 
+// storeNodes returns the running nodes with a store role, as
+// internal/storewatch reaches them, in start order.
+func (c *Cluster) storeNodes() []storewatch.Node {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []storewatch.Node
+	for _, name := range c.order {
+		m := c.nodes[name]
+		if m.Node == nil || !(m.Cfg.Has(node.RolePrimary) || m.Cfg.Has(node.RoleReplica)) {
+			continue
+		}
+		var token string
+		if m.Cfg.ClusterKey != "" {
+			k, err := cluster.ParseKey(m.Cfg.ClusterKey)
+			if err != nil {
+				c.t.Fatalf("testcluster: cluster key of %s: %v", name, err)
+			}
+			token = cluster.DeriveSecrets(k).Store
+		}
+		out = append(out, storewatch.Node{Name: name, Addr: m.Node.Addr("store"), Token: token})
+	}
+	return out
+}
+
+// Primary waits until exactly one running store node says it is primary
+// with its lease good, and returns its name and epoch.
+func (c *Cluster) Primary(timeout time.Duration) (name string, epoch uint64) {
+	c.t.Helper()
+	testwait.RetryUntil(c.t, timeout, func() error {
+		n, st, err := storewatch.Primary(context.Background(), c.storeNodes())
+		name, epoch = n.Name, st.Epoch
+		return err
+	})
+	return name, epoch
+}
+
+// WaitForNewPrimary waits until a node other than old holds the lease at
+// an epoch above oldEpoch (old's, from Primary), and returns it and its
+// epoch: failover has happened.
+func (c *Cluster) WaitForNewPrimary(old string, oldEpoch uint64, timeout time.Duration) (name string, epoch uint64) {
+	c.t.Helper()
+	testwait.RetryUntil(c.t, timeout, func() error {
+		n, st, err := storewatch.NewPrimary(context.Background(), c.storeNodes(), old, oldEpoch)
+		name, epoch = n.Name, st.Epoch
+		return err
+	})
+	return name, epoch
+}
+
+// Replicas returns the running store nodes that say they are replicas,
+// sorted; a node that does not answer is not one.
+func (c *Cluster) Replicas() []string {
+	c.t.Helper()
+	var out []string
+	for _, n := range c.storeNodes() {
+		st, err := storewatch.Replication(context.Background(), n)
+		if err == nil && st.Role == store.RoleReplica {
+			out = append(out, n.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WithRole returns the running nodes that run role, sorted.
+func (c *Cluster) WithRole(role string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for name, m := range c.nodes {
+		if m.Node != nil && m.Cfg.Has(role) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// KillPrimary kills the store's primary (see Primary) and returns its name
+// and the epoch it held, for WaitForNewPrimary.
+func (c *Cluster) KillPrimary(timeout time.Duration) (name string, epoch uint64) {
+	c.t.Helper()
+	name, epoch = c.Primary(timeout)
+	c.Kill(name)
+	return name, epoch
+}
+
+// KillRole kills every running node that runs role and returns their names.
+func (c *Cluster) KillRole(role string) []string {
+	c.t.Helper()
+	names := c.WithRole(role)
+	for _, name := range names {
+		c.Kill(name)
+	}
+	return names
+}
+
 func (c *Cluster) closeAll() {
 	for _, name := range c.Running() {
 		c.mu.Lock()
@@ -272,24 +419,6 @@ func (c *Cluster) closeAll() {
 		c.nodes[name].Node = nil
 		c.mu.Unlock()
 		n.Kill()
-	}
-}
-
-// RetryUntil calls fn until it returns nil, failing the test with fn's last
-// error when timeout passes. It polls every 20 ms, so tests wait for a
-// condition instead of sleeping for a guessed time.
-func RetryUntil(t testing.TB, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

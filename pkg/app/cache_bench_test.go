@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -61,7 +62,7 @@ func benchHome(b *testing.B, where string, cached bool) {
 		return rec
 	}
 	if cached {
-		retryUntil(b, 10*time.Second, "a warm cache", func() bool { return get().Header().Get("X-App-Cache") == "HIT" })
+		testwait.Until(b, 10*time.Second, "a warm cache", func() bool { return get().Header().Get("X-App-Cache") == "HIT" })
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/cache"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -111,7 +112,7 @@ func TestCacheAsideHitAndMiss(t *testing.T) {
 	// expire, feed pages are read from the store and not filled.
 	wantCache(t, "home just after a post", reader.get("/"), "MISS")
 	wantCache(t, "home just after a post, again", reader.get("/"), "MISS")
-	retryUntil(t, 10*time.Second, "the home page to be cached", func() bool {
+	testwait.Until(t, 10*time.Second, "the home page to be cached", func() bool {
 		return reader.get("/").Header.Get("X-App-Cache") == "HIT"
 	})
 	wantCache(t, "first post page", reader.get("/p/"+id), "MISS")
@@ -174,7 +175,7 @@ func TestCacheInvalidationOnWrites(t *testing.T) {
 	// checks it once more.
 	eventually := func(path string, check func(response) bool) {
 		t.Helper()
-		retryUntil(t, 10*time.Second, path+" to be cached again", func() bool {
+		testwait.Until(t, 10*time.Second, path+" to be cached again", func() bool {
 			r := reader.get(path)
 			if !check(r) {
 				t.Fatalf("%s shows stale content: %.300s", path, r.Body)
@@ -418,7 +419,7 @@ func TestCacheInvalidationRace(t *testing.T) {
 		fmt.Sscanf(out.Post.Title, "v%d", &version)
 		return version, true
 	}
-	retryUntil(t, 10*time.Second, "the post to reach the replica", func() bool { _, ok := read(); return ok })
+	testwait.Until(t, 10*time.Second, "the post to reach the replica", func() bool { _, ok := read(); return ok })
 
 	type observation struct {
 		start   time.Time
@@ -485,7 +486,7 @@ func TestCacheInvalidationRace(t *testing.T) {
 	t.Logf("%d reads during %d edits; cache: %+v", len(seen), edits, *cacheStatus(t, s).CacheTier)
 
 	// After the edits: every read returns the last one, from the cache.
-	retryUntil(t, 10*time.Second, "the post to be served from the cache", func() bool {
+	testwait.Until(t, 10*time.Second, "the post to be served from the cache", func() bool {
 		v, _ := read()
 		if v != edits {
 			t.Fatalf("after the edits a read returned v%d, want v%d", v, edits)
@@ -519,7 +520,7 @@ func TestCacheAllNodesDown(t *testing.T) {
 	author.signup("dora")
 	id := author.post("Before the outage", "Body.")["id"].(string)
 	reader := s.client(t)
-	retryUntil(t, 10*time.Second, "the home page to be cached", func() bool {
+	testwait.Until(t, 10*time.Second, "the home page to be cached", func() bool {
 		return reader.get("/").Header.Get("X-App-Cache") == "HIT"
 	})
 
@@ -530,7 +531,7 @@ func TestCacheAllNodesDown(t *testing.T) {
 		want(t, p+" with the cache down", r, http.StatusOK)
 		wantCache(t, p+" with the cache down", r, "BYPASS")
 	}
-	retryUntil(t, 5*time.Second, "both breakers to open", func() bool {
+	testwait.Until(t, 5*time.Second, "both breakers to open", func() bool {
 		reader.get("/")
 		for _, n := range cacheStatus(t, s).CacheTier.Nodes {
 			if n.Up {
@@ -554,7 +555,7 @@ func TestCacheAllNodesDown(t *testing.T) {
 	// The nodes come back (empty, as a restarted cache is).
 	startCache(t, addrs[0])
 	startCache(t, addrs[1])
-	retryUntil(t, 10*time.Second, "the cache to serve again", func() bool {
+	testwait.Until(t, 10*time.Second, "the cache to serve again", func() bool {
 		r := reader.get("/")
 		if strings.Contains(string(r.Body), "Before the outage") {
 			t.Fatalf("home shows the title from before the edit")
@@ -696,18 +697,6 @@ func TestSharedSessionsStore(t *testing.T) {
 	}
 	if _, err := ss.Get(ctx, live.ID); err != app.ErrNoSession {
 		t.Errorf("Get after Delete err = %v, want ErrNoSession", err)
-	}
-}
-
-// retryUntil polls cond until it holds, failing the test after timeout.
-func retryUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

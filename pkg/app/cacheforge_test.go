@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -137,7 +138,7 @@ func TestForgedCachedFragmentIsIgnored(t *testing.T) {
 	author.signup("writer")
 	id := author.post("A real post", "Real *body*.")["id"].(string)
 	reader := s.client(t)
-	retryUntil(t, 10*time.Second, "the home page to be cached", func() bool {
+	testwait.Until(t, 10*time.Second, "the home page to be cached", func() bool {
 		return reader.get("/").Header.Get("X-App-Cache") == "HIT"
 	})
 

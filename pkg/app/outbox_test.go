@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -188,19 +189,19 @@ func TestJobOutboxCommitsWithTheWrite(t *testing.T) {
 		t.Errorf("outbox kinds = %v, want %v (a view is not a write's job)", kinds, want)
 	}
 	// Every publish so far has failed; the sweep still counts the entries.
-	retryUntil(t, 3*queueHold, "the sweep to count the outbox", func() bool {
+	testwait.Until(t, 3*queueHold, "the sweep to count the outbox", func() bool {
 		st := status(s).Outbox
 		return st.Pending == int64(len(jobs)) && st.PublishFailures > 0
 	})
 
 	q.open()
-	retryUntil(t, 3*queueHold, "the outbox to be published and emptied", func() bool {
+	testwait.Until(t, 3*queueHold, "the outbox to be published and emptied", func() bool {
 		return len(outboxJobs(t, s.Store)) == 0 && status(s).Outbox.Pending == 0
 	})
 	if got, want := q.ids(app.JobWelcome, app.JobIndex, app.JobNotifyFollowers, app.JobCommentAdded), jobIDs(jobs); !slices.Equal(got, want) {
 		t.Errorf("jobs published = %v, want the outbox's %v", got, want)
 	}
-	retryUntil(t, 5*time.Second, "the view to be published", func() bool { return len(q.ids(app.JobView)) == 1 })
+	testwait.Until(t, 5*time.Second, "the view to be published", func() bool { return len(q.ids(app.JobView)) == 1 })
 	if st := status(s).Outbox; st.Published < int64(len(jobs))+1 {
 		t.Errorf("status outbox = %+v, want at least %d published", st, len(jobs)+1)
 	}
@@ -233,7 +234,7 @@ func TestJobOutboxOutcomeUnknownWrite(t *testing.T) {
 	r := c.json("POST", "/api/v1/signup", map[string]string{"handle": "lost", "email": "lost@example.com", "password": "correct horse"})
 	want(t, "sign-up whose answer is lost", r, http.StatusServiceUnavailable)
 	want(t, "sign-up again", c.json("POST", "/api/v1/signup", map[string]string{"handle": "lost", "email": "lost@example.com", "password": "correct horse"}), http.StatusConflict)
-	retryUntil(t, 10*time.Second, "the sweep to publish the welcome job", func() bool {
+	testwait.Until(t, 10*time.Second, "the sweep to publish the welcome job", func() bool {
 		return status(s).Outbox.Swept == 1 && len(outboxJobs(t, st)) == 0
 	})
 	if got := q.ids(app.JobWelcome); len(got) != 1 {

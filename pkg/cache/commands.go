@@ -50,176 +50,223 @@ func (c *conn) execute(args [][]byte) {
 		c.out = resp.AppendError(c.out, errArity(spec.name))
 		return
 	}
-	switch id {
-	case cmdGet:
-		c.get(args[1])
-	case cmdSet:
-		c.set(args)
-	case cmdPing:
-		if len(args) == 1 {
-			c.out = append(c.out, "+PONG\r\n"...)
-		} else if len(args) == 2 {
-			c.out = resp.AppendBulk(c.out, args[1])
-		} else {
-			c.out = resp.AppendError(c.out, errArity("ping"))
-		}
-	case cmdEcho:
+	commandRun[id](c, args)
+}
+
+// commandRun is each command's handler, called with arguments whose number
+// execute has checked against commandTable's arity. It is apart from
+// commandTable because COMMAND's handler reads that table, and Go refuses
+// a table that refers to itself through its handlers.
+var commandRun = [numCommands]func(c *conn, args [][]byte){
+	cmdAuth:     (*conn).auth,
+	cmdClient:   (*conn).client,
+	cmdCommand:  (*conn).command,
+	cmdConfig:   (*conn).config,
+	cmdDBSize:   (*conn).dbsize,
+	cmdDecr:     func(c *conn, args [][]byte) { c.incrBy(args[1], -1) },
+	cmdDecrBy:   func(c *conn, args [][]byte) { c.incrByArg(args, true) },
+	cmdDel:      (*conn).del,
+	cmdEcho:     func(c *conn, args [][]byte) { c.out = resp.AppendBulk(c.out, args[1]) },
+	cmdExists:   (*conn).exists,
+	cmdExpire:   func(c *conn, args [][]byte) { c.expire(args, "expire", false) },
+	cmdFlushAll: (*conn).flushAll,
+	cmdFlushDB:  (*conn).flushAll,
+	cmdGet:      func(c *conn, args [][]byte) { c.get(args[1]) },
+	cmdGetDel:   (*conn).getdel,
+	cmdGetEx:    (*conn).getex,
+	cmdHello:    (*conn).hello,
+	cmdIncr:     func(c *conn, args [][]byte) { c.incrBy(args[1], 1) },
+	cmdIncrBy:   func(c *conn, args [][]byte) { c.incrByArg(args, false) },
+	cmdInfo:     func(c *conn, args [][]byte) { c.out = resp.AppendBulkString(c.out, c.s.info(args[1:])) },
+	cmdMGet:     (*conn).mget,
+	cmdMSet:     (*conn).mset,
+	cmdPExpire:  func(c *conn, args [][]byte) { c.expire(args, "pexpire", true) },
+	cmdPSetEX:   func(c *conn, args [][]byte) { c.setWithTTL(args, time.Millisecond, "psetex") },
+	cmdPTTL:     func(c *conn, args [][]byte) { c.ttl(args[1], time.Millisecond) },
+	cmdPersist:  (*conn).persist,
+	cmdPing:     (*conn).ping,
+	cmdQuit:     (*conn).quitCmd,
+	cmdSelect:   (*conn).selectDB,
+	cmdSet:      (*conn).set,
+	cmdSetEX:    func(c *conn, args [][]byte) { c.setWithTTL(args, time.Second, "setex") },
+	cmdSetNX:    func(c *conn, args [][]byte) { c.setOpts(args[1], args[2], setOptions{nx: true}, true) },
+	cmdStrlen:   (*conn).strlen,
+	cmdTTL:      func(c *conn, args [][]byte) { c.ttl(args[1], time.Second) },
+	cmdTime:     (*conn).serverTime,
+	cmdType:     (*conn).keyType,
+	cmdUnlink:   (*conn).del,
+}
+
+func (c *conn) ping(args [][]byte) {
+	switch len(args) {
+	case 1:
+		c.out = append(c.out, "+PONG\r\n"...)
+	case 2:
 		c.out = resp.AppendBulk(c.out, args[1])
-	case cmdMGet:
-		c.out = resp.AppendArray(c.out, len(args)-1)
-		for _, k := range args[1:] {
-			c.get(k)
-		}
-	case cmdMSet:
-		c.mset(args)
-	case cmdDel, cmdUnlink:
-		n := 0
-		for _, k := range args[1:] {
-			sh := c.s.store.shard(k)
-			sh.mu.Lock()
-			if sh.lru.Delete(view(k), c.now) {
-				n++
-			}
-			sh.mu.Unlock()
-		}
-		c.out = resp.AppendInt(c.out, int64(n))
-	case cmdExists:
-		n := 0
-		for _, k := range args[1:] {
-			sh := c.s.store.shard(k)
-			sh.mu.Lock()
-			if _, ok := sh.lru.Peek(view(k), c.now); ok {
-				n++
-			}
-			sh.mu.Unlock()
-		}
-		c.out = resp.AppendInt(c.out, int64(n))
-	case cmdGetEx:
-		c.getex(args)
-	case cmdGetDel:
-		sh := c.s.store.shard(args[1])
-		sh.mu.Lock()
-		v, ok := sh.lru.Get(view(args[1]), c.now)
-		if ok {
-			sh.lru.Delete(view(args[1]), c.now)
-		}
-		sh.mu.Unlock()
-		c.appendValue(v, ok)
-	case cmdSetNX:
-		c.setOpts(args[1], args[2], setOptions{nx: true}, true)
-	case cmdSetEX, cmdPSetEX:
-		unit := time.Second
-		if id == cmdPSetEX {
-			unit = time.Millisecond
-		}
-		d, errMsg := c.deadlineIn(args[2], unit, spec.name)
-		if errMsg != "" {
-			c.out = resp.AppendError(c.out, errMsg)
-			return
-		}
-		c.setOpts(args[1], args[3], setOptions{deadline: d}, false)
-	case cmdExpire, cmdPExpire:
-		c.expire(args, spec.name, id == cmdPExpire)
-	case cmdPersist:
-		sh := c.s.store.shard(args[1])
-		sh.mu.Lock()
-		d, ok := sh.lru.Deadline(view(args[1]), c.now)
-		if ok && d != 0 {
-			sh.lru.SetDeadline(view(args[1]), 0, c.now)
-		}
-		sh.mu.Unlock()
-		c.out = resp.AppendInt(c.out, b2i(ok && d != 0))
-	case cmdTTL, cmdPTTL:
-		sh := c.s.store.shard(args[1])
-		sh.mu.Lock()
-		d, ok := sh.lru.Deadline(view(args[1]), c.now)
-		sh.mu.Unlock()
-		switch {
-		case !ok:
-			c.out = resp.AppendInt(c.out, -2)
-		case d == 0:
-			c.out = resp.AppendInt(c.out, -1)
-		case id == cmdPTTL:
-			c.out = resp.AppendInt(c.out, (d-c.now+int64(time.Millisecond)/2)/int64(time.Millisecond))
-		default:
-			c.out = resp.AppendInt(c.out, (d-c.now+int64(time.Second)/2)/int64(time.Second))
-		}
-	case cmdIncr:
-		c.incrBy(args[1], 1)
-	case cmdDecr:
-		c.incrBy(args[1], -1)
-	case cmdIncrBy, cmdDecrBy:
-		n, ok := parseInt(args[2])
-		if !ok || (id == cmdDecrBy && n == math.MinInt64) {
-			c.out = resp.AppendError(c.out, errNotInt)
-			return
-		}
-		if id == cmdDecrBy {
-			n = -n
-		}
-		c.incrBy(args[1], n)
-	case cmdStrlen:
-		sh := c.s.store.shard(args[1])
-		sh.mu.Lock()
-		v, _ := sh.lru.Peek(view(args[1]), c.now)
-		sh.mu.Unlock()
-		c.out = resp.AppendInt(c.out, int64(len(v)))
-	case cmdType:
-		sh := c.s.store.shard(args[1])
-		sh.mu.Lock()
-		_, ok := sh.lru.Peek(view(args[1]), c.now)
-		sh.mu.Unlock()
-		if ok {
-			c.out = append(c.out, "+string\r\n"...)
-		} else {
-			c.out = append(c.out, "+none\r\n"...)
-		}
-	case cmdDBSize:
-		c.out = resp.AppendInt(c.out, int64(c.s.store.totals().keys))
-	case cmdFlushAll, cmdFlushDB:
-		if len(args) == 2 && !strings.EqualFold(view(args[1]), "async") && !strings.EqualFold(view(args[1]), "sync") {
-			c.out = resp.AppendError(c.out, errSyntax)
-			return
-		}
-		if len(args) > 2 {
-			c.out = resp.AppendError(c.out, errSyntax)
-			return
-		}
-		c.s.store.flush()
-		c.out = resp.AppendOK(c.out)
-	case cmdInfo:
-		c.out = resp.AppendBulkString(c.out, c.s.info(args[1:]))
-	case cmdCommand:
-		c.command(args)
-	case cmdConfig:
-		c.config(args)
-	case cmdSelect:
-		n, ok := parseInt(args[1])
-		switch {
-		case !ok:
-			c.out = resp.AppendError(c.out, errNotInt)
-		case n != 0:
-			c.out = resp.AppendError(c.out, errDBIndex)
-		default:
-			c.out = resp.AppendOK(c.out)
-		}
-	case cmdClient:
-		c.client(args)
-	case cmdHello:
-		// RESP3 is not spoken. An error makes clients (go-redis among them)
-		// fall back to RESP2 and authenticate with AUTH.
-		c.out = resp.AppendError(c.out, errNoProto)
-	case cmdAuth:
-		c.auth(args)
-	case cmdQuit:
-		c.out = resp.AppendOK(c.out)
-		c.quit = true
-	case cmdTime:
-		now := time.Now()
-		c.out = resp.AppendArray(c.out, 2)
-		c.out = resp.AppendBulkString(c.out, strconv.FormatInt(now.Unix(), 10))
-		c.out = resp.AppendBulkString(c.out, strconv.Itoa(now.Nanosecond()/1000))
+	default:
+		c.out = resp.AppendError(c.out, errArity("ping"))
 	}
+}
+
+func (c *conn) mget(args [][]byte) {
+	c.out = resp.AppendArray(c.out, len(args)-1)
+	for _, k := range args[1:] {
+		c.get(k)
+	}
+}
+
+// del is DEL and UNLINK: a value is freed as it is deleted either way.
+func (c *conn) del(args [][]byte) {
+	n := 0
+	for _, k := range args[1:] {
+		sh := c.s.store.shard(k)
+		sh.mu.Lock()
+		if sh.lru.Delete(view(k), c.now) {
+			n++
+		}
+		sh.mu.Unlock()
+	}
+	c.out = resp.AppendInt(c.out, int64(n))
+}
+
+func (c *conn) exists(args [][]byte) {
+	n := 0
+	for _, k := range args[1:] {
+		sh := c.s.store.shard(k)
+		sh.mu.Lock()
+		if _, ok := sh.lru.Peek(view(k), c.now); ok {
+			n++
+		}
+		sh.mu.Unlock()
+	}
+	c.out = resp.AppendInt(c.out, int64(n))
+}
+
+func (c *conn) getdel(args [][]byte) {
+	sh := c.s.store.shard(args[1])
+	sh.mu.Lock()
+	v, ok := sh.lru.Get(view(args[1]), c.now)
+	if ok {
+		sh.lru.Delete(view(args[1]), c.now)
+	}
+	sh.mu.Unlock()
+	c.appendValue(v, ok)
+}
+
+// setWithTTL is SETEX and PSETEX: key, time to live in unit, value.
+func (c *conn) setWithTTL(args [][]byte, unit time.Duration, name string) {
+	d, errMsg := c.deadlineIn(args[2], unit, name)
+	if errMsg != "" {
+		c.out = resp.AppendError(c.out, errMsg)
+		return
+	}
+	c.setOpts(args[1], args[3], setOptions{deadline: d}, false)
+}
+
+func (c *conn) persist(args [][]byte) {
+	sh := c.s.store.shard(args[1])
+	sh.mu.Lock()
+	d, ok := sh.lru.Deadline(view(args[1]), c.now)
+	if ok && d != 0 {
+		sh.lru.SetDeadline(view(args[1]), 0, c.now)
+	}
+	sh.mu.Unlock()
+	c.out = resp.AppendInt(c.out, b2i(ok && d != 0))
+}
+
+// ttl is TTL and PTTL: the time to live in unit, rounded; -2 for no key,
+// -1 for a key without one.
+func (c *conn) ttl(key []byte, unit time.Duration) {
+	sh := c.s.store.shard(key)
+	sh.mu.Lock()
+	d, ok := sh.lru.Deadline(view(key), c.now)
+	sh.mu.Unlock()
+	switch {
+	case !ok:
+		c.out = resp.AppendInt(c.out, -2)
+	case d == 0:
+		c.out = resp.AppendInt(c.out, -1)
+	default:
+		c.out = resp.AppendInt(c.out, (d-c.now+int64(unit)/2)/int64(unit))
+	}
+}
+
+// incrByArg is INCRBY and DECRBY.
+func (c *conn) incrByArg(args [][]byte, decr bool) {
+	n, ok := parseInt(args[2])
+	if !ok || (decr && n == math.MinInt64) {
+		c.out = resp.AppendError(c.out, errNotInt)
+		return
+	}
+	if decr {
+		n = -n
+	}
+	c.incrBy(args[1], n)
+}
+
+func (c *conn) strlen(args [][]byte) {
+	sh := c.s.store.shard(args[1])
+	sh.mu.Lock()
+	v, _ := sh.lru.Peek(view(args[1]), c.now)
+	sh.mu.Unlock()
+	c.out = resp.AppendInt(c.out, int64(len(v)))
+}
+
+func (c *conn) keyType(args [][]byte) {
+	sh := c.s.store.shard(args[1])
+	sh.mu.Lock()
+	_, ok := sh.lru.Peek(view(args[1]), c.now)
+	sh.mu.Unlock()
+	if ok {
+		c.out = append(c.out, "+string\r\n"...)
+	} else {
+		c.out = append(c.out, "+none\r\n"...)
+	}
+}
+
+func (c *conn) dbsize([][]byte) {
+	c.out = resp.AppendInt(c.out, int64(c.s.store.totals().keys))
+}
+
+// flushAll is FLUSHALL and FLUSHDB, with an optional ASYNC or SYNC that
+// changes nothing here.
+func (c *conn) flushAll(args [][]byte) {
+	if len(args) > 2 || (len(args) == 2 && !strings.EqualFold(view(args[1]), "async") && !strings.EqualFold(view(args[1]), "sync")) {
+		c.out = resp.AppendError(c.out, errSyntax)
+		return
+	}
+	c.s.store.flush()
+	c.out = resp.AppendOK(c.out)
+}
+
+func (c *conn) selectDB(args [][]byte) {
+	n, ok := parseInt(args[1])
+	switch {
+	case !ok:
+		c.out = resp.AppendError(c.out, errNotInt)
+	case n != 0:
+		c.out = resp.AppendError(c.out, errDBIndex)
+	default:
+		c.out = resp.AppendOK(c.out)
+	}
+}
+
+// hello answers NOPROTO: RESP3 is not spoken, and the error makes clients
+// (go-redis among them) fall back to RESP2 and authenticate with AUTH.
+func (c *conn) hello([][]byte) {
+	c.out = resp.AppendError(c.out, errNoProto)
+}
+
+func (c *conn) quitCmd([][]byte) {
+	c.out = resp.AppendOK(c.out)
+	c.quit = true
+}
+
+func (c *conn) serverTime([][]byte) {
+	now := time.Now()
+	c.out = resp.AppendArray(c.out, 2)
+	c.out = resp.AppendBulkString(c.out, strconv.FormatInt(now.Unix(), 10))
+	c.out = resp.AppendBulkString(c.out, strconv.Itoa(now.Nanosecond()/1000))
 }
 
 func unknownCommand(args [][]byte) string {

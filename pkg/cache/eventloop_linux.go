@@ -3,11 +3,11 @@
 package cache
 
 import (
-	"errors"
 	"net"
 	"syscall"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/accept"
 	"github.com/scalestack/scalestack/internal/rawio"
 )
 
@@ -32,6 +32,10 @@ type eventLoop struct {
 	// held are connections whose reply to a wrong AUTH waits until their
 	// holdUntil; they are not read meanwhile.
 	held []*conn
+	// scanEvery is how often the loop looks for connections past the idle
+	// or authentication timeout (0: never); lastScan is when it last did.
+	scanEvery time.Duration
+	lastScan  time.Time
 }
 
 const (
@@ -68,73 +72,63 @@ func (l *eventLoop) hand(c *conn) {
 func (l *eventLoop) run() {
 	defer l.s.wg.Done()
 	defer l.shutdown()
-	events := make([]syscall.EpollEvent, 256)
 	// With an idle or authentication timeout, wake at least every half of
 	// the shorter one (at most every second) to close the connections past
 	// it.
-	timeout, scanEvery := -1, time.Duration(0)
-	var lastScan time.Time
-	spin := l.s.cfg.BusyPoll
 	for _, t := range []time.Duration{l.s.cfg.IdleTimeout, l.authTimeout()} {
-		if t > 0 && (scanEvery == 0 || t/2 < scanEvery) {
-			scanEvery = min(t/2, time.Second)
+		if t > 0 && (l.scanEvery == 0 || t/2 < l.scanEvery) {
+			l.scanEvery = min(t/2, time.Second)
 		}
 	}
-	if scanEvery > 0 {
-		timeout = int(scanEvery.Milliseconds()) + 1
+	l.lastScan = time.Now()
+	// When nothing is ready the loop polls on for up to BusyPoll, and only
+	// then blocks in epoll_wait.
+	if err := l.p.Run(l.s.ctx, l, rawio.RunConfig{Spin: l.s.cfg.BusyPoll}); err != nil {
+		l.s.log.Error("cache event loop", "err", err)
 	}
-	for {
-		// Under load events are nearly always waiting: a non-blocking poll
-		// finds them without the runtime's bookkeeping for a blocking system
-		// call (which hands this goroutine's P away after 20µs). When nothing
-		// is ready the loop polls on for up to BusyPoll, and only then blocks
-		// in epoll_wait.
-		n, err := rawio.PollNow(l.p.FD, events)
-		if n == 0 && err == nil && spin > 0 {
-			n, err = rawio.SpinPoll(l.p.FD, events, spin)
+}
+
+// Event reads from or writes to a connection.
+func (l *eventLoop) Event(fd int32, events uint32) {
+	c := l.conns[fd]
+	if c == nil {
+		return
+	}
+	if c.holdUntil != 0 {
+		// Not read until its hold ends; a hang-up cannot be masked.
+		if events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+			l.close(c)
 		}
-		if n == 0 {
-			n, err = syscall.EpollWait(l.p.FD, events, l.waitFor(timeout))
+		return
+	}
+	switch {
+	case events&syscall.EPOLLOUT != 0:
+		l.writable(c)
+	case events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0:
+		l.readable(c)
+	}
+}
+
+// Tick releases the held connections that are due and closes those past a
+// timeout; it returns when the next of either is due.
+func (l *eventLoop) Tick(now time.Time) time.Time {
+	if len(l.held) > 0 {
+		l.release(now.UnixNano())
+	}
+	var due time.Time
+	if l.scanEvery > 0 {
+		if now.Sub(l.lastScan) >= l.scanEvery {
+			l.lastScan = now
+			l.closeExpired(now)
 		}
-		if err != nil && !errors.Is(err, syscall.EINTR) {
-			l.s.log.Error("cache event loop: epoll_wait", "err", err)
-			return
-		}
-		if l.s.ctx.Err() != nil {
-			return
-		}
-		for i := range n {
-			ev := &events[i]
-			if l.p.IsWake(ev.Fd) {
-				l.drainWake()
-				continue
-			}
-			c := l.conns[ev.Fd]
-			if c == nil {
-				continue
-			}
-			if c.holdUntil != 0 {
-				// Not read until its hold ends; a hang-up cannot be masked.
-				if ev.Events&(syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
-					l.close(c)
-				}
-				continue
-			}
-			switch {
-			case ev.Events&syscall.EPOLLOUT != 0:
-				l.writable(c)
-			case ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0:
-				l.readable(c)
-			}
-		}
-		if len(l.held) > 0 {
-			l.release(time.Now().UnixNano())
-		}
-		if scanEvery > 0 && time.Since(lastScan) >= scanEvery {
-			lastScan = time.Now()
-			l.closeExpired(lastScan)
+		due = l.lastScan.Add(l.scanEvery)
+	}
+	for _, c := range l.held {
+		if t := time.Unix(0, c.holdUntil); due.IsZero() || t.Before(due) {
+			due = t
 		}
 	}
+	return due
 }
 
 // authTimeout is Config.AuthTimeout when the server has a password.
@@ -143,26 +137,6 @@ func (l *eventLoop) authTimeout() time.Duration {
 		return 0
 	}
 	return l.s.cfg.AuthTimeout
-}
-
-// waitFor returns the epoll_wait timeout in milliseconds: the scan
-// interval, or less when a held connection is due sooner.
-func (l *eventLoop) waitFor(scan int) int {
-	if len(l.held) == 0 {
-		return scan
-	}
-	next := l.held[0].holdUntil
-	for _, c := range l.held[1:] {
-		next = min(next, c.holdUntil)
-	}
-	ms := int(time.Until(time.Unix(0, next)).Milliseconds()) + 1
-	if ms < 0 {
-		ms = 0
-	}
-	if scan >= 0 && scan < ms {
-		return scan
-	}
-	return ms
 }
 
 // hold stops reading c until its holdUntil; release then sends its
@@ -202,8 +176,8 @@ func (l *eventLoop) release(now int64) {
 	}
 }
 
-func (l *eventLoop) drainWake() {
-	incoming := l.p.Drain()
+// Woken registers the connections handed to the loop.
+func (l *eventLoop) Woken(incoming []*conn) {
 	for _, c := range incoming {
 		if err := l.p.Add(c.fd, evRead); err != nil {
 			l.s.log.Warn("cache event loop: epoll_ctl add", "err", err)
@@ -358,35 +332,15 @@ func (l *eventLoop) shutdown() {
 func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
 	defer s.wg.Done()
 	next := 0
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait rather than spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("cache accept", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if s.connsOpen.Load() >= int64(s.cfg.MaxClients) {
-			s.connsRefuse.Add(1)
-			nc.Write([]byte("-ERR max number of clients reached\r\n"))
-			nc.Close()
-			continue
+	accept.Serve(s.ctx, ln, accept.Config{Log: s.log, Msg: "cache accept"}, func(nc net.Conn) {
+		if s.refuseOverCap(nc) {
+			return
 		}
 		fd, err := rawio.TakeFD(nc)
 		if err != nil {
 			s.log.Warn("cache: take over connection", "err", err)
 			nc.Close()
-			continue
+			return
 		}
 		s.mu.Lock()
 		s.nextID++
@@ -400,5 +354,5 @@ func (s *Server) acceptRaw(ln net.Listener, loops []*eventLoop) {
 		next++
 		c.loop = l
 		l.hand(c)
-	}
+	})
 }

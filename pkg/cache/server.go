@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/accept"
 	"github.com/scalestack/scalestack/pkg/cache/resp"
 )
 
@@ -215,30 +216,9 @@ func (s *Server) Close() error {
 
 func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait, as net/http does,
-			// rather than spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("cache accept", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if s.connsOpen.Load() >= int64(s.cfg.MaxClients) {
-			s.connsRefuse.Add(1)
-			nc.Write([]byte("-ERR max number of clients reached\r\n"))
-			nc.Close()
-			continue
+	accept.Serve(s.ctx, ln, accept.Config{Log: s.log, Msg: "cache accept"}, func(nc net.Conn) {
+		if s.refuseOverCap(nc) {
+			return
 		}
 		s.mu.Lock()
 		if s.closed {
@@ -255,7 +235,19 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		s.connsOpen.Add(1)
 		s.connsTotal.Add(1)
 		go c.serve()
+	})
+}
+
+// refuseOverCap answers and closes a connection past MaxClients, as Redis
+// does, and reports whether it did.
+func (s *Server) refuseOverCap(nc net.Conn) bool {
+	if s.connsOpen.Load() < int64(s.cfg.MaxClients) {
+		return false
 	}
+	s.connsRefuse.Add(1)
+	nc.Write([]byte("-ERR max number of clients reached\r\n"))
+	nc.Close()
+	return true
 }
 
 // housekeeping runs the active expire cycle every ExpireInterval and

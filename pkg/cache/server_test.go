@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cache"
 )
 
@@ -83,18 +84,6 @@ func newClient(tb testing.TB, srv *cache.Server, password string) *redis.Client 
 	})
 	tb.Cleanup(func() { rdb.Close() })
 	return rdb
-}
-
-// retryUntil polls cond until it holds or the deadline passes.
-func retryUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func ctxT(tb testing.TB) context.Context {
@@ -328,7 +317,7 @@ func TestTTLExpiry(t *testing.T) {
 		ctx := ctxT(t)
 		rdb.Set(ctx, "short", "v", 30*time.Millisecond)
 		rdb.Set(ctx, "long", "v", time.Hour)
-		retryUntil(t, 2*time.Second, "short to expire", func() bool {
+		testwait.Until(t, 2*time.Second, "short to expire", func() bool {
 			return errors.Is(rdb.Get(ctx, "short").Err(), redis.Nil)
 		})
 		check(t, "GET long", rdb.Get(ctx, "long"), "v")
@@ -341,7 +330,7 @@ func TestTTLExpiry(t *testing.T) {
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatalf("pipeline: %v", err)
 		}
-		retryUntil(t, 5*time.Second, "expired keys to be reclaimed", func() bool {
+		testwait.Until(t, 5*time.Second, "expired keys to be reclaimed", func() bool {
 			return rdb.DBSize(ctx).Val() == 1
 		})
 		st := srv.Status().(cache.Status)
@@ -512,7 +501,7 @@ func TestMalformedInput(t *testing.T) {
 		if got := readN(t, c, len(want)); got != want {
 			t.Errorf("after unknown command = %q, want %q", got, want)
 		}
-		retryUntil(t, 2*time.Second, "aborted connections to be released", func() bool {
+		testwait.Until(t, 2*time.Second, "aborted connections to be released", func() bool {
 			return srv.Status().(cache.Status).Connections == 1
 		})
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cdn"
 )
 
@@ -160,7 +161,7 @@ func TestCoalescing(t *testing.T) {
 		}()
 	}
 	// Hold the origin until every client is waiting on the one fetch.
-	waitFor(t, "999 coalesced waiters", func() bool { return e.Snapshot().Coalesced >= clients-1 })
+	testwait.Until(t, 5*time.Second, "999 coalesced waiters", func() bool { return e.Snapshot().Coalesced >= clients-1 })
 	close(release)
 	wg.Wait()
 	if got := o.hits.Load(); got != 1 {
@@ -216,7 +217,7 @@ func TestCoalescedUncacheableNotShared(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "waiters", func() bool { return e.Snapshot().Coalesced >= clients-1 })
+	testwait.Until(t, 5*time.Second, "waiters", func() bool { return e.Snapshot().Coalesced >= clients-1 })
 	close(release)
 	wg.Wait()
 	close(errs)
@@ -318,8 +319,8 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	e := newEdge(t, o.URL, nil)
 	wantCache(t, "fill", get(t, e, "/swr"), cdn.Miss, "v1")
 	wantCache(t, "stale", get(t, e, "/swr"), cdn.Stale, "v1")
-	waitFor(t, "background revalidation", func() bool { return o.hits.Load() == 2 })
-	waitFor(t, "refreshed copy", func() bool { return get(t, e, "/swr").body != "v1" })
+	testwait.Until(t, 5*time.Second, "background revalidation", func() bool { return o.hits.Load() == 2 })
+	testwait.Until(t, 5*time.Second, "refreshed copy", func() bool { return get(t, e, "/swr").body != "v1" })
 }
 
 func TestRevalidation(t *testing.T) {

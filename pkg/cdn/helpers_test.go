@@ -113,18 +113,6 @@ func clip(s string) string {
 	return s
 }
 
-// waitFor polls cond until it holds or a few seconds pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // fakePurges stands in for the node's NATS connection.
 type fakePurges struct {
 	subject atomic.Value

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cdn"
 )
 
@@ -72,15 +73,15 @@ func TestClientThatStopsReadingIsCut(t *testing.T) {
 		{"streamed", "GET /stream HTTP/1.1\r\nHost: edge\r\n\r\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			waitFor(t, "no client connection open", func() bool { return connections(e) == 0 })
+			testwait.Until(t, 5*time.Second, "no client connection open", func() bool { return connections(e) == 0 })
 			c := dialSmall(t, e)
 			if _, err := io.WriteString(c, tt.requests); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the connection to be served", func() bool { return connections(e) == 1 })
+			testwait.Until(t, 5*time.Second, "the connection to be served", func() bool { return connections(e) == 1 })
 			start := time.Now()
 			// waitFor gives up after 5s: far more than WriteTimeout.
-			waitFor(t, "the edge to cut the client that does not read", func() bool { return connections(e) == 0 })
+			testwait.Until(t, 5*time.Second, "the edge to cut the client that does not read", func() bool { return connections(e) == 0 })
 			t.Logf("cut after %v", time.Since(start).Round(time.Millisecond))
 			resp, err := warm.Get("http://" + e.Addr() + "/big")
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cdn"
 )
 
@@ -53,7 +54,7 @@ func TestPurgeOverRealNATS(t *testing.T) {
 	if err := appConn.Publish(cdn.PurgeSubject, []byte(`{"urls":["/p/42"],"keys":["post-42","home"]}`)); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	waitFor(t, "the purge to arrive", func() bool { return e.Snapshot().Purges == 1 })
+	testwait.Until(t, 5*time.Second, "the purge to arrive", func() bool { return e.Snapshot().Purges == 1 })
 	t.Logf("purge applied %v after publish", time.Since(start))
 	wantCache(t, "/p/42 after purge", get(t, e, "/p/42"), cdn.Miss, "page /p/42")
 	wantCache(t, "/p/43 untouched", get(t, e, "/p/43"), cdn.Hit, "page /p/43")

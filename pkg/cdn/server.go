@@ -8,13 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/accept"
+	"github.com/scalestack/scalestack/internal/httpwire"
 )
 
 // server is the edge's HTTP/1.1 server. It exists because of the hit path:
@@ -78,40 +80,25 @@ func newServer(e *Edge, ln net.Listener) *server {
 // open connections it waits for one to close before it accepts again.
 func (s *server) serve() {
 	defer s.wg.Done()
-	var backoff time.Duration
-	for {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.ctx.Done():
-			return
-		}
-		nc, err := s.ln.Accept()
-		if err != nil {
-			<-s.slots
-			if s.shutting.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.e.log.Warn("edge accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		c := &conn{s: s, e: s.e, nc: nc, br: bufio.NewReaderSize(nc, 4096)}
-		c.ctx, c.cancel = context.WithCancel(s.ctx)
-		s.mu.Lock()
-		if s.shutting.Load() {
-			s.mu.Unlock()
-			nc.Close()
-			<-s.slots
-			continue
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
+	accept.Serve(s.ctx, s.ln, accept.Config{Slots: s.slots, Log: s.e.log, Msg: "edge accept failed"}, s.serveConn)
+}
+
+// serveConn starts the goroutine of a connection just accepted; it owns
+// the connection's slot.
+func (s *server) serveConn(nc net.Conn) {
+	c := &conn{s: s, e: s.e, nc: nc, br: bufio.NewReaderSize(nc, 4096)}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	s.mu.Lock()
+	if s.shutting.Load() {
 		s.mu.Unlock()
-		go c.serve()
+		nc.Close()
+		<-s.slots
+		return
 	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go c.serve()
 }
 
 // shutdown stops accepting, closes idle connections as they become idle,
@@ -173,30 +160,19 @@ type conn struct {
 	cancel context.CancelFunc
 	state  atomic.Int32
 
-	head   []byte   // the current request head, copied out of br
-	fields []hfield // its header fields, as spans of head
-	out    []byte   // response bytes not yet written
+	req    httpwire.Head // the current request head, copied out of br
+	out    []byte        // response bytes not yet written
 	vec    net.Buffers
 	vecArr [2][]byte // vec's backing array, reused: WriteTo consumes vec
 	werr   error     // the first write error; the connection is then dropped
 	armed  time.Time // when the write deadline was last set
 }
 
-type span struct{ a, b int }
-
-type hfield struct{ name, value span }
-
-// reqHead is a parsed request head and what the server needs to know of it.
+// reqHead is what the server needs to know of a request beyond its head
+// (conn.req).
 type reqHead struct {
-	method, target span
-	minor          int // HTTP/1.minor
-	host           span
-	hasHost        bool
-	contentLength  int64 // -1: none
-	chunked        bool
-	close          bool // the client asked to close, or speaks HTTP/1.0
-	expect100      bool
-	slow           bool // carries a field only ServeHTTP handles
+	close bool // the client asked to close, speaks HTTP/1.0, or sent both framings
+	slow  bool // carries a field only ServeHTTP handles
 }
 
 func (c *conn) serve() {
@@ -257,207 +233,56 @@ func (c *conn) serve() {
 	}
 }
 
-// readHead reads and parses one request head into h. It returns 0, or the
-// status of the error to answer.
+// readHead reads and parses one request head into c.req, and what the
+// server needs of it into h. It returns 0, or the status of the error to
+// answer (-1: nobody to answer).
 func (c *conn) readHead(h *reqHead) int {
-	c.head = c.head[:0]
-	c.fields = c.fields[:0]
-	h.contentLength = -1
-	limit := c.e.cfg.MaxHeaderBytes
-	first := true
-	for {
-		line, err := c.br.ReadSlice('\n')
-		if err != nil {
-			if errors.Is(err, bufio.ErrBufferFull) || len(c.head)+len(line) > limit {
-				return http.StatusRequestHeaderFieldsTooLarge
-			}
-			return -1 // the client went away or timed out: nothing to answer
-		}
-		if len(c.head)+len(line) > limit {
-			return http.StatusRequestHeaderFieldsTooLarge
-		}
-		start := len(c.head)
-		c.head = append(c.head, line...)
-		end := len(c.head) - 1 // drop \n
-		if end > start && c.head[end-1] == '\r' {
-			end--
-		}
-		if first {
-			if end == start {
-				continue // RFC 9112 §2.2: ignore empty lines before a request
-			}
-			first = false
-			if status := parseRequestLine(c.head, start, end, h); status != 0 {
-				return status
-			}
-			continue
-		}
-		if end == start {
-			break // end of head
-		}
-		if status := c.parseField(start, end, h); status != 0 {
-			return status
-		}
-	}
-	if h.minor == 1 && !h.hasHost {
-		return http.StatusBadRequest
-	}
-	if h.chunked {
-		if h.contentLength >= 0 {
-			// Both framings: chunked wins (RFC 9112 §6.3), and the
-			// connection is not trusted with another request.
-			h.close = true
-		}
-		h.contentLength = -1
-	}
-	return 0
-}
-
-func parseRequestLine(b []byte, start, end int, h *reqHead) int {
-	sp1 := indexByte(b, start, end, ' ')
-	if sp1 < 0 {
-		return http.StatusBadRequest
-	}
-	sp2 := indexByte(b, sp1+1, end, ' ')
-	if sp2 < 0 {
-		return http.StatusBadRequest
-	}
-	h.method = span{start, sp1}
-	h.target = span{sp1 + 1, sp2}
-	proto := b[sp2+1 : end]
-	switch string(proto) {
-	case "HTTP/1.1":
-		h.minor = 1
-	case "HTTP/1.0":
-		h.minor = 0
-		h.close = true // one request per HTTP/1.0 connection
+	r := &c.req
+	err := httpwire.ReadHead(c.br, r, c.e.cfg.MaxHeaderBytes, false)
+	switch {
+	case err == nil:
+	case errors.Is(err, httpwire.ErrBothFramings):
+		// Chunked wins (RFC 9112 §6.3), and the connection is not trusted
+		// with another request.
+		r.ContentLength = -1
+		h.close = true
 	default:
+		return headStatus(err)
+	}
+	h.close = h.close || r.Close || r.HTTP10 // one request per HTTP/1.0 connection
+	h.slow = c.slowFields()
+	return 0
+}
+
+// headStatus is the answer to a request head that could not be read.
+func headStatus(err error) int {
+	switch {
+	case errors.Is(err, httpwire.ErrHeadTooLarge):
+		return http.StatusRequestHeaderFieldsTooLarge
+	case errors.Is(err, httpwire.ErrBadVersion):
 		return http.StatusHTTPVersionNotSupported
-	}
-	if sp1 == start || sp2 == sp1+1 {
+	case errors.Is(err, httpwire.ErrBadCoding):
+		return http.StatusNotImplemented
+	case errors.Is(err, httpwire.ErrMalformed), errors.Is(err, httpwire.ErrBadLength):
 		return http.StatusBadRequest
 	}
-	return 0
+	return -1 // the client went away or timed out
 }
 
-func indexByte(b []byte, from, to int, c byte) int {
-	for i := from; i < to; i++ {
-		if b[i] == c {
-			return i
-		}
-	}
-	return -1
-}
-
-// parseField records one header field line and notes the fields that
-// matter to the server.
-func (c *conn) parseField(start, end int, h *reqHead) int {
-	b := c.head
-	if b[start] == ' ' || b[start] == '\t' {
-		return http.StatusBadRequest // obsolete line folding
-	}
-	colon := indexByte(b, start, end, ':')
-	if colon <= start {
-		return http.StatusBadRequest
-	}
-	for i := start; i < colon; i++ {
-		if !isTokenChar(b[i]) {
-			return http.StatusBadRequest // includes a space before the colon
-		}
-	}
-	vs, ve := colon+1, end
-	for vs < ve && (b[vs] == ' ' || b[vs] == '\t') {
-		vs++
-	}
-	for ve > vs && (b[ve-1] == ' ' || b[ve-1] == '\t') {
-		ve--
-	}
-	c.fields = append(c.fields, hfield{span{start, colon}, span{vs, ve}})
-	name, value := b[start:colon], b[vs:ve]
-	switch {
-	case eqFold(name, "host"):
-		if h.hasHost {
-			return http.StatusBadRequest
-		}
-		h.host, h.hasHost = span{vs, ve}, true
-	case eqFold(name, "content-length"):
-		n, err := strconv.ParseInt(string(value), 10, 64)
-		if err != nil || n < 0 || (h.contentLength >= 0 && n != h.contentLength) {
-			return http.StatusBadRequest
-		}
-		h.contentLength = n
-	case eqFold(name, "transfer-encoding"):
-		if !eqFold(value, "chunked") {
-			return http.StatusNotImplemented
-		}
-		h.chunked = true
-	case eqFold(name, "connection"):
-		if containsTokenFold(value, "close") {
-			h.close = true
-		}
-	case eqFold(name, "expect"):
-		h.expect100 = eqFold(value, "100-continue")
-		h.slow = true
-	case eqFold(name, "cookie"):
-		if c.e.cfg.PassCookie != "" {
-			h.slow = true
-		}
-	case eqFold(name, "if-none-match"), eqFold(name, "if-modified-since"), eqFold(name, "if-match"),
-		eqFold(name, "if-unmodified-since"), eqFold(name, "if-range"), eqFold(name, "range"),
-		eqFold(name, "cache-control"), eqFold(name, "pragma"), eqFold(name, "upgrade"):
-		h.slow = true
-	}
-	return 0
-}
-
-// eqFold reports whether b equals the lowercase ASCII string s, ignoring case.
-func eqFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// containsTokenFold reports whether the comma-separated list v holds token.
-func containsTokenFold(v []byte, token string) bool {
-	for len(v) > 0 {
-		i := indexByte(v, 0, len(v), ',')
-		var m []byte
-		if i < 0 {
-			m, v = v, nil
-		} else {
-			m, v = v[:i], v[i+1:]
-		}
-		for len(m) > 0 && (m[0] == ' ' || m[0] == '\t') {
-			m = m[1:]
-		}
-		for len(m) > 0 && (m[len(m)-1] == ' ' || m[len(m)-1] == '\t') {
-			m = m[:len(m)-1]
-		}
-		if eqFold(m, token) {
+// slowFields reports whether the request carries a field that only
+// Edge.ServeHTTP handles: conditionals, ranges, cache directives, Expect,
+// Upgrade, and the cookie that bypasses the cache.
+func (c *conn) slowFields() bool {
+	for _, f := range c.req.Fields {
+		switch f.Kind {
+		case httpwire.FieldExpect, httpwire.FieldConditional, httpwire.FieldRange,
+			httpwire.FieldCacheControl, httpwire.FieldPragma, httpwire.FieldUpgrade:
 			return true
+		case httpwire.FieldCookie:
+			if c.e.cfg.PassCookie != "" {
+				return true
+			}
 		}
-	}
-	return false
-}
-
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
 	}
 	return false
 }
@@ -465,10 +290,11 @@ func isTokenChar(c byte) bool {
 // fastHit answers a plain GET or HEAD of a fresh stored response that does
 // not vary, and reports whether it did. It allocates nothing.
 func (c *conn) fastHit(h *reqHead, now time.Time) bool {
-	if h.slow || h.contentLength > 0 || h.chunked {
+	r := &c.req
+	if h.slow || r.ContentLength > 0 || r.Chunked {
 		return false
 	}
-	method := c.head[h.method.a:h.method.b]
+	method := r.First[0].Of(r.Buf)
 	head := false
 	switch string(method) {
 	case http.MethodGet:
@@ -477,7 +303,7 @@ func (c *conn) fastHit(h *reqHead, now time.Time) bool {
 	default:
 		return false
 	}
-	target := c.head[h.target.a:h.target.b]
+	target := r.First[1].Of(r.Buf)
 	if len(target) == 0 || target[0] != '/' || string(target) == purgePath {
 		return false
 	}
@@ -592,7 +418,7 @@ func (c *conn) slow(h *reqHead) bool {
 		c.fail(status)
 		return false
 	}
-	if h.expect100 && body != nil {
+	if c.req.Expect100 && body != nil {
 		c.out = append(c.out, "HTTP/1.1 100 Continue\r\n\r\n"...)
 		c.flush()
 	}
@@ -632,30 +458,37 @@ func (c *conn) serveHTTP(w *responseWriter, req *http.Request) (ok bool) {
 
 // request builds the *http.Request for a parsed head.
 func (c *conn) request(h *reqHead) (*http.Request, *reqBody, int) {
-	b := c.head
-	target := string(b[h.target.a:h.target.b])
+	r := &c.req
+	b := r.Buf
+	target := string(r.First[1].Of(b))
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return nil, nil, http.StatusBadRequest
 	}
-	hdr := make(http.Header, len(c.fields))
-	for _, f := range c.fields {
-		name := http.CanonicalHeaderKey(string(b[f.name.a:f.name.b]))
-		hdr[name] = append(hdr[name], string(b[f.value.a:f.value.b]))
+	hdr := make(http.Header, len(r.Fields))
+	for _, f := range r.Fields {
+		name := http.CanonicalHeaderKey(string(f.Name.Of(b)))
+		hdr[name] = append(hdr[name], string(f.Value.Of(b)))
+	}
+	minor := 1
+	if r.HTTP10 {
+		minor = 0
 	}
 	req := &http.Request{
-		Method:        string(b[h.method.a:h.method.b]),
+		Method:        string(r.First[0].Of(b)),
 		URL:           u,
-		Proto:         "HTTP/1." + strconv.Itoa(h.minor),
+		Proto:         "HTTP/1." + strconv.Itoa(minor),
 		ProtoMajor:    1,
-		ProtoMinor:    h.minor,
+		ProtoMinor:    minor,
 		Header:        hdr,
-		Host:          string(b[h.host.a:h.host.b]),
 		RequestURI:    target,
 		RemoteAddr:    c.nc.RemoteAddr().String(),
 		Close:         h.close,
 		Body:          http.NoBody,
 		ContentLength: 0,
+	}
+	if r.HasHost {
+		req.Host = string(r.Host.Of(b))
 	}
 	if req.Host == "" {
 		req.Host = u.Host
@@ -663,14 +496,14 @@ func (c *conn) request(h *reqHead) (*http.Request, *reqBody, int) {
 	delete(hdr, "Host")
 	var body *reqBody
 	switch {
-	case h.chunked:
-		body = &reqBody{r: httputil.NewChunkedReader(c.br)}
+	case r.Chunked:
+		body = &reqBody{r: httpwire.NewChunkedReader(c.br)}
 		req.ContentLength = -1
 		req.TransferEncoding = []string{"chunked"}
 		delete(hdr, "Transfer-Encoding")
-	case h.contentLength > 0:
-		body = &reqBody{r: io.LimitReader(c.br, h.contentLength)}
-		req.ContentLength = h.contentLength
+	case r.ContentLength > 0:
+		body = &reqBody{r: io.LimitReader(c.br, r.ContentLength)}
+		req.ContentLength = r.ContentLength
 	}
 	if body != nil {
 		req.Body = body
@@ -836,8 +669,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		w.c.out = strconv.AppendInt(w.c.out, int64(len(p)), 16)
-		w.c.out = append(w.c.out, "\r\n"...)
+		w.c.out = httpwire.AppendChunkSize(w.c.out, len(p))
 		w.c.write(p)
 		w.c.out = append(w.c.out, "\r\n"...)
 	} else {
@@ -860,7 +692,7 @@ func (w *responseWriter) finish() {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.chunked {
-		w.c.out = append(w.c.out, "0\r\n\r\n"...)
+		w.c.out = append(w.c.out, httpwire.LastChunk...)
 	}
 	if !w.noBody && w.declared >= 0 && w.written < w.declared {
 		// The body ended short of its Content-Length: only closing the

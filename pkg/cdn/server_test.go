@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cdn"
 )
 
@@ -150,7 +151,7 @@ func TestCloseWaitsForInFlight(t *testing.T) {
 	}
 	got := make(chan response, 1)
 	go func() { got <- get(t, e, "/slow") }()
-	waitFor(t, "the request to reach the origin", func() bool { return o.hits.Load() == 1 })
+	testwait.Until(t, 5*time.Second, "the request to reach the origin", func() bool { return o.hits.Load() == 1 })
 	closed := make(chan error, 1)
 	go func() { closed <- e.Close() }()
 	select {
@@ -167,5 +168,44 @@ func TestCloseWaitsForInFlight(t *testing.T) {
 	}
 	if e.Ready() {
 		t.Fatal("Ready() = true after Close")
+	}
+}
+
+// TestServerBothFramings checks the edge's answer to a request with both
+// Content-Length and Transfer-Encoding (RFC 9112 §6.3): the body is read as
+// chunked, and the connection is closed after the response.
+func TestServerBothFramings(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %d %s", r.Method, len(b), b)
+	})
+	e := newEdge(t, o.URL, nil)
+	c, br := rawConn(t, e)
+	fmt.Fprint(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+	if r := readResponse(t, br, "POST"); r.body != "POST 5 hello" {
+		t.Fatalf("body %q, want %q", r.body, "POST 5 hello")
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection left open after a request with both framings (read err %v)", err)
+	}
+}
+
+// TestServerChunkedTrailers checks that a chunked request body's trailer
+// section is read to its end, so that the next request on the connection
+// is read from its first byte.
+func TestServerChunkedTrailers(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %d %s", r.Method, len(b), b)
+	})
+	e := newEdge(t, o.URL, nil)
+	c, br := rawConn(t, e)
+	fmt.Fprint(c, "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 1\r\n\r\n")
+	if r := readResponse(t, br, "POST"); r.body != "POST 2 hi" {
+		t.Fatalf("chunked POST with a trailer: body %q, want %q", r.body, "POST 2 hi")
+	}
+	fmt.Fprint(c, "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+	if r := readResponse(t, br, "PUT"); r.body != "PUT 3 abc" {
+		t.Fatalf("request after the trailer: body %q, want %q", r.body, "PUT 3 abc")
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 )
 
@@ -20,7 +21,7 @@ func threeNodes(t *testing.T) (a, b, c *cluster.Cluster) {
 	a = start(t, fastConfig(t, "a", "127.0.0.2"))
 	b = start(t, fastConfig(t, "b", "127.0.0.3", a.Addr()))
 	c = start(t, fastConfig(t, "c", "127.0.0.4", a.Addr()))
-	took := waitFor(t, 5*time.Second, "all three see three alive", func() bool {
+	took := testwait.Until(t, 5*time.Second, "all three see three alive", func() bool {
 		return a.NumAlive() == 3 && b.NumAlive() == 3 && c.NumAlive() == 3
 	})
 	t.Logf("three nodes see each other after %v", took)
@@ -38,7 +39,7 @@ func TestJoinSeesMembersWithMeta(t *testing.T) {
 	}
 	b := start(t, cfg)
 	c := start(t, fastConfig(t, "c", "127.0.0.4", a.Addr()))
-	waitFor(t, 5*time.Second, "all three see three alive", func() bool {
+	testwait.Until(t, 5*time.Second, "all three see three alive", func() bool {
 		return a.NumAlive() == 3 && b.NumAlive() == 3 && c.NumAlive() == 3
 	})
 
@@ -91,7 +92,7 @@ func TestOwnAddressInSeedsIsIgnored(t *testing.T) {
 	cfg.BindPort = freePort(t, "127.0.0.3")
 	cfg.Seeds = append(cfg.Seeds, "127.0.0.3:"+itoa(cfg.BindPort))
 	b := start(t, cfg)
-	waitFor(t, 5*time.Second, "a sees b", func() bool { return a.NumAlive() == 2 })
+	testwait.Until(t, 5*time.Second, "a sees b", func() bool { return a.NumAlive() == 2 })
 	if n, err := b.Join(context.Background(), b.Addr()); n != 0 || err != nil {
 		t.Errorf("b.Join(own address) = %d, %v; want 0, nil", n, err)
 	}
@@ -116,7 +117,7 @@ func TestSeedNotReachableIsNotFatal(t *testing.T) {
 		t.Fatalf("b.NumAlive() = %d before the seed is up, want 1", n)
 	}
 	a := start(t, mk("a", "127.0.0.2", seedPort, seed)) // its own address: ignored
-	waitFor(t, 10*time.Second, "a, b and c see each other", func() bool {
+	testwait.Until(t, 10*time.Second, "a, b and c see each other", func() bool {
 		return a.NumAlive() == 3 && b.NumAlive() == 3 && c.NumAlive() == 3
 	})
 	t.Logf("default timing: three nodes started seed-last see each other %v after the first started (re-join interval %v)",
@@ -136,7 +137,7 @@ func TestSetStatePropagates(t *testing.T) {
 	if got := b.Local().State; got != cluster.StateDraining {
 		t.Errorf("b.Local().State = %q, want draining", got)
 	}
-	waitFor(t, 5*time.Second, "a sees b draining", func() bool {
+	testwait.Until(t, 5*time.Second, "a sees b draining", func() bool {
 		return memberOf(t, a, "b").State == cluster.StateDraining
 	})
 	if got, want := memberNames(a.Up("app")), []string{"a", "c"}; !slices.Equal(got, want) {
@@ -156,7 +157,7 @@ func TestSetStatePropagates(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("SetMeta: %v", err)
 	}
-	waitFor(t, 5*time.Second, "a sees b up with role worker", func() bool {
+	testwait.Until(t, 5*time.Second, "a sees b up with role worker", func() bool {
 		m := memberOf(t, a, "b")
 		return m.State == cluster.StateUp && m.HasRole("worker")
 	})
@@ -197,7 +198,7 @@ func TestKilledNodeIsDeadThenComesBack(t *testing.T) {
 	}
 	cfg := fastConfig(t, "c", "127.0.0.4")
 	typical, worst := cfg.FailureDetection(3)
-	waitFor(t, 10*worst, "a and b see c dead", func() bool {
+	testwait.Until(t, 10*worst, "a and b see c dead", func() bool {
 		return statusOf(a, "c") == cluster.StatusDead && statusOf(b, "c") == cluster.StatusDead
 	})
 	t.Logf("killed node declared dead by both peers after %v (documented: typical %v, worst %v)",
@@ -213,7 +214,7 @@ func TestKilledNodeIsDeadThenComesBack(t *testing.T) {
 	cfg.BindPort = port(t, addr)
 	cfg.Seeds = []string{a.Addr()}
 	c2 := start(t, cfg)
-	took := waitFor(t, 10*time.Second, "c back alive everywhere", func() bool {
+	took := testwait.Until(t, 10*time.Second, "c back alive everywhere", func() bool {
 		return statusOf(a, "c") == cluster.StatusAlive && statusOf(b, "c") == cluster.StatusAlive && c2.NumAlive() == 3
 	})
 	t.Logf("restarted node alive again after %v", took)
@@ -226,7 +227,7 @@ func TestRestartOnNewAddressReclaimsName(t *testing.T) {
 	if err := c.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a sees c dead", func() bool { return statusOf(a, "c") == cluster.StatusDead })
+	testwait.Until(t, 10*time.Second, "a sees c dead", func() bool { return statusOf(a, "c") == cluster.StatusDead })
 	// c comes back on another port; once its old entry has been dead for
 	// DeadNodeReclaimTime the name moves to the new address.
 	cfg := fastConfig(t, "c", "127.0.0.4", a.Addr())
@@ -234,7 +235,7 @@ func TestRestartOnNewAddressReclaimsName(t *testing.T) {
 	if c2.Addr() == oldAddr {
 		t.Fatalf("restarted on the same address %s; want a new port", oldAddr)
 	}
-	took := waitFor(t, 10*time.Second, "a and b see c alive at its new address", func() bool {
+	took := testwait.Until(t, 10*time.Second, "a and b see c alive at its new address", func() bool {
 		ma, mb := memberOf(t, a, "c"), memberOf(t, b, "c")
 		return ma.Status == cluster.StatusAlive && ma.Addr == c2.Addr() && mb.Status == cluster.StatusAlive && mb.Addr == c2.Addr()
 	})
@@ -249,7 +250,7 @@ func TestLeaveIsSeenAsLeft(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	waitFor(t, 5*time.Second, "a and b see c left", func() bool {
+	testwait.Until(t, 5*time.Second, "a and b see c left", func() bool {
 		return statusOf(a, "c") == cluster.StatusLeft && statusOf(b, "c") == cluster.StatusLeft
 	})
 	t.Logf("leave seen by both peers after %v", time.Since(left).Round(time.Millisecond))
@@ -306,7 +307,7 @@ func TestSlowSubscriberDoesNotBlockGossip(t *testing.T) {
 		}
 	}
 	want := "s" + itoa(updates-1)
-	waitFor(t, 5*time.Second, "a sees b's last update", func() bool {
+	testwait.Until(t, 5*time.Second, "a sees b's last update", func() bool {
 		return memberOf(t, a, "b").Service == want
 	})
 	// The queue holds at most one event per member: a's own join and b's
@@ -333,7 +334,7 @@ func TestEncryption(t *testing.T) {
 	cfgB := fastConfig(t, "b", "127.0.0.3", a.Addr())
 	cfgB.SecretKey = key1
 	b := start(t, cfgB)
-	waitFor(t, 5*time.Second, "a and b with the same key see each other", func() bool {
+	testwait.Until(t, 5*time.Second, "a and b with the same key see each other", func() bool {
 		return a.NumAlive() == 2 && b.NumAlive() == 2
 	})
 
@@ -449,14 +450,14 @@ func TestRejoinAfterAllPeersRestart(t *testing.T) {
 	c := start(t, fastConfig(t, "c", "127.0.0.4", b.Addr()))
 	bAddr, cAddr := b.Addr(), c.Addr()
 	a := start(t, fastConfig(t, "a", "127.0.0.2", bAddr, cAddr))
-	waitFor(t, 5*time.Second, "three alive", func() bool { return a.NumAlive() == 3 && b.NumAlive() == 3 })
+	testwait.Until(t, 5*time.Second, "three alive", func() bool { return a.NumAlive() == 3 && b.NumAlive() == 3 })
 
 	for _, n := range []*cluster.Cluster{b, c} {
 		if err := n.Shutdown(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "a sees b and c dead", func() bool {
+	testwait.Until(t, 10*time.Second, "a sees b and c dead", func() bool {
 		return statusOf(a, "b") == cluster.StatusDead && statusOf(a, "c") == cluster.StatusDead
 	})
 
@@ -466,7 +467,7 @@ func TestRejoinAfterAllPeersRestart(t *testing.T) {
 	cfgC := fastConfig(t, "c", "127.0.0.4", bAddr)
 	cfgC.BindPort = port(t, cAddr)
 	c2 := start(t, cfgC)
-	took := waitFor(t, 10*time.Second, "a, b and c together again", func() bool {
+	took := testwait.Until(t, 10*time.Second, "a, b and c together again", func() bool {
 		return a.NumAlive() == 3 && b2.NumAlive() == 3 && c2.NumAlive() == 3
 	})
 	t.Logf("isolated node re-joined its restarted peers after %v", took)
@@ -478,11 +479,11 @@ func TestStatusAndMetrics(t *testing.T) {
 	cfg.Registerer = reg
 	a := start(t, cfg)
 	b := start(t, fastConfig(t, "b", "127.0.0.3", a.Addr()))
-	waitFor(t, 5*time.Second, "a sees b", func() bool { return a.NumAlive() == 2 })
+	testwait.Until(t, 5*time.Second, "a sees b", func() bool { return a.NumAlive() == 2 })
 	if err := b.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a sees b dead", func() bool { return statusOf(a, "b") == cluster.StatusDead })
+	testwait.Until(t, 10*time.Second, "a sees b dead", func() bool { return statusOf(a, "b") == cluster.StatusDead })
 
 	raw, err := json.Marshal(a.Status())
 	if err != nil {

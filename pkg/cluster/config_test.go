@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 )
 
@@ -186,7 +187,7 @@ func measureDetection(t *testing.T, n, offset int) {
 		cfg.Logger = testLogger(t, cfg.Name)
 		nodes[i] = start(t, cfg)
 	}
-	waitFor(t, 5*time.Second, "all alive", func() bool {
+	testwait.Until(t, 5*time.Second, "all alive", func() bool {
 		for _, c := range nodes {
 			if c.NumAlive() != n {
 				return false
@@ -201,7 +202,7 @@ func measureDetection(t *testing.T, n, offset int) {
 		t.Fatal(err)
 	}
 	seen := make([]time.Duration, len(survivors))
-	waitFor(t, 4*worst, "every survivor sees the victim dead", func() bool {
+	testwait.Until(t, 4*worst, "every survivor sees the victim dead", func() bool {
 		all := true
 		for i, c := range survivors {
 			if seen[i] == 0 && statusOf(c, victim.Local().Name) == cluster.StatusDead {

@@ -61,20 +61,6 @@ func start(tb testing.TB, cfg cluster.Config) *cluster.Cluster {
 	return c
 }
 
-// waitFor polls cond until it holds or timeout passes, and returns how long
-// it took.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	tb.Helper()
-	begin := time.Now()
-	for !cond() {
-		if time.Since(begin) > timeout {
-			tb.Fatalf("%s: not true after %v", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(begin)
-}
-
 // statusOf returns name's status as seen by c, or "" if c does not know it.
 func statusOf(c *cluster.Cluster, name string) cluster.Status {
 	for _, m := range c.Members() {

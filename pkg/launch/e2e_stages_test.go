@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/launch"
 	"github.com/scalestack/scalestack/pkg/loadgen"
 	"github.com/scalestack/scalestack/pkg/queue"
@@ -117,7 +118,7 @@ func TestStage3(t *testing.T) {
 	// evenly again.
 	s.run("start", "app-1")
 	s.wantState("app-1", launch.StateRunning)
-	retryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		if got := shares(t, url, "/api/v1/posts", 4, "X-Served-By"); got["app-1"] == 0 {
 			return fmt.Errorf("app-1 gets no traffic after start: %v", got)
 		}
@@ -154,7 +155,7 @@ func TestStage4(t *testing.T) {
 	s.wantState("db-1", launch.StateDead)
 	// Failover: a write is acknowledged again within a few seconds.
 	var n int
-	retryUntil(t, 15*time.Second, func() error {
+	testwait.RetryUntil(t, 15*time.Second, func() error {
 		n++
 		resp, body, err := b.do(http.MethodPost, "/api/v1/posts", map[string]any{"title": fmt.Sprintf("After the failover %d", n), "body": "x", "published": true})
 		if err != nil {
@@ -196,7 +197,7 @@ func TestStage5(t *testing.T) {
 	b.wantTitle(id, "Cached title 0")
 	// A write leaves a tombstone in the cache for 2 s (--app-cache-tombstone-ttl)
 	// that no reader may fill; after it, one read fills and the next hit.
-	retryUntil(t, 6*time.Second, func() error {
+	testwait.RetryUntil(t, 6*time.Second, func() error {
 		resp, err := b.get("/api/v1/posts/" + id)
 		if err != nil || resp.Header.Get("X-App-Cache") != "HIT" {
 			return fmt.Errorf("repeated GET of a post: X-App-Cache %q (%s %v), want HIT", header(resp, "X-App-Cache"), status(resp), err)
@@ -261,7 +262,7 @@ func TestStage6(t *testing.T) {
 	anon.get("/p/" + id)
 	alice.send(http.MethodPut, "/api/v1/posts/"+id, map[string]any{"title": "Edge title warm"}, http.StatusOK)
 	warm := time.Now()
-	retryUntil(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if _, body, err := anon.fetch("/p/"+id, 2*time.Second); err != nil || !bytes.Contains(body, []byte("<h1>Edge title warm</h1>")) {
 			return fmt.Errorf("first edit not visible through the edge: %v %s", err, h1.Find(body))
 		}
@@ -273,7 +274,7 @@ func TestStage6(t *testing.T) {
 		want := fmt.Sprintf("Edge title %d", i)
 		alice.send(http.MethodPut, "/api/v1/posts/"+id, map[string]any{"title": want}, http.StatusOK)
 		edited := time.Now()
-		retryUntil(t, 3*time.Second, func() error {
+		testwait.RetryUntil(t, 3*time.Second, func() error {
 			if got := anon.title(id); got != want {
 				return fmt.Errorf("edit %d: edge still serves %q", i, got)
 			}
@@ -364,7 +365,7 @@ func TestStage8(t *testing.T) {
 	}
 	t.Logf("upload answered with thumb_url %q", out.ThumbURL)
 	var thumb string
-	retryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		_, body, err := u.fetch("/api/v1/posts/"+id+"?t="+fmt.Sprint(time.Now().UnixNano()), 2*time.Second)
 		if err != nil {
 			return err
@@ -415,7 +416,7 @@ func TestStage8(t *testing.T) {
 	// buffered) go to worker-2 only when their ack wait ends: the wait is
 	// that long, plus time to run them, though it is over in a second or two
 	// when the kill caught no job (most runs).
-	retryUntil(t, queue.DefaultJobsConfig().AckWait+15*time.Second, func() error {
+	testwait.RetryUntil(t, queue.DefaultJobsConfig().AckWait+15*time.Second, func() error {
 		got = welcomes(t, s.dir)
 		var missing []string
 		for _, e := range emails {
@@ -466,7 +467,7 @@ func TestStage9(t *testing.T) {
 	s.wantState("app-7", launch.StateRunning)
 	u := newBlogClient(t, s.state().URL)
 	u.signup("stage9_heidi")
-	retryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		for i := 0; i < 14; i++ {
 			if resp, err := u.get("/api/v1/me"); err == nil && resp.Header.Get("X-Served-By") == "app-7" {
 				return nil

@@ -28,30 +28,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/nodebin"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/launch"
 	"github.com/scalestack/scalestack/pkg/loadgen"
 )
-
-var nodeBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "scalestack-launch-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	nodeBin = filepath.Join(dir, "node")
-	build := exec.Command("go", "build", "-o", nodeBin, "../../cmd/node")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build node:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
 
 func TestStage1(t *testing.T) {
 	t.Parallel()
@@ -157,7 +138,7 @@ func TestNodeThatCannotStartIsNamedWithItsLog(t *testing.T) {
 	}
 	defer pc.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(nodeBin, "up", "--stage", "1", "--dir", dir, "--base-addr", "127.0.22.2")
+	cmd := exec.Command(nodebin.Build(t), "up", "--stage", "1", "--dir", dir, "--base-addr", "127.0.22.2")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if code := exitCode(err); code != 1 {
@@ -174,11 +155,11 @@ func TestNodeThatCannotStartIsNamedWithItsLog(t *testing.T) {
 func TestSecondStackInTheSameDirIsRefused(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, 1, "127.0.23.2")
-	out, err := exec.Command(nodeBin, "up", "--stage", "1", "--dir", s.dir, "--base-addr", "127.0.24.2").CombinedOutput()
+	out, err := exec.Command(nodebin.Build(t), "up", "--stage", "1", "--dir", s.dir, "--base-addr", "127.0.24.2").CombinedOutput()
 	if exitCode(err) == 0 || !bytes.Contains(out, []byte("a stack is already running from "+s.dir)) {
 		t.Errorf("second node up in the same dir: %v\n%s\nwant a refusal naming the running stack", err, out)
 	}
-	out, err = exec.Command(nodeBin, "up", "--stage", "1", "--dir", t.TempDir(), "--base-addr", "127.0.23.2").CombinedOutput()
+	out, err = exec.Command(nodebin.Build(t), "up", "--stage", "1", "--dir", t.TempDir(), "--base-addr", "127.0.23.2").CombinedOutput()
 	if exitCode(err) != 1 || !bytes.Contains(out, []byte("is in use")) {
 		t.Errorf("node up on the addresses of a running stack: %v\n%s\nwant a port-in-use error", err, out)
 	}
@@ -201,7 +182,7 @@ func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 	t.Helper()
 	s := &stack{t: t, dir: t.TempDir(), out: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s"}, extra...)
-	s.cmd = exec.Command(nodeBin, args...)
+	s.cmd = exec.Command(nodebin.Build(t), args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	// If the test binary dies, node up dies, and its nodes with it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -244,7 +225,7 @@ func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 // fails the test.
 func (s *stack) run(args ...string) string {
 	s.t.Helper()
-	out, err := exec.Command(nodeBin, append(args, "--dir", s.dir)...).CombinedOutput()
+	out, err := exec.Command(nodebin.Build(s.t), append(args, "--dir", s.dir)...).CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("node %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -304,7 +285,7 @@ func (s *stack) nodeNames() string {
 // an exit a moment after the process ends).
 func (s *stack) wantState(name, state string) {
 	s.t.Helper()
-	retryUntil(s.t, 5*time.Second, func() error {
+	testwait.RetryUntil(s.t, 5*time.Second, func() error {
 		procs, _, up, err := launch.PS(s.dir)
 		if err != nil {
 			return err
@@ -464,7 +445,7 @@ func (b *blogClient) title(id string) string {
 // started or resumed may take a moment on a busy machine).
 func (b *blogClient) wantTitle(id, title string) {
 	b.t.Helper()
-	retryUntil(b.t, 10*time.Second, func() error {
+	testwait.RetryUntil(b.t, 10*time.Second, func() error {
 		if got := b.title(id); got != title {
 			return fmt.Errorf("post %s reads %q, want title %q", id, got, title)
 		}
@@ -514,21 +495,6 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return -1
-}
-
-func retryUntil(t testing.TB, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // syncBuffer is a bytes.Buffer safe for the child's writes and the test's

@@ -16,7 +16,8 @@
 // load when every node is failing.
 //
 // The proxy speaks HTTP/1.1 itself rather than through net/http (see
-// server.go, httpparse.go, upstream.go): one goroutine per client connection
+// server.go, upstream.go and internal/httpwire, the framing it shares with
+// the edge): one goroutine per client connection
 // reads a request head into a reused buffer, writes the request to a pooled
 // backend connection in one write, reads the response head and streams the
 // body back, with no per-request allocation and no hand-off between

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/lb"
 )
 
@@ -161,20 +162,8 @@ func startLBWith(tb testing.TB, cfg lb.Config, deps lb.Deps) *lb.LB {
 		tb.Fatalf("Open: %v", err)
 	}
 	tb.Cleanup(func() { l.Close() })
-	waitFor(tb, 5*time.Second, "lb ready", l.Ready)
+	testwait.Until(tb, 5*time.Second, "lb ready", l.Ready)
 	return l
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // backendState returns the state Status reports for the named backend.
@@ -294,7 +283,7 @@ func (ld *load) halt() {
 func (ld *load) waitOK(tb testing.TB, n int64) {
 	tb.Helper()
 	target := ld.ok.Load() + n
-	waitFor(tb, 10*time.Second, fmt.Sprintf("%d successful GETs", n), func() bool { return ld.ok.Load() >= target })
+	testwait.Until(tb, 10*time.Second, fmt.Sprintf("%d successful GETs", n), func() bool { return ld.ok.Load() >= target })
 }
 
 func (ld *load) failures() []string {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/lb"
 )
 
@@ -32,7 +33,7 @@ func TestDistributionIsEven(t *testing.T) {
 			cfg := testConfig()
 			cfg.Policy = policy
 			l := startLB(t, cfg, d)
-			waitFor(t, 5*time.Second, "all backends healthy", func() bool {
+			testwait.Until(t, 5*time.Second, "all backends healthy", func() bool {
 				for _, a := range apps {
 					if backendState(l, a.name) != "healthy" {
 						return false
@@ -67,7 +68,7 @@ func TestWeightedFollowsWeights(t *testing.T) {
 	cfg := testConfig()
 	cfg.Policy = lb.PolicyWeighted
 	l := startLB(t, cfg, d)
-	waitFor(t, 5*time.Second, "both healthy", func() bool { return backendState(l, "light") == "healthy" && backendState(l, "heavy") == "healthy" })
+	testwait.Until(t, 5*time.Second, "both healthy", func() bool { return backendState(l, "light") == "healthy" && backendState(l, "heavy") == "healthy" })
 	c := newClient()
 	for i := 0; i < 400; i++ {
 		get(t, c, "http://"+l.Addr()+"/")
@@ -96,7 +97,7 @@ func TestJoinUnderLoadTakesTrafficWithinASecond(t *testing.T) {
 	// By construction a new node is used after at most one discovery poll
 	// (200 ms) and one passing check; the figure is logged, not asserted
 	// (timing belongs to benchmarks), and the wait only bounds the test.
-	waitFor(t, 10*time.Second, "app-3 to serve a request", func() bool { return a3.hits.Load() > 0 })
+	testwait.Until(t, 10*time.Second, "app-3 to serve a request", func() bool { return a3.hits.Load() > 0 })
 	t.Logf("app-3 took its first request %v after joining", time.Since(joined).Round(time.Millisecond))
 	ld.waitOK(t, 150)
 	ld.halt()
@@ -121,7 +122,7 @@ func TestGracefulBackendStopFailsNoRequest(t *testing.T) {
 	stopping := apps[1].target()
 	stopping.Draining = true
 	d.Set(apps[0].target(), stopping, apps[2].target())
-	waitFor(t, 10*time.Second, "app-2 draining and idle", func() bool {
+	testwait.Until(t, 10*time.Second, "app-2 draining and idle", func() bool {
 		for _, b := range l.Snapshot().Backends {
 			if b.Name == "app-2" {
 				return b.State == "draining" && b.InFlight == 0
@@ -349,7 +350,7 @@ func TestAllBackendsDownAnswers503(t *testing.T) {
 	}
 
 	// Once checks have failed, the answer needs no attempt at all.
-	waitFor(t, 5*time.Second, "every backend unhealthy", func() bool { return !l.Ready() })
+	testwait.Until(t, 5*time.Second, "every backend unhealthy", func() bool { return !l.Ready() })
 	resp2, body := get(t, c, "http://"+l.Addr()+"/")
 	if resp2.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "<html>") {
 		t.Errorf("GET text/html with every node down = %d %q, want 503 HTML page", resp2.StatusCode, body)
@@ -363,11 +364,11 @@ func TestBackendThatComesBackIsUsedAfterRise(t *testing.T) {
 	cfg := testConfig()
 	cfg.Rise, cfg.Fall = 3, 2
 	l := startLB(t, cfg, d)
-	waitFor(t, 5*time.Second, "app-2 healthy", func() bool { return backendState(l, "app-2") == "healthy" })
+	testwait.Until(t, 5*time.Second, "app-2 healthy", func() bool { return backendState(l, "app-2") == "healthy" })
 
 	addr := a2.addr()
 	a2.kill()
-	waitFor(t, 5*time.Second, "app-2 unhealthy", func() bool { return backendState(l, "app-2") == "unhealthy" })
+	testwait.Until(t, 5*time.Second, "app-2 unhealthy", func() bool { return backendState(l, "app-2") == "unhealthy" })
 
 	back := startApp(t, "app-2", addr)
 	c := newClient()
@@ -401,7 +402,7 @@ func TestPassiveEjectionBacksOff(t *testing.T) {
 	cfg.EjectMaxTime = 10 * time.Second
 	cfg.RetryOnGatewayError = false // 500 is not a gateway error anyway; keep attempts countable
 	l := startLB(t, cfg, d)
-	waitFor(t, 5*time.Second, "flaky healthy", func() bool { return backendState(l, "flaky") == "healthy" })
+	testwait.Until(t, 5*time.Second, "flaky healthy", func() bool { return backendState(l, "flaky") == "healthy" })
 	flaky.status.Store(http.StatusInternalServerError)
 
 	c := newClient()
@@ -432,7 +433,7 @@ func TestPassiveEjectionBacksOff(t *testing.T) {
 		return left
 	}
 	first := eject(1)
-	waitFor(t, 5*time.Second, "first ejection to end", func() bool { return backendState(l, "flaky") == "healthy" })
+	testwait.Until(t, 5*time.Second, "first ejection to end", func() bool { return backendState(l, "flaky") == "healthy" })
 	second := eject(2)
 	// Status reports the time left, read a moment after the ejection: the
 	// second ejection (2s) still has more than the whole first one (1s)
@@ -494,7 +495,7 @@ func TestDependencyOutageDoesNotEject(t *testing.T) {
 			cfg.EjectConsecutive5xx = 3
 			cfg.RetryOnGatewayError = false // every answer reaches the client as the node sent it
 			l := startLB(t, cfg, d)
-			waitFor(t, 5*time.Second, "both backends healthy", func() bool {
+			testwait.Until(t, 5*time.Second, "both backends healthy", func() bool {
 				return backendState(l, "good") == "healthy" && backendState(l, "faulty") == "healthy"
 			})
 			faulty.status.Store(tt.status)
@@ -542,7 +543,7 @@ func TestDependencyOutagePassesThrough(t *testing.T) {
 	cfg := testConfig()
 	cfg.EjectConsecutive5xx = 2
 	l := startLB(t, cfg, d)
-	waitFor(t, 5*time.Second, "both backends healthy", func() bool {
+	testwait.Until(t, 5*time.Second, "both backends healthy", func() bool {
 		return backendState(l, "app-1") == "healthy" && backendState(l, "app-2") == "healthy"
 	})
 	a1.status.Store(http.StatusServiceUnavailable)
@@ -584,7 +585,7 @@ func TestStickySessions(t *testing.T) {
 	cfg := testConfig()
 	cfg.Sticky = true
 	l := startLB(t, cfg, d)
-	waitFor(t, 5*time.Second, "all healthy", func() bool { return len(l.Snapshot().Backends) == 3 && l.Snapshot().Backends[2].State == "healthy" })
+	testwait.Until(t, 5*time.Second, "all healthy", func() bool { return len(l.Snapshot().Backends) == 3 && l.Snapshot().Backends[2].State == "healthy" })
 
 	for u := 0; u < 6; u++ {
 		jar, _ := cookiejar.New(nil)
@@ -827,7 +828,7 @@ func TestCloseFinishesInFlightRequests(t *testing.T) {
 	if err := l.Open(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "ready", l.Ready)
+	testwait.Until(t, 5*time.Second, "ready", l.Ready)
 	addr := l.Addr()
 
 	type result struct {
@@ -846,10 +847,10 @@ func TestCloseFinishesInFlightRequests(t *testing.T) {
 		resp.Body.Close()
 		done <- result{status: resp.StatusCode, body: string(b)}
 	}()
-	waitFor(t, 5*time.Second, "request in flight", func() bool { return l.Snapshot().InFlight == 1 })
+	testwait.Until(t, 5*time.Second, "request in flight", func() bool { return l.Snapshot().InFlight == 1 })
 	closed := make(chan error, 1)
 	go func() { closed <- l.Close() }()
-	waitFor(t, 5*time.Second, "lb to stop accepting", func() bool {
+	testwait.Until(t, 5*time.Second, "lb to stop accepting", func() bool {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err == nil {
 			c.Close()
@@ -992,7 +993,7 @@ func TestHealthChecksGoToHealthAddr(t *testing.T) {
 		t.Errorf("no check reached the health address")
 	}
 	admin.ready.Store(false)
-	waitFor(t, 5*time.Second, "app-1 unhealthy by its health address", func() bool { return backendState(l, "app-1") == "unhealthy" })
+	testwait.Until(t, 5*time.Second, "app-1 unhealthy by its health address", func() bool { return backendState(l, "app-1") == "unhealthy" })
 }
 
 func TestOpenErrors(t *testing.T) {

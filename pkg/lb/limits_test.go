@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/lb"
 )
 
@@ -76,12 +77,12 @@ func TestClientThatStopsReadingIsCut(t *testing.T) {
 	l := startLB(t, cfg, disc)
 	for _, path := range []string{"/big", "/chunked"} {
 		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
-			waitFor(t, 5*time.Second, "no client connection", func() bool { return l.Snapshot().Connections == 0 })
+			testwait.Until(t, 5*time.Second, "no client connection", func() bool { return l.Snapshot().Connections == 0 })
 			c := dialSmall(t, l.Addr())
 			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: lb\r\n\r\n", path)
-			waitFor(t, 5*time.Second, "the client connection", func() bool { return l.Snapshot().Connections == 1 })
+			testwait.Until(t, 5*time.Second, "the client connection", func() bool { return l.Snapshot().Connections == 1 })
 			start := time.Now()
-			waitFor(t, 5*time.Second, "the balancer to cut the client that does not read", func() bool { return l.Snapshot().Connections == 0 })
+			testwait.Until(t, 5*time.Second, "the balancer to cut the client that does not read", func() bool { return l.Snapshot().Connections == 0 })
 			t.Logf("cut after %v", time.Since(start).Round(time.Millisecond))
 
 			resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + l.Addr() + path)

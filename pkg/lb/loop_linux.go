@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/httpwire"
 	"github.com/scalestack/scalestack/internal/rawio"
 )
 
@@ -70,12 +71,12 @@ func eventLoopsSupported() bool { return true }
 type loop struct {
 	lb *LB
 	// p is the epoll instance, its wake pipe and the inbox of accepted
-	// connections; ep is the instance as a file in Go's own poller, which
-	// the loop waits on when nothing is ready (see run).
-	p     *rawio.Poller[*lconn]
-	ep    *os.File
-	epRaw syscall.RawConn
-	force atomic.Bool // close every connection, drained or not
+	// connections; its file is in Go's own poller, which the loop waits on
+	// when nothing is ready (see rawio.Poller.Run).
+	p        *rawio.Poller[*lconn]
+	force    atomic.Bool // close every connection, drained or not
+	tick     time.Duration
+	lastScan time.Time
 
 	clients map[int32]*lconn
 	ups     map[int32]*lup
@@ -102,23 +103,12 @@ type lconn struct {
 	closeAfter bool
 	since      int64 // Unix ns: when the state's timeout began
 
-	start      time.Time
-	isHead     bool
-	idempotent bool
-	reqID      []byte
-	cookies    []byte
-	p          *pool
-	tried      [maxTried]*backend
-	n          int
-	attempts   int
-	lastFail   failKind
-	allDial    bool
-	budgeted   bool
-	again      *backend
-	b          *backend
-	t0         time.Time
-	up         *lup
-	remaining  int64 // body bytes still to forward
+	start     time.Time
+	exchange  // its way through the backends, as serveRequest's
+	b         *backend
+	t0        time.Time
+	up        *lup
+	remaining int64 // body bytes still to forward
 }
 
 // Write appends to the client's output; cc.bw writes here.
@@ -134,7 +124,7 @@ type lup struct {
 	c          *lconn // the client whose request it carries; nil when idle
 	in         []byte
 	r, w       int
-	head       head
+	head       httpwire.Head
 	sent       int // bytes of the request written
 	got        int // bytes of the response read
 	reused     bool
@@ -170,12 +160,11 @@ func newLoop(lb *LB) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
-	ep, raw, err := p.File()
-	if err != nil {
+	if _, _, err := p.File(); err != nil {
 		p.Close()
 		return nil, err
 	}
-	return &loop{lb: lb, p: p, ep: ep, epRaw: raw,
+	return &loop{lb: lb, p: p,
 		clients: map[int32]*lconn{}, ups: map[int32]*lup{},
 		idle: map[*backend][]*lup{}, addrs: map[*backend]syscall.Sockaddr{}}, nil
 }
@@ -243,60 +232,33 @@ func (lb *LB) scanInterval() time.Duration {
 func (l *loop) run() {
 	defer l.lb.wg.Done()
 	defer l.shutdown()
-	events := make([]syscall.EpollEvent, 256)
-	tick := l.lb.scanInterval()
-	lastScan := time.Now()
-	deadlineSet := false
-	var n int
-	var err error
-	poll := func(uintptr) bool {
-		n, err = rawio.PollNow(l.p.FD, events)
-		return n != 0 || err != nil
-	}
-	for {
-		// Under load events are nearly always waiting, and a non-blocking
-		// poll finds them. When none is, the loop parks in Go's poller until
-		// its epoll instance has an event or the next scan is due, rather
-		// than blocking its thread in epoll_wait: a goroutine blocked in a
-		// system call has its processor taken by the runtime's monitor
-		// thread and another thread woken to hold it, which cost about one
-		// context switch per request more at moderate load.
-		if !poll(0) {
-			if !deadlineSet {
-				_ = l.ep.SetReadDeadline(lastScan.Add(tick))
-				deadlineSet = true
-			}
-			if werr := l.epRaw.Read(poll); werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded) {
-				err = werr
-			}
-		}
-		if err != nil && !errors.Is(err, syscall.EINTR) {
-			l.lb.log.Error("lb event loop: epoll_wait", "err", err)
-			return
-		}
-		if l.lb.ctx.Err() != nil {
-			return
-		}
-		for i := range n {
-			ev := &events[i]
-			if l.p.IsWake(ev.Fd) {
-				l.drainWake()
-			} else if up := l.ups[ev.Fd]; up != nil {
-				l.upEvent(up, ev.Events)
-			} else if c := l.clients[ev.Fd]; c != nil {
-				l.clientEvent(c, ev.Events)
-			}
-		}
-		if now := time.Now(); now.Sub(lastScan) >= tick {
-			lastScan = now
-			deadlineSet = false
-			l.scan(now)
-		}
+	l.tick, l.lastScan = l.lb.scanInterval(), time.Now()
+	if err := l.p.Run(l.lb.ctx, l, rawio.RunConfig{}); err != nil {
+		l.lb.log.Error("lb event loop", "err", err)
 	}
 }
 
-func (l *loop) drainWake() {
-	incoming := l.p.Drain()
+// Event dispatches the events of a backend or a client connection.
+func (l *loop) Event(fd int32, events uint32) {
+	if up := l.ups[fd]; up != nil {
+		l.upEvent(up, events)
+	} else if c := l.clients[fd]; c != nil {
+		l.clientEvent(c, events)
+	}
+}
+
+// Tick scans for timeouts every tick.
+func (l *loop) Tick(now time.Time) time.Time {
+	if now.Sub(l.lastScan) >= l.tick {
+		l.lastScan = now
+		l.scan(now)
+	}
+	return l.lastScan.Add(l.tick)
+}
+
+// Woken registers the connections handed to the loop, and looks at the
+// balancer's state (closing: close idle connections; force: close all).
+func (l *loop) Woken(incoming []*lconn) {
 	now := time.Now().UnixNano()
 	for _, c := range incoming {
 		if err := l.p.Add(c.fd, evAll); err != nil {
@@ -410,7 +372,7 @@ func (l *loop) readClient(c *lconn) {
 		}
 		var ok bool
 		if c.in, c.r, c.w, ok = makeRoom(c.in, c.r, c.w, maxIn); !ok {
-			l.badRequest(c, errHeadTooLarge)
+			l.badRequest(c, httpwire.ErrHeadTooLarge)
 			return
 		}
 		room := len(c.in) - c.w
@@ -457,7 +419,7 @@ func makeRoom(buf []byte, r, w, limit int) ([]byte, int, int, bool) {
 
 // parseRequest starts the request buffered in c.in, if it is all there.
 func (l *loop) parseRequest(c *lconn) {
-	n, err := parseHead(c.in[c.r:c.w], &c.cc.req, l.lb.cfg.MaxHeaderBytes, clientBufSize, false)
+	n, err := httpwire.ParseHead(c.in[c.r:c.w], &c.cc.req, l.lb.cfg.MaxHeaderBytes, clientBufSize, false)
 	if err != nil {
 		l.badRequest(c, err)
 		return
@@ -470,7 +432,7 @@ func (l *loop) parseRequest(c *lconn) {
 		return
 	}
 	c.r += n
-	if req := &c.cc.req; req.chunked || req.contentLength > 0 {
+	if req := &c.cc.req; req.Chunked || req.ContentLength > 0 {
 		l.handOff(c)
 		return
 	}
@@ -495,24 +457,8 @@ func (l *loop) beginProxy(c *lconn) {
 	c.start = time.Now()
 	lb.requests.Add(1)
 	lb.budget.request(c.start)
-	method := r.first[0].of(r.buf)
-	c.isHead = string(method) == "HEAD"
-	_, hasKey := r.field(fIdempotencyKey)
-	c.idempotent = hasKey || isIdempotentMethod(method)
 	idStart, idEnd := cc.buildRequest()
-	if idStart == idEnd {
-		c.reqID, _ = r.field(fXRequestID)
-	} else {
-		c.reqID = cc.out[idStart:idEnd]
-	}
-	c.cookies, _ = r.field(fCookie)
-	c.p = lb.pool.Load()
-	c.n = 0
-	c.attempts = min(1+lb.cfg.Retries, maxTried)
-	c.lastFail = failNone
-	c.allDial = true
-	c.budgeted = false
-	c.again = nil
+	c.exchange.start(lb, r, cc.out[idStart:idEnd])
 	c.state = lsProxy
 	l.attempt(c)
 }
@@ -522,29 +468,10 @@ func (l *loop) beginProxy(c *lconn) {
 func (l *loop) attempt(c *lconn) {
 	lb := l.lb
 	for {
-		if c.n >= c.attempts && c.again == nil {
+		b, fresh := c.next(lb)
+		if b == nil {
 			l.giveUp(c)
 			return
-		}
-		b := c.again
-		fresh := b != nil
-		c.again = nil
-		if b == nil {
-			if b = lb.pick(c.p, c.cookies, c.tried[:c.n]); b == nil {
-				l.giveUp(c)
-				return
-			}
-			if c.n > 0 && !c.budgeted && !lb.budget.allow(time.Now()) {
-				lb.retriesDenied.Add(1)
-				l.giveUp(c)
-				return
-			}
-			if c.n > 0 {
-				lb.retries.Add(1)
-			}
-			c.budgeted = false
-			c.tried[c.n] = b
-			c.n++
 		}
 		b.inflight.Add(1)
 		b.requests.Add(1)
@@ -818,7 +745,7 @@ func (l *loop) readResponse(c *lconn) {
 	for {
 		var ok bool
 		if up.in, up.r, up.w, ok = makeRoom(up.in, up.r, up.w, maxResponseHead+upBufSize); !ok {
-			l.responseFailed(c, errHeadTooLarge)
+			l.responseFailed(c, httpwire.ErrHeadTooLarge)
 			return
 		}
 		room := len(up.in) - up.w
@@ -846,7 +773,7 @@ func (l *loop) readResponse(c *lconn) {
 			up.rready = false
 		}
 		for {
-			k, err := parseHead(up.in[up.r:up.w], &up.head, maxResponseHead, upBufSize, true)
+			k, err := httpwire.ParseHead(up.in[up.r:up.w], &up.head, maxResponseHead, upBufSize, true)
 			if err != nil {
 				l.responseFailed(c, err)
 				return
@@ -855,7 +782,7 @@ func (l *loop) readResponse(c *lconn) {
 				break
 			}
 			up.r += k
-			if s := up.head.status; s >= 200 {
+			if s := up.head.Status; s >= 200 {
 				l.gotResponse(c)
 				return
 			} else if s == 101 {
@@ -875,25 +802,25 @@ func (l *loop) gotResponse(c *lconn) {
 	lb := l.lb
 	up, b := c.up, c.b
 	h := &up.head
-	status := h.status
+	status := h.Status
 	lb.passiveResponse(b, h)
 	if lb.cfg.RetryOnGatewayError && isGatewayError(status) && c.idempotent &&
-		c.n < c.attempts && lb.hasUntried(c.p, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
+		c.n < c.attempts && lb.hasUntried(c.pool, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
 		l.detach(c)
 		b.observe(time.Since(c.t0))
 		c.budgeted = true
 		l.attempt(c)
 		return
 	}
-	if !bodyless(c.isHead, status) && (h.chunked || h.contentLength < 0) {
+	if !httpwire.Bodyless(c.isHead, status) && (h.Chunked || h.ContentLength < 0) {
 		l.handOff(c)
 		return
 	}
 	_, c.closeAfter = c.cc.writeResponseHead(h, b, c.reqID, c.isHead)
 	_ = c.cc.bw.Flush()
 	c.remaining = 0
-	if !bodyless(c.isHead, status) {
-		c.remaining = h.contentLength
+	if !httpwire.Bodyless(c.isHead, status) {
+		c.remaining = h.ContentLength
 	}
 	c.state = lsBody
 	l.pumpBody(c)
@@ -964,7 +891,7 @@ func (l *loop) responseDone(c *lconn) {
 	up, b := c.up, c.b
 	c.up = nil
 	h := &up.head
-	if h.connClose || (h.http10 && !h.connKeepAlive) || up.r < up.w || up.rready ||
+	if h.Close || (h.HTTP10 && !h.KeepAlive) || up.r < up.w || up.rready ||
 		b.pool.isClosed() || len(l.idle[b]) >= l.lb.cfg.MaxIdleConns {
 		l.closeUp(up)
 	} else {
@@ -984,7 +911,7 @@ func (l *loop) responseDone(c *lconn) {
 func (l *loop) giveUp(c *lconn) {
 	lb := l.lb
 	r := &c.cc.req
-	keep := !lb.closing.Load() && !r.connClose && !(r.http10 && !r.connKeepAlive)
+	keep := !lb.closing.Load() && !r.Close && !(r.HTTP10 && !r.KeepAlive)
 	switch {
 	case c.n == 0 || (c.allDial && c.lastFail == failDial):
 		lb.failed[1].Add(1)
@@ -1059,7 +986,7 @@ func (l *loop) finish(c *lconn) {
 	}
 	c.state = lsIdle
 	c.since = time.Now().UnixNano()
-	c.reqID, c.cookies, c.p, c.b = nil, nil, nil, nil
+	c.reqID, c.cookies, c.pool, c.b = nil, nil, nil, nil
 	clear(c.tried[:c.n])
 	if c.r < c.w {
 		l.parseRequest(c)

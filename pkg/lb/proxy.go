@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/httpwire"
 )
 
 // maxTried bounds the backends one request may be sent to.
@@ -29,171 +31,269 @@ const (
 	failOther            // the connection broke after the request may have been sent
 )
 
+// exchange is one request on its way through the balancer: what is known
+// of it and how its tries have gone. It lives on serveRequest's stack.
+type exchange struct {
+	isHead     bool
+	idempotent bool // safe to apply twice: by its method, or an Idempotency-Key
+	streamBody bool // the body is streamed, not read whole first
+	replayable bool // the request can be sent again (its body is in memory)
+	reqID      []byte
+	cookies    []byte
+
+	pool        *pool // the backends as the request found them
+	tried       [maxTried]*backend
+	n, attempts int // backends tried, and the most that may be
+	lastFail    failKind
+	allDial     bool // every failed try failed before sending anything
+	budgeted    bool // the next retry was paid for from the retry budget already
+	bodyTouched bool // a streamed body began to be read: it cannot go elsewhere
+	// again is a backend to try once more on a new connection, after a
+	// kept-alive one failed as if the backend had closed it while idle: it
+	// is the same attempt, as in net/http, and costs no retry budget.
+	again *backend
+}
+
+// tryResult is what one try at a backend leaves serveRequest to do.
+type tryResult int
+
+const (
+	tryNext tryResult = iota // try another backend, or the same one again
+	tryStop                  // no more tries: answer the failure
+	tryDone                  // a response went back, or there is nobody to answer
+)
+
 // serveRequest proxies the request in cc.req: it builds the request for the
 // backends, picks one, retries where safe, and streams the response back.
 // It reports whether the client connection may carry another request.
 func (cc *clientConn) serveRequest(start time.Time) bool {
 	lb := cc.lb
-	r := &cc.req
-	rb := r.buf
 	lb.requests.Add(1)
 	lb.budget.request(start)
-
-	method := r.first[0].of(rb)
-	isHead := string(method) == "HEAD"
-	_, hasKey := r.field(fIdempotencyKey)
-	idempotent := hasKey || isIdempotentMethod(method)
-	idStart, idEnd := cc.buildRequest()
-
-	streamBody := false
-	if r.chunked || r.contentLength > 0 {
-		if r.chunked || r.contentLength > maxBufferedBody {
-			streamBody = true
-		} else {
-			if r.expect100 {
-				_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-				if cc.bw.Flush() != nil {
-					return false
-				}
-			}
-			n := len(cc.out)
-			cc.out = slices.Grow(cc.out, int(r.contentLength))[:n+int(r.contentLength)]
-			if _, err := io.ReadFull(cc.br, cc.out[n:]); err != nil {
-				return false // the client went away mid-body
-			}
-		}
+	var x exchange
+	if !cc.prepare(&x) {
+		return false
 	}
-	replayable := !streamBody
-	reqID := cc.out[idStart:idEnd]
-	if idStart == idEnd {
-		reqID, _ = r.field(fXRequestID)
-	}
-	cookies, _ := r.field(fCookie)
-
-	p := lb.pool.Load()
-	var tried [maxTried]*backend
-	n := 0
-	attempts := min(1+lb.cfg.Retries, maxTried)
-	lastFail := failNone
-	allDial := true
-	budgeted := false
-	bodyTouched := false
-	// again is a backend to try once more on a new connection, after a
-	// kept-alive one failed as if the backend had closed it while idle: it
-	// is the same attempt, as in net/http, and costs no retry budget.
-	var again *backend
-	for n < attempts || again != nil {
-		b := again
-		fresh := again != nil
-		again = nil
+	for {
+		b, fresh := x.next(lb)
 		if b == nil {
-			if b = lb.pick(p, cookies, tried[:n]); b == nil {
-				break
-			}
-			if n > 0 && !budgeted && !lb.budget.allow(time.Now()) {
-				lb.retriesDenied.Add(1)
-				break
-			}
-			if n > 0 {
-				lb.retries.Add(1)
-			}
-			budgeted = false
-			tried[n] = b
-			n++
+			break
 		}
+		result, keep := cc.try(&x, b, fresh)
+		if result == tryDone {
+			return keep
+		}
+		if result == tryStop {
+			break
+		}
+	}
+	return cc.answerFailure(&x)
+}
 
-		b.inflight.Add(1)
-		b.requests.Add(1)
-		t0 := time.Now()
-		uc, err := lb.acquire(lb.ctx, b, !(idempotent && replayable), fresh, t0)
-		if err != nil {
-			b.inflight.Add(-1)
-			b.errors.Add(1)
-			lb.passiveError(b)
-			lastFail = failDial
-			lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(reqID), "err", err)
-			continue // nothing was sent: any request may go elsewhere
+// prepare writes the request for the backends into cc.out, reads its body
+// when it is small enough to be sent again, and starts x. It reports false
+// when the client went away.
+func (cc *clientConn) prepare(x *exchange) bool {
+	r := &cc.req
+	idStart, idEnd := cc.buildRequest()
+	streamBody := r.Chunked || r.ContentLength > maxBufferedBody
+	if !streamBody && r.ContentLength > 0 && !cc.readBody() {
+		return false
+	}
+	// After the body: reading it may have moved cc.out.
+	x.start(cc.lb, r, cc.out[idStart:idEnd])
+	x.streamBody, x.replayable = streamBody, !streamBody
+	return true
+}
+
+// start fills x for a new request r; reqID is the X-Request-Id the
+// balancer generated for it, if any.
+func (x *exchange) start(lb *LB, r *httpwire.Head, reqID []byte) {
+	method := r.First[0].Of(r.Buf)
+	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
+	*x = exchange{
+		isHead:     string(method) == "HEAD",
+		idempotent: hasKey || isIdempotentMethod(method),
+		replayable: true,
+		reqID:      reqID,
+		pool:       lb.pool.Load(),
+		attempts:   min(1+lb.cfg.Retries, maxTried),
+		allDial:    true,
+	}
+	if len(reqID) == 0 {
+		x.reqID, _ = r.Value(httpwire.FieldXRequestID)
+	}
+	x.cookies, _ = r.Value(httpwire.FieldCookie)
+}
+
+// readBody appends the request's body to cc.out, after a 100 Continue
+// when the client waits for one. It reports false when the client went
+// away.
+func (cc *clientConn) readBody() bool {
+	r := &cc.req
+	if r.Expect100 {
+		_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if cc.bw.Flush() != nil {
+			return false
 		}
-		err = cc.send(uc, streamBody, &bodyTouched)
-		if err != nil {
-			uc.close()
-			b.inflight.Add(-1)
-			var re readErr
-			if errors.As(err, &re) {
-				return false // the client's body failed: nobody to answer
-			}
-			lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(reqID), "written", uc.written, "reused", uc.reused, "err", err)
-			if uc.reused && uc.written == 0 && !bodyTouched {
-				again = b // a dead idle connection: nothing was sent
-				continue
-			}
-			b.errors.Add(1)
-			lb.passiveError(b)
-			if uc.written == 0 && !bodyTouched {
-				lastFail = failDial
-				continue
-			}
-			allDial = false
-			lastFail = failOther
-			if idempotent && replayable {
-				continue
-			}
-			break
-		}
-		allDial = false
-		err = lb.readResponseHead(uc)
-		if err != nil {
-			uc.close()
-			b.inflight.Add(-1)
-			if uc.reused && uc.head.empty && idempotent && replayable && closedByPeer(err) {
-				// The backend closed a kept-alive connection as the request
-				// went out (its idle timeout, or a graceful restart).
-				again = b
-				continue
-			}
-			b.errors.Add(1)
-			lb.passiveError(b)
-			lastFail = failOther
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				lastFail = failTimeout
-			}
-			lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(reqID), "reused", uc.reused, "err", err)
-			// The request reached the node and may have been applied:
-			// only an idempotent one that can be sent again is retried.
-			if idempotent && replayable {
-				continue
-			}
-			break
-		}
-		status := uc.head.status
-		lb.passiveResponse(b, &uc.head)
-		if lb.cfg.RetryOnGatewayError && isGatewayError(status) && idempotent && replayable &&
-			n < attempts && lb.hasUntried(p, tried[:n]) && lb.budget.allow(time.Now()) {
-			lb.discardResponse(b, uc, isHead)
-			b.inflight.Add(-1)
-			b.observe(time.Since(t0))
-			budgeted = true
-			continue
-		}
-		keep := cc.writeResponse(uc, b, reqID, isHead)
+	}
+	n := len(cc.out)
+	cc.out = slices.Grow(cc.out, int(r.ContentLength))[:n+int(r.ContentLength)]
+	_, err := io.ReadFull(cc.br, cc.out[n:])
+	return err == nil
+}
+
+// next returns the backend of the next try and whether it must be on a new
+// connection, or nil when no try is left (none untried, or the retry
+// budget spent).
+func (x *exchange) next(lb *LB) (*backend, bool) {
+	if b := x.again; b != nil {
+		x.again = nil
+		return b, true
+	}
+	if x.n >= x.attempts {
+		return nil, false
+	}
+	b := lb.pick(x.pool, x.cookies, x.tried[:x.n])
+	if b == nil {
+		return nil, false
+	}
+	if x.n > 0 && !x.budgeted && !lb.budget.allow(time.Now()) {
+		lb.retriesDenied.Add(1)
+		return nil, false
+	}
+	if x.n > 0 {
+		lb.retries.Add(1)
+	}
+	x.budgeted = false
+	x.tried[x.n] = b
+	x.n++
+	return b, false
+}
+
+// try sends the request to b and relays its response. keep, with tryDone,
+// reports whether the client connection may carry another request.
+func (cc *clientConn) try(x *exchange, b *backend, fresh bool) (result tryResult, keep bool) {
+	lb := cc.lb
+	b.inflight.Add(1)
+	b.requests.Add(1)
+	t0 := time.Now()
+	uc, err := lb.acquire(lb.ctx, b, !(x.idempotent && x.replayable), fresh, t0)
+	if err != nil {
+		b.inflight.Add(-1)
+		b.errors.Add(1)
+		lb.passiveError(b)
+		x.lastFail = failDial
+		lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(x.reqID), "err", err)
+		return tryNext, false // nothing was sent: any request may go elsewhere
+	}
+	if err := cc.send(uc, x.streamBody, &x.bodyTouched); err != nil {
+		return cc.sendFailed(x, b, uc, err), false
+	}
+	x.allDial = false
+	if err := lb.readResponseHead(uc); err != nil {
+		return cc.headFailed(x, b, uc, err), false
+	}
+	lb.passiveResponse(b, &uc.head)
+	if cc.retryGatewayError(x, b, uc) {
 		b.inflight.Add(-1)
 		b.observe(time.Since(t0))
-		return keep
+		return tryNext, false
 	}
+	keep = cc.writeResponse(uc, b, x.reqID, x.isHead)
+	b.inflight.Add(-1)
+	b.observe(time.Since(t0))
+	return tryDone, keep
+}
+
+// retryOrStop is what follows a failure after the request may have reached
+// the node and been applied: only an idempotent request that can be sent
+// again is retried.
+func (x *exchange) retryOrStop() tryResult {
+	if x.idempotent && x.replayable {
+		return tryNext
+	}
+	return tryStop
+}
+
+// sendFailed handles a failure to send the request to b on uc.
+func (cc *clientConn) sendFailed(x *exchange, b *backend, uc *upConn, err error) tryResult {
+	lb := cc.lb
+	uc.close()
+	b.inflight.Add(-1)
+	var re httpwire.ReadError
+	if errors.As(err, &re) {
+		return tryDone // the client's body failed: nobody to answer
+	}
+	lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(x.reqID), "written", uc.written, "reused", uc.reused, "err", err)
+	if uc.reused && uc.written == 0 && !x.bodyTouched {
+		x.again = b // a dead idle connection: nothing was sent
+		return tryNext
+	}
+	b.errors.Add(1)
+	lb.passiveError(b)
+	if uc.written == 0 && !x.bodyTouched {
+		x.lastFail = failDial
+		return tryNext
+	}
+	x.allDial = false
+	x.lastFail = failOther
+	return x.retryOrStop()
+}
+
+// headFailed handles a response head from b that did not come.
+func (cc *clientConn) headFailed(x *exchange, b *backend, uc *upConn, err error) tryResult {
+	lb := cc.lb
+	uc.close()
+	b.inflight.Add(-1)
+	if uc.reused && uc.head.Empty && x.idempotent && x.replayable && closedByPeer(err) {
+		// The backend closed a kept-alive connection as the request went
+		// out (its idle timeout, or a graceful restart).
+		x.again = b
+		return tryNext
+	}
+	b.errors.Add(1)
+	lb.passiveError(b)
+	x.lastFail = failOther
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		x.lastFail = failTimeout
+	}
+	lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(x.reqID), "reused", uc.reused, "err", err)
+	return x.retryOrStop()
+}
+
+// retryGatewayError discards a 502, 503 or 504 from b and reports true
+// when the request may go to another backend instead
+// (Config.RetryOnGatewayError, within the retry budget).
+func (cc *clientConn) retryGatewayError(x *exchange, b *backend, uc *upConn) bool {
+	lb := cc.lb
+	if !lb.cfg.RetryOnGatewayError || !isGatewayError(uc.head.Status) || !x.idempotent || !x.replayable ||
+		x.n >= x.attempts || !lb.hasUntried(x.pool, x.tried[:x.n]) || !lb.budget.allow(time.Now()) {
+		return false
+	}
+	lb.discardResponse(b, uc, x.isHead)
+	x.budgeted = true
+	return true
+}
+
+// answerFailure answers a request that no backend answered: 503 when none
+// could be reached, 504 when one did not answer in time, 502 otherwise.
+func (cc *clientConn) answerFailure(x *exchange) bool {
+	lb, r := cc.lb, &cc.req
 	// A streamed body may be partly unread: the connection cannot carry
 	// another request.
-	keep := !streamBody && !lb.closing.Load() && !r.connClose && !(r.http10 && !r.connKeepAlive)
+	keep := !x.streamBody && !lb.closing.Load() && !r.Close && !(r.HTTP10 && !r.KeepAlive)
 	switch {
-	case n == 0 || (allDial && lastFail == failDial):
+	case x.n == 0 || (x.allDial && x.lastFail == failDial):
 		lb.failed[1].Add(1)
-		cc.writePage(503, "no app node is available", reqID, !keep, isHead)
-	case lastFail == failTimeout:
+		cc.writePage(503, "no app node is available", x.reqID, !keep, x.isHead)
+	case x.lastFail == failTimeout:
 		lb.failed[2].Add(1)
-		cc.writePage(504, "the app node did not answer in time", reqID, !keep, isHead)
+		cc.writePage(504, "the app node did not answer in time", x.reqID, !keep, x.isHead)
 	default:
 		lb.failed[0].Add(1)
-		cc.writePage(502, "the app node failed to answer", reqID, !keep, isHead)
+		cc.writePage(502, "the app node failed to answer", x.reqID, !keep, x.isHead)
 	}
 	return keep
 }
@@ -215,47 +315,47 @@ func isGatewayError(code int) bool { return code == 502 || code == 503 || code =
 func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 	lb := cc.lb
 	r := &cc.req
-	rb := r.buf
+	rb := r.Buf
 	out := cc.out[:0]
-	out = append(out, r.first[0].of(rb)...)
+	out = append(out, r.First[0].Of(rb)...)
 	out = append(out, ' ')
-	out = append(out, r.first[1].of(rb)...)
+	out = append(out, r.First[1].Of(rb)...)
 	out = append(out, " HTTP/1.1\r\n"...)
-	if !r.hasHost {
+	if !r.HasHost {
 		out = append(out, "Host: "...)
 		out = append(out, lb.Addr()...)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "X-Forwarded-For: "...)
-	for i := range r.fields {
-		if f := &r.fields[i]; f.kind == fXForwardedFor && f.value.end > f.value.start {
-			out = append(out, f.value.of(rb)...)
+	for i := range r.Fields {
+		if f := &r.Fields[i]; f.Kind == httpwire.FieldXForwardedFor && f.Value.End > f.Value.Start {
+			out = append(out, f.Value.Of(rb)...)
 			out = append(out, ", "...)
 		}
 	}
 	out = append(out, cc.ip...)
 	out = append(out, "\r\n"...)
 	hasProto, hasID := false, false
-	for i := range r.fields {
-		f := &r.fields[i]
-		if f.hop {
+	for i := range r.Fields {
+		f := &r.Fields[i]
+		if f.Hop {
 			continue
 		}
-		switch f.kind {
-		case fXForwardedFor:
+		switch f.Kind {
+		case httpwire.FieldXForwardedFor:
 			continue
-		case fXForwardedProto:
+		case httpwire.FieldXForwardedProto:
 			if !lb.cfg.TrustForwarded {
 				continue
 			}
 			hasProto = true
-		case fXRequestID:
-			if f.value.end == f.value.start {
+		case httpwire.FieldXRequestID:
+			if f.Value.End == f.Value.Start {
 				continue
 			}
 			hasID = true
 		}
-		out = append(out, f.line.of(rb)...)
+		out = append(out, f.Line.Of(rb)...)
 		out = append(out, "\r\n"...)
 	}
 	if !hasProto {
@@ -272,11 +372,11 @@ func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 	}
 	out = append(out, lb.viaLine...)
 	switch {
-	case r.chunked:
+	case r.Chunked:
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
-	case r.contentLength >= 0:
+	case r.ContentLength >= 0:
 		out = append(out, "Content-Length: "...)
-		out = strconv.AppendInt(out, r.contentLength, 10)
+		out = strconv.AppendInt(out, r.ContentLength, 10)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "\r\n"...)
@@ -294,17 +394,17 @@ func (cc *clientConn) send(uc *upConn, streamBody bool, touched *bool) error {
 			return err
 		}
 		*touched = true
-		if cc.req.expect100 {
+		if cc.req.Expect100 {
 			_, _ = cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			if err := cc.bw.Flush(); err != nil {
-				return readErr{err}
+				return httpwire.ReadError{Err: err}
 			}
 		}
 		var err error
-		if cc.req.chunked {
-			_, err = copyChunked(uc.bw, cc.br, true)
+		if cc.req.Chunked {
+			_, err = httpwire.CopyChunked(uc.bw, cc.br, true)
 		} else {
-			err = copyFixed(uc.bw, cc.br, cc.req.contentLength)
+			err = httpwire.CopyFixed(uc.bw, cc.br, cc.req.ContentLength)
 		}
 		if err != nil {
 			return err
@@ -318,10 +418,10 @@ func (cc *clientConn) send(uc *upConn, streamBody bool, touched *bool) error {
 func (lb *LB) readResponseHead(uc *upConn) error {
 	_ = uc.nc.SetReadDeadline(time.Now().Add(lb.cfg.ResponseHeaderTimeout))
 	for {
-		if err := readHead(uc.br, &uc.head, 64<<10, true); err != nil {
+		if err := httpwire.ReadHead(uc.br, &uc.head, 64<<10, true); err != nil {
 			return err
 		}
-		if s := uc.head.status; s >= 200 {
+		if s := uc.head.Status; s >= 200 {
 			break
 		} else if s == 101 {
 			return errors.New("backend switched protocols")
@@ -335,12 +435,12 @@ func (lb *LB) readResponseHead(uc *upConn) error {
 // the connection when the body is small and already framed.
 func (lb *LB) discardResponse(b *backend, uc *upConn, isHead bool) {
 	h := &uc.head
-	if bodyless(isHead, h.status) {
+	if httpwire.Bodyless(isHead, h.Status) {
 		lb.release(b, uc)
 		return
 	}
-	if !h.chunked && h.contentLength >= 0 && h.contentLength <= 64<<10 && !h.connClose {
-		if _, err := uc.br.Discard(int(h.contentLength)); err == nil {
+	if !h.Chunked && h.ContentLength >= 0 && h.ContentLength <= 64<<10 && !h.Close {
+		if _, err := uc.br.Discard(int(h.ContentLength)); err == nil {
 			lb.release(b, uc)
 			return
 		}
@@ -351,7 +451,7 @@ func (lb *LB) discardResponse(b *backend, uc *upConn, isHead bool) {
 func (lb *LB) release(b *backend, uc *upConn) {
 	// Bytes past the response mean the backend is not speaking HTTP as
 	// framed: the connection cannot carry another request.
-	if uc.head.connClose || (uc.head.http10 && !uc.head.connKeepAlive) || uc.br.Buffered() > 0 {
+	if uc.head.Close || (uc.head.HTTP10 && !uc.head.KeepAlive) || uc.br.Buffered() > 0 {
 		uc.close()
 		return
 	}
@@ -377,17 +477,17 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 	var err error
 	switch mode {
 	case bodyFixed:
-		err = copyFixed(bw, uc.br, h.contentLength)
+		err = httpwire.CopyFixed(bw, uc.br, h.ContentLength)
 	case bodyChunked:
-		_, err = copyChunked(bw, uc.br, true)
+		_, err = httpwire.CopyChunked(bw, uc.br, true)
 	case bodyDechunk:
-		_, err = copyChunked(bw, uc.br, false)
+		_, err = httpwire.CopyChunked(bw, uc.br, false)
 	case bodyUntilClose:
-		err = copyUntilEOF(bw, uc.br)
+		err = httpwire.CopyUntilEOF(bw, uc.br)
 	}
 	if err != nil {
 		uc.close()
-		var re readErr
+		var re httpwire.ReadError
 		if errors.As(err, &re) {
 			// The backend broke mid-body. The client must not take a short
 			// body for a whole one: the connection is closed without the
@@ -411,49 +511,49 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 // writeResponseHead writes the head of the backend's response h to cc.bw,
 // as it goes to the client, and returns how the body is framed and whether the
 // client connection must close after it.
-func (cc *clientConn) writeResponseHead(h *head, b *backend, reqID []byte, isHead bool) (mode int, closeClient bool) {
+func (cc *clientConn) writeResponseHead(h *httpwire.Head, b *backend, reqID []byte, isHead bool) (mode int, closeClient bool) {
 	lb := cc.lb
 	bw := cc.bw
-	hb := h.buf
+	hb := h.Buf
 	r := &cc.req
 	mode = bodyUntilClose
 	switch {
-	case bodyless(isHead, h.status):
+	case httpwire.Bodyless(isHead, h.Status):
 		mode = bodyNone
-	case h.chunked && r.http10:
+	case h.Chunked && r.HTTP10:
 		mode = bodyDechunk
-	case h.chunked:
+	case h.Chunked:
 		mode = bodyChunked
-	case h.contentLength >= 0:
+	case h.ContentLength >= 0:
 		mode = bodyFixed
 	}
-	closeClient = r.connClose || (r.http10 && !r.connKeepAlive) || lb.closing.Load() ||
+	closeClient = r.Close || (r.HTTP10 && !r.KeepAlive) || lb.closing.Load() ||
 		mode == bodyUntilClose || mode == bodyDechunk
 
 	_, _ = bw.WriteString("HTTP/1.1 ")
-	_, _ = bw.Write(h.rest.of(hb))
+	_, _ = bw.Write(h.Rest.Of(hb))
 	_, _ = bw.WriteString("\r\n")
 	hasID, setsSession := false, false
-	for i := range h.fields {
-		f := &h.fields[i]
-		if f.hop && !(mode == bodyNone && f.kind == fContentLength) {
+	for i := range h.Fields {
+		f := &h.Fields[i]
+		if f.Hop && !(mode == bodyNone && f.Kind == httpwire.FieldContentLength) {
 			continue
 		}
-		switch f.kind {
-		case fXRequestID:
+		switch f.Kind {
+		case httpwire.FieldXRequestID:
 			hasID = true
-		case fSetCookie:
-			if lb.cfg.Sticky && bytes.HasPrefix(f.value.of(hb), lb.stickyPrefix) {
+		case httpwire.FieldSetCookie:
+			if lb.cfg.Sticky && bytes.HasPrefix(f.Value.Of(hb), lb.stickyPrefix) {
 				setsSession = true
 			}
 		}
-		_, _ = bw.Write(f.line.of(hb))
+		_, _ = bw.Write(f.Line.Of(hb))
 		_, _ = bw.WriteString("\r\n")
 	}
 	switch mode {
 	case bodyFixed:
 		_, _ = bw.WriteString("Content-Length: ")
-		_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), h.contentLength, 10))
+		_, _ = bw.Write(strconv.AppendInt(bw.AvailableBuffer(), h.ContentLength, 10))
 		_, _ = bw.WriteString("\r\n")
 	case bodyChunked:
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -474,7 +574,7 @@ func (cc *clientConn) writeResponseHead(h *head, b *backend, reqID []byte, isHea
 	switch {
 	case closeClient:
 		_, _ = bw.WriteString("Connection: close\r\n")
-	case r.http10:
+	case r.HTTP10:
 		_, _ = bw.WriteString("Connection: keep-alive\r\n")
 	}
 	_, _ = bw.WriteString("\r\n")
@@ -486,7 +586,7 @@ func (cc *clientConn) writeResponseHead(h *head, b *backend, reqID []byte, isHea
 func (cc *clientConn) writePage(code int, reason string, reqID []byte, closing, isHead bool) {
 	lb := cc.lb
 	json := false
-	if accept, ok := cc.req.field(fAccept); ok && bytes.Contains(accept, []byte("json")) {
+	if accept, ok := cc.req.Value(httpwire.FieldAccept); ok && bytes.Contains(accept, []byte("json")) {
 		json = true
 	}
 	text := statusText(code)
@@ -699,13 +799,13 @@ func (lb *LB) passiveError(b *backend) {
 
 // passiveResponse counts a response head towards ejection, or forgives
 // past failures, by its outcome. Both transports call it.
-func (lb *LB) passiveResponse(b *backend, h *head) {
+func (lb *LB) passiveResponse(b *backend, h *httpwire.Head) {
 	retryAfter := false
-	if h.status == 503 {
-		v, _ := h.field(fRetryAfter)
+	if h.Status == 503 {
+		v, _ := h.Value(httpwire.FieldRetryAfter)
 		retryAfter = len(v) > 0
 	}
-	switch outcomeOf(h.status, retryAfter) {
+	switch outcomeOf(h.Status, retryAfter) {
 	case outcomeOK:
 		lb.passiveOK(b)
 	case outcomeDependency:

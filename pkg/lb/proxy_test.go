@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/lb"
 )
 
@@ -193,7 +194,7 @@ func TestPostAfterBackendClosedIdleConnection(t *testing.T) {
 		// The app closes the balancer's idle connection; the next POST
 		// must not be sent on it (it could not be retried).
 		before := closed.Load()
-		waitFor(t, 5*time.Second, "the app to close its idle connection", func() bool { return closed.Load() > before })
+		testwait.Until(t, 5*time.Second, "the app to close its idle connection", func() bool { return closed.Load() > before })
 	}
 	if n := len(app.appliedCounts()); n != 3 {
 		t.Errorf("applied %d POSTs, want 3", n)
@@ -222,7 +223,7 @@ func TestGetAfterBackendClosedIdleConnectionWithOneBackend(t *testing.T) {
 			t.Fatalf("GET %d = %d %q, want 200", round, resp.StatusCode, body)
 		}
 		before := closed.Load()
-		waitFor(t, 5*time.Second, "the app to close its idle connection", func() bool { return closed.Load() > before })
+		testwait.Until(t, 5*time.Second, "the app to close its idle connection", func() bool { return closed.Load() > before })
 	}
 }
 

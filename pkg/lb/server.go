@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/accept"
+	"github.com/scalestack/scalestack/internal/httpwire"
 )
 
 // Client connection states, for graceful shutdown: only an idle connection
@@ -28,7 +31,7 @@ type clientConn struct {
 	nc    net.Conn
 	br    *bufio.Reader
 	bw    *bufio.Writer
-	req   head
+	req   httpwire.Head
 	out   []byte // the request as it goes to a backend
 	ip    []byte // the client's address, for X-Forwarded-For
 	state atomic.Int32
@@ -38,50 +41,32 @@ type clientConn struct {
 // slot before each accept, so at MaxConns open connections it waits for
 // one to close (connClosed gives its slot back).
 func (lb *LB) serveConns(ln net.Listener) {
-	var backoff time.Duration
-	for {
-		select {
-		case lb.slots <- struct{}{}:
-		case <-lb.ctx.Done():
-			return
-		}
-		nc, err := ln.Accept()
-		if err != nil {
-			lb.freeSlot()
-			if lb.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			lb.log.Warn("lb accept failed", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-lb.ctx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if lb.loops != nil {
-			lb.handToLoop(nc)
-			continue
-		}
-		cc := &clientConn{lb: lb, nc: nc}
-		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-			cc.ip = a.AddrPort().Addr().Unmap().AppendTo(nil)
-		}
-		lb.connMu.Lock()
-		if lb.closing.Load() {
-			lb.connMu.Unlock()
-			nc.Close()
-			lb.freeSlot()
-			continue
-		}
-		lb.conns[cc] = struct{}{}
-		lb.connOpened()
-		lb.connMu.Unlock()
-		go cc.serve(nil)
+	cfg := accept.Config{Slots: lb.slots, Log: lb.log, Msg: "lb accept failed"}
+	accept.Serve(lb.ctx, ln, cfg, lb.serveConn)
+}
+
+// serveConn starts serving a connection just accepted: in an event loop
+// when there are some, else in a goroutine of its own.
+func (lb *LB) serveConn(nc net.Conn) {
+	if lb.loops != nil {
+		lb.handToLoop(nc)
+		return
 	}
+	cc := &clientConn{lb: lb, nc: nc}
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		cc.ip = a.AddrPort().Addr().Unmap().AppendTo(nil)
+	}
+	lb.connMu.Lock()
+	if lb.closing.Load() {
+		lb.connMu.Unlock()
+		nc.Close()
+		lb.freeSlot()
+		return
+	}
+	lb.conns[cc] = struct{}{}
+	lb.connOpened()
+	lb.connMu.Unlock()
+	go cc.serve(nil)
 }
 
 // serve reads and proxies requests until the connection closes. first,
@@ -131,7 +116,7 @@ func (cc *clientConn) serve(first func() bool) {
 		}
 		now := time.Now()
 		_ = cc.nc.SetReadDeadline(now.Add(cfg.ReadHeaderTimeout))
-		if err := readHead(cc.br, &cc.req, cfg.MaxHeaderBytes, false); err != nil {
+		if err := httpwire.ReadHead(cc.br, &cc.req, cfg.MaxHeaderBytes, false); err != nil {
 			cc.badRequest(err)
 			return
 		}
@@ -199,13 +184,13 @@ func (cc *clientConn) badRequest(err error) {
 	}
 	code, msg := 400, "malformed request"
 	switch {
-	case errors.Is(err, errHeadTooLarge):
+	case errors.Is(err, httpwire.ErrHeadTooLarge):
 		code, msg = 431, "request header fields too large"
-	case errors.Is(err, errBadVersion):
+	case errors.Is(err, httpwire.ErrBadVersion):
 		code, msg = 505, "HTTP version not supported"
-	case errors.Is(err, errBadCoding):
+	case errors.Is(err, httpwire.ErrBadCoding):
 		code, msg = 501, "transfer coding not supported"
-	case errors.Is(err, errSmuggling), errors.Is(err, errBadLength):
+	case errors.Is(err, httpwire.ErrBothFramings), errors.Is(err, httpwire.ErrBadLength):
 		msg = err.Error()
 	}
 	cc.lb.log.Debug("lb bad request", "client", string(cc.ip), "err", err)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/lb"
 )
 
@@ -270,7 +271,7 @@ func TestClientsThatLeaveMidResponse(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	waitFor(t, 5*time.Second, "no request in flight", func() bool { return l.Snapshot().InFlight == 0 })
+	testwait.Until(t, 5*time.Second, "no request in flight", func() bool { return l.Snapshot().InFlight == 0 })
 	if s := l.Snapshot(); s.ClientGone == 0 {
 		t.Errorf("client_gone = 0 after ten clients hung up mid-body")
 	}
@@ -301,7 +302,7 @@ func TestStatusCountsConnections(t *testing.T) {
 		defer conn.Close()
 		conns = append(conns, conn)
 	}
-	waitFor(t, 5*time.Second, "3 client connections", func() bool { return l.Snapshot().Connections == 3 })
+	testwait.Until(t, 5*time.Second, "3 client connections", func() bool { return l.Snapshot().Connections == 3 })
 	// A POST with a body on one of them, then a GET on the same connection.
 	fmt.Fprintf(conns[0], "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /length HTTP/1.1\r\nHost: x\r\n\r\n")
 	br := bufio.NewReader(conns[0])
@@ -323,5 +324,5 @@ func TestStatusCountsConnections(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "no client connection", func() bool { return l.Snapshot().Connections == 0 })
+	testwait.Until(t, 5*time.Second, "no client connection", func() bool { return l.Snapshot().Connections == 0 })
 }

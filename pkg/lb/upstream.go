@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/httpwire"
 )
 
 // upConn is one keep-alive connection to a backend. The request's goroutine
@@ -18,7 +20,7 @@ type upConn struct {
 	w         *rawWriter
 	br        *bufio.Reader
 	bw        *bufio.Writer
-	head      head
+	head      httpwire.Head
 	written   int64 // bytes written since the connection was taken
 	reused    bool
 	idleSince time.Time

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
 	"github.com/scalestack/scalestack/pkg/queue"
@@ -82,7 +83,7 @@ func TestNATSClusterSurvivesKill(t *testing.T) {
 			return fn(ctx)
 		}
 	}
-	testcluster.RetryUntil(t, 30*time.Second, attempt(func(ctx context.Context) error {
+	testwait.RetryUntil(t, 30*time.Second, attempt(func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3, Storage: jetstream.FileStorage})
 		return err
 	}))
@@ -90,7 +91,7 @@ func TestNATSClusterSurvivesKill(t *testing.T) {
 		t.Helper()
 		for i := range n {
 			// A retried publish carries the same message ID, so it is stored once.
-			testcluster.RetryUntil(t, 30*time.Second, attempt(func(ctx context.Context) error {
+			testwait.RetryUntil(t, 30*time.Second, attempt(func(ctx context.Context) error {
 				_, err := js.Publish(ctx, "t.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprintf("m-%d-%d", round, i)))
 				return err
 			}))
@@ -119,7 +120,7 @@ func TestStoreRoleAndStatus(t *testing.T) {
 	cl := store.NewClient(store.ClientConfig{Resolver: n})
 	defer cl.Close()
 	ctx := context.Background()
-	testcluster.RetryUntil(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		_, err := cl.Txn(ctx, store.Put("b", "k", []byte("v")))
 		return err
 	})
@@ -243,7 +244,7 @@ func TestClusterKeyGuardsNATS(t *testing.T) {
 	}
 	// An R2 stream needs both store nodes' NATS servers, routed to each
 	// other with the password.
-	testcluster.RetryUntil(t, 30*time.Second, func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "KEYED", Subjects: []string{"keyed.>"}, Replicas: 2})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testcert"
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
 	"github.com/scalestack/scalestack/pkg/queue"
@@ -123,7 +124,7 @@ func TestClusterKeyGuardsEveryDoor(t *testing.T) {
 	// client presents the store token.
 	appURL := "http://" + app.Addr("app")
 	var postID string
-	testcluster.RetryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		cookie, err := signup(appURL, "ann")
 		if err != nil {
 			return err
@@ -134,7 +135,7 @@ func TestClusterKeyGuardsEveryDoor(t *testing.T) {
 	// Read it twice: the second read is a cache hit, so the app's go-redis
 	// clients got past AUTH.
 	var xcache string
-	testcluster.RetryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		resp, err := http.Get(appURL + "/api/v1/posts/" + postID)
 		if err != nil {
 			return err
@@ -240,7 +241,7 @@ func TestClusterTLS(t *testing.T) {
 	tc.WaitForMembers(5, 10*time.Second)
 	appURL := "http://" + app.Addr("app")
 	var postID string
-	testcluster.RetryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		cookie, err := signup(appURL, "bea")
 		if err != nil {
 			return err
@@ -248,7 +249,7 @@ func TestClusterTLS(t *testing.T) {
 		postID, err = createPost(appURL, cookie)
 		return err
 	})
-	testcluster.RetryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		resp, err := http.Get(appURL + "/api/v1/posts/" + postID)
 		if err != nil {
 			return err
@@ -261,7 +262,7 @@ func TestClusterTLS(t *testing.T) {
 		return nil
 	})
 	// The replica streams over TLS.
-	testcluster.RetryUntil(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		return replicaCaughtUp(tc.Node("db-1"), tc.Node("db-2"))
 	})
 	// Plain HTTP and plain RESP get nothing.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/testcluster"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/node"
 )
 
@@ -36,7 +37,7 @@ func TestRequestPathThroughTheStack(t *testing.T) {
 	}
 	// The lb takes an app into rotation after its health checks pass.
 	served := map[string]int{}
-	testcluster.RetryUntil(t, 15*time.Second, func() error {
+	testwait.RetryUntil(t, 15*time.Second, func() error {
 		resp := get(lb.Addr("lb"), "/")
 		if resp.StatusCode != 200 {
 			return fmt.Errorf("GET / through the lb = %d", resp.StatusCode)
@@ -49,7 +50,7 @@ func TestRequestPathThroughTheStack(t *testing.T) {
 	})
 
 	var first *http.Response
-	testcluster.RetryUntil(t, 15*time.Second, func() error {
+	testwait.RetryUntil(t, 15*time.Second, func() error {
 		first = get(edge.Addr("edge"), "/")
 		if first.StatusCode != 200 {
 			return fmt.Errorf("GET / through the edge = %d", first.StatusCode)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -58,7 +59,7 @@ func BenchmarkPublishR3(b *testing.B) {
 	waitCluster(b, servers...)
 	c := mustConnect(b, "bench", staticServers(servers[0].ClientURL()))
 	ctx := context.Background()
-	waitFor(b, 20*time.Second, "create R3 stream", func() error {
+	testwait.RetryUntil(b, 20*time.Second, func() error { // create R3 stream
 		_, err := c.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}, Replicas: 3})
 		return err
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -53,7 +54,7 @@ func TestClusterOfThree(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stream jetstream.Stream
-	waitFor(t, 20*time.Second, "create R3 stream", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // create R3 stream
 		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
 			Name: "JOBS", Subjects: []string{"jobs.>"}, Replicas: queue.Replicas(s1.ClusterSize()),
 		})
@@ -153,7 +154,7 @@ func TestClusterSurvivesCrash(t *testing.T) {
 	crashDir := t.TempDir()
 	cc := childConfig{name: "s3", host: "127.0.0.4", dir: crashDir, routes: []string{s1.ClusterURL()}}
 	ch := startChild(t, cc)
-	waitFor(t, 20*time.Second, "cluster forms", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // cluster forms
 		for _, s := range []*queue.Server{s1, s2} {
 			if got := s.ClusterSize(); got != 3 {
 				return fmt.Errorf("a server sees %d servers, want 3", got)
@@ -174,7 +175,7 @@ func TestClusterSurvivesCrash(t *testing.T) {
 	}
 	// Routes come up before the meta group has heard from every JetStream
 	// peer; until then an R3 stream finds "no suitable peers for placement".
-	waitFor(t, 20*time.Second, "create R3 stream", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // create R3 stream
 		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "JOBS", Subjects: []string{"jobs.>"}, Replicas: 3})
 		return err
 	})
@@ -193,7 +194,7 @@ func TestClusterSurvivesCrash(t *testing.T) {
 	// s3 comes back on the same cluster port with its data and catches up.
 	cc.clusterPort = portOf(t, ch.clusterURL)
 	startChild(t, cc)
-	waitFor(t, 30*time.Second, "s3 current again", func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error { // s3 current again
 		// A stream request during an election goes unanswered until its
 		// context ends; a short one per attempt keeps the loop going.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -224,7 +225,7 @@ func TestClusterSurvivesCrash(t *testing.T) {
 // leads.
 func moveLeader(t testing.TB, c *queue.Conn, stream, want string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, "move leader of "+stream+" to "+want, func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error { // the leader of stream moved to want
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s, err := c.JetStream().Stream(ctx, stream)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -76,7 +77,7 @@ func TestConnectWaitsForAServer(t *testing.T) {
 		c, err := queue.Connect(ctx2, cfg)
 		got <- result{c, err}
 	}()
-	waitFor(t, 5*time.Second, "Connect asks membership again", func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error { // Connect asks membership again
 		if m.calls.Load() < before+2 {
 			return errors.New("not yet")
 		}
@@ -101,7 +102,7 @@ func TestConnectWaitsForAServer(t *testing.T) {
 func TestConnFollowsCluster(t *testing.T) {
 	s1 := mustOpen(t, serverConfig(t, "s1", "127.0.0.2"))
 	s2 := mustOpen(t, serverConfig(t, "s2", "127.0.0.3", s1.ClusterURL()))
-	waitFor(t, 10*time.Second, "routes", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // routes
 		if s1.ClusterSize() != 2 {
 			return errors.New("s1 and s2 not routed")
 		}
@@ -111,7 +112,7 @@ func TestConnFollowsCluster(t *testing.T) {
 	c := mustConnect(t, "client", staticServers(s1.ClientURL()), func(cc *queue.ClientConfig) {
 		cc.OnReconnect = func() { reconnects.Add(1) }
 	})
-	waitFor(t, 10*time.Second, "client learns s2", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // client learns s2
 		for _, u := range c.NATS().Servers() {
 			if u == s2.ClientURL() {
 				return nil
@@ -129,7 +130,7 @@ func TestConnFollowsCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	s1.Close()
-	waitFor(t, 10*time.Second, "client on s2", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // client on s2
 		if st := c.Status().(queue.ConnStatus); !st.Connected || st.Server != "s2" {
 			return fmt.Errorf("status %+v", st)
 		}
@@ -137,7 +138,7 @@ func TestConnFollowsCluster(t *testing.T) {
 	})
 	other := mustConnect(t, "publisher", staticServers(s2.ClientURL()))
 	// The client resubscribes on reconnect; publish until it hears.
-	waitFor(t, 10*time.Second, "message after reconnect", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // message after reconnect
 		if err := other.NATS().Publish("purge", []byte("/posts/1")); err != nil {
 			return err
 		}
@@ -154,7 +155,7 @@ func TestConnFollowsCluster(t *testing.T) {
 		t.Errorf("Status().Reconnects = %d, want at least 1", st.Reconnects)
 	}
 	// OnReconnect runs on nats.go's callback goroutine, soon after.
-	waitFor(t, 5*time.Second, "OnReconnect called", func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error { // OnReconnect called
 		if reconnects.Load() < 1 {
 			return errors.New("not yet")
 		}
@@ -178,7 +179,7 @@ func TestConnFallsBackToMembership(t *testing.T) {
 	b := mustOpen(t, cfgB)
 	m.set(a.ClientURL(), b.ClientURL())
 	a.Close()
-	waitFor(t, 10*time.Second, "client on b", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // client on b
 		if st := c.Status().(queue.ConnStatus); !st.Connected || st.Server != "b" {
 			return fmt.Errorf("status %+v", st)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -256,28 +257,11 @@ func staticServers(urls ...string) func() []string {
 	return func() []string { return urls }
 }
 
-// waitFor calls cond until it returns nil, failing the test with cond's
-// last error after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitCluster waits until every server sees all of them and they agree on
 // a JetStream meta leader.
 func waitCluster(t testing.TB, servers ...*queue.Server) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "cluster forms", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // cluster forms
 		leader := ""
 		for i, s := range servers {
 			if got := s.ClusterSize(); got != len(servers) {
@@ -301,7 +285,7 @@ func waitCluster(t testing.TB, servers ...*queue.Server) {
 func publish(t testing.TB, js jetstream.JetStream, subject, data string, timeout time.Duration) uint64 {
 	t.Helper()
 	var seq uint64
-	waitFor(t, timeout, "publish "+data, func() error {
+	testwait.RetryUntil(t, timeout, func() error { // data published
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		ack, err := js.Publish(ctx, subject, []byte(data), jetstream.WithMsgID(data))
@@ -319,7 +303,7 @@ func publish(t testing.TB, js jetstream.JetStream, subject, data string, timeout
 func streamMessages(t testing.TB, js jetstream.JetStream, stream string) []string {
 	t.Helper()
 	var got []string
-	waitFor(t, 20*time.Second, "read stream "+stream, func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // stream read
 		// Short contexts per attempt: a stream request during an election
 		// goes unanswered until its context ends.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -84,7 +85,7 @@ func TestJobsLastTryUnansweredGoesDead(t *testing.T) {
 	for m := range b.Messages() {
 		t.Fatalf("a job out of tries was delivered again: %s (%s)", queue.JobID(m.Headers()), m.Subject())
 	}
-	waitFor(t, 10*time.Second, "the job out of tries is in the dead letters", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // the job out of tries is in the dead letters
 		dead, err := q.Dead(ctx, 0)
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -165,7 +166,7 @@ func TestJobsSurviveNATSCrash(t *testing.T) {
 	s1 := mustOpen(t, serverConfig(t, "j1", "127.0.0.5"))
 	s2 := mustOpen(t, serverConfig(t, "j2", "127.0.0.6", s1.ClusterURL()))
 	ch := startChild(t, childConfig{name: "j3", host: "127.0.0.7", dir: t.TempDir(), routes: []string{s1.ClusterURL()}})
-	waitFor(t, 20*time.Second, "three servers with a meta leader", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // three servers with a meta leader
 		for _, s := range []*queue.Server{s1, s2} {
 			if n := s.ClusterSize(); n != 3 {
 				return fmt.Errorf("cluster size %d", n)
@@ -185,7 +186,7 @@ func TestJobsSurviveNATSCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "R3 job streams", func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error { // R3 job streams
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		return q.Ensure(ctx)
@@ -219,7 +220,7 @@ func TestJobsSurviveNATSCrash(t *testing.T) {
 		}
 	})
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	waitFor(t, 20*time.Second, "some jobs published", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // some jobs published
 		if n := count(); n < 20 {
 			return fmt.Errorf("%d published", n)
 		}
@@ -228,7 +229,7 @@ func TestJobsSurviveNATSCrash(t *testing.T) {
 	before := count()
 	ch.kill()
 	killed := time.Now()
-	waitFor(t, 40*time.Second, "publishing resumes after kill -9", func() error {
+	testwait.RetryUntil(t, 40*time.Second, func() error { // publishing resumes after kill -9
 		if n := count(); n < before+20 {
 			return fmt.Errorf("%d published since the kill", n-before)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
@@ -194,7 +195,7 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 			acked <- strings.Repeat("x", 100) + strconv.Itoa(i)
 		}
 	}()
-	waitFor(t, 10*time.Second, "some publishes acknowledged", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // some publishes acknowledged
 		if len(acked) < 200 {
 			return errors.New("fewer than 200")
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/testcert"
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -80,7 +81,7 @@ func startKeyedPrimary(t *testing.T, edit func(*store.Config)) (*group, *store.S
 		}
 	})
 	s := g.start("p", store.RolePrimary)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
@@ -219,13 +220,13 @@ func TestKeyedGroupReplicatesAndFailsOver(t *testing.T) {
 
 	// Failover: the primary stops, a replica takes over, and writes resume.
 	g.stop("r1")
-	waitFor(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		if p := g.primary(); p == "" || p == "r1" {
 			return fmt.Errorf("primary %q, want a new one", p)
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		_, err := c.Txn(context.Background(), store.Put("b", "after-failover", []byte("x")))
 		return err
 	})
@@ -288,13 +289,13 @@ func TestStoreTLS(t *testing.T) {
 	}
 
 	g.stop("p")
-	waitFor(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		if np := g.primary(); np == "" || np == "p" {
 			return fmt.Errorf("primary %q, want a new one", np)
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		_, err := c.Txn(context.Background(), store.Put("b", "after", []byte("x")))
 		return err
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -51,7 +52,7 @@ func sendLease(tb testing.TB, s *store.Server, m leaseMsg) leaseReply {
 
 func waitPrimary(tb testing.TB, g *group, want string) {
 	tb.Helper()
-	waitFor(tb, 5*time.Second, func() error {
+	testwait.RetryUntil(tb, 5*time.Second, func() error {
 		if got := g.primary(); got != want {
 			return fmt.Errorf("primary %q, want %q", got, want)
 		}
@@ -72,7 +73,7 @@ func TestVoteRules(t *testing.T) {
 	for i := range 5 {
 		mustTxn(t, c, store.Put("b", fmt.Sprint(i), []byte("x")))
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if r.DB().LSN() != g.server("p").DB().LSN() {
 			return errors.New("r behind")
 		}
@@ -143,7 +144,7 @@ func TestNoSecondFailover(t *testing.T) {
 	mustTxn(t, c, store.Put("b", "k", []byte("1")))
 	g.stop("p")
 	var np string
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if np = g.primary(); np == "" {
 			return errors.New("no new primary")
 		}
@@ -152,7 +153,7 @@ func TestNoSecondFailover(t *testing.T) {
 	epoch := g.server(np).DB().Epoch()
 	mustTxn(t, c, store.Put("b", "k", []byte("2")))
 	old := g.start("p", store.RolePrimary)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if st := replStatus(old); st.Role != store.RoleReplica || st.Primary != np || st.LSN != g.server(np).DB().LSN() {
 			return fmt.Errorf("old primary: role %s, follows %q at LSN %d", st.Role, st.Primary, st.LSN)
 		}
@@ -182,7 +183,7 @@ func TestStopHandsOver(t *testing.T) {
 		c.LeaseTTL = 3 * time.Second // a lease far longer than a hand-over
 	})
 	g.start("p", store.RolePrimary)
-	waitFor(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}

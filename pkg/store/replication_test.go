@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -138,26 +139,10 @@ func (g *group) client() *store.Client {
 	return c
 }
 
-// waitFor retries cond until it returns nil or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitConverged waits until every named server has the checksum of the first.
 func waitConverged(tb testing.TB, timeout time.Duration, servers ...*store.Server) {
 	tb.Helper()
-	waitFor(tb, timeout, func() error {
+	testwait.RetryUntil(tb, timeout, func() error {
 		want, wantLSN, err := servers[0].DB().Checksum(context.Background())
 		if err != nil {
 			return err
@@ -222,7 +207,7 @@ func TestSyncWithoutReplicaFailsClearly(t *testing.T) {
 		t.Fatalf("Txn with sync 1 and no replica: err = %v, want ErrUnavailable", err)
 	}
 	g.start("r1", store.RoleReplica)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		_, err := c.Txn(context.Background(), store.Put("b", "k", []byte("v2")))
 		return err
 	})
@@ -254,7 +239,7 @@ func TestNewReplicaBootstrapsFromSnapshot(t *testing.T) {
 		}
 	}()
 	r := g.start("r1", store.RoleReplica)
-	waitFor(t, 10*time.Second, func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error {
 		if f := replStatus(r).Following; f == nil || f.Snapshots == 0 {
 			return errors.New("no snapshot installed yet")
 		}
@@ -271,7 +256,7 @@ func TestNewReplicaBootstrapsFromSnapshot(t *testing.T) {
 func TestFailover(t *testing.T) {
 	g := newGroup(t, true, func(c *store.Config) { c.Sync = 1 })
 	g.start("p", store.RolePrimary)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
@@ -309,14 +294,14 @@ func TestFailover(t *testing.T) {
 	killed := time.Now()
 	g.stop("p")
 	var newPrimary string
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if newPrimary = g.primary(); newPrimary == "" {
 			return errors.New("no new primary")
 		}
 		return nil
 	})
 	// The first write accepted after the stop.
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		_, err := c.Txn(ctx, store.Put("b", "after", []byte("x")))
 		return err
 	})
@@ -354,7 +339,7 @@ func TestFailover(t *testing.T) {
 func TestLaggingReplicaNotPromoted(t *testing.T) {
 	g := newGroup(t, true, nil)
 	g.start("p", store.RolePrimary)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
@@ -365,7 +350,7 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 	g.start("z", store.RoleReplica)
 	c := g.client()
 	mustTxn(t, c, store.Put("b", "1", []byte("1")))
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if lag.DB().LSN() < 1 {
 			return errors.New("a behind")
 		}
@@ -375,7 +360,7 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 	for i := range 20 {
 		mustTxn(t, c, store.Put("b", fmt.Sprint(i), []byte("x")))
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.server("z").DB().LSN() != g.server("p").DB().LSN() {
 			return errors.New("z behind")
 		}
@@ -384,7 +369,7 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 	// Restart a without a primary to catch up from: stop p first.
 	g.stop("p")
 	lag = g.start("a", store.RoleReplica)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() == "" {
 			return errors.New("no primary")
 		}
@@ -401,7 +386,7 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 func TestLeaseLossStopsWrites(t *testing.T) {
 	g := newGroup(t, true, nil)
 	p := g.start("p", store.RolePrimary)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
@@ -414,7 +399,7 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 	g.stop("r1")
 	g.stop("r2")
 	lost := time.Now()
-	waitFor(t, 2*time.Second, func() error {
+	testwait.RetryUntil(t, 2*time.Second, func() error {
 		_, err := p.DB().Txn(context.Background(), store.Put("b", "k", []byte("w")))
 		if !errors.Is(err, store.ErrNotPrimary) {
 			return fmt.Errorf("write err = %v, want ErrNotPrimary", err)
@@ -423,7 +408,7 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 	})
 	t.Logf("writes refused %v after both replicas stopped (TTL 600ms)", time.Since(lost).Round(time.Millisecond))
 	g.start("r1", store.RoleReplica)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		_, err := p.DB().Txn(context.Background(), store.Put("b", "k", []byte("x")))
 		return err
 	})
@@ -435,7 +420,7 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 // waitVoters waits until s counts n voters in its lease.
 func waitVoters(tb testing.TB, s *store.Server, n int) {
 	tb.Helper()
-	waitFor(tb, 5*time.Second, func() error {
+	testwait.RetryUntil(tb, 5*time.Second, func() error {
 		st := replStatus(s)
 		if st.Lease == nil || len(st.Lease.Voters) != n {
 			return fmt.Errorf("lease %+v, want %d voters", st.Lease, n)
@@ -447,7 +432,7 @@ func waitVoters(tb testing.TB, s *store.Server, n int) {
 func TestPromoteHandsOverWithoutLoss(t *testing.T) {
 	g := newGroup(t, true, func(c *store.Config) { c.Sync = 1 })
 	g.start("p", store.RolePrimary)
-	waitFor(t, 5*time.Second, func() error {
+	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}

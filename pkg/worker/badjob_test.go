@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/posts"
 )
@@ -57,7 +58,7 @@ func TestWorkerBuriesBadJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "every bad job dead", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // every bad job dead
 		for kind, n := range kinds {
 			if got := w.Counts(kind, "dead"); got != n {
 				return fmt.Errorf("Counts(%s, dead) = %d, want %d", kind, got, n)
@@ -99,7 +100,7 @@ func TestCommentMailTitleCannotAddHeaders(t *testing.T) {
 	if err := e.publisher(t).Enqueue(ctx, job); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the comment job done", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // the comment job done
 		if w.Counts(app.JobCommentAdded, "done") != 1 {
 			return fmt.Errorf("not done")
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/queue"
@@ -41,7 +42,7 @@ func BenchmarkJobsEndToEnd(b *testing.B) {
 	publishAll(b, func(i int) error {
 		return p.Enqueue(ctx, app.Job{Kind: app.JobIndex, ID: fmt.Sprintf("j%09d", i), Payload: payload})
 	})
-	waitFor(b, time.Minute, "all jobs done", func() error {
+	testwait.RetryUntil(b, time.Minute, func() error { // all jobs done
 		if got := w.Counts(app.JobIndex, "done"); got < int64(b.N) {
 			return fmt.Errorf("%d of %d done", got, b.N)
 		}
@@ -80,7 +81,7 @@ func BenchmarkJobsRawNATS(b *testing.B) {
 		_, err := js.Publish(ctx, "raw.index", payload, jetstream.WithMsgID(fmt.Sprintf("j%09d", i)))
 		return err
 	})
-	waitFor(b, time.Minute, "all messages acked", func() error {
+	testwait.RetryUntil(b, time.Minute, func() error { // all messages acked
 		if got := done.Load(); got < int64(b.N) {
 			return fmt.Errorf("%d of %d acked", got, b.N)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/app/posts"
@@ -87,7 +88,7 @@ func TestWorkerWritesPurge(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Done counts once the handler has returned, its purge sent.
-			waitFor(t, 20*time.Second, "comment job done", func() error {
+			testwait.RetryUntil(t, 20*time.Second, func() error { // the comment job done
 				if n := w.Counts(app.JobCommentAdded, "done"); n != 1 {
 					return fmt.Errorf("%d comment jobs done, want 1", n)
 				}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -144,7 +145,7 @@ func (e *env) startWorker(t testing.TB, edit func(*worker.Config, *worker.Deps))
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	waitFor(t, 20*time.Second, "worker ready", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // worker ready
 		if !w.Ready() {
 			return fmt.Errorf("not ready")
 		}
@@ -209,21 +210,6 @@ func emails(t testing.TB, dir string) int {
 		t.Fatal(err)
 	}
 	return len(m)
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -210,7 +211,7 @@ func TestOutboxQueueDown(t *testing.T) {
 	if code, _ := u.signup("before"); code != http.StatusCreated {
 		t.Fatalf("sign-up before: status %d, want 201", code)
 	}
-	waitFor(t, 20*time.Second, "the welcome e-mail of the sign-up before", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // the welcome e-mail of the sign-up before
 		if n := emailsTo(t, e.outbox, "before"); n != 1 {
 			return fmt.Errorf("%d e-mails to before", n)
 		}
@@ -232,7 +233,7 @@ func TestOutboxQueueDown(t *testing.T) {
 	if n := outboxLen(t, e.client); n != 3 {
 		t.Errorf("job outbox while NATS is down holds %d jobs, want 3 (welcome, index, notify-followers)", n)
 	}
-	waitFor(t, 20*time.Second, "the app to count the failed publishes", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // the app to count the failed publishes
 		if st := a.Status().(app.Status).Outbox; st.PublishFailures == 0 || st.Pending != 3 {
 			return fmt.Errorf("outbox status %+v", st)
 		}
@@ -240,7 +241,7 @@ func TestOutboxQueueDown(t *testing.T) {
 	})
 
 	e.restartNATS(t, natsURL)
-	waitFor(t, 30*time.Second, "the jobs of the writes made while NATS was down", func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error { // the jobs of the writes made while NATS was down
 		if n := emailsTo(t, e.outbox, "during"); n != 1 {
 			return fmt.Errorf("%d e-mails to during", n)
 		}
@@ -287,7 +288,7 @@ func TestOutboxOutcomeUnknownSignup(t *testing.T) {
 	if code, _ := u.signup("unlucky"); code != http.StatusConflict {
 		t.Fatalf("sign-up again: status %d, want 409 (the first one committed)", code)
 	}
-	waitFor(t, 20*time.Second, "the welcome e-mail of the sign-up answered 503", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // the welcome e-mail of the sign-up answered 503
 		if n := emailsTo(t, e.outbox, "unlucky"); n != 1 {
 			return fmt.Errorf("%d e-mails to unlucky", n)
 		}
@@ -324,7 +325,7 @@ func TestOutboxTwoRelays(t *testing.T) {
 			t.Fatalf("warm-up sign-up on app-%d: status %d", i+1, code)
 		}
 	}
-	waitFor(t, 20*time.Second, "the warm-up jobs", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // the warm-up jobs
 		if got := w.Counts(app.JobWelcome, "done"); got != 2 {
 			return fmt.Errorf("%d welcome jobs done", got)
 		}
@@ -341,7 +342,7 @@ func TestOutboxTwoRelays(t *testing.T) {
 		}
 	}
 	// Both relays sweep the same outbox, and fail, until NATS is back.
-	waitFor(t, 30*time.Second, "both apps to have tried to publish the outbox", func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error { // both apps to have tried to publish the outbox
 		for _, a := range []*app.App{a1, a2} {
 			if st := a.Status().(app.Status).Outbox; st.Pending != signups || st.PublishFailures == 0 {
 				return fmt.Errorf("outbox status %+v", st)
@@ -352,7 +353,7 @@ func TestOutboxTwoRelays(t *testing.T) {
 	// Each relay's sweep is now retrying the oldest entry, and will publish
 	// it when NATS is back, whichever relay deletes the entry first.
 	e.restartNATS(t, natsURL)
-	waitFor(t, 30*time.Second, "every welcome e-mail", func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error { // every welcome e-mail
 		for i := range signups {
 			if n := emailsTo(t, e.outbox, fmt.Sprintf("user%d", i)); n != 1 {
 				return fmt.Errorf("%d e-mails to user%d", n, i)

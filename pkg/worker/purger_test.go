@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/cdn/purge"
 	"github.com/scalestack/scalestack/pkg/worker"
@@ -32,7 +33,7 @@ func (e *env) openPurger(t testing.TB, repeat time.Duration) *worker.Purger {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	waitFor(t, 10*time.Second, "purger connected", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // purger connected
 		if !p.Status().(worker.PurgerStatus).Connected {
 			return fmt.Errorf("not connected")
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/app/posts"
@@ -82,7 +83,7 @@ func TestWorkerDoesEveryKind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "every job done", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // every job done
 		got, err := e.svc.Posts.Get(ctx, post)
 		if err != nil {
 			return err
@@ -142,7 +143,7 @@ func TestWorkerKilledMidJobs(t *testing.T) {
 	}
 
 	child := e.startChild(t)
-	waitFor(t, 20*time.Second, "child worker halfway", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // child worker halfway
 		if n := emails(t, e.outbox); n < nWelcome/4 {
 			return fmt.Errorf("%d e-mails", n)
 		}
@@ -173,7 +174,7 @@ func TestWorkerKilledMidJobs(t *testing.T) {
 		emails(t, e.outbox), nWelcome, len(notes), nPosts, before.Views, nViews)
 
 	w := e.startWorker(t, nil)
-	waitFor(t, 30*time.Second, "every job done by the second worker", func() error {
+	testwait.RetryUntil(t, 30*time.Second, func() error { // every job done by the second worker
 		if n := emails(t, e.outbox); n != nWelcome {
 			return fmt.Errorf("%d e-mails, want %d", n, nWelcome)
 		}
@@ -236,7 +237,7 @@ func TestPoisonJobDeadThenReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dead []queue.DeadJob
-	waitFor(t, 20*time.Second, "job dead", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // job dead
 		dead, err = q.Dead(ctx, 0)
 		if err != nil || len(dead) != 1 {
 			return fmt.Errorf("%d dead jobs (%v)", len(dead), err)
@@ -257,7 +258,7 @@ func TestPoisonJobDeadThenReplayed(t *testing.T) {
 	if n, err := q.Retry(ctx, job.ID); err != nil || n != 1 {
 		t.Fatalf("Retry = %d, %v; want 1", n, err)
 	}
-	waitFor(t, 20*time.Second, "replayed job done", func() error {
+	testwait.RetryUntil(t, 20*time.Second, func() error { // replayed job done
 		if w.Counts(app.JobThumbnail, "done") != 1 {
 			return fmt.Errorf("not done")
 		}
@@ -286,7 +287,7 @@ func TestGracefulStopFinishesJobsInHand(t *testing.T) {
 		}
 	}
 	q, _ := p.Queue(ctx)
-	waitFor(t, 10*time.Second, "views delivered", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // views delivered
 		st, err := q.Stats(ctx, 0)
 		if err != nil {
 			return err
@@ -305,7 +306,7 @@ func TestGracefulStopFinishesJobsInHand(t *testing.T) {
 	if err != nil || got.Views != 10 {
 		t.Errorf("after Close the post has %d views (%v), want 10", got.Views, err)
 	}
-	waitFor(t, 10*time.Second, "no job left", func() error {
+	testwait.RetryUntil(t, 10*time.Second, func() error { // no job left
 		st, err := q.Stats(context.Background(), 0)
 		if err != nil {
 			return err

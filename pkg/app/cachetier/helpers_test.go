@@ -92,18 +92,6 @@ func rawClient(tb testing.TB, addr string) *redis.Client {
 	return rdb
 }
 
-// retryUntil polls cond until it holds, failing the test after timeout.
-func retryUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // proxy forwards TCP connections to a target until cut: then it closes
 // every connection and refuses new ones, like a network partition that
 // leaves the cache node (and its data) running.

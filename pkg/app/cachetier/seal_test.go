@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 )
 
@@ -125,7 +126,7 @@ func TestReplayedValueIsNotServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	src.set("post:1", "after")
-	retryUntil(t, 5*time.Second, "the value to expire", func() bool {
+	testwait.Until(t, 5*time.Second, "the value to expire", func() bool {
 		n, _ := rdb.Exists(ctx, "ss2:post:1").Result()
 		return n == 0
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -139,7 +140,7 @@ func TestInvalidateLeavesTombstone(t *testing.T) {
 		t.Errorf("load of an empty key asked for LSN %d, want the watermark 42", got)
 	}
 
-	retryUntil(t, 5*time.Second, "the tombstone to expire", func() bool {
+	testwait.Until(t, 5*time.Second, "the tombstone to expire", func() bool {
 		n, _ := rawClient(t, c.Addr()).Exists(context.Background(), "ss2:post:1").Result()
 		return n == 0
 	})
@@ -213,7 +214,7 @@ func TestSlowReaderOutlivesTombstone(t *testing.T) {
 	}()
 	<-started
 	tier.Invalidate(context.Background(), 7, "post:1")
-	retryUntil(t, 5*time.Second, "the tombstone to expire", func() bool {
+	testwait.Until(t, 5*time.Second, "the tombstone to expire", func() bool {
 		n, _ := rdb.Exists(context.Background(), "ss2:post:1").Result()
 		return n == 0
 	})
@@ -271,7 +272,7 @@ func TestOneLoadPerKey(t *testing.T) {
 		})
 	}
 	// Every reader has looked at the cache (and missed) before the load may end.
-	retryUntil(t, 10*time.Second, "every reader to miss", func() bool {
+	testwait.Until(t, 10*time.Second, "every reader to miss", func() bool {
 		st := tier.Stats()
 		return st.Misses+st.Bypasses == readers
 	})
@@ -341,7 +342,7 @@ func TestPartitionedNodeGetsMissedInvalidations(t *testing.T) {
 	}
 
 	p.heal()
-	retryUntil(t, 10*time.Second, "the node to rejoin", func() bool { return tier.Stats().Nodes[0].Up })
+	testwait.Until(t, 10*time.Second, "the node to rejoin", func() bool { return tier.Stats().Nodes[0].Up })
 	got, _ := fetch(t, tier, src, "post:1")
 	if got != "new" {
 		t.Fatalf("after the node rejoined Fetch = %q, want new", got)
@@ -366,7 +367,7 @@ func TestTooManyMissedFlushes(t *testing.T) {
 	p.cut()
 	tier.Invalidate(context.Background(), 10, "post:0", "post:1", "post:2")
 	p.heal()
-	retryUntil(t, 10*time.Second, "the node to rejoin", func() bool { return tier.Stats().Nodes[0].Up })
+	testwait.Until(t, 10*time.Second, "the node to rejoin", func() bool { return tier.Stats().Nodes[0].Up })
 	if n, _ := rawClient(t, c.Addr()).DBSize(context.Background()).Result(); n > 1 {
 		t.Errorf("after an overflow the returning node holds %d keys, want it flushed", n)
 	}
@@ -396,7 +397,7 @@ func TestRingFollowsNodes(t *testing.T) {
 	}
 
 	set.set(a.Addr())
-	retryUntil(t, 5*time.Second, "the ring to drop a node", func() bool { return len(tier.Stats().Nodes) == 1 })
+	testwait.Until(t, 5*time.Second, "the ring to drop a node", func() bool { return len(tier.Stats().Nodes) == 1 })
 	hits := 0
 	for i := range n {
 		if _, r := fetch(t, tier, src, fmt.Sprint("post:", i)); r == cachetier.Hit {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package nodebin
+
+const raceEnabled = false
