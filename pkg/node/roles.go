@@ -16,9 +16,10 @@ import (
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
-// RoleConfigs holds the configuration of every role package. The node fills
-// in what it owns (addresses, names, data directory, logger, metrics,
-// discovery) before it builds each role.
+// RoleConfigs holds the settings of every role package. The node fills in
+// what it owns (addresses, names, data directory, derived credentials)
+// before it builds each role, and gives each its dependencies (store client,
+// membership views, NATS, logger, metrics) apart, in the role's Deps.
 type RoleConfigs struct {
 	// Cluster tunes gossip and failure detection (the --gossip-* flags).
 	Cluster cluster.Config
