@@ -20,6 +20,7 @@ import (
 	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Failover under writes (issue 14). Every mode runs its own group of three
@@ -280,7 +281,7 @@ func (b *bench) primaryFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			return err
 		}
 		f := st.Replication.Following
-		if st.Replication.Role != store.RoleReplica || f == nil || !f.Connected {
+		if st.Replication.Role != server.RoleReplica || f == nil || !f.Connected {
 			return fmt.Errorf("%s: role %s, following %+v", p.name, st.Replication.Role, f)
 		}
 		return nil
@@ -390,7 +391,7 @@ func (b *bench) replicaFaultRun(mode string, run int, nt *netns.Net, ps []*proc,
 			return err
 		}
 		f := st.Replication.Following
-		if st.Replication.Role != store.RoleReplica || f == nil || !f.Connected || st.LSN < primaryLSN {
+		if st.Replication.Role != server.RoleReplica || f == nil || !f.Connected || st.LSN < primaryLSN {
 			return fmt.Errorf("%s: role %s at LSN %d (primary had %d), following %+v", v.name, st.Replication.Role, st.LSN, primaryLSN, f)
 		}
 		return nil

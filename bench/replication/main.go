@@ -34,6 +34,7 @@ import (
 	"github.com/scalestack/scalestack/internal/poll"
 	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 func main() {
@@ -253,7 +254,7 @@ func startGroup(ps []*proc) {
 		if err != nil {
 			return err
 		}
-		if st.Replication.Role != store.RolePrimary || len(st.Replication.Replicas) != n-1 {
+		if st.Replication.Role != server.RolePrimary || len(st.Replication.Replicas) != n-1 {
 			return fmt.Errorf("db-1 is %s with %d replicas", st.Replication.Role, len(st.Replication.Replicas))
 		}
 		return nil
@@ -303,7 +304,7 @@ func ready(admin string) error {
 
 type nodeStatus struct {
 	LSN         uint64
-	Replication store.ReplicationStatus
+	Replication server.ReplicationStatus
 }
 
 // status reads p's /v1/status, with the store token of its cluster key.
@@ -524,7 +525,7 @@ func (b *bench) failover(runs int) {
 			primary = nil
 			for _, p := range ps {
 				st, err := status(p)
-				if err == nil && st.Replication.Role == store.RolePrimary && st.Replication.Lease != nil && st.Replication.Lease.ValidForMS > 0 {
+				if err == nil && st.Replication.Role == server.RolePrimary && st.Replication.Lease != nil && st.Replication.Lease.ValidForMS > 0 {
 					if primary != nil {
 						return errors.New("two primaries")
 					}
@@ -586,7 +587,7 @@ func (b *bench) failover(runs int) {
 			if err != nil {
 				return err
 			}
-			if st.Replication.Role != store.RoleReplica || st.Replication.Following == nil || !st.Replication.Following.Connected {
+			if st.Replication.Role != server.RoleReplica || st.Replication.Following == nil || !st.Replication.Following.Connected {
 				return fmt.Errorf("role %s", st.Replication.Role)
 			}
 			return nil

@@ -14,6 +14,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // writers is the number of goroutines per core in the concurrent benchmarks
@@ -23,9 +25,9 @@ const writers = 32
 // value is the payload of every write: a small JSON-ish record.
 var value = []byte(`{"title":"hello","body":"a short blog post body of about a hundred bytes for benchmarking"}`)
 
-func openStore(b *testing.B, opts store.Options) *store.DB {
+func openStore(b *testing.B, opts boltdb.Options) *boltdb.DB {
 	b.Helper()
-	db, err := store.Open(filepath.Join(b.TempDir(), "store.db"), opts)
+	db, err := boltdb.Open(filepath.Join(b.TempDir(), "store.db"), opts)
 	if err != nil {
 		b.Fatalf("Open: %v", err)
 	}
@@ -55,7 +57,7 @@ func boltPut(tx *bolt.Tx, key string) error {
 // each commit (fsync) before the next.
 func BenchmarkSingleWrite(b *testing.B) {
 	b.Run("scalestack", func(b *testing.B) {
-		db := openStore(b, store.Options{})
+		db := openStore(b, boltdb.Options{})
 		ctx := context.Background()
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
@@ -89,7 +91,7 @@ func BenchmarkConcurrentWrite(b *testing.B) {
 		delay time.Duration
 	}{{"scalestack", 0}, {"scalestack-delay-1ms", time.Millisecond}} {
 		b.Run(v.name, func(b *testing.B) {
-			db := openStore(b, store.Options{BatchDelay: v.delay})
+			db := openStore(b, boltdb.Options{BatchDelay: v.delay})
 			ctx := context.Background()
 			var seq atomic.Int64
 			b.ReportAllocs()
@@ -163,11 +165,11 @@ func BenchmarkConcurrentWrite(b *testing.B) {
 // no raw-bbolt twin; it shows what the network layer costs on top of
 // BenchmarkConcurrentWrite/scalestack.
 func BenchmarkHTTPWrite(b *testing.B) {
-	cfg := store.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "bench"
 	cfg.DataDir = b.TempDir()
-	srv, err := store.New(cfg, store.Deps{})
+	srv, err := server.New(cfg, server.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Failover end to end: three store node processes (a primary and two
@@ -154,7 +155,7 @@ func (g *storeGroup) up() {
 		if err != nil {
 			return err
 		}
-		if st.Role != store.RolePrimary || len(st.Replicas) != 2 {
+		if st.Role != server.RolePrimary || len(st.Replicas) != 2 {
 			return fmt.Errorf("db-1 is %s with %d replicas streaming, want primary with 2", st.Role, len(st.Replicas))
 		}
 		return nil
@@ -179,7 +180,7 @@ func (g *storeGroup) client() *store.Client {
 
 // primary returns the index of the one node that says it is primary with
 // its lease still good, or an error if none or several do.
-func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
+func (g *storeGroup) primary() (int, server.ReplicationStatus, error) {
 	n, st, err := storewatch.Primary(context.Background(), g.watched())
 	if err != nil {
 		return -1, st, err
@@ -194,10 +195,10 @@ func (g *storeGroup) primary() (int, store.ReplicationStatus, error) {
 
 // waitForNewPrimary waits until a node other than old is primary at an
 // epoch above oldEpoch, and returns its name and status.
-func (g *storeGroup) waitForNewPrimary(old string, oldEpoch uint64, timeout time.Duration) (string, store.ReplicationStatus) {
+func (g *storeGroup) waitForNewPrimary(old string, oldEpoch uint64, timeout time.Duration) (string, server.ReplicationStatus) {
 	g.t.Helper()
 	var name string
-	var st store.ReplicationStatus
+	var st server.ReplicationStatus
 	testwait.RetryUntil(g.t, timeout, func() error {
 		n, s, err := storewatch.NewPrimary(context.Background(), g.watched(), old, oldEpoch)
 		name, st = n.Name, s
@@ -255,7 +256,7 @@ func (g *storeGroup) waitReplicaOfPrimary(i int, timeout time.Duration) {
 		if err != nil {
 			return err
 		}
-		if st.Role != store.RoleReplica || st.Following == nil || !st.Following.Connected || st.Following.Primary != primary {
+		if st.Role != server.RoleReplica || st.Following == nil || !st.Following.Connected || st.Following.Primary != primary {
 			return fmt.Errorf("%s: role %s, following %+v; want a replica streaming from %s, the primary", g.nodes[i].name, st.Role, st.Following, primary)
 		}
 		return nil
@@ -273,7 +274,7 @@ func (g *storeGroup) storeToken() string {
 }
 
 // replStatus reads the replication status of the node at storeAddr.
-func (g *storeGroup) replStatus(storeAddr string) (store.ReplicationStatus, error) {
+func (g *storeGroup) replStatus(storeAddr string) (server.ReplicationStatus, error) {
 	return storewatch.Replication(context.Background(), storewatch.Node{Name: storeAddr, Addr: storeAddr, Token: g.storeToken()})
 }
 

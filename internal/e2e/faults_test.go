@@ -13,7 +13,7 @@ import (
 	"github.com/scalestack/scalestack/internal/nodebin"
 	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/internal/testwait"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Faults across hosts (issue 14): the three store nodes of failover_test.go,
@@ -212,7 +212,7 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 		// Caught up: the resumed replica streams from the primary (db-1
 		// unless a failover happened, which the epoch check below
 		// reports) and has applied what the primary had when it resumed.
-		var pst store.ReplicationStatus
+		var pst server.ReplicationStatus
 		testwait.RetryUntil(t, 30*time.Second, func() error {
 			pi, pst, err = g.primary()
 			return err
@@ -223,7 +223,7 @@ func TestFailoverPausedReplicaKeepsWrites(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if rst.Role != store.RoleReplica || rst.Following == nil || !rst.Following.Connected || rst.Following.Primary != primary || rst.LSN < pst.LSN {
+			if rst.Role != server.RoleReplica || rst.Following == nil || !rst.Following.Connected || rst.Following.Primary != primary || rst.LSN < pst.LSN {
 				return fmt.Errorf("%s: role %s at LSN %d, following %+v; want a replica of %s at LSN %d or more", n.name, rst.Role, rst.LSN, rst.Following, primary, pst.LSN)
 			}
 			return nil

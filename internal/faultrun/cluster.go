@@ -19,7 +19,7 @@ import (
 	"github.com/scalestack/scalestack/internal/poll"
 	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/pkg/cluster"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Default ports of the roles (docs/architecture.md): every node has a host
@@ -195,7 +195,7 @@ func startCluster(ctx context.Context, nodeBin, netName, dir string, logf func(s
 		if err != nil {
 			return err
 		}
-		if st.Role != store.RolePrimary || len(st.Replicas) != 2 {
+		if st.Role != server.RolePrimary || len(st.Replicas) != 2 {
 			return fmt.Errorf("db-1 is %s with %d replicas streaming, want primary with 2", st.Role, len(st.Replicas))
 		}
 		// The primary adds one voter per lease renewal: until all three

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/storewatch"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // history builds a run's outcomes and events on a fake clock: the checks
@@ -52,8 +52,8 @@ func healthy() (*Result, []Outcome, storeView, map[string]int, *storewatch.Epoch
 	}
 	mails := map[string]int{"pu0@faults.test": 1, "ps1@faults.test": 1, "ps2@faults.test": 1}
 	watch := storewatch.NewEpochs()
-	watch.Record("db-1", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 2}, h.at(-5))
-	watch.Record("db-2", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3}, h.at(11.2))
+	watch.Record("db-1", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 2}, h.at(-5))
+	watch.Record("db-2", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 3}, h.at(11.2))
 	return r, h.outs, view, mails, watch
 }
 
@@ -162,7 +162,7 @@ func TestEvaluateCatches(t *testing.T) {
 			}},
 		{name: "two primaries", want: "two primaries in one epoch",
 			spoil: func(_ *Result, outs []Outcome, _ *storeView, _ map[string]int, w *storewatch.Epochs) []Outcome {
-				w.Record("db-3", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3}, time.Now())
+				w.Record("db-3", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 3}, time.Now())
 				return outs
 			}},
 		{name: "no write after the fault", want: "kill-primary of db-1: no post acknowledged after it",
@@ -191,12 +191,12 @@ func TestEvaluateCatches(t *testing.T) {
 			}},
 		{name: "second failover", target: "kill-primary of db-1: 2 new epochs [3 4] (want 1)",
 			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, w *storewatch.Epochs) []Outcome {
-				w.Record("db-3", store.ReplicationStatus{Role: store.RoleReplica, Epoch: 4}, r.Events[0].At.Add(6*time.Second))
+				w.Record("db-3", server.ReplicationStatus{Role: server.RoleReplica, Epoch: 4}, r.Events[0].At.Add(6*time.Second))
 				return outs
 			}},
 		{name: "failover without a primary fault", target: "kill-app of app-1: 1 new epochs [4] (want 0)",
 			spoil: func(r *Result, outs []Outcome, _ *storeView, _ map[string]int, w *storewatch.Epochs) []Outcome {
-				w.Record("db-3", store.ReplicationStatus{Role: store.RoleReplica, Epoch: 4}, r.Events[1].At.Add(time.Second))
+				w.Record("db-3", server.ReplicationStatus{Role: server.RoleReplica, Epoch: 4}, r.Events[1].At.Add(time.Second))
 				return outs
 			}},
 	} {

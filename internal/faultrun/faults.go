@@ -11,7 +11,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/poll"
 	"github.com/scalestack/scalestack/internal/storewatch"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Fault is one kind of fault of issue 14's schedule.
@@ -124,7 +124,7 @@ func (c *Cluster) victim(ctx context.Context, f Fault, run int) (*Node, uint64, 
 // lease good, and returns it and its epoch.
 func (c *Cluster) primary(ctx context.Context, timeout time.Duration) (*Node, uint64, error) {
 	var p storewatch.Node
-	var st store.ReplicationStatus
+	var st server.ReplicationStatus
 	err := poll.Until(ctx, timeout, pollEvery, func() (err error) {
 		p, st, err = storewatch.Primary(ctx, watchedNodes(c.StoreNodes()))
 		return err

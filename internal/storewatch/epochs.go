@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Epochs is a record of the epochs store nodes reported: when each epoch
@@ -22,18 +22,18 @@ type Epochs struct {
 	nodes  int // nodes watched, for SawAll
 
 	mu        sync.Mutex
-	first     map[uint64]time.Time               // epoch -> the poll (its send time) that first saw it
-	primaries map[uint64]map[string]time.Time    // epoch -> node -> first poll that found it primary
-	current   map[string]store.ReplicationStatus // node -> its last answer
-	answered  map[string]bool                    // nodes that answered a poll
-	answers   int                                // answers recorded, for String
+	first     map[uint64]time.Time                // epoch -> the poll (its send time) that first saw it
+	primaries map[uint64]map[string]time.Time     // epoch -> node -> first poll that found it primary
+	current   map[string]server.ReplicationStatus // node -> its last answer
+	answered  map[string]bool                     // nodes that answered a poll
+	answers   int                                 // answers recorded, for String
 }
 
 // NewEpochs returns an empty record, for Record by hand (tests of what
 // reads one); Watch returns one that polls.
 func NewEpochs() *Epochs {
 	return &Epochs{cancel: func() {}, first: map[uint64]time.Time{}, primaries: map[uint64]map[string]time.Time{},
-		current: map[string]store.ReplicationStatus{}, answered: map[string]bool{}}
+		current: map[string]server.ReplicationStatus{}, answered: map[string]bool{}}
 }
 
 // Watch polls every node's /v1/status every interval, one goroutine per
@@ -75,7 +75,7 @@ func (w *Epochs) Stop() {
 }
 
 // Record notes that node answered st to a poll sent at at.
-func (w *Epochs) Record(node string, st store.ReplicationStatus, at time.Time) {
+func (w *Epochs) Record(node string, st server.ReplicationStatus, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.answered[node] = true
@@ -84,7 +84,7 @@ func (w *Epochs) Record(node string, st store.ReplicationStatus, at time.Time) {
 	if _, ok := w.first[st.Epoch]; !ok {
 		w.first[st.Epoch] = at
 	}
-	if st.Role == store.RolePrimary {
+	if st.Role == server.RolePrimary {
 		if w.primaries[st.Epoch] == nil {
 			w.primaries[st.Epoch] = map[string]time.Time{}
 		}
@@ -221,7 +221,7 @@ func (w *Epochs) Now() string {
 	defer w.mu.Unlock()
 	var names []string
 	for n, st := range w.current {
-		if st.Role == store.RolePrimary {
+		if st.Role == server.RolePrimary {
 			names = append(names, fmt.Sprintf("%s@%d", n, st.Epoch))
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Node is a store node as a watcher reaches it.
@@ -62,23 +62,23 @@ func GetJSON(ctx context.Context, token, url string, out any) error {
 }
 
 // Status reads the node's /v1/status.
-func Status(ctx context.Context, n Node) (store.Status, error) {
-	var st store.Status
+func Status(ctx context.Context, n Node) (server.Status, error) {
+	var st server.Status
 	if err := GetJSON(ctx, n.Token, "http://"+n.Addr+"/v1/status", &st); err != nil {
-		return store.Status{}, fmt.Errorf("%s: %w", n.Name, err)
+		return server.Status{}, fmt.Errorf("%s: %w", n.Name, err)
 	}
 	return st, nil
 }
 
 // Replication reads the replication section of the node's /v1/status; a
 // node without one (a store that does not replicate) is an error.
-func Replication(ctx context.Context, n Node) (store.ReplicationStatus, error) {
+func Replication(ctx context.Context, n Node) (server.ReplicationStatus, error) {
 	st, err := Status(ctx, n)
 	if err != nil {
-		return store.ReplicationStatus{}, err
+		return server.ReplicationStatus{}, err
 	}
 	if st.Replication == nil {
-		return store.ReplicationStatus{}, fmt.Errorf("%s: no replication status", n.Name)
+		return server.ReplicationStatus{}, fmt.Errorf("%s: no replication status", n.Name)
 	}
 	return *st.Replication, nil
 }
@@ -100,9 +100,9 @@ func Checksum(ctx context.Context, n Node) (crc uint32, lsn uint64, err error) {
 // still good, and its status; an error if none or several do. A primary
 // whose lease ran out (a resumed one) refuses writes, so it does not count;
 // nor does a node that does not answer.
-func Primary(ctx context.Context, nodes []Node) (Node, store.ReplicationStatus, error) {
+func Primary(ctx context.Context, nodes []Node) (Node, server.ReplicationStatus, error) {
 	var found Node
-	var st store.ReplicationStatus
+	var st server.ReplicationStatus
 	var names []string
 	for _, n := range nodes {
 		s, err := Replication(ctx, n)
@@ -114,28 +114,28 @@ func Primary(ctx context.Context, nodes []Node) (Node, store.ReplicationStatus, 
 	}
 	switch len(names) {
 	case 0:
-		return Node{}, store.ReplicationStatus{}, errors.New("no store node is primary with a good lease")
+		return Node{}, server.ReplicationStatus{}, errors.New("no store node is primary with a good lease")
 	case 1:
 		return found, st, nil
 	}
-	return Node{}, store.ReplicationStatus{}, fmt.Errorf("several store nodes say primary: %v", names)
+	return Node{}, server.ReplicationStatus{}, fmt.Errorf("several store nodes say primary: %v", names)
 }
 
 // NewPrimary is Primary once failover has happened: it is an error until
 // the primary is a node other than old at an epoch above oldEpoch.
-func NewPrimary(ctx context.Context, nodes []Node, old string, oldEpoch uint64) (Node, store.ReplicationStatus, error) {
+func NewPrimary(ctx context.Context, nodes []Node, old string, oldEpoch uint64) (Node, server.ReplicationStatus, error) {
 	n, st, err := Primary(ctx, nodes)
 	if err != nil {
-		return Node{}, store.ReplicationStatus{}, err
+		return Node{}, server.ReplicationStatus{}, err
 	}
 	if n.Name == old || st.Epoch <= oldEpoch {
-		return Node{}, store.ReplicationStatus{}, fmt.Errorf("primary is still %s at epoch %d, want another node above epoch %d", n.Name, st.Epoch, oldEpoch)
+		return Node{}, server.ReplicationStatus{}, fmt.Errorf("primary is still %s at epoch %d, want another node above epoch %d", n.Name, st.Epoch, oldEpoch)
 	}
 	return n, st, nil
 }
 
 // leads reports whether a node may take writes: primary, with a lease
 // that has not run out (a store without failover has no lease at all).
-func leads(st store.ReplicationStatus) bool {
-	return st.Role == store.RolePrimary && (st.Lease == nil || st.Lease.ValidForMS > 0)
+func leads(st server.ReplicationStatus) bool {
+	return st.Role == server.RolePrimary && (st.Lease == nil || st.Lease.ValidForMS > 0)
 }

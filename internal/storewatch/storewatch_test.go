@@ -13,23 +13,23 @@ import (
 
 	"github.com/scalestack/scalestack/internal/storewatch"
 	"github.com/scalestack/scalestack/internal/testwait"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // fakeNode answers /v1/status with whatever replication status it is set
 // to, and only with the token "t".
 type fakeNode struct {
 	mu sync.Mutex
-	st store.ReplicationStatus
+	st server.ReplicationStatus
 }
 
-func (f *fakeNode) set(st store.ReplicationStatus) {
+func (f *fakeNode) set(st server.ReplicationStatus) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st = st
 }
 
-func startFake(t *testing.T, name string, st store.ReplicationStatus) (*fakeNode, storewatch.Node) {
+func startFake(t *testing.T, name string, st server.ReplicationStatus) (*fakeNode, storewatch.Node) {
 	f := &fakeNode{st: st}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer t" {
@@ -39,18 +39,18 @@ func startFake(t *testing.T, name string, st store.ReplicationStatus) (*fakeNode
 		f.mu.Lock()
 		rs := f.st
 		f.mu.Unlock()
-		json.NewEncoder(w).Encode(store.Status{Ready: true, Replication: &rs})
+		json.NewEncoder(w).Encode(server.Status{Ready: true, Replication: &rs})
 	}))
 	t.Cleanup(srv.Close)
 	return f, storewatch.Node{Name: name, Addr: strings.TrimPrefix(srv.URL, "http://"), Token: "t"}
 }
 
-func lease(validMS int64) *store.LeaseStatus { return &store.LeaseStatus{ValidForMS: validMS} }
+func lease(validMS int64) *server.LeaseStatus { return &server.LeaseStatus{ValidForMS: validMS} }
 
 func TestPrimaryAndNewPrimary(t *testing.T) {
 	ctx := context.Background()
-	db1, n1 := startFake(t, "db-1", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 2, Lease: lease(1000)})
-	db2, n2 := startFake(t, "db-2", store.ReplicationStatus{Role: store.RoleReplica, Epoch: 2})
+	db1, n1 := startFake(t, "db-1", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 2, Lease: lease(1000)})
+	db2, n2 := startFake(t, "db-2", server.ReplicationStatus{Role: server.RoleReplica, Epoch: 2})
 	nodes := []storewatch.Node{n1, n2}
 
 	p, st, err := storewatch.Primary(ctx, nodes)
@@ -62,13 +62,13 @@ func TestPrimaryAndNewPrimary(t *testing.T) {
 	}
 	// A paused primary resumed: it still says primary, with its lease run
 	// out, beside the new one. Only the new one counts.
-	db1.set(store.ReplicationStatus{Role: store.RolePrimary, Epoch: 2, Lease: lease(0)})
-	db2.set(store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3, Lease: lease(1000)})
+	db1.set(server.ReplicationStatus{Role: server.RolePrimary, Epoch: 2, Lease: lease(0)})
+	db2.set(server.ReplicationStatus{Role: server.RolePrimary, Epoch: 3, Lease: lease(1000)})
 	p, st, err = storewatch.NewPrimary(ctx, nodes, "db-1", 2)
 	if err != nil || p.Name != "db-2" || st.Epoch != 3 {
 		t.Fatalf("NewPrimary = %s at %d, %v; want db-2 at 3", p.Name, st.Epoch, err)
 	}
-	db1.set(store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3, Lease: lease(1000)})
+	db1.set(server.ReplicationStatus{Role: server.RolePrimary, Epoch: 3, Lease: lease(1000)})
 	if _, _, err := storewatch.Primary(ctx, nodes); err == nil || !strings.Contains(err.Error(), "several") {
 		t.Fatalf("Primary with two leading nodes: %v, want an error naming several", err)
 	}
@@ -78,12 +78,12 @@ func TestPrimaryAndNewPrimary(t *testing.T) {
 }
 
 func TestWatchPollsEveryNode(t *testing.T) {
-	db1, n1 := startFake(t, "db-1", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 2, Lease: lease(1000)})
-	_, n2 := startFake(t, "db-2", store.ReplicationStatus{Role: store.RoleReplica, Epoch: 2})
+	db1, n1 := startFake(t, "db-1", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 2, Lease: lease(1000)})
+	_, n2 := startFake(t, "db-2", server.ReplicationStatus{Role: server.RoleReplica, Epoch: 2})
 	w := storewatch.Watch([]storewatch.Node{n1, n2}, 5*time.Millisecond)
 	defer w.Stop()
 	testwait.RetryUntil(t, 5*time.Second, w.SawAll)
-	db1.set(store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3, Lease: lease(1000)})
+	db1.set(server.ReplicationStatus{Role: server.RolePrimary, Epoch: 3, Lease: lease(1000)})
 	testwait.Until(t, 5*time.Second, "epoch 3 seen", func() bool { return w.MaxBefore(time.Now()) == 3 })
 	w.Stop()
 	if got := w.Primaries(); !slices.Equal(got[2], []string{"db-1"}) || !slices.Equal(got[3], []string{"db-1"}) {
@@ -99,11 +99,11 @@ func TestEpochsRecord(t *testing.T) {
 	t0 := time.Now()
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 	w := storewatch.NewEpochs()
-	w.Record("db-1", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 2}, at(0))
-	w.Record("db-2", store.ReplicationStatus{Role: store.RoleReplica, Epoch: 2}, at(0.1))
-	w.Record("db-2", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3}, at(5))
-	w.Record("db-1", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 2}, at(5.1)) // paused, resumed
-	w.Record("db-2", store.ReplicationStatus{Role: store.RolePrimary, Epoch: 3}, at(6))
+	w.Record("db-1", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 2}, at(0))
+	w.Record("db-2", server.ReplicationStatus{Role: server.RoleReplica, Epoch: 2}, at(0.1))
+	w.Record("db-2", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 3}, at(5))
+	w.Record("db-1", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 2}, at(5.1)) // paused, resumed
+	w.Record("db-2", server.ReplicationStatus{Role: server.RolePrimary, Epoch: 3}, at(6))
 
 	if got := w.FirstSeenIn(at(1), at(10)); !slices.Equal(got, []uint64{3}) {
 		t.Errorf("FirstSeenIn(1s, 10s) = %v, want [3]", got)

@@ -27,7 +27,7 @@ import (
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Cluster is a set of nodes started by one test.
@@ -371,7 +371,7 @@ func (c *Cluster) Replicas() []string {
 	var out []string
 	for _, n := range c.storeNodes() {
 		st, err := storewatch.Replication(context.Background(), n)
-		if err == nil && st.Role == store.RoleReplica {
+		if err == nil && st.Role == server.RoleReplica {
 			out = append(out, n.Name)
 		}
 	}

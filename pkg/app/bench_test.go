@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// benchStack is a stack over the real store.DB with 30 posts of a few
+// benchStack is a stack over the real boltdb.DB with 30 posts of a few
 // paragraphs each, written by one author.
 func benchStack(b *testing.B) (*stack, []string) {
 	b.Helper()

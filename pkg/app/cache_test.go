@@ -19,6 +19,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/cache"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // startCache starts a real cache node on addr (port 0: a free one) and
@@ -258,7 +259,7 @@ func (n *noViews) Enqueue(ctx context.Context, j app.Job) error {
 	return n.h.Handle(ctx, j)
 }
 
-// laggingStore is a store.DB read through a simulated replica: each write
+// laggingStore is a boltdb.DB read through a simulated replica: each write
 // reaches the replica lag after it commits, and a read waits up to
 // readDelay after it has read (a slow reader, holding its value), one in
 // 32 for stall or more. As the store client does, a Session read the
@@ -266,7 +267,7 @@ func (n *noViews) Enqueue(ctx context.Context, j app.Job) error {
 // read go to the primary. Only posts.byid is versioned and delayed; other
 // buckets read the primary.
 type laggingStore struct {
-	db        *store.DB
+	db        *boltdb.DB
 	lag       time.Duration
 	readDelay time.Duration
 	stall     time.Duration

@@ -22,6 +22,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // stack is an app served by httptest over a store, or (URL set, Server
@@ -35,17 +36,17 @@ type stack struct {
 }
 
 // openDB opens a real store database in a temporary directory.
-func openDB(tb testing.TB) *store.DB {
+func openDB(tb testing.TB) *boltdb.DB {
 	tb.Helper()
-	db, err := store.Open(filepath.Join(tb.TempDir(), "store.db"), store.Options{})
+	db, err := boltdb.Open(filepath.Join(tb.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		tb.Fatalf("store.Open: %v", err)
+		tb.Fatalf("boltdb.Open: %v", err)
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
 }
 
-// newStack starts the app over the real store.DB.
+// newStack starts the app over the real boltdb.DB.
 func newStack(tb testing.TB, edit ...func(*app.Config, *app.Deps)) *stack {
 	tb.Helper()
 	return newStackOn(tb, openDB(tb), edit...)

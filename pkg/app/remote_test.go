@@ -5,16 +5,17 @@ import (
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // startStoreServer runs the store role on addr over dir.
-func startStoreServer(tb testing.TB, addr, dir string) *store.Server {
+func startStoreServer(tb testing.TB, addr, dir string) *server.Server {
 	tb.Helper()
-	cfg := store.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.Addr, cfg.DataDir, cfg.NodeName = addr, dir, "primary-1"
-	srv, err := store.New(cfg, store.Deps{})
+	srv, err := server.New(cfg, server.Deps{})
 	if err != nil {
-		tb.Fatalf("store.New: %v", err)
+		tb.Fatalf("server.New: %v", err)
 	}
 	if err := srv.Open(); err != nil {
 		tb.Fatalf("store Open: %v", err)

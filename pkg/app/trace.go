@@ -6,7 +6,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
-// localTrace makes an in-process store (a *store.DB at stage 1) show up in
+// localTrace makes an in-process store (a *boltdb.DB at stage 1) show up in
 // the path headers like a remote one: after each call, if the store did not
 // record itself in the request's trace, it is recorded as this node at the
 // store's current LSN. A network client records the node that answered, so

@@ -22,8 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/scalestack/scalestack/pkg/cluster"
-	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // role is what the node needs of every role it runs.
@@ -48,7 +49,7 @@ type Node struct {
 	started time.Time
 
 	cluster *cluster.Cluster
-	nats    *queue.Server
+	nats    *natsserver.Server
 	// secrets are the credentials of the internal doors (store token,
 	// cache and NATS passwords, purge and admin tokens), derived from
 	// --cluster-key; all empty without one. secrets.Admin (label "admin")
@@ -56,7 +57,7 @@ type Node struct {
 	secrets cluster.Secrets
 	// tls is the node's TLS for internal traffic (--tls-*), nil without.
 	tls    *cluster.TLS
-	store  *store.Server
+	store  *server.Server
 	client *store.Client // the store client of the app role
 	roles  []namedRole   // opened serving roles, in start order
 	admin  *adminServer
@@ -196,7 +197,7 @@ func (n *Node) openNATS(ctx context.Context) error {
 	if n.tls != nil {
 		qc.TLS, qc.RouteTLS = n.tls.Server, n.tls.Mutual
 	}
-	s, err := queue.NewServer(qc)
+	s, err := natsserver.NewServer(qc)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/scalestack/scalestack/pkg/cdn"
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/lb"
-	"github.com/scalestack/scalestack/pkg/queue"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
+	"github.com/scalestack/scalestack/pkg/store/server"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
@@ -23,8 +23,8 @@ import (
 type RoleConfigs struct {
 	// Cluster tunes gossip and failure detection (the --gossip-* flags).
 	Cluster cluster.Config
-	NATS    queue.ServerConfig
-	Store   store.Config
+	NATS    natsserver.ServerConfig
+	Store   server.Config
 	App     app.Config
 	LB      lb.Config
 	Cache   cache.Config
@@ -35,8 +35,8 @@ type RoleConfigs struct {
 func defaultRoleConfigs() RoleConfigs {
 	return RoleConfigs{
 		Cluster: cluster.DefaultConfig(),
-		NATS:    queue.DefaultServerConfig(),
-		Store:   store.DefaultConfig(),
+		NATS:    natsserver.DefaultServerConfig(),
+		Store:   server.DefaultConfig(),
 		App:     app.DefaultConfig(),
 		LB:      lb.DefaultConfig(),
 		Cache:   cache.DefaultConfig(),

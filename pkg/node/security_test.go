@@ -24,6 +24,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/node"
 	"github.com/scalestack/scalestack/pkg/queue"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // Off loopback a node refuses to open its internal ports without a key,
@@ -301,7 +302,7 @@ func replicaCaughtUp(primary, replica *node.Node) error {
 }
 
 func storeLSN(n *node.Node) uint64 {
-	st, _ := n.Status().Sections["store"].(store.Status)
+	st, _ := n.Status().Sections["store"].(server.Status)
 	return st.LSN
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // openStore builds and opens the store role of a primary or replica node.
@@ -19,16 +20,16 @@ func (n *Node) openStore() error {
 	sc.Addr = n.listenAddr(n.cfg.Ports.Store)
 	sc.NodeName = n.cfg.Name
 	sc.DataDir = n.cfg.DataDir
-	sc.Role = store.RolePrimary
+	sc.Role = server.RolePrimary
 	if n.cfg.Has(RoleReplica) {
-		sc.Role = store.RoleReplica
+		sc.Role = server.RoleReplica
 	}
-	deps := store.Deps{Peers: n, Members: storeMembers{n}, Logger: n.log.With("role", "store"), Metrics: n.reg}
+	deps := server.Deps{Peers: n, Members: storeMembers{n}, Logger: n.log.With("role", "store"), Metrics: n.reg}
 	sc.Token = n.secrets.Store
 	if n.tls != nil {
 		sc.TLS, sc.PeerTLS = n.tls.Server, n.tls.Client
 	}
-	s, err := store.New(sc, deps)
+	s, err := server.New(sc, deps)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}

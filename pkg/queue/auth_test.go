@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 // TestPasswordGuardsClientsAndRoutes runs a cluster of two servers that
@@ -18,7 +19,7 @@ import (
 // do not are refused, and a server with another password never joins.
 func TestPasswordGuardsClientsAndRoutes(t *testing.T) {
 	const pw = "correct horse battery staple"
-	withPW := func(cfg queue.ServerConfig, p string) queue.ServerConfig {
+	withPW := func(cfg natsserver.ServerConfig, p string) natsserver.ServerConfig {
 		cfg.Password = p
 		return cfg
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/scalestack/scalestack/internal/testwait"
-	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 // BenchmarkPublish measures one synchronous JetStream publish (publish and
@@ -46,7 +46,7 @@ func BenchmarkPublish(b *testing.B) {
 // three in-process servers with SyncAlways: the leader and one replica
 // must have written (and synced) the message before the ack.
 func BenchmarkPublishR3(b *testing.B) {
-	var servers []*queue.Server
+	var servers []*natsserver.Server
 	for i, host := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
 		var routes []string
 		if i > 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 // TestClusterOfThree is the done-when: three servers started one
@@ -30,7 +31,7 @@ func TestClusterOfThree(t *testing.T) {
 	s2 := mustOpen(t, serverConfig(t, "s2", "127.0.0.3", s1.ClusterURL()))
 	// s3 hears of s1 through SetPeers before it opens, as a node whose
 	// membership is up before its NATS server would.
-	s3, err := queue.NewServer(serverConfig(t, "s3", "127.0.0.4"))
+	s3, err := natsserver.NewServer(serverConfig(t, "s3", "127.0.0.4"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestClusterOfThree(t *testing.T) {
 	}
 
 	// Stop the stream's leader; the stream goes on.
-	servers := map[string]*queue.Server{"s1": s1, "s2": s2, "s3": s3}
+	servers := map[string]*natsserver.Server{"s1": s1, "s2": s2, "s3": s3}
 	leader := info.Cluster.Leader
 	if err := servers[leader].Close(); err != nil {
 		t.Fatalf("Close %s: %v", leader, err)
@@ -87,7 +88,7 @@ func TestClusterOfThree(t *testing.T) {
 		t.Errorf("stream holds %q, want %q", got, want)
 	}
 
-	var alive []*queue.Server
+	var alive []*natsserver.Server
 	var peers []string
 	for _, name := range []string{"s1", "s2", "s3"} {
 		if s, ok := servers[name]; ok {
@@ -107,17 +108,17 @@ func TestClusterOfThree(t *testing.T) {
 	// And one that started alone joins when an old member is told of it.
 	s5 := mustOpen(t, serverConfig(t, "s5", "127.0.0.6"))
 	if err := alive[0].SetPeers([]string{s4.ClusterURL(), s5.ClusterURL()}); err != nil {
-		t.Fatalf("SetPeers on %s: %v", alive[0].Status().(queue.ServerStatus).Name, err)
+		t.Fatalf("SetPeers on %s: %v", alive[0].Status().(natsserver.ServerStatus).Name, err)
 	}
 	alive = append(alive, s5)
 	waitCluster(t, alive...)
 
 	// A membership hiccup that lists no peers keeps every route.
-	before := s4.Status().(queue.ServerStatus).ConfiguredRoutes
+	before := s4.Status().(natsserver.ServerStatus).ConfiguredRoutes
 	if err := s4.SetPeers(nil); err != nil {
 		t.Fatalf("SetPeers(nil): %v", err)
 	}
-	if after := s4.Status().(queue.ServerStatus).ConfiguredRoutes; !slices.Equal(after, before) {
+	if after := s4.Status().(natsserver.ServerStatus).ConfiguredRoutes; !slices.Equal(after, before) {
 		t.Errorf("after SetPeers(nil) s4 routes to %q, want still %q", after, before)
 	}
 	if got := s4.ClusterSize(); got != len(alive) {
@@ -135,7 +136,7 @@ func TestClusterOfThree(t *testing.T) {
 		t.Errorf("through s5 the stream holds %q, want %q", got, want)
 	}
 
-	st := s5.Status().(queue.ServerStatus)
+	st := s5.Status().(natsserver.ServerStatus)
 	if st.ClusterSize != len(alive) || st.MetaLeader == "" {
 		t.Errorf("s5 Status() cluster size %d, meta leader %q; want %d and a leader", st.ClusterSize, st.MetaLeader, len(alive))
 	}
@@ -155,7 +156,7 @@ func TestClusterSurvivesCrash(t *testing.T) {
 	cc := childConfig{name: "s3", host: "127.0.0.4", dir: crashDir, routes: []string{s1.ClusterURL()}}
 	ch := startChild(t, cc)
 	testwait.RetryUntil(t, 20*time.Second, func() error { // cluster forms
-		for _, s := range []*queue.Server{s1, s2} {
+		for _, s := range []*natsserver.Server{s1, s2} {
 			if got := s.ClusterSize(); got != 3 {
 				return fmt.Errorf("a server sees %d servers, want 3", got)
 			}
@@ -225,7 +226,7 @@ func TestClusterSurvivesCrash(t *testing.T) {
 // leads.
 func moveLeader(t testing.TB, c *queue.Conn, stream, want string) {
 	t.Helper()
-	testwait.RetryUntil(t, 30*time.Second, func() error { // the leader of stream moved to want
+	testwait.RetryUntil(t, 30*time.Second, func() error { // move the leader of stream to want
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s, err := c.JetStream().Stream(ctx, stream)

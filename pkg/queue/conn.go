@@ -385,3 +385,15 @@ func clientURLs(urls []string) []string {
 	}
 	return out
 }
+
+// AuthUser is the user name that goes with a server's Password, for
+// clients and routes alike.
+const AuthUser = "scalestack"
+
+// discardLogger returns l, or a logger that drops everything when l is nil.
+func discardLogger(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
+}

@@ -1,19 +1,13 @@
-// Package queue embeds a NATS server with JetStream in a node and connects
-// any node to the NATS servers of the cluster.
+// Package queue connects any node to the NATS servers of the cluster: a
+// connection that follows the cluster as it changes, the job queue on
+// JetStream (publish, consume, retry, dead letters) and stream leadership
+// hand-over. It is the client side only and links no nats-server; the
+// embedded server is pkg/queue/natsserver.
 //
-// Nodes with a store role (or --nats on) run a Server. The servers learn
-// each other's cluster URLs from membership (the node calls SetPeers on every
-// change) and form one NATS cluster whose JetStream keeps durable streams:
-// the job queue of the worker role (issue 9). Every other node uses Connect with a function that
-// returns the client URLs it currently knows, and gets a *nats.Conn and a
-// jetstream.JetStream that follow the cluster as it changes.
-//
-// A clustered server needs a second one before JetStream works; a node that
-// will be the only NATS server can run Standalone instead, and then never
-// clusters.
-//
-// Durability: every server syncs each JetStream write to disk before it is
-// acknowledged (SyncAlways), and keeps its store under a persistent
-// directory with a stable server name, so a restarted node rejoins as the
-// same Raft peer with its data. See docs/queue.md.
+// Nodes with a store role (or --nats on) run a natsserver.Server, and the
+// servers form one NATS cluster whose JetStream keeps durable streams: the
+// job queue of the worker role (issue 9). Every node uses Connect with a
+// function that returns the client URLs it currently knows, and gets a
+// *nats.Conn and a jetstream.JetStream that follow the cluster as it
+// changes. See docs/queue.md.
 package queue

@@ -20,6 +20,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 // The test binary doubles as a helper process that runs one server, so that
@@ -51,7 +52,7 @@ func TestMain(m *testing.M) {
 // runChild runs one server until it is killed or its stdin closes (the
 // parent died), printing "client <url>" and "cluster <url>" once it is up.
 func runChild() {
-	cfg := queue.DefaultServerConfig()
+	cfg := natsserver.DefaultServerConfig()
 	cfg.Name = os.Getenv(childNameEnv)
 	cfg.Host = os.Getenv(childHostEnv)
 	cfg.DataDir = os.Getenv(childDirEnv)
@@ -65,7 +66,7 @@ func runChild() {
 		cfg.Routes = strings.Split(r, ",")
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := queue.NewServer(cfg)
+	s, err := natsserver.NewServer(cfg)
 	if err == nil {
 		err = s.Open()
 	}
@@ -205,9 +206,9 @@ func (w *testWriter) stop() {
 
 // serverConfig returns a config for a server on host with free ports and
 // its own data directory.
-func serverConfig(t testing.TB, name, host string, routes ...string) queue.ServerConfig {
+func serverConfig(t testing.TB, name, host string, routes ...string) natsserver.ServerConfig {
 	t.Helper()
-	cfg := queue.DefaultServerConfig()
+	cfg := natsserver.DefaultServerConfig()
 	cfg.Name = name
 	cfg.Host = host
 	cfg.ClientPort = 0
@@ -219,9 +220,9 @@ func serverConfig(t testing.TB, name, host string, routes ...string) queue.Serve
 }
 
 // mustOpen creates and opens a server and closes it when the test ends.
-func mustOpen(t testing.TB, cfg queue.ServerConfig) *queue.Server {
+func mustOpen(t testing.TB, cfg natsserver.ServerConfig) *natsserver.Server {
 	t.Helper()
-	s, err := queue.NewServer(cfg)
+	s, err := natsserver.NewServer(cfg)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
@@ -259,7 +260,7 @@ func staticServers(urls ...string) func() []string {
 
 // waitCluster waits until every server sees all of them and they agree on
 // a JetStream meta leader.
-func waitCluster(t testing.TB, servers ...*queue.Server) {
+func waitCluster(t testing.TB, servers ...*natsserver.Server) {
 	t.Helper()
 	testwait.RetryUntil(t, 20*time.Second, func() error { // cluster forms
 		leader := ""

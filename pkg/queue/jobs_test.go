@@ -13,6 +13,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 // standaloneJobs starts a standalone server and returns a JobQueue on it.
@@ -167,7 +168,7 @@ func TestJobsSurviveNATSCrash(t *testing.T) {
 	s2 := mustOpen(t, serverConfig(t, "j2", "127.0.0.6", s1.ClusterURL()))
 	ch := startChild(t, childConfig{name: "j3", host: "127.0.0.7", dir: t.TempDir(), routes: []string{s1.ClusterURL()}})
 	testwait.RetryUntil(t, 20*time.Second, func() error { // three servers with a meta leader
-		for _, s := range []*queue.Server{s1, s2} {
+		for _, s := range []*natsserver.Server{s1, s2} {
 			if n := s.ClusterSize(); n != 3 {
 				return fmt.Errorf("cluster size %d", n)
 			}

@@ -18,35 +18,36 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 func TestServerConfigValidate(t *testing.T) {
-	valid := func() queue.ServerConfig {
-		c := queue.DefaultServerConfig()
+	valid := func() natsserver.ServerConfig {
+		c := natsserver.DefaultServerConfig()
 		c.Name = "store-1"
 		c.DataDir = "/tmp/x"
 		return c
 	}
 	tests := []struct {
 		name   string
-		modify func(*queue.ServerConfig)
+		modify func(*natsserver.ServerConfig)
 		field  string // expected in the error; "" means valid
 	}{
-		{"defaults", func(*queue.ServerConfig) {}, ""},
-		{"no name", func(c *queue.ServerConfig) { c.Name = "" }, "Name"},
-		{"space in name", func(c *queue.ServerConfig) { c.Name = "a b" }, "Name"},
-		{"no host", func(c *queue.ServerConfig) { c.Host = "" }, "Host"},
-		{"client port", func(c *queue.ServerConfig) { c.ClientPort = 70000 }, "ClientPort"},
-		{"cluster port", func(c *queue.ServerConfig) { c.ClusterPort = -2 }, "ClusterPort"},
-		{"same ports", func(c *queue.ServerConfig) { c.ClusterPort = c.ClientPort }, "ClusterPort"},
-		{"no cluster name", func(c *queue.ServerConfig) { c.ClusterName = "" }, "ClusterName"},
-		{"no data dir", func(c *queue.ServerConfig) { c.DataDir = "" }, "DataDir"},
-		{"negative memory", func(c *queue.ServerConfig) { c.MaxMemory = -1 }, "MaxMemory"},
-		{"negative store", func(c *queue.ServerConfig) { c.MaxStore = -1 }, "MaxStore"},
-		{"no start timeout", func(c *queue.ServerConfig) { c.StartTimeout = 0 }, "StartTimeout"},
-		{"bad route", func(c *queue.ServerConfig) { c.Routes = []string{"nats-route://nohost"} }, "Routes"},
-		{"bare route", func(c *queue.ServerConfig) { c.Routes = []string{"127.0.0.2:6222"} }, ""},
-		{"standalone with routes", func(c *queue.ServerConfig) {
+		{"defaults", func(*natsserver.ServerConfig) {}, ""},
+		{"no name", func(c *natsserver.ServerConfig) { c.Name = "" }, "Name"},
+		{"space in name", func(c *natsserver.ServerConfig) { c.Name = "a b" }, "Name"},
+		{"no host", func(c *natsserver.ServerConfig) { c.Host = "" }, "Host"},
+		{"client port", func(c *natsserver.ServerConfig) { c.ClientPort = 70000 }, "ClientPort"},
+		{"cluster port", func(c *natsserver.ServerConfig) { c.ClusterPort = -2 }, "ClusterPort"},
+		{"same ports", func(c *natsserver.ServerConfig) { c.ClusterPort = c.ClientPort }, "ClusterPort"},
+		{"no cluster name", func(c *natsserver.ServerConfig) { c.ClusterName = "" }, "ClusterName"},
+		{"no data dir", func(c *natsserver.ServerConfig) { c.DataDir = "" }, "DataDir"},
+		{"negative memory", func(c *natsserver.ServerConfig) { c.MaxMemory = -1 }, "MaxMemory"},
+		{"negative store", func(c *natsserver.ServerConfig) { c.MaxStore = -1 }, "MaxStore"},
+		{"no start timeout", func(c *natsserver.ServerConfig) { c.StartTimeout = 0 }, "StartTimeout"},
+		{"bad route", func(c *natsserver.ServerConfig) { c.Routes = []string{"nats-route://nohost"} }, "Routes"},
+		{"bare route", func(c *natsserver.ServerConfig) { c.Routes = []string{"127.0.0.2:6222"} }, ""},
+		{"standalone with routes", func(c *natsserver.ServerConfig) {
 			c.Standalone = true
 			c.Routes = []string{"127.0.0.2:6222"}
 		}, "Routes"},
@@ -120,7 +121,7 @@ func TestStandaloneServer(t *testing.T) {
 		t.Errorf("consumed %q, want %q", got, want)
 	}
 
-	st := s.Status().(queue.ServerStatus)
+	st := s.Status().(natsserver.ServerStatus)
 	if !st.SyncAlways {
 		t.Errorf("Status().SyncAlways = false, want true (the default)")
 	}
@@ -131,7 +132,7 @@ func TestStandaloneServer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "jetstream", "$G", "streams", "JOBS")); err != nil {
 		t.Errorf("stream directory in DataDir: %v", err)
 	}
-	if err := s.SetPeers([]string{"nats-route://127.0.0.3:6222"}); !errors.Is(err, queue.ErrStandalone) {
+	if err := s.SetPeers([]string{"nats-route://127.0.0.3:6222"}); !errors.Is(err, natsserver.ErrStandalone) {
 		t.Errorf("SetPeers on a standalone server = %v, want ErrStandalone", err)
 	}
 }
@@ -229,7 +230,7 @@ func TestOpenPortInUse(t *testing.T) {
 	defer l.Close()
 	cfg := serverConfig(t, "busy", "127.0.0.2")
 	cfg.ClientPort = l.Addr().(*net.TCPAddr).Port
-	s, err := queue.NewServer(cfg)
+	s, err := natsserver.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func TestOpenPortInUse(t *testing.T) {
 }
 
 func TestServerConfigAddFlags(t *testing.T) {
-	cfg := queue.DefaultServerConfig()
+	cfg := natsserver.DefaultServerConfig()
 	fs := flag.NewFlagSet("node run", flag.ContinueOnError)
 	cfg.AddFlags(fs)
 	err := fs.Parse([]string{"--nats-cluster-name=blog", "--nats-standalone", "--nats-sync-always=false",

@@ -10,6 +10,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testcert"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 )
 
 // TestTLSGuardsClientsAndRoutes: two servers with TLS on the client port
@@ -18,7 +19,7 @@ import (
 // signed, get nothing.
 func TestTLSGuardsClientsAndRoutes(t *testing.T) {
 	ca := testcert.NewCA(t)
-	withTLS := func(cfg queue.ServerConfig, host string) queue.ServerConfig {
+	withTLS := func(cfg natsserver.ServerConfig, host string) natsserver.ServerConfig {
 		nt := ca.TLS(host)
 		cfg.TLS, cfg.RouteTLS = nt.Server, nt.Mutual
 		return cfg

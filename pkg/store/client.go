@@ -159,8 +159,8 @@ func NewClient(cfg ClientConfig) *Client {
 			MaxIdleConns:          256,
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: 0, // the per-call deadline bounds it
-			TLSClientConfig:       cloneTLS(cfg.TLS),
+			ResponseHeaderTimeout: 0,               // the per-call deadline bounds it
+			TLSClientConfig:       cfg.TLS.Clone(), // nil stays nil
 			TLSHandshakeTimeout:   2 * time.Second,
 		}
 		c.http = &http.Client{Transport: c.own}
@@ -178,7 +178,7 @@ func (c *Client) Close() error {
 
 // Get returns the value of bucket/key, or an error wrapping ErrNotFound.
 func (c *Client) Get(ctx context.Context, bucket, key string) ([]byte, error) {
-	body, err := c.read(ctx, pathKV+url.PathEscape(bucket)+"/"+url.PathEscape(key))
+	body, err := c.read(ctx, PathKV+url.PathEscape(bucket)+"/"+url.PathEscape(key))
 	if err != nil {
 		return nil, fmt.Errorf("store get %s/%s: %w", bucket, key, err)
 	}
@@ -203,7 +203,7 @@ func (c *Client) Scan(ctx context.Context, bucket string, opts ScanOptions) ([]P
 	if opts.Reverse {
 		q.Set("reverse", "true")
 	}
-	u := pathScan + url.PathEscape(bucket)
+	u := PathScan + url.PathEscape(bucket)
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -211,13 +211,13 @@ func (c *Client) Scan(ctx context.Context, bucket string, opts ScanOptions) ([]P
 	if err != nil {
 		return nil, fmt.Errorf("store scan %s: %w", bucket, err)
 	}
-	var out wireScan
+	var out WireScan
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, fmt.Errorf("store scan %s: decode answer: %w", bucket, err)
 	}
 	pairs := make([]Pair, len(out.Pairs))
 	for i, p := range out.Pairs {
-		v, _, err := decodeValue(p.Value, p.ValueB64)
+		v, _, err := DecodeValue(p.Value, p.ValueB64)
 		if err != nil {
 			return nil, fmt.Errorf("store scan %s: decode answer: %w", bucket, err)
 		}
@@ -246,7 +246,7 @@ func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
 		var node NodeInfo
 		node, err = c.primaryAvoiding(refused)
 		if err == nil {
-			body, err = c.do(ctx, node, http.MethodPost, c.scheme+node.Addr+pathTxn, toWireOps(ops))
+			body, err = c.do(ctx, node, http.MethodPost, c.scheme+node.Addr+PathTxn, toWireOps(ops))
 			if err == nil {
 				break
 			}
@@ -277,7 +277,7 @@ func (c *Client) Txn(ctx context.Context, ops ...Op) (uint64, error) {
 			}
 		}
 	}
-	var out wireLSN
+	var out WireLSN
 	if err := json.Unmarshal(body, &out); err != nil {
 		return 0, fmt.Errorf("store txn: decode answer: %w", err)
 	}
@@ -478,7 +478,7 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 		req.Header[k] = v
 	}
 	if c.token != "" {
-		req.Header.Set("Authorization", bearer(c.token))
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -510,12 +510,12 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 	if resp.StatusCode/100 == 2 {
 		return out, nil
 	}
-	var we wireError
+	var we WireError
 	msg := string(out)
 	if json.Unmarshal(out, &we) == nil && we.Error != "" {
 		msg = we.Error
 	}
-	return nil, fmt.Errorf("node %s: %s: %w", node.Name, msg, errorOf(resp.StatusCode))
+	return nil, fmt.Errorf("node %s: %s: %w", node.Name, msg, ErrorOf(resp.StatusCode))
 }
 
 // learn notes the epoch and the primary an answer names. A higher epoch
@@ -534,9 +534,9 @@ func (c *Client) learn(h http.Header) {
 	}
 }
 
-// errorOf maps an HTTP status back to the sentinel error; statusOf is its
-// inverse.
-func errorOf(code int) error {
+// ErrorOf maps an HTTP status of the store's API back to the sentinel
+// error; StatusOf is its inverse.
+func ErrorOf(code int) error {
 	switch code {
 	case http.StatusNotFound:
 		return ErrNotFound
@@ -560,8 +560,5 @@ func errorOf(code int) error {
 	return errors.New("status " + strconv.Itoa(code))
 }
 
-// Interface checks: both the DB and the Client are a Store.
-var (
-	_ Store = (*DB)(nil)
-	_ Store = (*Client)(nil)
-)
+// The Client is a Store (and so is the engine, boltdb.DB).
+var _ Store = (*Client)(nil)

@@ -1,33 +1,24 @@
-// Package store is scalestack's database: a bbolt file per node with buckets,
-// ordered scans and atomic transactions, a log of every committed
-// transaction, and the store role that serves it over HTTP/JSON.
+// Package store is scalestack's database as its callers see it: buckets of
+// ordered keys, atomic transactions with conditions, and the HTTP/JSON API
+// that carries them, with its Go Client.
 //
-// The pieces, from the bottom:
+// It holds the domain and the client side only, and links no database
+// engine, so that the blog's packages can depend on it freely:
 //
-//   - DB is the local database. Writes are queued to one committer goroutine
-//     that groups concurrent transactions into a single bbolt commit (one
-//     fsync); each transaction still gets its own log sequence number (LSN),
-//     and its log Entry is written in the same bbolt transaction as its data,
-//     so data and log never disagree. A condition that fails fails only its
-//     own transaction. bbolt syncs on commit, so an acknowledged transaction
-//     survives kill -9.
-//   - Server is the store role: a DB at DataDir/store.db behind the HTTP API
-//     below, with metrics and a /status part.
-//   - Client is the Store over the network, used by the app. Writes go to the
-//     primary; reads take a Consistency (WithConsistency), served by the
-//     primary until replication exists.
+//   - Store (api.go) is all the app uses: Get, Scan and Txn over Ops, with
+//     the sentinel errors (ErrNotFound, ErrConditionFailed, ...) and the
+//     limits (MaxKeySize and its neighbours) every implementation shares.
+//   - Client is the Store over the network. Writes go to the primary;
+//     reads take a Consistency (WithConsistency). A Resolver names the store
+//     nodes (the node implements it from membership).
+//   - wire.go is the wire format below, shared with the server: routes,
+//     headers, JSON shapes, and StatusOf/ErrorOf between sentinel errors and
+//     HTTP statuses.
 //
-// Both *DB and *Client implement Store (api.go), which is all the app uses.
-//
-// # Log and epochs
-//
-// The bucket "_log" maps each LSN (8 bytes, big endian) to an Entry encoded
-// by EncodeEntry: the LSN, the epoch of the primary that wrote it and the
-// puts and deletes in order, protected by a CRC-32C. The bucket "_meta" holds
-// the last LSN and the epoch. Only the last Options.LogRetention entries are
-// kept, trimmed in the same commits that add entries. DB.ReadLog reads
-// entries from an LSN on; replication will stream from it. Bucket names
-// starting with "_" are reserved.
+// The other side lives in subpackages, one per concern: pkg/store/boltdb
+// is the engine (a bbolt file with a log of every committed transaction,
+// also a Store), and pkg/store/server is the store role that serves it over
+// this API and replicates it (docs/replication.md).
 //
 // # HTTP API
 //

@@ -31,27 +31,27 @@ const (
 	MaxScanLimit = 1000
 )
 
-// reservedPrefix starts the names of the store's own buckets (the log and
+// ReservedPrefix starts the names of the store's own buckets (the log and
 // the meta data); user buckets cannot use it.
-const reservedPrefix = "_"
+const ReservedPrefix = "_"
 
-// checkBucket reports whether name can be a user bucket.
-func checkBucket(name string) error {
+// CheckBucket reports whether name can be a user bucket.
+func CheckBucket(name string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("empty bucket name: %w", ErrInvalid)
 	case len(name) > MaxBucketSize:
 		return fmt.Errorf("bucket name of %d bytes over MaxBucketSize %d: %w", len(name), MaxBucketSize, ErrTooLarge)
-	case strings.HasPrefix(name, reservedPrefix):
-		return fmt.Errorf("bucket %q: names starting with %q are reserved: %w", name, reservedPrefix, ErrInvalid)
+	case strings.HasPrefix(name, ReservedPrefix):
+		return fmt.Errorf("bucket %q: names starting with %q are reserved: %w", name, ReservedPrefix, ErrInvalid)
 	case !utf8.ValidString(name):
 		return fmt.Errorf("bucket name is not valid UTF-8: %w", ErrInvalid)
 	}
 	return nil
 }
 
-// checkKey reports whether key can be stored.
-func checkKey(key string) error {
+// CheckKey reports whether key can be stored.
+func CheckKey(key string) error {
 	switch {
 	case key == "":
 		return fmt.Errorf("empty key: %w", ErrInvalid)
@@ -63,10 +63,10 @@ func checkKey(key string) error {
 	return nil
 }
 
-// checkOps validates a transaction against the limits, maxValue being the
+// CheckOps validates a transaction against the limits, maxValue being the
 // value limit in force (at most MaxValueSize). It returns the transaction's
 // size in bytes.
-func checkOps(ops []Op, maxValue int) (int, error) {
+func CheckOps(ops []Op, maxValue int) (int, error) {
 	if len(ops) == 0 {
 		return 0, fmt.Errorf("empty transaction: %w", ErrInvalid)
 	}
@@ -80,10 +80,10 @@ func checkOps(ops []Op, maxValue int) (int, error) {
 		default:
 			return 0, fmt.Errorf("op %d: unknown kind %q: %w", i, op.Kind, ErrInvalid)
 		}
-		if err := checkBucket(op.Bucket); err != nil {
+		if err := CheckBucket(op.Bucket); err != nil {
 			return 0, fmt.Errorf("op %d: %w", i, err)
 		}
-		if err := checkKey(op.Key); err != nil {
+		if err := CheckKey(op.Key); err != nil {
 			return 0, fmt.Errorf("op %d: %w", i, err)
 		}
 		if len(op.Value) > maxValue {

@@ -16,7 +16,9 @@ import (
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
@@ -92,9 +94,9 @@ func newStoreClient(addr string) *store.Client {
 
 // env is a NATS server, a store and the blog's services over it.
 type env struct {
-	nats    *queue.Server
-	natsCfg queue.ServerConfig // to start it again (restartNATS)
-	store   *store.Server
+	nats    *natsserver.Server
+	natsCfg natsserver.ServerConfig // to start it again (restartNATS)
+	store   *server.Server
 	client  *store.Client
 	svc     app.Services
 	outbox  string
@@ -102,9 +104,9 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	qc := queue.DefaultServerConfig()
+	qc := natsserver.DefaultServerConfig()
 	qc.Name, qc.ClientPort, qc.DataDir, qc.Standalone = "nats-1", 0, t.TempDir(), true
-	ns, err := queue.NewServer(qc)
+	ns, err := natsserver.NewServer(qc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +115,9 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { ns.Close() })
 
-	sc := store.DefaultConfig()
+	sc := server.DefaultConfig()
 	sc.Addr, sc.NodeName, sc.DataDir = "127.0.0.1:0", "store-1", t.TempDir()
-	ss, err := store.New(sc, store.Deps{})
+	ss, err := server.New(sc, server.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

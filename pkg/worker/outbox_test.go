@@ -21,6 +21,7 @@ import (
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
+	"github.com/scalestack/scalestack/pkg/queue/natsserver"
 	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
@@ -84,7 +85,7 @@ func (e *env) restartNATS(t testing.TB, clientURL string) {
 	if cfg.ClientPort, err = strconv.Atoi(u.Port()); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := queue.NewServer(cfg)
+	ns, err := natsserver.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

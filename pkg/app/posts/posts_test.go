@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/app/posts"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 func TestMarkdown(t *testing.T) {
@@ -73,9 +73,9 @@ func TestNormalizeTag(t *testing.T) {
 // Views counted concurrently on one post all land (compare-and-set retries),
 // and a view job counted twice counts once.
 func TestConcurrentViews(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"), store.Options{})
+	db, err := boltdb.Open(filepath.Join(t.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("boltdb.Open: %v", err)
 	}
 	defer db.Close()
 	ctx := context.Background()

@@ -15,14 +15,14 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/seed"
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 func newBlog(t *testing.T) *httptest.Server {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"), store.Options{})
+	db, err := boltdb.Open(filepath.Join(t.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("boltdb.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	cfg := app.DefaultConfig()

@@ -9,15 +9,16 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/app/internal/kv"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // stores returns the real database and the in-memory double, so the paging
 // logic is checked against both and the double is checked against the DB.
 func stores(t *testing.T) map[string]store.Store {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "store.db"), store.Options{})
+	db, err := boltdb.Open(filepath.Join(t.TempDir(), "store.db"), boltdb.Options{})
 	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+		t.Fatalf("boltdb.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 	return map[string]store.Store{"db": db, "mem": apptest.NewMemStore()}

@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // serveDirEnv, when set, makes the test binary a store server on that data
@@ -32,11 +33,11 @@ func TestMain(m *testing.M) {
 // serveForTest runs a store server on dir, prints "ADDR host:port" once it
 // serves, and runs until SIGTERM (a graceful Close) or SIGKILL.
 func serveForTest(dir string) int {
-	cfg := store.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "child"
 	cfg.DataDir = dir
-	srv, err := store.New(cfg, store.Deps{})
+	srv, err := server.New(cfg, server.Deps{})
 	if err == nil {
 		err = srv.Open()
 	}

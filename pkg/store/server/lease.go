@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // The lease: who is primary, decided by a majority of the group's own store
@@ -157,7 +159,7 @@ func (r *replication) members() map[string]string {
 		out[n] = a
 	}
 	r.mu.Unlock()
-	for _, src := range []Resolver{r.s.cfg.Peers, r.s.cfg.Members} {
+	for _, src := range []store.Resolver{r.s.cfg.Peers, r.s.cfg.Members} {
 		if src == nil {
 			continue
 		}
@@ -566,12 +568,12 @@ func (r *replication) answer(req leaseRequest) leaseAnswer {
 // lease serves POST /v1/lease: one lease message from another store node.
 func (a *api) lease(w http.ResponseWriter, r *http.Request) {
 	if !a.repl.s.cfg.Failover {
-		a.fail(w, fmt.Errorf("lease: this store node runs without --failover: %w", ErrInvalid))
+		a.fail(w, fmt.Errorf("lease: this store node runs without --failover: %w", store.ErrInvalid))
 		return
 	}
 	var req leaseRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
-		a.fail(w, fmt.Errorf("lease: bad message: %v: %w", err, ErrInvalid))
+		a.fail(w, fmt.Errorf("lease: bad message: %v: %w", err, store.ErrInvalid))
 		return
 	}
 	a.reply(w, http.StatusOK, a.db.LSN(), a.repl.answer(req))
@@ -716,7 +718,7 @@ func (r *replication) freshest(ctx context.Context) bool {
 func (r *replication) peerStatus(ctx context.Context, addr string) (ReplicationStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.ttl()/5)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.s.peerURL(addr, pathStatus), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.s.peerURL(addr, store.PathStatus), nil)
 	if err != nil {
 		return ReplicationStatus{}, err
 	}
@@ -739,4 +741,14 @@ func (r *replication) peerStatus(ctx context.Context, addr string) (ReplicationS
 		return ReplicationStatus{}, errors.New("no replication status")
 	}
 	return *st.Replication, nil
+}
+
+// syncDir fsyncs a directory, which makes a rename in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

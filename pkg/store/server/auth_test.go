@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/scalestack/scalestack/internal/testcert"
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 const (
@@ -72,15 +73,15 @@ var storeRoutes = []struct {
 
 // startKeyedPrimary starts a lone primary with failover whose port wants
 // testToken, and waits until it holds the lease.
-func startKeyedPrimary(t *testing.T, edit func(*store.Config)) (*group, *store.Server) {
+func startKeyedPrimary(t *testing.T, edit func(*server.Config)) (*group, *server.Server) {
 	t.Helper()
-	g := newGroup(t, true, func(c *store.Config) {
+	g := newGroup(t, true, func(c *server.Config) {
 		c.Token = testToken
 		if edit != nil {
 			edit(c)
 		}
 	})
-	s := g.start("p", store.RolePrimary)
+	s := g.start("p", server.RolePrimary)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
@@ -123,7 +124,7 @@ func TestStorePortRefusesWithoutToken(t *testing.T) {
 	if code, _, body := callAuth(t, http.DefaultClient, base, http.MethodGet, "/v1/kv/users/ann", "Bearer "+testToken, ""); code != http.StatusNotFound {
 		t.Fatalf("GET users/ann after refused PUTs = %d %s, want 404", code, body)
 	}
-	if st := replStatus(s); st.Role != store.RolePrimary || st.LSN != 0 {
+	if st := replStatus(s); st.Role != server.RolePrimary || st.LSN != 0 {
 		t.Fatalf("after refused requests: role %s LSN %d, want primary at LSN 0", st.Role, st.LSN)
 	}
 	for _, rt := range storeRoutes {
@@ -149,7 +150,7 @@ func TestStorePortOpenWithoutToken(t *testing.T) {
 // TestClientPresentsToken: the Client with the token reads and writes; one
 // without it, or with another, gets ErrUnauthorized.
 func TestClientPresentsToken(t *testing.T) {
-	s := startServer(t, func(c *store.Config) { c.Token = testToken })
+	s := startServer(t, func(c *server.Config) { c.Token = testToken })
 	ctx := context.Background()
 	client := func(token string) *store.Client {
 		c := store.NewClient(store.ClientConfig{
@@ -187,26 +188,26 @@ func TestClientPresentsToken(t *testing.T) {
 // a fourth node with another token, listed among them, is refused by all
 // of them: it gets no data, no vote and no lease.
 func TestKeyedGroupReplicatesAndFailsOver(t *testing.T) {
-	g, _ := startKeyedPrimary(t, func(c *store.Config) {
+	g, _ := startKeyedPrimary(t, func(c *server.Config) {
 		c.Sync = 1
 		c.LogRetention = 5 // the late replica must bootstrap from a snapshot
 		if c.NodeName == "x" {
 			c.Token = wrongToken
 		}
 	})
-	g.start("r1", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
 	c := store.NewClient(store.ClientConfig{Resolver: g, Token: testToken, Timeout: 10 * time.Second})
 	t.Cleanup(func() { _ = c.Close() })
 	for i := range 20 {
 		mustTxn(t, c, store.Put("b", fmt.Sprint(i), []byte("before")))
 	}
-	r2 := g.start("r2", store.RoleReplica)
+	r2 := g.start("r2", server.RoleReplica)
 	waitConverged(t, 10*time.Second, g.server("p"), g.server("r1"), r2)
 	if st := replStatus(r2); st.Following == nil || st.Following.Snapshots == 0 {
 		t.Fatalf("r2 following = %+v, want a snapshot bootstrap", st.Following)
 	}
 	waitVoters(t, g.server("p"), 3)
-	x := g.start("x", store.RoleReplica)
+	x := g.start("x", server.RoleReplica)
 
 	// Planned hand-over, asked with the token.
 	code, _, body := callAuth(t, http.DefaultClient, "http://"+g.server("r1").Addr(), http.MethodPost, "/v1/promote", "Bearer "+testToken, "")
@@ -236,13 +237,13 @@ func TestKeyedGroupReplicatesAndFailsOver(t *testing.T) {
 			t.Fatalf("new primary %s: Get(b/%s): %v", np, k, err)
 		}
 	}
-	old := g.start("r1", store.RoleReplica)
-	others := []*store.Server{g.server("p"), g.server("r2"), old}
+	old := g.start("r1", server.RoleReplica)
+	others := []*server.Server{g.server("p"), g.server("r2"), old}
 	waitConverged(t, 10*time.Second, others...)
 
 	// The node with another key, listed all along, got nothing.
 	st := replStatus(x)
-	if st.Role != store.RoleReplica || st.LSN != 0 || st.Lease == nil || st.Lease.Holder != "" {
+	if st.Role != server.RoleReplica || st.LSN != 0 || st.Lease == nil || st.Lease.Holder != "" {
 		t.Fatalf("node with another token: role %s, LSN %d, lease %+v; want a replica at LSN 0 that knows no primary", st.Role, st.LSN, st.Lease)
 	}
 	if v := replStatus(g.server(np)).Lease.Voters; v["x"] != "" {
@@ -256,12 +257,12 @@ func TestKeyedGroupReplicatesAndFailsOver(t *testing.T) {
 func TestStoreTLS(t *testing.T) {
 	ca := testcert.NewCA(t)
 	nodeTLS := ca.TLS("127.0.0.1")
-	g, p := startKeyedPrimary(t, func(c *store.Config) {
+	g, p := startKeyedPrimary(t, func(c *server.Config) {
 		c.Sync = 1
 		c.TLS, c.PeerTLS = nodeTLS.Server, nodeTLS.Client
 	})
-	g.start("r1", store.RoleReplica)
-	g.start("r2", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
+	g.start("r2", server.RoleReplica)
 	c := store.NewClient(store.ClientConfig{Resolver: g, Token: testToken, TLS: nodeTLS.Client, Timeout: 10 * time.Second})
 	t.Cleanup(func() { _ = c.Close() })
 	for i := range 10 {
@@ -299,6 +300,6 @@ func TestStoreTLS(t *testing.T) {
 		_, err := c.Txn(context.Background(), store.Put("b", "after", []byte("x")))
 		return err
 	})
-	old := g.start("p", store.RolePrimary)
+	old := g.start("p", server.RolePrimary)
 	waitConverged(t, 10*time.Second, g.server("r1"), g.server("r2"), old)
 }

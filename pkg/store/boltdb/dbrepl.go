@@ -1,15 +1,18 @@
-package store
+package boltdb
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // This file holds what replication needs of a DB beyond the Store API:
@@ -113,7 +116,7 @@ func (db *DB) ApplyEntries(entries []Entry, primaryEpoch uint64) error {
 		lsn := getU64(meta.Get(metaLSN))
 		epoch = getU64(meta.Get(metaEpoch))
 		if epoch > primaryEpoch {
-			return fmt.Errorf("entries from the primary of epoch %d, store has seen epoch %d: %w", primaryEpoch, epoch, ErrStaleEpoch)
+			return fmt.Errorf("entries from the primary of epoch %d, store has seen epoch %d: %w", primaryEpoch, epoch, store.ErrStaleEpoch)
 		}
 		prev := uint64(0) // epoch of the last entry in the log
 		if v := logb.Get(u64(lsn)); v != nil {
@@ -125,10 +128,10 @@ func (db *DB) ApplyEntries(entries []Entry, primaryEpoch uint64) error {
 		}
 		for _, e := range entries {
 			if e.LSN != lsn+1 {
-				return fmt.Errorf("apply entry %d after %d: %w", e.LSN, lsn, ErrInvalid)
+				return fmt.Errorf("apply entry %d after %d: %w", e.LSN, lsn, store.ErrInvalid)
 			}
 			if e.Epoch < prev || e.Epoch > primaryEpoch {
-				return fmt.Errorf("apply entry %d of epoch %d after one of epoch %d, from the primary of epoch %d: %w", e.LSN, e.Epoch, prev, primaryEpoch, ErrInvalid)
+				return fmt.Errorf("apply entry %d of epoch %d after one of epoch %d, from the primary of epoch %d: %w", e.LSN, e.Epoch, prev, primaryEpoch, store.ErrInvalid)
 			}
 			prev = e.Epoch
 			epoch = max(epoch, e.Epoch)
@@ -254,7 +257,7 @@ func (db *DB) Checksum(ctx context.Context) (sum uint32, lsn uint64, err error) 
 	err = db.view(func(tx *bolt.Tx) error {
 		lsn = getU64(tx.Bucket(metaBucket).Get(metaLSN))
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			if bytes.HasPrefix(name, []byte(reservedPrefix)) {
+			if bytes.HasPrefix(name, []byte(store.ReservedPrefix)) {
 				return nil
 			}
 			buf.Write(binary.AppendUvarint(nil, uint64(len(name))))
@@ -271,7 +274,7 @@ func (db *DB) Checksum(ctx context.Context) (sum uint32, lsn uint64, err error) 
 	if err != nil {
 		return 0, 0, fmt.Errorf("checksum: %w", err)
 	}
-	return crc32Checksum(buf.Bytes()), lsn, nil
+	return crc32.Checksum(buf.Bytes(), crcTable), lsn, nil
 }
 
 // syncDir fsyncs a directory, which makes a rename in it durable.

@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"bytes"
@@ -17,10 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // call sends one request to srv and returns the status, headers and body.
-func call(tb testing.TB, srv *store.Server, method, path, body string) (int, http.Header, []byte) {
+func call(tb testing.TB, srv *server.Server, method, path, body string) (int, http.Header, []byte) {
 	tb.Helper()
 	req, err := http.NewRequest(method, "http://"+srv.Addr()+path, strings.NewReader(body))
 	if err != nil {
@@ -76,7 +77,7 @@ func TestHTTPCurlFlow(t *testing.T) {
 		t.Fatalf("GET after DELETE = %d X-LSN=%q, want 404 at LSN 3", code, h.Get("X-LSN"))
 	}
 	code, _, body = call(t, srv, "GET", "/v1/status", "")
-	var st store.Status
+	var st server.Status
 	if err := json.Unmarshal(body, &st); code != 200 || err != nil || st.LSN != 3 || st.Keys != 2 || !st.Ready {
 		t.Fatalf("status = %d %s (%v), want LSN 3, 2 keys, ready", code, body, err)
 	}
@@ -85,7 +86,7 @@ func TestHTTPCurlFlow(t *testing.T) {
 // TestHTTPBadInput sends malformed and oversized requests: each gets its
 // 4xx status and a JSON error, and none changes anything.
 func TestHTTPBadInput(t *testing.T) {
-	srv := startServer(t, func(c *store.Config) { c.MaxValueBytes = 1000 })
+	srv := startServer(t, func(c *server.Config) { c.MaxValueBytes = 1000 })
 	if code, _, body := call(t, srv, "PUT", "/v1/kv/b/exists", "v"); code != 200 {
 		t.Fatalf("setup PUT = %d %s", code, body)
 	}
@@ -249,7 +250,7 @@ func TestTraceSharedByGoroutines(t *testing.T) {
 
 func TestServerMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	srv := startServerWith(t, store.Deps{Metrics: reg}, nil)
+	srv := startServerWith(t, server.Deps{Metrics: reg}, nil)
 	call(t, srv, "PUT", "/v1/kv/b/k", "v")
 	call(t, srv, "GET", "/v1/kv/b/missing", "")
 	families, err := reg.Gather()
@@ -285,8 +286,8 @@ func TestServerMetrics(t *testing.T) {
 		}
 	}
 	// A second server on the same registry is refused, not a panic.
-	cfg := store.DefaultConfig()
-	if _, err := store.New(cfg, store.Deps{Metrics: reg}); err == nil {
+	cfg := server.DefaultConfig()
+	if _, err := server.New(cfg, server.Deps{Metrics: reg}); err == nil {
 		t.Errorf("New with already registered metrics: err = nil, want an error")
 	}
 }
@@ -296,7 +297,7 @@ func TestServerMetrics(t *testing.T) {
 // unavailable, and the DB holds exactly the acknowledged writes or more.
 func TestCloseFinishesInFlightWrites(t *testing.T) {
 	dir := t.TempDir()
-	srv := startServer(t, func(c *store.Config) { c.DataDir = dir })
+	srv := startServer(t, func(c *server.Config) { c.DataDir = dir })
 	c := newClient(t, srv.Addr())
 	var mu sync.Mutex
 	var acked []string
@@ -340,7 +341,7 @@ func TestCloseFinishesInFlightWrites(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	cfg := store.DefaultConfig()
+	cfg := server.DefaultConfig()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("DefaultConfig().Validate() = %v", err)
 	}
@@ -353,17 +354,17 @@ func TestConfig(t *testing.T) {
 	if cfg.MaxValueBytes != 2048 || cfg.LogRetention != 5 || cfg.MaxBatchTxns != 8 || cfg.BatchDelay != time.Millisecond {
 		t.Fatalf("flags gave %+v", cfg)
 	}
-	for name, edit := range map[string]func(*store.Config){
-		"Addr":              func(c *store.Config) { c.Addr = "" },
-		"DataDir":           func(c *store.Config) { c.DataDir = "" },
-		"MaxValueBytes":     func(c *store.Config) { c.MaxValueBytes = store.MaxValueSize + 1 },
-		"LogRetention":      func(c *store.Config) { c.LogRetention = -1 },
-		"MaxBatchTxns":      func(c *store.Config) { c.MaxBatchTxns = 0 },
-		"BatchDelay":        func(c *store.Config) { c.BatchDelay = -time.Second },
-		"ReadHeaderTimeout": func(c *store.Config) { c.ReadHeaderTimeout = 0 },
-		"ShutdownTimeout":   func(c *store.Config) { c.ShutdownTimeout = 0 },
+	for name, edit := range map[string]func(*server.Config){
+		"Addr":              func(c *server.Config) { c.Addr = "" },
+		"DataDir":           func(c *server.Config) { c.DataDir = "" },
+		"MaxValueBytes":     func(c *server.Config) { c.MaxValueBytes = store.MaxValueSize + 1 },
+		"LogRetention":      func(c *server.Config) { c.LogRetention = -1 },
+		"MaxBatchTxns":      func(c *server.Config) { c.MaxBatchTxns = 0 },
+		"BatchDelay":        func(c *server.Config) { c.BatchDelay = -time.Second },
+		"ReadHeaderTimeout": func(c *server.Config) { c.ReadHeaderTimeout = 0 },
+		"ShutdownTimeout":   func(c *server.Config) { c.ShutdownTimeout = 0 },
 	} {
-		c := store.DefaultConfig()
+		c := server.DefaultConfig()
 		edit(&c)
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("Validate with a bad %s = %v, want an error naming it", name, err)
@@ -372,10 +373,10 @@ func TestConfig(t *testing.T) {
 }
 
 func TestServerReadyAndStatus(t *testing.T) {
-	cfg := store.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	srv, err := store.New(cfg, store.Deps{})
+	srv, err := server.New(cfg, server.Deps{})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -391,7 +392,7 @@ func TestServerReadyAndStatus(t *testing.T) {
 	default:
 		t.Fatalf("ReadyCh not closed after Open")
 	}
-	st, ok := srv.Status().(store.Status)
+	st, ok := srv.Status().(server.Status)
 	if !ok || !st.Ready || st.Addr != srv.Addr() || st.Epoch != 1 {
 		t.Fatalf("Status() = %#v, want ready at %s, epoch 1", srv.Status(), srv.Addr())
 	}
@@ -403,7 +404,7 @@ func TestServerReadyAndStatus(t *testing.T) {
 // TestHTTPChunkedBodyLimits sends bodies without a Content-Length, so that
 // only the server's body limit (http.MaxBytesReader) can catch them.
 func TestHTTPChunkedBodyLimits(t *testing.T) {
-	srv := startServer(t, func(c *store.Config) { c.MaxValueBytes = 1000 })
+	srv := startServer(t, func(c *server.Config) { c.MaxValueBytes = 1000 })
 	send := func(method, path string, body io.Reader) int {
 		t.Helper()
 		req, err := http.NewRequest(method, "http://"+srv.Addr()+path, body)

@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"bufio"
@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // The primary's side of replication.
@@ -38,21 +41,6 @@ const (
 	pathLease     = "/v1/lease" // lease messages between store nodes (lease.go)
 )
 
-// Headers of replication.
-const (
-	// HeaderPrimary names the primary the answering node knows: "name=host:port".
-	HeaderPrimary = "X-Store-Primary"
-	// HeaderEpoch is the answering node's epoch; a client sends the highest
-	// it has seen, and a node with an older one refuses the write (it is a
-	// deposed primary).
-	HeaderEpoch = "X-Store-Epoch"
-	// HeaderMinLSN, on a read, asks for a node that has applied at least
-	// this LSN (session consistency).
-	HeaderMinLSN = "X-Store-Min-LSN"
-	// HeaderConsistency, on a read, is "strong" when only the primary may answer.
-	HeaderConsistency = "X-Store-Consistency"
-)
-
 // shipBatch is the most entries read from the log per round.
 const shipBatch = 256
 
@@ -64,13 +52,13 @@ func (a *api) replicate(w http.ResponseWriter, r *http.Request) {
 	seen, err3 := strconv.ParseUint(q.Get("epoch"), 10, 64)
 	node := q.Get("node")
 	if err := errors.Join(err1, err2, err3); err != nil || from == 0 || node == "" {
-		a.fail(w, fmt.Errorf("replicate: want from>=1, prev_epoch, epoch and node: %w", ErrInvalid))
+		a.fail(w, fmt.Errorf("replicate: want from>=1, prev_epoch, epoch and node: %w", store.ErrInvalid))
 		return
 	}
 	db := a.db
 	if seen > db.Epoch() {
 		rp.demote(fmt.Sprintf("replica %s has seen epoch %d, newer than ours %d", node, seen, db.Epoch()))
-		a.fail(w, fmt.Errorf("replicate: this node's epoch %d is older than %d: %w", db.Epoch(), seen, ErrNotPrimary))
+		a.fail(w, fmt.Errorf("replicate: this node's epoch %d is older than %d: %w", db.Epoch(), seen, store.ErrNotPrimary))
 		return
 	}
 	ctx, ok := rp.shipContext()
@@ -79,18 +67,18 @@ func (a *api) replicate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if reason := a.needSnapshot(from-1, prevEpoch); reason != "" {
-		a.failAt(w, db.LSN(), fmt.Errorf("replicate from %d: %s; bootstrap from %s: %w", from, reason, pathSnapshot, ErrCompacted))
+		a.failAt(w, db.LSN(), fmt.Errorf("replicate from %d: %s; bootstrap from %s: %w", from, reason, pathSnapshot, store.ErrCompacted))
 		return
 	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		a.fail(w, fmt.Errorf("replicate: hijack: %v: %w", err, ErrUnavailable))
+		a.fail(w, fmt.Errorf("replicate: hijack: %v: %w", err, store.ErrUnavailable))
 		return
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Time{}) // the server's timeouts are for requests, not streams
 	head := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/x-scalestack-log\r\n%s: %s\r\n%s: %d\r\n\r\n",
-		HeaderNode, a.node, HeaderEpoch, db.Epoch())
+		store.HeaderNode, a.node, store.HeaderEpoch, db.Epoch())
 	if _, err := brw.WriteString(head); err != nil {
 		return
 	}
@@ -135,7 +123,7 @@ func (a *api) needSnapshot(last, epoch uint64) string {
 		return fmt.Sprintf("the replica is at LSN %d, past the primary's %d: its log diverged", last, db.LSN())
 	}
 	if last == 0 {
-		if _, err := db.ReadLog(context.Background(), 1, 1); errors.Is(err, ErrCompacted) {
+		if _, err := db.ReadLog(context.Background(), 1, 1); errors.Is(err, store.ErrCompacted) {
 			return "the log no longer starts at 1"
 		}
 		return ""
@@ -163,14 +151,14 @@ func (r *replication) ship(ctx context.Context, w *bufio.Writer, p *replicaPeer,
 		changed := db.Changed()
 		entries, err := db.ReadLog(ctx, next, shipBatch)
 		if err != nil {
-			if errors.Is(err, ErrCompacted) {
+			if errors.Is(err, store.ErrCompacted) {
 				_ = WriteFrame(w, append([]byte{frameStop}, "log compacted past the replica: bootstrap from a snapshot"...))
 				_ = w.Flush()
 			}
 			return err
 		}
 		for _, e := range entries {
-			if err := WriteFrame(w, append([]byte{frameEntry}, EncodeEntry(e)...)); err != nil {
+			if err := WriteFrame(w, append([]byte{frameEntry}, boltdb.EncodeEntry(e)...)); err != nil {
 				return err
 			}
 			next = e.LSN + 1
@@ -240,7 +228,7 @@ func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-scalestack-snapshot")
 	sw := &snapWriter{w: bufio.NewWriterSize(w, 1<<20)}
 	lsn, epoch, err := a.db.WriteSnapshot(sw, func(lsn, epoch uint64, size int64) error {
-		w.Header().Set(HeaderLSN, strconv.FormatUint(lsn, 10))
+		w.Header().Set(store.HeaderLSN, strconv.FormatUint(lsn, 10))
 		w.WriteHeader(http.StatusOK)
 		return WriteFrame(sw.w, uvarints(frameSnapBegin, lsn, epoch, uint64(size)))
 	})

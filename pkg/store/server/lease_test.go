@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // leaseMsg is a lease message as another store node would send it.
@@ -32,7 +33,7 @@ type leaseReply struct {
 }
 
 // sendLease posts m to the store node s and returns its answer.
-func sendLease(tb testing.TB, s *store.Server, m leaseMsg) leaseReply {
+func sendLease(tb testing.TB, s *server.Server, m leaseMsg) leaseReply {
 	tb.Helper()
 	b, _ := json.Marshal(m)
 	resp, err := http.Post("http://"+s.Addr()+"/v1/lease", "application/json", bytes.NewReader(b))
@@ -65,9 +66,9 @@ func waitPrimary(tb testing.TB, g *group, want string) {
 // stopped primary).
 func TestVoteRules(t *testing.T) {
 	g := newGroup(t, true, nil)
-	g.start("p", store.RolePrimary)
+	g.start("p", server.RolePrimary)
 	waitPrimary(t, g, "p")
-	r := g.start("r", store.RoleReplica)
+	r := g.start("r", server.RoleReplica)
 	waitVoters(t, g.server("p"), 2)
 	c := g.client()
 	for i := range 5 {
@@ -117,7 +118,7 @@ func TestVoteRules(t *testing.T) {
 	}
 	// The vote survives a restart: z still cannot have epoch `epoch`.
 	g.stop("r")
-	r = g.start("r", store.RoleReplica)
+	r = g.start("r", server.RoleReplica)
 	a = sendLease(t, r, leaseMsg{Op: "vote", Epoch: epoch + 1, Node: "z", Addr: "127.0.0.1:1", LastEpoch: st.Epoch, LastLSN: st.LSN})
 	if a.Granted || !strings.Contains(a.Reason, "started") {
 		t.Fatalf("vote right after a restart = %+v, want refused (just started)", a)
@@ -134,11 +135,11 @@ func TestVoteRules(t *testing.T) {
 // the new primary lost the lease it had just won, and a returning node
 // caused a second failover).
 func TestNoSecondFailover(t *testing.T) {
-	g := newGroup(t, true, func(c *store.Config) { c.Sync = 1 })
-	g.start("p", store.RolePrimary)
+	g := newGroup(t, true, func(c *server.Config) { c.Sync = 1 })
+	g.start("p", server.RolePrimary)
 	waitPrimary(t, g, "p")
-	g.start("r1", store.RoleReplica)
-	g.start("r2", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
+	g.start("r2", server.RoleReplica)
 	waitVoters(t, g.server("p"), 3)
 	c := g.client()
 	mustTxn(t, c, store.Put("b", "k", []byte("1")))
@@ -152,9 +153,9 @@ func TestNoSecondFailover(t *testing.T) {
 	})
 	epoch := g.server(np).DB().Epoch()
 	mustTxn(t, c, store.Put("b", "k", []byte("2")))
-	old := g.start("p", store.RolePrimary)
+	old := g.start("p", server.RolePrimary)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
-		if st := replStatus(old); st.Role != store.RoleReplica || st.Primary != np || st.LSN != g.server(np).DB().LSN() {
+		if st := replStatus(old); st.Role != server.RoleReplica || st.Primary != np || st.LSN != g.server(np).DB().LSN() {
 			return fmt.Errorf("old primary: role %s, follows %q at LSN %d", st.Role, st.Primary, st.LSN)
 		}
 		return nil
@@ -177,20 +178,20 @@ func TestNoSecondFailover(t *testing.T) {
 // replica that has everything, which takes over in an election round, not
 // after a lease; nothing acknowledged is lost.
 func TestStopHandsOver(t *testing.T) {
-	g := newGroup(t, true, func(c *store.Config) {
+	g := newGroup(t, true, func(c *server.Config) {
 		c.Sync = 1
 		c.HandOverOnClose = true
 		c.LeaseTTL = 3 * time.Second // a lease far longer than a hand-over
 	})
-	g.start("p", store.RolePrimary)
+	g.start("p", server.RolePrimary)
 	testwait.RetryUntil(t, 10*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
 		return nil
 	})
-	g.start("r1", store.RoleReplica)
-	g.start("r2", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
+	g.start("r2", server.RoleReplica)
 	waitVoters(t, g.server("p"), 3)
 	c := g.client()
 	var acked []string

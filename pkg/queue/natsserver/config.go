@@ -1,4 +1,4 @@
-package queue
+package natsserver
 
 import (
 	"crypto/tls"
@@ -112,10 +112,6 @@ type ServerConfig struct {
 	// trace lines at debug. nil discards them.
 	Logger *slog.Logger
 }
-
-// AuthUser is the user name that goes with a server's Password, for
-// clients and routes alike.
-const AuthUser = "scalestack"
 
 // DefaultServerConfig returns the configuration of a server on the
 // documented default ports of 127.0.0.1. Name and DataDir must still be set.

@@ -1,4 +1,4 @@
-package queue
+package natsserver
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"encoding/binary"
@@ -104,6 +104,9 @@ func parseUvarints(body []byte, n int) ([]uint64, []byte, error) {
 	}
 	return out, body, nil
 }
+
+// crcTable is CRC-32C, as the log entries use.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 func crc32Checksum(b []byte) uint32 { return crc32.Checksum(b, crcTable) }
 

@@ -1,4 +1,4 @@
-package store_test
+package boltdb_test
 
 import (
 	"bytes"
@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 func TestGetPutDelete(t *testing.T) {
-	db := mustOpenDB(t, store.Options{})
+	db := mustOpenDB(t, boltdb.Options{})
 	ctx := context.Background()
 
 	_, err := db.Get(ctx, "posts", "p1")
@@ -55,7 +56,7 @@ func TestGetPutDelete(t *testing.T) {
 }
 
 func TestScan(t *testing.T) {
-	db := mustOpenDB(t, store.Options{})
+	db := mustOpenDB(t, boltdb.Options{})
 	keys := []string{"a", "ab", "abc", "abd", "b", "ba", "bb", "c"}
 	var ops []store.Op
 	for _, k := range keys {
@@ -114,7 +115,7 @@ func TestScan(t *testing.T) {
 
 func TestScanPrefixOfHighBytes(t *testing.T) {
 	// A prefix ending in the highest UTF-8 bytes still bounds the scan.
-	db := mustOpenDB(t, store.Options{})
+	db := mustOpenDB(t, boltdb.Options{})
 	mustTxn(t, db, store.Put("s", "a\U0010FFFF", []byte("1")), store.Put("s", "a\U0010FFFFz", []byte("2")), store.Put("s", "b", []byte("3")))
 	pairs, err := db.Scan(context.Background(), "s", store.ScanOptions{Prefix: "a\U0010FFFF", Reverse: true})
 	if err != nil {
@@ -126,7 +127,7 @@ func TestScanPrefixOfHighBytes(t *testing.T) {
 }
 
 func TestScanLimits(t *testing.T) {
-	db := mustOpenDB(t, store.Options{})
+	db := mustOpenDB(t, boltdb.Options{})
 	ctx := context.Background()
 	var ops []store.Op
 	for i := range store.MaxTxnOps {
@@ -149,7 +150,7 @@ func TestScanLimits(t *testing.T) {
 }
 
 func TestTxnValidation(t *testing.T) {
-	db := mustOpenDB(t, store.Options{MaxValueBytes: 100})
+	db := mustOpenDB(t, boltdb.Options{MaxValueBytes: 100})
 	big := func(n int) []byte { return bytes.Repeat([]byte("x"), n) }
 	many := make([]store.Op, store.MaxTxnOps+1)
 	for i := range many {
@@ -192,7 +193,7 @@ func TestTxnValidation(t *testing.T) {
 }
 
 func TestTxnBytesLimit(t *testing.T) {
-	db := mustOpenDB(t, store.Options{})
+	db := mustOpenDB(t, boltdb.Options{})
 	v := make([]byte, store.MaxValueSize)
 	var ops []store.Op
 	for i := range store.MaxTxnBytes/store.MaxValueSize + 1 {
@@ -203,7 +204,7 @@ func TestTxnBytesLimit(t *testing.T) {
 }
 
 func TestTxnConditions(t *testing.T) {
-	db := mustOpenDB(t, store.Options{})
+	db := mustOpenDB(t, boltdb.Options{})
 	ctx := context.Background()
 	mustTxn(t, db, store.Put("acct", "ann", []byte("10")), store.Put("acct", "bob", []byte("5")))
 
@@ -259,7 +260,7 @@ func TestTxnConditions(t *testing.T) {
 // with a unique LSN, the LSNs are dense, every write is there, and the
 // transactions were grouped into fewer commits.
 func TestGroupCommit(t *testing.T) {
-	db := mustOpenDB(t, store.Options{BatchDelay: 2 * time.Millisecond})
+	db := mustOpenDB(t, boltdb.Options{BatchDelay: 2 * time.Millisecond})
 	const writers, each = 32, 20
 	lsns := make(chan uint64, writers*each)
 	var wg sync.WaitGroup
@@ -312,7 +313,7 @@ func TestGroupCommit(t *testing.T) {
 // the same batches: exactly one wins each race, the others fail alone, and
 // the unconditional writes around them all apply.
 func TestGroupCommitIsolatesFailedConditions(t *testing.T) {
-	db := mustOpenDB(t, store.Options{BatchDelay: 5 * time.Millisecond})
+	db := mustOpenDB(t, boltdb.Options{BatchDelay: 5 * time.Millisecond})
 	const racers = 40
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -352,7 +353,7 @@ func TestGroupCommitIsolatesFailedConditions(t *testing.T) {
 
 func TestReopenKeepsDataAndLSN(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "store.db")
-	db, err := store.Open(path, store.Options{})
+	db, err := boltdb.Open(path, boltdb.Options{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -379,9 +380,9 @@ func TestReopenKeepsDataAndLSN(t *testing.T) {
 	}
 }
 
-func mustOpenPath(tb testing.TB, path string) *store.DB {
+func mustOpenPath(tb testing.TB, path string) *boltdb.DB {
 	tb.Helper()
-	db, err := store.Open(path, store.Options{})
+	db, err := boltdb.Open(path, boltdb.Options{})
 	if err != nil {
 		tb.Fatalf("Open(%s): %v", path, err)
 	}
@@ -390,7 +391,7 @@ func mustOpenPath(tb testing.TB, path string) *store.DB {
 }
 
 func TestLogEntriesAndRetention(t *testing.T) {
-	db := mustOpenDB(t, store.Options{LogRetention: 10})
+	db := mustOpenDB(t, boltdb.Options{LogRetention: 10})
 	ctx := context.Background()
 	for i := 1; i <= 25; i++ {
 		mustTxn(t, db, store.IfAbsent("b", fmt.Sprint(i)), store.Put("b", fmt.Sprint(i), []byte{byte(i)}), store.Delete("b", fmt.Sprint(i-1)))
@@ -403,7 +404,7 @@ func TestLogEntriesAndRetention(t *testing.T) {
 		t.Fatalf("ReadLog(16) returned %d entries, want 10", len(entries))
 	}
 	e := entries[0]
-	want := store.Entry{LSN: 16, Epoch: 1, Ops: []store.Op{store.Put("b", "16", []byte{16}), store.Delete("b", "15")}}
+	want := boltdb.Entry{LSN: 16, Epoch: 1, Ops: []store.Op{store.Put("b", "16", []byte{16}), store.Delete("b", "15")}}
 	if fmt.Sprint(e) != fmt.Sprint(want) {
 		t.Fatalf("entry 16 = %+v, want %+v (checks are not logged)", e, want)
 	}
@@ -425,7 +426,7 @@ func TestLogEntriesAndRetention(t *testing.T) {
 }
 
 func TestTxnContextCanceledWhileQueued(t *testing.T) {
-	db := mustOpenDB(t, store.Options{})
+	db := mustOpenDB(t, boltdb.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// The committer may take the request before noticing the cancellation,
@@ -438,7 +439,7 @@ func TestTxnContextCanceledWhileQueued(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []store.Options{
+	for _, o := range []boltdb.Options{
 		{LogRetention: -1}, {MaxBatchTxns: -1}, {MaxBatchBytes: -1}, {BatchDelay: -1},
 		{MaxValueBytes: store.MaxValueSize + 1}, {LockTimeout: -1},
 	} {
@@ -446,7 +447,7 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("Options%+v.Validate() = nil, want an error", o)
 		}
 	}
-	if err := store.DefaultOptions().Validate(); err != nil {
+	if err := boltdb.DefaultOptions().Validate(); err != nil {
 		t.Errorf("DefaultOptions().Validate() = %v", err)
 	}
 }
@@ -457,8 +458,8 @@ func TestOptionsValidate(t *testing.T) {
 // older epoch (fencing), and a log whose epochs go backwards.
 func TestApplyEntriesEpochs(t *testing.T) {
 	put := func(k string) []store.Op { return []store.Op{store.Put("b", k, []byte(k))} }
-	db := mustOpenDB(t, store.Options{})
-	if err := db.ApplyEntries([]store.Entry{{LSN: 1, Epoch: 2, Ops: put("a")}}, 2); err != nil {
+	db := mustOpenDB(t, boltdb.Options{})
+	if err := db.ApplyEntries([]boltdb.Entry{{LSN: 1, Epoch: 2, Ops: put("a")}}, 2); err != nil {
 		t.Fatalf("first entry: %v", err)
 	}
 	// A new primary of epoch 4 was elected; this replica hears of it
@@ -466,10 +467,10 @@ func TestApplyEntriesEpochs(t *testing.T) {
 	if err := db.SetEpoch(4); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.ApplyEntries([]store.Entry{{LSN: 2, Epoch: 3, Ops: put("b")}}, 3); !errors.Is(err, store.ErrStaleEpoch) {
+	if err := db.ApplyEntries([]boltdb.Entry{{LSN: 2, Epoch: 3, Ops: put("b")}}, 3); !errors.Is(err, store.ErrStaleEpoch) {
 		t.Fatalf("entries from a deposed primary of epoch 3: %v, want ErrStaleEpoch", err)
 	}
-	missed := []store.Entry{{LSN: 2, Epoch: 3, Ops: put("b")}, {LSN: 3, Epoch: 3, Ops: put("c")}, {LSN: 4, Epoch: 4, Ops: put("d")}}
+	missed := []boltdb.Entry{{LSN: 2, Epoch: 3, Ops: put("b")}, {LSN: 3, Epoch: 3, Ops: put("c")}, {LSN: 4, Epoch: 4, Ops: put("d")}}
 	if err := db.ApplyEntries(missed, 4); err != nil {
 		t.Fatalf("epoch-3 entries shipped by the primary of epoch 4: %v, want them applied", err)
 	}
@@ -482,7 +483,7 @@ func TestApplyEntriesEpochs(t *testing.T) {
 	if v, err := db.Get(context.Background(), "b", "c"); err != nil || string(v) != "c" {
 		t.Fatalf("Get(c) = %q, %v", v, err)
 	}
-	for _, bad := range [][]store.Entry{
+	for _, bad := range [][]boltdb.Entry{
 		{{LSN: 5, Epoch: 3, Ops: put("e")}}, // older than the entry before it
 		{{LSN: 5, Epoch: 5, Ops: put("e")}}, // newer than its primary
 		{{LSN: 6, Epoch: 4, Ops: put("e")}}, // a gap

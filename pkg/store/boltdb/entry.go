@@ -1,10 +1,12 @@
-package store
+package boltdb
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // Entry is one record of the store's log: the effects of one committed
@@ -16,7 +18,7 @@ import (
 type Entry struct {
 	LSN   uint64
 	Epoch uint64
-	Ops   []Op
+	Ops   []store.Op
 }
 
 // entryVersion is the first byte of every encoded entry, so that the format
@@ -56,16 +58,16 @@ func EncodeEntry(e Entry) []byte {
 	b = binary.AppendUvarint(b, uint64(len(e.Ops)))
 	for _, op := range e.Ops {
 		switch op.Kind {
-		case OpPut:
+		case store.OpPut:
 			b = append(b, entryPut)
-		case OpDelete:
+		case store.OpDelete:
 			b = append(b, entryDelete)
 		default:
 			panic(fmt.Sprintf("store: EncodeEntry: op kind %q is not logged", op.Kind))
 		}
 		b = appendBytes(b, []byte(op.Bucket))
 		b = appendBytes(b, []byte(op.Key))
-		if op.Kind == OpPut {
+		if op.Kind == store.OpPut {
 			b = appendBytes(b, op.Value)
 		}
 	}
@@ -104,21 +106,21 @@ func DecodeEntry(b []byte) (Entry, error) {
 		d.fail("%d ops in %d bytes", nops, len(d.b))
 	}
 	if d.err == nil && nops > 0 {
-		e.Ops = make([]Op, 0, nops)
+		e.Ops = make([]store.Op, 0, nops)
 	}
 	for i := uint64(0); d.err == nil && i < nops; i++ {
-		var op Op
+		var op store.Op
 		switch k := d.byte(); k {
 		case entryPut:
-			op.Kind = OpPut
+			op.Kind = store.OpPut
 		case entryDelete:
-			op.Kind = OpDelete
+			op.Kind = store.OpDelete
 		default:
 			d.fail("op %d: kind %d", i, k)
 		}
 		op.Bucket = string(d.bytes())
 		op.Key = string(d.bytes())
-		if op.Kind == OpPut {
+		if op.Kind == store.OpPut {
 			op.Value = append([]byte{}, d.bytes()...)
 		}
 		e.Ops = append(e.Ops, op)

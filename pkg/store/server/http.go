@@ -1,7 +1,6 @@
-package store
+package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Routes of the HTTP API (see the package doc for the wire format).
-const (
-	pathKV     = "/v1/kv/"   // + {bucket}/{key}
-	pathScan   = "/v1/scan/" // + {bucket}
-	pathTxn    = "/v1/txn"
-	pathStatus = "/v1/status"
+	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // api serves the HTTP API of one DB. It routes by hand instead of through
@@ -27,7 +21,7 @@ const (
 // would be redirected rather than refused), answers wrong methods in plain
 // text, and every answer here must be JSON with X-LSN and X-Store-Node.
 type api struct {
-	db       *DB
+	db       *boltdb.DB
 	log      *slog.Logger
 	node     string
 	maxValue int
@@ -37,7 +31,7 @@ type api struct {
 	srv      *Server
 }
 
-func (s *Server) handler(db *DB, repl *replication) http.Handler {
+func (s *Server) handler(db *boltdb.DB, repl *replication) http.Handler {
 	return &api{db: db, log: s.log, node: s.cfg.NodeName, maxValue: s.cfg.MaxValueBytes, status: s.Status, metrics: s.metrics, repl: repl, srv: s}
 }
 
@@ -48,7 +42,7 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.metrics.requests.WithLabelValues("unauthorized", strconv.Itoa(rec.code)).Inc()
 		return
 	}
-	w.Header().Set(HeaderNode, a.node)
+	w.Header().Set(store.HeaderNode, a.node)
 	a.repl.setHeaders(w.Header())
 	route := a.route(w, r)
 	a.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
@@ -58,11 +52,11 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (a *api) route(w http.ResponseWriter, r *http.Request) string {
 	p := r.URL.EscapedPath()
 	switch {
-	case strings.HasPrefix(p, pathKV):
+	case strings.HasPrefix(p, store.PathKV):
 		if !a.allow(w, r, http.MethodGet, http.MethodPut, http.MethodDelete) {
 			return "kv"
 		}
-		bucket, key, err := splitKV(p[len(pathKV):])
+		bucket, key, err := splitKV(p[len(store.PathKV):])
 		if err != nil {
 			a.fail(w, err)
 			return "kv"
@@ -75,15 +69,15 @@ func (a *api) route(w http.ResponseWriter, r *http.Request) string {
 			a.put(w, r, bucket, key)
 			return "kv_put"
 		default:
-			a.write(w, r, Delete(bucket, key))
+			a.write(w, r, store.Delete(bucket, key))
 			return "kv_delete"
 		}
-	case strings.HasPrefix(p, pathScan):
+	case strings.HasPrefix(p, store.PathScan):
 		if a.allow(w, r, http.MethodGet) {
-			a.scan(w, r, p[len(pathScan):])
+			a.scan(w, r, p[len(store.PathScan):])
 		}
 		return "scan"
-	case p == pathTxn:
+	case p == store.PathTxn:
 		if a.allow(w, r, http.MethodPost) {
 			a.txn(w, r)
 		}
@@ -123,13 +117,13 @@ func (a *api) route(w http.ResponseWriter, r *http.Request) string {
 			a.reply(w, http.StatusOK, lsn, map[string]any{"crc32c": sum, "lsn": lsn})
 		}
 		return "checksum"
-	case p == pathStatus:
+	case p == store.PathStatus:
 		if a.allow(w, r, http.MethodGet) {
 			a.reply(w, http.StatusOK, a.db.LSN(), a.status())
 		}
 		return "status"
 	}
-	a.reply(w, http.StatusNotFound, a.db.LSN(), wireError{Error: fmt.Sprintf("no route %s: the API is under /v1/kv/, /v1/scan/, /v1/txn", p)})
+	a.reply(w, http.StatusNotFound, a.db.LSN(), store.WireError{Error: fmt.Sprintf("no route %s: the API is under /v1/kv/, /v1/scan/, /v1/txn", p)})
 	return "other"
 }
 
@@ -141,7 +135,7 @@ func (a *api) allow(w http.ResponseWriter, r *http.Request, methods ...string) b
 		}
 	}
 	w.Header().Set("Allow", strings.Join(methods, ", "))
-	a.reply(w, http.StatusMethodNotAllowed, a.db.LSN(), wireError{Error: fmt.Sprintf("method %s not allowed, use %s", r.Method, strings.Join(methods, " or "))})
+	a.reply(w, http.StatusMethodNotAllowed, a.db.LSN(), store.WireError{Error: fmt.Sprintf("method %s not allowed, use %s", r.Method, strings.Join(methods, " or "))})
 	return false
 }
 
@@ -150,18 +144,18 @@ func (a *api) allow(w http.ResponseWriter, r *http.Request, methods ...string) b
 func splitKV(rest string) (bucket, key string, err error) {
 	b, k, ok := strings.Cut(rest, "/")
 	if !ok {
-		return "", "", fmt.Errorf("missing key: use %s{bucket}/{key}: %w", pathKV, ErrInvalid)
+		return "", "", fmt.Errorf("missing key: use %s{bucket}/{key}: %w", store.PathKV, store.ErrInvalid)
 	}
 	if bucket, err = url.PathUnescape(b); err != nil {
-		return "", "", fmt.Errorf("bucket: %v: %w", err, ErrInvalid)
+		return "", "", fmt.Errorf("bucket: %v: %w", err, store.ErrInvalid)
 	}
 	if key, err = url.PathUnescape(k); err != nil {
-		return "", "", fmt.Errorf("key: %v: %w", err, ErrInvalid)
+		return "", "", fmt.Errorf("key: %v: %w", err, store.ErrInvalid)
 	}
-	if err := checkBucket(bucket); err != nil {
+	if err := store.CheckBucket(bucket); err != nil {
 		return "", "", err
 	}
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return "", "", err
 	}
 	return bucket, key, nil
@@ -181,7 +175,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, bucket, key string) {
 		a.failAt(w, lsn, err)
 		return
 	}
-	w.Header().Set(HeaderLSN, strconv.FormatUint(lsn, 10))
+	w.Header().Set(store.HeaderLSN, strconv.FormatUint(lsn, 10))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(v)))
 	w.WriteHeader(http.StatusOK)
@@ -190,29 +184,29 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, bucket, key string) {
 
 func (a *api) put(w http.ResponseWriter, r *http.Request, bucket, key string) {
 	if r.ContentLength > int64(a.maxValue) {
-		a.fail(w, fmt.Errorf("value of %d bytes over limit %d: %w", r.ContentLength, a.maxValue, ErrTooLarge))
+		a.fail(w, fmt.Errorf("value of %d bytes over limit %d: %w", r.ContentLength, a.maxValue, store.ErrTooLarge))
 		return
 	}
 	v, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(a.maxValue)))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			err = fmt.Errorf("value over limit %d bytes: %w", a.maxValue, ErrTooLarge)
+			err = fmt.Errorf("value over limit %d bytes: %w", a.maxValue, store.ErrTooLarge)
 		} else {
-			err = fmt.Errorf("read body: %v: %w", err, ErrInvalid)
+			err = fmt.Errorf("read body: %v: %w", err, store.ErrInvalid)
 		}
 		a.fail(w, err)
 		return
 	}
-	a.write(w, r, Put(bucket, key, v))
+	a.write(w, r, store.Put(bucket, key, v))
 }
 
 func (a *api) txn(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > MaxRequestBytes {
-		a.fail(w, fmt.Errorf("body of %d bytes over MaxRequestBytes %d: %w", r.ContentLength, MaxRequestBytes, ErrTooLarge))
+	if r.ContentLength > store.MaxRequestBytes {
+		a.fail(w, fmt.Errorf("body of %d bytes over MaxRequestBytes %d: %w", r.ContentLength, store.MaxRequestBytes, store.ErrTooLarge))
 		return
 	}
-	ops, err := decodeTxn(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	ops, err := store.DecodeTxn(http.MaxBytesReader(w, r.Body, store.MaxRequestBytes))
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -221,12 +215,12 @@ func (a *api) txn(w http.ResponseWriter, r *http.Request) {
 }
 
 // write commits ops and answers {"lsn":N}.
-func (a *api) write(w http.ResponseWriter, r *http.Request, ops ...Op) {
-	if s := r.Header.Get(HeaderEpoch); s != "" {
+func (a *api) write(w http.ResponseWriter, r *http.Request, ops ...store.Op) {
+	if s := r.Header.Get(store.HeaderEpoch); s != "" {
 		// The client has seen a primary of a newer epoch: this node is
 		// deposed, whatever it believes.
 		if e, err := strconv.ParseUint(s, 10, 64); err == nil && e > a.db.Epoch() {
-			a.fail(w, fmt.Errorf("node %s is at epoch %d, the client has seen %d: %w", a.node, a.db.Epoch(), e, ErrNotPrimary))
+			a.fail(w, fmt.Errorf("node %s is at epoch %d, the client has seen %d: %w", a.node, a.db.Epoch(), e, store.ErrNotPrimary))
 			return
 		}
 	}
@@ -238,26 +232,26 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, ops ...Op) {
 		a.fail(w, err)
 		return
 	}
-	a.reply(w, http.StatusOK, lsn, wireLSN{LSN: lsn})
+	a.reply(w, http.StatusOK, lsn, store.WireLSN{LSN: lsn})
 }
 
 func (a *api) scan(w http.ResponseWriter, r *http.Request, rest string) {
 	bucket, err := url.PathUnescape(rest)
 	if err != nil {
-		a.fail(w, fmt.Errorf("bucket: %v: %w", err, ErrInvalid))
+		a.fail(w, fmt.Errorf("bucket: %v: %w", err, store.ErrInvalid))
 		return
 	}
 	q := r.URL.Query()
-	opts := ScanOptions{Prefix: q.Get("prefix"), Start: q.Get("start"), End: q.Get("end")}
+	opts := store.ScanOptions{Prefix: q.Get("prefix"), Start: q.Get("start"), End: q.Get("end")}
 	if s := q.Get("limit"); s != "" {
 		if opts.Limit, err = strconv.Atoi(s); err != nil {
-			a.fail(w, fmt.Errorf("limit %q is not a number: %w", s, ErrInvalid))
+			a.fail(w, fmt.Errorf("limit %q is not a number: %w", s, store.ErrInvalid))
 			return
 		}
 	}
 	if s := q.Get("reverse"); s != "" {
 		if opts.Reverse, err = strconv.ParseBool(s); err != nil {
-			a.fail(w, fmt.Errorf("reverse %q is not a boolean: %w", s, ErrInvalid))
+			a.fail(w, fmt.Errorf("reverse %q is not a boolean: %w", s, store.ErrInvalid))
 			return
 		}
 	}
@@ -274,10 +268,10 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request, rest string) {
 		a.failAt(w, lsn, err)
 		return
 	}
-	out := wireScan{LSN: lsn, Pairs: make([]wirePair, len(pairs))}
+	out := store.WireScan{LSN: lsn, Pairs: make([]store.WirePair, len(pairs))}
 	for i, p := range pairs {
 		out.Pairs[i].Key = p.Key
-		out.Pairs[i].Value, out.Pairs[i].ValueB64 = encodeValue(p.Value)
+		out.Pairs[i].Value, out.Pairs[i].ValueB64 = store.EncodeValue(p.Value)
 	}
 	a.reply(w, http.StatusOK, lsn, out)
 }
@@ -286,50 +280,20 @@ func (a *api) fail(w http.ResponseWriter, err error) { a.failAt(w, a.db.LSN(), e
 
 // failAt answers err as {"error":...} with the status of its sentinel.
 func (a *api) failAt(w http.ResponseWriter, lsn uint64, err error) {
-	code := statusOf(err)
+	code := store.StatusOf(err)
 	if code >= 500 {
 		// 4xx are the caller's business; a 5xx is ours to look at.
 		a.log.Warn("store request failed", "code", code, "err", err)
 	}
-	a.reply(w, code, lsn, wireError{Error: err.Error()})
+	a.reply(w, code, lsn, store.WireError{Error: err.Error()})
 }
 
 // reply writes v as JSON with the X-LSN header.
 func (a *api) reply(w http.ResponseWriter, code int, lsn uint64, v any) {
-	w.Header().Set(HeaderLSN, strconv.FormatUint(lsn, 10))
+	w.Header().Set(store.HeaderLSN, strconv.FormatUint(lsn, 10))
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// statusOf maps the sentinel errors to HTTP statuses; Client.errorOf is its
-// inverse.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, ErrConditionFailed):
-		return http.StatusConflict
-	case errors.Is(err, ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrCompacted):
-		return http.StatusGone
-	case errors.Is(err, ErrNotPrimary):
-		// Nothing was applied: the client may send it to the primary.
-		return http.StatusMisdirectedRequest
-	case errors.Is(err, ErrBehind):
-		return http.StatusTooEarly
-	case errors.Is(err, ErrStaleEpoch):
-		return http.StatusConflict
-	case errors.Is(err, ErrUnauthorized):
-		return http.StatusUnauthorized
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnavailable), errors.Is(err, ErrSyncTimeout),
-		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }
 
 // confirmRead makes a strong read linearizable: what it saw, up to lsn,
@@ -338,7 +302,7 @@ func statusOf(err error) int {
 // read is answered only once lsn is as durable as an acknowledged write, and
 // the lease still held.
 func (a *api) confirmRead(r *http.Request, lsn uint64) error {
-	if r.Header.Get(HeaderConsistency) != Strong.String() {
+	if r.Header.Get(store.HeaderConsistency) != store.Strong.String() {
 		return nil
 	}
 	if err := a.repl.confirm(r.Context(), lsn); err != nil {
@@ -351,19 +315,19 @@ func (a *api) confirmRead(r *http.Request, lsn uint64) error {
 // primary with a good lease; a session read needs the LSN applied, waiting
 // up to SessionWait for it.
 func (a *api) readable(r *http.Request) error {
-	if r.Header.Get(HeaderConsistency) == Strong.String() {
+	if r.Header.Get(store.HeaderConsistency) == store.Strong.String() {
 		if err := a.repl.gate(); err != nil {
 			return fmt.Errorf("strong read: %w", err)
 		}
 		return nil
 	}
-	s := r.Header.Get(HeaderMinLSN)
+	s := r.Header.Get(store.HeaderMinLSN)
 	if s == "" {
 		return nil
 	}
 	min, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return fmt.Errorf("%s %q: %w", HeaderMinLSN, s, ErrInvalid)
+		return fmt.Errorf("%s %q: %w", store.HeaderMinLSN, s, store.ErrInvalid)
 	}
 	if a.db.LSN() >= min {
 		return nil
@@ -378,7 +342,7 @@ func (a *api) readable(r *http.Request) error {
 		select {
 		case <-ch:
 		case <-t.C:
-			return fmt.Errorf("node %s has applied LSN %d, the read needs %d: %w", a.node, a.db.LSN(), min, ErrBehind)
+			return fmt.Errorf("node %s has applied LSN %d, the read needs %d: %w", a.node, a.db.LSN(), min, store.ErrBehind)
 		case <-r.Context().Done():
 			return r.Context().Err()
 		}

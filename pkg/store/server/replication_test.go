@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // group is a set of store servers replicating among themselves, as a test
@@ -23,19 +24,19 @@ type group struct {
 	tb       testing.TB
 	failover bool
 	mu       sync.Mutex
-	servers  map[string]*store.Server
+	servers  map[string]*server.Server
 	dirs     map[string]string
-	edit     func(*store.Config)
+	edit     func(*server.Config)
 }
 
-func newGroup(tb testing.TB, failover bool, edit func(*store.Config)) *group {
-	g := &group{tb: tb, failover: failover, servers: map[string]*store.Server{}, dirs: map[string]string{}, edit: edit}
+func newGroup(tb testing.TB, failover bool, edit func(*server.Config)) *group {
+	g := &group{tb: tb, failover: failover, servers: map[string]*server.Server{}, dirs: map[string]string{}, edit: edit}
 	tb.Cleanup(func() {
 		// Close outside g.mu: a closing server's lease loop may still ask
 		// the group for its members.
 		g.mu.Lock()
 		servers := g.servers
-		g.servers = map[string]*store.Server{}
+		g.servers = map[string]*server.Server{}
 		g.mu.Unlock()
 		for _, s := range servers {
 			_ = s.Close()
@@ -56,7 +57,7 @@ func (g *group) StoreNodes() []store.NodeInfo {
 	return out
 }
 
-func (g *group) start(name, role string) *store.Server {
+func (g *group) start(name, role string) *server.Server {
 	g.tb.Helper()
 	g.mu.Lock()
 	dir, ok := g.dirs[name]
@@ -65,7 +66,7 @@ func (g *group) start(name, role string) *store.Server {
 		g.dirs[name] = dir
 	}
 	g.mu.Unlock()
-	cfg := store.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = name
 	cfg.DataDir = dir
@@ -74,7 +75,7 @@ func (g *group) start(name, role string) *store.Server {
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.SyncTimeout = 5 * time.Second // generous: CI shares 2 cores
 	cfg.Failover = g.failover
-	deps := store.Deps{Peers: g, Members: g}
+	deps := server.Deps{Peers: g, Members: g}
 	cfg.HandOverOnClose = false // stop stands for a crash, unless a test's edit says otherwise
 	if os.Getenv("STORE_TEST_LOG") != "" {
 		deps.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
@@ -82,7 +83,7 @@ func (g *group) start(name, role string) *store.Server {
 	if g.edit != nil {
 		g.edit(&cfg)
 	}
-	s, err := store.New(cfg, deps)
+	s, err := server.New(cfg, deps)
 	if err != nil {
 		g.tb.Fatalf("New(%s): %v", name, err)
 	}
@@ -107,7 +108,7 @@ func (g *group) stop(name string) {
 	}
 }
 
-func (g *group) server(name string) *store.Server {
+func (g *group) server(name string) *server.Server {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.servers[name]
@@ -118,17 +119,17 @@ func (g *group) primary() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for name, s := range g.servers {
-		if replStatus(s).Role == store.RolePrimary {
+		if replStatus(s).Role == server.RolePrimary {
 			return name
 		}
 	}
 	return ""
 }
 
-func replStatus(s *store.Server) store.ReplicationStatus {
-	st := s.Status().(store.Status)
+func replStatus(s *server.Server) server.ReplicationStatus {
+	st := s.Status().(server.Status)
 	if st.Replication == nil {
-		return store.ReplicationStatus{}
+		return server.ReplicationStatus{}
 	}
 	return *st.Replication
 }
@@ -140,7 +141,7 @@ func (g *group) client() *store.Client {
 }
 
 // waitConverged waits until every named server has the checksum of the first.
-func waitConverged(tb testing.TB, timeout time.Duration, servers ...*store.Server) {
+func waitConverged(tb testing.TB, timeout time.Duration, servers ...*server.Server) {
 	tb.Helper()
 	testwait.RetryUntil(tb, timeout, func() error {
 		want, wantLSN, err := servers[0].DB().Checksum(context.Background())
@@ -162,8 +163,8 @@ func waitConverged(tb testing.TB, timeout time.Duration, servers ...*store.Serve
 
 func TestReplicaStreamsAndRefusesWrites(t *testing.T) {
 	g := newGroup(t, false, nil)
-	p := g.start("p", store.RolePrimary)
-	r := g.start("r1", store.RoleReplica)
+	p := g.start("p", server.RolePrimary)
+	r := g.start("r1", server.RoleReplica)
 	c := g.client()
 	ctx := context.Background()
 	for i := range 50 {
@@ -199,14 +200,14 @@ func TestReplicaStreamsAndRefusesWrites(t *testing.T) {
 }
 
 func TestSyncWithoutReplicaFailsClearly(t *testing.T) {
-	g := newGroup(t, false, func(c *store.Config) { c.Sync = 1; c.SyncTimeout = 200 * time.Millisecond })
-	g.start("p", store.RolePrimary)
+	g := newGroup(t, false, func(c *server.Config) { c.Sync = 1; c.SyncTimeout = 200 * time.Millisecond })
+	g.start("p", server.RolePrimary)
 	c := g.client()
 	_, err := c.Txn(context.Background(), store.Put("b", "k", []byte("v")))
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Txn with sync 1 and no replica: err = %v, want ErrUnavailable", err)
 	}
-	g.start("r1", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		_, err := c.Txn(context.Background(), store.Put("b", "k", []byte("v2")))
 		return err
@@ -214,8 +215,8 @@ func TestSyncWithoutReplicaFailsClearly(t *testing.T) {
 }
 
 func TestNewReplicaBootstrapsFromSnapshot(t *testing.T) {
-	g := newGroup(t, false, func(c *store.Config) { c.LogRetention = 20 })
-	p := g.start("p", store.RolePrimary)
+	g := newGroup(t, false, func(c *server.Config) { c.LogRetention = 20 })
+	p := g.start("p", server.RolePrimary)
 	c := g.client()
 	for i := range 200 {
 		mustTxn(t, c, store.Put("b", fmt.Sprintf("k%03d", i), bytes.Repeat([]byte{byte(i)}, 100)))
@@ -238,7 +239,7 @@ func TestNewReplicaBootstrapsFromSnapshot(t *testing.T) {
 			}
 		}
 	}()
-	r := g.start("r1", store.RoleReplica)
+	r := g.start("r1", server.RoleReplica)
 	testwait.RetryUntil(t, 10*time.Second, func() error {
 		if f := replStatus(r).Following; f == nil || f.Snapshots == 0 {
 			return errors.New("no snapshot installed yet")
@@ -254,16 +255,16 @@ func TestNewReplicaBootstrapsFromSnapshot(t *testing.T) {
 // a new epoch; writes resume through the same client; every acknowledged
 // write is there; the old primary comes back as a replica and converges.
 func TestFailover(t *testing.T) {
-	g := newGroup(t, true, func(c *store.Config) { c.Sync = 1 })
-	g.start("p", store.RolePrimary)
+	g := newGroup(t, true, func(c *server.Config) { c.Sync = 1 })
+	g.start("p", server.RolePrimary)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
 		return nil
 	})
-	g.start("r1", store.RoleReplica)
-	g.start("r2", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
+	g.start("r2", server.RoleReplica)
 	c := g.client()
 	ctx := context.Background()
 	acked := map[string]string{}
@@ -321,15 +322,15 @@ func TestFailover(t *testing.T) {
 	}
 	t.Logf("%d acknowledged writes, all on the new primary", len(acked))
 	// The old primary returns and follows.
-	old := g.start("p", store.RolePrimary)
-	others := []*store.Server{np, old}
+	old := g.start("p", server.RolePrimary)
+	others := []*server.Server{np, old}
 	for _, n := range []string{"r1", "r2"} {
 		if n != newPrimary {
 			others = append(others, g.server(n))
 		}
 	}
 	waitConverged(t, 10*time.Second, others...)
-	if st := replStatus(old); st.Role != store.RoleReplica {
+	if st := replStatus(old); st.Role != server.RoleReplica {
 		t.Fatalf("old primary role = %s, want replica", st.Role)
 	}
 }
@@ -338,7 +339,7 @@ func TestFailover(t *testing.T) {
 // less stands back while the fresher one is alive.
 func TestLaggingReplicaNotPromoted(t *testing.T) {
 	g := newGroup(t, true, nil)
-	g.start("p", store.RolePrimary)
+	g.start("p", server.RolePrimary)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
@@ -346,8 +347,8 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 		return nil
 	})
 	// "a" sorts first, so it would win a tie: make it the laggard.
-	lag := g.start("a", store.RoleReplica)
-	g.start("z", store.RoleReplica)
+	lag := g.start("a", server.RoleReplica)
+	g.start("z", server.RoleReplica)
 	c := g.client()
 	mustTxn(t, c, store.Put("b", "1", []byte("1")))
 	testwait.RetryUntil(t, 5*time.Second, func() error {
@@ -368,7 +369,7 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 	})
 	// Restart a without a primary to catch up from: stop p first.
 	g.stop("p")
-	lag = g.start("a", store.RoleReplica)
+	lag = g.start("a", server.RoleReplica)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() == "" {
 			return errors.New("no primary")
@@ -385,15 +386,15 @@ func TestLaggingReplicaNotPromoted(t *testing.T) {
 // writes again once the majority answers.
 func TestLeaseLossStopsWrites(t *testing.T) {
 	g := newGroup(t, true, nil)
-	p := g.start("p", store.RolePrimary)
+	p := g.start("p", server.RolePrimary)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
 		return nil
 	})
-	g.start("r1", store.RoleReplica)
-	g.start("r2", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
+	g.start("r2", server.RoleReplica)
 	waitVoters(t, p, 3)
 	mustTxn(t, p.DB(), store.Put("b", "k", []byte("v")))
 	g.stop("r1")
@@ -407,7 +408,7 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 		return nil
 	})
 	t.Logf("writes refused %v after both replicas stopped (TTL 600ms)", time.Since(lost).Round(time.Millisecond))
-	g.start("r1", store.RoleReplica)
+	g.start("r1", server.RoleReplica)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		_, err := p.DB().Txn(context.Background(), store.Put("b", "k", []byte("x")))
 		return err
@@ -418,7 +419,7 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 }
 
 // waitVoters waits until s counts n voters in its lease.
-func waitVoters(tb testing.TB, s *store.Server, n int) {
+func waitVoters(tb testing.TB, s *server.Server, n int) {
 	tb.Helper()
 	testwait.RetryUntil(tb, 5*time.Second, func() error {
 		st := replStatus(s)
@@ -430,15 +431,15 @@ func waitVoters(tb testing.TB, s *store.Server, n int) {
 }
 
 func TestPromoteHandsOverWithoutLoss(t *testing.T) {
-	g := newGroup(t, true, func(c *store.Config) { c.Sync = 1 })
-	g.start("p", store.RolePrimary)
+	g := newGroup(t, true, func(c *server.Config) { c.Sync = 1 })
+	g.start("p", server.RolePrimary)
 	testwait.RetryUntil(t, 5*time.Second, func() error {
 		if g.primary() != "p" {
 			return errors.New("p not primary yet")
 		}
 		return nil
 	})
-	r := g.start("r1", store.RoleReplica)
+	r := g.start("r1", server.RoleReplica)
 	c := g.client()
 	for i := range 30 {
 		mustTxn(t, c, store.Put("b", fmt.Sprint(i), []byte("x")))
@@ -461,9 +462,9 @@ func TestPromoteHandsOverWithoutLoss(t *testing.T) {
 
 func TestSessionReadsSeeOwnWrites(t *testing.T) {
 	g := newGroup(t, false, nil)
-	g.start("p", store.RolePrimary)
-	g.start("r1", store.RoleReplica)
-	g.start("r2", store.RoleReplica)
+	g.start("p", server.RolePrimary)
+	g.start("r1", server.RoleReplica)
+	g.start("r2", server.RoleReplica)
 	c := g.client()
 	ctx := context.Background()
 	for i := range 100 {

@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // This file is the store node's replication role: primary or replica, the
@@ -153,19 +155,19 @@ func (r *replication) gate() error {
 		return r.notPrimaryLocked()
 	}
 	if r.handingTo != "" {
-		return fmt.Errorf("node %s is handing over to %s: %w", r.s.cfg.NodeName, r.handingTo, ErrNotPrimary)
+		return fmt.Errorf("node %s is handing over to %s: %w", r.s.cfg.NodeName, r.handingTo, store.ErrNotPrimary)
 	}
 	if r.s.cfg.Failover && !time.Now().Before(r.deadline) {
-		return fmt.Errorf("lease not renewed in time, refusing writes until it is: %w", ErrNotPrimary)
+		return fmt.Errorf("lease not renewed in time, refusing writes until it is: %w", store.ErrNotPrimary)
 	}
 	return nil
 }
 
 func (r *replication) notPrimaryLocked() error {
 	if r.primaryName != "" && r.primaryName != r.s.cfg.NodeName {
-		return fmt.Errorf("node %s is a replica: write to %s (%s): %w", r.s.cfg.NodeName, r.primaryName, r.primaryAddr, ErrNotPrimary)
+		return fmt.Errorf("node %s is a replica: write to %s (%s): %w", r.s.cfg.NodeName, r.primaryName, r.primaryAddr, store.ErrNotPrimary)
 	}
-	return fmt.Errorf("node %s is a replica and knows no primary yet: %w", r.s.cfg.NodeName, ErrNotPrimary)
+	return fmt.Errorf("node %s is a replica and knows no primary yet: %w", r.s.cfg.NodeName, store.ErrNotPrimary)
 }
 
 // knowsPrimary reports whether this node is primary or knows the holder.
@@ -199,7 +201,7 @@ func (r *replication) confirm(ctx context.Context, lsn uint64) error {
 		}
 	}
 	if err := r.gate(); err != nil {
-		return fmt.Errorf("committed at LSN %d but %v; not acknowledged, outcome unknown: %w", lsn, err, ErrUnavailable)
+		return fmt.Errorf("committed at LSN %d but %v; not acknowledged, outcome unknown: %w", lsn, err, store.ErrUnavailable)
 	}
 	return nil
 }
@@ -228,7 +230,7 @@ func (r *replication) waitDurable(ctx context.Context, lsn uint64, n int) error 
 		case <-ch:
 		case <-t.C:
 			return fmt.Errorf("sync %d: LSN %d durable on %d of %d connected replicas after %v; not acknowledged, outcome unknown: %w",
-				n, lsn, have, connected, r.s.cfg.SyncTimeout, ErrSyncTimeout)
+				n, lsn, have, connected, r.s.cfg.SyncTimeout, store.ErrSyncTimeout)
 		case <-ctx.Done():
 			return fmt.Errorf("sync %d: waiting for replicas: %w", n, ctx.Err())
 		}
@@ -377,9 +379,9 @@ func (r *replication) status() ReplicationStatus {
 func (r *replication) setHeaders(h http.Header) {
 	name, addr := r.primaryHint()
 	if name != "" && addr != "" {
-		h.Set(HeaderPrimary, name+"="+addr)
+		h.Set(store.HeaderPrimary, name+"="+addr)
 	}
-	h.Set(HeaderEpoch, fmt.Sprint(r.s.DB().Epoch()))
+	h.Set(store.HeaderEpoch, fmt.Sprint(r.s.DB().Epoch()))
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // Config holds the store role's settings. The node fills Addr, NodeName and
@@ -159,7 +162,7 @@ const (
 // DefaultConfig returns a Config with every default filled in; Addr is
 // 127.0.0.1:7070 and DataDir "data".
 func DefaultConfig() Config {
-	o := DefaultOptions()
+	o := boltdb.DefaultOptions()
 	return Config{
 		Addr:              "127.0.0.1:7070",
 		DataDir:           "data",
@@ -188,8 +191,8 @@ func (c *Config) Validate() error {
 		return errors.New("store config: Addr is empty")
 	case c.DataDir == "":
 		return errors.New("store config: DataDir is empty")
-	case c.MaxValueBytes <= 0 || c.MaxValueBytes > MaxValueSize:
-		return fmt.Errorf("store config: MaxValueBytes %d: must be between 1 and %d", c.MaxValueBytes, MaxValueSize)
+	case c.MaxValueBytes <= 0 || c.MaxValueBytes > store.MaxValueSize:
+		return fmt.Errorf("store config: MaxValueBytes %d: must be between 1 and %d", c.MaxValueBytes, store.MaxValueSize)
 	case c.LogRetention < 0:
 		return fmt.Errorf("store config: LogRetention %d: must not be negative", c.LogRetention)
 	case c.MaxBatchTxns <= 0:
@@ -243,13 +246,13 @@ type Deps struct {
 	// Peers lists the store nodes that serve (membership, in a node).
 	// Replicas use it to find the primary without Failover; with it, the
 	// lease is offered to them. Nil: no peers.
-	Peers Resolver
+	Peers store.Resolver
 
 	// Members lists every store node of the group, starting ones included
 	// (membership, in a node), so that the primary's lease renewals reach a
 	// node that is still starting and waits to learn who the primary is.
 	// Nil: Peers only.
-	Members Resolver
+	Members store.Resolver
 
 	// Logger receives structured logs. Nil discards them.
 	Logger *slog.Logger
@@ -273,7 +276,7 @@ type Server struct {
 	metrics *metrics
 
 	mu   sync.Mutex // guards db, ln, http, repl
-	db   *DB
+	db   *boltdb.DB
 	repl *replication
 	ln   net.Listener
 	http *http.Server
@@ -327,7 +330,7 @@ func (s *Server) Open() error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("open store server: %w", err)
 	}
-	db, err := Open(filepath.Join(s.cfg.DataDir, "store.db"), Options{
+	db, err := boltdb.Open(filepath.Join(s.cfg.DataDir, "store.db"), boltdb.Options{
 		LogRetention:  s.cfg.LogRetention,
 		MaxBatchTxns:  s.cfg.MaxBatchTxns,
 		BatchDelay:    s.cfg.BatchDelay,
@@ -390,7 +393,7 @@ func (s *Server) Addr() string {
 
 // DB returns the database the server serves, nil before Open. The node can
 // use it for in-process access (stage 1: app and primary in one process).
-func (s *Server) DB() *DB {
+func (s *Server) DB() *boltdb.DB {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.db
@@ -419,7 +422,7 @@ type Status struct {
 	Addr  string `json:"addr"`
 	Path  string `json:"path"`
 	Ready bool   `json:"ready"`
-	Stats
+	boltdb.Stats
 	Replication *ReplicationStatus `json:"replication,omitempty"`
 	Error       string             `json:"error,omitempty"`
 }

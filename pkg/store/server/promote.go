@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // Planned hand-over (`node promote NAME`): the operator asks replica NAME
@@ -24,7 +26,7 @@ const handoverWait = 5 * time.Second
 func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 	rp := a.repl
 	if !rp.s.cfg.Failover {
-		a.fail(w, fmt.Errorf("promote: this store runs without --failover, so its primary is fixed: %w", ErrInvalid))
+		a.fail(w, fmt.Errorf("promote: this store runs without --failover, so its primary is fixed: %w", store.ErrInvalid))
 		return
 	}
 	if rp.isPrimary() {
@@ -33,7 +35,7 @@ func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 	}
 	name, addr := rp.primaryHint()
 	if addr == "" {
-		a.fail(w, fmt.Errorf("promote: no primary known to hand over from: %w", ErrUnavailable))
+		a.fail(w, fmt.Errorf("promote: no primary known to hand over from: %w", store.ErrUnavailable))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), handoverWait+3*time.Second)
@@ -43,19 +45,19 @@ func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 	rp.s.authorizePeer(req)
 	resp, err := rp.peerHTTP.Do(req)
 	if err != nil {
-		a.fail(w, fmt.Errorf("promote: ask primary %s: %v: %w", name, err, ErrUnavailable))
+		a.fail(w, fmt.Errorf("promote: ask primary %s: %v: %w", name, err, store.ErrUnavailable))
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		a.fail(w, fmt.Errorf("promote: primary %s refused the hand-over (%d): %s: %w", name, resp.StatusCode, body, ErrUnavailable))
+		a.fail(w, fmt.Errorf("promote: primary %s refused the hand-over (%d): %s: %w", name, resp.StatusCode, body, store.ErrUnavailable))
 		return
 	}
 	for !rp.campaign(ctx, name) {
 		select {
 		case <-ctx.Done():
-			a.fail(w, fmt.Errorf("promote: %s handed over, but the voters did not elect this node: %w", name, ErrUnavailable))
+			a.fail(w, fmt.Errorf("promote: %s handed over, but the voters did not elect this node: %w", name, store.ErrUnavailable))
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -66,7 +68,7 @@ func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 func (a *api) handover(w http.ResponseWriter, r *http.Request) {
 	to := r.URL.Query().Get("to")
 	if to == "" {
-		a.fail(w, fmt.Errorf("handover: want ?to=NODE: %w", ErrInvalid))
+		a.fail(w, fmt.Errorf("handover: want ?to=NODE: %w", store.ErrInvalid))
 		return
 	}
 	if err := a.repl.handover(r.Context(), to); err != nil {
@@ -125,7 +127,7 @@ func (r *replication) stepDown(ctx context.Context) {
 // handover steps down in favour of replica `to` once it has everything.
 func (r *replication) handover(ctx context.Context, to string) error {
 	if !r.s.cfg.Failover {
-		return fmt.Errorf("handover: no lease: %w", ErrInvalid)
+		return fmt.Errorf("handover: no lease: %w", store.ErrInvalid)
 	}
 	r.mu.Lock()
 	if !r.primary || r.handingTo != "" {
@@ -155,7 +157,7 @@ func (r *replication) handover(ctx context.Context, to string) error {
 		if p == nil {
 			// Not (or no longer) streaming from us, e.g. stopping too.
 			undo()
-			return fmt.Errorf("handover: replica %s is not connected: %w", to, ErrUnavailable)
+			return fmt.Errorf("handover: replica %s is not connected: %w", to, store.ErrUnavailable)
 		}
 		p.mu.Lock()
 		done := p.durable >= lsn
@@ -166,7 +168,7 @@ func (r *replication) handover(ctx context.Context, to string) error {
 		}
 		if time.Now().After(deadline) {
 			undo()
-			return fmt.Errorf("handover: replica %s did not reach LSN %d within %v: %w", to, lsn, handoverWait, ErrUnavailable)
+			return fmt.Errorf("handover: replica %s did not reach LSN %d within %v: %w", to, lsn, handoverWait, store.ErrUnavailable)
 		}
 		select {
 		case <-ch:

@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"bytes"
@@ -6,13 +6,14 @@ import (
 	"io"
 	"testing"
 
-	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 func TestFrameRoundTripAndCorruption(t *testing.T) {
 	payload := []byte("Ehello log entry")
-	b := store.AppendFrame(nil, payload)
-	got, err := store.ReadFrame(bytes.NewReader(b))
+	b := server.AppendFrame(nil, payload)
+	got, err := server.ReadFrame(bytes.NewReader(b))
 	if err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("ReadFrame = %q, %v; want %q", got, err, payload)
 	}
@@ -20,7 +21,7 @@ func TestFrameRoundTripAndCorruption(t *testing.T) {
 	for i := range len(b) * 8 {
 		c := bytes.Clone(b)
 		c[i/8] ^= 1 << (i % 8)
-		if p, err := store.ReadFrame(bytes.NewReader(c)); err == nil && bytes.Equal(p, payload) {
+		if p, err := server.ReadFrame(bytes.NewReader(c)); err == nil && bytes.Equal(p, payload) {
 			t.Fatalf("bit %d flipped: frame read back unchanged", i)
 		} else if err == nil {
 			t.Fatalf("bit %d flipped: ReadFrame = %q, nil; want an error", i, p)
@@ -28,37 +29,37 @@ func TestFrameRoundTripAndCorruption(t *testing.T) {
 	}
 	// Every truncation is detected; only the empty stream is a clean EOF.
 	for n := range len(b) {
-		_, err := store.ReadFrame(bytes.NewReader(b[:n]))
+		_, err := server.ReadFrame(bytes.NewReader(b[:n]))
 		switch {
 		case n == 0 && err != io.EOF:
 			t.Fatalf("empty stream: err = %v, want io.EOF", err)
-		case n > 0 && !errors.Is(err, store.ErrBadFrame):
+		case n > 0 && !errors.Is(err, server.ErrBadFrame):
 			t.Fatalf("truncated to %d bytes: err = %v, want ErrBadFrame", n, err)
 		}
 	}
 }
 
 func FuzzFrame(f *testing.F) {
-	f.Add(store.AppendFrame(nil, []byte("E")))
-	f.Add(store.AppendFrame(nil, []byte("H\x05\x01")))
+	f.Add(server.AppendFrame(nil, []byte("E")))
+	f.Add(server.AppendFrame(nil, []byte("H\x05\x01")))
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := bytes.NewReader(b)
 		for {
-			p, err := store.ReadFrame(r)
+			p, err := server.ReadFrame(r)
 			if err != nil {
-				if err != io.EOF && !errors.Is(err, store.ErrBadFrame) {
+				if err != io.EOF && !errors.Is(err, server.ErrBadFrame) {
 					t.Fatalf("ReadFrame error %v does not wrap ErrBadFrame", err)
 				}
 				return
 			}
 			// Whatever is accepted re-encodes to the same bytes.
-			if re := store.AppendFrame(nil, p); !bytes.Contains(b, re) {
+			if re := server.AppendFrame(nil, p); !bytes.Contains(b, re) {
 				t.Fatalf("accepted payload %q does not re-encode to its input", p)
 			}
 			if len(p) > 0 && p[0] == 'E' {
-				_, _ = store.DecodeEntry(p[1:]) // must not panic
+				_, _ = boltdb.DecodeEntry(p[1:]) // must not panic
 			}
 		}
 	})

@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"bufio"
@@ -13,6 +13,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
 // The replica's side of replication: find the primary, stream its log from
@@ -100,7 +103,7 @@ func (r *replication) followLoop(ctx context.Context) {
 		}
 		changed := r.leaderCh
 		r.mu.Unlock()
-		if errors.Is(err, ErrUnauthorized) && time.Since(authLogged) >= refusalLogEvery {
+		if errors.Is(err, store.ErrUnauthorized) && time.Since(authLogged) >= refusalLogEvery {
 			authLogged = time.Now()
 			r.log.Error("the primary refused this node's store credential: its --cluster-key differs from the primary's", "primary", name, "err", err)
 		}
@@ -194,9 +197,9 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 	default:
 		return fmt.Errorf("primary %s: %w", name, peerAnswer(resp))
 	}
-	pe, _ := strconv.ParseUint(resp.Header.Get(HeaderEpoch), 10, 64)
+	pe, _ := strconv.ParseUint(resp.Header.Get(store.HeaderEpoch), 10, 64)
 	if pe < db.Epoch() {
-		return fmt.Errorf("primary %s is at epoch %d, older than %d: refusing a deposed primary: %w", name, pe, db.Epoch(), ErrStaleEpoch)
+		return fmt.Errorf("primary %s is at epoch %d, older than %d: refusing a deposed primary: %w", name, pe, db.Epoch(), store.ErrStaleEpoch)
 	}
 	if err := db.SetEpoch(pe); err != nil {
 		return err
@@ -227,7 +230,7 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 	if err := sendAck(); err != nil {
 		return err
 	}
-	var batch []Entry
+	var batch []boltdb.Entry
 	timeout := 3*r.s.cfg.HeartbeatInterval + time.Second
 	for {
 		_ = conn.SetDeadline(time.Now().Add(timeout))
@@ -237,7 +240,7 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 		}
 		switch f[0] {
 		case frameEntry:
-			e, err := DecodeEntry(f[1:])
+			e, err := boltdb.DecodeEntry(f[1:])
 			if err != nil {
 				return fmt.Errorf("frame from primary %s: %w", name, err)
 			}
@@ -263,7 +266,7 @@ func (r *replication) stream(ctx context.Context, name, addr string) error {
 				return err
 			}
 			if v[1] < db.Epoch() {
-				return fmt.Errorf("heartbeat of epoch %d from %s, store is at %d: %w", v[1], name, db.Epoch(), ErrStaleEpoch)
+				return fmt.Errorf("heartbeat of epoch %d from %s, store is at %d: %w", v[1], name, db.Epoch(), store.ErrStaleEpoch)
 			}
 			r.mu.Lock()
 			r.following.PrimaryLSN = v[0]

@@ -1,4 +1,4 @@
-package store_test
+package server_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
 // corruptingProxy forwards TCP to target; on the first connection it flips
@@ -71,14 +72,14 @@ func (f fixedPrimary) StoreNodes() []store.NodeInfo {
 }
 
 func TestCorruptAndTruncatedFramesResume(t *testing.T) {
-	p := startServer(t, func(c *store.Config) { c.NodeName = "p" })
+	p := startServer(t, func(c *server.Config) { c.NodeName = "p" })
 	for i := range 300 {
 		mustTxn(t, p.DB(), store.Put("b", fmt.Sprintf("k%03d", i), []byte(fmt.Sprintf("value %d with some padding to fill frames", i))))
 	}
 	proxy := corruptingProxy(t, p.Addr(), 5000, 3000)
-	r := startServerWith(t, store.Deps{Peers: fixedPrimary{"p", proxy}}, func(c *store.Config) {
+	r := startServerWith(t, server.Deps{Peers: fixedPrimary{"p", proxy}}, func(c *server.Config) {
 		c.NodeName = "r"
-		c.Role = store.RoleReplica
+		c.Role = server.RoleReplica
 		c.HeartbeatInterval = 50 * time.Millisecond
 	})
 	waitConverged(t, 10*time.Second, p, r)

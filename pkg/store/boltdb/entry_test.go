@@ -1,4 +1,4 @@
-package store_test
+package boltdb_test
 
 import (
 	"bytes"
@@ -8,9 +8,10 @@ import (
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
-var entrySamples = []store.Entry{
+var entrySamples = []boltdb.Entry{
 	{LSN: 1, Epoch: 1},
 	{LSN: 42, Epoch: 3, Ops: []store.Op{store.Put("posts", "p1", []byte("hello")), store.Delete("sessions", "s/1")}},
 	{LSN: 1 << 62, Epoch: 1<<64 - 1, Ops: []store.Op{store.Put("b", "k", []byte{}), store.Put("bin", "\x00", []byte{0, 0xff, 0x80})}},
@@ -18,8 +19,8 @@ var entrySamples = []store.Entry{
 
 func TestEntryRoundTrip(t *testing.T) {
 	for _, e := range entrySamples {
-		b := store.EncodeEntry(e)
-		got, err := store.DecodeEntry(b)
+		b := boltdb.EncodeEntry(e)
+		got, err := boltdb.DecodeEntry(b)
 		if err != nil {
 			t.Fatalf("DecodeEntry(EncodeEntry(%+v)): %v", e, err)
 		}
@@ -30,18 +31,18 @@ func TestEntryRoundTrip(t *testing.T) {
 }
 
 func TestDecodeEntryRejectsDamage(t *testing.T) {
-	good := store.EncodeEntry(entrySamples[1])
+	good := boltdb.EncodeEntry(entrySamples[1])
 	for i := range good {
 		for _, bit := range []byte{0x01, 0x80} {
 			bad := bytes.Clone(good)
 			bad[i] ^= bit
-			if _, err := store.DecodeEntry(bad); err == nil {
+			if _, err := boltdb.DecodeEntry(bad); err == nil {
 				t.Fatalf("DecodeEntry accepted byte %d flipped by %#x", i, bit)
 			}
 		}
 	}
 	for n := range len(good) {
-		if _, err := store.DecodeEntry(good[:n]); err == nil {
+		if _, err := boltdb.DecodeEntry(good[:n]); err == nil {
 			t.Fatalf("DecodeEntry accepted the first %d of %d bytes", n, len(good))
 		}
 	}
@@ -53,7 +54,7 @@ func TestDecodeEntryRejectsDamage(t *testing.T) {
 // fuzzer reaches the parser behind the checksum.
 func FuzzDecodeEntry(f *testing.F) {
 	for _, e := range entrySamples {
-		b := store.EncodeEntry(e)
+		b := boltdb.EncodeEntry(e)
 		f.Add(b)
 		f.Add(b[:len(b)-4])
 	}
@@ -62,11 +63,11 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sum := crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli))
 		for _, in := range [][]byte{b, binary.BigEndian.AppendUint32(bytes.Clone(b), sum)} {
-			e, err := store.DecodeEntry(in)
+			e, err := boltdb.DecodeEntry(in)
 			if err != nil {
 				continue
 			}
-			if got := store.EncodeEntry(e); !bytes.Equal(got, in) {
+			if got := boltdb.EncodeEntry(e); !bytes.Equal(got, in) {
 				t.Fatalf("EncodeEntry(DecodeEntry(%x)) = %x", in, got)
 			}
 		}
@@ -85,8 +86,8 @@ func FuzzEntryRoundTrip(f *testing.F) {
 			}
 			op = store.Put(bucket, key, value)
 		}
-		e := store.Entry{LSN: lsn, Epoch: epoch, Ops: []store.Op{op, op}}
-		got, err := store.DecodeEntry(store.EncodeEntry(e))
+		e := boltdb.Entry{LSN: lsn, Epoch: epoch, Ops: []store.Op{op, op}}
+		got, err := boltdb.DecodeEntry(boltdb.EncodeEntry(e))
 		if err != nil {
 			t.Fatalf("DecodeEntry(EncodeEntry(%+v)): %v", e, err)
 		}

@@ -1,4 +1,4 @@
-package store
+package server
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // The store port is one door with one credential: with Config.Token set,
@@ -61,7 +63,7 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Set("WWW-Authenticate", authRealm)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusUnauthorized)
-	_ = json.NewEncoder(w).Encode(wireError{Error: msg})
+	_ = json.NewEncoder(w).Encode(store.WireError{Error: msg})
 	return false
 }
 
@@ -154,9 +156,9 @@ func peerAnswer(resp *http.Response) error {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	msg := strings.TrimSpace(string(body))
-	var we wireError
+	var we store.WireError
 	if json.Unmarshal(body, &we) == nil && we.Error != "" {
 		msg = we.Error
 	}
-	return fmt.Errorf("%s: %s: %w", resp.Status, msg, errorOf(resp.StatusCode))
+	return fmt.Errorf("%s: %s: %w", resp.Status, msg, store.ErrorOf(resp.StatusCode))
 }

@@ -1,4 +1,4 @@
-package store
+package boltdb
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // Names of the store's own buckets and meta keys. They start with
@@ -72,7 +74,7 @@ func DefaultOptions() Options {
 		LogRetention:  10000,
 		MaxBatchTxns:  256,
 		MaxBatchBytes: 16 << 20,
-		MaxValueBytes: MaxValueSize,
+		MaxValueBytes: store.MaxValueSize,
 		LockTimeout:   5 * time.Second,
 	}
 }
@@ -112,8 +114,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("MaxBatchBytes %d: must not be negative", o.MaxBatchBytes)
 	case o.BatchDelay < 0:
 		return fmt.Errorf("BatchDelay %v: must not be negative", o.BatchDelay)
-	case o.MaxValueBytes < 0 || o.MaxValueBytes > MaxValueSize:
-		return fmt.Errorf("MaxValueBytes %d: must be between 0 and MaxValueSize %d", o.MaxValueBytes, MaxValueSize)
+	case o.MaxValueBytes < 0 || o.MaxValueBytes > store.MaxValueSize:
+		return fmt.Errorf("MaxValueBytes %d: must be between 0 and MaxValueSize %d", o.MaxValueBytes, store.MaxValueSize)
 	case o.LockTimeout < 0:
 		return fmt.Errorf("LockTimeout %v: must not be negative", o.LockTimeout)
 	}
@@ -166,7 +168,7 @@ const slowCommit = time.Second
 
 // request is one transaction waiting for the committer.
 type request struct {
-	ops  []Op
+	ops  []store.Op
 	size int
 	done chan struct{} // closed by the committer once lsn and err are set
 	lsn  uint64
@@ -271,10 +273,10 @@ func (db *DB) GetLSN(ctx context.Context, bucket, key string) ([]byte, uint64, e
 	if err := ctx.Err(); err != nil {
 		return nil, db.LSN(), err
 	}
-	if err := checkBucket(bucket); err != nil {
+	if err := store.CheckBucket(bucket); err != nil {
 		return nil, db.LSN(), err
 	}
-	if err := checkKey(key); err != nil {
+	if err := store.CheckKey(key); err != nil {
 		return nil, db.LSN(), err
 	}
 	var val []byte
@@ -283,11 +285,11 @@ func (db *DB) GetLSN(ctx context.Context, bucket, key string) ([]byte, uint64, e
 		lsn = getU64(tx.Bucket(metaBucket).Get(metaLSN))
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
-			return fmt.Errorf("bucket %q: %w", bucket, ErrNotFound)
+			return fmt.Errorf("bucket %q: %w", bucket, store.ErrNotFound)
 		}
 		v := b.Get([]byte(key))
 		if v == nil {
-			return fmt.Errorf("key %q in bucket %q: %w", key, bucket, ErrNotFound)
+			return fmt.Errorf("key %q in bucket %q: %w", key, bucket, store.ErrNotFound)
 		}
 		val = append([]byte{}, v...)
 		return nil
@@ -296,35 +298,35 @@ func (db *DB) GetLSN(ctx context.Context, bucket, key string) ([]byte, uint64, e
 }
 
 // Scan returns the pairs of bucket selected by opts, in key order.
-func (db *DB) Scan(ctx context.Context, bucket string, opts ScanOptions) ([]Pair, error) {
+func (db *DB) Scan(ctx context.Context, bucket string, opts store.ScanOptions) ([]store.Pair, error) {
 	pairs, _, err := db.ScanLSN(ctx, bucket, opts)
 	return pairs, err
 }
 
 // ScanLSN is Scan that also returns the LSN of the state it read.
-func (db *DB) ScanLSN(ctx context.Context, bucket string, opts ScanOptions) ([]Pair, uint64, error) {
+func (db *DB) ScanLSN(ctx context.Context, bucket string, opts store.ScanOptions) ([]store.Pair, uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, db.LSN(), err
 	}
-	if err := checkBucket(bucket); err != nil {
+	if err := store.CheckBucket(bucket); err != nil {
 		return nil, db.LSN(), err
 	}
 	limit := opts.Limit
 	switch {
 	case limit < 0:
-		return nil, db.LSN(), fmt.Errorf("scan limit %d: %w", limit, ErrInvalid)
-	case limit > MaxScanLimit:
-		return nil, db.LSN(), fmt.Errorf("scan limit %d over MaxScanLimit %d: %w", limit, MaxScanLimit, ErrInvalid)
+		return nil, db.LSN(), fmt.Errorf("scan limit %d: %w", limit, store.ErrInvalid)
+	case limit > store.MaxScanLimit:
+		return nil, db.LSN(), fmt.Errorf("scan limit %d over MaxScanLimit %d: %w", limit, store.MaxScanLimit, store.ErrInvalid)
 	case limit == 0:
-		limit = MaxScanLimit
+		limit = store.MaxScanLimit
 	}
-	var pairs []Pair
+	var pairs []store.Pair
 	var lsn uint64
 	err := db.view(func(tx *bolt.Tx) error {
 		lsn = getU64(tx.Bucket(metaBucket).Get(metaLSN))
 		b := tx.Bucket([]byte(bucket))
 		if b == nil {
-			return fmt.Errorf("bucket %q: %w", bucket, ErrNotFound)
+			return fmt.Errorf("bucket %q: %w", bucket, store.ErrNotFound)
 		}
 		pairs = scan(b.Cursor(), opts, limit)
 		return nil
@@ -335,7 +337,7 @@ func (db *DB) ScanLSN(ctx context.Context, bucket string, opts ScanOptions) ([]P
 // scan walks c over the range of opts. The range is the intersection of
 // [Start, End) and the keys with Prefix: lo is its first key, hi the first
 // key past it (nil: unbounded).
-func scan(c *bolt.Cursor, opts ScanOptions, limit int) []Pair {
+func scan(c *bolt.Cursor, opts store.ScanOptions, limit int) []store.Pair {
 	prefix := []byte(opts.Prefix)
 	lo := []byte(opts.Start)
 	if bytes.Compare(prefix, lo) > 0 {
@@ -351,9 +353,9 @@ func scan(c *bolt.Cursor, opts ScanOptions, limit int) []Pair {
 	in := func(k []byte) bool {
 		return k != nil && bytes.Compare(k, lo) >= 0 && (hi == nil || bytes.Compare(k, hi) < 0) && bytes.HasPrefix(k, prefix)
 	}
-	var pairs []Pair
+	var pairs []store.Pair
 	add := func(k, v []byte) {
-		pairs = append(pairs, Pair{Key: string(k), Value: append([]byte{}, v...)})
+		pairs = append(pairs, store.Pair{Key: string(k), Value: append([]byte{}, v...)})
 	}
 	if !opts.Reverse {
 		for k, v := c.Seek(lo); in(k) && len(pairs) < limit; k, v = c.Next() {
@@ -394,7 +396,7 @@ func (db *DB) view(fn func(*bolt.Tx) error) error {
 	defer db.swap.RUnlock()
 	err := db.bolt.View(fn)
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
-		return ErrClosed
+		return store.ErrClosed
 	}
 	return err
 }
@@ -406,8 +408,8 @@ func (db *DB) view(fn func(*bolt.Tx) error) error {
 // returns the LSN of the state it was checked against. If ctx ends while the
 // transaction is queued it is not applied; if it ends after the committer has
 // taken it, Txn returns ctx's error and the outcome is unknown.
-func (db *DB) Txn(ctx context.Context, ops ...Op) (uint64, error) {
-	size, err := checkOps(ops, db.opts.MaxValueBytes)
+func (db *DB) Txn(ctx context.Context, ops ...store.Op) (uint64, error) {
+	size, err := store.CheckOps(ops, db.opts.MaxValueBytes)
 	if err != nil {
 		return 0, fmt.Errorf("txn: %w", err)
 	}
@@ -415,7 +417,7 @@ func (db *DB) Txn(ctx context.Context, ops ...Op) (uint64, error) {
 	select {
 	case db.reqs <- r:
 	case <-db.closing:
-		return 0, fmt.Errorf("txn: %w", ErrClosed)
+		return 0, fmt.Errorf("txn: %w", store.ErrClosed)
 	case <-ctx.Done():
 		return 0, fmt.Errorf("txn: %w", ctx.Err())
 	}
@@ -507,7 +509,7 @@ func (db *DB) commit(batch []*request) {
 	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
-			err = ErrClosed
+			err = store.ErrClosed
 		}
 		if len(batch) > 1 {
 			db.log.Warn("group commit failed, retrying one by one", "txns", len(batch), "err", err)
@@ -555,9 +557,9 @@ func (db *DB) apply(tx *bolt.Tx, batch []*request) (uint64, error) {
 			r.err = fmt.Errorf("txn: %w", err)
 			continue
 		}
-		e := Entry{Epoch: epoch, Ops: make([]Op, 0, len(r.ops))}
+		e := Entry{Epoch: epoch, Ops: make([]store.Op, 0, len(r.ops))}
 		for _, op := range r.ops {
-			if op.Kind != OpCheck {
+			if op.Kind != store.OpCheck {
 				e.Ops = append(e.Ops, op)
 			}
 		}
@@ -585,9 +587,9 @@ func (db *DB) apply(tx *bolt.Tx, batch []*request) (uint64, error) {
 }
 
 // checkConds evaluates the OpCheck operations of ops against tx.
-func checkConds(tx *bolt.Tx, ops []Op) error {
+func checkConds(tx *bolt.Tx, ops []store.Op) error {
 	for i, op := range ops {
-		if op.Kind != OpCheck {
+		if op.Kind != store.OpCheck {
 			continue
 		}
 		var cur []byte
@@ -596,11 +598,11 @@ func checkConds(tx *bolt.Tx, ops []Op) error {
 		}
 		switch {
 		case op.Absent && cur != nil:
-			return fmt.Errorf("op %d: %s/%s exists: %w", i, op.Bucket, op.Key, ErrConditionFailed)
+			return fmt.Errorf("op %d: %s/%s exists: %w", i, op.Bucket, op.Key, store.ErrConditionFailed)
 		case !op.Absent && cur == nil:
-			return fmt.Errorf("op %d: %s/%s does not exist: %w", i, op.Bucket, op.Key, ErrConditionFailed)
+			return fmt.Errorf("op %d: %s/%s does not exist: %w", i, op.Bucket, op.Key, store.ErrConditionFailed)
 		case !op.Absent && !bytes.Equal(cur, op.Value):
-			return fmt.Errorf("op %d: %s/%s holds another value: %w", i, op.Bucket, op.Key, ErrConditionFailed)
+			return fmt.Errorf("op %d: %s/%s holds another value: %w", i, op.Bucket, op.Key, store.ErrConditionFailed)
 		}
 	}
 	return nil
@@ -608,10 +610,10 @@ func checkConds(tx *bolt.Tx, ops []Op) error {
 
 // applyOps performs puts and deletes. A put creates its bucket; a delete in a
 // missing bucket does nothing.
-func applyOps(tx *bolt.Tx, ops []Op) error {
+func applyOps(tx *bolt.Tx, ops []store.Op) error {
 	for i, op := range ops {
 		switch op.Kind {
-		case OpPut:
+		case store.OpPut:
 			b, err := tx.CreateBucketIfNotExists([]byte(op.Bucket))
 			if err != nil {
 				return fmt.Errorf("op %d: create bucket %q: %w", i, op.Bucket, err)
@@ -619,7 +621,7 @@ func applyOps(tx *bolt.Tx, ops []Op) error {
 			if err := b.Put([]byte(op.Key), op.Value); err != nil {
 				return fmt.Errorf("op %d: put %s/%s: %w", i, op.Bucket, op.Key, err)
 			}
-		case OpDelete:
+		case store.OpDelete:
 			if b := tx.Bucket([]byte(op.Bucket)); b != nil {
 				if err := b.Delete([]byte(op.Key)); err != nil {
 					return fmt.Errorf("op %d: delete %s/%s: %w", i, op.Bucket, op.Key, err)
@@ -661,7 +663,7 @@ func (db *DB) ReadLog(ctx context.Context, from uint64, max int) ([]Entry, error
 		return nil, err
 	}
 	if max <= 0 {
-		return nil, fmt.Errorf("read log: max %d: %w", max, ErrInvalid)
+		return nil, fmt.Errorf("read log: max %d: %w", max, store.ErrInvalid)
 	}
 	if from == 0 {
 		from = 1
@@ -675,7 +677,7 @@ func (db *DB) ReadLog(ctx context.Context, from uint64, max int) ([]Entry, error
 		c := tx.Bucket(logBucket).Cursor()
 		k, v := c.Seek(u64(from))
 		if k == nil || binary.BigEndian.Uint64(k) != from {
-			return fmt.Errorf("read log from %d: %w", from, ErrCompacted)
+			return fmt.Errorf("read log from %d: %w", from, store.ErrCompacted)
 		}
 		for ; k != nil && len(entries) < max; k, v = c.Next() {
 			e, err := DecodeEntry(v)
@@ -734,7 +736,7 @@ func (db *DB) Stats() (Stats, error) {
 				}
 				return nil
 			}
-			if bytes.HasPrefix(name, []byte(reservedPrefix)) {
+			if bytes.HasPrefix(name, []byte(store.ReservedPrefix)) {
 				return nil
 			}
 			s.Buckets++
@@ -756,3 +758,6 @@ func getU64(b []byte) uint64 {
 	}
 	return binary.BigEndian.Uint64(b)
 }
+
+// The DB is a Store, served as it is by the store role.
+var _ store.Store = (*DB)(nil)

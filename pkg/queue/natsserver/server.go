@@ -1,4 +1,4 @@
-package queue
+package natsserver
 
 import (
 	"errors"
@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/scalestack/scalestack/pkg/queue"
 )
 
 // ErrClosed is returned by Open and SetPeers on a Server after Close.
@@ -143,7 +145,7 @@ func (s *Server) options() (*server.Options, error) {
 		Trace:                  s.cfg.Trace,
 	}
 	if pw := s.cfg.Password; pw != "" {
-		opts.Username, opts.Password = AuthUser, pw
+		opts.Username, opts.Password = queue.AuthUser, pw
 	}
 	if s.cfg.TLS != nil {
 		opts.TLSConfig = s.cfg.TLS.Clone()
@@ -174,7 +176,7 @@ func (s *Server) options() (*server.Options, error) {
 	if pw := s.cfg.Password; pw != "" {
 		// Routes to this server must present the password; routes it
 		// learns from peers (implicit) present these credentials too.
-		opts.Cluster.Username, opts.Cluster.Password = AuthUser, pw
+		opts.Cluster.Username, opts.Cluster.Password = queue.AuthUser, pw
 	}
 	if s.cfg.RouteTLS != nil {
 		opts.Cluster.TLSConfig = s.cfg.RouteTLS.Clone()
@@ -412,7 +414,7 @@ func (s *Server) withAuth(u *url.URL) *url.URL {
 		return u
 	}
 	c := *u
-	c.User = url.UserPassword(AuthUser, s.cfg.Password)
+	c.User = url.UserPassword(queue.AuthUser, s.cfg.Password)
 	return &c
 }
 

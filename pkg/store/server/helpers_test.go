@@ -1,27 +1,25 @@
-package store_test
+package server_test
 
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/store"
+	"github.com/scalestack/scalestack/pkg/store/boltdb"
+	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
-// mustOpenDB opens a DB in a temporary directory, closed at the end of the test.
-func mustOpenDB(tb testing.TB, opts store.Options) *store.DB {
+// mustOpenPath opens the database file at path (a closed server's), closed
+// at the end of the test.
+func mustOpenPath(tb testing.TB, path string) *boltdb.DB {
 	tb.Helper()
-	db, err := store.Open(filepath.Join(tb.TempDir(), "store.db"), opts)
+	db, err := boltdb.Open(path, boltdb.Options{})
 	if err != nil {
-		tb.Fatalf("Open: %v", err)
+		tb.Fatalf("Open(%s): %v", path, err)
 	}
-	tb.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			tb.Errorf("Close: %v", err)
-		}
-	})
+	tb.Cleanup(func() { _ = db.Close() })
 	return db
 }
 
@@ -37,22 +35,22 @@ func mustTxn(tb testing.TB, s store.Store, ops ...store.Op) uint64 {
 
 // startServer runs a store Server on 127.0.0.1:0 with a temporary data
 // directory; edit, if set, adjusts the config first.
-func startServer(tb testing.TB, edit func(*store.Config)) *store.Server {
+func startServer(tb testing.TB, edit func(*server.Config)) *server.Server {
 	tb.Helper()
-	return startServerWith(tb, store.Deps{}, edit)
+	return startServerWith(tb, server.Deps{}, edit)
 }
 
 // startServerWith is startServer with deps.
-func startServerWith(tb testing.TB, deps store.Deps, edit func(*store.Config)) *store.Server {
+func startServerWith(tb testing.TB, deps server.Deps, edit func(*server.Config)) *server.Server {
 	tb.Helper()
-	cfg := store.DefaultConfig()
+	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "store-1"
 	cfg.DataDir = tb.TempDir()
 	if edit != nil {
 		edit(&cfg)
 	}
-	srv, err := store.New(cfg, deps)
+	srv, err := server.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
