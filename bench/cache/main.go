@@ -28,8 +28,7 @@ func main() {
 	fs.Parse(os.Args[1:])
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	cfg.Logger = log.With("role", "cache")
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, cache.Deps{Logger: log.With("role", "cache")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

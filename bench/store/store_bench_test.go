@@ -169,7 +169,7 @@ func BenchmarkHTTPWrite(b *testing.B) {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "bench"
 	cfg.DataDir = b.TempDir()
-	srv, err := server.New(cfg)
+	srv, err := server.New(cfg, server.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

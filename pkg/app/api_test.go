@@ -305,7 +305,7 @@ func TestImageUpload(t *testing.T) {
 }
 
 func TestFeedPagination(t *testing.T) {
-	s := newStack(t, func(c *appConfig) { c.PageSize = 10 })
+	s := newStack(t, func(c *appConfig, _ *appDeps) { c.PageSize = 10 })
 	c := s.client(t)
 	c.signup("writer")
 	for i := 1; i <= 25; i++ {

@@ -3,8 +3,9 @@
 // API (docs/api.md) over a set of services (accounts, posts, comments,
 // media, search, notifications; see Services), each owning its own buckets
 // in the store. Side effects that later move to workers go through Jobs;
-// sessions go through Sessions. The node builds an App from a Config with
-// the store client injected, calls Open, and Close on shutdown.
+// sessions go through Sessions. The node builds an App from a Config (the
+// settings) and Deps (the store client and what else it injects), calls
+// Open, and Close on shutdown.
 package app
 
 import (
@@ -42,7 +43,10 @@ const (
 	MaxUploadBody = 5<<20 + 300<<10
 )
 
-// Config configures the app role.
+// Config holds the app role's settings; what the node injects (the store,
+// the job queue, the purger, the cache nodes, logger and metrics) is in
+// Deps. The cache's password, TLS and MAC key are settings: values the node
+// derives from its own (--cluster-key, --tls-*), not components.
 type Config struct {
 	// Addr is the HTTP listen address, host:port; port 0 picks a free one.
 	// The node fills it from --addr and --app-port.
@@ -55,21 +59,13 @@ type Config struct {
 	// Outbox is the folder welcome e-mails (.eml files) are written to.
 	// Default: DataDir/outbox.
 	Outbox string
-	// Store is the store the services use (a *store.Client, or a *boltdb.DB
-	// in one process). Required; injected by the node.
-	Store store.Store
-	// Services, when set, replaces the in-process services built over
-	// Store (tests; stage 10's service clients).
-	Services *Services
 	// Sessions selects the session store: "memory" (in this process; a
 	// restart or another app node logs users out, so stage 3 needs sticky
 	// routing) or "shared" (stage 7: in the store, written through, and
-	// cached in the cache tier when CacheNodes is set; any app node serves
-	// any user, and a dead app or cache node logs nobody out). Default
-	// "memory".
+	// cached in the cache tier when Deps.CacheNodes is set; any app node
+	// serves any user, and a dead app or cache node logs nobody out).
+	// Default "memory". Deps.SessionStore, when set, replaces it.
 	Sessions SessionMode
-	// SessionStore, when set, is used instead of the one Sessions names.
-	SessionStore Sessions
 	// MaxMemorySessions caps the sessions Sessions "memory" holds; past it
 	// the least recently used is dropped and its user logged out. Without
 	// a cap, a client that logs in over and over grows the map until the
@@ -81,15 +77,10 @@ type Config struct {
 	// (cache-aside) and invalidates them on every write
 	// (docs/cache-tier.md); "off" reads the store every time. Default "off".
 	Cache settings.OnOff
-	// CacheNodes returns the host:port of every cache node alive now; the
-	// node wires it to membership. Used when Cache is "on" or Sessions is
-	// "shared". Nil means no cache nodes: the tier answers every lookup
-	// from the store (X-App-Cache: BYPASS).
-	CacheNodes func() []string
 	// CacheTier tunes the cache tier: TTLs, timeouts, the breaker, and the
 	// cache's password (the node copies --cache-password into it). Its
-	// Nodes, Logger and Metrics are set from CacheNodes, Logger and Metrics,
-	// its MACKey from CacheMACKey when that is set.
+	// Nodes, Logger and Metrics are set from Deps, its MACKey from
+	// CacheMACKey when that is set.
 	CacheTier cachetier.Config
 	// CacheMACKey authenticates everything the app puts in the cache tier
 	// (sessions, posts, feed pages, comments, rendered post lists) with
@@ -110,14 +101,10 @@ type Config struct {
 	// SessionTTL is how long a login lasts. Default 14 days.
 	SessionTTL time.Duration
 	// Jobs selects how side effects run: "inline" (inside the request,
-	// stages 1-7) or "queue" (stage 8: published to JobQueue through the
-	// job outbox, outbox.go: the jobs a write causes commit with it in the
-	// store, and are published after the answer). Default "inline".
+	// stages 1-7) or "queue" (stage 8: published to Deps.JobQueue through
+	// the job outbox, outbox.go: the jobs a write causes commit with it in
+	// the store, and are published after the answer). Default "inline".
 	Jobs JobMode
-	// JobQueue publishes the jobs with Jobs "queue" (the node sets its
-	// publisher to the job queue; required then). With Jobs "inline", when
-	// set, it takes each job in the request instead of running it (tests).
-	JobQueue Jobs
 	// JobOutboxSweep is how often (Jobs "queue") the app looks in the job
 	// outbox for jobs that committed with their write and were not
 	// published after it: the request failed after the commit (outcome
@@ -134,10 +121,8 @@ type Config struct {
 	// Purge says whether writes purge what they changed at the edges
 	// (--app-purge): "on" (default; the node publishes over NATS whenever a
 	// NATS server is known) or "off" (edges serve a page until its
-	// s-maxage ends). The node sets Purger when it is on.
+	// s-maxage ends). The node sets Deps.Purger when it is on.
 	Purge settings.OnOff
-	// Purger receives the purges of writes (see WithPurges); nil sends none.
-	Purger Purger
 	// BcryptCost is the password hashing cost. Default bcrypt.DefaultCost
 	// (10, about 50 ms a sign-up or log-in on one core); each step doubles
 	// the time. Tests and load runs may lower it to bcrypt.MinCost (4).
@@ -177,12 +162,48 @@ type Config struct {
 	// ShutdownTimeout bounds how long Close waits for in-flight requests.
 	// Default 10s.
 	ShutdownTimeout time.Duration
+}
+
+// Deps are what the app role is given rather than told: New takes them
+// beside the Config, and Config.Validate does not look at them.
+type Deps struct {
+	// Store is the store the services use (a *store.Client, or a *store.DB
+	// in one process). Required unless Services is set.
+	Store store.Store
+	// Services, when set, replaces the in-process services built over
+	// Store (tests; stage 10's service clients). The cache tier and purges
+	// still wrap them as configured.
+	Services *Services
+	// SessionStore, when set, is used instead of the one Config.Sessions
+	// names (tests).
+	SessionStore Sessions
+	// JobQueue publishes the jobs with Config.Jobs "queue" (the node gives
+	// its publisher to the job queue); New fails without one then. With
+	// Jobs "inline", when set, it takes each job in the request instead of
+	// running it (tests).
+	JobQueue Jobs
+	// Purger receives the purges of writes with Config.Purge "on" (see
+	// WithPurges); nil sends none.
+	Purger Purger
+	// CacheNodes returns the host:port of every cache node alive now; the
+	// node wires it to membership. Used when Cache is "on" or Sessions is
+	// "shared". Nil means no cache nodes: the tier answers every lookup
+	// from the store (X-App-Cache: BYPASS).
+	CacheNodes func() []string
 	// Logger receives structured logs; nil discards them. The node adds
 	// node and role attributes.
 	Logger *slog.Logger
 	// Metrics registers the app's Prometheus metrics; nil does not register.
 	Metrics prometheus.Registerer
 }
+
+// Errors of New about missing dependencies.
+var (
+	// ErrNoStore: Deps has neither Store nor Services.
+	ErrNoStore = errors.New("no store: Deps.Store (or Deps.Services) is required")
+	// ErrNoJobQueue: Config.Jobs is "queue" and Deps.JobQueue is nil.
+	ErrNoJobQueue = errors.New("jobs queue needs Deps.JobQueue to publish to")
+)
 
 // DefaultConfig returns the defaults; the node fills the rest.
 func DefaultConfig() Config {
@@ -216,11 +237,9 @@ func DefaultConfig() Config {
 // Validate reports the first unusable field.
 func (c *Config) Validate() error {
 	switch {
-	case c.Store == nil && c.Services == nil:
-		return errors.New("app config: Store is required")
 	case c.Reads != "" && c.Reads != "primary" && c.Reads != "replicas":
 		return fieldErr("Reads", "%q: want primary or replicas", c.Reads)
-	case c.SessionStore == nil && c.Sessions != SessionsMemory && c.Sessions != SessionsShared:
+	case c.Sessions != SessionsMemory && c.Sessions != SessionsShared:
 		return fieldErr("Sessions", "%q: want memory or shared", c.Sessions)
 	case c.MaxMemorySessions < 1:
 		return fieldErr("MaxMemorySessions", "%d: want at least 1", c.MaxMemorySessions)
@@ -233,9 +252,7 @@ func (c *Config) Validate() error {
 	case !c.Purge.Valid():
 		return fieldErr("Purge", "%q: want on or off", c.Purge)
 	case c.Jobs != "inline" && c.Jobs != "queue":
-		return fmt.Errorf("app config: Jobs %q: want inline or queue", c.Jobs)
-	case c.Jobs == "queue" && c.JobQueue == nil:
-		return errors.New("app config: Jobs queue needs a JobQueue to publish to")
+		return fieldErr("Jobs", "%q: want inline or queue", c.Jobs)
 	case c.Jobs == "queue" && (c.JobOutboxSweep <= 0 || c.JobOutboxAge < 0):
 		return fieldErr("JobOutboxSweep", "%v must be positive and JobOutboxAge %v not negative", c.JobOutboxSweep, c.JobOutboxAge)
 	case c.SessionTTL < time.Minute:
@@ -256,7 +273,7 @@ func (c *Config) Validate() error {
 	if err := c.RateLimits.Validate(); err != nil {
 		return fmt.Errorf("app config: RateLimits: %w", err)
 	}
-	if c.usesTier() {
+	if c.Cache == "on" || c.Sessions == "shared" {
 		if err := c.CacheTier.Validate(); err != nil {
 			return settings.Within("app config", "CacheTier", err)
 		}
@@ -264,14 +281,27 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// QueuesJobs reports whether the app publishes its jobs to the job queue
+// (Jobs "queue"), and so needs Deps.JobQueue.
+func (c *Config) QueuesJobs() bool { return c.Jobs == JobsQueue }
+
+// ServicesConfig returns the settings of the blog's service stack, which
+// the worker role runs with the app's settings too.
+func (c *Config) ServicesConfig() ServicesConfig {
+	return ServicesConfig{
+		BcryptCost:  c.BcryptCost,
+		Cache:       c.Cache == settings.On,
+		CacheTier:   c.CacheTier,
+		CacheMACKey: c.CacheMACKey,
+		CachePages:  c.CachePages,
+		PageSize:    c.PageSize,
+		Purge:       c.Purge == settings.On,
+	}
+}
+
 // fieldErr reports an unusable value of one field of Config.
 func fieldErr(field, format string, args ...any) error {
 	return settings.Errorf("app config", field, format, args...)
-}
-
-// usesTier reports whether the app needs the cache tier.
-func (c *Config) usesTier() bool {
-	return c.Cache == settings.On || (c.SessionStore == nil && c.Sessions == SessionsShared)
 }
 
 // Settings returns the app's settings, bound to c's fields, with c's
@@ -345,6 +375,7 @@ func ParsePrefixes(v string) ([]netip.Prefix, error) {
 type App struct {
 	cfg      Config
 	log      *slog.Logger
+	metrics  prometheus.Registerer // from Deps; nil registers nothing
 	svc      Services
 	sessions Sessions
 	jobs     Jobs
@@ -366,69 +397,60 @@ type App struct {
 	closed   bool
 }
 
-// New builds the app from cfg; it binds nothing until Open.
-func New(cfg Config) (*App, error) {
+// New builds the app from cfg and deps; it binds nothing until Open.
+func New(cfg Config, deps Deps) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: cfg.Logger}
+	switch {
+	case deps.Store == nil && deps.Services == nil:
+		return nil, fmt.Errorf("app: %w", ErrNoStore)
+	case cfg.QueuesJobs() && deps.JobQueue == nil:
+		return nil, fmt.Errorf("app: %w", ErrNoJobQueue)
+	}
+	a := &App{cfg: cfg, log: deps.Logger, metrics: deps.Metrics}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Outbox == "" {
 		a.cfg.Outbox = filepath.Join(cfg.DataDir, "outbox")
 	}
-	st := store.Store(localTrace{st: cfg.Store, node: cfg.NodeName})
-	if cfg.Services != nil {
-		a.svc = *cfg.Services
-	} else {
-		a.svc = NewServices(st, cfg.BcryptCost)
+	var st store.Store
+	if deps.Store != nil {
+		st = localTrace{st: deps.Store, node: cfg.NodeName}
 	}
-	if cfg.usesTier() {
-		tc := cfg.CacheTier
-		tc.Nodes, tc.Logger, tc.Metrics = cfg.CacheNodes, a.log, cfg.Metrics
-		if len(cfg.CacheMACKey) > 0 {
-			tc.MACKey = cfg.CacheMACKey
-		}
-		if len(tc.MACKey) == 0 {
-			// Without a cluster key the node binds loopback only: a note, not
-			// a warning, or every local stack would warn.
-			a.log.Info("app: cache entries are sealed with the public development key (no --cluster-key): fit for loopback only, where whoever can write to the cache can forge them")
-		}
-		t, err := cachetier.New(tc)
-		if err != nil {
-			return nil, fmt.Errorf("app: %w", err)
-		}
-		a.tier = t
-		if cfg.CacheNodes == nil {
-			a.log.Warn("app: no cache nodes given; the cache tier will go to the store for everything")
-		}
+	sdeps := ServicesDeps{Store: st, Services: deps.Services, Purger: deps.Purger,
+		CacheNodes: deps.CacheNodes, Logger: a.log, Metrics: deps.Metrics}
+	stack, err := NewStack(cfg.ServicesConfig(), sdeps)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
 	}
-	if cfg.Cache == settings.On {
-		a.svc = WithCache(a.svc, a.tier, CacheOptions{PageSize: cfg.PageSize, Pages: cfg.CachePages})
-	}
-	if cfg.Purge == settings.On {
-		a.svc = WithPurges(a.svc, cfg.Purger)
-	}
-	a.sessions = cfg.SessionStore
+	a.svc, a.tier = stack.Services, stack.Tier
+	a.sessions = deps.SessionStore
 	switch {
 	case a.sessions != nil:
 	case cfg.Sessions == SessionsShared:
+		if a.tier == nil {
+			// Shared sessions read through the tier even with the cache off.
+			if a.tier, err = newTier(cfg.ServicesConfig(), sdeps); err != nil {
+				return nil, fmt.Errorf("app: %w", err)
+			}
+		}
 		a.sessions = NewSharedSessions(st, a.tier)
 	default:
 		a.sessions = NewMemorySessionsMax(cfg.MaxMemorySessions)
 	}
 	a.handlers = NewHandlers(a.svc, a.cfg.Outbox, a.log)
-	a.jobs = cfg.JobQueue
+	a.jobs = deps.JobQueue
 	if a.jobs == nil {
 		a.jobs = InlineJobs{H: a.handlers}
 	}
 	if cfg.Jobs == JobsQueue {
 		// The relay reads and deletes outbox entries on the store itself,
 		// not through localTrace: its calls belong to no request.
-		a.relay = newRelay(cfg.Store, a.jobs, cfg.JobOutboxSweep, cfg.JobOutboxAge, a.log)
-		if cfg.Metrics != nil {
-			if err := cfg.Metrics.Register(a.relay); err != nil {
+		a.relay = newRelay(deps.Store, a.jobs, cfg.JobOutboxSweep, cfg.JobOutboxAge, a.log)
+		if deps.Metrics != nil {
+			if err := deps.Metrics.Register(a.relay); err != nil {
 				return nil, fmt.Errorf("app: register outbox metrics: %w", err)
 			}
 		}

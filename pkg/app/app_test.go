@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,11 +22,9 @@ func TestOpenServeClose(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := app.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
-	cfg.Store = openDB(t)
 	cfg.DataDir = t.TempDir()
 	cfg.NodeName = "app-1"
-	cfg.Metrics = reg
-	a, err := app.New(cfg)
+	a, err := app.New(cfg, app.Deps{Store: openDB(t), Metrics: reg})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -78,7 +77,6 @@ func TestOpenServeClose(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	base := func() app.Config {
 		c := app.DefaultConfig()
-		c.Store = apptest.NewMemStore()
 		c.DataDir = "/tmp/x"
 		return c
 	}
@@ -88,14 +86,14 @@ func TestConfigValidate(t *testing.T) {
 		field string
 	}{
 		{"ok", func(*app.Config) {}, ""},
-		{"no store", func(c *app.Config) { c.Store = nil }, "Store"},
 		{"sessions", func(c *app.Config) { c.Sessions = "sticky" }, "Sessions"},
 		{"shared sessions", func(c *app.Config) { c.Sessions = "shared" }, ""},
 		{"cache", func(c *app.Config) { c.Cache = "yes" }, "Cache"},
 		{"cache on", func(c *app.Config) { c.Cache = "on" }, ""},
 		{"cache pages", func(c *app.Config) { c.CachePages = 0 }, "CachePages"},
 		{"cache tier", func(c *app.Config) { c.Cache = "on"; c.CacheTier.Timeout = 0 }, "CacheTier"},
-		{"jobs", func(c *app.Config) { c.Jobs = "queue" }, "Jobs"},
+		{"jobs", func(c *app.Config) { c.Jobs = "later" }, "Jobs"},
+		{"jobs queue", func(c *app.Config) { c.Jobs = "queue" }, ""},
 		{"bcrypt", func(c *app.Config) { c.BcryptCost = 99 }, "BcryptCost"},
 		{"page size", func(c *app.Config) { c.PageSize = 0 }, "PageSize"},
 		{"ttl", func(c *app.Config) { c.SessionTTL = time.Second }, "SessionTTL"},
@@ -117,6 +115,19 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error naming %s", err, tc.field)
 			}
 		})
+	}
+}
+
+// TestNewNeedsDeps: the dependencies are New's to check, not Validate's.
+func TestNewNeedsDeps(t *testing.T) {
+	cfg := app.DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	if _, err := app.New(cfg, app.Deps{}); !errors.Is(err, app.ErrNoStore) {
+		t.Errorf("New without a store = %v, want ErrNoStore", err)
+	}
+	cfg.Jobs = "queue"
+	if _, err := app.New(cfg, app.Deps{Store: apptest.NewMemStore()}); !errors.Is(err, app.ErrNoJobQueue) {
+		t.Errorf("New with jobs queue and no JobQueue = %v, want ErrNoJobQueue", err)
 	}
 }
 
@@ -194,7 +205,7 @@ func TestMemorySessionsExpire(t *testing.T) {
 // at the replication stage relies on it).
 func TestSessionKeepsLastLSN(t *testing.T) {
 	ms := app.NewMemorySessions()
-	s, mem := newMemStack(t, func(c *app.Config) { c.SessionStore = ms })
+	s, mem := newMemStack(t, func(c *app.Config, d *app.Deps) { d.SessionStore = ms })
 	c := s.client(t)
 	c.signup("lsn")
 	c.post("One", "Body.")

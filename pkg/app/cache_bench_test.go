@@ -39,7 +39,7 @@ func benchHome(b *testing.B, where string, cached bool) {
 	}
 	var s *stack
 	if cached {
-		s = newCacheStack(b, "127.0.0.1:0", st, cacheNodes(startCache(b, "127.0.0.1:0")), func(c *app.Config) {
+		s = newCacheStack(b, "127.0.0.1:0", st, cacheNodes(startCache(b, "127.0.0.1:0")), func(c *app.Config, d *app.Deps) {
 			c.CacheTier.Timeout = 100 * time.Millisecond
 			c.CacheTier.TombstoneTTL = 500 * time.Millisecond
 		})

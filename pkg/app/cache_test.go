@@ -30,7 +30,7 @@ func startCache(tb testing.TB, addr string) *cache.Server {
 	cfg.Addr = addr
 	cfg.MaxBytes, cfg.Shards = 16<<20, 4
 	cfg.ExpireInterval = 10 * time.Millisecond
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, cache.Deps{})
 	if err != nil {
 		tb.Fatalf("cache.New: %v", err)
 	}
@@ -53,21 +53,22 @@ func cacheNodes(srvs ...*cache.Server) func() []string {
 // newCacheStack opens an app with the cache tier on over st, on its own
 // listener on addr (the tier runs between Open and Close), with timings
 // short enough for tests and loose enough for -race on a busy machine.
-func newCacheStack(tb testing.TB, addr string, st store.Store, nodes func() []string, edit ...func(*app.Config)) *stack {
+func newCacheStack(tb testing.TB, addr string, st store.Store, nodes func() []string, edit ...func(*app.Config, *app.Deps)) *stack {
 	tb.Helper()
 	cfg := app.DefaultConfig()
-	cfg.Addr, cfg.Store, cfg.NodeName = addr, st, "app-"+addr
+	deps := app.Deps{Store: st, CacheNodes: nodes}
+	cfg.Addr, cfg.NodeName = addr, "app-"+addr
 	cfg.DataDir = tb.TempDir()
 	cfg.BcryptCost = 4
-	cfg.Cache, cfg.CacheNodes = "on", nodes
+	cfg.Cache = "on"
 	cfg.CacheTier.Timeout = 200 * time.Millisecond
 	cfg.CacheTier.TombstoneTTL = 1200 * time.Millisecond
 	cfg.CacheTier.Cooldown = 30 * time.Millisecond
 	cfg.CacheTier.RefreshInterval = 20 * time.Millisecond
 	for _, e := range edit {
-		e(&cfg)
+		e(&cfg, &deps)
 	}
-	a, err := app.New(cfg)
+	a, err := app.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("app.New: %v", err)
 	}
@@ -385,8 +386,8 @@ func TestCacheInvalidationRace(t *testing.T) {
 	ls := &laggingStore{db: openDB(t), lag: time.Second, readDelay: 40 * time.Millisecond, stall: 700 * time.Millisecond,
 		versions: map[string][]version{}}
 	jobs := &noViews{}
-	s := newCacheStack(t, "127.0.0.1:0", ls, cacheNodes(c1, c2), func(c *app.Config) {
-		c.JobQueue = jobs
+	s := newCacheStack(t, "127.0.0.1:0", ls, cacheNodes(c1, c2), func(c *app.Config, d *app.Deps) {
+		d.JobQueue = jobs
 		c.CacheTier.Timeout = 100 * time.Millisecond
 		c.CacheTier.TombstoneTTL = 600 * time.Millisecond
 		// Reads go to the replicas (anonymous readers: any replica; the
@@ -601,7 +602,7 @@ func TestSharedSessions(t *testing.T) {
 	}
 	c1, c2 := startCache(t, "127.0.0.2:0"), startCache(t, "127.0.0.3:0")
 	nodes := cacheNodes(c1, c2)
-	shared := func(c *app.Config) { c.Sessions = "shared" }
+	shared := func(c *app.Config, d *app.Deps) { c.Sessions = "shared" }
 	a := newCacheStack(t, "127.0.0.4:0", storeClient(), nodes, shared)
 	b := newCacheStack(t, "127.0.0.5:0", storeClient(), nodes, shared)
 

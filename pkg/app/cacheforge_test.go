@@ -71,7 +71,7 @@ func TestForgedCachedSessionIsRejected(t *testing.T) {
 	client := store.NewClient(store.ClientConfig{Resolver: store.StaticResolver{{Name: "primary-1", Addr: srv.Addr(), Primary: true}}})
 	t.Cleanup(func() { client.Close() })
 	c1 := startCache(t, "127.0.0.1:0")
-	s := newCacheStack(t, "127.0.0.1:0", client, cacheNodes(c1), func(c *app.Config) {
+	s := newCacheStack(t, "127.0.0.1:0", client, cacheNodes(c1), func(c *app.Config, d *app.Deps) {
 		c.Sessions = "shared"
 		c.CacheMACKey = []byte("this cluster's cache MAC key (test)")
 	})
@@ -113,7 +113,7 @@ func TestForgedCachedSessionIsRejected(t *testing.T) {
 // values) does not contain the id in the user's cookie.
 func TestStoreHoldsNoSessionID(t *testing.T) {
 	db := openDB(t)
-	s := newStackOn(t, db, func(c *app.Config) { c.Sessions = "shared" })
+	s := newStackOn(t, db, func(c *app.Config, d *app.Deps) { c.Sessions = "shared" })
 	c := s.client(t)
 	c.signup("hidden")
 	id := sessionCookie(t, c)

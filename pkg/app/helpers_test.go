@@ -47,29 +47,29 @@ func openDB(tb testing.TB) *boltdb.DB {
 }
 
 // newStack starts the app over the real boltdb.DB.
-func newStack(tb testing.TB, edit ...func(*app.Config)) *stack {
+func newStack(tb testing.TB, edit ...func(*app.Config, *app.Deps)) *stack {
 	tb.Helper()
 	return newStackOn(tb, openDB(tb), edit...)
 }
 
 // newMemStack starts the app over the in-memory store.
-func newMemStack(tb testing.TB, edit ...func(*app.Config)) (*stack, *apptest.MemStore) {
+func newMemStack(tb testing.TB, edit ...func(*app.Config, *app.Deps)) (*stack, *apptest.MemStore) {
 	tb.Helper()
 	ms := apptest.NewMemStore()
 	return newStackOn(tb, ms, edit...), ms
 }
 
-func newStackOn(tb testing.TB, st store.Store, edit ...func(*app.Config)) *stack {
+func newStackOn(tb testing.TB, st store.Store, edit ...func(*app.Config, *app.Deps)) *stack {
 	tb.Helper()
 	cfg := app.DefaultConfig()
-	cfg.Store = st
+	deps := app.Deps{Store: st}
 	cfg.NodeName = "app-test"
 	cfg.DataDir = tb.TempDir()
 	cfg.BcryptCost = bcrypt.MinCost
 	for _, e := range edit {
-		e(&cfg)
+		e(&cfg, &deps)
 	}
-	a, err := app.New(cfg)
+	a, err := app.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("app.New: %v", err)
 	}
@@ -241,6 +241,8 @@ func pngImage(tb testing.TB, w, h int) []byte {
 }
 
 type appConfig = app.Config
+
+type appDeps = app.Deps
 
 func filepathGlob(dir, pattern string) ([]string, error) {
 	return filepath.Glob(filepath.Join(dir, pattern))

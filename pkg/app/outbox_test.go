@@ -71,18 +71,18 @@ func (q *gatedQueue) ids(kinds ...string) []string {
 
 // openQueueStack opens an app with --jobs=queue over st, publishing to q,
 // on its own listener (the relay runs from Open to Close).
-func openQueueStack(tb testing.TB, st store.Store, q app.Jobs, edit ...func(*app.Config)) *stack {
+func openQueueStack(tb testing.TB, st store.Store, q app.Jobs, edit ...func(*app.Config, *app.Deps)) *stack {
 	tb.Helper()
 	cfg := app.DefaultConfig()
 	cfg.Addr, cfg.NodeName, cfg.DataDir = "127.0.0.1:0", "app-test", tb.TempDir()
-	cfg.Store, cfg.BcryptCost = st, bcrypt.MinCost
-	cfg.Jobs, cfg.JobQueue = "queue", q
+	cfg.BcryptCost = bcrypt.MinCost
+	cfg.Jobs = "queue"
 	cfg.JobOutboxSweep, cfg.JobOutboxAge = 50*time.Millisecond, 300*time.Millisecond
-	cfg.Logger = newLogger(tb)
+	deps := app.Deps{Store: st, JobQueue: q, Logger: newLogger(tb)}
 	for _, e := range edit {
-		e(&cfg)
+		e(&cfg, &deps)
 	}
-	a, err := app.New(cfg)
+	a, err := app.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("app.New: %v", err)
 	}

@@ -221,10 +221,10 @@ func (brokenPosts) Feed(context.Context, int, int) ([]posts.Post, bool, error) {
 
 func TestServerErrorDoesNotLeak(t *testing.T) {
 	var s *stack
-	s = newStack(t, func(c *app.Config) {
-		svcs := app.NewServices(c.Store, c.BcryptCost)
+	s = newStack(t, func(c *app.Config, d *app.Deps) {
+		svcs := app.NewServices(d.Store, c.BcryptCost)
 		svcs.Posts = brokenPosts{svcs.Posts}
-		c.Services = &svcs
+		d.Services = &svcs
 	})
 	for _, path := range []string{"/", "/api/v1/posts"} {
 		r := s.client(t).get(path)

@@ -47,7 +47,7 @@ func (q *heldThumbnails) release(tb testing.TB) {
 // on the edit page; once the job has run, the thumbnail.
 func TestThumbnailPendingState(t *testing.T) {
 	q := &heldThumbnails{}
-	s := newStack(t, func(c *app.Config) { c.JobQueue = q })
+	s := newStack(t, func(c *app.Config, d *app.Deps) { d.JobQueue = q })
 	q.h = s.App.JobHandlers
 	alice, reader := s.client(t), s.client(t)
 	alice.signup("alice")

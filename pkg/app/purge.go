@@ -17,12 +17,8 @@ import (
 // that key alone reaches every stored page the post was on; the feed keys
 // (home, author, tag, search) are for pages it now joins.
 
-// PurgeSubject is the NATS subject the edges listen on for purges
-// (pkg/cdn.PurgeSubject; the app does not import the edge).
-const PurgeSubject = "scalestack.purge"
-
-// Purge names what a change made stale at the edges. It is marshalled as
-// the edge's purge message: {"urls":[...],"keys":[...]}.
+// Purge names what a change made stale at the edges. The Purger sends it
+// as the edge's purge message (pkg/cdn/purge, which owns the format).
 type Purge struct {
 	URLs []string `json:"urls,omitempty"`
 	Keys []string `json:"keys,omitempty"`

@@ -56,7 +56,7 @@ func from(addr string) []string { return []string{"X-Forwarded-For", addr} }
 // not affected.
 func TestLoginRateLimitPerAddress(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := newStack(t, func(c *app.Config) { c.Metrics = reg })
+	s := newStack(t, func(c *app.Config, d *app.Deps) { d.Metrics = reg })
 	s.client(t).signup("target")
 	guesser := s.client(t)
 	for i := range 30 {
@@ -80,7 +80,7 @@ func TestLoginRateLimitPerAddress(t *testing.T) {
 // log-ins per account; log-ins that succeed do not count towards it.
 func TestLoginRateLimitPerAccount(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := newStack(t, func(c *app.Config) { c.Metrics = reg })
+	s := newStack(t, func(c *app.Config, d *app.Deps) { d.Metrics = reg })
 	s.client(t).signup("target")
 	for i := range 15 {
 		want(t, "a good log-in", s.client(t).json("POST", "/api/v1/login",
@@ -103,13 +103,13 @@ func TestLoginRateLimitPerAccount(t *testing.T) {
 // trusted proxy, and then only its right-most untrusted entry: a client
 // cannot pick a new address for each attempt.
 func TestRateLimitClientAddress(t *testing.T) {
-	limits := func(c *app.Config) { c.RateLimits.SignupPerIP = app.Limit{Burst: 2, Every: time.Hour} }
+	limits := func(c *app.Config, d *app.Deps) { c.RateLimits.SignupPerIP = app.Limit{Burst: 2, Every: time.Hour} }
 	signup := func(c *client, handle string, header ...string) response {
 		return c.json("POST", "/api/v1/signup", map[string]string{"handle": handle, "email": handle + "@example.com", "password": "correct horse"}, header...)
 	}
 	// The app port reached directly, not through a trusted proxy: the
 	// header is ignored.
-	direct := newStack(t, limits, func(c *app.Config) { c.TrustedProxies = nil })
+	direct := newStack(t, limits, func(c *app.Config, d *app.Deps) { c.TrustedProxies = nil })
 	c := direct.client(t)
 	want(t, "first sign-up", signup(c, "dir1", from("192.0.2.1")...), http.StatusCreated)
 	want(t, "second sign-up", signup(c, "dir2", from("192.0.2.2")...), http.StatusCreated)
@@ -133,8 +133,8 @@ func TestRateLimitClientAddress(t *testing.T) {
 // another account is not affected.
 func TestPostAndCommentRateLimits(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := newStack(t, func(c *app.Config) {
-		c.Metrics = reg
+	s := newStack(t, func(c *app.Config, d *app.Deps) {
+		d.Metrics = reg
 		c.RateLimits.PostPerAccount = app.Limit{Burst: 3, Every: time.Hour}
 		c.RateLimits.CommentPerAccount = app.Limit{Burst: 2, Every: time.Hour}
 	})
@@ -165,7 +165,7 @@ func TestPostAndCommentRateLimits(t *testing.T) {
 
 // RateLimit off: no limit at all.
 func TestRateLimitOff(t *testing.T) {
-	s := newStack(t, func(c *app.Config) { c.RateLimit = "off" })
+	s := newStack(t, func(c *app.Config, d *app.Deps) { c.RateLimit = "off" })
 	c := s.client(t)
 	for range 40 {
 		want(t, "log-in with rate limits off", c.json("POST", "/api/v1/login", map[string]string{"handle": "nobody", "password": "guess"}), http.StatusUnauthorized)

@@ -13,7 +13,7 @@ func startStoreServer(tb testing.TB, addr, dir string) *server.Server {
 	tb.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Addr, cfg.DataDir, cfg.NodeName = addr, dir, "primary-1"
-	srv, err := server.New(cfg)
+	srv, err := server.New(cfg, server.Deps{})
 	if err != nil {
 		tb.Fatalf("server.New: %v", err)
 	}

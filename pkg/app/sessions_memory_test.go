@@ -55,11 +55,11 @@ func TestMemorySessionsCapped(t *testing.T) {
 // third user logging in logs out the one least recently seen.
 func TestAppMemorySessionsCapped(t *testing.T) {
 	cfg := app.DefaultConfig()
-	cfg.Services, cfg.DataDir, cfg.MaxMemorySessions = &app.Services{}, t.TempDir(), 0
+	cfg.DataDir, cfg.MaxMemorySessions = t.TempDir(), 0
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "MaxMemorySessions") {
 		t.Errorf("Validate() with MaxMemorySessions 0 = %v, want an error naming it", err)
 	}
-	s, _ := newMemStack(t, func(c *app.Config) { c.MaxMemorySessions = 2 })
+	s, _ := newMemStack(t, func(c *app.Config, d *app.Deps) { c.MaxMemorySessions = 2 })
 	first, second, third := s.client(t), s.client(t), s.client(t)
 	first.signup("first")
 	second.signup("second")

@@ -121,7 +121,7 @@ func TestSessionOutlivesShortStoreFailover(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			fs := &failoverStore{Store: apptest.NewMemStore()}
-			s := newStackOn(t, fs, func(c *app.Config) { c.Sessions = "shared" })
+			s := newStackOn(t, fs, func(c *app.Config, d *app.Deps) { c.Sessions = "shared" })
 			alice := s.client(t)
 			alice.signup("alice")
 
@@ -147,7 +147,7 @@ func TestSessionOutlivesShortStoreFailover(t *testing.T) {
 func TestSessionOutlivesShortStoreFailoverWithCache(t *testing.T) {
 	fs := &failoverStore{Store: apptest.NewMemStore()}
 	s := newCacheStack(t, "127.0.0.1:0", fs, cacheNodes(startCache(t, "127.0.0.1:0")),
-		func(c *app.Config) { c.Sessions = "shared" })
+		func(c *app.Config, d *app.Deps) { c.Sessions = "shared" })
 	bob := s.client(t)
 	bob.signup("bob")
 	bob.post("Invalidates the session's copy", "b")
@@ -163,7 +163,7 @@ func TestSessionOutlivesLongStoreOutage(t *testing.T) {
 	ms := apptest.NewMemStore()
 	ss := app.NewSharedSessions(ms, nil)
 	ss.ReadWindow = 300 * time.Millisecond
-	s := newStackOn(t, ms, func(c *app.Config) { c.SessionStore = ss })
+	s := newStackOn(t, ms, func(c *app.Config, d *app.Deps) { d.SessionStore = ss })
 	carol := s.client(t)
 	carol.signup("carol")
 
@@ -299,7 +299,7 @@ func smallSeconds(v string) bool {
 // work, nor log the user out.
 func TestFailedSessionWriteKeepsTheUser(t *testing.T) {
 	fs := &failoverStore{Store: apptest.NewMemStore()}
-	s := newStackOn(t, fs, func(c *app.Config) { c.Sessions = "shared" })
+	s := newStackOn(t, fs, func(c *app.Config, d *app.Deps) { c.Sessions = "shared" })
 	s.client(t).signup("fay")
 	erin := s.client(t)
 	erin.signup("erin")

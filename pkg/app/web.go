@@ -80,9 +80,9 @@ func newWeb(a *App) (*web, error) {
 		Help:    "Time to serve an HTTP request, by route pattern.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"route"})
-	if a.cfg.Metrics != nil {
+	if a.metrics != nil {
 		for _, c := range []prometheus.Collector{w.reqTotal, w.reqTime, w.limits} {
-			if err := a.cfg.Metrics.Register(c); err != nil {
+			if err := a.metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("app: register metrics: %w", err)
 			}
 		}

@@ -10,8 +10,10 @@ import (
 	"github.com/scalestack/scalestack/pkg/settings"
 )
 
-// Config configures a cache Server. The node fills in Addr, NodeName,
-// Logger and Metrics; the rest come from settings (Settings).
+// Config holds a cache Server's settings. The node fills in Addr and
+// NodeName; the rest come from settings (Settings). What is injected (logger,
+// metrics) is in Deps. The password and TLS are settings: values the node
+// derives from its own (--cluster-key, --tls-*), not components.
 type Config struct {
 	// Addr is the TCP address to listen on, host:port. Port 0 picks a free
 	// port (see Server.Addr). Default "127.0.0.1:6379".
@@ -125,7 +127,11 @@ type Config struct {
 	// reclaims memory of unread expired keys sooner at more CPU. Default
 	// 100ms (--cache-expire-interval).
 	ExpireInterval time.Duration
+}
 
+// Deps are what a cache Server is given rather than told: New takes them
+// beside the Config, and Config.Validate does not look at them.
+type Deps struct {
 	// Logger receives the server's structured logs. Nil discards them.
 	Logger *slog.Logger
 

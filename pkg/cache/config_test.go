@@ -46,7 +46,7 @@ func TestConfigValidate(t *testing.T) {
 			case tt.field != "" && (err == nil || !strings.Contains(err.Error(), tt.field)):
 				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.field)
 			}
-			if _, nerr := cache.New(cfg); (nerr == nil) != (err == nil) {
+			if _, nerr := cache.New(cfg, cache.Deps{}); (nerr == nil) != (err == nil) {
 				t.Fatalf("New() error %v disagrees with Validate() %v", nerr, err)
 			}
 		})
@@ -92,7 +92,7 @@ func TestSettings(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	srv := startServer(t, func(c *cache.Config) { c.Metrics = reg })
+	srv := startServerWith(t, cache.Deps{Metrics: reg})
 	rdb := newClient(t, srv, "")
 	ctx := ctxT(t)
 	rdb.Set(ctx, "k", "v", 0)

@@ -65,11 +65,11 @@ type Server struct {
 }
 
 // New checks cfg and builds a server that is not yet listening.
-func New(cfg Config) (*Server, error) {
+func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
+	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -95,8 +95,8 @@ func New(cfg Config) (*Server, error) {
 		ready:  make(chan struct{}),
 		conns:  make(map[*conn]struct{}),
 	}
-	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(&collector{s: s}); err != nil {
+	if deps.Metrics != nil {
+		if err := deps.Metrics.Register(&collector{s: s}); err != nil {
 			cancel()
 			return nil, fmt.Errorf("cache: register metrics: %w", err)
 		}

@@ -23,6 +23,12 @@ import (
 // edits, and closes it when the test ends.
 func startServer(tb testing.TB, edits ...func(*cache.Config)) *cache.Server {
 	tb.Helper()
+	return startServerWith(tb, cache.Deps{}, edits...)
+}
+
+// startServerWith is startServer with deps.
+func startServerWith(tb testing.TB, deps cache.Deps, edits ...func(*cache.Config)) *cache.Server {
+	tb.Helper()
 	cfg := cache.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.ExpireInterval = 10 * time.Millisecond
@@ -31,7 +37,7 @@ func startServer(tb testing.TB, edits ...func(*cache.Config)) *cache.Server {
 			edit(&cfg)
 		}
 	}
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -504,7 +510,7 @@ func TestMalformedInput(t *testing.T) {
 func TestCloseClosesConnections(t *testing.T) {
 	cfg := cache.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, cache.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

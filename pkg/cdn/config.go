@@ -1,13 +1,13 @@
 package cdn
 
 import (
-	"errors"
 	"log/slog"
 	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/pkg/cdn/purge"
 	"github.com/scalestack/scalestack/pkg/settings"
 )
 
@@ -27,21 +27,26 @@ type StaticOrigins []string
 func (s StaticOrigins) Origins() []string { return s }
 
 // Purges delivers purge messages published by the app; the node implements
-// it over a NATS connection. Subscribe calls fn with each message's payload
-// until stop is called. An implementation that subscribes in the background
-// may also have a method Subscribed() bool: the edge is not Ready until it
-// reports true, so that nothing relies on its cache before purges reach it.
+// it over a NATS connection. Subscribe calls deliver with each message's
+// payload until stop is called, and missed whenever messages may have been
+// lost: when a subscription made in the background becomes live (what was
+// published before it never arrived) and after a reconnect (core NATS does
+// not keep what a disconnected subscriber missed). The edge then drops
+// everything it stored, since a page it holds may be one a lost purge named.
+// An implementation that subscribes in the background may also have a
+// method Subscribed() bool: the edge is not Ready until it reports true, so
+// that nothing relies on its cache before purges reach it.
 type Purges interface {
-	Subscribe(subject string, fn func(data []byte)) (stop func(), err error)
+	Subscribe(subject string, deliver func(data []byte), missed func()) (stop func(), err error)
 }
 
 // PurgeSubject is the NATS subject purge messages are published on. Its
-// payload is a PurgeRequest in JSON, see docs/edge.md.
-const PurgeSubject = "scalestack.purge"
+// payload is a PurgeRequest in JSON (package purge, docs/edge.md).
+const PurgeSubject = purge.Subject
 
-// Config configures an edge. The node fills in Addr, NodeName, Origins,
-// Purges, Logger and Metrics before calling New; everything else has a
-// default from DefaultConfig and a setting from Settings.
+// Config holds an edge's settings. The node fills in Addr and NodeName;
+// everything else has a default from DefaultConfig and a setting from Settings.
+// What is injected (origins, purges, logger, metrics) is in Deps.
 type Config struct {
 	// Addr is the listen address, host:port. Port 0 picks a free port (see
 	// Edge.Addr). Default "127.0.0.1:8000".
@@ -51,12 +56,9 @@ type Config struct {
 	// metrics. Default "edge".
 	NodeName string
 
-	// Origins yields the load balancers to forward misses to, spread round
-	// robin. Used when Origin is empty. One of the two must be set.
-	Origins Origins
-
 	// Origin is a fixed origin URL, "http://host:port" (--edge-origin), which
-	// takes precedence over Origins. Any web server will do.
+	// takes precedence over Deps.Origins. Any web server will do. Empty
+	// means the origins come from Deps.Origins.
 	Origin string
 
 	// MaxBytes is the byte budget of stored responses (bodies, headers and
@@ -85,9 +87,6 @@ type Config struct {
 	// PURGE method), sent as "Authorization: Bearer <token>". Empty disables
 	// purging over HTTP; NATS purges are unaffected. Default empty.
 	PurgeToken string
-
-	// Purges, when not nil, delivers purge messages on PurgeSubject.
-	Purges Purges
 
 	// PassCookie names a cookie (the app's session cookie) whose presence
 	// sends a request straight to the origin, neither served from nor
@@ -146,6 +145,19 @@ type Config struct {
 	// DrainTimeout bounds how long Close waits for in-flight requests before
 	// closing their connections. Default 30s.
 	DrainTimeout time.Duration
+}
+
+// Deps are what an edge is given rather than told: New takes them beside
+// the Config, and Config.Validate does not look at them.
+type Deps struct {
+	// Origins yields the load balancers to forward misses to, spread round
+	// robin; the node implements it over membership. Used when
+	// Config.Origin is empty; New fails when both are missing.
+	Origins Origins
+
+	// Purges, when not nil, delivers purge messages on PurgeSubject. Nil
+	// means purges arrive over HTTP only (Config.PurgeToken).
+	Purges Purges
 
 	// Logger receives structured logs. Nil discards them.
 	Logger *slog.Logger
@@ -181,11 +193,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	switch {
 	case c.Addr == "":
-		return errors.New("edge config: Addr is empty")
+		return fieldErr("Addr", "is empty")
 	case c.NodeName == "":
-		return errors.New("edge config: NodeName is empty")
-	case c.Origin == "" && c.Origins == nil:
-		return errors.New("edge config: neither Origin nor Origins is set")
+		return fieldErr("NodeName", "is empty")
 	case c.MaxBytes <= 0:
 		return fieldErr("MaxBytes", "%d must be positive", c.MaxBytes)
 	case c.MaxObjectBytes <= 0:

@@ -34,8 +34,12 @@ type Edge struct {
 	log    *slog.Logger
 	store  *store
 	origin *url.URL // fixed origin, or nil
-	tr     *http.Transport
-	rr     atomic.Uint64
+	// origins yields the origins when origin is nil; purges delivers
+	// purge messages, nil for none (both from Deps).
+	origins Origins
+	purges  Purges
+	tr      *http.Transport
+	rr      atomic.Uint64
 
 	// Precomputed header values, shared read-only by every response.
 	xEdge        []string
@@ -82,17 +86,26 @@ type counters struct {
 	bytesOut       atomic.Uint64 // body bytes sent from stored responses
 }
 
-// New checks cfg and returns an edge that is not yet listening.
-func New(cfg Config) (*Edge, error) {
+// ErrNoOrigin is returned by New when neither Config.Origin nor
+// Deps.Origins says where misses go.
+var ErrNoOrigin = errors.New("no origin: give Config.Origin (--origin) or Deps.Origins")
+
+// New checks cfg and deps and returns an edge that is not yet listening.
+func New(cfg Config, deps Deps) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new edge: %w", err)
 	}
-	log := cfg.Logger
+	if cfg.Origin == "" && deps.Origins == nil {
+		return nil, fmt.Errorf("new edge: %w", ErrNoOrigin)
+	}
+	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Edge{
 		cfg:     cfg,
+		origins: deps.Origins,
+		purges:  deps.Purges,
 		log:     log,
 		store:   newStore(cfg.MaxBytes),
 		xEdge:   []string{cfg.NodeName},
@@ -119,8 +132,8 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.bufPool.New = func() any { b := make([]byte, 32<<10); return &b }
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(&collector{e: e}); err != nil {
+	if deps.Metrics != nil {
+		if err := deps.Metrics.Register(&collector{e: e}); err != nil {
 			return nil, fmt.Errorf("new edge: register metrics: %w", err)
 		}
 	}
@@ -140,8 +153,8 @@ func (e *Edge) Open() error {
 	if err != nil {
 		return fmt.Errorf("open edge: %w", err)
 	}
-	if e.cfg.Purges != nil {
-		stop, err := e.cfg.Purges.Subscribe(PurgeSubject, e.purgeMessage)
+	if e.purges != nil {
+		stop, err := e.purges.Subscribe(PurgeSubject, e.purgeMessage, e.purgesMissed)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("open edge: subscribe %s: %w", PurgeSubject, err)
@@ -175,10 +188,10 @@ func (e *Edge) Ready() bool {
 	if !e.opened.Load() || e.closing.Load() {
 		return false
 	}
-	if p, ok := e.cfg.Purges.(interface{ Subscribed() bool }); ok && !p.Subscribed() {
+	if p, ok := e.purges.(interface{ Subscribed() bool }); ok && !p.Subscribed() {
 		return false
 	}
-	return e.origin != nil || len(e.cfg.Origins.Origins()) > 0
+	return e.origin != nil || len(e.origins.Origins()) > 0
 }
 
 // Close shuts down gracefully within Config.DrainTimeout; see Shutdown.

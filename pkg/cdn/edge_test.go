@@ -1,6 +1,7 @@
 package cdn_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -264,7 +265,7 @@ func TestPassCookie(t *testing.T) {
 		}
 		fmt.Fprint(w, "anonymous")
 	})
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.PassCookie = "session" })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { c.PassCookie = "session" })
 	wantCache(t, "anonymous", get(t, e, "/p/1"), cdn.Miss, "anonymous")
 	wantCache(t, "signed in", get(t, e, "/p/1", "Cookie", "session=alice"), cdn.Miss, "for alice")
 	wantCache(t, "anonymous again", get(t, e, "/p/1"), cdn.Hit, "anonymous")
@@ -466,7 +467,7 @@ func fill(t testing.TB, e *cdn.Edge, paths ...string) {
 
 func TestPurgeHTTP(t *testing.T) {
 	o := cacheablePages(t)
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.PurgeToken = "s3cret" })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { c.PurgeToken = "s3cret" })
 	fill(t, e, "/p/42", "/p/43", "/", "/about")
 
 	purge := func(body, token string) response {
@@ -520,7 +521,7 @@ func TestPurgeDisabledWithoutToken(t *testing.T) {
 func TestPurgeNATS(t *testing.T) {
 	o := cacheablePages(t)
 	purges := &fakePurges{}
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.Purges = purges })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { d.Purges = purges })
 	if got := purges.subject.Load(); got != cdn.PurgeSubject {
 		t.Fatalf("subscribed to %v, want %s", got, cdn.PurgeSubject)
 	}
@@ -534,14 +535,20 @@ func TestPurgeNATS(t *testing.T) {
 	if got := e.Snapshot().Purges; got != 1 {
 		t.Fatalf("purges = %d, want 1", got)
 	}
-	// "all" empties the cache: what the node sends itself when it may
-	// have missed purges (subscribing late, or after NATS reconnects).
+	// "all" empties the cache.
 	fill(t, e, "/p/42", "/about")
 	purges.publish(t, `{"all":true}`)
 	for _, p := range []string{"/p/42", "/p/43", "/about"} {
 		wantCache(t, p+" after purge all", get(t, e, p), cdn.Miss, "")
 	}
 	wantCache(t, "/p/43 refilled", get(t, e, "/p/43"), cdn.Hit, "")
+	// So does hearing that purges may have been missed (subscribing late,
+	// or NATS reconnecting).
+	fill(t, e, "/p/42")
+	purges.miss(t)
+	for _, p := range []string{"/p/42", "/p/43"} {
+		wantCache(t, p+" after purges were missed", get(t, e, p), cdn.Miss, "")
+	}
 	e.Close()
 	if !purges.stopped.Load() {
 		t.Fatal("Close did not stop the purge subscription")
@@ -562,7 +569,7 @@ func (l *lateSubscriber) Subscribed() bool { return l.done.Load() }
 // purge could reach it.
 func TestNotReadyUntilPurgesArrive(t *testing.T) {
 	purges := &lateSubscriber{}
-	e := newEdge(t, cacheablePages(t).URL, func(c *cdn.Config) { c.Purges = purges })
+	e := newEdge(t, cacheablePages(t).URL, func(c *cdn.Config, d *cdn.Deps) { d.Purges = purges })
 	if e.Ready() {
 		t.Fatal("Ready() = true before the purge subscription is live")
 	}
@@ -586,7 +593,7 @@ func TestOversizedBodyStreamed(t *testing.T) {
 		}
 		io.WriteString(w, big)
 	})
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.MaxObjectBytes = 4096 })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { c.MaxObjectBytes = 4096 })
 	for _, p := range []string{"/big", "/chunked"} {
 		for i := range 2 {
 			r := get(t, e, p)
@@ -646,7 +653,7 @@ func TestEvictionUnderBudget(t *testing.T) {
 		w.Header().Set("Cache-Control", "max-age=60")
 		io.WriteString(w, body)
 	})
-	e := newEdge(t, o.URL, func(c *cdn.Config) {
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) {
 		c.MaxBytes = 50_000
 		c.MaxObjectBytes = 20_000
 	})
@@ -665,8 +672,8 @@ func TestOriginsRoundRobin(t *testing.T) {
 	var a, b atomic.Int64
 	oa := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { a.Add(1) })
 	ob := newOrigin(t, func(w http.ResponseWriter, r *http.Request) { b.Add(1) })
-	e := newEdge(t, "", func(c *cdn.Config) {
-		c.Origins = cdn.StaticOrigins{oa.Listener.Addr().String(), ob.Listener.Addr().String()}
+	e := newEdge(t, "", func(c *cdn.Config, d *cdn.Deps) {
+		d.Origins = cdn.StaticOrigins{oa.Listener.Addr().String(), ob.Listener.Addr().String()}
 	})
 	for range 10 {
 		get(t, e, "/nocache")
@@ -680,7 +687,7 @@ func TestOriginsRoundRobin(t *testing.T) {
 }
 
 func TestNoOriginIsBadGateway(t *testing.T) {
-	e := newEdge(t, "", func(c *cdn.Config) { c.Origins = cdn.StaticOrigins{} })
+	e := newEdge(t, "", func(c *cdn.Config, d *cdn.Deps) { d.Origins = cdn.StaticOrigins{} })
 	if e.Ready() {
 		t.Fatal("Ready() = true with no origin")
 	}
@@ -691,7 +698,7 @@ func TestNoOriginIsBadGateway(t *testing.T) {
 
 func TestOriginLatency(t *testing.T) {
 	o := cacheablePages(t)
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.OriginLatency = 30 * time.Millisecond })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { c.OriginLatency = 30 * time.Millisecond })
 	start := time.Now()
 	get(t, e, "/lat")
 	if d := time.Since(start); d < 30*time.Millisecond {
@@ -702,7 +709,7 @@ func TestOriginLatency(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	o := cacheablePages(t)
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.Metrics = reg })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { d.Metrics = reg })
 	get(t, e, "/m")
 	get(t, e, "/m")
 	mfs, err := reg.Gather()
@@ -737,7 +744,6 @@ func TestConfigValidate(t *testing.T) {
 		want string // part of the error; empty for none
 	}{
 		{"valid", func(c *cdn.Config) {}, ""},
-		{"no origin", func(c *cdn.Config) { c.Origin = "" }, "Origin"},
 		{"bad origin", func(c *cdn.Config) { c.Origin = "ftp://x" }, "Origin"},
 		{"origin without host", func(c *cdn.Config) { c.Origin = "http://" }, "Origin"},
 		{"zero budget", func(c *cdn.Config) { c.MaxBytes = 0 }, "MaxBytes"},
@@ -757,6 +763,18 @@ func TestConfigValidate(t *testing.T) {
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 			t.Errorf("%s: Validate() = %v, want an error naming %s", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestNewWithoutOrigin: an edge with neither a fixed origin nor Deps.Origins
+// is refused by New (Validate checks settings only).
+func TestNewWithoutOrigin(t *testing.T) {
+	cfg := cdn.DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate() of the defaults = %v, want nil", err)
+	}
+	if _, err := cdn.New(cfg, cdn.Deps{}); !errors.Is(err, cdn.ErrNoOrigin) {
+		t.Errorf("New without Origin or Deps.Origins = %v, want ErrNoOrigin", err)
 	}
 }
 

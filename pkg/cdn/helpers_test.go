@@ -30,18 +30,19 @@ func newOrigin(t testing.TB, h http.HandlerFunc) *origin {
 }
 
 // newEdge starts an edge in front of originURL on a free loopback port;
-// edit, when not nil, adjusts the configuration first.
-func newEdge(t testing.TB, originURL string, edit func(*cdn.Config)) *cdn.Edge {
+// edit, when not nil, adjusts the configuration and the dependencies first.
+func newEdge(t testing.TB, originURL string, edit func(*cdn.Config, *cdn.Deps)) *cdn.Edge {
 	t.Helper()
 	cfg := cdn.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "edge-test"
 	cfg.Origin = originURL
 	cfg.DrainTimeout = 5 * time.Second
+	var deps cdn.Deps
 	if edit != nil {
-		edit(&cfg)
+		edit(&cfg, &deps)
 	}
-	e, err := cdn.New(cfg)
+	e, err := cdn.New(cfg, deps)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -116,13 +117,26 @@ func clip(s string) string {
 type fakePurges struct {
 	subject atomic.Value
 	fn      atomic.Value // func([]byte)
+	missed  atomic.Value // func()
 	stopped atomic.Bool
 }
 
-func (f *fakePurges) Subscribe(subject string, fn func([]byte)) (func(), error) {
+func (f *fakePurges) Subscribe(subject string, fn func([]byte), missed func()) (func(), error) {
 	f.subject.Store(subject)
 	f.fn.Store(fn)
+	f.missed.Store(missed)
 	return func() { f.stopped.Store(true) }, nil
+}
+
+// miss tells the edge that purges may have been missed, as the node's NATS
+// subscription does once it is live and after a reconnect.
+func (f *fakePurges) miss(t testing.TB) {
+	t.Helper()
+	missed, ok := f.missed.Load().(func())
+	if !ok {
+		t.Fatal("the edge did not subscribe to purges")
+	}
+	missed()
 }
 
 func (f *fakePurges) publish(t testing.TB, msg string) {

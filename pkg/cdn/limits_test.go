@@ -56,7 +56,7 @@ func bigOrigin(t testing.TB, size int) *origin {
 func TestClientThatStopsReadingIsCut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	o := bigOrigin(t, 12<<20)
-	e := newEdge(t, o.URL, func(c *cdn.Config) {
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) {
 		c.WriteTimeout = timeout
 		c.MaxObjectBytes = 16 << 20
 	})
@@ -102,7 +102,7 @@ func TestSlowReaderIsNotCut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	const size = 12 << 20
 	o := bigOrigin(t, size)
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.WriteTimeout = timeout })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { c.WriteTimeout = timeout })
 	c := dialSmall(t, e)
 	io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
@@ -152,7 +152,7 @@ func TestHandlerPanicIs500(t *testing.T) {
 		io.WriteString(w, "page "+r.URL.Path)
 	})
 	origins := &panicOrigins{addr: strings.TrimPrefix(o.URL, "http://")}
-	e := newEdge(t, "", func(c *cdn.Config) { c.Origins = origins })
+	e := newEdge(t, "", func(c *cdn.Config, d *cdn.Deps) { d.Origins = origins })
 
 	origins.armed.Store(true)
 	if r := get(t, e, "/boom"); r.status != http.StatusInternalServerError {
@@ -195,7 +195,7 @@ func TestMaxConns(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "MaxConns") {
 		t.Errorf("Validate() with MaxConns 0 = %v, want an error naming MaxConns", err)
 	}
-	e := newEdge(t, o.URL, func(c *cdn.Config) { c.MaxConns = 2 })
+	e := newEdge(t, o.URL, func(c *cdn.Config, d *cdn.Deps) { c.MaxConns = 2 })
 	var held []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", e.Addr())

@@ -14,7 +14,7 @@ import (
 // natsPurges is the adapter the node uses: cdn.Purges over a nats.Conn.
 type natsPurges struct{ nc *nats.Conn }
 
-func (p natsPurges) Subscribe(subject string, fn func([]byte)) (func(), error) {
+func (p natsPurges) Subscribe(subject string, fn func([]byte), _ func()) (func(), error) {
 	sub, err := p.nc.Subscribe(subject, func(m *nats.Msg) { fn(m.Data) })
 	if err != nil {
 		return nil, err
@@ -45,7 +45,7 @@ func TestPurgeOverRealNATS(t *testing.T) {
 	}
 	t.Cleanup(appConn.Close)
 
-	e := newEdge(t, cacheablePages(t).URL, func(c *cdn.Config) { c.Purges = natsPurges{edgeConn} })
+	e := newEdge(t, cacheablePages(t).URL, func(c *cdn.Config, d *cdn.Deps) { d.Purges = natsPurges{edgeConn} })
 	fill(t, e, "/p/42", "/p/43")
 	if err := edgeConn.Flush(); err != nil { // the subscription is in place
 		t.Fatalf("flush: %v", err)

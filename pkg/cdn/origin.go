@@ -22,7 +22,7 @@ func (e *Edge) pickOrigin() (scheme, host string, err error) {
 	if e.origin != nil {
 		return e.origin.Scheme, e.origin.Host, nil
 	}
-	list := e.cfg.Origins.Origins()
+	list := e.origins.Origins()
 	if len(list) == 0 {
 		return "", "", errNoOrigin
 	}

@@ -9,17 +9,16 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/cdn/purge"
 )
 
 // PurgeRequest is the body of POST /_edge/purge and the payload of a message
 // on PurgeSubject: URLs (paths with their query, or absolute URLs whose
 // host is ignored) and surrogate keys whose stored responses are removed,
-// or All, which removes every stored response.
-type PurgeRequest struct {
-	URLs []string `json:"urls,omitempty"`
-	Keys []string `json:"keys,omitempty"`
-	All  bool     `json:"all,omitempty"`
-}
+// or All, which removes every stored response. Its wire format is package
+// purge's, which publishers import instead of the edge.
+type PurgeRequest = purge.Message
 
 // PurgeResult says what a purge removed.
 type PurgeResult struct {
@@ -60,13 +59,20 @@ func purgeURI(s string) string {
 
 // purgeMessage handles one message on PurgeSubject.
 func (e *Edge) purgeMessage(data []byte) {
-	var req PurgeRequest
-	if err := json.Unmarshal(data, &req); err != nil {
+	req, err := purge.Decode(data)
+	if err != nil {
 		e.log.Warn("edge purge message ignored", "err", err)
 		return
 	}
 	res := e.Purge(req)
 	e.log.Debug("edge purged", "via", "nats", "urls", res.URLs, "keys", res.Keys, "objects", res.Objects)
+}
+
+// purgesMissed empties the cache when purge messages may have been lost
+// (Purges' missed callback): any page stored may be one a lost purge named.
+func (e *Edge) purgesMissed() {
+	res := e.Purge(PurgeRequest{All: true})
+	e.log.Info("edge purged everything: purges may have been missed", "objects", res.Objects)
 }
 
 // authorized checks the bearer token of an HTTP purge and answers the

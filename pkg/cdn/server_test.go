@@ -68,7 +68,7 @@ func TestServerHTTP10ClosesConnection(t *testing.T) {
 }
 
 func TestServerBadRequests(t *testing.T) {
-	e := newEdge(t, cacheablePages(t).URL, func(c *cdn.Config) { c.MaxHeaderBytes = 2048 })
+	e := newEdge(t, cacheablePages(t).URL, func(c *cdn.Config, d *cdn.Deps) { c.MaxHeaderBytes = 2048 })
 	tests := []struct {
 		name, raw string
 		want      int
@@ -142,7 +142,7 @@ func TestCloseWaitsForInFlight(t *testing.T) {
 	})
 	cfg := cdn.DefaultConfig()
 	cfg.Addr, cfg.Origin, cfg.DrainTimeout = "127.0.0.1:0", o.URL, 5*time.Second
-	e, err := cdn.New(cfg)
+	e, err := cdn.New(cfg, cdn.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func (e *Edge) Snapshot() Status {
 	if e.origin != nil {
 		s.Origins = []string{e.cfg.Origin}
 	} else {
-		s.Origins = e.cfg.Origins.Origins()
+		s.Origins = e.origins.Origins()
 	}
 	if total := s.Hits + s.Stale + s.Misses + s.Revalidated; total > 0 {
 		s.HitRatio = float64(s.Hits+s.Stale) / float64(total)

@@ -111,7 +111,7 @@ func benchLB(b *testing.B, loops int) *lb.LB {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Backends = []string{rawBackend(b), rawBackend(b)}
 	cfg.HealthPath = "" // the raw backends answer only what the benchmark sends
-	l, err := lb.New(cfg)
+	l, err := lb.New(cfg, lb.Deps{})
 	if err != nil {
 		b.Fatal(err)
 	}

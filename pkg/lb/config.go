@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"errors"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -42,9 +41,9 @@ func (p *Policy) Set(s string) error {
 	return nil
 }
 
-// Config configures a load balancer. The node fills in Addr, NodeName,
-// Discovery, Logger and Metrics before calling New; everything else has a
-// default from DefaultConfig and a setting from Settings.
+// Config holds a load balancer's settings. The node fills in Addr and
+// NodeName; everything else has a default from DefaultConfig and a setting
+// from Settings. What is injected (discovery, logger, metrics) is in Deps.
 type Config struct {
 	// Addr is the listen address, host:port. Port 0 picks a free port (see
 	// LB.Addr). Default "127.0.0.1:8080".
@@ -54,12 +53,9 @@ type Config struct {
 	// metrics. Default "lb".
 	NodeName string
 
-	// Discovery yields the backends (the app nodes' HTTP addresses). When nil,
-	// Backends is used as a static list. One of the two must be set.
-	Discovery Discovery
-
 	// Backends is a static list of backend addresses, host:port, used when
-	// Discovery is nil (--lb-backends). Each backend is named by its address.
+	// Deps.Discovery is nil (--lb-backends). Each backend is named by its
+	// address. Empty means the backends come from Deps.Discovery.
 	Backends []string
 
 	// DiscoveryInterval is how often Discovery is polled. A backend that
@@ -214,6 +210,15 @@ type Config struct {
 	// when the balancer sits behind an edge that terminates TLS). When false
 	// the balancer sets it from its own listener. Default false.
 	TrustForwarded bool
+}
+
+// Deps are what a load balancer is given rather than told: New takes them
+// beside the Config, and Config.Validate does not look at them.
+type Deps struct {
+	// Discovery yields the backends (the app nodes' HTTP addresses); the
+	// node implements it over membership. Nil uses Config.Backends as a
+	// static list; New fails when both are empty.
+	Discovery Discovery
 
 	// Logger receives structured logs. Nil discards them.
 	Logger *slog.Logger
@@ -264,11 +269,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	switch {
 	case c.Addr == "":
-		return errors.New("lb config: Addr is empty")
+		return fieldErr("Addr", "is empty")
 	case c.NodeName == "":
-		return errors.New("lb config: NodeName is empty")
-	case c.Discovery == nil && len(c.Backends) == 0:
-		return errors.New("lb config: neither Discovery nor Backends is set")
+		return fieldErr("NodeName", "is empty")
 	case c.DiscoveryInterval <= 0:
 		return fieldErr("DiscoveryInterval", "%v must be positive", c.DiscoveryInterval)
 	case c.Policy != PolicyRoundRobin && c.Policy != PolicyWeighted && c.Policy != PolicyLeastConn:

@@ -132,11 +132,10 @@ func (a *appNode) appliedCounts() map[string]int {
 }
 
 // testConfig is a Config for tests: loopback, fast checks, quiet logs.
-func testConfig(d lb.Discovery) lb.Config {
+func testConfig() lb.Config {
 	cfg := lb.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "lb-test"
-	cfg.Discovery = d
 	cfg.DiscoveryInterval = 50 * time.Millisecond
 	cfg.HealthInterval = 50 * time.Millisecond
 	cfg.HealthTimeout = 500 * time.Millisecond
@@ -145,10 +144,17 @@ func testConfig(d lb.Discovery) lb.Config {
 	return cfg
 }
 
-// startLB opens a balancer and waits until it is ready.
-func startLB(tb testing.TB, cfg lb.Config) *lb.LB {
+// startLB opens a balancer over the backends d yields and waits until it
+// is ready.
+func startLB(tb testing.TB, cfg lb.Config, d lb.Discovery) *lb.LB {
 	tb.Helper()
-	l, err := lb.New(cfg)
+	return startLBWith(tb, cfg, lb.Deps{Discovery: d})
+}
+
+// startLBWith opens a balancer with deps and waits until it is ready.
+func startLBWith(tb testing.TB, cfg lb.Config, deps lb.Deps) *lb.LB {
+	tb.Helper()
+	l, err := lb.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}

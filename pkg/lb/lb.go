@@ -86,17 +86,24 @@ type pool struct {
 	swrr     smoothWeighted
 }
 
-// New checks cfg and returns a balancer that is not yet listening.
-func New(cfg Config) (*LB, error) {
+// ErrNoBackends is returned by New when neither Deps.Discovery nor
+// Config.Backends says where the backends are.
+var ErrNoBackends = errors.New("no backends: give Deps.Discovery or Config.Backends (--backends)")
+
+// New checks cfg and deps and returns a balancer that is not yet listening.
+func New(cfg Config, deps Deps) (*LB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new lb: %w", err)
 	}
-	log := cfg.Logger
+	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	disc := cfg.Discovery
+	disc := deps.Discovery
 	if disc == nil {
+		if len(cfg.Backends) == 0 {
+			return nil, fmt.Errorf("new lb: %w", ErrNoBackends)
+		}
 		disc = NewStaticDiscovery(cfg.Backends...)
 	}
 	var rnd [4]byte
@@ -119,8 +126,8 @@ func New(cfg Config) (*LB, error) {
 	}
 	lb.pool.Store(&pool{})
 	lb.ctx, lb.cancel = context.WithCancel(context.Background())
-	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(&collector{lb: lb}); err != nil {
+	if deps.Metrics != nil {
+		if err := deps.Metrics.Register(&collector{lb: lb}); err != nil {
 			return nil, fmt.Errorf("new lb: register metrics: %w", err)
 		}
 	}

@@ -31,9 +31,9 @@ func TestDistributionIsEven(t *testing.T) {
 			for _, a := range apps {
 				d.Set(append(d.Backends(), a.target())...)
 			}
-			cfg := testConfig(d)
+			cfg := testConfig()
 			cfg.Policy = policy
-			l := startLB(t, cfg)
+			l := startLB(t, cfg, d)
 			testwait.Until(t, 5*time.Second, "all backends healthy", func() bool {
 				for _, a := range apps {
 					if backendState(l, a.name) != "healthy" {
@@ -66,9 +66,9 @@ func TestWeightedFollowsWeights(t *testing.T) {
 	ta.Weight = 3
 	d := lb.NewStaticDiscovery()
 	d.Set(ta, tb)
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.Policy = lb.PolicyWeighted
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, d)
 	testwait.Until(t, 5*time.Second, "both healthy", func() bool { return backendState(l, "light") == "healthy" && backendState(l, "heavy") == "healthy" })
 	c := newClient()
 	for i := 0; i < 400; i++ {
@@ -86,9 +86,9 @@ func TestJoinUnderLoadTakesTrafficWithinASecond(t *testing.T) {
 	a1, a2 := startApp(t, "app-1"), startApp(t, "app-2")
 	d := lb.NewStaticDiscovery()
 	d.Set(a1.target(), a2.target())
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.DiscoveryInterval = 200 * time.Millisecond // as in production
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, d)
 	ld := startLoad(t, "http://"+l.Addr(), 8, true)
 	ld.waitOK(t, 100)
 
@@ -114,7 +114,7 @@ func TestGracefulBackendStopFailsNoRequest(t *testing.T) {
 	apps := []*appNode{startApp(t, "app-1"), startApp(t, "app-2"), startApp(t, "app-3")}
 	d := lb.NewStaticDiscovery()
 	d.Set(apps[0].target(), apps[1].target(), apps[2].target())
-	l := startLB(t, testConfig(d))
+	l := startLB(t, testConfig(), d)
 	ld := startLoad(t, "http://"+l.Addr(), 8, true)
 	ld.waitOK(t, 100)
 
@@ -151,7 +151,7 @@ func TestBackendShutdownWithoutNoticeFailsNoGet(t *testing.T) {
 	apps := []*appNode{startApp(t, "app-1"), startApp(t, "app-2"), startApp(t, "app-3")}
 	d := lb.NewStaticDiscovery()
 	d.Set(apps[0].target(), apps[1].target(), apps[2].target())
-	l := startLB(t, testConfig(d))
+	l := startLB(t, testConfig(), d)
 	ld := startLoad(t, "http://"+l.Addr(), 8, false)
 	ld.waitOK(t, 100)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -170,7 +170,7 @@ func TestKilledBackendFailsNoGetAndAppliesNoPostTwice(t *testing.T) {
 	apps := []*appNode{startApp(t, "app-1"), startApp(t, "app-2"), startApp(t, "app-3")}
 	d := lb.NewStaticDiscovery()
 	d.Set(apps[0].target(), apps[1].target(), apps[2].target())
-	l := startLB(t, testConfig(d))
+	l := startLB(t, testConfig(), d)
 	ld := startLoad(t, "http://"+l.Addr(), 12, true)
 	ld.waitOK(t, 150)
 	apps[1].kill()
@@ -257,13 +257,13 @@ func TestAllBackendsDownRetriesStayWithinBudget(t *testing.T) {
 	for i, b := range bad {
 		d.Set(append(d.Backends(), lb.Target{Name: fmt.Sprintf("app-%d", i+1), Addr: b.ln.Addr().String()})...)
 	}
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.HealthPath = "" // passive checks only, so that every request reaches a node
 	cfg.EjectConsecutiveErrors = 0
 	cfg.Retries = 2
 	cfg.RetryBudgetRatio = 0.2
 	cfg.RetryMinPerSecond = 1
-	l, err := lb.New(cfg)
+	l, err := lb.New(cfg, lb.Deps{Discovery: d})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,11 +309,11 @@ func TestAllBackendsDownAnswers503(t *testing.T) {
 		addrs = append(addrs, ln.Addr().String())
 		ln.Close()
 	}
-	cfg := testConfig(nil)
+	cfg := testConfig()
 	cfg.Backends = addrs
 	cfg.DialTimeout = 2 * time.Second
 	cfg.ResponseHeaderTimeout = 30 * time.Second
-	l, err := lb.New(cfg)
+	l, err := lb.New(cfg, lb.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,9 +362,9 @@ func TestBackendThatComesBackIsUsedAfterRise(t *testing.T) {
 	a1, a2 := startApp(t, "app-1"), startApp(t, "app-2")
 	d := lb.NewStaticDiscovery()
 	d.Set(a1.target(), a2.target())
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.Rise, cfg.Fall = 3, 2
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, d)
 	testwait.Until(t, 5*time.Second, "app-2 healthy", func() bool { return backendState(l, "app-2") == "healthy" })
 
 	addr := a2.addr()
@@ -397,12 +397,12 @@ func TestPassiveEjectionBacksOff(t *testing.T) {
 	good, flaky := startApp(t, "good"), startApp(t, "flaky")
 	d := lb.NewStaticDiscovery()
 	d.Set(good.target(), flaky.target())
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.EjectConsecutive5xx = 3
 	cfg.EjectBaseTime = time.Second
 	cfg.EjectMaxTime = 10 * time.Second
 	cfg.RetryOnGatewayError = false // 500 is not a gateway error anyway; keep attempts countable
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, d)
 	testwait.Until(t, 5*time.Second, "flaky healthy", func() bool { return backendState(l, "flaky") == "healthy" })
 	flaky.status.Store(http.StatusInternalServerError)
 
@@ -492,10 +492,10 @@ func TestDependencyOutageDoesNotEject(t *testing.T) {
 			good, faulty := startApp(t, "good"), startOutageApp(t, "faulty", tt.retryAfter)
 			d := lb.NewStaticDiscovery()
 			d.Set(good.target(), faulty.target())
-			cfg := testConfig(d)
+			cfg := testConfig()
 			cfg.EjectConsecutive5xx = 3
 			cfg.RetryOnGatewayError = false // every answer reaches the client as the node sent it
-			l := startLB(t, cfg)
+			l := startLB(t, cfg, d)
 			testwait.Until(t, 5*time.Second, "both backends healthy", func() bool {
 				return backendState(l, "good") == "healthy" && backendState(l, "faulty") == "healthy"
 			})
@@ -541,9 +541,9 @@ func TestDependencyOutagePassesThrough(t *testing.T) {
 	a1, a2 := startOutageApp(t, "app-1", "2"), startOutageApp(t, "app-2", "2")
 	d := lb.NewStaticDiscovery()
 	d.Set(a1.target(), a2.target())
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.EjectConsecutive5xx = 2
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, d)
 	testwait.Until(t, 5*time.Second, "both backends healthy", func() bool {
 		return backendState(l, "app-1") == "healthy" && backendState(l, "app-2") == "healthy"
 	})
@@ -583,9 +583,9 @@ func TestStickySessions(t *testing.T) {
 	apps := []*appNode{startApp(t, "app-1"), startApp(t, "app-2"), startApp(t, "app-3")}
 	d := lb.NewStaticDiscovery()
 	d.Set(apps[0].target(), apps[1].target(), apps[2].target())
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.Sticky = true
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, d)
 	testwait.Until(t, 5*time.Second, "all healthy", func() bool { return len(l.Snapshot().Backends) == 3 && l.Snapshot().Backends[2].State == "healthy" })
 
 	for u := 0; u < 6; u++ {
@@ -638,7 +638,7 @@ func TestHeaders(t *testing.T) {
 			io.WriteString(w, "ok")
 		})
 	})
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	c := newClient()
 
 	req, _ := http.NewRequest(http.MethodGet, "http://"+l.Addr()+"/h", nil)
@@ -712,7 +712,7 @@ func TestStreamingResponseIsFlushed(t *testing.T) {
 			io.WriteString(w, "data: two\n\n")
 		})
 	})
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	resp, err := newClient().Get("http://" + l.Addr() + "/events")
 	if err != nil {
 		t.Fatal(err)
@@ -738,10 +738,10 @@ func TestRequestBodyAndPostRetryOnRefusedConnection(t *testing.T) {
 	ln.Close()
 	d := lb.NewStaticDiscovery()
 	d.Set(lb.Target{Name: "dead", Addr: dead}, app.target())
-	cfg := testConfig(d)
+	cfg := testConfig()
 	cfg.HealthPath = "" // the dead node stays in rotation: each POST may try it first
 	cfg.EjectConsecutiveErrors = 0
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, d)
 	c := newClient()
 	for i := 0; i < 20; i++ {
 		id := fmt.Sprintf("body-%d-%s", i, strings.Repeat("x", 100_000))
@@ -767,9 +767,10 @@ func TestRequestBodyAndPostRetryOnRefusedConnection(t *testing.T) {
 
 func TestSlowClientsDoNotStarveOthers(t *testing.T) {
 	app := startApp(t, "app-1")
-	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+	disc := lb.NewStaticDiscovery(app.addr())
+	cfg := testConfig()
 	cfg.ReadHeaderTimeout = time.Second
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 
 	// Slowloris: many connections sending their headers a byte at a time.
 	const slow = 200
@@ -821,7 +822,7 @@ func TestSlowClientsDoNotStarveOthers(t *testing.T) {
 
 func TestCloseFinishesInFlightRequests(t *testing.T) {
 	app := startApp(t, "app-1")
-	l, err := lb.New(testConfig(lb.NewStaticDiscovery(app.addr())))
+	l, err := lb.New(testConfig(), lb.Deps{Discovery: lb.NewStaticDiscovery(app.addr())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -872,9 +873,8 @@ func TestCloseFinishesInFlightRequests(t *testing.T) {
 func TestStatusAndMetrics(t *testing.T) {
 	app := startApp(t, "app-1")
 	reg := prometheus.NewRegistry()
-	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
-	cfg.Metrics = reg
-	l := startLB(t, cfg)
+	disc := lb.NewStaticDiscovery(app.addr())
+	l := startLBWith(t, testConfig(), lb.Deps{Discovery: disc, Metrics: reg})
 	c := newClient()
 	for i := 0; i < 10; i++ {
 		get(t, c, "http://"+l.Addr()+"/")
@@ -939,7 +939,6 @@ func TestConfig(t *testing.T) {
 		field string
 	}{
 		{"policy", func(c *lb.Config) { c.Policy = "random" }, "Policy"},
-		{"no backends", func(c *lb.Config) { c.Backends = nil }, "Backends"},
 		{"rise", func(c *lb.Config) { c.Rise = 0 }, "Rise"},
 		{"budget", func(c *lb.Config) { c.RetryBudgetRatio = 2 }, "RetryBudgetRatio"},
 		{"backend addr", func(c *lb.Config) { c.Backends = []string{"nohost"} }, "Backends"},
@@ -964,7 +963,7 @@ func TestHealthPathMissingIsJudgedByAnswer(t *testing.T) {
 			io.WriteString(w, "app-1")
 		})
 	})
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	if resp, body := get(t, newClient(), "http://"+l.Addr()+"/"); resp.StatusCode != 200 || body != "app-1" {
 		t.Fatalf("GET = %d %q, want 200 from app-1", resp.StatusCode, body)
 	}
@@ -987,7 +986,7 @@ func TestHealthChecksGoToHealthAddr(t *testing.T) {
 	admin := startApp(t, "admin-1")
 	d := lb.NewStaticDiscovery()
 	d.Set(lb.Target{Name: "app-1", Addr: app.addr(), HealthAddr: admin.addr()})
-	l := startLB(t, testConfig(d))
+	l := startLB(t, testConfig(), d)
 	if resp, body := get(t, newClient(), "http://"+l.Addr()+"/"); resp.StatusCode != 200 || body != "app-1" {
 		t.Fatalf("GET = %d %q, want 200 from app-1", resp.StatusCode, body)
 	}
@@ -1004,9 +1003,10 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cfg := testConfig(lb.NewStaticDiscovery("127.0.0.1:1"))
+	disc := lb.NewStaticDiscovery("127.0.0.1:1")
+	cfg := testConfig()
 	cfg.Addr = busy.Addr().String()
-	l, err := lb.New(cfg)
+	l, err := lb.New(cfg, lb.Deps{Discovery: disc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1019,7 +1019,10 @@ func TestOpenErrors(t *testing.T) {
 	if err := l.Open(); !errors.Is(err, lb.ErrClosed) {
 		t.Errorf("Open after Close = %v, want ErrClosed", err)
 	}
-	if _, err := lb.New(lb.Config{}); err == nil {
+	if _, err := lb.New(lb.Config{}, lb.Deps{}); err == nil {
 		t.Errorf("New(Config{}) = nil error, want one")
+	}
+	if _, err := lb.New(testConfig(), lb.Deps{}); !errors.Is(err, lb.ErrNoBackends) {
+		t.Errorf("New without Discovery or Backends = %v, want ErrNoBackends", err)
 	}
 }

@@ -71,9 +71,10 @@ func dialSmall(t testing.TB, addr string) net.Conn {
 // client held its connection and a backend connection for good.
 func TestClientThatStopsReadingIsCut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	cfg := testConfig(lb.NewStaticDiscovery(bigApp(t)))
+	disc := lb.NewStaticDiscovery(bigApp(t))
+	cfg := testConfig()
 	cfg.WriteTimeout = timeout
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 	for _, path := range []string{"/big", "/chunked"} {
 		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
 			testwait.Until(t, 5*time.Second, "no client connection", func() bool { return l.Snapshot().Connections == 0 })
@@ -101,9 +102,10 @@ func TestClientThatStopsReadingIsCut(t *testing.T) {
 // but steadily gets a download far longer than the timeout.
 func TestSlowReaderIsNotCut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	cfg := testConfig(lb.NewStaticDiscovery(bigApp(t)))
+	disc := lb.NewStaticDiscovery(bigApp(t))
+	cfg := testConfig()
 	cfg.WriteTimeout = timeout
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 	for _, path := range []string{"/big", "/chunked"} {
 		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
 			c := dialSmall(t, l.Addr())
@@ -136,13 +138,14 @@ func TestSlowReaderIsNotCut(t *testing.T) {
 // At MaxConns the balancer accepts no more client connections until one
 // closes: the next client waits in the listen queue and is served then.
 func TestMaxConns(t *testing.T) {
-	cfg := testConfig(lb.NewStaticDiscovery(echoApp(t).addr()))
+	disc := lb.NewStaticDiscovery(echoApp(t).addr())
+	cfg := testConfig()
 	cfg.MaxConns = 0
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "MaxConns") {
 		t.Errorf("Validate() with MaxConns 0 = %v, want an error naming MaxConns", err)
 	}
 	cfg.MaxConns = 2
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 	var held []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", l.Addr())

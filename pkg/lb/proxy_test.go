@@ -45,7 +45,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 
 func TestChunkedBodiesAndTrailers(t *testing.T) {
 	app := echoApp(t)
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	pr, pw := io.Pipe()
 	go func() {
 		for i := 0; i < 10; i++ {
@@ -70,7 +70,7 @@ func TestChunkedBodiesAndTrailers(t *testing.T) {
 
 func TestExpectContinue(t *testing.T) {
 	app := echoApp(t)
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	c := newClient()
 	c.Transport.(*http.Transport).ExpectContinueTimeout = 5 * time.Second
 	req, _ := http.NewRequest(http.MethodPost, "http://"+l.Addr()+"/p", strings.NewReader("hello"))
@@ -89,7 +89,7 @@ func TestExpectContinue(t *testing.T) {
 
 func TestHeadKeepsContentLength(t *testing.T) {
 	app := echoApp(t)
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	resp, err := newClient().Head("http://" + l.Addr() + "/length")
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func rawExchange(t *testing.T, addr, raw string) string {
 
 func TestRawProtocol(t *testing.T) {
 	app := startApp(t, "app-1")
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	tests := []struct {
 		name, raw string
 		want      []string // substrings, in order
@@ -173,9 +173,10 @@ func TestPostAfterBackendClosedIdleConnection(t *testing.T) {
 			}
 		}
 	})
-	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+	disc := lb.NewStaticDiscovery(app.addr())
+	cfg := testConfig()
 	cfg.HealthPath = "" // no checks: they would keep the connection busy
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 	c := newClient()
 	post := func(id string) int {
 		resp, err := c.Post("http://"+l.Addr()+"/posts", "text/plain", strings.NewReader(id))
@@ -210,9 +211,10 @@ func TestGetAfterBackendClosedIdleConnectionWithOneBackend(t *testing.T) {
 			}
 		}
 	})
-	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+	disc := lb.NewStaticDiscovery(app.addr())
+	cfg := testConfig()
 	cfg.HealthPath = ""
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 	c := newClient()
 	for round := 0; round < 5; round++ {
 		// With one backend there is no other node to retry on: a GET sent
@@ -241,7 +243,7 @@ func TestBodyCutByBackendIsNotPassedOffAsWhole(t *testing.T) {
 			}
 		})
 	})
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	c := newClient()
 	c.Timeout = 5 * time.Second
 	resp, err := c.Get("http://" + l.Addr() + "/cut")
@@ -264,9 +266,10 @@ func TestBodyCutByBackendIsNotPassedOffAsWhole(t *testing.T) {
 func TestTrustForwardedProto(t *testing.T) {
 	for _, trust := range []bool{false, true} {
 		app := startApp(t, "app-1")
-		cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+		disc := lb.NewStaticDiscovery(app.addr())
+		cfg := testConfig()
 		cfg.TrustForwarded = trust
-		l := startLB(t, cfg)
+		l := startLB(t, cfg, disc)
 		req, _ := http.NewRequest(http.MethodGet, "http://"+l.Addr()+"/", nil)
 		req.Header.Set("X-Forwarded-Proto", "https")
 		resp, err := newClient().Do(req)

@@ -75,9 +75,10 @@ func lastLines(b []byte, n int) string {
 // answers, a 504 (never a POST sent twice).
 func TestResponseTimeoutAnswers504(t *testing.T) {
 	app := startApp(t, "app-1")
-	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+	disc := lb.NewStaticDiscovery(app.addr())
+	cfg := testConfig()
 	cfg.ResponseHeaderTimeout = 300 * time.Millisecond
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 	c := newClient()
 
 	start := time.Now()
@@ -120,7 +121,7 @@ func TestLargeResponseToSlowReader(t *testing.T) {
 			w.Write(payload)
 		})
 	})
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	conn, err := net.Dial("tcp", l.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +165,7 @@ func TestLargeResponseToSlowReader(t *testing.T) {
 // order, on the same connection.
 func TestOneConnectionMixesBodiesAndGets(t *testing.T) {
 	app := echoApp(t)
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	raw := "GET /length HTTP/1.1\r\nHost: x\r\n\r\n" +
 		"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
 		"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n" +
@@ -184,9 +185,10 @@ func TestOneConnectionMixesBodiesAndGets(t *testing.T) {
 // connection.
 func TestIdleConnectionsAreClosed(t *testing.T) {
 	app := startApp(t, "app-1")
-	cfg := testConfig(lb.NewStaticDiscovery(app.addr()))
+	disc := lb.NewStaticDiscovery(app.addr())
+	cfg := testConfig()
 	cfg.IdleTimeout = 200 * time.Millisecond
-	l := startLB(t, cfg)
+	l := startLB(t, cfg, disc)
 	conn, err := net.Dial("tcp", l.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +232,7 @@ func TestClientsThatLeaveMidResponse(t *testing.T) {
 			}
 		})
 	})
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	leave := func(raw string, readFirst int) {
 		conn, err := net.Dial("tcp", l.Addr())
 		if err != nil {
@@ -283,7 +285,7 @@ func TestClientsThatLeaveMidResponse(t *testing.T) {
 // request has a body (event loops only).
 func TestStatusCountsConnections(t *testing.T) {
 	app := echoApp(t)
-	l := startLB(t, testConfig(lb.NewStaticDiscovery(app.addr())))
+	l := startLB(t, testConfig(), lb.NewStaticDiscovery(app.addr()))
 	want := "goroutine per connection"
 	if testEventLoops > 0 {
 		want = fmt.Sprintf("%d event loops", testEventLoops)

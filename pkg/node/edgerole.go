@@ -18,17 +18,15 @@ func (n *Node) openEdge() error {
 	ec := n.cfg.RoleConfig.Edge
 	ec.Addr = n.listenAddr(n.cfg.Ports.Edge)
 	ec.NodeName = n.cfg.Name
-	if ec.Origin == "" {
-		ec.Origins = edgeOrigins{n}
-	}
-	ec.Purges = &natsPurges{n: n}
 	if ec.PurgeToken == "" {
 		// With a key, purging over HTTP is on, behind the derived token.
 		ec.PurgeToken = n.secrets.Purge
 	}
-	ec.Logger = n.log.With("role", "edge")
-	ec.Metrics = n.reg
-	e, err := cdn.New(ec)
+	deps := cdn.Deps{Purges: &natsPurges{n: n}, Logger: n.log.With("role", "edge"), Metrics: n.reg}
+	if ec.Origin == "" {
+		deps.Origins = edgeOrigins{n}
+	}
+	e, err := cdn.New(ec, deps)
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
@@ -52,9 +50,6 @@ func (o edgeOrigins) Origins() []string {
 	return out
 }
 
-// purgeAll is the purge message that empties the edge's cache.
-var purgeAll = []byte(`{"all":true}`)
-
 // natsPurges subscribes to purge messages over a NATS connection made in
 // the background: the edge must start even while no NATS server is known,
 // and purges begin to arrive once one is.
@@ -66,12 +61,13 @@ type natsPurges struct {
 // Subscribed reports whether purges arrive, or cannot yet because no NATS
 // server is known at all (a cluster run with --nats off): the edge is not
 // ready while a NATS server is known and its subscription is not live.
-// When one appears later, subscribing drops whatever was stored before.
+// When one appears later, the subscription tells the edge that purges were
+// missed, and the edge drops whatever it stored before.
 func (p *natsPurges) Subscribed() bool {
 	return p.subscribed.Load() || len(p.n.natsClientURLs()) == 0
 }
 
-func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), error) {
+func (p *natsPurges) Subscribe(subject string, deliver func(data []byte), missed func()) (func(), error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -82,24 +78,20 @@ func (p *natsPurges) Subscribe(subject string, fn func(data []byte)) (func(), er
 		cc.RetryInterval = 2 * time.Second
 		cc.Logger = p.n.log.With("role", "edge")
 		// Purges are core NATS: none reach the edge before it subscribes
-		// or while its connection is down. What it stored meanwhile may be
-		// what a missed purge named, so it drops everything then.
-		cc.OnReconnect = func() {
-			p.n.log.Info("edge purges everything: purges may have been missed while NATS was away", "role", "edge")
-			fn(purgeAll)
-		}
+		// or while its connection is down.
+		cc.OnReconnect = missed
 		conn, err := queue.Connect(ctx, cc)
 		if err != nil {
 			return // ctx ended before any NATS server was reachable
 		}
 		defer conn.Close()
-		sub, err := conn.NATS().Subscribe(subject, func(m *nats.Msg) { fn(m.Data) })
+		sub, err := conn.NATS().Subscribe(subject, func(m *nats.Msg) { deliver(m.Data) })
 		if err != nil {
 			p.n.log.Warn("subscribe to purges", "role", "edge", "subject", subject, "err", err)
 			return
 		}
-		p.n.log.Info("listening for purges; dropping what was stored before", "role", "edge", "subject", subject)
-		fn(purgeAll)
+		p.n.log.Info("listening for purges", "role", "edge", "subject", subject)
+		missed()
 		p.subscribed.Store(true)
 		<-ctx.Done()
 		sub.Unsubscribe()

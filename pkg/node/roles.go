@@ -11,14 +11,14 @@ import (
 	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/lb"
 	"github.com/scalestack/scalestack/pkg/queue/natsserver"
-	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/store/server"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
-// RoleConfigs holds the configuration of every role package. The node fills
-// in what it owns (addresses, names, data directory, logger, metrics,
-// discovery) before it builds each role.
+// RoleConfigs holds the settings of every role package. The node fills in
+// what it owns (addresses, names, data directory, derived credentials)
+// before it builds each role, and gives each its dependencies (store client,
+// membership views, NATS, logger, metrics) apart, in the role's Deps.
 type RoleConfigs struct {
 	// Cluster tunes gossip and failure detection (the --gossip-* flags).
 	Cluster cluster.Config
@@ -75,10 +75,7 @@ func (rc *RoleConfigs) validate(c *Config) error {
 	}
 	if c.Has(RoleApp) {
 		ac := rc.App
-		ac.Addr, ac.NodeName, ac.DataDir, ac.Store = "127.0.0.1:0", c.Name, c.DataDir, placeholderStore{}
-		if ac.Jobs == JobsQueue {
-			ac.JobQueue = placeholderJobs{}
-		}
+		ac.Addr, ac.NodeName, ac.DataDir = "127.0.0.1:0", c.Name, c.DataDir
 		if err := ac.Validate(); err != nil {
 			return c.roleErr(RoleApp, err)
 		}
@@ -86,9 +83,6 @@ func (rc *RoleConfigs) validate(c *Config) error {
 	if c.Has(RoleLB) {
 		lc := rc.LB
 		lc.Addr, lc.NodeName = "127.0.0.1:0", c.Name
-		if len(lc.Backends) == 0 {
-			lc.Discovery = lbDiscovery{}
-		}
 		if err := lc.Validate(); err != nil {
 			return c.roleErr(RoleLB, err)
 		}
@@ -96,9 +90,6 @@ func (rc *RoleConfigs) validate(c *Config) error {
 	if c.Has(RoleEdge) {
 		ec := rc.Edge
 		ec.Addr, ec.NodeName = "127.0.0.1:0", c.Name
-		if ec.Origin == "" {
-			ec.Origins = edgeOrigins{}
-		}
 		if err := ec.Validate(); err != nil {
 			return c.roleErr(RoleEdge, err)
 		}
@@ -130,11 +121,9 @@ func (n *Node) openRoles() error {
 		cc := n.cfg.RoleConfig.Cache
 		cc.Addr = n.listenAddr(n.cfg.Ports.Cache)
 		cc.NodeName = n.cfg.Name
-		cc.Logger = n.log.With("role", "cache")
-		cc.Metrics = n.reg
 		cc.Password = n.cachePassword()
 		cc.TLS = n.serverTLS()
-		s, err := cache.New(cc)
+		s, err := cache.New(cc, cache.Deps{Logger: n.log.With("role", "cache"), Metrics: n.reg})
 		if err != nil {
 			return fmt.Errorf("cache: %w", err)
 		}
@@ -151,25 +140,13 @@ func (n *Node) openRoles() error {
 		if n.client == nil {
 			n.client = n.newStoreClient()
 		}
-		ac := n.cfg.RoleConfig.App
+		ac := n.appConfig()
 		ac.Addr = n.listenAddr(n.cfg.Ports.App)
-		ac.NodeName = n.cfg.Name
-		ac.DataDir = n.cfg.DataDir
-		ac.Store = n.client
-		ac.CacheNodes = n.cacheNodes
-		if ac.CacheTier.Password == "" {
-			ac.CacheTier.Password = n.cachePassword()
-		}
-		ac.CacheTier.TLS = n.clientTLS()
-		if len(ac.CacheMACKey) == 0 {
-			ac.CacheMACKey = n.cacheMACKey()
-		}
-		ac.Logger = n.log.With("role", "app")
-		ac.Metrics = n.reg
-		if err := n.appJobs(&ac); err != nil {
+		deps := app.Deps{Store: n.client, CacheNodes: n.cacheNodes, Logger: n.log.With("role", "app"), Metrics: n.reg}
+		if err := n.appPublishers(ac, &deps); err != nil {
 			return err
 		}
-		a, err := app.New(ac)
+		a, err := app.New(ac, deps)
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
@@ -181,12 +158,11 @@ func (n *Node) openRoles() error {
 		lc := n.cfg.RoleConfig.LB
 		lc.Addr = n.listenAddr(n.cfg.Ports.LB)
 		lc.NodeName = n.cfg.Name
+		deps := lb.Deps{Logger: n.log.With("role", "lb"), Metrics: n.reg}
 		if len(lc.Backends) == 0 {
-			lc.Discovery = lbDiscovery{n}
+			deps.Discovery = lbDiscovery{n}
 		}
-		lc.Logger = n.log.With("role", "lb")
-		lc.Metrics = n.reg
-		l, err := lb.New(lc)
+		l, err := lb.New(lc, deps)
 		if err != nil {
 			return fmt.Errorf("lb: %w", err)
 		}
@@ -225,6 +201,24 @@ func (d lbDiscovery) Backends() []lb.Target {
 	return out
 }
 
+// appConfig returns the app's settings with what the node owns filled in:
+// its name and data directory, and the cache tier's credentials derived
+// from the cluster key. The worker runs the blog's service stack with the
+// same settings (app.Config.ServicesConfig).
+func (n *Node) appConfig() app.Config {
+	ac := n.cfg.RoleConfig.App
+	ac.NodeName = n.cfg.Name
+	ac.DataDir = n.cfg.DataDir
+	if ac.CacheTier.Password == "" {
+		ac.CacheTier.Password = n.cachePassword()
+	}
+	ac.CacheTier.TLS = n.clientTLS()
+	if len(ac.CacheMACKey) == 0 {
+		ac.CacheMACKey = n.cacheMACKey()
+	}
+	return ac
+}
+
 // cacheMACKey is the key that seals what the app and the workers put in the
 // cache tier (app.Config.CacheMACKey), derived from the cluster key so that
 // every node of the cluster has the same one; nil without a cluster key
@@ -254,10 +248,6 @@ func (n *Node) cacheNodes() []string {
 	}
 	return out
 }
-
-// placeholderStore stands in for the store client while a configuration is
-// validated, before the node exists; it is never called.
-type placeholderStore struct{ store.Store }
 
 // openRole opens r and records it for Close and /status.
 func (n *Node) openRole(name string, r role) error {

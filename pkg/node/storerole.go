@@ -20,19 +20,16 @@ func (n *Node) openStore() error {
 	sc.Addr = n.listenAddr(n.cfg.Ports.Store)
 	sc.NodeName = n.cfg.Name
 	sc.DataDir = n.cfg.DataDir
-	sc.Logger = n.log.With("role", "store")
-	sc.Metrics = n.reg
 	sc.Role = server.RolePrimary
 	if n.cfg.Has(RoleReplica) {
 		sc.Role = server.RoleReplica
 	}
-	sc.Peers = n
-	sc.Members = storeMembers{n}
+	deps := server.Deps{Peers: n, Members: storeMembers{n}, Logger: n.log.With("role", "store"), Metrics: n.reg}
 	sc.Token = n.secrets.Store
 	if n.tls != nil {
 		sc.TLS, sc.PeerTLS = n.tls.Server, n.tls.Client
 	}
-	s, err := server.New(sc)
+	s, err := server.New(sc, deps)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}

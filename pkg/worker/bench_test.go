@@ -30,7 +30,7 @@ const benchPublishers = 8
 func BenchmarkJobsEndToEnd(b *testing.B) {
 	e := newEnv(b)
 	svc := app.NewServices(apptest.NewMemStore(), 4)
-	w := e.startWorker(b, func(c *worker.Config) { c.Services = &svc; c.Logger = nil })
+	w := e.startWorker(b, func(c *worker.Config, d *worker.Deps) { d.Services = &svc; d.Logger = nil })
 	p := e.publisher(b)
 	ctx := context.Background()
 	// Connected before the clock starts, as the raw side is.

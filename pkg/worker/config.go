@@ -3,6 +3,7 @@ package worker
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
-// Config configures the worker role.
+// Config holds the worker role's settings; what the node injects (the
+// store, NATS, the purger, the cache nodes, logger and metrics) is in Deps.
 type Config struct {
 	// NodeName names this worker in logs and as its NATS connection name.
 	NodeName string
@@ -34,24 +36,17 @@ type Config struct {
 	// SMTPFrom is the envelope and From address. Default
 	// "noreply@scalestack.invalid".
 	SMTPFrom string
-	// Store is the store the blog services use (a *store.Client). Required
-	// unless Services is set; injected by the node.
-	Store store.Store
-	// Services, when set, replaces the services built over Store (tests).
-	Services *app.Services
-	// NATS returns the client URLs of the NATS servers known now; the
-	// worker connects in the background and follows the cluster. Required;
-	// injected by the node.
-	NATS func() []string
+	// Blog holds the settings of the blog's service stack the worker runs
+	// its jobs on: the node gives it the app's (app.Config.ServicesConfig),
+	// so that the worker's writes invalidate the cache tier and purge the
+	// edges as the app's do. Default: the app's defaults.
+	Blog app.ServicesConfig
 	// NATSPassword is presented to NATS servers that require one (derived
 	// from the cluster key by the node). Empty presents none.
 	NATSPassword string
 	// NATSTLS, when not nil, is the client side of TLS to NATS servers that
 	// require it (the node\'s --tls-ca). Nil speaks plain TCP.
 	NATSTLS *tls.Config
-	// NATSServers returns how many NATS servers the cluster has, for the
-	// streams' replicas. Nil means one.
-	NATSServers func() int
 	// Concurrency is how many jobs this worker runs at once, over all
 	// kinds (--worker-concurrency). Default 8: jobs mostly wait on the
 	// store, so a few per core keep it busy; more hold more jobs that a
@@ -71,11 +66,45 @@ type Config struct {
 	// Jobs configures the job streams (tries, back-off, ack wait). Its
 	// Kinds, Servers and Logger are set by the worker.
 	Jobs queue.JobsConfig
+}
+
+// Deps are what the worker role is given rather than told: New takes them
+// beside the Config, and Config.Validate does not look at them.
+type Deps struct {
+	// Store is the store the blog services use (a *store.Client). Required
+	// unless Services is set.
+	Store store.Store
+	// Services, when set, replaces the services built over Store (tests);
+	// the cache tier and purges still wrap them as Config.Blog says.
+	Services *app.Services
+	// NATS returns the client URLs of the NATS servers known now; the
+	// worker connects in the background and follows the cluster. Required.
+	NATS func() []string
+	// NATSServers returns how many NATS servers the cluster has, for the
+	// streams' replicas. Nil means one.
+	NATSServers func() int
+	// CacheNodes returns the cache nodes alive now, for the cache tier
+	// (Config.Blog.Cache). Nil means none: reads go to the store, and
+	// nothing is invalidated.
+	CacheNodes func() []string
+	// Purger receives the purges of the worker's writes (thumbnails,
+	// comment counts) when Config.Blog.Purge is set; nil sends none.
+	Purger app.Purger
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
-	// Metrics registers the worker's metrics; nil does not register.
+	// Metrics registers the worker's metrics; nil does not register. The
+	// cache tier's are not registered here: the app's on the same node
+	// has the same names.
 	Metrics prometheus.Registerer
 }
+
+// Errors of New about missing dependencies.
+var (
+	// ErrNoStore: Deps has neither Store nor Services.
+	ErrNoStore = errors.New("no store: Deps.Store (or Deps.Services) is required")
+	// ErrNoNATS: Deps.NATS is nil.
+	ErrNoNATS = errors.New("no NATS: Deps.NATS is required")
+)
 
 // DefaultConfig returns the defaults; the node fills the rest.
 func DefaultConfig() Config {
@@ -87,18 +116,20 @@ func DefaultConfig() Config {
 		ViewWindow:  500 * time.Millisecond,
 		StopTimeout: 30 * time.Second,
 		Jobs:        queue.DefaultJobsConfig(),
+		Blog:        blogDefaults(),
 	}
+}
+
+func blogDefaults() app.ServicesConfig {
+	ac := app.DefaultConfig()
+	return ac.ServicesConfig()
 }
 
 // Validate reports the first unusable field.
 func (c *Config) Validate() error {
 	switch {
-	case c.Store == nil && c.Services == nil:
-		return errors.New("worker config: Store is required")
-	case c.NATS == nil:
-		return errors.New("worker config: NATS is required")
 	case c.Outbox == "" && c.DataDir == "":
-		return errors.New("worker config: Outbox or DataDir is required")
+		return fieldErr("Outbox", "or DataDir is required")
 	case c.Concurrency < 1 || c.Concurrency > 1024:
 		return fieldErr("Concurrency", "%d: want 1 to 1024", c.Concurrency)
 	case c.JobTimeout <= 0:
@@ -116,6 +147,9 @@ func (c *Config) Validate() error {
 	jc.Kinds = Kinds()
 	if err := jc.Validate(); err != nil {
 		return settings.Within("worker config", "Jobs", err)
+	}
+	if err := c.Blog.Validate(); err != nil {
+		return fmt.Errorf("worker config: Blog: %w", err)
 	}
 	return nil
 }

@@ -44,12 +44,13 @@ func TestMain(m *testing.M) {
 // gathers views for an hour, so that the view jobs it took are all still
 // unanswered when it is killed.
 func runChild() {
-	cfg := testConfig(os.Getenv(childNATSEnv), newStoreClient(os.Getenv(childStoreEnv)), os.Getenv(childOutboxEnv))
+	cfg := testConfig(os.Getenv(childOutboxEnv))
 	cfg.NodeName = "child-worker"
 	cfg.Concurrency = 2
 	cfg.ViewWindow = time.Hour
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	w, err := worker.New(cfg)
+	deps := testDeps(os.Getenv(childNATSEnv), newStoreClient(os.Getenv(childStoreEnv)))
+	deps.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w, err := worker.New(cfg, deps)
 	if err == nil {
 		err = w.Open()
 	}
@@ -65,12 +66,15 @@ func runChild() {
 	w.Close()
 }
 
+// testDeps are a worker's dependencies: the NATS server at natsURL and st.
+func testDeps(natsURL string, st store.Store) worker.Deps {
+	return worker.Deps{Store: st, NATS: func() []string { return []string{natsURL} }}
+}
+
 // testConfig is a worker config with short timeouts: a job not answered
 // within 3s goes to another worker.
-func testConfig(natsURL string, st store.Store, outbox string) worker.Config {
+func testConfig(outbox string) worker.Config {
 	cfg := worker.DefaultConfig()
-	cfg.NATS = func() []string { return []string{natsURL} }
-	cfg.Store = st
 	cfg.Outbox = outbox
 	cfg.JobTimeout = 2 * time.Second
 	cfg.ViewWindow = 50 * time.Millisecond
@@ -113,7 +117,7 @@ func newEnv(t testing.TB) *env {
 
 	sc := server.DefaultConfig()
 	sc.Addr, sc.NodeName, sc.DataDir = "127.0.0.1:0", "store-1", t.TempDir()
-	ss, err := server.New(sc)
+	ss, err := server.New(sc, server.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +131,15 @@ func newEnv(t testing.TB) *env {
 }
 
 // startWorker starts an in-process worker and waits until it consumes.
-func (e *env) startWorker(t testing.TB, edit func(*worker.Config)) *worker.Worker {
+func (e *env) startWorker(t testing.TB, edit func(*worker.Config, *worker.Deps)) *worker.Worker {
 	t.Helper()
-	cfg := testConfig(e.nats.ClientURL(), e.client, e.outbox)
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := testConfig(e.outbox)
+	deps := testDeps(e.nats.ClientURL(), e.client)
+	deps.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if edit != nil {
-		edit(&cfg)
+		edit(&cfg, &deps)
 	}
-	w, err := worker.New(cfg)
+	w, err := worker.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +159,8 @@ func (e *env) startWorker(t testing.TB, edit func(*worker.Config)) *worker.Worke
 // publisher returns a Publisher to the env's NATS server.
 func (e *env) publisher(t testing.TB) *worker.Publisher {
 	t.Helper()
-	p, err := worker.NewPublisher(worker.PublisherConfig{Name: "app",
-		NATS: func() []string { return []string{e.nats.ClientURL()} }, Jobs: queue.DefaultJobsConfig()})
+	p, err := worker.NewPublisher(worker.PublisherConfig{Name: "app", Jobs: queue.DefaultJobsConfig()},
+		worker.PublisherDeps{NATS: func() []string { return []string{e.nats.ClientURL()} }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,8 @@ func (e *env) openApp(t testing.TB, name string, st store.Store) *app.App {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 	jc := queue.DefaultJobsConfig()
 	jc.PublishTimeout = publishTimeout
-	p, err := worker.NewPublisher(worker.PublisherConfig{Name: name + "-jobs",
-		NATS: func() []string { return []string{natsURL} }, Jobs: jc, Logger: log})
+	p, err := worker.NewPublisher(worker.PublisherConfig{Name: name + "-jobs", Jobs: jc},
+		worker.PublisherDeps{NATS: func() []string { return []string{natsURL} }, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,10 +52,10 @@ func (e *env) openApp(t testing.TB, name string, st store.Store) *app.App {
 	t.Cleanup(func() { p.Close() })
 	cfg := app.DefaultConfig()
 	cfg.Addr, cfg.NodeName, cfg.DataDir = "127.0.0.1:0", name, t.TempDir()
-	cfg.Store, cfg.BcryptCost, cfg.Logger = st, 4, log
-	cfg.Jobs, cfg.JobQueue = "queue", p
+	cfg.BcryptCost = 4
+	cfg.Jobs = "queue"
 	cfg.JobOutboxSweep, cfg.JobOutboxAge = 100*time.Millisecond, 500*time.Millisecond
-	a, err := app.New(cfg)
+	a, err := app.New(cfg, app.Deps{Store: st, JobQueue: p, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,23 +13,29 @@ import (
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
-// PublisherConfig configures a Publisher.
+// PublisherConfig holds a Publisher's settings.
 type PublisherConfig struct {
 	// Name is the NATS connection's name (the node name).
 	Name string
-	// NATS returns the client URLs of the NATS servers known now. Required.
-	NATS func() []string
 	// NATSPassword is presented to NATS servers that require one (derived
 	// from the cluster key by the node). Empty presents none.
 	NATSPassword string
 	// NATSTLS, when not nil, is the client side of TLS to NATS servers that
 	// require it (the node\'s --tls-ca). Nil speaks plain TCP.
 	NATSTLS *tls.Config
+	// Jobs configures the streams; PublishTimeout bounds an Enqueue. The
+	// node gives the publisher the worker's, so that both name the same
+	// streams.
+	Jobs queue.JobsConfig
+}
+
+// PublisherDeps are what a Publisher is given.
+type PublisherDeps struct {
+	// NATS returns the client URLs of the NATS servers known now. Required.
+	NATS func() []string
 	// NATSServers returns how many NATS servers the cluster has, for the
 	// streams' replicas. Nil means one.
 	NATSServers func() int
-	// Jobs configures the streams; PublishTimeout bounds an Enqueue.
-	Jobs queue.JobsConfig
 	// Logger receives connection events and publish retries; nil discards.
 	Logger *slog.Logger
 }
@@ -39,6 +45,7 @@ type PublisherConfig struct {
 // JetStream has stored it, so the request does not wait for the work.
 type Publisher struct {
 	cfg    PublisherConfig
+	deps   PublisherDeps
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -55,14 +62,14 @@ type Publisher struct {
 var _ app.Jobs = (*Publisher)(nil)
 
 // NewPublisher builds a Publisher; it connects in Open.
-func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
-	if cfg.NATS == nil {
-		return nil, errors.New("worker: publisher: NATS is required")
-	}
+func NewPublisher(cfg PublisherConfig, deps PublisherDeps) (*Publisher, error) {
 	if err := cfg.Jobs.Validate(); err != nil {
 		return nil, fmt.Errorf("worker: publisher: %w", err)
 	}
-	p := &Publisher{cfg: cfg, log: cfg.Logger, done: make(chan struct{}), ready: make(chan struct{})}
+	if deps.NATS == nil {
+		return nil, fmt.Errorf("worker: publisher: %w", ErrNoNATS)
+	}
+	p := &Publisher{cfg: cfg, deps: deps, log: deps.Logger, done: make(chan struct{}), ready: make(chan struct{})}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -83,7 +90,7 @@ func (p *Publisher) Open() error {
 func (p *Publisher) connect() {
 	defer close(p.done)
 	cc := queue.DefaultClientConfig()
-	cc.Servers, cc.Name, cc.Logger = p.cfg.NATS, p.cfg.Name, p.log
+	cc.Servers, cc.Name, cc.Logger = p.deps.NATS, p.cfg.Name, p.log
 	cc.Password = p.cfg.NATSPassword
 	cc.TLS = p.cfg.NATSTLS
 	conn, err := queue.Connect(p.ctx, cc)
@@ -91,7 +98,7 @@ func (p *Publisher) connect() {
 		return
 	}
 	jc := p.cfg.Jobs
-	jc.Servers, jc.Logger = p.cfg.NATSServers, p.log
+	jc.Servers, jc.Logger = p.deps.NATSServers, p.log
 	q, err := queue.NewJobQueue(conn.JetStream(), jc)
 	if err != nil {
 		conn.Close()

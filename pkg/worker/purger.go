@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,18 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/cdn/purge"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
-// PurgerConfig configures a Purger.
+// PurgerConfig holds a Purger's settings.
 type PurgerConfig struct {
 	// Name is the NATS connection's name (the node name).
 	Name string
-	// NATS returns the client URLs of the NATS servers known now. Required.
-	// The Purger connects once it returns one; until then purges are
-	// dropped (the edges, which learn of NATS the same way, would not hear
-	// them either).
-	NATS func() []string
 	// NATSPassword is presented to NATS servers that require one (derived
 	// from the cluster key by the node). Empty presents none.
 	NATSPassword string
@@ -38,23 +33,33 @@ type PurgerConfig struct {
 	// Default 500ms; 0 sends once. Longer leaves such a page stale longer;
 	// shorter may still fall inside the fill.
 	Repeat time.Duration
+}
+
+// PurgerDeps are what a Purger is given.
+type PurgerDeps struct {
+	// NATS returns the client URLs of the NATS servers known now. Required.
+	// The Purger connects once it returns one; until then purges are held
+	// in a bounded queue, then dropped (the edges, which learn of NATS the
+	// same way, would not hear them either).
+	NATS func() []string
 	// Logger receives connection events and dropped purges; nil discards.
 	Logger *slog.Logger
 	// Metrics registers scalestack_app_purges_total; nil does not register.
 	Metrics prometheus.Registerer
 }
 
-// DefaultPurgerConfig returns the defaults; NATS must still be set.
+// DefaultPurgerConfig returns the defaults.
 func DefaultPurgerConfig() PurgerConfig {
 	return PurgerConfig{Name: "app-purges", Repeat: 500 * time.Millisecond}
 }
 
-// Purger implements app.Purger with core NATS publishes on
-// app.PurgeSubject: at most once, best effort, never blocking the request
+// Purger implements app.Purger with core NATS publishes of the edge's purge
+// messages (package purge): at most once, best effort, never blocking the request
 // (nats.go buffers the publish; while reconnecting, in its reconnect
 // buffer). Edges that miss one serve the page until its s-maxage.
 type Purger struct {
 	cfg    PurgerConfig
+	deps   PurgerDeps
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,14 +82,14 @@ type repeatPurge struct {
 var _ app.Purger = (*Purger)(nil)
 
 // NewPurger builds a Purger; it connects in Open.
-func NewPurger(cfg PurgerConfig) (*Purger, error) {
-	if cfg.NATS == nil {
-		return nil, errors.New("worker: purger: NATS is required")
-	}
+func NewPurger(cfg PurgerConfig, deps PurgerDeps) (*Purger, error) {
 	if cfg.Repeat < 0 {
 		return nil, fmt.Errorf("worker: purger: Repeat %v must not be negative", cfg.Repeat)
 	}
-	p := &Purger{cfg: cfg, log: cfg.Logger, done: make(chan struct{}), repeat: make(chan repeatPurge, 1024)}
+	if deps.NATS == nil {
+		return nil, fmt.Errorf("worker: purger: %w", ErrNoNATS)
+	}
+	p := &Purger{cfg: cfg, deps: deps, log: deps.Logger, done: make(chan struct{}), repeat: make(chan repeatPurge, 1024)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -93,8 +98,8 @@ func NewPurger(cfg PurgerConfig) (*Purger, error) {
 		Namespace: "scalestack", Subsystem: "app", Name: "purges_total",
 		Help: "Edge purges published on NATS (outcome sent), or dropped (no NATS connection, or a publish error).",
 	}, []string{"outcome"})
-	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(p.purges); err != nil {
+	if deps.Metrics != nil {
+		if err := deps.Metrics.Register(p.purges); err != nil {
 			return nil, fmt.Errorf("worker: purger: metrics: %w", err)
 		}
 	}
@@ -116,7 +121,7 @@ func (p *Purger) Open() error {
 func (p *Purger) run() {
 	defer close(p.done)
 	t := time.NewTicker(time.Second)
-	for len(p.cfg.NATS()) == 0 {
+	for len(p.deps.NATS()) == 0 {
 		select {
 		case <-p.ctx.Done():
 			t.Stop()
@@ -126,7 +131,7 @@ func (p *Purger) run() {
 	}
 	t.Stop()
 	cc := queue.DefaultClientConfig()
-	cc.Servers, cc.Name, cc.Logger = p.cfg.NATS, p.cfg.Name, p.log
+	cc.Servers, cc.Name, cc.Logger = p.deps.NATS, p.cfg.Name, p.log
 	cc.Password = p.cfg.NATSPassword
 	cc.TLS = p.cfg.NATSTLS
 	conn, err := queue.Connect(p.ctx, cc)
@@ -136,7 +141,7 @@ func (p *Purger) run() {
 	p.mu.Lock()
 	p.conn = conn
 	p.mu.Unlock()
-	p.log.Info("purges go to the edges over NATS", "subject", app.PurgeSubject)
+	p.log.Info("purges go to the edges over NATS", "subject", purge.Subject)
 	for {
 		select {
 		case <-p.ctx.Done():
@@ -161,7 +166,7 @@ func (p *Purger) Purge(_ context.Context, pg app.Purge) {
 	p.mu.Lock()
 	conn := p.conn
 	p.mu.Unlock()
-	data, err := json.Marshal(pg)
+	data, err := purge.Encode(purge.Message{URLs: pg.URLs, Keys: pg.Keys})
 	if err != nil {
 		p.drop(err.Error(), pg)
 		return
@@ -188,7 +193,7 @@ func (p *Purger) Purge(_ context.Context, pg app.Purge) {
 }
 
 func (p *Purger) publish(conn *queue.Conn, data []byte) bool {
-	if err := conn.NATS().Publish(app.PurgeSubject, data); err != nil {
+	if err := conn.NATS().Publish(purge.Subject, data); err != nil {
 		p.drop(err.Error(), app.Purge{})
 		return false
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/cdn/purge"
 	"github.com/scalestack/scalestack/pkg/worker"
 )
 
@@ -23,9 +24,8 @@ import (
 func (e *env) openPurger(t testing.TB, repeat time.Duration) *worker.Purger {
 	t.Helper()
 	pc := worker.DefaultPurgerConfig()
-	pc.NATS = func() []string { return []string{e.nats.ClientURL()} }
 	pc.Repeat = repeat
-	p, err := worker.NewPurger(pc)
+	p, err := worker.NewPurger(pc, worker.PurgerDeps{NATS: func() []string { return []string{e.nats.ClientURL()} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func (e *env) listenPurges(t testing.TB) purgeListener {
 	}
 	t.Cleanup(nc.Close)
 	ch := make(chan *nats.Msg, 64)
-	if _, err := nc.ChanSubscribe(app.PurgeSubject, ch); err != nil {
+	if _, err := nc.ChanSubscribe(purge.Subject, ch); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
@@ -110,9 +110,8 @@ func TestAppPurgesOverNATS(t *testing.T) {
 	purges := e.listenPurges(t)
 	purger := e.openPurger(t, 0)
 	cfg := app.DefaultConfig()
-	cfg.Store, cfg.NodeName, cfg.DataDir, cfg.BcryptCost = e.client, "app-1", t.TempDir(), 4
-	cfg.Purger = purger
-	a, err := app.New(cfg)
+	cfg.NodeName, cfg.DataDir, cfg.BcryptCost = "app-1", t.TempDir(), 4
+	a, err := app.New(cfg, app.Deps{Store: e.client, Purger: purger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +156,7 @@ func TestPurgerRepeatsAndDropsWithoutNATS(t *testing.T) {
 		wantKeys(t, fmt.Sprintf("send %d", i), purges.next(t, "a purge"), []string{"post-1"}, nil)
 	}
 
-	lone, err := worker.NewPurger(worker.PurgerConfig{NATS: func() []string { return nil }})
+	lone, err := worker.NewPurger(worker.DefaultPurgerConfig(), worker.PurgerDeps{NATS: func() []string { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,14 +28,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
 
 // Worker is the worker role.
 type Worker struct {
-	cfg      Config
-	log      *slog.Logger
-	svc      app.Services
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	svc  app.Services
+	// tier is the cache tier the services read through, nil with the
+	// cache off; opened by Open, closed after the last job.
+	tier     *cachetier.Tier
 	handlers *app.Handlers
 	mail     *mailer
 	views    *viewBatcher
@@ -61,12 +66,18 @@ type Worker struct {
 	inHand atomic.Int64
 }
 
-// New builds a worker from cfg; it connects to nothing until Open.
-func New(cfg Config) (*Worker, error) {
+// New builds a worker from cfg and deps; it connects to nothing until Open.
+func New(cfg Config, deps Deps) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger, stopping: make(chan struct{}), done: make(chan struct{}),
+	switch {
+	case deps.Store == nil && deps.Services == nil:
+		return nil, fmt.Errorf("worker: %w", ErrNoStore)
+	case deps.NATS == nil:
+		return nil, fmt.Errorf("worker: %w", ErrNoNATS)
+	}
+	w := &Worker{cfg: cfg, deps: deps, log: deps.Logger, stopping: make(chan struct{}), done: make(chan struct{}),
 		work: make(chan jetstream.Msg)}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -74,15 +85,18 @@ func New(cfg Config) (*Worker, error) {
 	if w.cfg.Outbox == "" {
 		w.cfg.Outbox = filepath.Join(cfg.DataDir, "outbox")
 	}
-	if cfg.Services != nil {
-		w.svc = *cfg.Services
-	} else {
-		// The worker never hashes passwords; the cost only has to be valid.
-		w.svc = app.NewServices(cfg.Store, 4)
+	// The blog's own service stack, as the app runs it: the worker's writes
+	// (thumbnails, comment counts) invalidate the cache tier and purge the
+	// edges like the app's do. Its tier's metrics are the app's to register.
+	stack, err := app.NewStack(cfg.Blog, app.ServicesDeps{Store: deps.Store, Services: deps.Services,
+		Purger: deps.Purger, CacheNodes: deps.CacheNodes, Logger: w.log})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
+	w.svc, w.tier = stack.Services, stack.Tier
 	w.handlers = app.NewHandlers(w.svc, w.cfg.Outbox, w.log)
 	w.mail = newMailer(w.cfg.Outbox, cfg.SMTP, cfg.SMTPFrom, w.log)
-	m, err := newMetrics(cfg.Metrics)
+	m, err := newMetrics(deps.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("worker: metrics: %w", err)
 	}
@@ -102,6 +116,11 @@ func (w *Worker) Open() error {
 	defer w.mu.Unlock()
 	if w.opened || w.closed {
 		return errors.New("worker: open: already opened")
+	}
+	if w.tier != nil {
+		if err := w.tier.Open(); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
 	}
 	w.opened = true
 	go w.run()
@@ -133,7 +152,7 @@ const upkeepInterval = 10 * time.Second
 func (w *Worker) run() {
 	defer close(w.done)
 	cc := queue.DefaultClientConfig()
-	cc.Servers, cc.Name, cc.Logger = w.cfg.NATS, w.cfg.NodeName, w.log
+	cc.Servers, cc.Name, cc.Logger = w.deps.NATS, w.cfg.NodeName, w.log
 	cc.Password = w.cfg.NATSPassword
 	cc.TLS = w.cfg.NATSTLS
 	conn, err := queue.Connect(w.ctx, cc)
@@ -147,7 +166,7 @@ func (w *Worker) run() {
 	defer conn.Close()
 
 	jc := w.cfg.Jobs
-	jc.Kinds, jc.Servers, jc.Logger = Kinds(), w.cfg.NATSServers, w.log
+	jc.Kinds, jc.Servers, jc.Logger = Kinds(), w.deps.NATSServers, w.log
 	q, err := queue.NewJobQueue(conn.JetStream(), jc)
 	if err != nil {
 		w.log.Error("worker: job queue", "err", err)
@@ -405,7 +424,8 @@ func (w *Worker) queue() *queue.JobQueue {
 }
 
 // Close stops taking jobs, finishes the jobs in hand (up to StopTimeout),
-// and closes the NATS connection.
+// closes the NATS connection, then the cache tier (after the last job,
+// which invalidates through it).
 func (w *Worker) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -421,8 +441,14 @@ func (w *Worker) Close() error {
 		<-w.done
 	}
 	w.jobCancel()
+	var err error
+	if w.tier != nil && opened {
+		if terr := w.tier.Close(); terr != nil {
+			err = fmt.Errorf("worker: close cache tier: %w", terr)
+		}
+	}
 	w.log.Info("worker stopped")
-	return nil
+	return err
 }
 
 // Status is the worker's live figures for the node's /status.

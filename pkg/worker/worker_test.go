@@ -278,7 +278,7 @@ func TestPoisonJobDeadThenReplayed(t *testing.T) {
 func TestGracefulStopFinishesJobsInHand(t *testing.T) {
 	e := newEnv(t)
 	b := seed(t, e.svc, 0, 1)
-	w := e.startWorker(t, func(c *worker.Config) { c.ViewWindow = time.Hour })
+	w := e.startWorker(t, func(c *worker.Config, _ *worker.Deps) { c.ViewWindow = time.Hour })
 	p := e.publisher(t)
 	ctx := ctxT(t)
 	for range 10 {

@@ -29,9 +29,9 @@ func main() {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		go func() { log.Println(http.ListenAndServe(*pprofAddr, mux)) }()
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	deps := cdn.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 
-	e, err := cdn.New(cfg)
+	e, err := cdn.New(cfg, deps)
 	if err != nil {
 		log.Fatal(err)
 	}

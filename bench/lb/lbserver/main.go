@@ -24,7 +24,7 @@ func main() {
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here until exit")
 	settings.Register(fs, cfg.Settings())
 	_ = fs.Parse(os.Args[1:])
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	deps := lb.Deps{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -38,7 +38,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	l, err := lb.New(cfg)
+	l, err := lb.New(cfg, deps)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lbserver:", err)
 		os.Exit(2)

@@ -19,7 +19,7 @@ func TestPasswordAndTLS(t *testing.T) {
 	cfg := cache.DefaultConfig()
 	cfg.Addr, cfg.MaxBytes, cfg.Shards = "127.0.0.1:0", 16<<20, 4
 	cfg.Password, cfg.TLS = "derived-cache-password", nodeTLS.Server
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, cache.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

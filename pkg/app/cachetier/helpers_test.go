@@ -26,7 +26,7 @@ func startCache(tb testing.TB, addr string) *cache.Server {
 	cfg.MaxBytes = 16 << 20
 	cfg.Shards = 4
 	cfg.ExpireInterval = 10 * time.Millisecond
-	srv, err := cache.New(cfg)
+	srv, err := cache.New(cfg, cache.Deps{})
 	if err != nil {
 		tb.Fatalf("cache.New: %v", err)
 	}

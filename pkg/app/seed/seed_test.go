@@ -26,8 +26,8 @@ func newBlog(t *testing.T) *httptest.Server {
 	}
 	t.Cleanup(func() { db.Close() })
 	cfg := app.DefaultConfig()
-	cfg.Store, cfg.DataDir, cfg.BcryptCost = db, t.TempDir(), bcrypt.MinCost
-	a, err := app.New(cfg)
+	cfg.DataDir, cfg.BcryptCost = t.TempDir(), bcrypt.MinCost
+	a, err := app.New(cfg, app.Deps{Store: db})
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
 	}

@@ -77,10 +77,9 @@ func TestCorruptAndTruncatedFramesResume(t *testing.T) {
 		mustTxn(t, p.DB(), store.Put("b", fmt.Sprintf("k%03d", i), []byte(fmt.Sprintf("value %d with some padding to fill frames", i))))
 	}
 	proxy := corruptingProxy(t, p.Addr(), 5000, 3000)
-	r := startServer(t, func(c *server.Config) {
+	r := startServerWith(t, server.Deps{Peers: fixedPrimary{"p", proxy}}, func(c *server.Config) {
 		c.NodeName = "r"
 		c.Role = server.RoleReplica
-		c.Peers = fixedPrimary{"p", proxy}
 		c.HeartbeatInterval = 50 * time.Millisecond
 	})
 	waitConverged(t, 10*time.Second, p, r)

@@ -37,7 +37,7 @@ func serveForTest(dir string) int {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "child"
 	cfg.DataDir = dir
-	srv, err := server.New(cfg)
+	srv, err := server.New(cfg, server.Deps{})
 	if err == nil {
 		err = srv.Open()
 	}

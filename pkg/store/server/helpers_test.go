@@ -37,6 +37,12 @@ func mustTxn(tb testing.TB, s store.Store, ops ...store.Op) uint64 {
 // directory; edit, if set, adjusts the config first.
 func startServer(tb testing.TB, edit func(*server.Config)) *server.Server {
 	tb.Helper()
+	return startServerWith(tb, server.Deps{}, edit)
+}
+
+// startServerWith is startServer with deps.
+func startServerWith(tb testing.TB, deps server.Deps, edit func(*server.Config)) *server.Server {
+	tb.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.NodeName = "store-1"
@@ -44,7 +50,7 @@ func startServer(tb testing.TB, edit func(*server.Config)) *server.Server {
 	if edit != nil {
 		edit(&cfg)
 	}
-	srv, err := server.New(cfg)
+	srv, err := server.New(cfg, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}

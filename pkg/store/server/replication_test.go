@@ -71,20 +71,19 @@ func (g *group) start(name, role string) *server.Server {
 	cfg.NodeName = name
 	cfg.DataDir = dir
 	cfg.Role = role
-	cfg.Peers = g
 	cfg.LeaseTTL = 600 * time.Millisecond
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.SyncTimeout = 5 * time.Second // generous: CI shares 2 cores
 	cfg.Failover = g.failover
-	cfg.Members = g
+	deps := server.Deps{Peers: g, Members: g}
 	cfg.HandOverOnClose = false // stop stands for a crash, unless a test's edit says otherwise
 	if os.Getenv("STORE_TEST_LOG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+		deps.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 	}
 	if g.edit != nil {
 		g.edit(&cfg)
 	}
-	s, err := server.New(cfg)
+	s, err := server.New(cfg, deps)
 	if err != nil {
 		g.tb.Fatalf("New(%s): %v", name, err)
 	}

@@ -20,9 +20,9 @@ import (
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
-// Config configures the store role. The node fills Addr, NodeName, DataDir,
-// Logger and Metrics; the rest has defaults (DefaultConfig) and settings
-// (Settings).
+// Config holds the store role's settings. The node fills Addr, NodeName and
+// DataDir; the rest has defaults (DefaultConfig) and settings (Settings). What
+// the node injects (peers, members, logger, metrics) is in Deps.
 type Config struct {
 	// Addr is the host:port the HTTP API listens on; port 0 picks a free one
 	// (see Server.Addr). Set by the node from --addr and --store-port.
@@ -35,14 +35,8 @@ type Config struct {
 	// created if missing. Set by the node from --data.
 	DataDir string
 
-	// Logger receives structured logs. Nil discards them.
-	Logger *slog.Logger
-
-	// Metrics, when set, receives the store's Prometheus collectors. Nil
-	// means they are not registered anywhere.
-	Metrics prometheus.Registerer
-
-	// MaxValueBytes is the largest value accepted, in bytes (--store-max-value-bytes). Default and ceiling: MaxValueSize (1 MiB).
+	// MaxValueBytes is the largest value accepted, in bytes (flag
+	// --store-max-value-bytes). Default and ceiling: MaxValueSize (1 MiB).
 	MaxValueBytes int
 
 	// LogRetention is how many recent log entries are kept for replicas to
@@ -118,22 +112,11 @@ type Config struct {
 	// write takes between its checks. Default LeaseTTL/5.
 	LeaseMargin time.Duration
 
-	// Peers lists the store nodes that serve (membership, in a node).
-	// Replicas use it to find the primary without Failover; with it, the
-	// lease is offered to them. Nil: no peers.
-	Peers store.Resolver
-
 	// HandOverOnClose makes a primary with Failover hand over to its
 	// freshest replica when it closes (SIGTERM, `node stop`), so writes
 	// pause for one election round instead of a whole lease. Default true;
 	// tests that stand for a crash turn it off.
 	HandOverOnClose bool
-
-	// Members lists every store node of the group, starting ones included
-	// (membership, in a node), so that the primary's lease renewals reach a
-	// node that is still starting and waits to learn who the primary is.
-	// Nil: Peers only.
-	Members store.Resolver
 
 	// HeartbeatInterval is how often a primary tells an idle replica its LSN
 	// (the replica's lag figure), and the basis of the replica's read
@@ -265,9 +248,38 @@ func (c *Config) Settings() []settings.Setting {
 	}
 }
 
+// Deps are what the store role is given rather than told: New takes them
+// beside the Config, and Config.Validate does not look at them.
+type Deps struct {
+	// Peers lists the store nodes that serve (membership, in a node).
+	// Replicas use it to find the primary without Failover; with it, the
+	// lease is offered to them. Nil: no peers.
+	Peers store.Resolver
+
+	// Members lists every store node of the group, starting ones included
+	// (membership, in a node), so that the primary's lease renewals reach a
+	// node that is still starting and waits to learn who the primary is.
+	// Nil: Peers only.
+	Members store.Resolver
+
+	// Logger receives structured logs. Nil discards them.
+	Logger *slog.Logger
+
+	// Metrics, when set, receives the store's Prometheus collectors. Nil
+	// means they are not registered anywhere.
+	Metrics prometheus.Registerer
+}
+
+// serverConfig is what New was given, settings and dependencies in one
+// value, so that the role's code reads s.cfg.LeaseTTL and s.cfg.Peers alike.
+type serverConfig struct {
+	Config
+	Deps
+}
+
 // Server is the store role: a DB served over HTTP/JSON.
 type Server struct {
-	cfg     Config
+	cfg     serverConfig
 	log     *slog.Logger
 	metrics *metrics
 
@@ -285,17 +297,17 @@ type Server struct {
 	closeErr  error
 }
 
-// New checks cfg and builds a Server; Open starts it.
-func New(cfg Config) (*Server, error) {
+// New checks cfg and builds a Server with deps; Open starts it.
+func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
+	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:       cfg,
+		cfg:       serverConfig{cfg, deps},
 		log:       log,
 		ready:     make(chan struct{}),
 		serveDone: make(chan struct{}),
@@ -306,8 +318,8 @@ func New(cfg Config) (*Server, error) {
 		}
 		return 0
 	})
-	if cfg.Metrics != nil {
-		if err := s.metrics.register(cfg.Metrics); err != nil {
+	if deps.Metrics != nil {
+		if err := s.metrics.register(deps.Metrics); err != nil {
 			return nil, fmt.Errorf("store: register metrics: %w", err)
 		}
 	}

@@ -251,7 +251,7 @@ func TestTraceSharedByGoroutines(t *testing.T) {
 
 func TestServerMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	srv := startServer(t, func(c *server.Config) { c.Metrics = reg })
+	srv := startServerWith(t, server.Deps{Metrics: reg}, nil)
 	call(t, srv, "PUT", "/v1/kv/b/k", "v")
 	call(t, srv, "GET", "/v1/kv/b/missing", "")
 	families, err := reg.Gather()
@@ -288,8 +288,7 @@ func TestServerMetrics(t *testing.T) {
 	}
 	// A second server on the same registry is refused, not a panic.
 	cfg := server.DefaultConfig()
-	cfg.Metrics = reg
-	if _, err := server.New(cfg); err == nil {
+	if _, err := server.New(cfg, server.Deps{Metrics: reg}); err == nil {
 		t.Errorf("New with already registered metrics: err = nil, want an error")
 	}
 }
@@ -378,7 +377,7 @@ func TestServerReadyAndStatus(t *testing.T) {
 	cfg := server.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
-	srv, err := server.New(cfg)
+	srv, err := server.New(cfg, server.Deps{})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
