@@ -88,7 +88,7 @@ type counters struct {
 
 // ErrNoOrigin is returned by New when neither Config.Origin nor
 // Deps.Origins says where misses go.
-var ErrNoOrigin = errors.New("no origin: give Config.Origin (--origin) or Deps.Origins")
+var ErrNoOrigin = errors.New("no origin: give Config.Origin (--edge-origin) or Deps.Origins")
 
 // New checks cfg and deps and returns an edge that is not yet listening.
 func New(cfg Config, deps Deps) (*Edge, error) {

@@ -88,7 +88,7 @@ type pool struct {
 
 // ErrNoBackends is returned by New when neither Deps.Discovery nor
 // Config.Backends says where the backends are.
-var ErrNoBackends = errors.New("no backends: give Deps.Discovery or Config.Backends (--backends)")
+var ErrNoBackends = errors.New("no backends: give Deps.Discovery or Config.Backends (--lb-backends)")
 
 // New checks cfg and deps and returns a balancer that is not yet listening.
 func New(cfg Config, deps Deps) (*LB, error) {
