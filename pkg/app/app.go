@@ -308,9 +308,7 @@ func fieldErr(field, format string, args ...any) error {
 // current values as defaults (not --app-port, --data or --name, which the
 // node owns).
 func (c *Config) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "app", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("app")
 	return []settings.Setting{
 		s("reads", "Reads", "the stage-4 lever, where store reads go: primary (every read strong) or replicas (any replica that has the user's last write; each user still reads their own writes)", &c.Reads).AsLever(),
 		s("cache", "Cache", "the stage-5 lever, the cache tier of app and worker nodes: on (posts, feeds and rendered lists read through the cache nodes, invalidated on writes) or off (the store every time)", &c.Cache).AsLever(),

@@ -223,9 +223,7 @@ func fieldErr(field, format string, args ...any) error {
 // Settings returns the cache role's settings, bound to c's fields, with
 // c's values as the defaults. The node owns --cache-port and the address.
 func (c *Config) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "cache", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("cache")
 	return []settings.Setting{
 		s("cache-max-bytes", "MaxBytes", "memory budget for keys and values (bytes; suffixes KiB, MiB, GiB); least recently used keys are evicted beyond it", settings.Bytes(&c.MaxBytes)),
 		s("cache-shards", "Shards", "independently locked LRU shards the keys are spread over (count, 1-65536, rounded up to a power of two)", settings.Int(&c.Shards)),

@@ -249,9 +249,7 @@ func fieldErr(field, format string, args ...any) error {
 // Settings returns the edge's settings, bound to c's fields, with c's
 // current values as defaults. The listen port (--edge-port) is the node's.
 func (c *Config) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "edge", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("edge")
 	return []settings.Setting{
 		s("edge-origin", "Origin", "fixed origin URL, http://host:port, instead of the lb nodes from membership (any web server will do)", settings.String(&c.Origin)).Formerly("origin"),
 		s("edge-origin-latency", "OriginLatency", "simulated distance added before every origin request, e.g. 50ms (duration)", settings.Duration(&c.OriginLatency)).Formerly("origin-latency"),

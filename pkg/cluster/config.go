@@ -278,9 +278,7 @@ func (c *Config) Validate() error {
 // c's fields. The node owns the address, the seeds (--join) and the key
 // (--cluster-key).
 func (c *Config) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "gossip", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("gossip")
 	return []settings.Setting{
 		s("gossip-probe-interval", "ProbeInterval", "time between failure-detection probes; detection time scales with it (duration)", settings.Duration(&c.ProbeInterval)),
 		s("gossip-probe-timeout", "ProbeTimeout", "wait for a direct ping's ack before asking other nodes to ping, below the probe interval (duration)", settings.Duration(&c.ProbeTimeout)),

@@ -347,9 +347,7 @@ func fieldErr(field, format string, args ...any) error {
 // Settings returns the balancer's settings, bound to c's fields, with c's
 // current values as defaults. The listen port (--lb-port) is the node's.
 func (c *Config) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "lb", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("lb")
 	return []settings.Setting{
 		s("sticky", "Sticky", "the stage-3 lever: keep each session on one app node (sessions in app memory); the lb routes by its affinity cookie, else by a hash of the session cookie", settings.Bool(&c.Sticky)).AsLever(),
 		s("lb-backends", "Backends", "static backends host:port[,host:port...] instead of the app nodes from membership", settings.List(&c.Backends)).Formerly("backends"),

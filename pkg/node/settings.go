@@ -38,9 +38,7 @@ var settingGroups = []settings.Group{
 // it.
 func (c *Config) Settings() *settings.Table {
 	t := settings.New(EnvPrefix, settingGroups...)
-	node := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "node", Field: field, Usage: usage, Value: v}
-	}
+	node := settings.Of("node")
 	port := func(role, name, usage string, p *int) settings.Setting {
 		return settings.Setting{Name: name, Role: role, Usage: usage + " (0-65535; 0 picks a free one)", Value: settings.Int(p)}
 	}
@@ -69,14 +67,14 @@ func (c *Config) Settings() *settings.Table {
 	t.Add(rc.Cache.Settings()...)
 	t.Add(port("store", "store-port", "store HTTP port: API, replication, lease", &c.Ports.Store))
 	t.Add(rc.Store.Settings()...)
-	t.Add(settings.Setting{Name: "nats", Role: "nats", Field: "NATS", Usage: "embed a NATS server: auto (when the node has a store role), on or off", Value: &c.NATS})
+	t.Add(settings.Of("nats")("nats", "NATS", "embed a NATS server: auto (when the node has a store role), on or off", &c.NATS))
 	t.Add(port("nats", "nats-port", "NATS client port", &c.Ports.NATS))
 	t.Add(port("nats", "nats-cluster-port", "NATS cluster (route) port", &c.Ports.NATSCluster))
 	t.Add(rc.NATS.Settings()...)
 	t.Add(port("gossip", "gossip-port", "membership gossip port, TCP and UDP", &c.Ports.Gossip))
 	t.Add(rc.Cluster.Settings()...)
 	t.Add(port("admin", "admin-port", "admin port: /healthz /readyz /status /metrics /debug/pprof", &c.Ports.Admin))
-	t.Add(settings.Setting{Name: "admin-addr", Role: "admin", Field: "Addr", Usage: "admin address IP:port, instead of --addr and --admin-port; off loopback it needs a cluster key, and all but /healthz and /readyz then want its token", Value: settings.String(&c.Admin.Addr)})
+	t.Add(settings.Of("admin")("admin-addr", "Addr", "admin address IP:port, instead of --addr and --admin-port; off loopback it needs a cluster key, and all but /healthz and /readyz then want its token", settings.String(&c.Admin.Addr)))
 	return t
 }
 

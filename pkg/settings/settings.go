@@ -390,6 +390,14 @@ func (t *Table) Markdown(w io.Writer, header string) {
 	}
 }
 
+// Of returns the constructor of role's settings, so that a role's
+// Settings method lists each as s("lb-retries", "Retries", usage, value).
+func Of(role string) func(name, field, usage string, v Value) Setting {
+	return func(name, field, usage string, v Value) Setting {
+		return Setting{Name: name, Role: role, Field: field, Usage: usage, Value: v}
+	}
+}
+
 // Formerly returns s with its former names, which keep working with a
 // warning.
 func (s Setting) Formerly(old ...string) Setting {

@@ -163,9 +163,7 @@ func fieldErr(field, format string, args ...any) error {
 // current values as defaults. The e-mail folder is the app's
 // (--app-outbox), which the node copies into Outbox.
 func (c *Config) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "worker", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("worker")
 	return []settings.Setting{
 		s("worker-concurrency", "Concurrency", "jobs this worker runs at once, over all kinds (count, 1-1024)", settings.Int(&c.Concurrency)),
 		s("worker-job-timeout", "JobTimeout", "time limit of one job; below the queue's ack wait (duration)", settings.Duration(&c.JobTimeout)),

@@ -171,9 +171,7 @@ func (c *ServerConfig) Validate() error {
 // node owns --nats, --nats-port, --nats-cluster-port, --name, --addr and
 // --data and fills in Name, Host, the ports and DataDir itself.
 func (c *ServerConfig) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "nats", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("nats")
 	return []settings.Setting{
 		s("nats-cluster-name", "ClusterName", "name of the NATS cluster, the same on every NATS-hosting node (no spaces)", settings.String(&c.ClusterName)),
 		s("nats-standalone", "Standalone", "run JetStream on this server alone, at once, never clustering with other NATS servers (true or false)", settings.Bool(&c.Standalone)),

@@ -233,9 +233,7 @@ func fieldErr(field, format string, args ...any) error {
 // Settings returns the store's own settings, bound to c's fields. The
 // node owns --store-port and --data.
 func (c *Config) Settings() []settings.Setting {
-	s := func(name, field, usage string, v settings.Value) settings.Setting {
-		return settings.Setting{Name: name, Role: "store", Field: field, Usage: usage, Value: v}
-	}
+	s := settings.Of("store")
 	return []settings.Setting{
 		s("store-max-value-bytes", "MaxValueBytes", "largest value the store accepts (bytes, at most 1 MiB; suffixes KiB, MiB)", settings.IntBytes(&c.MaxValueBytes)),
 		s("store-log-retention", "LogRetention", "recent log entries kept for replicas to catch up from (count)", settings.Int(&c.LogRetention)),
