@@ -21,6 +21,7 @@ import (
 // would be redirected rather than refused), answers wrong methods in plain
 // text, and every answer here must be JSON with X-LSN and X-Store-Node.
 type api struct {
+	exact    map[string]exactRoute // the routes of one path each (exactRoutes)
 	db       *boltdb.DB
 	log      *slog.Logger
 	node     string
@@ -32,7 +33,9 @@ type api struct {
 }
 
 func (s *Server) handler(db *boltdb.DB, repl *replication) http.Handler {
-	return &api{db: db, log: s.log, node: s.cfg.NodeName, maxValue: s.cfg.MaxValueBytes, status: s.Status, metrics: s.metrics, repl: repl, srv: s}
+	a := &api{db: db, log: s.log, node: s.cfg.NodeName, maxValue: s.cfg.MaxValueBytes, status: s.Status, metrics: s.metrics, repl: repl, srv: s}
+	a.exact = a.exactRoutes()
+	return a
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +54,12 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // route dispatches r and returns the route label for the metrics.
 func (a *api) route(w http.ResponseWriter, r *http.Request) string {
 	p := r.URL.EscapedPath()
+	if rt, ok := a.exact[p]; ok {
+		if a.allow(w, r, rt.method) {
+			rt.serve(w, r)
+		}
+		return rt.label
+	}
 	switch {
 	case strings.HasPrefix(p, store.PathKV):
 		if !a.allow(w, r, http.MethodGet, http.MethodPut, http.MethodDelete) {
@@ -77,54 +86,39 @@ func (a *api) route(w http.ResponseWriter, r *http.Request) string {
 			a.scan(w, r, p[len(store.PathScan):])
 		}
 		return "scan"
-	case p == store.PathTxn:
-		if a.allow(w, r, http.MethodPost) {
-			a.txn(w, r)
-		}
-		return "txn"
-	case p == pathReplicate:
-		if a.allow(w, r, http.MethodGet) {
-			a.replicate(w, r)
-		}
-		return "replicate"
-	case p == pathSnapshot:
-		if a.allow(w, r, http.MethodGet) {
-			a.snapshot(w, r)
-		}
-		return "snapshot"
-	case p == pathPromote:
-		if a.allow(w, r, http.MethodPost) {
-			a.promote(w, r)
-		}
-		return "promote"
-	case p == pathHandover:
-		if a.allow(w, r, http.MethodPost) {
-			a.handover(w, r)
-		}
-		return "handover"
-	case p == pathLease:
-		if a.allow(w, r, http.MethodPost) {
-			a.lease(w, r)
-		}
-		return "lease"
-	case p == pathChecksum:
-		if a.allow(w, r, http.MethodGet) {
-			sum, lsn, err := a.db.Checksum(r.Context())
-			if err != nil {
-				a.fail(w, err)
-				return "checksum"
-			}
-			a.reply(w, http.StatusOK, lsn, map[string]any{"crc32c": sum, "lsn": lsn})
-		}
-		return "checksum"
-	case p == store.PathStatus:
-		if a.allow(w, r, http.MethodGet) {
-			a.reply(w, http.StatusOK, a.db.LSN(), a.status())
-		}
-		return "status"
 	}
 	a.reply(w, http.StatusNotFound, a.db.LSN(), store.WireError{Error: fmt.Sprintf("no route %s: the API is under /v1/kv/, /v1/scan/, /v1/txn", p)})
 	return "other"
+}
+
+// exactRoute is a route of one path and one method.
+type exactRoute struct {
+	method, label string
+	serve         http.HandlerFunc
+}
+
+// exactRoutes are the routes that are one path each, by path.
+func (a *api) exactRoutes() map[string]exactRoute {
+	return map[string]exactRoute{
+		store.PathTxn:    {http.MethodPost, "txn", a.txn},
+		pathReplicate:    {http.MethodGet, "replicate", a.replicate},
+		pathSnapshot:     {http.MethodGet, "snapshot", a.snapshot},
+		pathPromote:      {http.MethodPost, "promote", a.promote},
+		pathHandover:     {http.MethodPost, "handover", a.handover},
+		pathLease:        {http.MethodPost, "lease", a.lease},
+		pathChecksum:     {http.MethodGet, "checksum", a.checksum},
+		store.PathStatus: {http.MethodGet, "status", func(w http.ResponseWriter, r *http.Request) { a.reply(w, http.StatusOK, a.db.LSN(), a.status()) }},
+	}
+}
+
+// checksum answers the CRC-32C of every bucket and the LSN it was taken at.
+func (a *api) checksum(w http.ResponseWriter, r *http.Request) {
+	sum, lsn, err := a.db.Checksum(r.Context())
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.reply(w, http.StatusOK, lsn, map[string]any{"crc32c": sum, "lsn": lsn})
 }
 
 // allow answers 405 unless r uses one of methods.
