@@ -32,7 +32,7 @@ type plannedPost struct {
 	key      string // in the body, invisible in the page: how a re-run finds it
 	author   int
 	post     postInput
-	cover    bool   // whether the post has a cover image (coverOf draws it)
+	cover    bool // whether the post has a cover image (coverOf draws it)
 	comments []plannedComment
 }
 

@@ -82,8 +82,8 @@ func (u *user) get(path string, v any) {
 
 type post struct {
 	ID, Author, Title, Body, HTML, Excerpt, ImageURL string
-	Published                                       bool
-	Tags                                            []string
+	Published                                        bool
+	Tags                                             []string
 }
 
 // blog is what a reader and the authors see, without ids and times: it
@@ -129,7 +129,9 @@ func read(t testing.TB, base string, handles []string) blog {
 				if !p.Published {
 					continue
 				}
-				var cs struct{ Comments []struct{ Author, Body string } }
+				var cs struct {
+					Comments []struct{ Author, Body string }
+				}
 				u.get("/api/v1/posts/"+p.ID+"/comments", &cs)
 				for _, c := range cs.Comments {
 					b.comments = append(b.comments, p.Author+"/"+p.Title+": "+c.Author+": "+c.Body)
