@@ -54,9 +54,9 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	case errors.Is(err, context.Canceled):
 		return errors.New("seed interrupted: run the same command again to complete it (what is there is kept, nothing is written twice)")
 	case errors.Is(err, seed.ErrWrongPassword):
-		return fmt.Errorf("seed %s: %w: give that password with --password", *target, err)
+		return fmt.Errorf("%w: give that password with --password", err)
 	case err != nil:
-		return fmt.Errorf("seed %s: %w", *target, err)
+		return err // it names the request that failed, with the target's URL
 	}
 	fmt.Fprintf(stdout, "seeded in %.1fs: open %s\n", sum.Elapsed.Seconds(), *target)
 	return nil

@@ -7,9 +7,11 @@ import (
 	"strings"
 )
 
-// The corpus is plain text written for the seed: who the authors are, and
-// per topic the titles, paragraphs, lists, code and comments that posts are
-// put together from. See corpus/README for the format.
+// The corpus is plain text written for the seed: who the authors are
+// (authors.txt), and per topic (topic-NAME.txt) the titles, paragraphs,
+// list items, code, quotes and comments that posts are put together from.
+// A file is "== section" lines, each followed by one entry a line, or by
+// blocks separated by blank lines (paragraphs, extras).
 //
 //go:embed corpus/*.txt
 var corpusFiles embed.FS
@@ -21,12 +23,14 @@ type persona struct {
 	topics            []int
 }
 
-// topic is one subject's material. Titles, headings, items and comments
-// are one line each; paragraphs and extras (code, quotes) are blocks.
+// topic is one subject's material. Titles (each with the sentence that
+// opens its post), headings, items and comments are one line each;
+// paragraphs and extras (code, quotes, tables) are blocks.
 type topic struct {
-	name                                        string
-	titles, headings, paragraphs, items, extras []string
-	comments, tags                              []string
+	name                                string
+	titles, intros                      []string
+	headings, paragraphs, items, extras []string
+	comments, tags                      []string
 }
 
 // corpus is everything a post is made from.
@@ -63,13 +67,19 @@ func loadCorpus() (*corpus, error) {
 		}
 		t := topic{
 			name:       strings.TrimSuffix(name, ".txt"),
-			titles:     lines(s["titles"]),
 			headings:   lines(s["headings"]),
 			paragraphs: blocks(s["paragraphs"], " "),
 			items:      lines(s["items"]),
 			extras:     blocks(s["extras"], "\n"),
 			comments:   lines(s["comments"]),
 			tags:       strings.Fields(strings.Join(s["tags"], " ")),
+		}
+		for _, l := range lines(s["titles"]) {
+			title, intro, ok := strings.Cut(l, " | ")
+			if !ok {
+				return nil, fmt.Errorf("seed: corpus %s: title %q: want title | opening sentence", e.Name(), l)
+			}
+			t.titles, t.intros = append(t.titles, title), append(t.intros, intro)
 		}
 		if len(t.titles) == 0 || len(t.headings) < 3 || len(t.paragraphs) < 8 || len(t.items) < 5 || len(t.comments) == 0 || len(t.tags) == 0 {
 			return nil, fmt.Errorf("seed: corpus %s: want titles, 3 headings, 8 paragraphs, 5 items, comments and tags", e.Name())

@@ -107,7 +107,7 @@ func (c *corpus) plan(opts Options) []plannedPost {
 		if round := n / len(titles); round > 0 {
 			p.post.Title += fmt.Sprintf(" (part %d)", round+1)
 		}
-		p.post.Body = c.body(rng, t, me) + "\n\n[seed]: #" + p.key
+		p.post.Body = c.body(rng, t, t.intros[tt.i], me) + "\n\n[seed]: #" + p.key
 		p.post.Tags = []string{t.name}
 		for _, i := range rng.Perm(len(t.tags))[:rng.IntN(min(3, len(t.tags)+1))] {
 			p.post.Tags = append(p.post.Tags, t.tags[i])
@@ -154,10 +154,11 @@ func follows(opts Options) [][]int {
 	return out
 }
 
-// body puts a post together: an opening paragraph, then either a few more
-// paragraphs with perhaps a list or a code block or quote, or, for one post
-// in five, a long read in sections; and the author's signature.
-func (c *corpus) body(rng *rand.Rand, t *topic, me persona) string {
+// body puts a post together: the title's opening sentence and a paragraph,
+// then either a few more paragraphs with perhaps a list, a code block, a
+// quote or a table, or, for one post in five, a long read in sections; and
+// the author's signature.
+func (c *corpus) body(rng *rand.Rand, t *topic, intro string, me persona) string {
 	paras := rng.Perm(len(t.paragraphs))
 	next := func() string {
 		p := t.paragraphs[paras[0]]
@@ -183,7 +184,7 @@ func (c *corpus) body(rng *rand.Rand, t *topic, me persona) string {
 	}
 
 	var b strings.Builder
-	b.WriteString(next() + "\n\n")
+	b.WriteString(intro + "\n\n" + next() + "\n\n")
 	switch size := rng.IntN(10); {
 	case size < 2: // a short note: two paragraphs
 		b.WriteString(next() + "\n\n")

@@ -13,8 +13,8 @@ func TestCorpus(t *testing.T) {
 	}
 	for _, tp := range c.topics {
 		for _, p := range tp.paragraphs {
-			// A post opens with a paragraph; past 240 bytes the excerpt
-			// stops, so it never reaches the key at the end.
+			// A post opens with its intro and a paragraph; the excerpt
+			// stops past 240 bytes, so it never reaches the key at the end.
 			if len(p) < 260 {
 				t.Errorf("topic %s: paragraph of %d bytes, want 260 or more: %q", tp.name, len(p), p)
 			}
