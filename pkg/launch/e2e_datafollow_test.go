@@ -82,7 +82,12 @@ func TestDataFollowsAFailover(t *testing.T) {
 	stage2 := b.post("Written at stage 2")
 	s.interrupt()
 
+	// Only db-1 has stage 2's post: the replicas, a majority, could elect
+	// one of them without it, so node up gives it to one replica too.
 	s = startStackIn(t, dir, 4, "127.0.41.2")
+	if out := s.out.String(); !strings.Contains(out, "replica-1 starts from db-1's data") {
+		t.Errorf("node up --stage 4 after stage 2 does not carry db-1's data to a replica:\n%s", out)
+	}
 	anon = newBlogClient(t, s.state().URL)
 	for id, title := range map[string]string{before: "Before the failover", after: "After the failover", stage2: "Written at stage 2"} {
 		anon.wantTitle(id, title)
