@@ -202,7 +202,7 @@ func scanStoreData(dataDir string) ([]storeData, error) {
 		pos, err := boltdb.ReadPosition(file, 2*time.Second)
 		switch {
 		case errors.Is(err, boltdb.ErrLocked):
-			return nil, fmt.Errorf("%w: is a node of an earlier stack still running on this directory? End it, then start again", err)
+			return nil, fmt.Errorf("%w: a node of an earlier stack still runs on this directory (lsof %s shows it); end it, then start again", err, file)
 		case err != nil:
 			return nil, fmt.Errorf("%w: node up cannot tell whether %s holds the newest data; move it away (mv %s %s.broken) or start from nothing with --fresh, which deletes every node's data", err, name, dir, dir)
 		}
@@ -233,7 +233,7 @@ func (l *Launcher) followData(nodes []Node) error {
 		if c.Old != nil {
 			msg += fmt.Sprintf("; its older data (%s) is kept in %s", c.Old.Pos, l.shortPath(aside))
 		} else if aside != "" {
-			msg += fmt.Sprintf("; its directory without store data is kept in %s", l.shortPath(aside))
+			msg += fmt.Sprintf("; its older lease state is kept in %s", l.shortPath(aside))
 		}
 		l.log.Info("store data carried", "from", c.From.Name, "to", c.To, "lsn", c.From.Pos.LSN, "epoch", c.From.Pos.LastEpoch, "kept", aside)
 		l.event("%s", msg)
@@ -252,24 +252,39 @@ func (l *Launcher) shortPath(path string) string {
 	return path
 }
 
-// carryData makes DIR/data/c.To start from c.From's store: an existing
-// DIR/data/c.To is renamed to c.To.before-TIME (returned), a new directory
-// gets a copy of the store file, the merged lease.json and, moved back
-// from the old one, every file of the node's own (JetStream, outbox).
+// carryData makes DIR/data/c.To start from c.From's store. The store files
+// c.To had (store.db, lease.json) move to DIR/data/c.To.before-TIME, which
+// it returns ("" if there were none); the directory gets a copy of c.From's
+// store file and the two lease.json merged; the node's other files
+// (JetStream, outbox) stay where they are.
 func carryData(dataDir string, c carry, now time.Time) (aside string, err error) {
 	dst := filepath.Join(dataDir, c.To)
-	var own leaseState
-	if _, err := os.Stat(dst); err == nil {
-		aside = asideName(dataDir, c.To, now)
-		if err := os.Rename(dst, aside); err != nil {
-			return "", fmt.Errorf("keep the older data: %w", err)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(dst)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if !storeOwned(e.Name()) {
+			continue
 		}
+		if aside == "" {
+			aside = asideName(dataDir, c.To, now)
+			if err := os.Mkdir(aside, 0o755); err != nil {
+				return "", fmt.Errorf("keep the older data: %w", err)
+			}
+		}
+		if err := os.Rename(filepath.Join(dst, e.Name()), filepath.Join(aside, e.Name())); err != nil {
+			return aside, fmt.Errorf("keep the older data: %w", err)
+		}
+	}
+	var own leaseState // the node's own promises, now aside
+	if aside != "" {
 		if own, err = readLease(filepath.Join(aside, leaseFile)); err != nil {
 			return aside, err
 		}
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return aside, err
 	}
 	if err := copyFile(filepath.Join(c.From.Dir, storeFile), filepath.Join(dst, storeFile)); err != nil {
 		return aside, fmt.Errorf("copy %s: %w", storeFile, err)
@@ -281,20 +296,6 @@ func carryData(dataDir string, c carry, now time.Time) (aside string, err error)
 	if merged, ok := mergeLease(own, theirs); ok {
 		if err := writeFileSync(filepath.Join(dst, leaseFile), merged); err != nil {
 			return aside, fmt.Errorf("write %s: %w", leaseFile, err)
-		}
-	}
-	if aside != "" {
-		entries, err := os.ReadDir(aside)
-		if err != nil {
-			return aside, err
-		}
-		for _, e := range entries {
-			if storeOwned(e.Name()) {
-				continue
-			}
-			if err := os.Rename(filepath.Join(aside, e.Name()), filepath.Join(dst, e.Name())); err != nil {
-				return aside, fmt.Errorf("keep %s's own %s: %w", c.To, e.Name(), err)
-			}
 		}
 	}
 	return aside, errors.Join(syncDir(dst), syncDir(dataDir))

@@ -192,6 +192,9 @@ func TestFollowDataAfterAFailover(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "db-1", "nats", "jetstream")); err != nil {
 		t.Errorf("db-1's own JetStream directory: %v, want it kept in data/db-1", err)
 	}
+	if _, err := os.Stat(filepath.Join(asides[0], "nats")); err == nil {
+		t.Errorf("db-1's JetStream directory was moved aside, want only the store's files there")
+	}
 	lease, err := readLease(filepath.Join(data, "db-1", leaseFile))
 	if err != nil || lease.VoteEpoch != 2 || len(lease.Voters) != 3 {
 		t.Errorf("db-1's lease.json = %+v, %v; want the newest promise (epoch 2) and the three voters", lease, err)
@@ -231,8 +234,18 @@ func TestFollowDataFromStage1(t *testing.T) {
 	l, nodes := newTestLauncher(t, 2, &events)
 	data := filepath.Join(l.cfg.Dir, "data")
 	writeStore(t, data, "node-1", segment{1, 4})
+	// db-1 ran before without ever opening a store (its NATS did).
+	if err := os.MkdirAll(filepath.Join(data, "db-1", "nats"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.followData(nodes); err != nil {
 		t.Fatal(err)
+	}
+	if asides, _ := filepath.Glob(filepath.Join(data, "*"+asideMark+"*")); len(asides) != 0 {
+		t.Errorf("directories aside = %v, want none: db-1 had no store data", asides)
+	}
+	if _, err := os.Stat(filepath.Join(data, "db-1", "nats")); err != nil {
+		t.Errorf("db-1's own nats directory: %v", err)
 	}
 	for _, name := range []string{"node-1", "db-1"} {
 		if p, err := boltdb.ReadPosition(filepath.Join(data, name, storeFile), time.Second); err != nil || p.LSN != 4 {
@@ -270,7 +283,7 @@ func TestFollowDataRefusesWhatItCannotRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := l.followData(nodes); err == nil || !strings.Contains(err.Error(), "still running") {
-		t.Fatalf("followData with a store file in use: %v, want an error saying a node still runs", err)
+	if err := l.followData(nodes); err == nil || !strings.Contains(err.Error(), "still runs") || !strings.Contains(err.Error(), "lsof "+broken) {
+		t.Fatalf("followData with a store file in use: %v, want an error saying a node still runs, and how to find it", err)
 	}
 }
