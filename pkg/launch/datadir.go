@@ -35,7 +35,8 @@ import (
 //   - The stage's configured primary (node-1 at stage 1, db-1 from stage 2)
 //     starts from the newest data: if it does not hold it, its store file is
 //     replaced by a copy of the newest (nothing runs, so the copy is
-//     consistent), and its own older directory is kept as NAME.before-TIME.
+//     consistent), and its own older store files are kept in
+//     NAME.before-TIME.
 //   - With --store-failover the group elects its primary by vote, and a
 //     majority that all hold an older log could elect one of them and
 //     drop the newest entries. So the newest log is also copied to as many
