@@ -42,7 +42,9 @@ import (
 //     drop the newest entries. So the newest log is also copied to as many
 //     more store nodes of the stage as it takes for a majority of the group
 //     to hold it: every majority then has a node that refuses an older
-//     candidate.
+//     candidate. (A voter the stage does not run cannot vote, so a
+//     majority of the stage's own store nodes is enough, even when their
+//     lease.json counts more voters.)
 //
 // Only the store's own files travel: store.db, and lease.json merged with
 // the node's own (its promises stay its own; the voter sets are joined).
