@@ -49,7 +49,7 @@ func PS(dir string) (procs []Process, st State, up bool, err error) {
 	}
 	client := &http.Client{}
 	defer client.CloseIdleConnections()
-	roles := fetchStoreRoles(context.Background(), client, admins)
+	roles := FetchStoreRoles(context.Background(), client, "", admins)
 	for _, n := range st.Nodes {
 		p := Process{Node: n}
 		info, live := lookupNode(n)

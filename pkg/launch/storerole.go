@@ -126,9 +126,10 @@ func FetchStoreRole(ctx context.Context, c *http.Client, admin, token, name stri
 // watcher: a paused node never answers, and ps should not hang on it.
 const storeRoleTimeout = 800 * time.Millisecond
 
-// fetchStoreRoles reads the live role of each named node (name → admin
-// address) at once; a node that does not answer is left out.
-func fetchStoreRoles(ctx context.Context, c *http.Client, admins map[string]string) map[string]StoreRole {
+// FetchStoreRoles reads the live role of each named node (name → admin
+// address) at once, each for at most 800ms; a node that does not answer is
+// left out.
+func FetchStoreRoles(ctx context.Context, c *http.Client, token string, admins map[string]string) map[string]StoreRole {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	out := map[string]StoreRole{}
@@ -138,7 +139,7 @@ func fetchStoreRoles(ctx context.Context, c *http.Client, admins map[string]stri
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(ctx, storeRoleTimeout)
 			defer cancel()
-			r, err := FetchStoreRole(ctx, c, admin, "", name)
+			r, err := FetchStoreRole(ctx, c, admin, token, name)
 			if err != nil {
 				return
 			}

@@ -150,7 +150,13 @@ func (t *failoverTracker) observe(now time.Time, views []storeView) []Event {
 		if prev == "" || prev == place || place == "primary" {
 			continue
 		}
-		e := Event{Kind: EventFollows, Node: v.Name, Epoch: v.Epoch, Primary: place}
+		// A replica's log is still in the old epoch until the new primary
+		// writes; the epoch it promised is the one it follows in.
+		epoch := v.Epoch
+		if v.Lease != nil {
+			epoch = max(epoch, v.Lease.Epoch)
+		}
+		e := Event{Kind: EventFollows, Node: v.Name, Epoch: epoch, Primary: place}
 		if prev == "primary" {
 			e.Detail = fmt.Sprintf("%s is now a replica of %s", v.Name, place)
 		} else {
@@ -273,7 +279,7 @@ func (l *Launcher) runWatch(ctx context.Context) {
 				}
 			}
 		}
-		roles := fetchStoreRoles(ctx, client, admins)
+		roles := FetchStoreRoles(ctx, client, "", admins)
 		if ctx.Err() != nil {
 			return
 		}

@@ -65,7 +65,10 @@ func TestTrackerPrimaryKilled(t *testing.T) {
 	waiting := []storeView{down("db-1"), replicaView("replica-1", "db-1", 2, 400), replicaView("replica-2", "db-1", 2, 400)}
 	lapsed := []storeView{down("db-1"), replicaView("replica-1", "db-1", 2, 1600), replicaView("replica-2", "db-1", 2, 1600)}
 	won := []storeView{down("db-1"), primaryView("replica-1", 3, 1200), replicaView("replica-2", "db-1", 2, 1700)}
-	followed := []storeView{down("db-1"), primaryView("replica-1", 3, 1200), replicaView("replica-2", "replica-1", 3, 100)}
+	// replica-2 promised epoch 3 and follows replica-1 before its log has
+	// an entry of epoch 3.
+	followed := []storeView{down("db-1"), primaryView("replica-1", 3, 1200), replicaView("replica-2", "replica-1", 2, 100)}
+	followed[2].Lease.Epoch = 3
 	back := []storeView{replicaView("db-1", "replica-1", 3, 100), primaryView("replica-1", 3, 1200), replicaView("replica-2", "replica-1", 3, 100)}
 	events := runSteps(t, tr, []step{
 		{0, healthy, []string{"primary db-1 e2"}},
