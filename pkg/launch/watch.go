@@ -17,6 +17,7 @@ import (
 // write: the primary lost its lease, there is no primary, another node is
 // the primary at a new epoch, a replica follows another primary. Each
 // event is a line in node up's terminal and a JSON line in DIR/events.jsonl.
+// It takes every store node of the stack for one group, as every stage has.
 
 // EventsFile is the file in the launcher's directory where the watcher
 // appends one JSON Event per line.

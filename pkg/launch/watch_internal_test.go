@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/testwait"
 )
 
 // Views of a stage-4 group, as the watcher builds them from /status.
@@ -167,5 +172,103 @@ func TestEventsFileFormat(t *testing.T) {
 	got, err := ReadEvents(dir)
 	if err != nil || len(got) != 2 || got[0] != e {
 		t.Errorf("ReadEvents = %+v, %v; want the two events, the first %+v", got, err, e)
+	}
+}
+
+// fakeStore answers /status like a store node's admin port, with a role
+// the test changes; a paused one never answers in time.
+type fakeStore struct {
+	name   string
+	mu     sync.Mutex
+	role   StoreRole
+	paused bool
+}
+
+func (f *fakeStore) set(r StoreRole, paused bool) {
+	f.mu.Lock()
+	f.role, f.paused = r, paused
+	f.mu.Unlock()
+}
+
+func (f *fakeStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	role, paused := f.role, f.paused
+	f.mu.Unlock()
+	if paused {
+		<-r.Context().Done()
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"name": f.name, "sections": map[string]any{"store": map[string]any{"replication": role}}})
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWatcherPollsStoreNodes runs the watcher of a launcher against two
+// fake store nodes: the primary stops answering (paused), the replica
+// takes over; node up's events and events.jsonl say so, once each.
+func TestWatcherPollsStoreNodes(t *testing.T) {
+	db, rep := &fakeStore{name: "db-1"}, &fakeStore{name: "replica-1"}
+	lease := func(holder string, epoch uint64, valid int64) *StoreLease {
+		return &StoreLease{Holder: holder, Epoch: epoch, ValidForMS: valid, TTLMS: 1500}
+	}
+	db.set(StoreRole{Role: "primary", Epoch: 2, Lease: lease("db-1", 2, 1000)}, false)
+	rep.set(StoreRole{Role: "replica", Epoch: 2, Primary: "db-1", Lease: lease("db-1", 2, 0)}, false)
+	var nodes []Node
+	for _, f := range []*fakeStore{db, rep} {
+		srv := httptest.NewServer(f)
+		t.Cleanup(srv.Close)
+		role := "replica"
+		if f == db {
+			role = "primary"
+		}
+		nodes = append(nodes, Node{Name: f.name, Roles: []string{role}, Admin: strings.TrimPrefix(srv.URL, "http://"), Running: true})
+	}
+	dir := t.TempDir()
+	events := &lockedBuffer{}
+	l := &Launcher{cfg: Config{Dir: dir, Events: events}, log: slog.New(slog.DiscardHandler), st: State{Dir: dir, Nodes: nodes}}
+	l.ready.Store(true)
+	l.startWatch()
+	defer l.stopWatch()
+
+	testwait.Until(t, 5*time.Second, "the first primary", func() bool {
+		return strings.Contains(events.String(), "db-1 is the primary at epoch 2")
+	})
+	db.set(StoreRole{}, true)
+	testwait.Until(t, 10*time.Second, "no primary", func() bool {
+		return strings.Contains(events.String(), "no primary: db-1 (epoch 2)")
+	})
+	rep.set(StoreRole{Role: "primary", Epoch: 3, Lease: lease("replica-1", 3, 1000)}, false)
+	testwait.Until(t, 5*time.Second, "the new primary", func() bool {
+		return strings.Contains(events.String(), "replica-1 is the primary at epoch 3, ")
+	})
+	l.stopWatch()
+	if n := strings.Count(events.String(), "no primary"); n != 1 {
+		t.Errorf("no primary printed %d times, want once:\n%s", n, events)
+	}
+	got, err := ReadEvents(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range got {
+		kinds = append(kinds, e.Kind+" "+e.Node)
+	}
+	if want := "primary db-1,no_primary db-1,primary replica-1"; strings.Join(kinds, ",") != want {
+		t.Errorf("%s kinds %q, want %q", EventsFile, strings.Join(kinds, ","), want)
 	}
 }
