@@ -250,8 +250,9 @@ func (l *Launcher) runWatch(ctx context.Context) {
 	client := &http.Client{}
 	defer client.CloseIdleConnections()
 	tracker := newFailoverTracker()
-	last := map[string]storeView{} // the last answer of each node
+	last := map[string]storeView{} // the last answer of each node's process
 	misses := map[string]int{}
+	pids := map[string]int{}
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
 	var file *os.File
@@ -273,11 +274,17 @@ func (l *Launcher) runWatch(ctx context.Context) {
 		admins := map[string]string{}
 		var names []string
 		for _, n := range st.Nodes {
-			if IsStoreNode(n.Roles) {
-				names = append(names, n.Name)
-				if n.Running {
-					admins[n.Name] = n.Admin
-				}
+			if !IsStoreNode(n.Roles) {
+				continue
+			}
+			names = append(names, n.Name)
+			if !n.Running || n.PID != pids[n.Name] {
+				// A new process is not what the last one said.
+				delete(last, n.Name)
+				misses[n.Name], pids[n.Name] = 0, n.PID
+			}
+			if n.Running {
+				admins[n.Name] = n.Admin
 			}
 		}
 		roles := FetchStoreRoles(ctx, client, "", admins)
@@ -293,8 +300,8 @@ func (l *Launcher) runWatch(ctx context.Context) {
 				last[name] = v
 			} else if _, running := admins[name]; running {
 				misses[name]++
-				if misses[name] < watchMisses {
-					v = last[name]
+				if prev, ok := last[name]; ok && misses[name] < watchMisses {
+					v = prev
 				}
 			}
 			views = append(views, v)
