@@ -145,102 +145,135 @@ func Run(ctx context.Context, baseURL string, opts Options, progress io.Writer) 
 	if progress == nil {
 		progress = io.Discard
 	}
-	baseURL = strings.TrimRight(baseURL, "/")
-	start := time.Now()
-	sum := Summary{Posts: opts.Posts}
+	r := &run{opts: opts, base: strings.TrimRight(baseURL, "/"), progress: progress, start: time.Now()}
+	r.sum.Posts = opts.Posts
 	c, err := loadCorpus()
 	if err != nil {
-		return sum, err
+		return r.sum, err
 	}
 	plan := c.plan(opts)
-
-	wait := func(method, url string, d time.Duration) {
-		fmt.Fprintf(progress, "seed: %s %s: rate limited (429), retrying in %s\n", method, url, d)
+	if err := r.join(ctx, c); err != nil {
+		return r.sum, err
 	}
-	authors := make([]*author, opts.Authors)
-	for i := range authors {
+	if err := r.follow(ctx); err != nil {
+		return r.sum, err
+	}
+	// What earlier runs wrote, by key: every author's posts and drafts.
+	have := map[string]existing{}
+	for _, a := range r.authors {
+		if err := a.seeded(ctx, r.base, have); err != nil {
+			return r.sum, err
+		}
+	}
+	step := max(10, (opts.Posts+9)/10)
+	for n, p := range plan {
+		if err := r.post(ctx, n, p, have); err != nil {
+			return r.sum, err
+		}
+		if (n+1)%step == 0 || n+1 == len(plan) {
+			r.printf("posts %d/%d (%d written, %d there already), %d comments written, %s",
+				n+1, len(plan), r.sum.Written, r.sum.Skipped, r.sum.CommentsWritten, time.Since(r.start).Round(time.Millisecond))
+		}
+	}
+	sum := &r.sum
+	sum.Elapsed = time.Since(r.start)
+	r.printf("done in %s: %d authors (%d new), %d posts (%d written, %d there already; %d published), %d comments (%d written), %d covers uploaded, %d follows",
+		sum.Elapsed.Round(time.Millisecond), sum.Authors, sum.NewAuthors, sum.Posts, sum.Written, sum.Skipped, sum.Published,
+		sum.Comments, sum.CommentsWritten, sum.Images, sum.Follows)
+	r.printf("log in as %s (or any author listed above) with password %s", sum.Handles[0], opts.Password)
+	return *sum, nil
+}
+
+// run is one Run in progress.
+type run struct {
+	opts     Options
+	base     string
+	progress io.Writer
+	start    time.Time
+	authors  []*author
+	sum      Summary
+}
+
+func (r *run) printf(format string, args ...any) {
+	fmt.Fprintf(r.progress, "seed: "+format+"\n", args...)
+}
+
+// join logs every author in, signing up those that are new.
+func (r *run) join(ctx context.Context, c *corpus) error {
+	wait := func(method, url string, d time.Duration) {
+		r.printf("%s %s: rate limited (429), retrying in %s", method, url, d)
+	}
+	for i := range r.opts.Authors {
 		jar, _ := cookiejar.New(nil)
 		hc := &http.Client{Timeout: 30 * time.Second}
-		if opts.Client != nil {
-			cl := *opts.Client
+		if r.opts.Client != nil {
+			cl := *r.opts.Client
 			hc = &cl
 		}
 		hc.Jar = jar
 		a := &author{handle: c.handleFor(i), http: hc, wait: wait}
-		isNew, err := a.join(ctx, baseURL, opts.Password)
+		isNew, err := a.join(ctx, r.base, r.opts.Password)
 		if err != nil {
-			return sum, err
+			return err
 		}
 		if isNew {
-			sum.NewAuthors++
+			r.sum.NewAuthors++
 		}
-		authors[i] = a
-		sum.Handles = append(sum.Handles, a.handle)
+		r.authors = append(r.authors, a)
+		r.sum.Handles = append(r.sum.Handles, a.handle)
 	}
-	sum.Authors = len(authors)
-	fmt.Fprintf(progress, "seed: %d authors ready (%d new): %s\n", len(authors), sum.NewAuthors, strings.Join(sum.Handles, ", "))
+	r.sum.Authors = len(r.authors)
+	r.printf("%d authors ready (%d new): %s", len(r.authors), r.sum.NewAuthors, strings.Join(r.sum.Handles, ", "))
+	return nil
+}
 
-	for i, fs := range follows(opts) {
+// follow makes every planned follow; following twice is one follow.
+func (r *run) follow(ctx context.Context) error {
+	for i, fs := range follows(r.opts) {
 		for _, j := range fs {
-			if _, err := authors[i].call(ctx, "POST", baseURL+"/api/v1/users/"+authors[j].handle+"/follow", nil, http.StatusNoContent); err != nil {
-				return sum, err
+			if _, err := r.authors[i].call(ctx, "POST", r.base+"/api/v1/users/"+r.authors[j].handle+"/follow", nil, http.StatusNoContent); err != nil {
+				return err
 			}
-			sum.Follows++
+			r.sum.Follows++
 		}
 	}
-	fmt.Fprintf(progress, "seed: %d follows\n", sum.Follows)
+	r.printf("%d follows", r.sum.Follows)
+	return nil
+}
 
-	have := map[string]existing{}
-	for _, a := range authors {
-		if err := a.seeded(ctx, baseURL, have); err != nil {
-			return sum, err
+// post makes sure post n exists with its cover and comments: an earlier
+// run may have written it, or part of it.
+func (r *run) post(ctx context.Context, n int, p plannedPost, have map[string]existing) error {
+	a := r.authors[p.author]
+	got, existed := have[p.key]
+	if existed {
+		r.sum.Skipped++
+	} else {
+		raw, err := a.call(ctx, "POST", r.base+"/api/v1/posts", p.post, http.StatusCreated)
+		if err != nil {
+			return err
 		}
+		var out struct{ Post existing }
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("seed: decode post: %w", err)
+		}
+		got = out.Post
+		r.sum.Written++
 	}
-
-	step := max(10, (opts.Posts+9)/10)
-	for n, p := range plan {
-		a := authors[p.author]
-		got, ok := have[p.key]
-		if ok {
-			sum.Skipped++
-		} else {
-			raw, err := a.call(ctx, "POST", baseURL+"/api/v1/posts", p.post, http.StatusCreated)
-			if err != nil {
-				return sum, err
-			}
-			var out struct{ Post existing }
-			if err := json.Unmarshal(raw, &out); err != nil {
-				return sum, fmt.Errorf("seed: decode post: %w", err)
-			}
-			got = out.Post
-			sum.Written++
+	if p.cover && got.ImageURL == "" {
+		if err := a.upload(ctx, r.base+"/api/v1/posts/"+got.ID+"/image", coverOf(r.opts.Seed, n)); err != nil {
+			return err
 		}
-		if p.cover && got.ImageURL == "" {
-			if err := a.upload(ctx, baseURL+"/api/v1/posts/"+got.ID+"/image", coverOf(opts.Seed, n)); err != nil {
-				return sum, err
-			}
-			sum.Images++
-		}
-		if p.post.Published {
-			sum.Published++
-			sum.Comments += len(p.comments)
-			written, err := commentOn(ctx, baseURL, got.ID, ok, p.comments, authors)
-			if err != nil {
-				return sum, err
-			}
-			sum.CommentsWritten += written
-		}
-		if (n+1)%step == 0 || n+1 == len(plan) {
-			fmt.Fprintf(progress, "seed: posts %d/%d (%d written, %d there already), %d comments written, %s\n",
-				n+1, len(plan), sum.Written, sum.Skipped, sum.CommentsWritten, time.Since(start).Round(time.Millisecond))
-		}
+		r.sum.Images++
 	}
-	sum.Elapsed = time.Since(start)
-	fmt.Fprintf(progress, "seed: done in %s: %d authors (%d new), %d posts (%d written, %d there already; %d published), %d comments (%d written), %d covers uploaded, %d follows\n",
-		sum.Elapsed.Round(time.Millisecond), sum.Authors, sum.NewAuthors, sum.Posts, sum.Written, sum.Skipped, sum.Published,
-		sum.Comments, sum.CommentsWritten, sum.Images, sum.Follows)
-	fmt.Fprintf(progress, "seed: log in as %s (or any author listed above) with password %s\n", sum.Handles[0], opts.Password)
-	return sum, nil
+	if !p.post.Published {
+		return nil
+	}
+	r.sum.Published++
+	r.sum.Comments += len(p.comments)
+	written, err := commentOn(ctx, r.base, got.ID, existed, p.comments, r.authors)
+	r.sum.CommentsWritten += written
+	return err
 }
 
 // seeded adds the author's seeded posts, published and drafts, to have by key.
