@@ -104,7 +104,7 @@ Commands:
 Examples:
   node                                                 # stage 1 on http://127.0.0.1:8081
   node run --roles primary --name db-1 --addr 127.0.0.2
-  node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
+  node run --roles app --name app-1 --addr 127.0.0.30 --join 127.0.0.2:7946
   node status --admin 127.0.0.2:9090
   node keygen
 

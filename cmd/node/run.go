@@ -29,8 +29,8 @@ const runExamples = `  # stage 1: the blog and its database in one process
 
   # three nodes by hand on one machine (each on its own loopback address)
   ./node run --roles primary --name db-1 --addr 127.0.0.2
-  ./node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
-  ./node run --roles app --name app-2 --addr 127.0.0.4 --join 127.0.0.2:7946
+  ./node run --roles app --name app-1 --addr 127.0.0.30 --join 127.0.0.2:7946
+  ./node run --roles app --name app-2 --addr 127.0.0.31 --join 127.0.0.2:7946
 
   # across machines: the same key on every node, from a file (a key on the
   # command line is visible to every user of the machine)

@@ -48,8 +48,8 @@ func TestStage3(t *testing.T) {
 		t.Fatalf("stage 3 nodes = %s, want db-1 app-1 app-2 lb-1", got)
 	}
 	url := s.state().URL
-	if url != "http://127.0.25.5:8080" {
-		t.Errorf("URL = %s, want lb-1's port, http://127.0.25.5:8080", url)
+	if url != "http://127.0.25.50:8080" {
+		t.Errorf("URL = %s, want lb-1's port, http://127.0.25.50:8080", url)
 	}
 	// One user whose session lives on each app (the lb keeps each on one).
 	onApp := usersOnApps(t, url, "s3", "app-1", "app-2")
@@ -241,8 +241,8 @@ func TestStage6(t *testing.T) {
 		t.Fatalf("stage 6 nodes = %s, want db-1 replica-1 replica-2 cache-1 app-1 app-2 lb-1 edge-1", got)
 	}
 	url := s.state().URL
-	if url != "http://127.0.28.9:8000" {
-		t.Errorf("URL = %s, want edge-1's port, http://127.0.28.9:8000", url)
+	if url != "http://127.0.28.60:8000" {
+		t.Errorf("URL = %s, want edge-1's port, http://127.0.28.60:8000", url)
 	}
 	alice := newBlogClient(t, url)
 	alice.signup("stage6_erin")

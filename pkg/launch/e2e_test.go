@@ -86,8 +86,8 @@ func TestStage2(t *testing.T) {
 		t.Fatalf("stage 2 nodes = %s, want db-1 app-1", got)
 	}
 	st := s.state()
-	if st.URL != "http://127.0.21.3:8081" {
-		t.Errorf("URL = %s, want app-1's app port, http://127.0.21.3:8081", st.URL)
+	if st.URL != "http://127.0.21.30:8081" {
+		t.Errorf("URL = %s, want app-1's app port, http://127.0.21.30:8081", st.URL)
 	}
 	b := newBlogClient(t, st.URL)
 	b.signup("stage2_bob")

@@ -48,11 +48,12 @@ type Config struct {
 	// Binary is the node binary each child runs as `Binary run ...`.
 	// Default: this program (os.Executable).
 	Binary string
-	// BaseAddr is the first node's address; the next nodes take the next
-	// addresses (127.0.0.2, .3, ...). Empty means 127.0.0.2, or, where the
-	// machine has no 127.0.0.2 (macOS), 127.0.0.1 for every node with
-	// distinct ports. Tests give another range (127.0.1.2) so that they do
-	// not collide with a stack a developer runs.
+	// BaseAddr is the address of offset 0 of the address table
+	// (addrBlocks): db-1 and stage 1's node-1 are there, app-1 at base+28,
+	// lb-1 at base+48, and so on, the same in every stage. Empty means
+	// 127.0.0.2, or, where the machine has no 127.0.0.2 (macOS), 127.0.0.1
+	// for every node with distinct ports. Tests give another range
+	// (127.0.1.2) so that they do not collide with a stack a developer runs.
 	BaseAddr string
 	// LogLevel is each node's --log-level. Default "info".
 	LogLevel string
