@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/launch"
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 // The fault and inspection commands work on the stack `node up` started,
@@ -112,7 +116,9 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 }
 
 func runAdd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("add", "add ROLE [--dir DIR]", "  node add app       # one more app node joins the cluster\n", stderr)
+	fs := newFlagSet("add", "add ROLE [--dir DIR]\n\nROLE is one of "+strings.Join(node.BuiltRoles(), ", ")+
+		"; a stack has one primary, and `add replica` adds a store node that follows it.",
+		"  node add app       # one more app node joins the cluster\n  node add replica   # one more store node follows the primary\n", stderr)
 	dir := dirFlag(fs)
 	role, err := parseWithName(fs, args)
 	if err != nil {
@@ -125,7 +131,84 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "added %s (roles %s) at %s, pid %d, ready in %.1fs\n", n.Name, strings.Join(n.Roles, ","), nodeAddr(n), n.PID, time.Since(began).Seconds())
+	roles := "roles " + strings.Join(n.Roles, ",")
+	if r, ok := liveStoreRole(ctx, n); ok {
+		roles = "store " + r
+	}
+	fmt.Fprintf(stdout, "added %s (%s) at %s, pid %d, ready in %.1fs\n", n.Name, roles, nodeAddr(n), n.PID, time.Since(began).Seconds())
+	return nil
+}
+
+// liveStoreRole says what a store node is now, from its /status (section
+// store.replication): "replica of db-1, epoch 1". Its --roles only say how
+// it started.
+func liveStoreRole(ctx context.Context, n launch.Node) (string, bool) {
+	if !slices.Contains(n.Roles, node.RolePrimary) && !slices.Contains(n.Roles, node.RoleReplica) {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Admin+"/status", nil)
+	if err != nil {
+		return "", false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Sections struct {
+			Store struct {
+				Replication *struct {
+					Role    string `json:"role"`
+					Epoch   uint64 `json:"epoch"`
+					Primary string `json:"primary"`
+				} `json:"replication"`
+			} `json:"store"`
+		} `json:"sections"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil || st.Sections.Store.Replication == nil {
+		return "", false
+	}
+	r := st.Sections.Store.Replication
+	if r.Role == node.RoleReplica && r.Primary != "" && r.Primary != n.Name {
+		return fmt.Sprintf("replica of %s, epoch %d", r.Primary, r.Epoch), true
+	}
+	return fmt.Sprintf("%s, epoch %d", r.Role, r.Epoch), true
+}
+
+func runRm(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rm", "rm NAME [--dir DIR] [--purge-data]\n\n"+
+		"Removes a node from the stack: a running node is stopped gracefully first (as stop does),\n"+
+		"then forgotten. Its data and log stay on disk unless --purge-data; a node of the same name\n"+
+		"added later starts from them.",
+		"  node rm app-2\n  node rm replica-3 --purge-data\n", stderr)
+	dir := dirFlag(fs)
+	purge := fs.Bool("purge-data", false, "also delete the node's data directory and log")
+	name, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rm, err := launch.RequestRemove(ctx, *dir, name, *purge)
+	if err != nil {
+		return err
+	}
+	how := "it was not running"
+	if rm.Stopped {
+		how = fmt.Sprintf("stopped gracefully in %.1fs", rm.StopTook.Seconds())
+	}
+	fmt.Fprintf(stdout, "removed %s from the stack (%s)\n", name, how)
+	if rm.Purged {
+		fmt.Fprintf(stdout, "deleted its data (%s) and log (%s)\n", rm.Data, rm.Log)
+	} else {
+		fmt.Fprintf(stdout, "its data stays in %s and its log in %s (--purge-data deletes them)\n", rm.Data, rm.Log)
+	}
+	if rm.URLMoved {
+		fmt.Fprintf(stdout, "%s served the URL to open: open %s now\n", name, rm.OpenURL)
+	}
 	return nil
 }
 

@@ -35,6 +35,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 // Config configures a launcher.
@@ -531,9 +533,9 @@ func (l *Launcher) AddNode(ctx context.Context, role string) (Node, error) {
 		l.mu.Unlock()
 		return Node{}, errors.New("node up is stopping")
 	}
-	if !validRole(role) {
+	if err := l.checkAddRole(role); err != nil {
 		l.mu.Unlock()
-		return Node{}, fmt.Errorf("%q is not a role name: give one role, e.g. `node add app`", role)
+		return Node{}, err
 	}
 	n, err := l.plan.next(l.st.Spec.specFor(role), l.st.Nodes)
 	if err != nil {
@@ -568,18 +570,24 @@ func (l *Launcher) waitOne(ctx context.Context, name string) (Node, error) {
 	return *n, nil
 }
 
-// validRole reports whether s looks like one role name (node run checks
-// that it exists and is built).
-func validRole(s string) bool {
-	if s == "" {
-		return false
+// checkAddRole refuses, before anything is planned, a role `node add`
+// cannot start: one node run does not know (node.BuiltRoles, the one list
+// of roles), and a second primary. A store group has one configured
+// primary; every other store node is a replica that follows it, and may
+// become the primary by failover, so a "primary" added would be a replica
+// under the wrong name. l.mu is held.
+func (l *Launcher) checkAddRole(role string) error {
+	roles := node.BuiltRoles()
+	if !slices.Contains(roles, role) {
+		return fmt.Errorf("%q is not a role: roles are %s, e.g. `node add app`", role, strings.Join(roles, ", "))
 	}
-	for _, c := range s {
-		if c < 'a' || c > 'z' {
-			return false
+	if role == node.RolePrimary {
+		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, node.RolePrimary) })
+		if i >= 0 {
+			return fmt.Errorf("a stack has one primary (%s); `node add replica` adds a store node that follows it", l.st.Nodes[i].Name)
 		}
 	}
-	return true
+	return nil
 }
 
 // shellQuote renders a command line that can be pasted into a shell, for
