@@ -51,6 +51,12 @@ func TestStage3(t *testing.T) {
 	if url != "http://127.0.25.50:8080" {
 		t.Errorf("URL = %s, want lb-1's port, http://127.0.25.50:8080", url)
 	}
+	// Ready means the entry point already serves through the whole stage:
+	// right after node up says so, the lb spreads anonymous GETs over both
+	// apps (issue 17: all ten went to app-1, the lb had not admitted app-2).
+	if got := shares(t, url, "/api/v1/posts", 10, "X-Served-By"); got["app-1"] == 0 || got["app-2"] == 0 {
+		t.Errorf("10 anonymous GETs right after ready: %v, want both apps to serve", got)
+	}
 	// One user whose session lives on each app (the lb keeps each on one).
 	onApp := usersOnApps(t, url, "s3", "app-1", "app-2")
 	id := onApp["app-2"].post("Before app-1 died")
