@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -173,51 +171,17 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	roles := "roles " + strings.Join(n.Roles, ",")
-	if r, ok := liveStoreRole(ctx, n); ok {
-		roles = "store " + r
+	// A store node's --roles say how it started; its /status says what it
+	// is now (a replica following the primary, or a primary by failover).
+	what := "(roles " + strings.Join(n.Roles, ",") + ")"
+	if launch.IsStoreNode(n.Roles) {
+		c := &http.Client{Timeout: 2 * time.Second}
+		if r, err := launch.FetchStoreRole(ctx, c, n.Admin, "", n.Name); err == nil {
+			what = "as " + r.Describe(n.Name)
+		}
 	}
-	fmt.Fprintf(stdout, "added %s (%s) at %s, pid %d, ready in %.1fs\n", n.Name, roles, nodeAddr(n), n.PID, time.Since(began).Seconds())
+	fmt.Fprintf(stdout, "added %s %s at %s, pid %d, ready in %.1fs\n", n.Name, what, nodeAddr(n), n.PID, time.Since(began).Seconds())
 	return nil
-}
-
-// liveStoreRole says what a store node is now, from its /status (section
-// store.replication): "replica of db-1, epoch 1". Its --roles only say how
-// it started.
-func liveStoreRole(ctx context.Context, n launch.Node) (string, bool) {
-	if !slices.Contains(n.Roles, node.RolePrimary) && !slices.Contains(n.Roles, node.RoleReplica) {
-		return "", false
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Admin+"/status", nil)
-	if err != nil {
-		return "", false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", false
-	}
-	defer resp.Body.Close()
-	var st struct {
-		Sections struct {
-			Store struct {
-				Replication *struct {
-					Role    string `json:"role"`
-					Epoch   uint64 `json:"epoch"`
-					Primary string `json:"primary"`
-				} `json:"replication"`
-			} `json:"store"`
-		} `json:"sections"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil || st.Sections.Store.Replication == nil {
-		return "", false
-	}
-	r := st.Sections.Store.Replication
-	if r.Role == node.RoleReplica && r.Primary != "" && r.Primary != n.Name {
-		return fmt.Sprintf("replica of %s, epoch %d", r.Primary, r.Epoch), true
-	}
-	return fmt.Sprintf("%s, epoch %d", r.Role, r.Epoch), true
 }
 
 func runRm(args []string, stdout, stderr io.Writer) error {

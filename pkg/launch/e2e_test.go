@@ -141,7 +141,7 @@ func TestStage2(t *testing.T) {
 	if got := s.nodeNames(); got != "db-1 app-1 app-2" {
 		t.Errorf("nodes after the refused adds = %s, want db-1 app-1 app-2", got)
 	}
-	if out := s.run("add", "replica"); !strings.Contains(out, "added replica-1 (store replica of db-1, epoch") || !strings.Contains(out, "at 127.0.21.3:7070,") {
+	if out := s.run("add", "replica"); !strings.Contains(out, "added replica-1 as replica of db-1 (epoch") || !strings.Contains(out, "at 127.0.21.3:7070,") {
 		t.Errorf("node add replica said %q, want replica-1 at 127.0.21.3 following db-1", out)
 	}
 
