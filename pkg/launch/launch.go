@@ -189,6 +189,9 @@ func (l *Launcher) Open() error {
 			return err
 		}
 	}
+	if err := l.followData(nodes); err != nil {
+		return err
+	}
 	ctrl, err := openControl(l, rand.Text())
 	if err != nil {
 		return fmt.Errorf("launch: control endpoint: %w", err)
