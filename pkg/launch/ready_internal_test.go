@@ -2,6 +2,10 @@ package launch
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +54,45 @@ func TestTruncate(t *testing.T) {
 	}
 	if got := truncate("ready 3/4", 100); got != "ready 3/4" {
 		t.Errorf("truncate(short) = %q, want it unchanged", got)
+	}
+}
+
+// rotationGaps reads each lb's and edge's /status: an app node the lb does
+// not hold healthy, an lb the edge lacks as origin, is a gap; a node that
+// is not ready, or an lb with --lb-backends, is left out.
+func TestRotationGaps(t *testing.T) {
+	statuses := map[string]string{
+		"app-1":  `{"name":"app-1","ready":true}`,
+		"app-2":  `{"name":"app-2","ready":true}`,
+		"app-3":  `{"name":"app-3","ready":false}`,
+		"lb-1":   `{"name":"lb-1","ready":true,"addrs":{"lb":"127.0.9.50:8080"},"sections":{"lb":{"backends":[{"name":"app-1","state":"healthy"},{"name":"app-2","state":"unhealthy","last_check":"503 Service Unavailable"}]}}}`,
+		"lb-2":   `{"name":"lb-2","ready":true,"addrs":{"lb":"127.0.9.51:8080"},"sections":{"lb":{"backends":[]}}}`,
+		"edge-1": `{"name":"edge-1","ready":true,"sections":{"edge":{"origins":["127.0.9.50:8080"]}}}`,
+	}
+	var nodes []Node
+	for _, n := range []struct {
+		name, role string
+		args       []string
+	}{
+		{"app-1", "app", nil}, {"app-2", "app", nil}, {"app-3", "app", nil},
+		{"lb-1", "lb", nil}, {"lb-2", "lb", []string{"--lb-backends=127.0.0.1:1"}}, {"edge-1", "edge", nil},
+	} {
+		body := statuses[n.name]
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+		t.Cleanup(srv.Close)
+		nodes = append(nodes, Node{Name: n.name, Roles: []string{n.role}, Running: true, Args: n.args, Admin: strings.TrimPrefix(srv.URL, "http://")})
+	}
+	l := &Launcher{st: State{Nodes: nodes}}
+	var got []string
+	for _, g := range l.rotationGaps(t.Context(), http.DefaultClient, []string{"app-1", "app-2", "app-3", "lb-1", "lb-2", "edge-1"}) {
+		got = append(got, g.String()+": "+g.reason())
+	}
+	want := []string{"lb-1 → app-2: lb-1 still holds app-2 unhealthy (last check: 503 Service Unavailable)"}
+	if !slices.Equal(got, want) {
+		t.Errorf("gaps = %q, want %q", got, want)
+	}
+	// Only the hops of the nodes waited for: app-1 alone has none.
+	if gaps := l.rotationGaps(t.Context(), http.DefaultClient, []string{"app-1"}); len(gaps) != 0 {
+		t.Errorf("gaps of app-1 = %v, want none", gaps)
 	}
 }
