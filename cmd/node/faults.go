@@ -157,7 +157,7 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 
 func runAdd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("add", "add ROLE [--dir DIR]\n\nROLE is one of "+strings.Join(node.BuiltRoles(), ", ")+
-		"; a stack has one primary, and `add replica` adds a store node that follows it.",
+		".\nA stack has one primary: `add replica` adds a store node that follows it.",
 		"  node add app       # one more app node joins the cluster\n  node add replica   # one more store node follows the primary\n", stderr)
 	dir := dirFlag(fs)
 	role, err := parseWithName(fs, args)
