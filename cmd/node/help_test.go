@@ -35,3 +35,18 @@ func TestHelpExitsZero(t *testing.T) {
 		t.Errorf("node jobs --bogus = %v (exit %d), stderr %q; want exit 2 naming the flag, without the whole usage", err, exitCode(err), stderr.String())
 	}
 }
+
+// up refuses a role node run does not know, and a second primary, before
+// it plans or starts anything.
+func TestUpScaleRefusesUnknownRoles(t *testing.T) {
+	for args, want := range map[string]string{
+		"bogus=1":   `--scale bogus: "bogus" is not a role: roles are primary, replica`,
+		"primary=2": "a stack has one primary; --scale replica=1 adds store nodes that follow it",
+	} {
+		var stdout, stderr bytes.Buffer
+		err := dispatch([]string{"up", "--stage", "2", "--dir", t.TempDir(), "--scale", args}, &stdout, &stderr)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), want) {
+			t.Errorf("up --scale %s = %v (exit %d), want exit 2 and %q", args, err, exitCode(err), want)
+		}
+	}
+}

@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/launch"
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 const upExamples = `  node up                      # the most complete stage built, in ./.scalestack
@@ -53,6 +55,12 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	counts, err := launch.ParseScale(*scale)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg.Roles = node.BuiltRoles()
+	for role := range counts {
+		if !slices.Contains(cfg.Roles, role) {
+			return fmt.Errorf("%w: --scale %s: %q is not a role: roles are %s", errUsage, role, role, strings.Join(cfg.Roles, ", "))
+		}
 	}
 	if st, err = st.Scale(counts); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

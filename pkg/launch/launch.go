@@ -35,8 +35,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/scalestack/scalestack/pkg/node"
 )
 
 // Config configures a launcher.
@@ -57,6 +55,11 @@ type Config struct {
 	// for every node with distinct ports. Tests give another range
 	// (127.0.1.2) so that they do not collide with a stack a developer runs.
 	BaseAddr string
+	// Roles are the role names `node run` knows, node.BuiltRoles(), the
+	// one list of them: `node add` refuses any other before planning.
+	// Required; cmd/node gives it (this package does not import pkg/node,
+	// which composes a whole node).
+	Roles []string
 	// LogLevel is each node's --log-level. Default "info".
 	LogLevel string
 	// ReadyTimeout bounds the wait for every node's /readyz. Default 60s:
@@ -95,6 +98,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Dir == "" {
 		return errors.New("launch: --dir is empty")
+	}
+	if len(c.Roles) == 0 {
+		return errors.New("launch: Config.Roles is empty: give node.BuiltRoles()")
 	}
 	if c.BaseAddr != "" {
 		a, err := netip.ParseAddr(c.BaseAddr)
@@ -579,18 +585,17 @@ func (l *Launcher) waitOne(ctx context.Context, name string) (Node, error) {
 }
 
 // checkAddRole refuses, before anything is planned, a role `node add`
-// cannot start: one node run does not know (node.BuiltRoles, the one list
-// of roles), and a second primary. A store group has one configured
-// primary; every other store node is a replica that follows it, and may
-// become the primary by failover, so a "primary" added would be a replica
-// under the wrong name. l.mu is held.
+// cannot start: one node run does not know (Config.Roles), and a second
+// primary. A store group has one configured primary; every other store
+// node is a replica that follows it, and may become the primary by
+// failover, so a "primary" added would be a replica under the wrong name.
+// l.mu is held.
 func (l *Launcher) checkAddRole(role string) error {
-	roles := node.BuiltRoles()
-	if !slices.Contains(roles, role) {
-		return fmt.Errorf("%q is not a role: roles are %s, e.g. `node add app`", role, strings.Join(roles, ", "))
+	if !slices.Contains(l.cfg.Roles, role) {
+		return fmt.Errorf("%q is not a role: roles are %s, e.g. `node add app`", role, strings.Join(l.cfg.Roles, ", "))
 	}
-	if role == node.RolePrimary {
-		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, node.RolePrimary) })
+	if role == "primary" {
+		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") })
 		if i >= 0 {
 			return fmt.Errorf("a stack has one primary (%s); `node add replica` adds a store node that follows it", l.st.Nodes[i].Name)
 		}

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/scalestack/scalestack/pkg/node"
 )
 
 // Stage is a preset topology of `node up --stage N`: the nodes to start and
@@ -258,8 +256,9 @@ func ParseScale(s string) (map[string]int, error) {
 // maxScale bounds one group: each node is a process of tens of MiB.
 const maxScale = 64
 
-// Scale returns the stage with the group of each role resized; a role
-// node run does not know, or more than one primary, is an error. A role the
+// Scale returns the stage with the group of each role resized; more than
+// one primary is an error (the caller checks the role names: node run
+// knows them). A role the
 // stage runs in a group of its own is resized (0 removes the group, unless
 // it holds the URL to open); a role the stage does not run gets a new group
 // named after it, started last; a role that shares its nodes with other
@@ -273,10 +272,7 @@ func (s Stage) Scale(counts map[string]int) (Stage, error) {
 	slices.Sort(roles) // a deterministic order for the new groups
 	for _, role := range roles {
 		n := counts[role]
-		if known := node.BuiltRoles(); !slices.Contains(known, role) {
-			return Stage{}, fmt.Errorf("--scale %s: %q is not a role: roles are %s", role, role, strings.Join(known, ", "))
-		}
-		if role == node.RolePrimary && n > 1 {
+		if role == "primary" && n > 1 {
 			return Stage{}, fmt.Errorf("--scale primary=%d: a stack has one primary; --scale replica=%d adds store nodes that follow it", n, n-1)
 		}
 		i := slices.IndexFunc(s.Nodes, func(ns NodeSpec) bool { return slices.Contains(ns.Roles, role) })
