@@ -16,7 +16,7 @@ import (
 )
 
 const loadExamples = `  node load                                   # the stack node up runs, 50/s for 30s
-  node load --target http://127.0.0.3:8081 --rate 200 --duration 1m --users 100
+  node load --target http://127.0.0.30:8081 --rate 200 --duration 1m --users 100
   node load --mix browse=50,read=30,post=20 --read-your-writes --json run.json
 `
 

@@ -15,7 +15,7 @@ import (
 )
 
 const seedExamples = `  node seed                                   # the stack node up runs: 100 posts
-  node seed --target http://127.0.0.3:8081 --posts 500 --authors 40
+  node seed --target http://127.0.0.30:8081 --posts 500 --authors 40
 `
 
 func runSeed(args []string, stdout, stderr io.Writer) error {
