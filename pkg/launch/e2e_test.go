@@ -180,9 +180,15 @@ type stack struct {
 // interrupt it, and checks that nothing is left behind.
 func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 	t.Helper()
+	return startStackWith(t, nodebin.BuildNoRace(t), n, base, extra...)
+}
+
+// startStackWith is startStack with the node binary prog.
+func startStackWith(t testing.TB, prog string, n int, base string, extra ...string) *stack {
+	t.Helper()
 	s := &stack{t: t, dir: t.TempDir(), out: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s"}, extra...)
-	s.cmd = exec.Command(nodebin.BuildNoRace(t), args...)
+	s.cmd = exec.Command(prog, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	// If the test binary dies, node up dies, and its nodes with it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
