@@ -111,17 +111,17 @@ func TestBareNodeRules(t *testing.T) {
 		t.Errorf("bareInMarkdown flags lines %v, want %v", got, want)
 	}
 	for line, want := range map[string]bool{
-		"node is scalestack's single binary":   false,
-		"  node <command> [flags]     run":      true,
-		"  node up --stage 2   # a stage":       true,
-		"  node                # stage 1":       true,
-		"  node":                                true,
-		"  go run ./cmd/node up":                false,
-		"  .scalestack/bin/node ps":             false,
-		"Usage: node ps [--dir DIR]":            true,
-		"Usage: go run ./cmd/node ps":           false,
-		"  --dir  [NODE_DIR]":                   false,
-		"      directory of the node's data":    false,
+		"node is scalestack's single binary":     false,
+		"  node <command> [flags]     run":       true,
+		"  node up --stage 2   # a stage":        true,
+		"  node                # stage 1":        true,
+		"  node":                                 true,
+		"  go run ./cmd/node up":                 false,
+		"  .scalestack/bin/node ps":              false,
+		"Usage: node ps [--dir DIR]":             true,
+		"Usage: go run ./cmd/node ps":            false,
+		"  --dir  [NODE_DIR]":                    false,
+		"      directory of the node's data":     false,
 		"  node run --roles primary --name db-1": true,
 	} {
 		if got := bareInHelp(line); got != want {
