@@ -100,7 +100,7 @@ func findStack(dir, flag string) (stackAddrs, error) {
 		}
 	}
 	if s.Admin == "" {
-		return s, fmt.Errorf("no node of the stack in %s is running: `%s ps --dir %s` shows how each ended", st.Dir, progName(), st.Dir)
+		return s, fmt.Errorf("no node of the stack in %s is running: `%s ps%s` shows how each ended", st.Dir, progName(), dirArg(dir))
 	}
 	return s, nil
 }
@@ -138,7 +138,16 @@ func natsAddrs(flagValue, dir string) ([]string, error) {
 		return nil, err
 	}
 	if len(s.NATS) == 0 {
-		return nil, fmt.Errorf("no store node of the stack in %s is running, and the NATS servers run inside them: `%s ps --dir %s` shows how each ended", dir, progName(), dir)
+		return nil, fmt.Errorf("no store node of the stack in %s is running, and the NATS servers run inside them: `%s ps%s` shows how each ended", dir, progName(), dirArg(dir))
 	}
 	return s.NATS, nil
+}
+
+// dirArg is " --dir DIR" for a hint, or "" when DIR is where the command
+// looks without it.
+func dirArg(dir string) string {
+	if dir == defaultDir() {
+		return ""
+	}
+	return " --dir " + dir
 }
