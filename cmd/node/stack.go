@@ -64,8 +64,8 @@ func noStackHint(err error) string {
 // commands talking to a cluster (status, promote, jobs) use.
 type stackAddrs struct {
 	// Admin is host:port of the admin endpoint of a running node, a store
-	// node if one runs (it sees the whole cluster the longest), and
-	// AdminOf that node's name.
+	// node if one runs (its /status carries the store's replication,
+	// which status and promote are about), and AdminOf that node's name.
 	Admin, AdminOf string
 	// NATS are the client addresses of the NATS servers, which run inside
 	// the running store nodes.
