@@ -128,6 +128,7 @@ type Launcher struct {
 	closing  bool
 	reapers  sync.WaitGroup
 	ctrl     *controlServer
+	watch    *storeWatch // the failover watcher (watch.go)
 	ready    atomic.Bool
 	closeErr error
 	closed   sync.Once
@@ -197,6 +198,7 @@ func (l *Launcher) Open() error {
 		return fmt.Errorf("launch: control endpoint: %w", err)
 	}
 
+	l.startWatch()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ctrl = ctrl
@@ -241,7 +243,7 @@ func (l *Launcher) prepareDir() error {
 		}
 	}
 	if l.cfg.Fresh {
-		for _, sub := range []string{"data", "logs", StateFile} {
+		for _, sub := range []string{"data", "logs", StateFile, EventsFile} {
 			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
 				return fmt.Errorf("launch: --fresh: %w", err)
 			}
@@ -420,7 +422,10 @@ func (l *Launcher) State() State {
 // stops the control endpoint and records the end in cluster.json. Calling
 // it again returns the first result.
 func (l *Launcher) Close() error {
-	l.closed.Do(func() { l.closeErr = l.stopAll(l.cfg.StopTimeout) })
+	l.closed.Do(func() {
+		l.stopWatch() // first: nodes going down is not a failover
+		l.closeErr = l.stopAll(l.cfg.StopTimeout)
+	})
 	return l.closeErr
 }
 
