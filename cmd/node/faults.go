@@ -15,7 +15,8 @@ import (
 )
 
 // The fault and inspection commands work on the stack `node up` started,
-// found through --dir (default the same as node up's).
+// found through --dir (default the same as node up's, or the stack whose
+// binary DIR/bin/node this program is).
 
 func runPS(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ps", "ps [--dir DIR]", "  node ps\n  node ps --dir /tmp/stack\n", stderr)
@@ -108,7 +109,7 @@ func runPause(args []string, stdout, stderr io.Writer) error {
 	return signalCommand("pause", "SIGSTOP: the node freezes with its sockets open, like a hung machine", args, stdout, stderr,
 		func(dir, name string) (string, error) {
 			n, err := launch.Pause(dir, name)
-			return fmt.Sprintf("paused %s (pid %d): `node resume %s` thaws it", name, n.PID, name), err
+			return fmt.Sprintf("paused %s (pid %d): `%s resume %s` thaws it", name, n.PID, progName(), name), err
 		})
 }
 
@@ -133,7 +134,7 @@ func runStop(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "stopped %s (pid %d) in %.1fs: `node start %s` starts it again\n", name, n.PID, time.Since(began).Seconds(), name)
+	fmt.Fprintf(stdout, "stopped %s (pid %d) in %.1fs: `%s start %s` starts it again\n", name, n.PID, time.Since(began).Seconds(), progName(), name)
 	return nil
 }
 
@@ -235,7 +236,7 @@ func signalCommand(cmd, what string, args []string, stdout, stderr io.Writer, do
 }
 
 func dirFlag(fs *flag.FlagSet) *string {
-	return fs.String("dir", launch.DefaultConfig().Dir, "directory of the stack that `node up` runs")
+	return fs.String("dir", defaultDir(), "directory of the stack that up started (its cluster.json)")
 }
 
 // parseWithName parses "NAME [flags]" or "[flags] NAME [flags]": one
@@ -259,7 +260,7 @@ func parseWithName(fs *flag.FlagSet, args []string) (string, error) {
 		return "", err
 	}
 	if name == "" {
-		return "", fmt.Errorf("%w: node %s needs a name (see node %s -h)", errUsage, fs.Name(), fs.Name())
+		return "", fmt.Errorf("%w: %s needs a name (see %s %s -h)", errUsage, fs.Name(), progName(), fs.Name())
 	}
 	return name, nil
 }

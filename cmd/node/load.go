@@ -46,7 +46,7 @@ func runLoad(args []string, stdout, stderr io.Writer) error {
 	if cfg.Target == "" {
 		st, err := launch.LoadState(*dir)
 		if err != nil {
-			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %v)", errUsage, err)
+			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %w)", errUsage, err)
 		}
 		cfg.Target = st.URL
 	}

@@ -131,7 +131,7 @@ func TestStage2(t *testing.T) {
 	// follows db-1, and says so.
 	for role, want := range map[string]string{
 		"bogus":   `"bogus" is not a role: roles are primary, replica`,
-		"primary": "a stack has one primary (db-1); `node add replica` adds a store node that follows it",
+		"primary": "a stack has one primary (db-1); `" + filepath.Join(s.dir, "bin", "node") + " add replica` adds a store node that follows it",
 	} {
 		out, err := s.runErr("add", role)
 		if err == nil || !strings.Contains(out, want) {
@@ -227,16 +227,22 @@ type stack struct {
 // interrupt it, and checks that nothing is left behind.
 func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 	t.Helper()
-	return startStackIn(t, t.TempDir(), n, base, extra...)
+	return startStackWith(t, nodebin.BuildNoRace(t), t.TempDir(), n, base, extra...)
 }
 
 // startStackIn is startStack on a directory of the caller's, which may hold
 // an earlier stack's data.
 func startStackIn(t testing.TB, dir string, n int, base string, extra ...string) *stack {
 	t.Helper()
+	return startStackWith(t, nodebin.BuildNoRace(t), dir, n, base, extra...)
+}
+
+// startStackWith is startStack with the node binary prog, on dir.
+func startStackWith(t testing.TB, prog, dir string, n int, base string, extra ...string) *stack {
+	t.Helper()
 	s := &stack{t: t, dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s"}, extra...)
-	s.cmd = exec.Command(nodebin.BuildNoRace(t), args...)
+	s.cmd = exec.Command(prog, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	// If the test binary dies, node up dies, and its nodes with it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

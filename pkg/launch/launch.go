@@ -45,8 +45,11 @@ type Config struct {
 	// ".scalestack" in the current directory. Data is kept across runs;
 	// Fresh removes it first.
 	Dir string
-	// Binary is the node binary each child runs as `Binary run ...`.
-	// Default: this program (os.Executable).
+	// Binary is the node program of the stack. Open installs a copy of it
+	// at DIR/bin/node, which every child runs as `DIR/bin/node run ...`
+	// and the commands printed for the stack name (the program itself may
+	// be a temporary file of `go run`). Default: this program
+	// (os.Executable).
 	Binary string
 	// BaseAddr is the address of offset 0 of the address table
 	// (addrBlocks): db-1 and stage 1's node-1 are there, app-1 at base+28,
@@ -176,9 +179,13 @@ func New(cfg Config) (*Launcher, error) {
 // processes, Close stops them.
 func (l *Launcher) Open() error {
 	if !supported() {
-		return errors.New("launch: node up needs Linux or macOS; run nodes by hand with `node run`")
+		return errors.New("launch: up needs Linux or macOS; run each node by hand with the run command instead (docs/cluster.md)")
 	}
 	if err := l.prepareDir(); err != nil {
+		return err
+	}
+	bin, err := installBinary(l.cfg.Binary, l.cfg.Dir)
+	if err != nil {
 		return err
 	}
 	base, shared, err := chooseAddressing(l.cfg.BaseAddr)
@@ -209,7 +216,7 @@ func (l *Launcher) Open() error {
 	l.ctrl = ctrl
 	l.st = State{
 		Stage: l.cfg.Stage.Number, Title: l.cfg.Stage.Title, Spec: l.cfg.Stage,
-		Dir: l.cfg.Dir, Binary: l.cfg.Binary, SharedAddr: shared,
+		Dir: l.cfg.Dir, Binary: bin, SharedAddr: shared,
 		UpPID: os.Getpid(), Control: ctrl.addr(), Token: ctrl.token,
 		StartedAt: time.Now().UTC(), Nodes: nodes,
 	}
@@ -244,7 +251,7 @@ func (l *Launcher) prepareDir() error {
 			}
 		}
 		if len(alive) > 0 {
-			return fmt.Errorf("launch: nodes of an earlier stack in %s are still running: %s; end them with `node kill NAME --dir %s`", dir, strings.Join(alive, ", "), dir)
+			return fmt.Errorf("launch: nodes of an earlier stack in %s are still running: %s; end each with `%s kill NAME --dir %s`", dir, strings.Join(alive, ", "), old.Command(), dir)
 		}
 	}
 	if l.cfg.Fresh {
@@ -332,8 +339,8 @@ func (l *Launcher) spawnLocked(n *Node) error {
 		return fmt.Errorf("launch: log of %s: %w", n.Name, err)
 	}
 	defer f.Close() // the child holds its own descriptor
-	fmt.Fprintf(f, "%s %s %s\n", startMarker, time.Now().Format(time.RFC3339), shellQuote(append([]string{l.cfg.Binary}, n.Args...)))
-	cmd := exec.Command(l.cfg.Binary, n.Args...)
+	fmt.Fprintf(f, "%s %s %s\n", startMarker, time.Now().Format(time.RFC3339), shellQuote(append([]string{l.st.Binary}, n.Args...)))
+	cmd := exec.Command(l.st.Binary, n.Args...)
 	cmd.Dir = l.cfg.Dir
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = f, f
@@ -592,12 +599,12 @@ func (l *Launcher) waitOne(ctx context.Context, name string) (Node, error) {
 // l.mu is held.
 func (l *Launcher) checkAddRole(role string) error {
 	if !slices.Contains(l.cfg.Roles, role) {
-		return fmt.Errorf("%q is not a role: roles are %s, e.g. `node add app`", role, strings.Join(l.cfg.Roles, ", "))
+		return fmt.Errorf("%q is not a role: roles are %s, e.g. `%s add app`", role, strings.Join(l.cfg.Roles, ", "), l.st.Command())
 	}
 	if role == "primary" {
 		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") })
 		if i >= 0 {
-			return fmt.Errorf("a stack has one primary (%s); `node add replica` adds a store node that follows it", l.st.Nodes[i].Name)
+			return fmt.Errorf("a stack has one primary (%s); `%s add replica` adds a store node that follows it", l.st.Nodes[i].Name, l.st.Command())
 		}
 	}
 	return nil

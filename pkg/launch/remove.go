@@ -50,7 +50,7 @@ func (l *Launcher) RemoveNode(ctx context.Context, name string, purge bool) (Rem
 		})
 		if len(others) == 0 {
 			l.mu.Unlock()
-			return Removed{}, fmt.Errorf("%s is the last %s node and serves the URL to open (%s): the stack would have no entry point; `node stop %s` stops it for a while", name, open.Port, l.st.URL, name)
+			return Removed{}, fmt.Errorf("%s is the last %s node and serves the URL to open (%s): the stack would have no entry point; `%s stop %s` stops it for a while", name, open.Port, l.st.URL, l.st.Command(), name)
 		}
 	}
 	c := l.procs[name]
