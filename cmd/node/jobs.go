@@ -17,26 +17,17 @@ import (
 // jobs that failed every try, `retry ID|--all` replays them, `stats` shows
 // depth, in-flight, rate and redeliveries per kind (docs/queue.md, Jobs).
 func runJobs(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("jobs", "jobs [--nats HOST:PORT,...] dead|retry ID|retry --all|stats",
-		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n", stderr)
-	servers := fs.String("nats", "127.0.0.1:4222", "client address of any NATS server of the cluster (comma list)")
+	fs := newFlagSet("jobs", "jobs [--dir DIR | --nats HOST:PORT,...] dead|retry ID|retry --all|stats",
+		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n  node jobs stats --nats 10.0.0.2:4222 --cluster-key-file cluster.key\n", stderr)
+	dir := dirFlag(fs)
+	servers := fs.String("nats", "", "client address of any NATS server of a cluster started by hand, comma list (default: the running store nodes' of the stack in --dir)")
 	keys := addKeyFlags(fs, "NATS accepts only clients that know it")
 	tlsCA := fs.String("tls-ca", "", "PEM CA of the cluster's internal TLS, when its nodes run with --tls-*: NATS speaks TLS")
 	all := fs.Bool("all", false, "with retry: replay every dead job")
 	limit := fs.Int("limit", 100, "with dead: list at most this many (0: all)")
 	interval := fs.Duration("interval", time.Second, "with stats: sampling interval for the rate")
-	var pos []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		args = fs.Args()
-		if len(args) > 0 {
-			pos = append(pos, args[0])
-			args = args[1:]
-		}
-	}
-	if err := fillFromEnv(fs); err != nil {
+	pos, err := parseWithArgs(fs, args)
+	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
@@ -52,8 +43,11 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: --cluster-key: %v", errUsage, err)
 	}
+	urls, err := natsAddrs(*servers, *dir)
+	if err != nil {
+		return err
+	}
 	cc := queue.DefaultClientConfig()
-	urls := strings.Split(*servers, ",")
 	cc.Servers = func() []string { return urls }
 	cc.Name = "node-jobs"
 	cc.Password = cluster.DeriveSecret(key, cluster.PurposeNATS)
@@ -67,7 +61,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	conn, err := queue.Connect(cctx, cc)
 	ccancel()
 	if err != nil {
-		return fmt.Errorf("no NATS server at %s let us in (%v): give one with --nats, and the cluster's key with --cluster-key", *servers, err)
+		return fmt.Errorf("no NATS server at %s let us in (%v): give one with --nats, and the cluster's key with --cluster-key", strings.Join(urls, ","), err)
 	}
 	defer conn.Close()
 	q, err := queue.NewJobQueue(conn.JetStream(), queue.DefaultJobsConfig())
@@ -97,7 +91,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 		}
 		n, err := q.Retry(ctx, id)
 		if errors.Is(err, queue.ErrNotDead) {
-			return fmt.Errorf("no dead job %s: `node jobs dead` lists them", id)
+			return fmt.Errorf("no dead job %s: `%s jobs dead` lists them", id, progName())
 		}
 		if err != nil {
 			return err

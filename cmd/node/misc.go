@@ -16,7 +16,7 @@ import (
 )
 
 func runKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("keygen", "keygen", "  (umask 077; ./node keygen > cluster.key)\n  ./node run --roles primary --addr 10.0.0.2 --cluster-key-file cluster.key\n", stderr)
+	fs := newFlagSet("keygen", "keygen", "  (umask 077; node keygen > cluster.key)\n  node run --roles primary --addr 10.0.0.2 --cluster-key-file cluster.key\n", stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,12 +38,17 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "status [--admin HOST:PORT] [--cluster-key-file FILE]",
-		"  ./node status --admin 127.0.0.2:9090\n  ./node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key\n", stderr)
-	admin := fs.String("admin", "127.0.0.1:9090", "admin address of any node of the cluster")
+	fs := newFlagSet("status", "status [--dir DIR | --admin HOST:PORT] [--cluster-key-file FILE]",
+		"  node status                      # the stack node up runs in .scalestack\n  node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key\n", stderr)
+	dir := dirFlag(fs)
+	admin := fs.String("admin", "", "admin address of any node of a cluster started by hand (default: a running node of the stack in --dir)")
 	asJSON := fs.Bool("json", false, "print the node's /status document as JSON")
 	keys := addKeyFlags(fs, "/status wants the admin token derived from it")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	addr, err := adminAddr(*admin, *dir)
+	if err != nil {
 		return err
 	}
 	c := &http.Client{Timeout: 5 * time.Second}
@@ -51,7 +56,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		raw = stdout
 	}
-	st, err := getStatus(c, *admin, keys, raw)
+	st, err := getStatus(c, addr, keys, raw)
 	if err != nil || *asJSON {
 		return err
 	}

@@ -25,19 +25,19 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 }
 
 const runExamples = `  # stage 1: the blog and its database in one process
-  ./node run --roles app,primary
+  node run --roles app,primary
 
   # three nodes by hand on one machine (each on its own loopback address)
-  ./node run --roles primary --name db-1 --addr 127.0.0.2
-  ./node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
-  ./node run --roles app --name app-2 --addr 127.0.0.4 --join 127.0.0.2:7946
+  node run --roles primary --name db-1 --addr 127.0.0.2
+  node run --roles app --name app-1 --addr 127.0.0.30 --join 127.0.0.2:7946
+  node run --roles app --name app-2 --addr 127.0.0.31 --join 127.0.0.2:7946
 
   # across machines: the same key on every node, from a file (a key on the
   # command line is visible to every user of the machine)
-  (umask 077; ./node keygen > cluster.key)      # once; copy it to every machine
-  ./node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key-file cluster.key
-  ./node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key-file cluster.key
-  ./node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key
+  (umask 077; node keygen > cluster.key)      # once; copy it to every machine
+  node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key-file cluster.key
+  node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key-file cluster.key
+  node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key
 `
 
 // logOptions are the settings of the node's log, which cmd/node reads
@@ -131,9 +131,13 @@ func fileFlagHint(t *settings.Table, name string) string {
 }
 
 // runStage1 is `node` with no arguments: the blog and its primary in one
-// process on 127.0.0.1, data in ./data.
+// process on 127.0.0.1, data in ./data. The node is called node-1, as
+// `node up --stage 1` calls it: the X-Served-By a learner sees is the
+// same either way. (`node run` without --name keeps the host's name,
+// which tells apart nodes run by hand on several machines.)
 func runStage1(stdout, stderr io.Writer) error {
 	cfg := node.DefaultConfig()
+	cfg.Name = "node-1"
 	cfg.RoleNames = []string{node.RoleApp, node.RolePrimary}
 	cfg.DataDir = "data"
 	return serve(cfg, defaultLogOptions(), stdout, stderr)

@@ -42,7 +42,7 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	if *target == "" {
 		st, err := launch.LoadState(*dir)
 		if err != nil {
-			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %v)", errUsage, err)
+			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %w)", errUsage, err)
 		}
 		*target = st.URL
 	}

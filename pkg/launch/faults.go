@@ -107,7 +107,8 @@ func Stop(dir, name string, timeout time.Duration) (Node, error) {
 	}
 	send(n.PID, sigCont)
 	if !waitGone(n, timeout) {
-		return n, fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM: end it with `node kill %s`", name, n.PID, timeout, name)
+		st, _ := LoadState(dir)
+		return n, fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM: end it with `%s kill %s`", name, n.PID, timeout, st.Command(), name)
 	}
 	return n, nil
 }
@@ -152,7 +153,7 @@ func liveNode(dir, name string) (Node, error) {
 		if how == "" {
 			how = "its process is gone"
 		}
-		return *n, fmt.Errorf("%s is not running (%s): start it with `node start %s`", name, how, name)
+		return *n, fmt.Errorf("%s is not running (%s): start it with `%s start %s`", name, how, st.Command(), name)
 	}
 	return *n, nil
 }

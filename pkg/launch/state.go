@@ -65,7 +65,8 @@ type Node struct {
 	Log string `json:"log"`
 	// Data is the node's data directory, kept across restarts.
 	Data string `json:"data"`
-	// Slot is the node's index in address and port assignment.
+	// Slot is the node's address offset from the base address (addrBlocks),
+	// which also spaces its ports when every node shares one address.
 	Slot int `json:"slot"`
 
 	// PID of the current or last process; 0 before the first start.
@@ -97,7 +98,9 @@ func (n Node) URL(port string) string {
 	return ""
 }
 
-// ErrNoStack is returned when the directory holds no cluster.json.
+// ErrNoStack is returned when the directory holds no cluster.json. The
+// command that got it says how to start a stack, in the name it was called
+// by.
 var ErrNoStack = errors.New("no stack")
 
 // LoadState reads DIR/cluster.json.
@@ -105,7 +108,7 @@ func LoadState(dir string) (State, error) {
 	path := filepath.Join(dir, StateFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return State{}, fmt.Errorf("%w in %s (no %s): start one with `node up`, or give its directory with --dir", ErrNoStack, dir, StateFile)
+		return State{}, fmt.Errorf("%w in %s (no %s)", ErrNoStack, dir, StateFile)
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("read %s: %w", path, err)
