@@ -185,7 +185,7 @@ func TestCommandsFindTheStack(t *testing.T) {
 	// promote reaches the store node, which answers for itself: this
 	// primary runs without --store-failover.
 	err = dispatch([]string{"promote", "--dir", dir, "db-1"}, &stdout, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "promote db-1: promote: this store runs without --store-failover") || strings.Contains(err.Error(), "{") {
+	if err == nil || !strings.Contains(err.Error(), "promote db-1: this store runs without --store-failover") || strings.Contains(err.Error(), "{") {
 		t.Errorf("promote --dir db-1 = %v, want the store's refusal as plain text", err)
 	}
 }

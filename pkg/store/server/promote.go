@@ -26,7 +26,7 @@ const handoverWait = 5 * time.Second
 func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 	rp := a.repl
 	if !rp.s.cfg.Failover {
-		a.fail(w, fmt.Errorf("promote: this store runs without --store-failover, so its primary is fixed: %w", store.ErrInvalid))
+		a.fail(w, fmt.Errorf("this store runs without --store-failover, so its primary is fixed (stage 4 on runs with it): %w", store.ErrInvalid))
 		return
 	}
 	if rp.isPrimary() {
