@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -112,7 +113,11 @@ func (w *web) noteWrite(r *http.Request) {
 	}
 	s.LastLSN = lsn
 	if err := w.a.sessions.Put(r.Context(), *s); err != nil {
-		w.log.Warn("app: save session LSN", "err", err)
+		level := slog.LevelWarn
+		if clientGone(r) {
+			level = slog.LevelDebug // the user is gone; their next read is not coming
+		}
+		w.log.Log(r.Context(), level, "app: save session LSN", "err", err)
 	}
 }
 
