@@ -132,3 +132,67 @@ func requestsWithCode(tb testing.TB, reg *prometheus.Registry, code string) floa
 	}
 	return n
 }
+
+// waitAfterCommit is a store whose next transaction, once armed, commits
+// and then holds its caller until the caller's context ends: the write is
+// saved, and the user stops waiting before the answer.
+type waitAfterCommit struct {
+	store.Store
+	mu        sync.Mutex
+	armed     bool
+	committed chan struct{}
+}
+
+func (s *waitAfterCommit) Txn(ctx context.Context, ops ...store.Op) (uint64, error) {
+	lsn, err := s.Store.Txn(ctx, ops...)
+	s.mu.Lock()
+	hold := s.armed && err == nil
+	s.armed = s.armed && !hold
+	s.mu.Unlock()
+	if hold {
+		s.committed <- struct{}{}
+		<-ctx.Done()
+	}
+	return lsn, err
+}
+
+// The inline jobs of a saved write (the post's search indexing, its
+// followers' notifications) run even when the author stopped waiting:
+// they used to end with the request, failing as "context canceled" and
+// leaving a saved post out of the index.
+func TestJobsOfASavedWriteRunAfterTheClientGaveUp(t *testing.T) {
+	st := &waitAfterCommit{Store: apptest.NewMemStore(), committed: make(chan struct{}, 1)}
+	s := newStackOn(t, st)
+	c := s.client(t)
+	c.signup("writer")
+	before := s.App.Status().(app.Status)
+
+	st.mu.Lock()
+	st.armed = true
+	st.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	body := strings.NewReader(`{"title":"Saved anyway","body":"The author closed the tab.","published":true}`)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.Server.URL+"/api/v1/posts", body)
+	req.Header.Set("Content-Type", "application/json")
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := c.http.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-st.committed
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the request answered although its client gave up")
+	}
+	testwait.Until(t, 5*time.Second, "the post's jobs run or fail", func() bool {
+		got := s.App.Status().(app.Status)
+		return got.JobsDone > before.JobsDone || got.JobsError > before.JobsError
+	})
+	if got := s.App.Status().(app.Status); got.JobsError != before.JobsError || got.JobsDone == before.JobsDone {
+		t.Errorf("jobs done %d -> %d, failed %d -> %d: want the saved post's jobs done although its author left",
+			before.JobsDone, got.JobsDone, before.JobsError, got.JobsError)
+	}
+}

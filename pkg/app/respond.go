@@ -136,7 +136,14 @@ func (w *web) enqueue(ctx context.Context, j Job) {
 	}
 	if err := w.a.jobs.Enqueue(ctx, j); err != nil {
 		w.jobsFailed.Add(1)
-		w.log.Warn("app: job failed", "kind", j.Kind, "id", j.ID, "err", err)
+		level := slog.LevelWarn
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// A view counted in the request of a client that went away:
+			// not worth a warning. (Jobs of a write never get here with
+			// a canceled context: see committed.)
+			level = slog.LevelDebug
+		}
+		w.log.Log(ctx, level, "app: job failed", "kind", j.Kind, "id", j.ID, "err", err)
 		return
 	}
 	w.jobsDone.Add(1)
