@@ -13,7 +13,8 @@ import (
 )
 
 // The fault and inspection commands work on the stack `node up` started,
-// found through --dir (default the same as node up's).
+// found through --dir (default the same as node up's, or the stack whose
+// binary DIR/bin/node this program is).
 
 func runPS(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ps", "ps [--dir DIR]", "  node ps\n  node ps --dir /tmp/stack\n", stderr)
@@ -29,9 +30,13 @@ func runPS(args []string, stdout, stderr io.Writer) error {
 	if !up {
 		upState = "node up is not running"
 	}
-	fmt.Fprintf(stdout, "stage %d (%s) in %s, %s\n\n", st.Stage, st.Title, st.Dir, upState)
+	fmt.Fprintf(stdout, "stage %d (%s) in %s, %s\n", st.Stage, st.Title, st.Dir, upState)
+	if line := primaryLine(procs); up && line != "" {
+		fmt.Fprintln(stdout, line)
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tROLES\tADDRESS\tUPTIME\tRSS\tLAST EXIT")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPID\tROLES\tLIVE ROLE\tADDRESS\tUPTIME\tRSS\tLAST EXIT")
 	var total int64
 	for _, p := range procs {
 		pid, uptime, rss := "-", "-", "-"
@@ -45,11 +50,49 @@ func runPS(args []string, stdout, stderr io.Writer) error {
 		if exit == "" {
 			exit = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, pid, strings.Join(p.Roles, ","), nodeAddr(p.Node), uptime, rss, exit)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, pid, strings.Join(p.Roles, ","), liveRole(p), nodeAddr(p.Node), uptime, rss, exit)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\ntotal RSS %.1f MiB\n", float64(total)/(1<<20))
 	return nil
+}
+
+// liveRole is the LIVE ROLE column: what a running store node says it is
+// now ("primary (epoch 3)", "replica of replica-1 (epoch 3)"); ROLES only
+// says how it started. "-" for a node that is not running or not a store
+// node: a dead node claims nothing.
+func liveRole(p launch.Process) string {
+	switch {
+	case p.Store != nil:
+		return p.Store.Describe(p.Name)
+	case p.State == launch.StatePaused && launch.IsStoreNode(p.Roles):
+		return "? (paused)"
+	case p.State == launch.StateRunning && launch.IsStoreNode(p.Roles):
+		return "? (no answer)"
+	}
+	return "-"
+}
+
+// primaryLine names the store node that may write now, when the stack has
+// store nodes: the line a person looks for after killing the primary.
+func primaryLine(procs []launch.Process) string {
+	var stores, primaries []string
+	for _, p := range procs {
+		if !launch.IsStoreNode(p.Roles) {
+			continue
+		}
+		stores = append(stores, p.Name)
+		if p.Store != nil && p.Store.Writable() {
+			primaries = append(primaries, p.Name+" is "+p.Store.Describe(p.Name))
+		}
+	}
+	switch {
+	case len(stores) == 0:
+		return ""
+	case len(primaries) == 0:
+		return "no store node is primary now (a failover in progress, or the store is down)"
+	}
+	return strings.Join(primaries, "; ")
 }
 
 func runKill(args []string, stdout, stderr io.Writer) error {
@@ -64,7 +107,7 @@ func runPause(args []string, stdout, stderr io.Writer) error {
 	return signalCommand("pause", "SIGSTOP: the node freezes with its sockets open, like a hung machine", args, stdout, stderr,
 		func(dir, name string) (string, error) {
 			n, err := launch.Pause(dir, name)
-			return fmt.Sprintf("paused %s (pid %d): `node resume %s` thaws it", name, n.PID, name), err
+			return fmt.Sprintf("paused %s (pid %d): `%s resume %s` thaws it", name, n.PID, progName(), name), err
 		})
 }
 
@@ -89,7 +132,7 @@ func runStop(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "stopped %s (pid %d) in %.1fs: `node start %s` starts it again\n", name, n.PID, time.Since(began).Seconds(), name)
+	fmt.Fprintf(stdout, "stopped %s (pid %d) in %.1fs: `%s start %s` starts it again\n", name, n.PID, time.Since(began).Seconds(), progName(), name)
 	return nil
 }
 
@@ -146,7 +189,7 @@ func signalCommand(cmd, what string, args []string, stdout, stderr io.Writer, do
 }
 
 func dirFlag(fs *flag.FlagSet) *string {
-	return fs.String("dir", launch.DefaultConfig().Dir, "directory of the stack that `node up` runs")
+	return fs.String("dir", defaultDir(), "directory of the stack that up started (its cluster.json)")
 }
 
 // parseWithName parses "NAME [flags]" or "[flags] NAME [flags]": one
@@ -170,7 +213,7 @@ func parseWithName(fs *flag.FlagSet, args []string) (string, error) {
 		return "", err
 	}
 	if name == "" {
-		return "", fmt.Errorf("%w: node %s needs a name (see node %s -h)", errUsage, fs.Name(), fs.Name())
+		return "", fmt.Errorf("%w: %s needs a name (see %s %s -h)", errUsage, fs.Name(), progName(), fs.Name())
 	}
 	return name, nil
 }

@@ -17,7 +17,7 @@ func newFlagSet(name, usage, examples string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: node %s\n\n", usage)
+		fmt.Fprintf(stderr, "Usage: %s %s\n\n", progName(), usage)
 		fmt.Fprintln(stderr, "Flags (each also read from the environment variable shown, or from the file its _FILE variant names):")
 		fs.VisitAll(func(f *flag.Flag) {
 			def := ""
@@ -27,7 +27,7 @@ func newFlagSet(name, usage, examples string, stderr io.Writer) *flag.FlagSet {
 			fmt.Fprintf(stderr, "  --%s  [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
 		})
 		if examples != "" {
-			fmt.Fprintf(stderr, "\nExamples:\n%s", examples)
+			fmt.Fprintf(stderr, "\nExamples:\n%s", named(examples))
 		}
 	}
 	return fs
@@ -55,18 +55,18 @@ func parseSettings(name, usage, examples string, t *settings.Table, args []strin
 	t.Register(fs)
 	err := t.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stderr, "Usage: node %s\n\n%s\n", usage, envHelp)
+		fmt.Fprintf(stderr, "Usage: %s %s\n\n%s\n", progName(), usage, envHelp)
 		t.Usage(stderr)
 		if examples != "" {
-			fmt.Fprintf(stderr, "\nExamples:\n%s", examples)
+			fmt.Fprintf(stderr, "\nExamples:\n%s", named(examples))
 		}
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v (see node %s -h)", errUsage, err, name)
+		return fmt.Errorf("%w: %v (see %s %s -h)", errUsage, err, progName(), name)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q (see node %s -h)", errUsage, fs.Arg(0), name)
+		return fmt.Errorf("%w: unexpected argument %q (see %s %s -h)", errUsage, fs.Arg(0), progName(), name)
 	}
 	if err := t.ApplyEnv(os.LookupEnv, node.ReadSecretFile); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -92,10 +92,10 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			usage()
 			return err
 		}
-		return fmt.Errorf("%w: %v (see node %s -h)", errUsage, err, fs.Name())
+		return fmt.Errorf("%w: %v (see %s %s -h)", errUsage, err, progName(), fs.Name())
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q (see node %s -h)", errUsage, fs.Arg(0), fs.Name())
+		return fmt.Errorf("%w: unexpected argument %q (see %s %s -h)", errUsage, fs.Arg(0), progName(), fs.Name())
 	}
 	return fillFromEnv(fs)
 }

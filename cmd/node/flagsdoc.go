@@ -18,7 +18,7 @@ Every flag is also read from an environment variable: NODE_ and the flag's
 name in upper case, with ` + "`_`" + ` for ` + "`-`" + ` (` + "`--lb-retries`" + ` is ` + "`NODE_LB_RETRIES`" + `), or from
 the file that NODE_<FLAG>_FILE names, for secrets
 (` + "`NODE_CACHE_PASSWORD_FILE=/run/secrets/cache`" + `). The command line wins over
-the environment. ` + "`./node run -h`" + ` prints the same list.
+the environment. ` + "`go run ./cmd/node run -h`" + ` prints the same list.
 
 Every flag of a role starts with the role's prefix (` + "`lb-`, `app-`, `store-`, `cache-`, `edge-`, `worker-`, `gossip-`, `nats-`, `admin-`" + `)
 but the node's own and the levers. A renamed flag keeps working under its

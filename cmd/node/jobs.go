@@ -17,9 +17,10 @@ import (
 // jobs that failed every try, `retry ID|--all` replays them, `stats` shows
 // depth, in-flight, rate and redeliveries per kind (docs/queue.md, Jobs).
 func runJobs(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("jobs", "jobs [--nats HOST:PORT,...] dead|retry ID|retry --all|stats",
-		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n", stderr)
-	servers := fs.String("nats", "127.0.0.1:4222", "client address of any NATS server of the cluster (comma list)")
+	fs := newFlagSet("jobs", "jobs [--dir DIR | --nats HOST:PORT,...] dead|retry ID|retry --all|stats",
+		"  node jobs stats\n  node jobs dead\n  node jobs retry 0k3j5m7n9p1qr\n  node jobs retry --all\n  node jobs stats --nats 10.0.0.2:4222 --cluster-key-file cluster.key\n", stderr)
+	dir := dirFlag(fs)
+	servers := fs.String("nats", "", "client address of any NATS server of a cluster started by hand, comma list (default: the running store nodes' of the stack in --dir)")
 	keys := addKeyFlags(fs, "NATS accepts only clients that know it")
 	tlsCA := fs.String("tls-ca", "", "PEM CA of the cluster's internal TLS, when its nodes run with --tls-*: NATS speaks TLS")
 	all := fs.Bool("all", false, "with retry: replay every dead job")
@@ -52,8 +53,11 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: --cluster-key: %v", errUsage, err)
 	}
+	urls, err := natsAddrs(*servers, *dir)
+	if err != nil {
+		return err
+	}
 	cc := queue.DefaultClientConfig()
-	urls := strings.Split(*servers, ",")
 	cc.Servers = func() []string { return urls }
 	cc.Name = "node-jobs"
 	cc.Password = cluster.DeriveSecret(key, cluster.PurposeNATS)
@@ -67,7 +71,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	conn, err := queue.Connect(cctx, cc)
 	ccancel()
 	if err != nil {
-		return fmt.Errorf("no NATS server at %s let us in (%v): give one with --nats, and the cluster's key with --cluster-key", *servers, err)
+		return fmt.Errorf("no NATS server at %s let us in (%v): give one with --nats, and the cluster's key with --cluster-key", strings.Join(urls, ","), err)
 	}
 	defer conn.Close()
 	q, err := queue.NewJobQueue(conn.JetStream(), queue.DefaultJobsConfig())
@@ -97,7 +101,7 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 		}
 		n, err := q.Retry(ctx, id)
 		if errors.Is(err, queue.ErrNotDead) {
-			return fmt.Errorf("no dead job %s: `node jobs dead` lists them", id)
+			return fmt.Errorf("no dead job %s: `%s jobs dead` lists them", id, progName())
 		}
 		if err != nil {
 			return err

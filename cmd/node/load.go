@@ -16,7 +16,7 @@ import (
 )
 
 const loadExamples = `  node load                                   # the stack node up runs, 50/s for 30s
-  node load --target http://127.0.0.3:8081 --rate 200 --duration 1m --users 100
+  node load --target http://127.0.0.30:8081 --rate 200 --duration 1m --users 100
   node load --mix browse=50,read=30,post=20 --read-your-writes --json run.json
 `
 
@@ -46,7 +46,7 @@ func runLoad(args []string, stdout, stderr io.Writer) error {
 	if cfg.Target == "" {
 		st, err := launch.LoadState(*dir)
 		if err != nil {
-			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %v)", errUsage, err)
+			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %w)", errUsage, err)
 		}
 		cfg.Target = st.URL
 	}

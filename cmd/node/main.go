@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 )
 
 // command is one subcommand of `node`.
@@ -62,7 +63,7 @@ var errUsage = errors.New("usage error")
 func main() {
 	err := dispatch(os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "node: "+strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
+		fmt.Fprintln(os.Stderr, "node: "+strings.TrimPrefix(err.Error(), errUsage.Error()+": ")+noStackHint(err))
 	}
 	os.Exit(exitCode(err))
 }
@@ -85,33 +86,45 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
-	return fmt.Errorf("%w: unknown command %q: run `node help` for the list", errUsage, name)
+	return fmt.Errorf("%w: unknown command %q: run `%s help` for the list", errUsage, name, progName())
 }
 
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, `node is scalestack's single binary: every role of the stack, and the tools to run it.
 
-Usage:
+`)
+	fmt.Fprint(w, named(`Usage:
   node                       run stage 1: the whole blog in one process on 127.0.0.1
   node <command> [flags]     run a command; every command takes -h
 
 Commands:
-`)
+`))
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, `
-Examples:
-  node                                                 # stage 1 on http://127.0.0.1:8081
-  node run --roles primary --name db-1 --addr 127.0.0.2
-  node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
-  node status --admin 127.0.0.2:9090
-  node keygen
-
-Every flag of "node run" can also be set by an environment variable: --join is
+	fmt.Fprint(w, "\nExamples:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, e := range [][2]string{
+		{"node up --stage 2", "stage 2's stack on this machine, in .scalestack"},
+		{".scalestack/bin/node ps", "from another terminal: the stack's own copy of this program"},
+		{"node", "stage 1 on http://127.0.0.1:8081"},
+		{"node run --roles primary --name db-1 --addr 127.0.0.2", ""},
+		{"node run --roles app --name app-1 --addr 127.0.0.30 --join 127.0.0.2:7946", ""},
+		{"node status --admin 127.0.0.2:9090", ""},
+		{"node keygen", ""},
+	} {
+		line := named("  " + e[0])
+		if e[1] != "" {
+			line += "\t# " + e[1]
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, `
+Every flag of "run" can also be set by an environment variable: --join is
 NODE_JOIN, --cluster-key is NODE_CLUSTER_KEY, and so on; NODE_<FLAG>_FILE names a
 file holding the value instead (NODE_CACHE_PASSWORD_FILE=/run/secrets/cache).
 Secrets belong there or in --cluster-key-file, not on the command line.
-"node flags" lists them all by role, as docs/flags.md does.
-`)
+"%s flags" lists them all by role, as docs/flags.md does.
+`, progName())
 }

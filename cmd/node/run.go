@@ -25,19 +25,19 @@ func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
 }
 
 const runExamples = `  # stage 1: the blog and its database in one process
-  ./node run --roles app,primary
+  node run --roles app,primary
 
   # three nodes by hand on one machine (each on its own loopback address)
-  ./node run --roles primary --name db-1 --addr 127.0.0.2
-  ./node run --roles app --name app-1 --addr 127.0.0.3 --join 127.0.0.2:7946
-  ./node run --roles app --name app-2 --addr 127.0.0.4 --join 127.0.0.2:7946
+  node run --roles primary --name db-1 --addr 127.0.0.2
+  node run --roles app --name app-1 --addr 127.0.0.30 --join 127.0.0.2:7946
+  node run --roles app --name app-2 --addr 127.0.0.31 --join 127.0.0.2:7946
 
   # across machines: the same key on every node, from a file (a key on the
   # command line is visible to every user of the machine)
-  (umask 077; ./node keygen > cluster.key)      # once; copy it to every machine
-  ./node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key-file cluster.key
-  ./node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key-file cluster.key
-  ./node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key
+  (umask 077; node keygen > cluster.key)      # once; copy it to every machine
+  node run --roles primary --name db-1 --addr 10.0.0.2 --cluster-key-file cluster.key
+  node run --roles app --name app-1 --addr 10.0.0.3 --join 10.0.0.2:7946 --cluster-key-file cluster.key
+  node status --admin 10.0.0.2:9090 --cluster-key-file cluster.key
 `
 
 // logOptions are the settings of the node's log, which cmd/node reads

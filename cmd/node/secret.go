@@ -10,9 +10,9 @@ import (
 )
 
 const secretExamples = `  export NODE_CLUSTER_KEY=$(cat cluster.key)
-  curl -H "Authorization: Bearer $(./node secret store)" 10.0.0.2:7070/v1/status
-  REDISCLI_AUTH=$(./node secret cache) redis-cli -h 10.0.0.4 INFO
-  curl -X PURGE -H "Authorization: Bearer $(./node secret purge)" 10.0.0.9:8000/posts/42
+  curl -H "Authorization: Bearer $(node secret store)" 10.0.0.2:7070/v1/status
+  REDISCLI_AUTH=$(node secret cache) redis-cli -h 10.0.0.4 INFO
+  curl -X PURGE -H "Authorization: Bearer $(node secret purge)" 10.0.0.9:8000/posts/42
 `
 
 // runSecret prints the credential of one internal door derived from the

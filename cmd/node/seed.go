@@ -15,7 +15,7 @@ import (
 )
 
 const seedExamples = `  node seed                                   # the stack node up runs: 100 posts
-  node seed --target http://127.0.0.3:8081 --posts 500 --authors 40
+  node seed --target http://127.0.0.30:8081 --posts 500 --authors 40
 `
 
 func runSeed(args []string, stdout, stderr io.Writer) error {
@@ -36,7 +36,7 @@ func runSeed(args []string, stdout, stderr io.Writer) error {
 	if *target == "" {
 		st, err := launch.LoadState(*dir)
 		if err != nil {
-			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %v)", errUsage, err)
+			return fmt.Errorf("%w: give the blog's URL with --target (no stack found: %w)", errUsage, err)
 		}
 		*target = st.URL
 	}

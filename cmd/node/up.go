@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -18,17 +19,18 @@ import (
 const upExamples = `  node up                      # the most complete stage built, in ./.scalestack
   node up --stage 1            # everything in one process
   node up --stage 2 --fresh    # separate database, starting from empty data
-  node up --scale app=3        # three app nodes instead of one
+  node up --stage 3 --scale app=3   # stage 3 with three app nodes instead of two
 
-  # then, in another terminal
-  node ps
-  node kill db-1
-  node start db-1
-  node load --rate 50 --duration 30s   # the URL comes from .scalestack/cluster.json
+  # then, in another terminal, the stack's own copy of this program
+  .scalestack/bin/node ps
+  .scalestack/bin/node kill db-1
+  .scalestack/bin/node start db-1
+  .scalestack/bin/node load --rate 50 --duration 30s   # the URL comes from .scalestack/cluster.json
 `
 
 func runUp(args []string, stdout, stderr io.Writer) error {
 	cfg := launch.DefaultConfig()
+	cfg.Dir = defaultDir()
 	fs := newFlagSet("up", "up [--stage N] [--dir DIR] [--scale role=K,...] [flags]", upExamples, stderr)
 	stage := fs.Int("stage", cfg.Stage.Number, "stage preset to start: "+stageList())
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "directory of the stack: cluster.json, logs/NAME.log, data/NAME")
@@ -103,11 +105,8 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\n%s is ready in %.1fs\n\n", st, time.Since(began).Seconds())
 	printNodes(stdout, state)
 	fmt.Fprintf(stdout, "\nOpen %s\n\n", state.URL)
-	fmt.Fprintf(stdout, "From another terminal: node ps | node kill NAME | node start NAME | node load --target %s\n", state.URL)
-	if cfg.Dir != launch.DefaultConfig().Dir {
-		fmt.Fprintf(stdout, "(give those commands --dir %s)\n", cfg.Dir)
-	}
-	fmt.Fprintf(stdout, "Logs in %s/logs. Ctrl-C stops every node.\n\n", state.Dir)
+	printCommands(stdout, state)
+	fmt.Fprintf(stdout, "Logs in %s. Ctrl-C stops every node.\n\n", filepath.Join(state.Dir, "logs"))
 
 	s := <-sig
 	fmt.Fprintf(stdout, "\n%s: stopping every node (Ctrl-C again kills them)\n", s)
@@ -130,6 +129,31 @@ func stopStack(l *launch.Launcher, sig <-chan os.Signal, stdout io.Writer) error
 		<-done
 		return errors.New("nodes killed during shutdown")
 	}
+}
+
+// printCommands prints the commands to try on the stack from another
+// terminal, each as it can be pasted: the stack's own binary (it finds
+// the stack without --dir), from the directory it is relative to.
+func printCommands(w io.Writer, st launch.State) {
+	bin := st.Command()
+	where := ""
+	if !filepath.IsAbs(bin) {
+		if wd, err := os.Getwd(); err == nil {
+			where = " (in " + wd + ")"
+		}
+	}
+	fmt.Fprintf(w, "From another terminal%s:\n", where)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	for _, c := range [][2]string{
+		{"ps", "every node: state, pid, memory"},
+		{"status", "the cluster as its nodes see it"},
+		{"kill NAME", "kill a node (stop NAME: gracefully; pause NAME: freeze it)"},
+		{"start NAME", "start it again, same flags and data"},
+		{"load", "send blog users to " + st.URL + " and summarize"},
+	} {
+		fmt.Fprintf(tw, "  %s %s\t# %s\n", bin, c[0], c[1])
+	}
+	tw.Flush()
 }
 
 // printNodes prints the table of nodes node up started.

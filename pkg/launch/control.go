@@ -102,7 +102,7 @@ func control(ctx context.Context, dir, path string, form url.Values) (Node, erro
 		return Node{}, err
 	}
 	if !st.StoppedAt.IsZero() || !upAlive(st.UpPID) {
-		return Node{}, fmt.Errorf("node up is not running for %s (it was pid %d): it starts the processes, so start the stack with `node up --dir %s`", st.Dir, st.UpPID, st.Dir)
+		return Node{}, fmt.Errorf("node up is not running for %s (it was pid %d): it starts the processes, so start the stack again with `%s up --stage %d --dir %s`", st.Dir, st.UpPID, st.Command(), st.Stage, st.Dir)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+st.Control+path, nil)
 	if err != nil {

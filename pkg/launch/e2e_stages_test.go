@@ -170,6 +170,7 @@ func TestStage4(t *testing.T) {
 	if d := time.Since(killed); d > 10*time.Second {
 		t.Errorf("writes came back %s after the primary died, want within a few seconds", d)
 	}
+	wantFailoverShown(t, s)
 	sum := <-loadDone
 	if sum.OK == 0 || sum.Writes.Acknowledged == 0 || sum.Writes.Lost != 0 {
 		t.Errorf("load across the failover: %d ok, %d writes acknowledged, %d lost %v; want writes and none lost", sum.OK, sum.Writes.Acknowledged, sum.Writes.Lost, sum.Writes.Examples)
@@ -180,6 +181,63 @@ func TestStage4(t *testing.T) {
 	t.Logf("load across the failover: %d sent, %d errors %v", sum.Sent, sum.Errors, sum.ErrorKinds)
 	b.wantTitle(id, "Written to db-1") // acknowledged before the kill
 	s.interrupt()
+}
+
+// wantFailoverShown checks that the failover of db-1 is visible: node up's
+// terminal names the new primary with its epoch, events.jsonl has it, and
+// `node ps` shows that node as the primary and dead db-1 as nothing.
+func wantFailoverShown(t *testing.T, s *stack) {
+	t.Helper()
+	line := regexp.MustCompile(`(replica-\d) is the primary at epoch (\d+), \d+\.\ds after db-1 was last seen as primary`)
+	var m []string
+	testwait.RetryUntil(t, 10*time.Second, func() error {
+		if m = line.FindStringSubmatch(s.out.String()); m == nil {
+			return fmt.Errorf("node up printed no new primary")
+		}
+		return nil
+	})
+	primary, epoch := m[1], m[2]
+	t.Logf("node up: %s", m[0])
+	events, err := launch.ReadEvents(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, e := range events {
+		found = found || e.Kind == launch.EventPrimary && e.Node == primary && fmt.Sprint(e.Epoch) == epoch && e.Previous == "db-1"
+	}
+	if !found {
+		t.Errorf("%s has no primary event for %s at epoch %s after db-1: %+v", launch.EventsFile, primary, epoch, events)
+	}
+	// ps asks the nodes themselves: retry while the other replica has not
+	// learnt the new primary yet.
+	testwait.RetryUntil(t, 10*time.Second, func() error {
+		procs, _, _, err := launch.PS(s.dir)
+		if err != nil {
+			return err
+		}
+		for _, p := range procs {
+			var got string
+			if p.Store != nil {
+				got = p.Store.Describe(p.Name)
+			}
+			var want string
+			switch {
+			case p.Name == "db-1":
+				want = "" // dead: ps claims nothing for it
+			case p.Name == primary:
+				want = "primary (epoch " + epoch + ")"
+			case strings.HasPrefix(p.Name, "replica-"):
+				want = "replica of " + primary + " (epoch " + epoch + ")"
+			default:
+				continue
+			}
+			if got != want {
+				return fmt.Errorf("ps: %s live role %q, want %q", p.Name, got, want)
+			}
+		}
+		return nil
+	})
 }
 
 // TestStage5 checks the cache tier: repeated reads of a post are cache

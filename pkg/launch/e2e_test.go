@@ -180,9 +180,22 @@ type stack struct {
 // interrupt it, and checks that nothing is left behind.
 func startStack(t testing.TB, n int, base string, extra ...string) *stack {
 	t.Helper()
-	s := &stack{t: t, dir: t.TempDir(), out: &syncBuffer{}, done: make(chan struct{})}
+	return startStackWith(t, nodebin.BuildNoRace(t), t.TempDir(), n, base, extra...)
+}
+
+// startStackIn is startStack on a directory of the caller's, which may hold
+// an earlier stack's data.
+func startStackIn(t testing.TB, dir string, n int, base string, extra ...string) *stack {
+	t.Helper()
+	return startStackWith(t, nodebin.BuildNoRace(t), dir, n, base, extra...)
+}
+
+// startStackWith is startStack with the node binary prog, on dir.
+func startStackWith(t testing.TB, prog, dir string, n int, base string, extra ...string) *stack {
+	t.Helper()
+	s := &stack{t: t, dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s"}, extra...)
-	s.cmd = exec.Command(nodebin.BuildNoRace(t), args...)
+	s.cmd = exec.Command(prog, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	// If the test binary dies, node up dies, and its nodes with it.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -1,7 +1,9 @@
 package launch
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -25,15 +27,29 @@ type Process struct {
 	RSS int64
 	// Uptime is how long the live process has run.
 	Uptime time.Duration
+	// Store is the live role of a running store node, from its /status;
+	// nil for a node that is not a store node, not running, or did not
+	// answer in time (a paused one). Roles are only where it started.
+	Store *StoreRole
 }
 
-// PS describes every node of the stack in dir. up says whether node up
-// still runs it.
+// PS describes every node of the stack in dir, asking each running store
+// node for its live role (all at once, each for at most 800ms). up says
+// whether node up still runs it.
 func PS(dir string) (procs []Process, st State, up bool, err error) {
 	st, err = LoadState(dir)
 	if err != nil {
 		return nil, st, false, err
 	}
+	admins := map[string]string{}
+	for _, n := range st.Nodes {
+		if _, live := lookupNode(n); live && IsStoreNode(n.Roles) {
+			admins[n.Name] = n.Admin
+		}
+	}
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	roles := FetchStoreRoles(context.Background(), client, "", admins)
 	for _, n := range st.Nodes {
 		p := Process{Node: n}
 		info, live := lookupNode(n)
@@ -49,6 +65,9 @@ func PS(dir string) (procs []Process, st State, up bool, err error) {
 			if n.Running && n.Exit == "" {
 				p.Exit = "gone (node up did not see it end)"
 			}
+		}
+		if r, ok := roles[n.Name]; ok && live {
+			p.Store = &r
 		}
 		if live {
 			p.RSS = info.rss
@@ -88,7 +107,8 @@ func Stop(dir, name string, timeout time.Duration) (Node, error) {
 	}
 	send(n.PID, sigCont)
 	if !waitGone(n, timeout) {
-		return n, fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM: end it with `node kill %s`", name, n.PID, timeout, name)
+		st, _ := LoadState(dir)
+		return n, fmt.Errorf("%s (pid %d) did not stop within %s of SIGTERM: end it with `%s kill %s`", name, n.PID, timeout, st.Command(), name)
 	}
 	return n, nil
 }
@@ -133,7 +153,7 @@ func liveNode(dir, name string) (Node, error) {
 		if how == "" {
 			how = "its process is gone"
 		}
-		return *n, fmt.Errorf("%s is not running (%s): start it with `node start %s`", name, how, name)
+		return *n, fmt.Errorf("%s is not running (%s): start it with `%s start %s`", name, how, st.Command(), name)
 	}
 	return *n, nil
 }

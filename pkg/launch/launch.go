@@ -45,8 +45,11 @@ type Config struct {
 	// ".scalestack" in the current directory. Data is kept across runs;
 	// Fresh removes it first.
 	Dir string
-	// Binary is the node binary each child runs as `Binary run ...`.
-	// Default: this program (os.Executable).
+	// Binary is the node program of the stack. Open installs a copy of it
+	// at DIR/bin/node, which every child runs as `DIR/bin/node run ...`
+	// and the commands printed for the stack name (the program itself may
+	// be a temporary file of `go run`). Default: this program
+	// (os.Executable).
 	Binary string
 	// BaseAddr is the first node's address; the next nodes take the next
 	// addresses (127.0.0.2, .3, ...). Empty means 127.0.0.2, or, where the
@@ -125,6 +128,7 @@ type Launcher struct {
 	closing  bool
 	reapers  sync.WaitGroup
 	ctrl     *controlServer
+	watch    *storeWatch // the failover watcher (watch.go)
 	ready    atomic.Bool
 	closeErr error
 	closed   sync.Once
@@ -166,9 +170,13 @@ func New(cfg Config) (*Launcher, error) {
 // processes, Close stops them.
 func (l *Launcher) Open() error {
 	if !supported() {
-		return errors.New("launch: node up needs Linux or macOS; run nodes by hand with `node run`")
+		return errors.New("launch: up needs Linux or macOS; run each node by hand with the run command instead (docs/cluster.md)")
 	}
 	if err := l.prepareDir(); err != nil {
+		return err
+	}
+	bin, err := installBinary(l.cfg.Binary, l.cfg.Dir)
+	if err != nil {
 		return err
 	}
 	base, shared, err := chooseAddressing(l.cfg.BaseAddr)
@@ -185,17 +193,21 @@ func (l *Launcher) Open() error {
 			return err
 		}
 	}
+	if err := l.followData(nodes); err != nil {
+		return err
+	}
 	ctrl, err := openControl(l, rand.Text())
 	if err != nil {
 		return fmt.Errorf("launch: control endpoint: %w", err)
 	}
 
+	l.startWatch()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ctrl = ctrl
 	l.st = State{
 		Stage: l.cfg.Stage.Number, Title: l.cfg.Stage.Title, Spec: l.cfg.Stage,
-		Dir: l.cfg.Dir, Binary: l.cfg.Binary, SharedAddr: shared,
+		Dir: l.cfg.Dir, Binary: bin, SharedAddr: shared,
 		UpPID: os.Getpid(), Control: ctrl.addr(), Token: ctrl.token,
 		StartedAt: time.Now().UTC(), Nodes: nodes,
 	}
@@ -230,11 +242,11 @@ func (l *Launcher) prepareDir() error {
 			}
 		}
 		if len(alive) > 0 {
-			return fmt.Errorf("launch: nodes of an earlier stack in %s are still running: %s; end them with `node kill NAME --dir %s`", dir, strings.Join(alive, ", "), dir)
+			return fmt.Errorf("launch: nodes of an earlier stack in %s are still running: %s; end each with `%s kill NAME --dir %s`", dir, strings.Join(alive, ", "), old.Command(), dir)
 		}
 	}
 	if l.cfg.Fresh {
-		for _, sub := range []string{"data", "logs", StateFile} {
+		for _, sub := range []string{"data", "logs", StateFile, EventsFile} {
 			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
 				return fmt.Errorf("launch: --fresh: %w", err)
 			}
@@ -318,8 +330,8 @@ func (l *Launcher) spawnLocked(n *Node) error {
 		return fmt.Errorf("launch: log of %s: %w", n.Name, err)
 	}
 	defer f.Close() // the child holds its own descriptor
-	fmt.Fprintf(f, "%s %s %s\n", startMarker, time.Now().Format(time.RFC3339), shellQuote(append([]string{l.cfg.Binary}, n.Args...)))
-	cmd := exec.Command(l.cfg.Binary, n.Args...)
+	fmt.Fprintf(f, "%s %s %s\n", startMarker, time.Now().Format(time.RFC3339), shellQuote(append([]string{l.st.Binary}, n.Args...)))
+	cmd := exec.Command(l.st.Binary, n.Args...)
 	cmd.Dir = l.cfg.Dir
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = f, f
@@ -413,7 +425,10 @@ func (l *Launcher) State() State {
 // stops the control endpoint and records the end in cluster.json. Calling
 // it again returns the first result.
 func (l *Launcher) Close() error {
-	l.closed.Do(func() { l.closeErr = l.stopAll(l.cfg.StopTimeout) })
+	l.closed.Do(func() {
+		l.stopWatch() // first: nodes going down is not a failover
+		l.closeErr = l.stopAll(l.cfg.StopTimeout)
+	})
 	return l.closeErr
 }
 
@@ -532,7 +547,7 @@ func (l *Launcher) AddNode(ctx context.Context, role string) (Node, error) {
 	}
 	if !validRole(role) {
 		l.mu.Unlock()
-		return Node{}, fmt.Errorf("%q is not a role name: give one role, e.g. `node add app`", role)
+		return Node{}, fmt.Errorf("%q is not a role name: give one role, e.g. `%s add app`", role, l.st.Command())
 	}
 	n, err := l.plan.next(l.st.Spec.specFor(role), l.st.Nodes)
 	if err != nil {

@@ -97,7 +97,9 @@ func (n Node) URL(port string) string {
 	return ""
 }
 
-// ErrNoStack is returned when the directory holds no cluster.json.
+// ErrNoStack is returned when the directory holds no cluster.json. The
+// command that got it says how to start a stack, in the name it was called
+// by.
 var ErrNoStack = errors.New("no stack")
 
 // LoadState reads DIR/cluster.json.
@@ -105,7 +107,7 @@ func LoadState(dir string) (State, error) {
 	path := filepath.Join(dir, StateFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return State{}, fmt.Errorf("%w in %s (no %s): start one with `node up`, or give its directory with --dir", ErrNoStack, dir, StateFile)
+		return State{}, fmt.Errorf("%w in %s (no %s)", ErrNoStack, dir, StateFile)
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("read %s: %w", path, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"golang.org/x/net/netutil"
 )
 
@@ -215,11 +216,24 @@ type Status struct {
 
 // MemberStatus is one member of the cluster as this node sees it.
 type MemberStatus struct {
-	Name   string            `json:"name"`
-	Roles  []string          `json:"roles"`
-	Status string            `json:"status"`
-	State  string            `json:"state"`
-	Addrs  map[string]string `json:"addrs,omitempty"`
+	Name   string   `json:"name"`
+	Roles  []string `json:"roles"`
+	Status string   `json:"status"`
+	// State is what an alive member announces (up, draining, starting);
+	// empty for a dead or left member, which announces nothing: LastState
+	// is then the last state it announced, stale.
+	State     string            `json:"state"`
+	LastState string            `json:"last_state,omitempty"`
+	Addrs     map[string]string `json:"addrs,omitempty"`
+}
+
+// memberStatus is m as /status shows it.
+func memberStatus(m cluster.Member) MemberStatus {
+	ms := MemberStatus{Name: m.Name, Roles: m.Roles, Status: string(m.Status), State: m.State, Addrs: m.Addrs}
+	if m.Status != cluster.StatusAlive {
+		ms.State, ms.LastState = "", m.State
+	}
+	return ms
 }
 
 // Status returns the node's live status.
@@ -237,9 +251,7 @@ func (n *Node) Status() Status {
 	if n.cluster != nil {
 		st.Addrs = n.addrs()
 		for _, m := range n.cluster.Members() {
-			st.Members = append(st.Members, MemberStatus{
-				Name: m.Name, Roles: m.Roles, Status: string(m.Status), State: m.State, Addrs: m.Addrs,
-			})
+			st.Members = append(st.Members, memberStatus(m))
 		}
 		st.Sections["cluster"] = n.cluster.Status()
 	}

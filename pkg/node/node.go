@@ -154,7 +154,7 @@ func (n *Node) open(ctx context.Context) error {
 func (n *Node) openCluster() error {
 	key, err := cluster.ParseKey(n.cfg.ClusterKey)
 	if err != nil {
-		return configErr("--cluster-key: %v (make one with `node keygen`)", err)
+		return configErr("--cluster-key: %v (make one with `./node keygen`)", err)
 	}
 	cc := n.cfg.RoleConfig.Cluster
 	cc.Name = n.cfg.Name

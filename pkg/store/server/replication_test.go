@@ -396,6 +396,10 @@ func TestLeaseLossStopsWrites(t *testing.T) {
 	g.start("r1", server.RoleReplica)
 	g.start("r2", server.RoleReplica)
 	waitVoters(t, p, 3)
+	// node up's failover watcher tells a lapsed lease by heard_ms >= ttl_ms.
+	if ttl := replStatus(p).Lease.TTLMS; ttl != 600 {
+		t.Fatalf("lease ttl_ms = %d, want the group's 600", ttl)
+	}
 	mustTxn(t, p.DB(), store.Put("b", "k", []byte("v")))
 	g.stop("r1")
 	g.stop("r2")

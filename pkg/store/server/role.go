@@ -327,6 +327,9 @@ type LeaseStatus struct {
 	Quorum int `json:"quorum"`
 	// HeardMS is how long ago this node last granted the lease.
 	HeardMS int64 `json:"heard_ms"`
+	// TTLMS is the lease's time to live (--store-lease-ttl): a voter that
+	// has not granted it for this long counts its holder's lease as lapsed.
+	TTLMS int64 `json:"ttl_ms"`
 	// ValidForMS is, on the primary, how long it may still write without a
 	// renewal.
 	ValidForMS int64 `json:"valid_for_ms,omitempty"`
@@ -355,7 +358,7 @@ func (r *replication) status() ReplicationStatus {
 	}
 	if r.s.cfg.Failover {
 		ls := &LeaseStatus{Holder: r.primaryName, Epoch: r.vote.VoteEpoch, Quorum: r.quorumLocked(),
-			Voters: cloneMap(r.vote.Voters), HeardMS: time.Since(r.heard).Milliseconds()}
+			Voters: cloneMap(r.vote.Voters), HeardMS: time.Since(r.heard).Milliseconds(), TTLMS: r.ttl().Milliseconds()}
 		if r.primary {
 			ls.ValidForMS = max(0, time.Until(r.deadline).Milliseconds())
 		}
