@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -181,6 +182,9 @@ func TestRunMeasuresMixAndHeaders(t *testing.T) {
 	servedBy := s.Hops["X-Served-By"]
 	if got := servedBy["fake-1"] + servedBy["fake-2"]; got != s.Sent || servedBy["fake-1"] == 0 || servedBy["fake-2"] == 0 {
 		t.Errorf("Hops[X-Served-By] = %v, want the %d answers split between fake-1 and fake-2", servedBy, s.Sent)
+	}
+	if !maps.Equal(s.ServedBy, servedBy) || !maps.Equal(s.LB, s.Hops["X-LB"]) {
+		t.Errorf("ServedBy %v, LB %v: want the same as Hops[X-Served-By] %v and Hops[X-LB] %v", s.ServedBy, s.LB, servedBy, s.Hops["X-LB"])
 	}
 	if got := s.Hops["X-LB"]["fake-lb"]; got != s.Sent {
 		t.Errorf("Hops[X-LB] = %v, want all %d answers counted for fake-lb", s.Hops["X-LB"], s.Sent)

@@ -322,6 +322,13 @@ type Summary struct {
 	// is missing where the app cache answered, and X-Cache where no edge
 	// is on the path).
 	Hops map[string]map[string]int64 `json:"hops"`
+	// ServedBy, LB, AppCache and Edge are Hops' tables of X-Served-By,
+	// X-LB, X-App-Cache and X-Cache, kept under the names they had before
+	// Hops (callers and JSON readers of earlier runs use them).
+	ServedBy map[string]int64 `json:"served_by"`
+	LB       map[string]int64 `json:"lb"`
+	AppCache map[string]int64 `json:"app_cache"`
+	Edge     map[string]int64 `json:"edge"`
 	// ReadYourWrites is present when the run checked it.
 	ReadYourWrites *RYWSummary `json:"read_your_writes,omitempty"`
 	// Writes is the read-back of every acknowledged write at the end.
@@ -381,6 +388,10 @@ func (r *recorder) summary(s *Summary) {
 	for h, m := range r.hops {
 		s.Hops[h] = clone(m)
 	}
+	s.ServedBy = clone(r.hops["X-Served-By"])
+	s.LB = clone(r.hops["X-LB"])
+	s.AppCache = clone(r.hops["X-App-Cache"])
+	s.Edge = clone(r.hops["X-Cache"])
 }
 
 func clone(m map[string]int64) map[string]int64 {
