@@ -216,7 +216,7 @@ func TestRunMeasuresMixAndHeaders(t *testing.T) {
 	}
 	var out bytes.Buffer
 	s.Print(&out)
-	for _, want := range []string{"p99.9", "answered by app node (X-Served-By)", "fake-1", "answered by load balancer (X-LB)",
+	for _, want := range []string{"p99.9", "served by each node", "answered by app node (X-Served-By)", "fake-1", "answered by load balancer (X-LB)",
 		"answered by store node (X-Store)", "replica-1", "(not set)", "answered by edge node (X-Edge)", "app cache (X-App-Cache)",
 		"read-your-writes", "LOST 0"} {
 		if !strings.Contains(out.String(), want) {

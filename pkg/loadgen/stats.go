@@ -428,6 +428,9 @@ func (s *Summary) Print(w io.Writer) {
 			fmt.Fprintf(w, "    %-40s %8d  %5.1f%%\n", k, s.ErrorKinds[k], pct(s.ErrorKinds[k], s.Errors))
 		}
 	}
+	if len(s.Hops) > 0 {
+		fmt.Fprintf(w, "\n  answers served by each node, hop by hop (from the headers the nodes set)\n")
+	}
 	for _, h := range Hops() {
 		title := h.Title + " (" + h.Header + ")"
 		if h.Node {
