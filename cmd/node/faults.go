@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/launch"
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 // The fault and inspection commands work on the stack `node up` started,
@@ -155,7 +157,9 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 }
 
 func runAdd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("add", "add ROLE [--dir DIR]", "  node add app       # one more app node joins the cluster\n", stderr)
+	fs := newFlagSet("add", "add ROLE [--dir DIR]\n\nROLE is one of "+strings.Join(node.BuiltRoles(), ", ")+
+		".\nA stack has one primary: `add replica` adds a store node that follows it.",
+		"  node add app       # one more app node joins the cluster\n  node add replica   # one more store node follows the primary\n", stderr)
 	dir := dirFlag(fs)
 	role, err := parseWithName(fs, args)
 	if err != nil {
@@ -168,7 +172,50 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "added %s (roles %s) at %s, pid %d, ready in %.1fs\n", n.Name, strings.Join(n.Roles, ","), nodeAddr(n), n.PID, time.Since(began).Seconds())
+	// A store node's --roles say how it started; its /status says what it
+	// is now (a replica following the primary, or a primary by failover).
+	what := "(roles " + strings.Join(n.Roles, ",") + ")"
+	if launch.IsStoreNode(n.Roles) {
+		c := &http.Client{Timeout: 2 * time.Second}
+		if r, err := launch.FetchStoreRole(ctx, c, n.Admin, "", n.Name); err == nil {
+			what = "as " + r.Describe(n.Name)
+		}
+	}
+	fmt.Fprintf(stdout, "added %s %s at %s, pid %d, ready in %.1fs\n", n.Name, what, nodeAddr(n), n.PID, time.Since(began).Seconds())
+	return nil
+}
+
+func runRm(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rm", "rm NAME [--dir DIR] [--purge-data]\n\n"+
+		"Removes a node from the stack: a running node is stopped gracefully first (as stop does),\n"+
+		"then forgotten. Its data and log stay on disk unless --purge-data; a node of the same name\n"+
+		"added later starts from them.",
+		"  node rm app-2\n  node rm replica-3 --purge-data\n", stderr)
+	dir := dirFlag(fs)
+	purge := fs.Bool("purge-data", false, "also delete the node's data directory and log")
+	name, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rm, err := launch.RequestRemove(ctx, *dir, name, *purge)
+	if err != nil {
+		return err
+	}
+	how := "it was not running"
+	if rm.Stopped {
+		how = fmt.Sprintf("stopped gracefully in %.1fs", rm.StopTook.Seconds())
+	}
+	fmt.Fprintf(stdout, "removed %s from the stack (%s)\n", name, how)
+	if rm.Purged {
+		fmt.Fprintf(stdout, "deleted its data (%s) and log (%s)\n", rm.Data, rm.Log)
+	} else {
+		fmt.Fprintf(stdout, "its data stays in %s and its log in %s (--purge-data deletes them)\n", rm.Data, rm.Log)
+	}
+	if rm.URLMoved {
+		fmt.Fprintf(stdout, "%s served the URL to open: open %s now\n", name, rm.OpenURL)
+	}
 	return nil
 }
 

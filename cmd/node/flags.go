@@ -78,8 +78,38 @@ func parseSettings(name, usage, examples string, t *settings.Table, args []strin
 // line from its environment variable, so the same binary configures cleanly
 // under systemd or in a container. The command line wins.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	// The flag package prints the whole usage on any error; a mistake gets
-	// one line instead, and the usage is printed only when asked for (-h).
+	if err := parseQuietly(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q (see %s %s -h)", errUsage, fs.Arg(0), progName(), fs.Name())
+	}
+	return fillFromEnv(fs)
+}
+
+// parseWithArgs is parseFlags for a command whose positional arguments
+// may come among its flags ("retry ID --all", "--limit 5 dead"): it
+// returns them in order.
+func parseWithArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseQuietly(fs, args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	return pos, fillFromEnv(fs)
+}
+
+// parseQuietly parses args into fs. The flag package prints the whole
+// usage on any error; a mistake gets one line instead, and the usage is
+// printed only when asked for (-h), which returns flag.ErrHelp as it is.
+func parseQuietly(fs *flag.FlagSet, args []string) error {
 	usage := fs.Usage
 	fs.Usage = func() {}
 	out := fs.Output()
@@ -87,17 +117,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	fs.SetOutput(out)
 	fs.Usage = usage
+	if err == flag.ErrHelp {
+		usage()
+		return err
+	}
 	if err != nil {
-		if err == flag.ErrHelp {
-			usage()
-			return err
-		}
 		return fmt.Errorf("%w: %v (see %s %s -h)", errUsage, err, progName(), fs.Name())
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q (see %s %s -h)", errUsage, fs.Arg(0), progName(), fs.Name())
-	}
-	return fillFromEnv(fs)
+	return nil
 }
 
 // fillFromEnv sets every flag of fs not given on the command line from its

@@ -26,18 +26,8 @@ func runJobs(args []string, stdout, stderr io.Writer) error {
 	all := fs.Bool("all", false, "with retry: replay every dead job")
 	limit := fs.Int("limit", 100, "with dead: list at most this many (0: all)")
 	interval := fs.Duration("interval", time.Second, "with stats: sampling interval for the rate")
-	var pos []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		args = fs.Args()
-		if len(args) > 0 {
-			pos = append(pos, args[0])
-			args = args[1:]
-		}
-	}
-	if err := fillFromEnv(fs); err != nil {
+	pos, err := parseWithArgs(fs, args)
+	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {

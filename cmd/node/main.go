@@ -34,6 +34,7 @@ func commands() []command {
 		{"pause", "freeze a node of the stack (SIGSTOP)", runPause},
 		{"resume", "thaw a paused node (SIGCONT)", runResume},
 		{"add", "add one more node of a role to the stack", runAdd},
+		{"rm", "remove a node from the stack, stopping it gracefully first", runRm},
 		{"load", "send an open-loop load of blog users to a stack and summarize", runLoad},
 		{"seed", "fill a blog with authors, posts, comments and follows", runSeed},
 		{"promote", "hand the store primary over to a replica without losing a write", runPromote},
@@ -45,13 +46,14 @@ func commands() []command {
 	}
 }
 
-// exitCode maps an error to the process exit status: 2 for a usage or
-// configuration mistake (the message says how to fix it), 1 otherwise.
+// exitCode maps an error to the process exit status: 0 for help asked
+// for (-h, --help: the convention), 2 for a usage or configuration mistake
+// (the message says how to fix it), 1 otherwise.
 func exitCode(err error) int {
-	if err == nil {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	}
-	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+	case errors.Is(err, errUsage):
 		return 2
 	}
 	return 1

@@ -131,9 +131,13 @@ func fileFlagHint(t *settings.Table, name string) string {
 }
 
 // runStage1 is `node` with no arguments: the blog and its primary in one
-// process on 127.0.0.1, data in ./data.
+// process on 127.0.0.1, data in ./data. The node is called node-1, as
+// `node up --stage 1` calls it: the X-Served-By a learner sees is the
+// same either way. (`node run` without --name keeps the host's name,
+// which tells apart nodes run by hand on several machines.)
 func runStage1(stdout, stderr io.Writer) error {
 	cfg := node.DefaultConfig()
+	cfg.Name = "node-1"
 	cfg.RoleNames = []string{node.RoleApp, node.RolePrimary}
 	cfg.DataDir = "data"
 	return serve(cfg, defaultLogOptions(), stdout, stderr)

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/launch"
+	"github.com/scalestack/scalestack/pkg/node"
 )
 
 const upExamples = `  node up                      # the most complete stage built, in ./.scalestack
@@ -35,7 +37,7 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	stage := fs.Int("stage", cfg.Stage.Number, "stage preset to start: "+stageList())
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "directory of the stack: cluster.json, logs/NAME.log, data/NAME")
 	scale := fs.String("scale", "", "resize groups of the stage, e.g. app=3,replica=2 (a role the stage lacks is added)")
-	fs.StringVar(&cfg.BaseAddr, "base-addr", "", "address of the first node; the next take the next addresses (default 127.0.0.2, or 127.0.0.1 with distinct ports where 127.0.0.2 does not exist)")
+	fs.StringVar(&cfg.BaseAddr, "base-addr", "", "address of db-1 (node-1 at stage 1); every node name has its own address from there, app-1 at +28 (.30), lb-1 at +48 (.50), edge-1 at +58 (.60) (default 127.0.0.2, or 127.0.0.1 with distinct ports where 127.0.0.2 does not exist)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level of every node: debug, info, warn, error")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long to wait for every node to be ready")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", cfg.StopTimeout, "on Ctrl-C, how long a node may take to stop before it is killed")
@@ -55,6 +57,12 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	counts, err := launch.ParseScale(*scale)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	cfg.Roles = node.BuiltRoles()
+	for role := range counts {
+		if !slices.Contains(cfg.Roles, role) {
+			return fmt.Errorf("%w: --scale %s: %q is not a role: roles are %s", errUsage, role, role, strings.Join(cfg.Roles, ", "))
+		}
 	}
 	if st, err = st.Scale(counts); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -567,7 +567,8 @@ func (w *web) apiUser(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := w.session(r)
-	info, err := w.userInfo(r.Context(), u, s != nil && s.UserID == u.ID)
+	self := s != nil && s.UserID == u.ID
+	info, err := w.userInfo(r.Context(), u, self)
 	if err != nil {
 		w.error(rw, r, err)
 		return
@@ -581,8 +582,18 @@ func (w *web) apiUser(rw http.ResponseWriter, r *http.Request) {
 	if more {
 		next = page + 1
 	}
-	w.api(rw, r, http.StatusOK, map[string]any{"user": info, "posts": toPostsJSON(ps), "page": page, "next": next},
-		cacheInfo{Keys: append([]string{"author-" + u.Handle}, postKeys(ps...)...)})
+	out := map[string]any{"user": info, "posts": toPostsJSON(ps), "page": page, "next": next}
+	if self && page == 1 {
+		// The author's own page lists their drafts too, as the HTML page
+		// does; a session's answer is private, so no cache sees them.
+		drafts, err := w.svc.Posts.Drafts(r.Context(), u.ID, 50)
+		if err != nil {
+			w.error(rw, r, err)
+			return
+		}
+		out["drafts"] = toPostsJSON(drafts)
+	}
+	w.api(rw, r, http.StatusOK, out, cacheInfo{Keys: append([]string{"author-" + u.Handle}, postKeys(ps...)...)})
 }
 
 func (w *web) follow(r *http.Request, s *Session, handle string, on bool) (accounts.User, error) {

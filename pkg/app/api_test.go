@@ -187,6 +187,14 @@ func TestPostLifecycle(t *testing.T) {
 		t.Errorf("feed has %d posts while the only one is a draft, want 0", got)
 	}
 	want(t, "edit another's draft", bob.json("PUT", "/api/v1/posts/"+id, map[string]any{"title": "x"}), http.StatusNotFound)
+	if ds, _ := alice.get("/api/v1/users/alice").JSON(t)["drafts"].([]any); len(ds) != 1 || ds[0].(map[string]any)["id"] != id {
+		t.Errorf("alice's own user page has drafts %v, want her one draft %s", ds, id)
+	}
+	for who, c := range map[string]*client{"bob": bob, "anonymous": anon} {
+		if ds, ok := c.get("/api/v1/users/alice").JSON(t)["drafts"]; ok {
+			t.Errorf("alice's user page shows %s the drafts %v, want none", who, ds)
+		}
+	}
 
 	want(t, "delete", alice.json("DELETE", "/api/v1/posts/"+id, nil), http.StatusNoContent)
 	want(t, "get deleted", alice.get("/api/v1/posts/"+id), http.StatusNotFound)

@@ -47,7 +47,7 @@ func TestBrowserSignUpWriteAndRead(t *testing.T) {
 
 	s := newStack(t)
 	// A few authors and posts first, so the home page looks like a blog.
-	if err := seed.Run(context.Background(), s.Server.URL, seed.Options{Seed: 3, Authors: 5, Posts: 9, ImageEvery: 3, Follows: 2}, nil); err != nil {
+	if _, err := seed.Run(context.Background(), s.Server.URL, seed.Options{Seed: 3, Authors: 5, Posts: 9, ImageEvery: 3, Follows: 2}, nil); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
 	cover := filepath.Join(t.TempDir(), "cover.png")

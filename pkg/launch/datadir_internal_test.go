@@ -144,7 +144,7 @@ func newTestLauncher(t testing.TB, stage int, events *bytes.Buffer) (*Launcher, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := New(Config{Stage: st, Dir: t.TempDir(), Binary: "/bin/true", LogLevel: "info", ReadyTimeout: time.Second, StopTimeout: time.Second, Events: events})
+	l, err := New(Config{Stage: st, Dir: t.TempDir(), Binary: "/bin/true", Roles: []string{"primary", "replica"}, LogLevel: "info", ReadyTimeout: time.Second, StopTimeout: time.Second, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,8 +48,14 @@ func TestStage3(t *testing.T) {
 		t.Fatalf("stage 3 nodes = %s, want db-1 app-1 app-2 lb-1", got)
 	}
 	url := s.state().URL
-	if url != "http://127.0.25.5:8080" {
-		t.Errorf("URL = %s, want lb-1's port, http://127.0.25.5:8080", url)
+	if url != "http://127.0.25.50:8080" {
+		t.Errorf("URL = %s, want lb-1's port, http://127.0.25.50:8080", url)
+	}
+	// Ready means the entry point already serves through the whole stage:
+	// right after node up says so, the lb spreads anonymous GETs over both
+	// apps (issue 17: all ten went to app-1, the lb had not admitted app-2).
+	if got := shares(t, url, "/api/v1/posts", 10, "X-Served-By"); got["app-1"] == 0 || got["app-2"] == 0 {
+		t.Errorf("10 anonymous GETs right after ready: %v, want both apps to serve", got)
 	}
 	// One user whose session lives on each app (the lb keeps each on one).
 	onApp := usersOnApps(t, url, "s3", "app-1", "app-2")
@@ -299,8 +305,8 @@ func TestStage6(t *testing.T) {
 		t.Fatalf("stage 6 nodes = %s, want db-1 replica-1 replica-2 cache-1 app-1 app-2 lb-1 edge-1", got)
 	}
 	url := s.state().URL
-	if url != "http://127.0.28.9:8000" {
-		t.Errorf("URL = %s, want edge-1's port, http://127.0.28.9:8000", url)
+	if url != "http://127.0.28.60:8000" {
+		t.Errorf("URL = %s, want edge-1's port, http://127.0.28.60:8000", url)
 	}
 	alice := newBlogClient(t, url)
 	alice.signup("stage6_erin")

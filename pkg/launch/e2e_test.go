@@ -86,8 +86,8 @@ func TestStage2(t *testing.T) {
 		t.Fatalf("stage 2 nodes = %s, want db-1 app-1", got)
 	}
 	st := s.state()
-	if st.URL != "http://127.0.21.3:8081" {
-		t.Errorf("URL = %s, want app-1's app port, http://127.0.21.3:8081", st.URL)
+	if st.URL != "http://127.0.21.30:8081" {
+		t.Errorf("URL = %s, want app-1's app port, http://127.0.21.30:8081", st.URL)
 	}
 	b := newBlogClient(t, st.URL)
 	b.signup("stage2_bob")
@@ -125,6 +125,53 @@ func TestStage2(t *testing.T) {
 	// node stop: graceful, shown as stopped rather than dead.
 	s.run("stop", "app-2")
 	s.wantState("app-2", launch.StateStopped)
+
+	// node add refuses, before planning anything, a role that does not
+	// exist and a second primary; a store node added is a replica that
+	// follows db-1, and says so.
+	for role, want := range map[string]string{
+		"bogus":   `"bogus" is not a role: roles are primary, replica`,
+		"primary": "a stack has one primary (db-1); `" + filepath.Join(s.dir, "bin", "node") + " add replica` adds a store node that follows it",
+	} {
+		out, err := s.runErr("add", role)
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("node add %s: %v\n%s\nwant a refusal saying %q", role, err, out, want)
+		}
+	}
+	if got := s.nodeNames(); got != "db-1 app-1 app-2" {
+		t.Errorf("nodes after the refused adds = %s, want db-1 app-1 app-2", got)
+	}
+	if out := s.run("add", "replica"); !strings.Contains(out, "added replica-1 as replica of db-1 (epoch") || !strings.Contains(out, "at 127.0.21.3:7070,") {
+		t.Errorf("node add replica said %q, want replica-1 at 127.0.21.3 following db-1", out)
+	}
+
+	// node rm: a stopped node is forgotten, its data kept; a running one is
+	// stopped gracefully first; the last node serving the URL is refused.
+	out = s.run("rm", "app-2")
+	if want := "its data stays in " + filepath.Join(s.dir, "data", "app-2"); !strings.Contains(out, "removed app-2 from the stack (it was not running)") || !strings.Contains(out, want) {
+		t.Errorf("node rm app-2 said %q, want it removed, its data kept (%q)", out, want)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "data", "app-2")); err != nil {
+		t.Errorf("app-2's data after rm: %v, want it kept", err)
+	}
+	replica := s.node("replica-1")
+	out = s.run("rm", "replica-1", "--purge-data")
+	if !strings.Contains(out, "removed replica-1 from the stack (stopped gracefully in") || !strings.Contains(out, "deleted its data") {
+		t.Errorf("node rm replica-1 --purge-data said %q, want it stopped, removed and its data deleted", out)
+	}
+	if alive(replica.PID) {
+		t.Errorf("replica-1 (pid %d) still runs after rm", replica.PID)
+	}
+	if _, err := os.Stat(replica.Data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("replica-1's data after rm --purge-data: %v, want it gone", err)
+	}
+	if out, err := s.runErr("rm", "app-1"); err == nil || !strings.Contains(out, "app-1 is the last app node and serves the URL to open") {
+		t.Errorf("node rm app-1: %v\n%s\nwant a refusal: it serves the URL to open", err, out)
+	}
+	if got := s.nodeNames(); got != "db-1 app-1" {
+		t.Errorf("nodes after rm = %s, want db-1 app-1", got)
+	}
+	b.wantTitle(id, "Before the database died")
 	s.interrupt()
 }
 
@@ -243,6 +290,14 @@ func (s *stack) run(args ...string) string {
 		s.t.Fatalf("node %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// runErr runs `node CMD ARGS --dir DIR` and returns its output and error,
+// for a command that is meant to fail.
+func (s *stack) runErr(args ...string) (string, error) {
+	s.t.Helper()
+	out, err := exec.Command(nodebin.BuildNoRace(s.t), append(args, "--dir", s.dir)...).CombinedOutput()
+	return string(out), err
 }
 
 // load runs a short `node load` against the stack and returns its summary.

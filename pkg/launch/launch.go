@@ -51,12 +51,18 @@ type Config struct {
 	// be a temporary file of `go run`). Default: this program
 	// (os.Executable).
 	Binary string
-	// BaseAddr is the first node's address; the next nodes take the next
-	// addresses (127.0.0.2, .3, ...). Empty means 127.0.0.2, or, where the
-	// machine has no 127.0.0.2 (macOS), 127.0.0.1 for every node with
-	// distinct ports. Tests give another range (127.0.1.2) so that they do
-	// not collide with a stack a developer runs.
+	// BaseAddr is the address of offset 0 of the address table
+	// (addrBlocks): db-1 and stage 1's node-1 are there, app-1 at base+28,
+	// lb-1 at base+48, and so on, the same in every stage. Empty means
+	// 127.0.0.2, or, where the machine has no 127.0.0.2 (macOS), 127.0.0.1
+	// for every node with distinct ports. Tests give another range
+	// (127.0.1.2) so that they do not collide with a stack a developer runs.
 	BaseAddr string
+	// Roles are the role names `node run` knows, node.BuiltRoles(), the
+	// one list of them: `node add` refuses any other before planning.
+	// Required; cmd/node gives it (this package does not import pkg/node,
+	// which composes a whole node).
+	Roles []string
 	// LogLevel is each node's --log-level. Default "info".
 	LogLevel string
 	// ReadyTimeout bounds the wait for every node's /readyz. Default 60s:
@@ -95,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Dir == "" {
 		return errors.New("launch: --dir is empty")
+	}
+	if len(c.Roles) == 0 {
+		return errors.New("launch: Config.Roles is empty: give node.BuiltRoles()")
 	}
 	if c.BaseAddr != "" {
 		a, err := netip.ParseAddr(c.BaseAddr)
@@ -545,9 +554,9 @@ func (l *Launcher) AddNode(ctx context.Context, role string) (Node, error) {
 		l.mu.Unlock()
 		return Node{}, errors.New("node up is stopping")
 	}
-	if !validRole(role) {
+	if err := l.checkAddRole(role); err != nil {
 		l.mu.Unlock()
-		return Node{}, fmt.Errorf("%q is not a role name: give one role, e.g. `%s add app`", role, l.st.Command())
+		return Node{}, err
 	}
 	n, err := l.plan.next(l.st.Spec.specFor(role), l.st.Nodes)
 	if err != nil {
@@ -582,18 +591,23 @@ func (l *Launcher) waitOne(ctx context.Context, name string) (Node, error) {
 	return *n, nil
 }
 
-// validRole reports whether s looks like one role name (node run checks
-// that it exists and is built).
-func validRole(s string) bool {
-	if s == "" {
-		return false
+// checkAddRole refuses, before anything is planned, a role `node add`
+// cannot start: one node run does not know (Config.Roles), and a second
+// primary. A store group has one configured primary; every other store
+// node is a replica that follows it, and may become the primary by
+// failover, so a "primary" added would be a replica under the wrong name.
+// l.mu is held.
+func (l *Launcher) checkAddRole(role string) error {
+	if !slices.Contains(l.cfg.Roles, role) {
+		return fmt.Errorf("%q is not a role: roles are %s, e.g. `%s add app`", role, strings.Join(l.cfg.Roles, ", "), l.st.Command())
 	}
-	for _, c := range s {
-		if c < 'a' || c > 'z' {
-			return false
+	if role == "primary" {
+		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") })
+		if i >= 0 {
+			return fmt.Errorf("a stack has one primary (%s); `%s add replica` adds a store node that follows it", l.st.Nodes[i].Name, l.st.Command())
 		}
 	}
-	return true
+	return nil
 }
 
 // shellQuote renders a command line that can be pasted into a shell, for

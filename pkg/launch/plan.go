@@ -45,8 +45,57 @@ func portsOf(roles []string) []string {
 	return keys
 }
 
-// sharedPortStep spaces the ports of nodes sharing one address: node k uses
-// standard+k*step, moved up past any port already taken.
+// addrBlock is the block of addresses of one name prefix: node N of the
+// prefix is at offset First+N-1 from the base address, for N up to Size;
+// the next Size nodes take the same last octets in the next /24, and so on.
+type addrBlock struct {
+	Prefix      string
+	First, Size int
+}
+
+// addrBlocks is the one address table of a stack: each node name has one
+// address whatever the stage or --scale, so that app-1 is 127.0.0.30 in
+// every stage and a learner's bookmarks keep working (issue 17). Offsets
+// are from the base address, 127.0.0.2 by default:
+//
+//	node-1, db-1  .2        (stage 1's one node and the configured primary)
+//	replica-N     .3 – .9
+//	cache-N       .10 – .19
+//	worker-N      .20 – .29
+//	app-N         .30 – .49
+//	lb-N          .50 – .59
+//	edge-N        .60 – .69
+//
+// node and db share offset 0: no stage runs both.
+var addrBlocks = [...]addrBlock{
+	{"node", 0, 1},
+	{"db", 0, 1},
+	{"replica", 1, 7},
+	{"cache", 8, 10},
+	{"worker", 18, 10},
+	{"app", 28, 20},
+	{"lb", 48, 10},
+	{"edge", 58, 10},
+}
+
+// addrOffset returns the offset from the base address of node num of
+// prefix, from addrBlocks.
+func addrOffset(prefix string, num int) (int, error) {
+	for _, b := range addrBlocks {
+		if b.Prefix == prefix {
+			return ((num-1)/b.Size)*256 + b.First + (num-1)%b.Size, nil
+		}
+	}
+	var known []string
+	for _, b := range addrBlocks {
+		known = append(known, b.Prefix)
+	}
+	return 0, fmt.Errorf("no address for %s-%d: node up places nodes named %s", prefix, num, strings.Join(known, ", "))
+}
+
+// sharedPortStep spaces the ports of nodes sharing one address: the node
+// at address offset k uses standard+k*step, moved up past any port already
+// taken, so that its ports, like its address, follow from its name.
 const sharedPortStep = 10
 
 // planner assigns names, addresses, ports and arguments to new nodes.
@@ -57,16 +106,16 @@ type planner struct {
 	logLevel string
 }
 
-// plan expands a stage into its nodes: names prefix-1.., one loopback
-// address each from base (or distinct ports on base when shared), and the
-// `node run` arguments that start each. Every node is given every node's
-// gossip address as --join: whichever is up, a node (re)starting finds the
-// cluster, and a node ignores its own address.
+// plan expands a stage into its nodes: names prefix-1.., each at its
+// address of addrBlocks from base (or distinct ports on base when shared),
+// and the `node run` arguments that start each. Every node is given every
+// node's gossip address as --join: whichever is up, a node (re)starting
+// finds the cluster, and a node ignores its own address.
 func (p *planner) plan(st Stage) ([]Node, error) {
 	var nodes []Node
 	for _, spec := range st.Nodes {
 		for i := 1; i <= spec.Count; i++ {
-			n, err := p.node(spec, fmt.Sprintf("%s-%d", spec.Prefix, i), len(nodes), nodes)
+			n, err := p.node(spec, i, nodes)
 			if err != nil {
 				return nil, err
 			}
@@ -81,19 +130,17 @@ func (p *planner) plan(st Stage) ([]Node, error) {
 }
 
 // next plans one more node of spec after the existing ones: the next free
-// number of its prefix, the next address (or ports).
+// number of its prefix, and that name's address (or ports).
 func (p *planner) next(spec NodeSpec, existing []Node) (Node, error) {
 	num := 1
-	slot := 0
 	for _, n := range existing {
 		if rest, ok := strings.CutPrefix(n.Name, spec.Prefix+"-"); ok {
 			if k, err := strconv.Atoi(rest); err == nil && k >= num {
 				num = k + 1
 			}
 		}
-		slot = max(slot, n.Slot+1)
 	}
-	n, err := p.node(spec, fmt.Sprintf("%s-%d", spec.Prefix, num), slot, existing)
+	n, err := p.node(spec, num, existing)
 	if err != nil {
 		return Node{}, err
 	}
@@ -101,8 +148,13 @@ func (p *planner) next(spec NodeSpec, existing []Node) (Node, error) {
 	return n, nil
 }
 
-// node assigns the address and ports of slot.
-func (p *planner) node(spec NodeSpec, name string, slot int, others []Node) (Node, error) {
+// node assigns the name, address and ports of node num of spec.
+func (p *planner) node(spec NodeSpec, num int, others []Node) (Node, error) {
+	name := fmt.Sprintf("%s-%d", spec.Prefix, num)
+	slot, err := addrOffset(spec.Prefix, num)
+	if err != nil {
+		return Node{}, err
+	}
 	n := Node{
 		Name:  name,
 		Roles: slices.Clone(spec.Roles),
@@ -115,9 +167,14 @@ func (p *planner) node(spec NodeSpec, name string, slot int, others []Node) (Nod
 	if !p.shared {
 		a, err := addIP(p.base, slot)
 		if err != nil {
-			return Node{}, err
+			return Node{}, fmt.Errorf("%s: %w", name, err)
 		}
 		addr = a
+		for _, o := range others {
+			if o.Addr == addr.String() {
+				return Node{}, fmt.Errorf("%s and %s would share the address %s: node up runs no stage with both", o.Name, name, addr)
+			}
+		}
 	}
 	n.Addr = addr.String()
 	if p.shared {
@@ -202,7 +259,7 @@ func addIP(base netip.Addr, k int) (netip.Addr, error) {
 	v += uint32(k)
 	out := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 	if !out.IsLoopback() || v&0xffffff == 0xffffff {
-		return netip.Addr{}, fmt.Errorf("no loopback address left for node %d after %s", k+1, base)
+		return netip.Addr{}, fmt.Errorf("no loopback address %d past %s: give a lower --base-addr", k, base)
 	}
 	return out, nil
 }

@@ -10,7 +10,7 @@ import (
 func TestPlanGivesEachNodeItsOwnAddress(t *testing.T) {
 	st, _ := LookupStage(2)
 	st, _ = st.Scale(map[string]int{"app": 2})
-	p := planner{dir: "/s", base: netip.MustParseAddr("127.0.0.254"), logLevel: "info"}
+	p := planner{dir: "/s", base: netip.MustParseAddr("127.0.0.2"), logLevel: "info"}
 	nodes, err := p.plan(st)
 	if err != nil {
 		t.Fatal(err)
@@ -19,8 +19,7 @@ func TestPlanGivesEachNodeItsOwnAddress(t *testing.T) {
 	for _, n := range nodes {
 		got = append(got, n.Name+"@"+n.Addr)
 	}
-	// Addresses carry over the last octet.
-	if want := []string{"db-1@127.0.0.254", "app-1@127.0.0.255", "app-2@127.0.1.0"}; !slices.Equal(got, want) {
+	if want := []string{"db-1@127.0.0.2", "app-1@127.0.0.30", "app-2@127.0.0.31"}; !slices.Equal(got, want) {
 		t.Errorf("plan = %v, want %v", got, want)
 	}
 	db := nodes[0]
@@ -30,13 +29,72 @@ func TestPlanGivesEachNodeItsOwnAddress(t *testing.T) {
 	if _, ok := db.Ports["app"]; ok {
 		t.Errorf("db-1 ports = %v, want no app port on a primary", db.Ports)
 	}
-	if db.Admin != "127.0.0.254:9090" || db.Log != "/s/logs/db-1.log" || db.Data != "/s/data/db-1" {
+	if db.Admin != "127.0.0.2:9090" || db.Log != "/s/logs/db-1.log" || db.Data != "/s/data/db-1" {
 		t.Errorf("db-1 admin, log, data = %s, %s, %s", db.Admin, db.Log, db.Data)
 	}
-	wantArgs := "run --roles app --name app-2 --addr 127.0.1.0 --data /s/data/app-2 " +
-		"--join 127.0.0.254:7946,127.0.0.255:7946,127.0.1.0:7946 --log-level info"
+	wantArgs := "run --roles app --name app-2 --addr 127.0.0.31 --data /s/data/app-2 " +
+		"--join 127.0.0.2:7946,127.0.0.30:7946,127.0.0.31:7946 --log-level info"
 	if got := strings.Join(nodes[2].Args, " "); got != wantArgs {
 		t.Errorf("app-2 args =\n  %s\nwant\n  %s", got, wantArgs)
+	}
+}
+
+// TestAddressFollowsTheName checks the address table of common.md: a
+// node's address depends on its name alone, whatever the stage or scale.
+func TestAddressFollowsTheName(t *testing.T) {
+	want := map[string]string{
+		"node-1": "127.0.0.2", "db-1": "127.0.0.2",
+		"replica-1": "127.0.0.3", "replica-2": "127.0.0.4", "replica-7": "127.0.0.9", "replica-8": "127.0.1.3",
+		"cache-1": "127.0.0.10", "cache-2": "127.0.0.11",
+		"worker-1": "127.0.0.20", "worker-2": "127.0.0.21",
+		"app-1": "127.0.0.30", "app-2": "127.0.0.31", "app-4": "127.0.0.33", "app-20": "127.0.0.49", "app-21": "127.0.1.30", "app-41": "127.0.2.30",
+		"lb-1": "127.0.0.50", "lb-2": "127.0.0.51", "edge-1": "127.0.0.60",
+	}
+	p := planner{dir: "/s", base: netip.MustParseAddr("127.0.0.2"), logLevel: "info"}
+	seen := map[string]string{}
+	check := func(n Node) {
+		t.Helper()
+		if w, ok := want[n.Name]; ok && n.Addr != w {
+			t.Errorf("%s at %s, want %s", n.Name, n.Addr, w)
+		}
+		if prev, ok := seen[n.Name]; ok && prev != n.Addr {
+			t.Errorf("%s at %s in one stage and %s in another", n.Name, n.Addr, prev)
+		}
+		seen[n.Name] = n.Addr
+	}
+	for _, st := range Stages() {
+		for _, scale := range []map[string]int{nil, {"app": 41}, {"replica": 8, "cache": 3}} {
+			scaled, err := st.Scale(scale)
+			if err != nil {
+				continue // stage 1 cannot scale app alone
+			}
+			nodes, err := p.plan(scaled)
+			if err != nil {
+				t.Fatalf("plan %s scaled %v: %v", st, scale, err)
+			}
+			addrs := map[string]string{}
+			for _, n := range nodes {
+				check(n)
+				if other, dup := addrs[n.Addr]; dup {
+					t.Errorf("%s: %s and %s both at %s", st, other, n.Name, n.Addr)
+				}
+				addrs[n.Addr] = n.Name
+			}
+		}
+	}
+	// Tests run stacks from another base: every address shifts with it.
+	shifted := planner{dir: "/s", base: netip.MustParseAddr("127.0.1.2"), logLevel: "info"}
+	st, _ := LookupStage(3)
+	nodes, _ := shifted.plan(st)
+	var got []string
+	for _, n := range nodes {
+		got = append(got, n.Name+"@"+n.Addr)
+	}
+	if want := []string{"db-1@127.0.1.2", "app-1@127.0.1.30", "app-2@127.0.1.31", "lb-1@127.0.1.50"}; !slices.Equal(got, want) {
+		t.Errorf("stage 3 from 127.0.1.2 = %v, want %v", got, want)
+	}
+	if _, err := (&planner{dir: "/s", base: netip.MustParseAddr("127.0.0.2")}).next(NodeSpec{Prefix: "bogus", Roles: []string{"bogus"}}, nodes); err == nil {
+		t.Error("a node of an unknown prefix was given an address, want an error")
 	}
 }
 
@@ -88,14 +146,14 @@ func TestNextNodeTakesTheNextNameAndAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Name != "app-2" || n.Addr != "127.0.0.4" || n.Slot != 2 {
-		t.Errorf("next app = %s at %s (slot %d), want app-2 at 127.0.0.4 (slot 2)", n.Name, n.Addr, n.Slot)
+	if n.Name != "app-2" || n.Addr != "127.0.0.31" || n.Slot != 29 {
+		t.Errorf("next app = %s at %s (slot %d), want app-2 at 127.0.0.31 (slot 29)", n.Name, n.Addr, n.Slot)
 	}
-	if !slices.Contains(n.Args, "127.0.0.2:7946,127.0.0.3:7946,127.0.0.4:7946") {
+	if !slices.Contains(n.Args, "127.0.0.2:7946,127.0.0.30:7946,127.0.0.31:7946") {
 		t.Errorf("next app args %v, want every node as a seed", n.Args)
 	}
 	c, _ := p.next(st.specFor("cache"), append(nodes, n))
-	if c.Name != "cache-1" || !slices.Equal(c.Roles, []string{"cache"}) || c.Ports["cache"] != 6379 {
+	if c.Name != "cache-1" || c.Addr != "127.0.0.10" || !slices.Equal(c.Roles, []string{"cache"}) || c.Ports["cache"] != 6379 {
 		t.Errorf("a role the stage lacks = %s %v %v, want cache-1 with the cache port", c.Name, c.Roles, c.Ports)
 	}
 }

@@ -47,10 +47,12 @@ func (e *StartError) Error() string {
 // tailLines is how many lines of a failed node's log are shown.
 const tailLines = 15
 
-// WaitReady waits until every node reports itself ready, drawing a
-// progress line. It fails as soon as a node's process exits, or when
-// ReadyTimeout passes, with a *StartError; or when ctx is done. The caller
-// then calls Close to stop the others.
+// WaitReady waits until every node reports itself ready and the entry
+// point serves through the whole topology (rotationGaps: every lb balances
+// every app node, every edge uses every lb), drawing a progress line. It
+// fails as soon as a node's process exits, or when ReadyTimeout passes,
+// with a *StartError; or when ctx is done. The caller then calls Close to
+// stop the others.
 func (l *Launcher) WaitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.ReadyTimeout)
 	defer cancel()
@@ -66,7 +68,8 @@ func (l *Launcher) WaitReady(ctx context.Context) error {
 }
 
 // waitReady polls the named nodes' /status every 100ms until each says it
-// is ready (what /readyz says, with the node's name to check).
+// is ready (what /readyz says, with the node's name to check), and then
+// until no lb or edge leaves one of them out of its rotation.
 func (l *Launcher) waitReady(ctx context.Context, names []string, progress io.Writer) error {
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	defer client.CloseIdleConnections()
@@ -75,6 +78,7 @@ func (l *Launcher) waitReady(ctx context.Context, names []string, progress io.Wr
 	p := newProgressLine(progress)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var gaps []rotationGap
 	for {
 		var failed []FailedNode
 		for _, name := range slices.Clone(pending) {
@@ -85,23 +89,23 @@ func (l *Launcher) waitReady(ctx context.Context, names []string, progress io.Wr
 			}
 			// /status must name the node: whatever else answers on its
 			// admin port (another stack on the same addresses) is not it.
-			var st struct {
-				Name  string            `json:"name"`
-				Ready bool              `json:"ready"`
-				Addrs map[string]string `json:"addrs"`
-			}
+			var st nodeStatus
 			if !get(ctx, client, "http://"+n.Admin+"/status", &st) || st.Name != name || !st.Ready {
 				continue
 			}
 			l.markReady(name, n.PID, st.Addrs)
 			pending = slices.DeleteFunc(pending, func(s string) bool { return s == name })
 		}
-		p.draw(l, names, pending, time.Since(start))
+		gaps = nil
+		if len(pending) == 0 && len(failed) == 0 {
+			gaps = l.rotationGaps(ctx, client, names)
+		}
+		p.draw(l, names, pending, gaps, time.Since(start))
 		if len(failed) > 0 {
 			p.done()
 			return &StartError{Failed: failed}
 		}
-		if len(pending) == 0 {
+		if len(pending) == 0 && len(gaps) == 0 {
 			p.done()
 			return nil
 		}
@@ -114,12 +118,143 @@ func (l *Launcher) waitReady(ctx context.Context, names []string, progress io.Wr
 					failed = append(failed, FailedNode{Name: name, Reason: fmt.Sprintf("not ready after %s (http://%s/status never said ready)", time.Since(start).Round(time.Second), n.Admin),
 						Log: n.Log, Tail: logTail(n.Log, tailLines)})
 				}
+				for _, g := range gaps {
+					n := l.node(g.front)
+					failed = append(failed, FailedNode{Name: g.front, Reason: fmt.Sprintf("ready, but after %s %s", time.Since(start).Round(time.Second), g.reason()),
+						Log: n.Log, Tail: logTail(n.Log, tailLines)})
+				}
 				return &StartError{Failed: failed}
 			}
 			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+}
+
+// nodeStatus is what the launcher reads of a node's /status: its name and
+// readiness, its bound addresses, and the rotations of its lb and edge.
+type nodeStatus struct {
+	Name     string            `json:"name"`
+	Ready    bool              `json:"ready"`
+	Addrs    map[string]string `json:"addrs"`
+	Sections struct {
+		LB *struct {
+			Backends []struct {
+				Name      string `json:"name"`
+				State     string `json:"state"`
+				LastCheck string `json:"last_check"`
+			} `json:"backends"`
+		} `json:"lb"`
+		Edge *struct {
+			Origins []string `json:"origins"`
+		} `json:"edge"`
+	} `json:"sections"`
+}
+
+// rotationGap is one hop of the stack that does not carry requests yet:
+// front (an lb, an edge) does not send any to back (an app, an lb).
+type rotationGap struct {
+	front, back string
+	// state is the back node's state in front's rotation ("" when front
+	// does not list it), check its last health check's finding.
+	state, check string
+}
+
+func (g rotationGap) String() string { return g.front + " → " + g.back }
+
+func (g rotationGap) reason() string {
+	switch {
+	case g.state == "":
+		return fmt.Sprintf("%s still does not know %s", g.front, g.back)
+	case g.check != "":
+		return fmt.Sprintf("%s still holds %s %s (last check: %s)", g.front, g.back, g.state, g.check)
+	}
+	return fmt.Sprintf("%s still holds %s %s", g.front, g.back, g.state)
+}
+
+// rotationGaps returns the hops the entry point does not serve through
+// yet, among those that involve a named node: an lb that does not hold a
+// ready app node healthy in its rotation, an edge that does not have a
+// ready lb among its origins. Until there are none, "ready" would be a
+// stack where every request still goes to the first app node (issue 17).
+// A node that is not ready now (paused, dead) is left out: the hop cannot
+// carry requests either way. An lb given --lb-backends, an edge given
+// --edge-origin, does not use membership and is left out too.
+func (l *Launcher) rotationGaps(ctx context.Context, client *http.Client, names []string) []rotationGap {
+	named := map[string]bool{}
+	for _, n := range names {
+		named[n] = true
+	}
+	var apps, lbs, edges []Node
+	status := map[string]nodeStatus{}
+	for _, n := range l.State().Nodes {
+		var group *[]Node
+		switch {
+		case slices.Contains(n.Roles, "lb") && !hasFlag(n.Args, "lb-backends", "backends"):
+			group = &lbs
+		case slices.Contains(n.Roles, "edge") && !hasFlag(n.Args, "edge-origin", "origin"):
+			group = &edges
+		case slices.Contains(n.Roles, "app"):
+			group = &apps
+		}
+		if group == nil || !n.Running {
+			continue
+		}
+		var st nodeStatus
+		if get(ctx, client, "http://"+n.Admin+"/status", &st) && st.Name == n.Name && st.Ready {
+			status[n.Name] = st
+			*group = append(*group, n)
+		}
+	}
+	var gaps []rotationGap
+	for _, lb := range lbs {
+		rot := status[lb.Name].Sections.LB
+		if rot == nil {
+			continue
+		}
+		for _, app := range apps {
+			if !named[lb.Name] && !named[app.Name] {
+				continue
+			}
+			g := rotationGap{front: lb.Name, back: app.Name}
+			for _, b := range rot.Backends {
+				if b.Name == app.Name {
+					g.state, g.check = b.State, b.LastCheck
+				}
+			}
+			if g.state != "healthy" {
+				gaps = append(gaps, g)
+			}
+		}
+	}
+	for _, edge := range edges {
+		rot := status[edge.Name].Sections.Edge
+		if rot == nil {
+			continue
+		}
+		for _, lb := range lbs {
+			if !named[edge.Name] && !named[lb.Name] {
+				continue
+			}
+			addr := status[lb.Name].Addrs["lb"]
+			if !slices.Contains(rot.Origins, addr) {
+				gaps = append(gaps, rotationGap{front: edge.Name, back: lb.Name})
+			}
+		}
+	}
+	return gaps
+}
+
+// hasFlag reports whether args set any of the flags named (--name or
+// --name=value).
+func hasFlag(args []string, flags ...string) bool {
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && slices.Contains(flags, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // node returns a copy of the named node's state.
@@ -202,52 +337,102 @@ func logTail(path string, n int) []string {
 	return lines
 }
 
-// progressLine draws "waiting for N nodes" on a terminal in place (\r), or
-// as one line per change elsewhere (a log file, a test), so that neither
-// fills with repeats.
+// progressLine draws the start of a stack as a count and what changed.
+// Elsewhere than on a terminal (a log file, a test) it prints one line per
+// change, naming only the nodes that became ready since the last line:
+//
+//	3.1s  ready 9/14 (+app-1 0.8s, +app-2 0.9s)
+//
+// On a terminal it redraws one short line in place: the count and the
+// nodes still waited for, cut to progressWidth.
 type progressLine struct {
-	w    io.Writer
-	tty  bool
-	last string
+	w     io.Writer
+	tty   bool
+	drawn bool
+	last  string
+	// rotating is true while every node is ready and an lb or an edge
+	// does not serve through all of them yet.
+	rotating bool
+	shown    map[string]bool // nodes already reported ready
 }
+
+// progressWidth bounds the line redrawn on a terminal, so that it fits a
+// common window without wrapping (a wrapped line cannot be redrawn).
+const progressWidth = 100
 
 func newProgressLine(w io.Writer) *progressLine {
-	return &progressLine{w: w, tty: isTerminal(w)}
+	return &progressLine{w: w, tty: isTerminal(w), shown: map[string]bool{}}
 }
 
-func (p *progressLine) draw(l *Launcher, names, pending []string, elapsed time.Duration) {
+func (p *progressLine) draw(l *Launcher, names, pending []string, gaps []rotationGap, elapsed time.Duration) {
 	if p.w == nil {
 		return
 	}
-	var ready, waiting []string
+	var added, waiting []string
 	for _, name := range names {
 		if slices.Contains(pending, name) {
 			waiting = append(waiting, name)
 			continue
 		}
-		n := l.node(name)
-		ready = append(ready, fmt.Sprintf("%s (%.1fs)", name, n.ReadyAt.Sub(n.StartedAt).Seconds()))
+		if !p.shown[name] {
+			p.shown[name] = true
+			n := l.node(name)
+			added = append(added, fmt.Sprintf("+%s %.1fs", name, n.ReadyAt.Sub(n.StartedAt).Seconds()))
+		}
 	}
-	status := fmt.Sprintf("ready %d/%d", len(ready), len(names))
-	if len(ready) > 0 {
-		status += ": " + strings.Join(ready, ", ")
-	}
-	if len(waiting) > 0 {
-		status += "; starting: " + strings.Join(waiting, ", ")
+	count := fmt.Sprintf("ready %d/%d", len(names)-len(waiting), len(names))
+	var hops []string
+	for _, g := range gaps {
+		hops = append(hops, g.String())
 	}
 	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K  %5.1fs  %s", elapsed.Seconds(), status)
-		p.last = status
+		line := fmt.Sprintf("  %5.1fs  %s", elapsed.Seconds(), count)
+		switch {
+		case len(waiting) > 0:
+			line += ", waiting: " + strings.Join(waiting, ", ")
+		case len(hops) > 0:
+			line += ", waiting for the rotation: " + strings.Join(hops, ", ")
+		}
+		fmt.Fprintf(p.w, "\r\033[K%s", truncate(line, progressWidth))
+		p.drawn = true
 		return
 	}
-	if status != p.last {
-		fmt.Fprintf(p.w, "  %5.1fs  %s\n", elapsed.Seconds(), status)
-		p.last = status
+	// A line when something changed, and the first one, so that a slow
+	// start shows it has begun. Once every node is ready, the wait for
+	// the rotation is one line, and its end another.
+	status := count
+	if len(added) > 0 {
+		status += " (" + strings.Join(added, ", ") + ")"
 	}
+	switch {
+	case len(waiting) == 0 && len(hops) > 0 && !p.rotating:
+		p.rotating = true
+		fmt.Fprintf(p.w, "  %5.1fs  %s; waiting for the rotation: %s\n", elapsed.Seconds(), status, strings.Join(hops, ", "))
+		p.last = status
+		return
+	case len(waiting) == 0 && len(hops) == 0 && p.rotating:
+		p.rotating = false
+		fmt.Fprintf(p.w, "  %5.1fs  %s; every lb and edge serves through every node\n", elapsed.Seconds(), status)
+		p.last = status
+		return
+	case len(added) == 0 && p.last != "":
+		return
+	}
+	fmt.Fprintf(p.w, "  %5.1fs  %s\n", elapsed.Seconds(), status)
+	p.last = status
+}
+
+// truncate cuts s to width runes, marking the cut with "…".
+func truncate(s string, width int) string {
+	r := []rune(s)
+	if len(r) <= width {
+		return s
+	}
+	return string(r[:width-1]) + "…"
 }
 
 func (p *progressLine) done() {
-	if p.w != nil && p.tty && p.last != "" {
+	if p.w != nil && p.tty && p.drawn {
 		fmt.Fprintln(p.w)
 	}
 }

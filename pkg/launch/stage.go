@@ -256,7 +256,9 @@ func ParseScale(s string) (map[string]int, error) {
 // maxScale bounds one group: each node is a process of tens of MiB.
 const maxScale = 64
 
-// Scale returns the stage with the group of each role resized. A role the
+// Scale returns the stage with the group of each role resized; more than
+// one primary is an error (the caller checks the role names: node run
+// knows them). A role the
 // stage runs in a group of its own is resized (0 removes the group, unless
 // it holds the URL to open); a role the stage does not run gets a new group
 // named after it, started last; a role that shares its nodes with other
@@ -270,6 +272,9 @@ func (s Stage) Scale(counts map[string]int) (Stage, error) {
 	slices.Sort(roles) // a deterministic order for the new groups
 	for _, role := range roles {
 		n := counts[role]
+		if role == "primary" && n > 1 {
+			return Stage{}, fmt.Errorf("--scale primary=%d: a stack has one primary; --scale replica=%d adds store nodes that follow it", n, n-1)
+		}
 		i := slices.IndexFunc(s.Nodes, func(ns NodeSpec) bool { return slices.Contains(ns.Roles, role) })
 		switch {
 		case i < 0:

@@ -140,6 +140,7 @@ func TestScale(t *testing.T) {
 		{stage: s2, counts: map[string]int{"app": 0}, err: "needs at least one app node"},
 		{stage: s2, counts: map[string]int{"primary": 0}, want: "app=app×1"},
 		{stage: mustStage(t, 1), counts: map[string]int{"app": 2}, err: "shares its nodes with primary"},
+		{stage: s2, counts: map[string]int{"primary": 2}, err: "a stack has one primary; --scale replica=1 adds"},
 	} {
 		got, err := tc.stage.Scale(tc.counts)
 		if tc.err != "" {

@@ -65,7 +65,8 @@ type Node struct {
 	Log string `json:"log"`
 	// Data is the node's data directory, kept across restarts.
 	Data string `json:"data"`
-	// Slot is the node's index in address and port assignment.
+	// Slot is the node's address offset from the base address (addrBlocks),
+	// which also spaces its ports when every node shares one address.
 	Slot int `json:"slot"`
 
 	// PID of the current or last process; 0 before the first start.

@@ -123,18 +123,28 @@ func (b *backend) rotateWindow() {
 type checkState struct {
 	pass, fail int
 	checked    bool
+	// upOnce records that the backend has been healthy since its checks
+	// began.
+	upOnce bool
 }
 
 // record counts one check result and returns the new verdict and whether it
-// changed. The first check decides at once, so that a new node is used after
-// one passing check rather than Rise of them.
+// changed. The first check decides at once, and a backend that has never
+// been healthy is admitted on its first passing check, like HAProxy's
+// init-state down: a node that fails its first checks is starting up, not
+// flapping, and making it pass Rise checks in a row only delays the moment
+// the balancer spreads load (issue 17: `node up` said ready while every
+// request went to app-1). Rise guards a backend that was healthy and went
+// down, the flapping case it exists for.
 func (s *checkState) record(ok, healthy bool, rise, fall int) (verdict, changed bool) {
 	first := !s.checked
 	s.checked = true
+	s.upOnce = s.upOnce || healthy
 	if ok {
 		s.pass++
 		s.fail = 0
-		if !healthy && (first || s.pass >= rise) {
+		if !healthy && (first || !s.upOnce || s.pass >= rise) {
+			s.upOnce = true
 			return true, true
 		}
 		return healthy, false

@@ -222,9 +222,9 @@ func TestCheckStateRiseFall(t *testing.T) {
 		want    string // verdict after each
 	}{
 		{"first pass decides", "p", "H"},
-		{"after a first fail, rise counts", "fpp", "UUH"},
+		{"a backend never healthy is admitted on its first pass", "ffp", "UUH"},
 		{"fall needs three", "pfffp", "HHHUU"},
-		{"rise needs two", "pfffpp", "HHHUUH"},
+		{"once healthy, rise needs two", "pfffpp", "HHHUUH"},
 		{"a pass resets the fall count", "pffpff", "HHHHHH"},
 	}
 	for _, tt := range tests {

@@ -98,7 +98,8 @@ type Config struct {
 	HealthTimeout time.Duration
 
 	// Rise is how many consecutive passing checks bring an unhealthy backend
-	// back. A new backend needs one. Default 2.
+	// back. A backend that has not been healthy yet (a node starting up)
+	// needs one. Default 2.
 	Rise int
 
 	// Fall is how many consecutive failing checks take a backend out.
