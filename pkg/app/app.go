@@ -584,7 +584,11 @@ type Status struct {
 	Jobs     string `json:"jobs"`
 	Requests int64  `json:"requests"`
 	Errors   int64  `json:"errors_5xx"`
-	InFlight int64  `json:"in_flight"`
+	// ClientGone counts the requests whose client went away (closed the
+	// connection, or gave up at its own timeout) before the answer: logged
+	// and counted as 499, nginx's code for it, not as errors of the app.
+	ClientGone int64 `json:"client_gone"`
+	InFlight   int64 `json:"in_flight"`
 	// JobsDone counts the jobs run (inline) or published (queue);
 	// JobsError those that failed, and with a queue the views dropped.
 	JobsDone  int64 `json:"jobs_done"`
@@ -607,7 +611,8 @@ type Status struct {
 func (a *App) Status() any {
 	s := Status{
 		Ready: a.Ready(), Addr: a.Addr(), Sessions: string(a.cfg.Sessions), Cache: string(a.cfg.Cache), Jobs: string(a.cfg.Jobs),
-		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), InFlight: a.web.inFlight.Load(),
+		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), ClientGone: a.web.clientGone.Load(),
+		InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
 		RateLimited: a.web.limits.status(),
 	}

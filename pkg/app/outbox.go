@@ -85,7 +85,14 @@ func causes[T any](w *web, ctx context.Context, build func(T) []Job) (context.Co
 // committed hands the jobs of a write that has committed to the job
 // runner: inline, it runs them now, in the request, as at stages 1-7; with
 // a queue, the relay publishes them after the answer has gone.
+//
+// Inline jobs run even when the request's client has gone: the write they
+// follow is saved, and a post must not stay out of the search index
+// because its author stopped waiting. So they do not end with the
+// request's context (the store client's own timeout still bounds each
+// call).
 func (w *web) committed(ctx context.Context, c *caused) {
+	ctx = context.WithoutCancel(ctx)
 	jobs := c.jobs
 	c.jobs = nil
 	for _, j := range jobs {

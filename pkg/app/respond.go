@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -112,7 +113,11 @@ func (w *web) noteWrite(r *http.Request) {
 	}
 	s.LastLSN = lsn
 	if err := w.a.sessions.Put(r.Context(), *s); err != nil {
-		w.log.Warn("app: save session LSN", "err", err)
+		level := slog.LevelWarn
+		if clientGone(r) {
+			level = slog.LevelDebug // the user is gone; their next read is not coming
+		}
+		w.log.Log(r.Context(), level, "app: save session LSN", "err", err)
 	}
 }
 
@@ -131,7 +136,14 @@ func (w *web) enqueue(ctx context.Context, j Job) {
 	}
 	if err := w.a.jobs.Enqueue(ctx, j); err != nil {
 		w.jobsFailed.Add(1)
-		w.log.Warn("app: job failed", "kind", j.Kind, "id", j.ID, "err", err)
+		level := slog.LevelWarn
+		if errors.Is(ctx.Err(), context.Canceled) {
+			// A view counted in the request of a client that went away:
+			// not worth a warning. (Jobs of a write never get here with
+			// a canceled context: see committed.)
+			level = slog.LevelDebug
+		}
+		w.log.Log(ctx, level, "app: job failed", "kind", j.Kind, "id", j.ID, "err", err)
 		return
 	}
 	w.jobsDone.Add(1)

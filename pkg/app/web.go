@@ -51,8 +51,19 @@ type web struct {
 	reqTime  *prometheus.HistogramVec
 	limits   *limiter
 
-	requests, errors, inFlight, jobsDone, jobsFailed atomic.Int64
+	requests, errors, clientGone, inFlight, jobsDone, jobsFailed atomic.Int64
 }
+
+// statusClientClosed is the status a request is logged and counted with
+// when its client went away before the answer: nginx's 499 ("client closed
+// request"). No answer is written (nobody would read it), and it is not a
+// failure of the app: a user who gave up on a paused store is counted
+// apart from the 503s the store's absence causes.
+const statusClientClosed = 499
+
+// clientGone reports whether r's client went away: the server cancels a
+// request's context when its connection closes.
+func clientGone(r *http.Request) bool { return errors.Is(r.Context().Err(), context.Canceled) }
 
 type asset struct {
 	body  []byte
@@ -262,10 +273,13 @@ func (w *web) handler() http.Handler {
 				}
 			}
 			code := rw.code
-			if !rw.wrote {
+			switch {
+			case !rw.wrote && clientGone(r):
+				code = statusClientClosed
+				w.clientGone.Add(1)
+			case !rw.wrote:
 				code = http.StatusOK
-			}
-			if code >= 500 {
+			case code >= 500:
 				w.errors.Add(1)
 			}
 			route := r.Pattern
@@ -328,13 +342,20 @@ func classify(err error) (code int, msg, field string) {
 
 // error answers r with the status and message err maps to, logging what
 // the user does not see.
+//
+// A request whose client went away failed because of that (the store
+// client's call ended with the request's context): nothing of the app's
+// broke, and nobody reads an answer. It is logged at debug, one line per
+// request like the access log, and counted as 499, not as a 503 (during a
+// paused store, every abandoned request would otherwise be an ERROR line).
 func (w *web) error(rw http.ResponseWriter, r *http.Request, err error) {
+	if clientGone(r) {
+		w.log.Debug("app: client gave up", "method", r.Method, "path", r.URL.Path, "status", statusClientClosed, "err", err)
+		return
+	}
 	code, msg, field := classify(err)
-	switch {
-	case code >= 500:
+	if code >= 500 {
 		w.log.Error("app: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
-	case errors.Is(r.Context().Err(), context.Canceled):
-		return // the client went away
 	}
 	w.fail(rw, r, code, msg, field)
 }

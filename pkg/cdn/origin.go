@@ -107,7 +107,9 @@ func (e *Edge) roundTrip(ctx context.Context, out *http.Request) (*http.Response
 	e.originRequests.Add(1)
 	resp, err := e.tr.RoundTrip(out)
 	if err != nil {
-		e.originErrors.Add(1)
+		if !errors.Is(err, context.Canceled) { // else the client went away: no fault of the origin
+			e.originErrors.Add(1)
+		}
 		return nil, fmt.Errorf("origin %s: %w", host, err)
 	}
 	if isServerError(resp.StatusCode) {
@@ -200,10 +202,17 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 // originError answers a request the origin could not: 504 when it timed
-// out, 502 otherwise.
+// out, 502 otherwise. A request canceled because its client went away
+// (the origin fetch ends with the client's context unless waiters share
+// it) is no failure of the origin: it is logged at debug and answered with
+// nothing, since nobody would read it.
 func (e *Edge) originError(w http.ResponseWriter, err error) {
 	if _, bg := w.(discard); bg {
 		e.log.Debug("edge background revalidation failed", "err", err)
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		e.log.Debug("edge: client gave up", "status", 499, "err", err)
 		return
 	}
 	e.log.Warn("edge origin request failed", "err", err)

@@ -2,9 +2,9 @@
 // generator that sends requests to the blog's JSON API and pages at a
 // constant arrival rate, as a crowd of users would, and reports what the
 // stack did with them: throughput, latency percentiles from an HDR
-// histogram, errors by kind, which app node answered, cache and edge hits,
-// and whether users saw their own writes and every acknowledged write
-// survived.
+// histogram, errors by kind, which node answered at each hop (edge, lb,
+// app, store: the headers of Hops), cache and edge hits, and whether users
+// saw their own writes and every acknowledged write survived.
 //
 // Open loop, coordinated-omission free: arrivals are scheduled at fixed
 // times (start + i/rate) whatever the stack does, and each request's
@@ -13,6 +13,8 @@
 // the rate as a closed loop (N workers, each waiting for its answer) does.
 // In-flight requests are bounded (MaxInFlight): an arrival that finds the
 // bound reached is counted as not sent, which the summary reports loudly.
+// The progress line counts arrivals as they fall due, so a stalled stack
+// reads as due, sent and in flight climbing while done stands still.
 //
 // Why not vegeta's attacker for the pacing: its Targeter produces each
 // request without seeing any answer, and its results do not say which
@@ -169,7 +171,6 @@ type generator struct {
 	ackPosts  []string            // acknowledged posts
 	ackCmts   map[string][]string // post id -> acknowledged comment ids
 	ryw       RYWSummary
-	inflight  atomic.Int64
 	signupsOK atomic.Int64
 	images    imageSource  // the PNGs of post-image
 	nextImage atomic.Int64 // numbers the uploads, so that each image is distinct
@@ -373,13 +374,13 @@ loop:
 		select {
 		case sem <- struct{}{}:
 		default:
-			g.rec.dropped()
+			g.rec.arrival(false)
 			continue
 		}
+		g.rec.arrival(true)
 		wg.Add(1)
-		g.inflight.Add(1)
 		go func() {
-			defer func() { <-sem; g.inflight.Add(-1); wg.Done() }()
+			defer func() { <-sem; wg.Done() }()
 			// Requests run to their own timeout, not the run's end: a
 			// request due before the end is measured.
 			g.arrive(context.WithoutCancel(ctx), u, op, due)
@@ -437,16 +438,7 @@ func (g *generator) ticker(f func()) (stop func()) {
 
 func (g *generator) drawProgress(start time.Time) {
 	p := g.rec.takeWindow()
-	line := fmt.Sprintf("%5.1fs  sent %d  ok %d  errors %d  in flight %d  now: %d ok/s, p50 %s p99 %s",
-		time.Since(start).Seconds(), p.sent, p.ok, p.errs, g.inflight.Load(),
-		int64(float64(p.winOK)/g.cfg.ProgressInterval.Seconds()), fmtMS(p.p50), fmtMS(p.p99))
-	if p.winErrs > 0 {
-		line += fmt.Sprintf(", %d errors", p.winErrs)
-	}
-	if p.notSent > 0 {
-		line += fmt.Sprintf("  NOT SENT %d", p.notSent)
-	}
-	g.printf("%s", line)
+	g.printf("%s", p.line(time.Since(start), g.cfg.ProgressInterval, g.cfg.MaxInFlight))
 }
 
 // printf draws the progress line: in place on a terminal, one line per

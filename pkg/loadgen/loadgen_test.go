@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/loadgen"
 )
 
@@ -172,14 +176,31 @@ func TestRunMeasuresMixAndHeaders(t *testing.T) {
 	if s.Ops[loadgen.OpBrowse].Sent <= s.Ops[loadgen.OpPost].Sent {
 		t.Errorf("browse sent %d, post %d: want browse (80%%) well above post (4%%)", s.Ops[loadgen.OpBrowse].Sent, s.Ops[loadgen.OpPost].Sent)
 	}
-	if got := s.ServedBy["fake-1"] + s.ServedBy["fake-2"]; got != s.Sent {
-		t.Errorf("ServedBy = %v, want the %d answers split between fake-1 and fake-2", s.ServedBy, s.Sent)
+	if s.Due != s.Sent+s.NotSent || s.NotSent != 0 || s.Answered != s.Sent {
+		t.Errorf("Due, Sent, NotSent, Answered = %d, %d, %d, %d; want every due arrival sent and answered", s.Due, s.Sent, s.NotSent, s.Answered)
 	}
-	if got := s.LB["fake-lb"]; got != s.Sent {
-		t.Errorf("LB = %v, want all %d answers counted for fake-lb (X-LB)", s.LB, s.Sent)
+	servedBy := s.Hops["X-Served-By"]
+	if got := servedBy["fake-1"] + servedBy["fake-2"]; got != s.Sent || servedBy["fake-1"] == 0 || servedBy["fake-2"] == 0 {
+		t.Errorf("Hops[X-Served-By] = %v, want the %d answers split between fake-1 and fake-2", servedBy, s.Sent)
 	}
-	if s.AppCache["HIT"] == 0 || s.AppCache["MISS"] == 0 {
-		t.Errorf("AppCache = %v, want HIT and MISS counted", s.AppCache)
+	if !maps.Equal(s.ServedBy, servedBy) || !maps.Equal(s.LB, s.Hops["X-LB"]) {
+		t.Errorf("ServedBy %v, LB %v: want the same as Hops[X-Served-By] %v and Hops[X-LB] %v", s.ServedBy, s.LB, servedBy, s.Hops["X-LB"])
+	}
+	if got := s.Hops["X-LB"]["fake-lb"]; got != s.Sent {
+		t.Errorf("Hops[X-LB] = %v, want all %d answers counted for fake-lb", s.Hops["X-LB"], s.Sent)
+	}
+	if got := s.Hops["X-Edge"]["fake-edge"]; got != s.Sent {
+		t.Errorf("Hops[X-Edge] = %v, want all %d answers counted for fake-edge", s.Hops["X-Edge"], s.Sent)
+	}
+	// The fake app's cache hits name no store node; every other answer
+	// names db-1 or replica-1.
+	appCache, stores := s.Hops["X-App-Cache"], s.Hops["X-Store"]
+	if appCache["HIT"] == 0 || appCache["MISS"] == 0 {
+		t.Errorf("Hops[X-App-Cache] = %v, want HIT and MISS counted", appCache)
+	}
+	if stores["db-1"] == 0 || stores["replica-1"] == 0 || stores["db-1"]+stores["replica-1"] != s.Answered-appCache["HIT"] {
+		t.Errorf("Hops[X-Store] = %v, want db-1 and replica-1 on the %d answers that were not app cache hits",
+			stores, s.Answered-appCache["HIT"])
 	}
 	if s.Latency.Count != s.OK || s.Latency.P50 <= 0 || s.Latency.Max < s.Latency.P99 {
 		t.Errorf("Latency = %+v, want a distribution of the %d ok requests", s.Latency, s.OK)
@@ -195,13 +216,115 @@ func TestRunMeasuresMixAndHeaders(t *testing.T) {
 	}
 	var out bytes.Buffer
 	s.Print(&out)
-	for _, want := range []string{"p99.9", "served by (X-Served-By)", "fake-1", "load balancer (X-LB)", "read-your-writes", "LOST 0"} {
+	for _, want := range []string{"p99.9", "served by each node", "answered by app node (X-Served-By)", "fake-1", "answered by load balancer (X-LB)",
+		"answered by store node (X-Store)", "replica-1", "(not set)", "answered by edge node (X-Edge)", "app cache (X-App-Cache)",
+		"read-your-writes", "LOST 0"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
 	}
-	if _, err := json.Marshal(s); err != nil {
-		t.Errorf("json.Marshal(summary): %v", err)
+	b2, err := json.Marshal(s)
+	if err != nil {
+		t.Fatalf("json.Marshal(summary): %v", err)
+	}
+	var back struct {
+		Due  int64                       `json:"due"`
+		Hops map[string]map[string]int64 `json:"hops"`
+	}
+	if err := json.Unmarshal(b2, &back); err != nil || back.Due != s.Due || back.Hops["X-Store"]["db-1"] != stores["db-1"] {
+		t.Errorf("JSON summary = %s, want due and hops.X-Store", b2)
+	}
+}
+
+// A paused stack must show on the progress line as what it is: arrivals
+// still due and sent (open loop), piling up in flight, none done.
+func TestProgressCountsDueArrivalsWhileTheStackStalls(t *testing.T) {
+	b := newFakeBlog()
+	b.stall = make(chan struct{})
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+
+	cfg := loadgen.DefaultConfig()
+	cfg.Target = srv.URL
+	cfg.Rate = 200
+	cfg.Duration = 2 * time.Second
+	cfg.Users = 2
+	cfg.Mix, _ = loadgen.ParseMix("browse=1")
+	cfg.VerifyWrites = false
+	cfg.MaxInFlight = 60
+	cfg.ProgressInterval = 20 * time.Millisecond
+	lineRE := regexp.MustCompile(`due (\d+)  sent (\d+)  in flight (\d+)  done (\d+) \(ok (\d+), errors (\d+)\)`)
+	type figures struct{ due, sent, inFlight, done, ok, errs int64 }
+	var mu sync.Mutex
+	var lines []figures
+	var raw []string
+	cfg.Progress = writerFunc(func(p []byte) (int, error) {
+		m := lineRE.FindSubmatch(p)
+		if m == nil {
+			return len(p), nil
+		}
+		var f figures
+		for i, dst := range []*int64{&f.due, &f.sent, &f.inFlight, &f.done, &f.ok, &f.errs} {
+			*dst, _ = strconv.ParseInt(string(m[i+1]), 10, 64)
+		}
+		mu.Lock()
+		lines, raw = append(lines, f), append(raw, string(bytes.TrimSpace(p)))
+		mu.Unlock()
+		return len(p), nil
+	})
+	type outcome struct {
+		s   *loadgen.Summary
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		s, err := loadgen.Run(context.Background(), cfg)
+		done <- outcome{s, err}
+	}()
+	// Stalled: the bound of in-flight requests is reached, and arrivals
+	// go on being due, counted as not sent beyond it.
+	testwait.Until(t, 10*time.Second, "progress lines showing the in-flight bound reached and arrivals still due", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := len(lines)
+		return n > 0 && lines[n-1].inFlight == int64(cfg.MaxInFlight) && lines[n-1].due > lines[n-1].sent
+	})
+	close(b.stall)
+	o := <-done
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	var stalled []figures
+	for i, f := range lines {
+		if f.sent != f.inFlight+f.done || f.done != f.ok+f.errs || f.due < f.sent {
+			t.Errorf("line %q: want sent = in flight + done, done = ok + errors, due >= sent", raw[i])
+		}
+		if i > 0 && (f.due < lines[i-1].due || f.sent < lines[i-1].sent) {
+			t.Errorf("line %q after %q: due and sent went down", raw[i], raw[i-1])
+		}
+		if f.done == 0 && f.inFlight > 0 {
+			stalled = append(stalled, f)
+		}
+	}
+	if len(stalled) < 2 {
+		t.Fatalf("%d progress lines during the stall, want several:\n%s", len(stalled), strings.Join(raw, "\n"))
+	}
+	first, last := stalled[0], stalled[len(stalled)-1]
+	if last.due <= first.due || last.inFlight <= first.inFlight {
+		t.Errorf("during the stall due went %d -> %d and in flight %d -> %d; want both to climb", first.due, last.due, first.inFlight, last.inFlight)
+	}
+	s := o.s
+	if s.Sent+s.NotSent != s.Due || s.NotSent == 0 || s.OK != s.Sent {
+		t.Errorf("summary due %d, sent %d, not sent %d, ok %d: want due = sent + not sent, some not sent, every sent one ok after the stall",
+			s.Due, s.Sent, s.NotSent, s.OK)
+	}
+	var out bytes.Buffer
+	s.Print(&out)
+	if !strings.Contains(out.String(), "NOT SENT") {
+		t.Errorf("summary does not say arrivals were not sent:\n%s", out.String())
 	}
 }
 
@@ -324,8 +447,8 @@ func TestRunAnonReadsPagesWithoutCookies(t *testing.T) {
 	if got := b.cookiePages.Load(); got != 0 {
 		t.Errorf("%d page requests carried a cookie, want none from anonymous readers", got)
 	}
-	if s.Edge["HIT"] == 0 || s.Edge["MISS"] == 0 {
-		t.Errorf("Edge = %v, want X-Cache HIT and MISS counted", s.Edge)
+	if edge := s.Hops["X-Cache"]; edge["HIT"] == 0 || edge["MISS"] == 0 {
+		t.Errorf("Hops[X-Cache] = %v, want HIT and MISS counted", edge)
 	}
 }
 
@@ -421,6 +544,10 @@ type fakeBlog struct {
 	pages, cookiePages atomic.Int64
 	// images are the sha256 of every PNG accepted, by post id.
 	images map[string][32]byte
+	// stall, when not nil, holds every request for the feed's pages (the
+	// generator's browsing, not its first probe) until it is closed: a
+	// paused node.
+	stall chan struct{}
 }
 
 func newFakeBlog() *fakeBlog {
@@ -447,6 +574,15 @@ func newFakeBlog() *fakeBlog {
 	b.mux.HandleFunc("GET /p/{id}", page)
 	b.mux.HandleFunc("POST /api/v1/posts/{id}/image", func(w http.ResponseWriter, r *http.Request) {
 		if !b.authed(w, r) {
+			return
+		}
+		b.mu.Lock()
+		_, exists := b.posts[r.PathValue("id")]
+		b.mu.Unlock()
+		if !exists {
+			// Before decoding, which a -race build on a busy machine
+			// does slowly enough to time out 30 uploads at once.
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
 			return
 		}
 		f, _, err := r.FormFile("image")
@@ -499,7 +635,11 @@ func newFakeBlog() *fakeBlog {
 		for i := len(b.order) - 1; i >= 0 && len(ps) < 10; i-- {
 			ps = append(ps, map[string]string{"id": b.order[i]})
 		}
-		w.Header().Set("X-App-Cache", []string{"HIT", "MISS"}[len(b.order)%2])
+		hit := len(b.order)%2 == 0
+		w.Header().Set("X-App-Cache", map[bool]string{true: "HIT", false: "MISS"}[hit])
+		if !hit {
+			w.Header().Set("X-Store", "replica-1")
+		}
 		json.NewEncoder(w).Encode(map[string]any{"posts": ps, "page": 1, "next": 0})
 	})
 	b.mux.HandleFunc("POST /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
@@ -567,12 +707,23 @@ func (b *fakeBlog) authed(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (b *fakeBlog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if b.stall != nil && r.URL.Query().Has("page") {
+		select {
+		case <-b.stall:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	b.mu.Lock()
 	b.n++
 	name := []string{"fake-1", "fake-2"}[b.n%2]
 	b.mu.Unlock()
 	w.Header().Set("X-Served-By", name)
 	w.Header().Set("X-LB", "fake-lb")
+	w.Header().Set("X-Edge", "fake-edge")
+	if r.Method != http.MethodGet || r.URL.Path != "/api/v1/posts" {
+		w.Header().Set("X-Store", "db-1") // the feed sets its own
+	}
 	w.Header().Set("Content-Type", "application/json")
 	b.mux.ServeHTTP(w, r)
 }

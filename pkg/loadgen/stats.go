@@ -75,22 +75,53 @@ type result struct {
 // ok reports whether the request succeeded: a 2xx answer.
 func (r result) ok() bool { return r.err == nil && r.status >= 200 && r.status < 300 }
 
+// Hop is a response header that a node of the stack sets on the blog's
+// answers: who took part in the answer (Node) or what a cache tier did
+// with it.
+type Hop struct {
+	// Header is the field's name, as the node writes it.
+	Header string
+	// Title says what its values are, for the summary.
+	Title string
+	// Node is true when the value names a node (app-1, db-1); false for a
+	// cache's verdict, whose first word (HIT, MISS, STALE) is counted.
+	Node bool
+}
+
+// Hops are the headers the summary counts, from the client inwards: the
+// edge (pkg/cdn: X-Edge, X-Cache), the balancer (pkg/lb: X-LB), the app
+// (pkg/app: X-Served-By, X-App-Cache, and X-Store, the store node that
+// answered its reads or took its writes). X-Store-LSN is a log position,
+// not a node; Via repeats the edge and the lb.
+func Hops() []Hop {
+	return []Hop{
+		{Header: "X-Edge", Title: "edge node", Node: true},
+		{Header: "X-Cache", Title: "edge cache"},
+		{Header: "X-LB", Title: "load balancer", Node: true},
+		{Header: "X-Served-By", Title: "app node", Node: true},
+		{Header: "X-App-Cache", Title: "app cache"},
+		{Header: "X-Store", Title: "store node", Node: true},
+	}
+}
+
 // recorder collects results from every worker.
 type recorder struct {
-	mu       sync.Mutex
-	all      *hdrhistogram.Histogram // successful requests, whole run
-	window   *hdrhistogram.Histogram // successful requests since the last progress line
-	ops      map[string]*opRecord
+	mu     sync.Mutex
+	all    *hdrhistogram.Histogram // successful requests, whole run
+	window *hdrhistogram.Histogram // successful requests since the last progress line
+	ops    map[string]*opRecord
+	// errKinds counts failures by errorKind.
 	errKinds map[string]int64
-	servedBy map[string]int64
-	appCache map[string]int64
-	lb       map[string]int64
-	edge     map[string]int64
-	sent     int64
-	ok       int64
-	errs     int64
-	notSent  int64
-	winErrs  int64
+	// hops counts answers by the value of each of Hops' headers.
+	hops map[string]map[string]int64
+	// answered counts requests that got an HTTP answer (any status).
+	answered int64
+	// due counts the arrivals whose time came; each was sent or, over
+	// MaxInFlight, not sent. done counts the sent ones that ended, ok or
+	// not; sent minus done is in flight.
+	due, sent, notSent, done int64
+	ok, errs                 int64
+	winErrs                  int64
 }
 
 type opRecord struct {
@@ -101,8 +132,7 @@ type opRecord struct {
 func newRecorder() *recorder {
 	return &recorder{
 		all: newHist(), window: newHist(), ops: map[string]*opRecord{},
-		errKinds: map[string]int64{}, servedBy: map[string]int64{},
-		appCache: map[string]int64{}, edge: map[string]int64{}, lb: map[string]int64{},
+		errKinds: map[string]int64{}, hops: map[string]map[string]int64{},
 	}
 }
 
@@ -115,31 +145,43 @@ func (r *recorder) op(name string) *opRecord {
 	return o
 }
 
-// dropped counts an arrival that found MaxInFlight requests in flight.
-func (r *recorder) dropped() {
+// arrival counts an arrival whose time came: sent, or not sent because
+// MaxInFlight requests were already waiting.
+func (r *recorder) arrival(sent bool) {
 	r.mu.Lock()
-	r.notSent++
+	r.due++
+	if sent {
+		r.sent++
+	} else {
+		r.notSent++
+	}
 	r.mu.Unlock()
 }
 
+// add counts the end of one arrival's request: every arrival that was sent
+// ends in exactly one add.
 func (r *recorder) add(res result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	o := r.op(res.op)
-	r.sent++
+	r.done++
 	o.sent++
 	if res.header != nil {
-		if v := res.header.Get("X-Served-By"); v != "" {
-			r.servedBy[v]++
-		}
-		if v := res.header.Get("X-LB"); v != "" {
-			r.lb[v]++
-		}
-		if v := res.header.Get("X-App-Cache"); v != "" {
-			r.appCache[firstWord(v)]++
-		}
-		if v := res.header.Get("X-Cache"); v != "" {
-			r.edge[firstWord(v)]++
+		r.answered++
+		for _, h := range Hops() {
+			v := res.header.Get(h.Header)
+			if v == "" {
+				continue
+			}
+			if !h.Node {
+				v = firstWord(v)
+			}
+			m := r.hops[h.Header]
+			if m == nil {
+				m = map[string]int64{}
+				r.hops[h.Header] = m
+			}
+			m[v]++
 		}
 	}
 	if !res.ok() {
@@ -198,16 +240,35 @@ var errBadAnswer = errors.New("bad answer")
 
 // progress is the live figures of the progress line.
 type progress struct {
-	sent, ok, errs, notSent int64
-	winOK, winErrs          int64
-	p50, p99                float64 // ms, over the last interval
+	due, sent, notSent, done, ok, errs int64
+	winOK, winErrs                     int64
+	p50, p99                           float64 // ms, over the last interval
+}
+
+// inFlight is the arrivals sent and not yet ended.
+func (p progress) inFlight() int64 { return p.sent - p.done }
+
+// line is the progress line: what was due and what became of it, then the
+// last interval's throughput and latency. During a stall due, sent and in
+// flight keep climbing (the load is open loop) while done stands still.
+func (p progress) line(elapsed, interval time.Duration, maxInFlight int) string {
+	line := fmt.Sprintf("%5.1fs  due %d  sent %d  in flight %d  done %d (ok %d, errors %d)  now: %d ok/s, p50 %s p99 %s",
+		elapsed.Seconds(), p.due, p.sent, p.inFlight(), p.done, p.ok, p.errs,
+		int64(float64(p.winOK)/interval.Seconds()), fmtMS(p.p50), fmtMS(p.p99))
+	if p.winErrs > 0 {
+		line += fmt.Sprintf(", %d errors", p.winErrs)
+	}
+	if p.notSent > 0 {
+		line += fmt.Sprintf("  NOT SENT %d (over --max-in-flight %d)", p.notSent, maxInFlight)
+	}
+	return line
 }
 
 // takeWindow returns the live figures and starts a new interval.
 func (r *recorder) takeWindow() progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p := progress{sent: r.sent, ok: r.ok, errs: r.errs, notSent: r.notSent,
+	p := progress{due: r.due, sent: r.sent, notSent: r.notSent, done: r.done, ok: r.ok, errs: r.errs,
 		winOK: r.window.TotalCount(), winErrs: r.winErrs}
 	if p.winOK > 0 {
 		p.p50 = float64(r.window.ValueAtQuantile(50)) / 1000
@@ -229,14 +290,17 @@ type Summary struct {
 	Rate  float64 `json:"rate"`
 	Users int     `json:"users"`
 	Mix   string  `json:"mix"`
-	// Sent counts requests that got an answer or failed; OK the 2xx ones;
-	// Errors the others. NotSent counts arrivals dropped because
-	// MaxInFlight requests were already waiting: the stack was slower than
-	// the rate, by a lot.
+	// Due counts the arrivals whose time came during the run: Sent of them
+	// were sent, NotSent were not because MaxInFlight requests were
+	// already waiting (the stack was slower than the rate, by a lot).
+	// Every sent request ended before the summary: OK the 2xx ones, Errors
+	// the others. An arrival is one request (a post-image arrival, a post
+	// and its upload, counts once).
+	Due     int64 `json:"due"`
 	Sent    int64 `json:"sent"`
+	NotSent int64 `json:"not_sent"`
 	OK      int64 `json:"ok"`
 	Errors  int64 `json:"errors"`
-	NotSent int64 `json:"not_sent"`
 	// Throughput is successful requests per second.
 	Throughput float64 `json:"throughput"`
 	// Latency is of successful requests, measured from the moment each
@@ -248,12 +312,20 @@ type Summary struct {
 	// ErrorKinds counts failures by kind: "status 503 Service
 	// Unavailable", "timeout", "connection refused", ...
 	ErrorKinds map[string]int64 `json:"error_kinds"`
-	// ServedBy counts answers by X-Served-By (the app node); AppCache by
-	// X-App-Cache (HIT, MISS); Edge by X-Cache of the edge (HIT, MISS,
-	// STALE). Empty where the stack does not set the header.
+	// Answered counts the requests that got an HTTP answer, whatever its
+	// status (the others failed on the connection).
+	Answered int64 `json:"answered"`
+	// Hops counts answers by the value of each header of Hops, keyed by
+	// the header: {"X-Store": {"db-1": 40, "replica-1": 310}, "X-App-Cache":
+	// {"HIT": 200, "MISS": 150}}. A header no answer carried is absent;
+	// answers without it are Answered minus the header's counts (X-Store
+	// is missing where the app cache answered, and X-Cache where no edge
+	// is on the path).
+	Hops map[string]map[string]int64 `json:"hops"`
+	// ServedBy, LB, AppCache and Edge are Hops' tables of X-Served-By,
+	// X-LB, X-App-Cache and X-Cache, kept under the names they had before
+	// Hops (callers and JSON readers of earlier runs use them).
 	ServedBy map[string]int64 `json:"served_by"`
-	// LB counts answers by X-LB, the balancer that passed them on: how
-	// an edge or several clients spread over the lb nodes (stage 9).
 	LB       map[string]int64 `json:"lb"`
 	AppCache map[string]int64 `json:"app_cache"`
 	Edge     map[string]int64 `json:"edge"`
@@ -301,7 +373,8 @@ type WritesSummary struct {
 func (r *recorder) summary(s *Summary) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s.Sent, s.OK, s.Errors, s.NotSent = r.sent, r.ok, r.errs, r.notSent
+	s.Due, s.Sent, s.NotSent, s.OK, s.Errors = r.due, r.sent, r.notSent, r.ok, r.errs
+	s.Answered = r.answered
 	if s.Duration > 0 {
 		s.Throughput = float64(r.ok) / s.Duration
 	}
@@ -311,10 +384,14 @@ func (r *recorder) summary(s *Summary) {
 		s.Ops[name] = OpSummary{Sent: o.sent, OK: o.ok, Errors: o.errs, Latency: LatencyOf(o.hist)}
 	}
 	s.ErrorKinds = clone(r.errKinds)
-	s.ServedBy = clone(r.servedBy)
-	s.AppCache = clone(r.appCache)
-	s.LB = clone(r.lb)
-	s.Edge = clone(r.edge)
+	s.Hops = make(map[string]map[string]int64, len(r.hops))
+	for h, m := range r.hops {
+		s.Hops[h] = clone(m)
+	}
+	s.ServedBy = clone(r.hops["X-Served-By"])
+	s.LB = clone(r.hops["X-LB"])
+	s.AppCache = clone(r.hops["X-App-Cache"])
+	s.Edge = clone(r.hops["X-Cache"])
 }
 
 func clone(m map[string]int64) map[string]int64 {
@@ -328,9 +405,9 @@ func clone(m map[string]int64) map[string]int64 {
 // Print writes the summary for a person.
 func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "\n%s: %.1fs at %.0f/s asked, %d users, mix %s\n", s.Target, s.Duration, s.Rate, s.Users, s.Mix)
-	fmt.Fprintf(w, "  requests    %d sent, %d ok, %d errors (%.2f%%)", s.Sent, s.OK, s.Errors, pct(s.Errors, s.Sent))
+	fmt.Fprintf(w, "  requests    %d due, %d sent, %d ok, %d errors (%.2f%%)", s.Due, s.Sent, s.OK, s.Errors, pct(s.Errors, s.Sent))
 	if s.NotSent > 0 {
-		fmt.Fprintf(w, ", %d NOT SENT (too many in flight: the stack fell far behind)", s.NotSent)
+		fmt.Fprintf(w, ", %d NOT SENT (over --max-in-flight: the stack fell far behind)", s.NotSent)
 	}
 	fmt.Fprintf(w, "\n  throughput  %.1f ok/s\n", s.Throughput)
 	l := s.Latency
@@ -351,10 +428,16 @@ func (s *Summary) Print(w io.Writer) {
 			fmt.Fprintf(w, "    %-40s %8d  %5.1f%%\n", k, s.ErrorKinds[k], pct(s.ErrorKinds[k], s.Errors))
 		}
 	}
-	printShares(w, "served by (X-Served-By)", s.ServedBy)
-	printShares(w, "load balancer (X-LB)", s.LB)
-	printShares(w, "app cache (X-App-Cache)", s.AppCache)
-	printShares(w, "edge (X-Cache)", s.Edge)
+	if len(s.Hops) > 0 {
+		fmt.Fprintf(w, "\n  answers served by each node, hop by hop (from the headers the nodes set)\n")
+	}
+	for _, h := range Hops() {
+		title := h.Title + " (" + h.Header + ")"
+		if h.Node {
+			title = "answered by " + title
+		}
+		printShares(w, title, s.Hops[h.Header], s.Answered)
+	}
 	if r := s.ReadYourWrites; r != nil {
 		fmt.Fprintf(w, "\n  read-your-writes  %d checks, %d violations, %d unchecked\n", r.Checks, r.Violations, r.Unchecked)
 		for _, e := range r.Examples {
@@ -369,7 +452,9 @@ func (s *Summary) Print(w io.Writer) {
 	}
 }
 
-func printShares(w io.Writer, title string, m map[string]int64) {
+// printShares prints one header's table: each value's count and share of
+// the answers, and the answers that did not carry the header.
+func printShares(w io.Writer, title string, m map[string]int64, answered int64) {
 	if len(m) == 0 {
 		return
 	}
@@ -379,7 +464,10 @@ func printShares(w io.Writer, title string, m map[string]int64) {
 	}
 	fmt.Fprintf(w, "\n  %s\n", title)
 	for _, k := range sortedByCount(m) {
-		fmt.Fprintf(w, "    %-24s %8d  %5.1f%%\n", k, m[k], pct(m[k], total))
+		fmt.Fprintf(w, "    %-24s %8d  %5.1f%%\n", k, m[k], pct(m[k], answered))
+	}
+	if none := answered - total; none > 0 {
+		fmt.Fprintf(w, "    %-24s %8d  %5.1f%%\n", "(not set)", none, pct(none, answered))
 	}
 }
 

@@ -490,7 +490,9 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.forget(node)
+		if !errors.Is(err, context.Canceled) {
+			c.forget(node)
+		} // else the caller gave up, which says nothing about the node
 		return nil, fmt.Errorf("node %s (%s): %w: %w", node.Name, node.Addr, ErrUnavailable, err)
 	}
 	defer resp.Body.Close()

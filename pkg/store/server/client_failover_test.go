@@ -2,8 +2,13 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,5 +140,62 @@ func TestClientPassesOverSilentNodeForWrites(t *testing.T) {
 	}
 	if failed > 1 {
 		t.Fatalf("%d of 8 writes failed with one silent node of two; want at most the first (the silent node passed over after it)", failed)
+	}
+}
+
+// A call its caller gave up on (an app request whose user left) says
+// nothing about the node it was waiting for: the node is not passed over
+// as silent afterwards, and the next read goes to it as before.
+func TestClientCallCanceledByItsCallerKeepsTheNode(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	var mu sync.Mutex
+	hits := map[string]int{}
+	node := func(name string, stallFirst bool) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits[name]++
+			first := hits[name] == 1
+			mu.Unlock()
+			if stallFirst && first {
+				entered <- struct{}{}
+				<-r.Context().Done()
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error":"not found"}`)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	primary, replica := node("primary", true), node("replica", false)
+	c := store.NewClient(store.ClientConfig{
+		Resolver: store.StaticResolver{
+			{Name: "primary", Addr: strings.TrimPrefix(primary.URL, "http://"), Primary: true},
+			{Name: "replica", Addr: strings.TrimPrefix(replica.URL, "http://")},
+		},
+		Timeout: 5 * time.Second,
+	})
+	defer c.Close()
+
+	ctx, cancel := context.WithCancel(store.WithConsistency(context.Background(), store.Strong, 0))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Get(ctx, "b", "k")
+		errc <- err
+	}()
+	<-entered
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get canceled by its caller = %v, want context.Canceled", err)
+	}
+	_, err := c.Get(store.WithConsistency(context.Background(), store.Strong, 0), "b", "k")
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get after the canceled one = %v, want ErrNotFound from the primary", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits["primary"] != 2 || hits["replica"] != 0 {
+		t.Errorf("requests: primary %d, replica %d; want the next strong read sent to the primary again (2, 0)", hits["primary"], hits["replica"])
 	}
 }

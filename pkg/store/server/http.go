@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -275,7 +276,13 @@ func (a *api) fail(w http.ResponseWriter, err error) { a.failAt(w, a.db.LSN(), e
 // failAt answers err as {"error":...} with the status of its sentinel.
 func (a *api) failAt(w http.ResponseWriter, lsn uint64, err error) {
 	code := store.StatusOf(err)
-	if code >= 500 {
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The request's context ended: its client went away (an app whose
+		// own caller gave up, or whose read moved on from this node to
+		// the primary). Nothing here failed, and the answer goes nowhere.
+		a.log.Debug("store request abandoned by its client", "err", err)
+	case code >= 500:
 		// 4xx are the caller's business; a 5xx is ours to look at.
 		a.log.Warn("store request failed", "code", code, "err", err)
 	}
