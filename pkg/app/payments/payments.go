@@ -279,7 +279,7 @@ func (s *Service) create(ctx context.Context, p Payment, key string) (record, []
 		store.Put(bucketByUser, kv.Join(p.UserID, p.ID), nil),
 	}
 	if p.Kind == KindBadge {
-		claim, err := s.badgeClaim(ctx, p.UserID)
+		claim, err := s.badgeClaim(ctx, p.UserID, key)
 		if err != nil {
 			return record{}, nil, err
 		}
@@ -294,8 +294,10 @@ func (s *Service) create(ctx context.Context, p Payment, key string) (record, []
 // badgeClaim returns the condition under which a new badge payment of
 // userID may go ahead: one badge per user, and one badge payment at a time,
 // so that two purchases with different keys cannot both charge. A claim
-// left by a declined or failed payment is taken over.
-func (s *Service) badgeClaim(ctx context.Context, userID string) (store.Op, error) {
+// left by a declined or failed payment is taken over. A claim made with
+// key itself, by a concurrent call that got there after this call read the
+// key, is store.ErrConditionFailed: the caller looks the key up again.
+func (s *Service) badgeClaim(ctx context.Context, userID, key string) (store.Op, error) {
 	id, err := s.st.Get(ctx, bucketBadges, userID)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.IfAbsent(bucketBadges, userID), nil
@@ -306,6 +308,9 @@ func (s *Service) badgeClaim(ctx context.Context, userID string) (store.Op, erro
 	prev, _, err := s.load(ctx, string(id))
 	if err != nil {
 		return store.Op{}, err
+	}
+	if prev.Key == key {
+		return store.Op{}, fmt.Errorf("payments: badge claimed with key %q meanwhile: %w", key, store.ErrConditionFailed)
 	}
 	switch prev.Status {
 	case StatusSucceeded:
