@@ -16,7 +16,8 @@
 //     attempt did. When the first attempt's outcome is unknown (the
 //     processor did not answer in time, or the service died before
 //     recording the answer), the retry asks the processor (Lookup) and
-//     records what it says.
+//     records what it says; a sweep (SettlePending, settle.go) does the
+//     same for the payments nobody retries.
 //   - The badge is granted by the users service (pkg/app/accounts), told by
 //     an event that commits in the same store transaction as the payment's
 //     success (the outbox, events.go): it cannot be lost, and the users
@@ -48,6 +49,7 @@ const (
 	bucketByUser   = "payments.byuser" // payer id/payment id -> ""
 	bucketTips     = "payments.tips"   // author id/payment id -> amount (succeeded tips)
 	bucketBadges   = "payments.badges" // user id -> id of the user's latest badge payment
+	bucketPending  = "payments.pending" // payment id -> "" while the payment is pending
 	bucketOutbox   = "payments.outbox" // event id -> Event, until published
 )
 
@@ -277,6 +279,7 @@ func (s *Service) create(ctx context.Context, p Payment, key string) (record, []
 		store.Put(bucketKeys, kv.Join(p.UserID, key), []byte(p.ID)),
 		store.Put(bucketPayments, p.ID, raw),
 		store.Put(bucketByUser, kv.Join(p.UserID, p.ID), nil),
+		store.Put(bucketPending, p.ID, nil),
 	}
 	if p.Kind == KindBadge {
 		claim, err := s.badgeClaim(ctx, p.UserID, key)
@@ -429,7 +432,8 @@ func (s *Service) settle(ctx context.Context, rec record, raw []byte, res Result
 			ops = append(ops, store.Put(bucketOutbox, ev.ID, kv.MustJSON(ev)))
 		}
 	}
-	ops = append(ops, store.IfEqual(bucketPayments, rec.ID, raw), store.Put(bucketPayments, rec.ID, kv.MustJSON(done)))
+	ops = append(ops, store.IfEqual(bucketPayments, rec.ID, raw), store.Put(bucketPayments, rec.ID, kv.MustJSON(done)),
+		store.Delete(bucketPending, rec.ID))
 	_, err := s.st.Txn(ctx, ops...)
 	if errors.Is(err, store.ErrConditionFailed) {
 		// Another call settled it first; answer as it recorded.

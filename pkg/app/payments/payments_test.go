@@ -473,3 +473,58 @@ func ExampleService_Tip() {
 	// succeeded visa 4242 <nil>
 	// succeeded 1 <nil>
 }
+
+// A payment nobody retries is settled by the sweep, from what the
+// processor knows: the badge of a charge taken is not lost.
+func TestSettlePending(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.s.ChargeTimeout = 20 * time.Millisecond
+	p, err := f.s.BuySupporterBadge(ctx, payments.BadgeRequest{Key: "slow", UserID: ids.New(), Card: testCard(payments.CardTimeout)})
+	if !errors.Is(err, payments.ErrOutcomeUnknown) {
+		t.Fatalf("BuySupporterBadge(timeout card) = %v, want ErrOutcomeUnknown", err)
+	}
+	if n, err := f.s.SettlePending(ctx, time.Hour); err != nil || n != 0 {
+		t.Errorf("SettlePending(an hour) = %d, %v; want 0: the payment is younger", n, err)
+	}
+	if n, err := f.s.SettlePending(ctx, 0); err != nil || n != 1 {
+		t.Errorf("SettlePending(0) = %d, %v; want 1", n, err)
+	}
+	if got, _ := f.s.Payment(ctx, p.ID); got.Status != payments.StatusSucceeded || got.EventID == "" {
+		t.Errorf("Payment after the sweep = %+v, want succeeded with its event", got)
+	}
+	f.wantEvents(t, 1)
+	if n, err := f.s.SettlePending(ctx, 0); err != nil || n != 0 {
+		t.Errorf("SettlePending again = %d, %v; want 0", n, err)
+	}
+	f.wantCharges(t, 1, payments.BadgePrice)
+}
+
+// unreachableProcessor loses the charge before it reaches the processor.
+type unreachableProcessor struct{ payments.Processor }
+
+func (unreachableProcessor) Charge(context.Context, payments.ChargeRequest) (payments.Result, error) {
+	return payments.Result{}, errors.New("connection refused")
+}
+
+// A charge that never reached the processor leaves the payment pending;
+// the sweep leaves it so, and the retry charges it, once.
+func TestChargeLostBeforeTheProcessor(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	req := tip(ids.New(), ids.New(), 300, payments.CardVisa)
+	lost := payments.New(f.st, unreachableProcessor{f.proc})
+	p, err := lost.Tip(ctx, req)
+	if !errors.Is(err, payments.ErrOutcomeUnknown) {
+		t.Fatalf("Tip through an unreachable processor = %v, want ErrOutcomeUnknown", err)
+	}
+	if n, err := f.s.SettlePending(ctx, 0); err != nil || n != 0 {
+		t.Errorf("SettlePending = %d, %v; want 0: the processor has no charge", n, err)
+	}
+	f.wantCharges(t, 0, 0)
+	again, err := f.s.Tip(ctx, req)
+	if err != nil || again.ID != p.ID || again.Status != payments.StatusSucceeded {
+		t.Errorf("retry = %+v, %v; want payment %s succeeded", again, err, p.ID)
+	}
+	f.wantCharges(t, 1, 300)
+}
