@@ -44,13 +44,13 @@ import (
 // Buckets owned by the service. Payment ids are time-ordered, so a scan of
 // a user's index is in payment order, newest last.
 const (
-	bucketPayments = "payments.byid"   // payment id -> record
-	bucketKeys     = "payments.keys"   // payer id/idempotency key -> payment id
-	bucketByUser   = "payments.byuser" // payer id/payment id -> ""
-	bucketTips     = "payments.tips"   // author id/payment id -> amount (succeeded tips)
-	bucketBadges   = "payments.badges" // user id -> id of the user's latest badge payment
+	bucketPayments = "payments.byid"    // payment id -> record
+	bucketKeys     = "payments.keys"    // payer id/idempotency key -> payment id
+	bucketByUser   = "payments.byuser"  // payer id/payment id -> ""
+	bucketTips     = "payments.tips"    // author id/payment id -> amount (succeeded tips)
+	bucketBadges   = "payments.badges"  // user id -> id of the user's latest badge payment
 	bucketPending  = "payments.pending" // payment id -> "" while the payment is pending
-	bucketOutbox   = "payments.outbox" // event id -> Event, until published
+	bucketOutbox   = "payments.outbox"  // event id -> Event, until published
 )
 
 // Prices and limits, in cents of Currency.
