@@ -239,7 +239,7 @@ func (l *Launcher) followData(nodes []Node) error {
 			msg += fmt.Sprintf("; its older lease state is kept in %s", l.shortPath(aside))
 		}
 		l.log.Info("store data carried", "from", c.From.Name, "to", c.To, "lsn", c.From.Pos.LSN, "epoch", c.From.Pos.LastEpoch, "kept", aside)
-		l.event("%s", msg)
+		l.emit(Event{Kind: EventDataCarried, Node: c.To, Detail: msg})
 	}
 	return nil
 }
