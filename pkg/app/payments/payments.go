@@ -417,6 +417,11 @@ func (s *Service) unknown(ctx context.Context, rec record, cause error) (Payment
 //
 // It is recorded even if the caller has gone: the money has moved.
 func (s *Service) settle(ctx context.Context, rec record, raw []byte, res Result) (Payment, error) {
+	switch res.Status {
+	case StatusSucceeded, StatusDeclined, StatusFailed:
+	default:
+		return s.unknown(ctx, rec, fmt.Errorf("the processor answered status %q", res.Status))
+	}
 	ctx = context.WithoutCancel(ctx)
 	done := rec
 	done.Status, done.Code, done.Message = res.Status, res.Code, res.Message
@@ -501,6 +506,9 @@ func (s *Service) ForUser(ctx context.Context, userID string, limit int) ([]Paym
 	if limit <= 0 || limit > MaxList {
 		limit = MaxList
 	}
+	if !ids.Valid(userID) {
+		return nil, nil // no payment has such a payer; and no prefix of another's key
+	}
 	pairs, _, err := kv.Page(ctx, s.st, bucketByUser, userID+"/", 0, limit, true)
 	if err != nil {
 		return nil, fmt.Errorf("payments: list %s: %w", userID, err)
@@ -520,6 +528,9 @@ func (s *Service) ForUser(ctx context.Context, userID string, limit int) ([]Paym
 // entry per tip; an author with very many would want a running total.
 func (s *Service) TipsFor(ctx context.Context, authorID string) (TipTotals, error) {
 	t := TipTotals{AuthorID: authorID, Currency: Currency}
+	if !ids.Valid(authorID) {
+		return t, nil
+	}
 	pairs, err := kv.All(ctx, s.st, bucketTips, authorID+"/")
 	if err != nil {
 		return TipTotals{}, fmt.Errorf("payments: tips of %s: %w", authorID, err)

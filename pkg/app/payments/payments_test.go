@@ -131,6 +131,9 @@ func TestTipSucceeds(t *testing.T) {
 	if err != nil || len(list) != 2 || list[1].ID != p.ID || list[0].Amount != 200 {
 		t.Errorf("ForUser = %+v, %v; want the two tips, newest first", list, err)
 	}
+	if list, err := f.s.ForUser(ctx, reader[:5], 0); err != nil || len(list) != 0 {
+		t.Errorf("ForUser(a prefix of the payer's id) = %d payments, %v; want none", len(list), err)
+	}
 	f.wantCharges(t, 2, 500)
 	f.wantEvents(t, 0)
 }
