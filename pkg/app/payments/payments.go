@@ -390,9 +390,17 @@ func (s *Service) charge(ctx context.Context, rec record, raw []byte, card Card)
 	cancel()
 	var fe *svc.FieldError
 	if errors.As(err, &fe) {
-		// Refused as malformed: nothing was charged, and a retry would be
-		// refused alike.
-		return s.settle(ctx, rec, raw, Result{ChargeID: rec.ID, Status: StatusFailed, Code: "invalid_request", Message: fe.Error()})
+		// Refused as malformed, and a retry would be refused alike. This
+		// call charged nothing; an earlier one with the id may have, so the
+		// payment fails only if the processor has no charge under it.
+		res, err := s.lookup(ctx, rec.ID)
+		if errors.Is(err, ErrNoCharge) {
+			res, err = Result{ChargeID: rec.ID, Status: StatusFailed, Code: "invalid_request", Message: fe.Error()}, nil
+		}
+		if err != nil {
+			return s.unknown(ctx, rec, err)
+		}
+		return s.settle(ctx, rec, raw, res)
 	}
 	if err != nil {
 		return s.unknown(ctx, rec, err)

@@ -531,3 +531,37 @@ func TestChargeLostBeforeTheProcessor(t *testing.T) {
 	}
 	f.wantCharges(t, 1, 300)
 }
+
+// refusingProcessor refuses every charge as malformed; with charged set,
+// it has taken the charge under the id before (an earlier attempt whose
+// answer was lost) and refuses this one.
+type refusingProcessor struct {
+	payments.Processor
+	charged bool
+}
+
+func (p refusingProcessor) Charge(ctx context.Context, req payments.ChargeRequest) (payments.Result, error) {
+	if p.charged {
+		if _, err := p.Processor.Charge(ctx, req); err != nil {
+			return payments.Result{}, err
+		}
+	}
+	return payments.Result{}, svc.Invalid("id", "charge %s was made with other parameters", req.ID)
+}
+
+// A charge the processor refuses as malformed fails the payment, unless
+// the processor holds a charge under its id from an earlier attempt.
+func TestProcessorRefusal(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	p, err := payments.New(f.st, refusingProcessor{Processor: f.proc}).Tip(ctx, tip(ids.New(), ids.New(), 300, payments.CardVisa))
+	if !errors.Is(err, payments.ErrFailed) || p.Code != "invalid_request" {
+		t.Errorf("Tip refused by the processor = %+v, %v; want failed, invalid_request", p, err)
+	}
+	f.wantCharges(t, 0, 0)
+	p, err = payments.New(f.st, refusingProcessor{Processor: f.proc, charged: true}).Tip(ctx, tip(ids.New(), ids.New(), 300, payments.CardVisa))
+	if err != nil || p.Status != payments.StatusSucceeded {
+		t.Errorf("Tip refused after an earlier charge under its id = %+v, %v; want succeeded", p, err)
+	}
+	f.wantCharges(t, 1, 300)
+}
