@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testwait"
 )
 
@@ -203,23 +204,6 @@ func (f *fakeStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"name": f.name, "sections": map[string]any{"store": map[string]any{"replication": role}}})
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestWatcherPollsStoreNodes runs the watcher of a launcher against two
 // fake store nodes: the primary stops answering (paused), the replica
 // takes over; node up's events and events.jsonl say so, once each.
@@ -241,7 +225,7 @@ func TestWatcherPollsStoreNodes(t *testing.T) {
 		nodes = append(nodes, Node{Name: f.name, Roles: []string{role}, Admin: strings.TrimPrefix(srv.URL, "http://"), Running: true})
 	}
 	dir := t.TempDir()
-	events := &lockedBuffer{}
+	events := &syncbuf.Buffer{}
 	l := &Launcher{cfg: Config{Dir: dir, Events: events}, log: slog.New(slog.DiscardHandler), st: State{Dir: dir, Nodes: nodes}}
 	l.ready.Store(true)
 	l.startWatch()
