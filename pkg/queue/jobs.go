@@ -254,15 +254,21 @@ func (q *JobQueue) Ensure(ctx context.Context) error {
 }
 
 func (q *JobQueue) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
-	actx, cancel := context.WithTimeout(ctx, q.cfg.AttemptTimeout)
+	return ensureStream(ctx, q.js, sc, q.cfg.AttemptTimeout, q.log)
+}
+
+// ensureStream creates the stream sc, or raises its replicas to
+// sc.Replicas when it has fewer, each request bounded by timeout.
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig, timeout time.Duration, log *slog.Logger) error {
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	s, err := q.js.Stream(actx, sc.Name)
+	s, err := js.Stream(actx, sc.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if _, err := q.js.CreateStream(actx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		if _, err := js.CreateStream(actx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("queue: create stream %s: %w", sc.Name, err)
 		}
-		q.log.Info("job stream created", "stream", sc.Name, "replicas", sc.Replicas)
+		log.Info("stream created", "stream", sc.Name, "replicas", sc.Replicas)
 		return nil
 	case err != nil:
 		return fmt.Errorf("queue: stream %s: %w", sc.Name, err)
@@ -272,10 +278,10 @@ func (q *JobQueue) ensureStream(ctx context.Context, sc jetstream.StreamConfig) 
 		return nil
 	}
 	cur.Replicas = sc.Replicas
-	if _, err := q.js.UpdateStream(actx, cur); err != nil {
+	if _, err := js.UpdateStream(actx, cur); err != nil {
 		return fmt.Errorf("queue: scale stream %s to %d replicas: %w", sc.Name, sc.Replicas, err)
 	}
-	q.log.Info("job stream scaled up", "stream", sc.Name, "replicas", sc.Replicas)
+	log.Info("stream scaled up", "stream", sc.Name, "replicas", sc.Replicas)
 	return nil
 }
 

@@ -25,9 +25,6 @@ const (
 	bucketEvents = "accounts.events" // applied event id -> user id
 )
 
-// casTries bounds the retries of a compare-and-set under contention.
-const casTries = 40
-
 // Badge is a user's supporter badge.
 type Badge struct {
 	UserID string `json:"user_id"`
@@ -50,31 +47,41 @@ func (s *Service) ApplyBadgeEvent(ctx context.Context, eventID, userID, paymentI
 	if _, err := s.User(ctx, userID); err != nil {
 		return false, err
 	}
-	for range casTries {
-		ops := []store.Op{store.IfAbsent(bucketEvents, eventID), store.Put(bucketEvents, eventID, []byte(userID))}
+	applied, err = svc.ApplyOnce(ctx, s.st, bucketEvents, eventID, []byte(userID), func(ctx context.Context) ([]store.Op, error) {
 		_, err := s.Badge(ctx, userID)
 		switch {
 		case err == nil:
-			// Held already: only note the event as applied.
+			return nil, nil // held already: only note the event as applied
 		case errors.Is(err, svc.ErrNotFound):
 			b := Badge{UserID: userID, PaymentID: paymentID, EventID: eventID, GrantedAt: time.Now().UTC().Truncate(time.Second)}
-			ops = append(ops, store.IfAbsent(bucketBadges, userID), store.Put(bucketBadges, userID, kv.MustJSON(b)))
+			// The condition fails if another event grants it under us:
+			// ApplyOnce goes again, and finds it held.
+			return []store.Op{store.IfAbsent(bucketBadges, userID), store.Put(bucketBadges, userID, kv.MustJSON(b))}, nil
 		default:
-			return false, err
+			return nil, err
 		}
-		_, err = s.st.Txn(ctx, ops...)
-		if err == nil {
-			return true, nil
-		}
-		if !errors.Is(err, store.ErrConditionFailed) {
-			return false, fmt.Errorf("accounts: apply badge event: %w", err)
-		}
-		if _, err := s.st.Get(ctx, bucketEvents, eventID); err == nil {
-			return false, nil
-		}
-		// The badge was granted under us by another event: go again.
+	})
+	if err != nil {
+		return false, fmt.Errorf("accounts: apply badge event: %w", err)
 	}
-	return false, fmt.Errorf("accounts: apply badge event %s: %w", eventID, svc.ErrConflict)
+	return applied, nil
+}
+
+// HandleBadgeGranted applies an svc.EventBadgeGranted delivered by the
+// transport (ApplyBadgeEvent). An event that is not one, or whose data
+// does not decode, matches svc.ErrBadEvent; every other error is worth a
+// retry, an unknown user included (the user may not be readable yet on
+// the replica read).
+func (s *Service) HandleBadgeGranted(ctx context.Context, ev svc.Event) error {
+	if ev.Type != svc.EventBadgeGranted {
+		return fmt.Errorf("accounts: %w: %s %s is not a %s", svc.ErrBadEvent, ev.Type, ev.ID, svc.EventBadgeGranted)
+	}
+	var d svc.BadgeGranted
+	if err := ev.Decode(&d); err != nil {
+		return fmt.Errorf("accounts: %w", err)
+	}
+	_, err := s.ApplyBadgeEvent(ctx, ev.ID, d.UserID, d.PaymentID)
+	return err
 }
 
 // Badge returns userID's supporter badge, or svc.ErrNotFound when the user

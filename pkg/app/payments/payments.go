@@ -50,7 +50,8 @@ const (
 	bucketTips     = "payments.tips"    // author id/payment id -> amount (succeeded tips)
 	bucketBadges   = "payments.badges"  // user id -> id of the user's latest badge payment
 	bucketPending  = "payments.pending" // payment id -> "" while the payment is pending
-	bucketOutbox   = "payments.outbox"  // event id -> Event, until published
+	// The outbox, "payments.outbox" (event id -> svc.Event, until
+	// published), is svc.OutboxOf(st, Source).
 )
 
 // Prices and limits, in cents of Currency.
@@ -176,6 +177,11 @@ type Service struct {
 	ChargeTimeout time.Duration
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+	// EventsCommitted, if not nil, is called (without waiting on it) after
+	// a transaction that wrote an event into the outbox has committed: the
+	// node sets it to its events publisher's Nudge, so the event leaves at
+	// once. Nil: the publisher's sweep finds the event.
+	EventsCommitted func()
 }
 
 // New returns the service.
@@ -440,9 +446,9 @@ func (s *Service) settle(ctx context.Context, rec record, raw []byte, res Result
 		case KindTip:
 			ops = append(ops, store.Put(bucketTips, kv.Join(done.AuthorID, done.ID), []byte(strconv.FormatInt(done.Amount, 10))))
 		case KindBadge:
-			ev := Event{ID: ids.At(done.UpdatedAt), Type: EventBadgeGranted, UserID: done.UserID, PaymentID: done.ID, At: done.UpdatedAt}
+			ev := svc.NewEvent(Source, EventBadgeGranted, done.UpdatedAt, svc.BadgeGranted{UserID: done.UserID, PaymentID: done.ID})
 			done.EventID = ev.ID
-			ops = append(ops, store.Put(bucketOutbox, ev.ID, kv.MustJSON(ev)))
+			ops = append(ops, s.Outbox().Put(ev))
 		}
 	}
 	ops = append(ops, store.IfEqual(bucketPayments, rec.ID, raw), store.Put(bucketPayments, rec.ID, kv.MustJSON(done)),
@@ -458,6 +464,9 @@ func (s *Service) settle(ctx context.Context, rec record, raw []byte, res Result
 	}
 	if err != nil {
 		return rec.Payment, fmt.Errorf("payments: payment %s is %s at the processor but could not be recorded; retry with the same idempotency key: %w", rec.ID, res.Status, err)
+	}
+	if done.EventID != "" && s.EventsCommitted != nil {
+		s.EventsCommitted()
 	}
 	return answer(done.Payment)
 }

@@ -1,7 +1,8 @@
 // Package svc is the vocabulary the blog's services share: the errors a
 // service returns to its callers, whether they call in-process (the web
-// handlers today) or over the network (stage 10), and the outbox a caller
-// attaches to a service's write (outbox.go). Keeping them in one leaf
+// handlers today) or over the network (stage 10), the outbox a caller
+// attaches to a service's write (outbox.go), and the events services tell
+// each other through their own outboxes (events.go). Keeping them in one leaf
 // package lets the web layer map every service's errors to HTTP statuses
 // without importing a service's internals.
 package svc
