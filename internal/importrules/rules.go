@@ -64,6 +64,13 @@ var Rules = []Rule{
 			"so it runs alike with --jobs=inline, with the queue, and in a test",
 	},
 	{
+		Packages: []string{mod + "pkg/app/events"},
+		Forbid: []string{mod + "pkg/app/accounts", mod + "pkg/app/posts", mod + "pkg/app/comments",
+			mod + "pkg/app/media", mod + "pkg/app/search", mod + "pkg/app/notify", mod + "pkg/app/payments"},
+		Reason: "the events transport carries svc.Event between any services and knows none of them; " +
+			"the node joins a service's outbox and handlers to it",
+	},
+	{
 		Packages: []string{mod + "pkg/store"},
 		Forbid: []string{bbolt, "github.com/nats-io/...", memberlist,
 			mod + "pkg/store/boltdb", mod + "pkg/store/server"},
