@@ -238,3 +238,47 @@ func TestBadEventDropped(t *testing.T) {
 	})
 	e.wantGrants(t, 1)
 }
+
+// Without a nudge (the instance that committed died before it could), the
+// sweep publishes the event.
+func TestSweepPublishesWithoutNudge(t *testing.T) {
+	e := newEnv(t, nil)
+	sub := e.subscriber(t, nil)
+	pub := e.publisher(t, nil)
+	testwait.RetryUntil(t, 10*time.Second, func() error { // the first pass over the empty outbox done
+		if st := pub.Status(); st.Pending != 0 || st.QueueDown || st.StoreDown {
+			return fmt.Errorf("publisher status %+v", st)
+		}
+		return nil
+	})
+	u, p := e.buyBadge(t, "ada") // EventsCommitted is nil: nobody nudges
+	e.waitBadge(t, u, p)
+	waitHandled(t, sub, 1)
+	e.waitOutboxEmpty(t)
+	e.wantGrants(t, 1)
+}
+
+// Two instances of the payments service each publish the one outbox: every
+// event is stored once in the stream and granted once.
+func TestTwoPublishersOneOutbox(t *testing.T) {
+	e := newEnv(t, nil)
+	sub := e.subscriber(t, nil)
+	a, b := e.publisher(t, nil), e.publisher(t, nil)
+	e.pay.EventsCommitted = func() { a.Nudge(); b.Nudge() }
+	var want []string
+	for i := range 5 {
+		u, p := e.buyBadge(t, fmt.Sprintf("user%d", i))
+		e.waitBadge(t, u, p)
+		want = append(want, p.EventID)
+	}
+	waitHandled(t, sub, 5)
+	e.waitOutboxEmpty(t)
+	if got := e.streamIDs(t); !slices.Equal(got, want) {
+		t.Errorf("stream holds events %q, want %q", got, want)
+	}
+	e.wantGrants(t, 5)
+	sa, sb := a.Status(), b.Status()
+	if got := sa.Published - sa.Duplicates + sb.Published - sb.Duplicates; got != 5 {
+		t.Errorf("first publishes = %d (statuses %+v, %+v), want 5", got, sa, sb)
+	}
+}
