@@ -25,6 +25,9 @@ type NodeInfo struct {
 	Addr string
 	// Primary marks the node that takes writes.
 	Primary bool
+	// Group is the node's store group (--group); DefaultGroup ("") for
+	// stages 1 to 9.
+	Group string
 }
 
 // Resolver tells the client which store nodes exist. The node wires one
@@ -90,8 +93,16 @@ func ConsistencyFrom(ctx context.Context) (Consistency, uint64) {
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	// Resolver lists the store nodes. Required.
+	// Resolver lists the store nodes. Required. It may list the nodes of
+	// every group: the client keeps those of Group.
 	Resolver Resolver
+
+	// Group is the store group this client reads and writes (--group of its
+	// store nodes). Default DefaultGroup, the one group of stages 1 to 9.
+	// The client never sends a request to a node of another group, and
+	// names its group on every request (HeaderGroup) so that a node of
+	// another group refuses it.
+	Group string
 
 	// HTTPClient sends the requests. Nil means a client of its own with a
 	// keep-alive pool (64 idle connections per node), a 2s connect timeout
@@ -120,7 +131,8 @@ type ClientConfig struct {
 // retries a write, because a write whose answer was lost may have committed.
 // A Client is safe for concurrent use.
 type Client struct {
-	resolver Resolver
+	resolver Resolver // the nodes of group only
+	group    string
 	http     *http.Client
 	own      *http.Transport // the transport we made, closed by Close
 	timeout  time.Duration
@@ -140,13 +152,19 @@ type Client struct {
 // silentFor is how long a node that did not answer is passed over.
 const silentFor = time.Second
 
-// NewClient returns a client; it panics if cfg.Resolver is nil, which is a
-// wiring bug, not a runtime condition.
+// NewClient returns a client; it panics if cfg.Resolver is nil or
+// cfg.Group is not a group's name (ParseGroup), which are wiring bugs, not
+// runtime conditions: a group given by a flag is checked where the flag is.
 func NewClient(cfg ClientConfig) *Client {
 	if cfg.Resolver == nil {
 		panic("store: NewClient: ClientConfig.Resolver is nil")
 	}
-	c := &Client{resolver: cfg.Resolver, http: cfg.HTTPClient, timeout: cfg.Timeout, token: cfg.Token, scheme: "http://"}
+	group, err := ParseGroup(cfg.Group)
+	if err != nil {
+		panic("store: NewClient: ClientConfig.Group: " + err.Error())
+	}
+	cfg.Group = group
+	c := &Client{resolver: InGroup(cfg.Resolver, cfg.Group), group: cfg.Group, http: cfg.HTTPClient, timeout: cfg.Timeout, token: cfg.Token, scheme: "http://"}
 	if cfg.TLS != nil {
 		c.scheme = "https://"
 	}
@@ -167,6 +185,9 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	return c
 }
+
+// Group returns the store group the client reads and writes.
+func (c *Client) Group() string { return c.group }
 
 // Close releases the idle connections of the client's own transport.
 func (c *Client) Close() error {
@@ -480,6 +501,7 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	SetGroupHeader(req.Header, c.group)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 		c.mu.Lock()
