@@ -72,23 +72,35 @@ func (c Consistency) String() string {
 type consistencyKey struct{}
 
 type consistency struct {
-	level  Consistency
-	minLSN uint64
+	level   Consistency
+	atLeast LSNs
 }
 
 // WithConsistency returns a context whose reads ask for consistency c; with
-// Session, minLSN is the LSN the answer must have reached.
-//
-// Until replication exists (issue 6) every read goes to the primary, which
-// satisfies every level.
+// Session, minLSN is the LSN of the default group the answer must have
+// reached (WithConsistencyLSNs for other groups).
 func WithConsistency(ctx context.Context, c Consistency, minLSN uint64) context.Context {
-	return context.WithValue(ctx, consistencyKey{}, consistency{level: c, minLSN: minLSN})
+	return WithConsistencyLSNs(ctx, c, LSNsOf(DefaultGroup, minLSN))
 }
 
-// ConsistencyFrom returns the consistency attached to ctx (Strong, 0 if none).
+// WithConsistencyLSNs is WithConsistency with an LSN per store group: a
+// client of group G asks for atLeast.Get(G), and ignores the other groups'.
+func WithConsistencyLSNs(ctx context.Context, c Consistency, atLeast LSNs) context.Context {
+	return context.WithValue(ctx, consistencyKey{}, consistency{level: c, atLeast: atLeast})
+}
+
+// ConsistencyFrom returns the consistency attached to ctx and its LSN of
+// the default group (Strong, 0 if none).
 func ConsistencyFrom(ctx context.Context) (Consistency, uint64) {
 	c, _ := ctx.Value(consistencyKey{}).(consistency)
-	return c.level, c.minLSN
+	return c.level, c.atLeast.Get(DefaultGroup)
+}
+
+// ConsistencyLSNs returns the consistency attached to ctx and its LSN of
+// every group (Strong, none if none).
+func ConsistencyLSNs(ctx context.Context) (Consistency, LSNs) {
+	c, _ := ctx.Value(consistencyKey{}).(consistency)
+	return c.level, c.atLeast
 }
 
 // ClientConfig configures a Client.
@@ -400,12 +412,14 @@ func (c *Client) replicas() []NodeInfo {
 // replica must have applied, which it waits for briefly), falling back to
 // the primary when the replica cannot answer.
 func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
-	level, minLSN := ConsistencyFrom(ctx)
+	// Only this client's group's LSN means anything to its nodes.
+	level, atLeast := ConsistencyLSNs(ctx)
+	minLSN := atLeast.Get(c.group)
 	if tr := TraceFrom(ctx); tr != nil && level == Session {
 		// What this caller has already seen (its own writes of this
 		// request included) is the least a session read may show.
-		_, seen := tr.Values()
-		minLSN = max(minLSN, seen)
+		_, seen := tr.Seen()
+		minLSN = max(minLSN, seen.Get(c.group))
 	}
 	if level != Strong {
 		if reps := c.replicas(); len(reps) > 0 {
@@ -529,7 +543,7 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 			name = node.Name
 		}
 		lsn, _ := strconv.ParseUint(resp.Header.Get(HeaderLSN), 10, 64)
-		tr.Record(name, lsn)
+		tr.RecordIn(c.group, name, lsn)
 	}
 	if resp.StatusCode/100 == 2 {
 		return out, nil

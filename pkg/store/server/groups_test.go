@@ -257,3 +257,42 @@ func TestRequestOfAnotherGroupRefused(t *testing.T) {
 		t.Fatalf("PUT naming its own group = %d, want 200", resp.StatusCode)
 	}
 }
+
+// A session read of a client of one group waits for that group's LSN
+// only: the default group's LSN, far ahead, means nothing to content's
+// replicas, which serve the read (had the client compared it, every
+// replica would have refused and the primary answered).
+func TestSessionReadComparesWithinGroup(t *testing.T) {
+	g := newGroup(t, true, func(c *server.Config) { c.Sync = 1 })
+	g.startIn("content", "a1", server.RolePrimary)
+	testwait.RetryUntil(t, 5*time.Second, func() error {
+		if g.primaryOf("content") != "a1" {
+			return errors.New("a1 not primary yet")
+		}
+		return nil
+	})
+	g.startIn("content", "a2", server.RoleReplica)
+	waitVoters(t, g.server("a1"), 2)
+	c, _ := groupClient(t, g, "content")
+	lsn := mustTxn(t, c, store.Put("posts", "1", []byte("v")))
+	waitConverged(t, 5*time.Second, g.server("a1"), g.server("a2"))
+
+	ask := func(lsns store.LSNs) string {
+		t.Helper()
+		tr := &store.Trace{}
+		ctx := store.WithTrace(store.WithConsistencyLSNs(context.Background(), store.Session, lsns), tr)
+		if v, err := c.Get(ctx, "posts", "1"); err != nil || string(v) != "v" {
+			t.Fatalf("session Get with %v = %q, %v; want v", lsns, v, err)
+		}
+		if _, seen := tr.Seen(); seen.Get("content") < lsn || seen.Get(store.DefaultGroup) != 0 {
+			t.Errorf("trace after a content read = %v, want content's LSN only (at least %d)", seen, lsn)
+		}
+		return tr.Node
+	}
+	if got := ask(store.LSNs{store.DefaultGroup: lsn + 1_000_000, "content": lsn}); got != "a2" {
+		t.Errorf("session read at content=%d (default far ahead) served by %s, want the replica a2", lsn, got)
+	}
+	if got := ask(store.LSNs{"content": lsn + 1_000_000}); got != "a1" {
+		t.Errorf("session read at content=%d (ahead of every node) served by %s, want the primary a1", lsn+1_000_000, got)
+	}
+}
