@@ -40,9 +40,10 @@ func (n *Node) openStore() error {
 	return nil
 }
 
-// storeMembers lists every alive store node, of every group (the store
-// keeps its own group's), starting and draining ones too: the primary's lease renewals must reach a replica that is still
-// starting, since it waits to learn the primary before it says it is ready.
+// storeMembers lists every alive store node of every group (the store
+// keeps its own group's), starting and draining ones too: the primary's
+// lease renewals must reach a replica that is still starting, since it
+// waits to learn the primary before it says it is ready.
 type storeMembers struct{ n *Node }
 
 func (m storeMembers) StoreNodes() []store.NodeInfo {

@@ -151,7 +151,7 @@ func (t *Trace) RecordIn(group, node string, lsn uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.Node = node
-	if g, _ := ParseGroup(group); g != DefaultGroup {
+	if g := canonGroup(group); g != DefaultGroup {
 		t.Groups = t.Groups.With(g, lsn)
 		return
 	}

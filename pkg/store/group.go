@@ -63,10 +63,15 @@ func GroupName(group string) string {
 
 // SameGroup reports whether a and b name the same group, either spelling
 // of the default group included.
-func SameGroup(a, b string) bool {
-	a, _ = ParseGroup(a)
-	b, _ = ParseGroup(b)
-	return a == b
+func SameGroup(a, b string) bool { return canonGroup(a) == canonGroup(b) }
+
+// canonGroup writes group as the stack does: "default" as DefaultGroup,
+// anything else as it is (ParseGroup is what checks a name).
+func canonGroup(group string) string {
+	if group == defaultGroupName {
+		return DefaultGroup
+	}
+	return group
 }
 
 // InGroup returns a Resolver that lists only the nodes of r in group: what

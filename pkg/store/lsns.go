@@ -22,15 +22,12 @@ type LSNs map[string]uint64
 func LSNsOf(group string, lsn uint64) LSNs { return LSNs(nil).With(group, lsn) }
 
 // Get returns the LSN of group, 0 if there is none.
-func (l LSNs) Get(group string) uint64 {
-	g, _ := ParseGroup(group)
-	return l[g]
-}
+func (l LSNs) Get(group string) uint64 { return l[canonGroup(group)] }
 
 // With returns l with group's LSN raised to lsn: l itself when it already
 // has lsn or more, else a copy.
 func (l LSNs) With(group string, lsn uint64) LSNs {
-	g, _ := ParseGroup(group)
+	g := canonGroup(group)
 	if lsn <= l[g] {
 		return l
 	}
