@@ -398,7 +398,13 @@ func (lb *LB) checkLoop(ctx context.Context, b *backend) {
 		}
 		if prev, _ := b.lastCheck.Load().(string); prev != detail {
 			b.lastCheck.Store(detail)
-			if detail != "" {
+			switch {
+			case detail == "":
+			case !st.upOnce:
+				// A backend that has never passed is starting up: its
+				// first failing checks are expected, not a fault.
+				lb.log.Info("lb backend not ready yet", "backend", b.name, "addr", b.healthAddr, "result", detail)
+			default:
 				lb.log.Warn("lb backend check", "backend", b.name, "addr", b.healthAddr, "result", detail)
 			}
 		}

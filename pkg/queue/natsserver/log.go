@@ -102,8 +102,20 @@ func (l *natsLogger) Fatalf(format string, v ...any) {
 }
 
 func (l *natsLogger) Errorf(format string, v ...any) {
-	l.log.Error(fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, routeDialFailed) {
+		l.log.Warn(msg)
+		return
+	}
+	l.log.Error(msg)
 }
+
+// routeDialFailed begins nats-server's error when it cannot reach a route
+// it was given: a peer store node that is down, killed or not started yet.
+// That is the fault a stack is there to show, not a failure of this
+// server, which keeps retrying and routes again when the peer is back: it
+// is logged as a warning.
+const routeDialFailed = "Error trying to connect to route"
 
 func (l *natsLogger) Debugf(format string, v ...any) {
 	l.log.Debug(fmt.Sprintf(format, v...))
