@@ -316,8 +316,10 @@ func (p *Publisher) storeOK() {
 // PublisherStatus is a publisher's part of its node's /status.
 type PublisherStatus struct {
 	Service string `json:"service"`
-	// Pending is how many events the last pass left in the outbox
-	// unpublished (0 after a pass that published everything).
+	// Pending is how many events the last pass read and did not publish:
+	// 0 after a pass that published everything; while publishing fails,
+	// those of the page it stopped in (later pages are not read, so there
+	// may be more).
 	Pending int64 `json:"pending"`
 	// Published counts the events the bus acknowledged; Duplicates those of
 	// them it had already (a republish after a crash, another instance).

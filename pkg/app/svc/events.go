@@ -227,6 +227,9 @@ func ApplyOnce(ctx context.Context, st store.Store, bucket, eventID string, valu
 	if eventID == "" {
 		return false, fmt.Errorf("%w: an event without an id", ErrBadEvent)
 	}
+	if value == nil {
+		value = []byte{}
+	}
 	// Read on the primary: a replica behind it could miss the record the
 	// failed condition saw, and every try would fail alike.
 	ctx = store.WithConsistency(ctx, store.Strong, 0)
