@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app/events"
@@ -37,6 +40,39 @@ func TestBadgeEventGrantsTheBadge(t *testing.T) {
 	if st := sub.Status().Subscriptions[0]; st.Handled != 1 || st.Retried != 0 || st.Rejected != 0 {
 		t.Errorf("subscription status %+v, want 1 handled", st)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(pub, sub)
+	for name, want := range map[string]float64{
+		`scalestack_events_published_total{service="payments"}`:                     1,
+		`scalestack_events_outbox_pending{service="payments"}`:                      0,
+		`scalestack_events_handled_total{service="users",type="badge.granted"}`:     1,
+		`scalestack_events_redelivered_total{service="users",type="badge.granted"}`: 0,
+	} {
+		if got, ok := gathered(t, reg)[name]; !ok || got != want {
+			t.Errorf("metric %s = %v (found %v), want %v", name, got, ok, want)
+		}
+	}
+}
+
+// gathered returns every metric of reg as name{label="value",...} -> value.
+func gathered(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
+		}
+	}
+	return out
 }
 
 // killedOutbox is the outbox of a publisher killed after JetStream

@@ -119,6 +119,8 @@ type Publisher struct {
 	// when it ends rather than once per attempt.
 	mu                 sync.Mutex
 	busDown, storeDown bool
+
+	descs publisherDescs
 }
 
 // NewPublisher returns a publisher of outbox to bus. Open starts it.
@@ -134,7 +136,7 @@ func NewPublisher(cfg PublisherConfig, outbox Outbox, bus Bus) (*Publisher, erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Publisher{cfg: cfg, outbox: outbox, bus: bus, log: log.With("service", cfg.Service),
-		nudge: make(chan struct{}, 1)}, nil
+		nudge: make(chan struct{}, 1), descs: newPublisherDescs(cfg.Service)}, nil
 }
 
 // Open starts publishing: a first pass over the outbox at once (what an

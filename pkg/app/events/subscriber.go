@@ -96,6 +96,8 @@ type Subscriber struct {
 	wg     sync.WaitGroup
 	ready  chan struct{}
 	nReady atomic.Int32
+
+	descs subscriberDescs
 }
 
 type subscription struct {
@@ -118,7 +120,7 @@ func NewSubscriber(cfg SubscriberConfig, src Source, subs ...Subscription) (*Sub
 	if src == nil {
 		return nil, errors.New("events: NewSubscriber needs a source")
 	}
-	s := &Subscriber{cfg: cfg, src: src, ready: make(chan struct{})}
+	s := &Subscriber{cfg: cfg, src: src, ready: make(chan struct{}), descs: newSubscriberDescs(cfg.Service)}
 	seen := map[string]bool{}
 	for _, sub := range subs {
 		switch {
