@@ -223,7 +223,7 @@ func TestQueueDown(t *testing.T) {
 	e.stopNATS(t)
 	u, p := e.buyBadge(t, "ada")
 	testwait.RetryUntil(t, 20*time.Second, func() error { // failed publishes, the event kept
-		if st := pub.Status(); !st.QueueDown || st.PublishFailures < 3 || st.Pending != 1 {
+		if st := pub.Status(); !st.QueueDown || st.PublishFailures < 2 || st.Pending != 1 {
 			return fmt.Errorf("publisher status %+v, want the queue down, several failures, 1 pending", st)
 		}
 		return nil
