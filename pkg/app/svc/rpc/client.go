@@ -1,0 +1,496 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Instance is one instance of a service as the client sees it.
+type Instance struct {
+	// Name is the instance's node name, as in membership and X-Served-By;
+	// its breaker is kept under it.
+	Name string
+	// Addr is the host:port of its service API.
+	Addr string
+}
+
+// BreakerConfig configures the circuit breaker each instance has.
+type BreakerConfig struct {
+	// Failures is how many consecutive failures (connection errors,
+	// timeouts, 5xx of the instance's own) open the breaker. Zero: 5, as
+	// Envoy's consecutive_5xx. Lower opens sooner on a dead instance and
+	// also on a few unlucky calls to a live one.
+	Failures int
+	// Cooldown is how long an open breaker keeps calls away before one
+	// trial call goes through. Zero: 5s. Each reopening doubles it, up to
+	// MaxCooldown; closing starts over.
+	Cooldown time.Duration
+	// MaxCooldown bounds the doubling. Zero: 1m.
+	MaxCooldown time.Duration
+}
+
+// Config configures a Client.
+type Config struct {
+	// Service is the name of the service called (users, content, ...),
+	// the first segment of the paths. Required.
+	Service string
+	// Instances returns the service's instances that may take calls (not
+	// draining): the node builds it from membership, a test from a list.
+	// It is called on every call, so it must be cheap. Required.
+	Instances func() []Instance
+	// Timeout is a call's deadline when its context has none. Zero: 5s.
+	// Every retry of the call fits in it.
+	Timeout time.Duration
+	// Retries bounds how many times a failed call is sent again, each time
+	// to another instance when there is one. Zero: 2; -1: never.
+	Retries int
+	// Breaker configures the circuit breaker of each instance.
+	Breaker BreakerConfig
+	// Token is sent as "Authorization: Bearer <token>" (the service's
+	// ServerConfig.Token). Empty: nothing is sent.
+	Token string
+	// TLS, when set, makes the client speak https to the instances, with
+	// its own transport. Nil: plain http.
+	TLS *tls.Config
+	// HTTPClient sends the calls. Nil: a client of its own with a
+	// keep-alive pool (64 idle connections per instance) and a 2s connect
+	// timeout; Close closes its idle connections.
+	HTTPClient *http.Client
+	// Logger logs breakers opening and closing. Nil: slog.Default().
+	Logger *slog.Logger
+	// Now is the breakers' clock. Nil: time.Now; tests give a fake one to
+	// pass a cooldown without waiting for it.
+	Now func() time.Time
+}
+
+// Client calls the instances of one service: round robin over those whose
+// breaker is not open, each call under a deadline, retried on another
+// instance only when that cannot do its work twice. Safe for concurrent
+// use.
+type Client struct {
+	cfg    Config
+	http   *http.Client
+	own    *http.Transport
+	scheme string
+	log    *slog.Logger
+	now    func() time.Time
+
+	rr atomic.Uint64
+
+	mu       sync.Mutex
+	breakers map[string]*instanceState // by Instance.Name
+
+	calls, retries, failed atomic.Uint64
+}
+
+type instanceState struct {
+	addr string
+	b    *breaker
+}
+
+// New returns a Client for cfg.Service.
+func New(cfg Config) (*Client, error) {
+	if !validName(cfg.Service) {
+		return nil, fmt.Errorf("rpc: Config.Service %q: want a name of lowercase letters, digits, '_' or '-'", cfg.Service)
+	}
+	if cfg.Instances == nil {
+		return nil, errors.New("rpc: Config.Instances is nil: give a function listing the service's instances")
+	}
+	if cfg.Timeout < 0 || cfg.Breaker.Failures < 0 || cfg.Breaker.Cooldown < 0 || cfg.Breaker.MaxCooldown < 0 || cfg.Retries < -1 {
+		return nil, fmt.Errorf("rpc: Config for %s: Timeout, Retries (but -1), Breaker.Failures, Breaker.Cooldown and Breaker.MaxCooldown may not be negative", cfg.Service)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	switch cfg.Retries {
+	case 0:
+		cfg.Retries = 2
+	case -1:
+		cfg.Retries = 0
+	}
+	if cfg.Breaker.Failures == 0 {
+		cfg.Breaker.Failures = 5
+	}
+	if cfg.Breaker.Cooldown == 0 {
+		cfg.Breaker.Cooldown = 5 * time.Second
+	}
+	if cfg.Breaker.MaxCooldown == 0 {
+		cfg.Breaker.MaxCooldown = time.Minute
+	}
+	cfg.Breaker.MaxCooldown = max(cfg.Breaker.MaxCooldown, cfg.Breaker.Cooldown)
+	c := &Client{cfg: cfg, http: cfg.HTTPClient, scheme: "http://", log: cfg.Logger, now: cfg.Now,
+		breakers: map[string]*instanceState{}}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if cfg.TLS != nil {
+		c.scheme = "https://"
+	}
+	if c.http == nil {
+		c.own = &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			TLSClientConfig:     cfg.TLS.Clone(),
+			TLSHandshakeTimeout: 2 * time.Second,
+		}
+		c.http = &http.Client{Transport: c.own}
+	}
+	return c, nil
+}
+
+// Close releases the idle connections of the client's own transport.
+func (c *Client) Close() error {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Call makes the call m(req) on one of c's instances and returns its
+// result, or an error that matches what the service returned (svc's
+// sentinels, *svc.FieldError), ErrUnavailable when no instance could take
+// it, ErrOutcomeUnknown when a call that may not be repeated got no answer,
+// or the context's error.
+//
+// The call goes to the next instance in turn whose breaker lets it. It is
+// sent again, to another instance when there is one, when:
+//   - nothing of it reached an instance (the connection was refused, or
+//     lost before the request was written): any call;
+//   - it is safe to repeat (m.Idempotent, or ctx carries an idempotency
+//     key) and the instance answered 503 or gave no answer (a connection
+//     lost, a reset).
+//
+// A call that is not safe to repeat and may have reached an instance is
+// never sent again: it returns ErrOutcomeUnknown.
+func Call[Req, Resp any](ctx context.Context, c *Client, m Method[Req, Resp], req Req) (Resp, error) {
+	var out Resp
+	body, err := json.Marshal(req)
+	if err != nil {
+		return out, fmt.Errorf("%s.%s: encode the arguments: %w", c.cfg.Service, m.Name, err)
+	}
+	answer, err := c.call(ctx, m.Name, m.Idempotent, body)
+	if err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(answer.body, &out); err != nil {
+		return out, fmt.Errorf("%s.%s on %s: decode the result: %w", c.cfg.Service, m.Name, answer.instance, err)
+	}
+	return out, nil
+}
+
+// answer is a successful call's result.
+type answer struct {
+	instance string
+	body     []byte
+}
+
+// attempt is how one try at an instance ended.
+type attempt struct {
+	instance Instance
+	status   int    // 0: no answer
+	body     []byte // the answer's body
+	err      error  // the transport's error, when no answer
+	wrote    bool   // the whole request reached the connection
+}
+
+func (c *Client) call(ctx context.Context, method string, idempotent bool, body []byte) (answer, error) {
+	c.calls.Add(1)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
+	safe := idempotent || IdempotencyKey(ctx) != ""
+	var tried map[string]bool
+	var last error
+	for try := 0; ; try++ {
+		if err := ctx.Err(); err != nil {
+			// Out of time before this try: no instance is to blame.
+			c.failed.Add(1)
+			if last != nil {
+				return answer{}, last
+			}
+			return answer{}, fmt.Errorf("%s.%s: %w", c.cfg.Service, method, err)
+		}
+		inst, err := c.pick(tried)
+		if err != nil {
+			c.failed.Add(1)
+			if last != nil {
+				// The instances left are held off: the last failure says more.
+				return answer{}, last
+			}
+			return answer{}, err
+		}
+		a := c.send(ctx, inst, method, body)
+		retry, err := c.judge(ctx, a, method, safe)
+		if err == nil {
+			return answer{instance: inst.Name, body: a.body}, nil
+		}
+		last = err
+		if !retry || try >= c.cfg.Retries || ctx.Err() != nil {
+			c.failed.Add(1)
+			return answer{}, err
+		}
+		c.retries.Add(1)
+		if tried == nil {
+			tried = map[string]bool{}
+		}
+		tried[inst.Name] = true
+	}
+}
+
+// judge records a's outcome in its instance's breaker and says whether the
+// call may be sent again and with which error it ends otherwise (nil: it
+// succeeded).
+func (c *Client) judge(ctx context.Context, a attempt, method string, safe bool) (retry bool, err error) {
+	svcName := c.cfg.Service
+	if a.status == 0 {
+		// No answer.
+		switch {
+		case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+			// The caller gave up: that tells nothing of the instance.
+			c.record(a.instance, neutral, "")
+			return false, fmt.Errorf("%s.%s on %s: %w", svcName, method, a.instance.Name, ctx.Err())
+		case !a.wrote:
+			c.record(a.instance, failure, a.err.Error())
+			return true, fmt.Errorf("%s.%s: %s did not take the call: %w: %w", svcName, method, a.instance.Name, ErrUnavailable, a.err)
+		case safe:
+			c.record(a.instance, failure, a.err.Error())
+			return true, fmt.Errorf("%s.%s on %s: no answer: %w", svcName, method, a.instance.Name, a.err)
+		default:
+			c.record(a.instance, failure, a.err.Error())
+			return false, fmt.Errorf("%s.%s on %s: %w: no answer (%w); not retried, since the call is neither idempotent nor keyed",
+				svcName, method, a.instance.Name, ErrOutcomeUnknown, a.err)
+		}
+	}
+	if a.status/100 == 2 {
+		c.record(a.instance, success, "")
+		return false, nil
+	}
+	we, cause := decodeError(a.status, a.body)
+	e := &Error{Service: svcName, Method: method, Instance: a.instance.Name, Status: a.status, Wire: we, err: cause}
+	switch {
+	case a.status == http.StatusServiceUnavailable && we.Code == "unavailable":
+		// The instance answered that a dependency it shares with every
+		// instance (its store group) is down: no reason to keep calls from
+		// it, and nothing was done.
+		c.record(a.instance, neutral, "")
+		return safe, e
+	case a.status == http.StatusServiceUnavailable:
+		// A 503 of its own (a proxy's, a server shutting down).
+		c.record(a.instance, failure, e.Error())
+		return safe, e
+	case a.status == http.StatusGatewayTimeout && !safe:
+		c.record(a.instance, failure, e.Error())
+		return false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, e)
+	case a.status >= 500:
+		c.record(a.instance, failure, e.Error())
+		return false, e
+	}
+	// A 4xx: the instance works; the call was refused.
+	c.record(a.instance, success, "")
+	return false, e
+}
+
+// send makes one try at inst.
+func (c *Client) send(ctx context.Context, inst Instance, method string, body []byte) attempt {
+	a := attempt{instance: inst}
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost,
+		c.scheme+inst.Addr+Path(c.cfg.Service, method), bytes.NewReader(body))
+	if err != nil {
+		a.err = err
+		return a
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			a.err = context.DeadlineExceeded
+			return a
+		}
+		h.Set(HeaderTimeout, timeoutValue(left))
+	}
+	if tp := Traceparent(ctx); tp != "" {
+		h.Set(HeaderTraceparent, tp)
+	}
+	if k := IdempotencyKey(ctx); k != "" {
+		h.Set(HeaderIdempotencyKey, k)
+	}
+	if c.cfg.Token != "" {
+		h.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		a.err, a.wrote = err, wrote.Load()
+		return a
+	}
+	defer resp.Body.Close()
+	a.body, err = io.ReadAll(resp.Body)
+	if err != nil {
+		// The head came, the body did not: as good as no answer.
+		a.err, a.wrote = fmt.Errorf("read the answer: %w", err), true
+		return a
+	}
+	a.status = resp.StatusCode
+	return a
+}
+
+// pick returns the next instance in turn whose breaker lets a call
+// through, preferring one this call has not tried.
+func (c *Client) pick(tried map[string]bool) (Instance, error) {
+	list := c.cfg.Instances()
+	if len(list) == 0 {
+		return Instance{}, fmt.Errorf("service %s: no instance known (none in membership, or all draining): %w", c.cfg.Service, ErrUnavailable)
+	}
+	start := int(c.rr.Add(1) - 1)
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prune(list)
+	fallback := -1
+	var soonest time.Time
+	for i := range list {
+		inst := list[(start+i)%len(list)]
+		st := c.state(inst)
+		if !st.b.available(now) {
+			if st.b.state == Open && (soonest.IsZero() || st.b.until.Before(soonest)) {
+				soonest = st.b.until
+			}
+			continue
+		}
+		if tried[inst.Name] {
+			if fallback < 0 {
+				fallback = (start + i) % len(list)
+			}
+			continue
+		}
+		st.b.allow(now)
+		return inst, nil
+	}
+	if fallback >= 0 {
+		inst := list[fallback]
+		c.state(inst).b.allow(now)
+		return inst, nil
+	}
+	msg := fmt.Sprintf("service %s: every instance (%d) is failing, calls held off", c.cfg.Service, len(list))
+	if !soonest.IsZero() {
+		msg += fmt.Sprintf(" (next trial in %v)", soonest.Sub(now).Round(time.Millisecond))
+	}
+	return Instance{}, fmt.Errorf("%s: %w", msg, ErrUnavailable)
+}
+
+// state returns inst's state, made on first sight. c.mu is held.
+func (c *Client) state(inst Instance) *instanceState {
+	st := c.breakers[inst.Name]
+	if st == nil {
+		st = &instanceState{b: newBreaker(c.cfg.Breaker)}
+		c.breakers[inst.Name] = st
+	}
+	st.addr = inst.Addr
+	return st
+}
+
+// prune forgets the instances that left, so that a name reused later
+// starts closed and /status lists only the present. c.mu is held.
+func (c *Client) prune(list []Instance) {
+	if len(c.breakers) <= len(list) {
+		return
+	}
+	present := make(map[string]bool, len(list))
+	for _, inst := range list {
+		present[inst.Name] = true
+	}
+	for name := range c.breakers {
+		if !present[name] {
+			delete(c.breakers, name)
+		}
+	}
+}
+
+func (c *Client) record(inst Instance, o outcome, errText string) {
+	now := c.now()
+	c.mu.Lock()
+	st := c.state(inst)
+	from, to := st.b.record(now, o, errText)
+	cooldown := st.b.cooldown
+	c.mu.Unlock()
+	switch {
+	case from == to:
+	case to == Open:
+		c.log.Warn("rpc: instance failing, calls held off", "service", c.cfg.Service, "instance", inst.Name,
+			"addr", inst.Addr, "for", cooldown, "err", errText)
+	case to == Closed:
+		c.log.Info("rpc: instance answers again", "service", c.cfg.Service, "instance", inst.Name, "addr", inst.Addr)
+	}
+}
+
+// Status is the client's state for /status.
+type Status struct {
+	Service   string           `json:"service"`
+	Calls     uint64           `json:"calls"`
+	Retries   uint64           `json:"retries"`
+	Failed    uint64           `json:"failed"`
+	Instances []InstanceStatus `json:"instances"`
+}
+
+// InstanceStatus is one instance's breaker and counts.
+type InstanceStatus struct {
+	Name  string       `json:"name"`
+	Addr  string       `json:"addr"`
+	State BreakerState `json:"state"`
+	// ConsecutiveFailures is the count towards opening.
+	ConsecutiveFailures int `json:"consecutive_failures"`
+	// RetryIn is how long an open breaker still holds calls off.
+	RetryIn   string    `json:"retry_in,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	LastErrAt time.Time `json:"last_error_at,omitzero"`
+	// Calls and Failures count the tries sent to the instance.
+	Calls    uint64 `json:"calls"`
+	Failures uint64 `json:"failures"`
+}
+
+// Status returns the calls made and each present instance's breaker, in
+// the order Instances lists them.
+func (c *Client) Status() Status {
+	list := c.cfg.Instances()
+	now := c.now()
+	s := Status{Service: c.cfg.Service, Calls: c.calls.Load(), Retries: c.retries.Load(), Failed: c.failed.Load(),
+		Instances: make([]InstanceStatus, 0, len(list))}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prune(list)
+	for _, inst := range list {
+		b := c.state(inst).b
+		is := InstanceStatus{Name: inst.Name, Addr: inst.Addr, State: b.state, ConsecutiveFailures: b.failures,
+			LastError: b.lastErr, LastErrAt: b.lastErrAt, Calls: b.calls, Failures: b.failed}
+		if b.state == Open && now.Before(b.until) {
+			is.RetryIn = b.until.Sub(now).Round(time.Millisecond).String()
+		}
+		s.Instances = append(s.Instances, is)
+	}
+	return s
+}
