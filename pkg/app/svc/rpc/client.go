@@ -218,6 +218,10 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 		defer cancel()
 	}
 	safe := idempotent || IdempotencyKey(ctx) != ""
+	// One turn per call: a retry takes the next instance after the one
+	// that failed, not the next turn, so that a dead instance does not make
+	// every call start with it.
+	start := c.rr.Add(1) - 1
 	var tried map[string]bool
 	var last error
 	for try := 0; ; try++ {
@@ -229,7 +233,7 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 			}
 			return answer{}, fmt.Errorf("%s.%s: %w", c.cfg.Service, method, err)
 		}
-		inst, err := c.pick(tried)
+		inst, err := c.pick(start, tried)
 		if err != nil {
 			c.failed.Add(1)
 			if last != nil {
@@ -359,14 +363,13 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 	return a
 }
 
-// pick returns the next instance in turn whose breaker lets a call
+// pick returns the first instance from start on whose breaker lets a call
 // through, preferring one this call has not tried.
-func (c *Client) pick(tried map[string]bool) (Instance, error) {
+func (c *Client) pick(start uint64, tried map[string]bool) (Instance, error) {
 	list := c.cfg.Instances()
 	if len(list) == 0 {
 		return Instance{}, fmt.Errorf("service %s: no instance known (none in membership, or all draining): %w", c.cfg.Service, ErrUnavailable)
 	}
-	start := int(c.rr.Add(1) - 1)
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -374,7 +377,8 @@ func (c *Client) pick(tried map[string]bool) (Instance, error) {
 	fallback := -1
 	var soonest time.Time
 	for i := range list {
-		inst := list[(start+i)%len(list)]
+		at := int((start + uint64(i)) % uint64(len(list)))
+		inst := list[at]
 		st := c.state(inst)
 		if !st.b.available(now) {
 			if st.b.state == Open && (soonest.IsZero() || st.b.until.Before(soonest)) {
@@ -384,7 +388,7 @@ func (c *Client) pick(tried map[string]bool) (Instance, error) {
 		}
 		if tried[inst.Name] {
 			if fallback < 0 {
-				fallback = (start + i) % len(list)
+				fallback = at
 			}
 			continue
 		}
