@@ -242,7 +242,7 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 			}
 			return answer{}, err
 		}
-		a := c.send(ctx, inst, method, body)
+		a := c.send(ctx, inst, method, body, !safe)
 		retry, err := c.judge(ctx, a, method, safe)
 		if err == nil {
 			return answer{instance: inst.Name, body: a.body}, nil
@@ -313,17 +313,22 @@ func (c *Client) judge(ctx context.Context, a attempt, method string, safe bool)
 	return false, e
 }
 
-// send makes one try at inst.
-func (c *Client) send(ctx context.Context, inst Instance, method string, body []byte) attempt {
+// send makes one try at inst. With traced, it watches whether the whole
+// request was written, which decides whether a call that is not safe to
+// repeat may go elsewhere after a failure; a safe call goes elsewhere
+// either way, and is spared the hook (a dial error alone says "not sent").
+func (c *Client) send(ctx context.Context, inst Instance, method string, body []byte, traced bool) attempt {
 	a := attempt{instance: inst}
 	var wrote atomic.Bool
-	trace := &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
-		if i.Err == nil {
-			wrote.Store(true)
-		}
-	}}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost,
-		c.scheme+inst.Addr+Path(c.cfg.Service, method), bytes.NewReader(body))
+	rctx := ctx
+	if traced {
+		rctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				wrote.Store(true)
+			}
+		}})
+	}
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.scheme+inst.Addr+Path(c.cfg.Service, method), bytes.NewReader(body))
 	if err != nil {
 		a.err = err
 		return a
@@ -350,6 +355,10 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 	resp, err := c.http.Do(req)
 	if err != nil {
 		a.err, a.wrote = err, wrote.Load()
+		if !traced {
+			var op *net.OpError
+			a.wrote = !(errors.As(err, &op) && op.Op == "dial")
+		}
 		return a
 	}
 	defer resp.Body.Close()

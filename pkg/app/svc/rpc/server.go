@@ -159,7 +159,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.reject(rw, &requestError{http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (the cluster key's)"})
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			s.reject(rw, &requestError{http.StatusUnsupportedMediaType, "bad_request", "Content-Type " + ct + ": a call's body is application/json"})
 			return
