@@ -89,9 +89,7 @@ func (b *breaker) available(now time.Time) bool {
 // state change it caused (from == to when none).
 func (b *breaker) record(now time.Time, o outcome, errText string) (from, to BreakerState) {
 	from = b.state
-	if o != neutral {
-		b.calls++
-	}
+	b.calls++
 	switch o {
 	case success:
 		b.failures = 0

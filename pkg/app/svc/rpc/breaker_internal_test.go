@@ -88,7 +88,7 @@ func TestBreakerCounts(t *testing.T) {
 	b.record(now, success, "")
 	b.record(now, failure, "connection refused")
 	b.record(now, neutral, "")
-	if b.calls != 2 || b.failed != 1 || b.lastErr != "connection refused" || !b.lastErrAt.Equal(now) {
-		t.Fatalf("calls %d, failed %d, last error %q at %v; want 2, 1, connection refused at %v", b.calls, b.failed, b.lastErr, b.lastErrAt, now)
+	if b.calls != 3 || b.failed != 1 || b.lastErr != "connection refused" || !b.lastErrAt.Equal(now) {
+		t.Fatalf("calls %d, failed %d, last error %q at %v; want 3, 1, connection refused at %v", b.calls, b.failed, b.lastErr, b.lastErrAt, now)
 	}
 }

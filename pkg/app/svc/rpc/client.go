@@ -249,7 +249,9 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 		}
 		last = err
 		if !retry || try >= c.cfg.Retries || ctx.Err() != nil {
-			c.failed.Add(1)
+			if !refused(err) {
+				c.failed.Add(1)
+			}
 			return answer{}, err
 		}
 		c.retries.Add(1)
@@ -258,6 +260,14 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 		}
 		tried[inst.Name] = true
 	}
+}
+
+// refused reports whether err is a service's answer that refused the call
+// (a 4xx: not found, invalid, ...), which the client's counts of failed
+// calls leave out: the service worked.
+func refused(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500
 }
 
 // judge records a's outcome in its instance's breaker and says whether the
@@ -463,7 +473,10 @@ func (c *Client) record(inst Instance, o outcome, errText string) {
 
 // Status is the client's state for /status.
 type Status struct {
-	Service   string           `json:"service"`
+	Service string `json:"service"`
+	// Calls counts Call; Retries the tries after a call's first; Failed
+	// the calls that ended in an error other than a service's refusal
+	// (a 4xx: not found, invalid, ...).
 	Calls     uint64           `json:"calls"`
 	Retries   uint64           `json:"retries"`
 	Failed    uint64           `json:"failed"`
@@ -481,7 +494,8 @@ type InstanceStatus struct {
 	RetryIn   string    `json:"retry_in,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
 	LastErrAt time.Time `json:"last_error_at,omitzero"`
-	// Calls and Failures count the tries sent to the instance.
+	// Calls counts the tries sent to the instance, Failures those that
+	// counted as its failures.
 	Calls    uint64 `json:"calls"`
 	Failures uint64 `json:"failures"`
 }

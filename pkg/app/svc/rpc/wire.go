@@ -64,7 +64,8 @@ const (
 	// HeaderTimeout carries the time the caller still gives the call, in
 	// whole milliseconds, counted when the request is sent. It is relative,
 	// as gRPC's grpc-timeout, because the caller's and the server's clocks
-	// need not agree; the time in transit comes off the caller's side.
+	// need not agree; the server counts it from the request's arrival, so
+	// its deadline falls later than the caller's by the time in transit.
 	HeaderTimeout = "X-Timeout-Ms"
 	// HeaderTraceparent is W3C Trace Context's traceparent, passed through.
 	HeaderTraceparent = "traceparent"
