@@ -58,6 +58,10 @@ type Config struct {
 	Retries int
 	// Breaker configures the circuit breaker of each instance.
 	Breaker BreakerConfig
+	// MaxAnswerBytes bounds the body of an answer the client reads; a
+	// longer one fails the call as a failure of the instance. Zero: 16 MiB
+	// (an image of the media service's 5 MB limit, in base64, with room).
+	MaxAnswerBytes int64
 	// Token is sent as "Authorization: Bearer <token>" (the service's
 	// ServerConfig.Token). Empty: nothing is sent.
 	Token string
@@ -119,6 +123,9 @@ func New(cfg Config) (*Client, error) {
 		cfg.Retries = 2
 	case -1:
 		cfg.Retries = 0
+	}
+	if cfg.MaxAnswerBytes <= 0 {
+		cfg.MaxAnswerBytes = 16 << 20
 	}
 	if cfg.Breaker.Failures == 0 {
 		cfg.Breaker.Failures = 5
@@ -307,6 +314,10 @@ func (c *Client) judge(ctx context.Context, a attempt, method string, safe bool)
 		// it, and nothing was done.
 		c.record(a.instance, neutral, "")
 		return safe, e
+	case we.Code == "outcome_unknown":
+		// Its store's trouble too, but something may have been done.
+		c.record(a.instance, neutral, "")
+		return false, e
 	case a.status == http.StatusServiceUnavailable:
 		// A 503 of its own (a proxy's, a server shutting down).
 		c.record(a.instance, failure, e.Error())
@@ -372,10 +383,13 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 		return a
 	}
 	defer resp.Body.Close()
-	a.body, err = io.ReadAll(resp.Body)
+	a.body, err = io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxAnswerBytes+1))
+	if err == nil && int64(len(a.body)) > c.cfg.MaxAnswerBytes {
+		err = fmt.Errorf("over Config.MaxAnswerBytes (%d bytes)", c.cfg.MaxAnswerBytes)
+	}
 	if err != nil {
 		// The head came, the body did not: as good as no answer.
-		a.err, a.wrote = fmt.Errorf("read the answer: %w", err), true
+		a.err, a.wrote, a.body = fmt.Errorf("read the answer: %w", err), true, nil
 		return a
 	}
 	a.status = resp.StatusCode

@@ -333,6 +333,9 @@ func TestEveryInstanceOpenFailsFast(t *testing.T) {
 	}
 }
 
+// errPanic makes the test handler panic.
+var errPanic = errors.New("panic")
+
 // Every error a service returns arrives on the caller's side as the same
 // error, as when the service runs in-process.
 func TestErrorsSurviveTheHop(t *testing.T) {
@@ -354,12 +357,20 @@ func TestErrorsSurviveTheHop(t *testing.T) {
 		{&svc.FieldError{Field: "image", Msg: "must be at most 5 MB", Err: svc.ErrTooLarge}, svc.ErrTooLarge, 413, "image"},
 		{fmt.Errorf("scan: %w", store.ErrUnavailable), rpc.ErrUnavailable, 503, ""},
 		{store.ErrNotPrimary, rpc.ErrUnavailable, 503, ""},
+		{fmt.Errorf("create post: %w", store.ErrSyncTimeout), rpc.ErrOutcomeUnknown, 500, ""},
 		{context.DeadlineExceeded, context.DeadlineExceeded, 504, ""},
 		{errors.New("nil map in handler"), rpc.ErrInternal, 500, ""},
+		{errPanic, rpc.ErrInternal, 500, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {
-			in := startInstance(t, "one", func(ctx context.Context, req echoReq) (echoResp, error) { return echoResp{}, tt.err })
+			in := startInstance(t, "one", func(ctx context.Context, req echoReq) (echoResp, error) {
+				if tt.err == errPanic {
+					var m map[string]int
+					m["nil map in handler"]++ // a bug: the handler panics
+				}
+				return echoResp{}, tt.err
+			})
 			cl := newClient(t, rpc.Config{Retries: -1}, in)
 			_, err := rpc.Call(context.Background(), cl, echo, echoReq{})
 			var re *rpc.Error

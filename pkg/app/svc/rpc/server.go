@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -193,7 +194,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	ctx = WithIdempotencyKey(ctx, r.Header.Get(HeaderIdempotencyKey))
 
-	resp, err := h.call(ctx, body)
+	resp, err := s.invoke(ctx, name, h, body)
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {
@@ -218,6 +219,22 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	h2.Set("Cache-Control", "no-store")
 	rw.WriteHeader(http.StatusOK)
 	_, _ = rw.Write(out)
+}
+
+// invoke calls h, turning a panic into an internal error: the caller gets
+// a 500, which it does not retry, rather than a dropped connection, which
+// it would read as "outcome unknown"; the stack goes to the log.
+func (s *Server) invoke(ctx context.Context, name string, h handler, body []byte) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("rpc: handler panicked", "service", s.cfg.Service, "method", name, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: handler panicked", ErrInternal)
+		}
+	}()
+	return h.call(ctx, body)
 }
 
 func (s *Server) authorized(r *http.Request) bool {

@@ -83,9 +83,11 @@ var (
 	// was done; the call may be made again later.
 	ErrUnavailable = errors.New("service unavailable")
 	// ErrOutcomeUnknown: a call that may not be repeated was sent and no
-	// answer came back (a timeout, a connection lost mid-call). It may or
-	// may not have taken effect; the client does not retry it. Make the call
-	// with an idempotency key to make retrying safe.
+	// answer came back (a timeout, a connection lost mid-call), or the
+	// service said that its own write's outcome is unknown (its store's
+	// replicas did not confirm it in time). It may or may not have taken
+	// effect; the client does not retry it. Make the call with an
+	// idempotency key to make retrying safe.
 	ErrOutcomeUnknown = errors.New("outcome unknown: the call may have taken effect")
 	// ErrBadRequest: the server could not read the call (malformed JSON, a
 	// wrong header). A bug on the caller's side, never retried.
@@ -107,6 +109,11 @@ type code struct {
 	name   string
 	status int
 	err    error // what the caller's error matches; nil for "invalid" (a FieldError alone)
+	// hop marks the codes about one hop (the server could not read the call,
+	// or refused the caller): only the server itself answers them. A
+	// handler whose own call to another service failed so returns them as
+	// internal, since its caller did nothing wrong.
+	hop bool
 }
 
 // codes is the one table of the wire's errors, read in both directions:
@@ -114,20 +121,21 @@ type code struct {
 // wins), decodeError looks a code up by name. Two codes may share a status
 // (409 for exists and conflict); a code never has two statuses.
 var codes = []code{
-	{"not_found", http.StatusNotFound, svc.ErrNotFound},
-	{"exists", http.StatusConflict, svc.ErrExists},
-	{"conflict", http.StatusConflict, svc.ErrConflict},
-	{"bad_credentials", http.StatusUnauthorized, svc.ErrBadCredentials},
-	{"forbidden", http.StatusForbidden, svc.ErrForbidden},
-	{"too_large", http.StatusRequestEntityTooLarge, svc.ErrTooLarge},
-	{"unsupported", http.StatusUnsupportedMediaType, svc.ErrUnsupported},
-	{"invalid", http.StatusBadRequest, nil},
-	{"bad_request", http.StatusBadRequest, ErrBadRequest},
-	{"unknown_method", http.StatusNotFound, ErrUnknownMethod},
-	{"unauthorized", http.StatusUnauthorized, ErrUnauthorized},
-	{"unavailable", http.StatusServiceUnavailable, ErrUnavailable},
-	{"deadline", http.StatusGatewayTimeout, context.DeadlineExceeded},
-	{"internal", http.StatusInternalServerError, ErrInternal},
+	{"not_found", http.StatusNotFound, svc.ErrNotFound, false},
+	{"exists", http.StatusConflict, svc.ErrExists, false},
+	{"conflict", http.StatusConflict, svc.ErrConflict, false},
+	{"bad_credentials", http.StatusUnauthorized, svc.ErrBadCredentials, false},
+	{"forbidden", http.StatusForbidden, svc.ErrForbidden, false},
+	{"too_large", http.StatusRequestEntityTooLarge, svc.ErrTooLarge, false},
+	{"unsupported", http.StatusUnsupportedMediaType, svc.ErrUnsupported, false},
+	{"invalid", http.StatusBadRequest, nil, false},
+	{"bad_request", http.StatusBadRequest, ErrBadRequest, true},
+	{"unknown_method", http.StatusNotFound, ErrUnknownMethod, true},
+	{"unauthorized", http.StatusUnauthorized, ErrUnauthorized, true},
+	{"unavailable", http.StatusServiceUnavailable, ErrUnavailable, false},
+	{"deadline", http.StatusGatewayTimeout, context.DeadlineExceeded, false},
+	{"outcome_unknown", http.StatusInternalServerError, ErrOutcomeUnknown, false},
+	{"internal", http.StatusInternalServerError, ErrInternal, false},
 }
 
 func codeNamed(name string) (code, bool) {
@@ -139,13 +147,18 @@ func codeNamed(name string) (code, bool) {
 	return code{}, false
 }
 
-// unavailableCauses are the errors of a service's dependencies that mean
-// "not now, nothing was done that a retry would repeat" (the store failing
-// over, unreachable, or a replica behind): the server answers them 503.
-var unavailableCauses = []error{
-	ErrUnavailable, store.ErrUnavailable, store.ErrNotPrimary, store.ErrStaleEpoch,
-	store.ErrBehind, store.ErrSyncTimeout, store.ErrClosed,
-}
+// The errors of a service's store that have a code of their own: those
+// that mean "not now, and nothing was done" (the store failing over,
+// unreachable, or a replica behind) are answered 503 unavailable; a write
+// the primary made but its replicas did not confirm in time may or may not
+// last, which the caller must learn as such.
+var (
+	unavailableCauses = []error{
+		ErrUnavailable, store.ErrUnavailable, store.ErrNotPrimary, store.ErrStaleEpoch,
+		store.ErrBehind, store.ErrClosed,
+	}
+	outcomeUnknownCauses = []error{ErrOutcomeUnknown, store.ErrSyncTimeout}
+)
 
 // WireError is the body of every failed call.
 type WireError struct {
@@ -169,7 +182,9 @@ func encodeError(err error) (int, WireError) {
 				c = s
 			}
 		}
-		return c.status, WireError{Error: fe.Msg, Code: c.name, Field: fe.Field}
+		if !c.hop {
+			return c.status, WireError{Error: fe.Msg, Code: c.name, Field: fe.Field}
+		}
 	}
 	for _, cause := range unavailableCauses {
 		if errors.Is(err, cause) {
@@ -177,12 +192,14 @@ func encodeError(err error) (int, WireError) {
 			return c.status, WireError{Error: err.Error(), Code: c.name}
 		}
 	}
-	if c, ok := sentinelCode(err); ok {
-		msg := err.Error()
-		if c.name == "internal" {
-			msg = ErrInternal.Error()
+	for _, cause := range outcomeUnknownCauses {
+		if errors.Is(err, cause) {
+			c, _ := codeNamed("outcome_unknown")
+			return c.status, WireError{Error: err.Error(), Code: c.name}
 		}
-		return c.status, WireError{Error: msg, Code: c.name}
+	}
+	if c, ok := sentinelCode(err); ok && !c.hop && c.name != "internal" {
+		return c.status, WireError{Error: err.Error(), Code: c.name}
 	}
 	return http.StatusInternalServerError, WireError{Error: ErrInternal.Error(), Code: "internal"}
 }
