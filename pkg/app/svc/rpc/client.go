@@ -249,6 +249,9 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 			}
 			return answer{}, err
 		}
+		if try > 0 {
+			c.retries.Add(1)
+		}
 		a := c.send(ctx, inst, method, body, !safe)
 		retry, err := c.judge(ctx, a, method, safe)
 		if err == nil {
@@ -261,7 +264,6 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 			}
 			return answer{}, err
 		}
-		c.retries.Add(1)
 		if tried == nil {
 			tried = map[string]bool{}
 		}

@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -564,5 +565,50 @@ func TestConnectionLostMidCall(t *testing.T) {
 	}
 	if n := dropped.Load() - before; n != 1 || live.calls.Load() != 2 {
 		t.Fatalf("the write reached drop %d times and live %d calls in all, want 1 and 2", n, live.calls.Load())
+	}
+}
+
+// Many callers at once while an instance dies: every idempotent call
+// succeeds, and the counts agree (each try is counted once, on the
+// instance it went to).
+func TestConcurrentCallsWhileAnInstanceDies(t *testing.T) {
+	a, b, c := startInstance(t, "a", nil), startInstance(t, "b", nil), startInstance(t, "c", nil)
+	cl := newClient(t, rpc.Config{Breaker: rpc.BreakerConfig{Failures: 2, Cooldown: time.Hour}}, a, b, c)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				if g == 0 && i == 10 {
+					b.srv.Close()
+				}
+				if _, err := rpc.Call(context.Background(), cl, echo, echoReq{Text: "x"}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a call failed while b died: %v", err)
+	}
+	st := cl.Status()
+	var tries uint64
+	for _, is := range st.Instances {
+		tries += is.Calls
+	}
+	if st.Calls != 400 || tries != st.Calls+st.Retries {
+		t.Fatalf("Status() = %+v: %d tries on the instances, want 400 calls and tries = calls + retries", st, tries)
+	}
+	if bs := statusOf(cl, "b"); bs.State != rpc.Open {
+		t.Fatalf("b's status = %+v, want open", bs)
+	}
+	js, err := json.Marshal(st)
+	if err != nil || !strings.Contains(string(js), `"name":"b","addr":"`+b.Addr+`","state":"open","consecutive_failures":`) {
+		t.Fatalf("Status() as JSON = %s, %v; want b open", js, err)
 	}
 }
