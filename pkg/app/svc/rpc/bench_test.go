@@ -93,9 +93,8 @@ func inProcessServer(b *testing.B) http.Handler {
 
 func BenchmarkInProcessClient(b *testing.B) {
 	hc := &http.Client{Transport: inProcess{inProcessServer(b)}}
-	cl := newClient(b, rpc.Config{HTTPClient: hc, Instances: func() []rpc.Instance {
-		return []rpc.Instance{{Name: "one", Addr: "one.invalid:1"}}
-	}})
+	list := []rpc.Instance{{Name: "one", Addr: "one.invalid:1"}}
+	cl := newClient(b, rpc.Config{HTTPClient: hc, Instances: func() []rpc.Instance { return list }})
 	ctx := context.Background()
 	req := echoReq{Text: "hello, service"}
 	b.ReportAllocs()

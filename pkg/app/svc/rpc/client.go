@@ -224,7 +224,7 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
 		defer cancel()
 	}
-	safe := idempotent || IdempotencyKey(ctx) != ""
+	safe := idempotent || sendKey(ctx) != ""
 	// One turn per call: a retry takes the next instance after the one
 	// that failed, not the next turn, so that a dead instance does not make
 	// every call start with it.
@@ -369,7 +369,7 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 	if tp := Traceparent(ctx); tp != "" {
 		h.Set(HeaderTraceparent, tp)
 	}
-	if k := IdempotencyKey(ctx); k != "" {
+	if k := sendKey(ctx); k != "" {
 		h.Set(HeaderIdempotencyKey, k)
 	}
 	if c.cfg.Token != "" {

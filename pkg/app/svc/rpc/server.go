@@ -46,8 +46,9 @@ type ServerConfig struct {
 // Server is an http.Handler that serves one service's methods at
 // /v1/{service}/{method}. Register each method with Handle, then serve;
 // methods may be added while serving. It answers every failure in the
-// wire's JSON: 404 unknown method, 405 not POST, 415 not JSON, 413 over the
-// body limit, 400 malformed JSON or header, 401 without the token.
+// wire's JSON: 401 without the token, 404 unknown method, 405 not POST,
+// 415 not JSON, 400 a bad header, 413 over the body limit, 400 malformed
+// JSON.
 type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
@@ -142,6 +143,11 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if s.cfg.Instance != "" {
 		rw.Header().Set(HeaderServedBy, s.cfg.Instance)
 	}
+	// The token first: without it, the server says nothing of its methods.
+	if s.cfg.Token != "" && !s.authorized(r) {
+		s.reject(rw, &requestError{http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (the cluster key's)"})
+		return
+	}
 	name, ok := strings.CutPrefix(r.URL.Path, PathPrefix+s.cfg.Service+"/")
 	s.mu.RLock()
 	h, known := s.methods[name]
@@ -154,10 +160,6 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		rw.Header().Set("Allow", http.MethodPost)
 		s.reject(rw, &requestError{http.StatusMethodNotAllowed, "bad_request", r.Method + " " + r.URL.Path + ": a call is a POST"})
-		return
-	}
-	if s.cfg.Token != "" && !s.authorized(r) {
-		s.reject(rw, &requestError{http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (the cluster key's)"})
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
@@ -192,7 +194,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if tp := r.Header.Get(HeaderTraceparent); tp != "" {
 		ctx = WithTraceparent(ctx, tp)
 	}
-	ctx = WithIdempotencyKey(ctx, r.Header.Get(HeaderIdempotencyKey))
+	if k := r.Header.Get(HeaderIdempotencyKey); k != "" {
+		ctx = context.WithValue(ctx, receivedKey{}, k)
+	}
 
 	resp, err := s.invoke(ctx, name, h, body)
 	if err != nil {

@@ -288,7 +288,8 @@ func (e *Error) Unwrap() error { return e.err }
 // Context values that travel with a call.
 type (
 	traceKey       struct{}
-	idempotencyKey struct{}
+	idempotencyKey struct{} // the key of the calls made with a context
+	receivedKey    struct{} // the key a handler's call came with
 )
 
 // WithTraceparent returns ctx carrying a W3C traceparent, sent with every
@@ -347,10 +348,18 @@ func WithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, idempotencyKey{}, key)
 }
 
-// IdempotencyKey returns the key ctx carries, or "". A handler's context
-// carries the one its call came with; the service keeps what it did under
-// it.
+// IdempotencyKey returns the key that the call a handler serves came with,
+// or "": the service keeps what it did under it. It is not sent on with
+// the calls the handler makes with ctx, since the key names this call's
+// effect; a handler that wants its own calls deduplicated gives them keys
+// of their own (derived from this one, say) with WithIdempotencyKey.
 func IdempotencyKey(ctx context.Context) string {
+	k, _ := ctx.Value(receivedKey{}).(string)
+	return k
+}
+
+// sendKey is the key the calls made with ctx carry.
+func sendKey(ctx context.Context) string {
 	k, _ := ctx.Value(idempotencyKey{}).(string)
 	return k
 }
