@@ -442,14 +442,15 @@ func (c *Client) pick(start uint64, tried map[string]bool) (Instance, error) {
 	return Instance{}, fmt.Errorf("%s: %w", msg, ErrUnavailable)
 }
 
-// state returns inst's state, made on first sight. c.mu is held.
+// state returns inst's state, made on first sight, and made afresh when
+// the name comes with a new address: another process, whose predecessor's
+// failures say nothing of it. c.mu is held.
 func (c *Client) state(inst Instance) *instanceState {
 	st := c.breakers[inst.Name]
-	if st == nil {
-		st = &instanceState{b: newBreaker(c.cfg.Breaker)}
+	if st == nil || st.addr != inst.Addr {
+		st = &instanceState{addr: inst.Addr, b: newBreaker(c.cfg.Breaker)}
 		c.breakers[inst.Name] = st
 	}
-	st.addr = inst.Addr
 	return st
 }
 

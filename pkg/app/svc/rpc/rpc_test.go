@@ -624,3 +624,70 @@ func TestConcurrentCallsWhileAnInstanceDies(t *testing.T) {
 		t.Fatalf("Status() as JSON = %s, %v; want b open", js, err)
 	}
 }
+
+// The instances come from membership on every call: one that joins takes
+// its share at once, one that leaves (or drains) gets nothing more and
+// leaves /status, and if its name comes back it starts with a closed
+// breaker.
+func TestInstancesFollowMembership(t *testing.T) {
+	a, b := startInstance(t, "a", nil), startInstance(t, "b", nil)
+	var mu sync.Mutex
+	list := []rpc.Instance{a.Instance}
+	cl := newClient(t, rpc.Config{Breaker: rpc.BreakerConfig{Failures: 1, Cooldown: time.Hour}, Instances: func() []rpc.Instance {
+		mu.Lock()
+		defer mu.Unlock()
+		return list
+	}})
+	set := func(ins ...rpc.Instance) {
+		mu.Lock()
+		list = ins
+		mu.Unlock()
+	}
+	calls := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := rpc.Call(context.Background(), cl, echo, echoReq{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	calls(2)
+	set(a.Instance, b.Instance)
+	calls(4)
+	if b.calls.Load() != 2 {
+		t.Fatalf("b served %d of 4 calls after joining, want 2", b.calls.Load())
+	}
+
+	// b is killed: its breaker opens; it leaves membership and /status.
+	b.srv.Close()
+	calls(4)
+	if st := statusOf(cl, "b"); st.State != rpc.Open {
+		t.Fatalf("b after its death = %+v, want open", st)
+	}
+	set(a.Instance)
+	if st := cl.Status(); len(st.Instances) != 1 || st.Instances[0].Name != "a" {
+		t.Fatalf("Status().Instances = %+v, want a alone", st.Instances)
+	}
+
+	// b comes back under its name, at a new address: a fresh breaker.
+	b2 := startInstance(t, "b", nil)
+	set(a.Instance, b2.Instance)
+	calls(4)
+	if st := statusOf(cl, "b"); st.State != rpc.Closed || st.Failures != 0 || b2.calls.Load() != 2 {
+		t.Fatalf("b back = %+v having served %d calls, want closed, no failure, 2 of 4 calls", st, b2.calls.Load())
+	}
+
+	// Killed again and restarted at another address before membership
+	// noticed it gone: the new process is not held off for the old one.
+	b2.srv.Close()
+	calls(2)
+	if st := statusOf(cl, "b"); st.State != rpc.Open {
+		t.Fatalf("b after its second death = %+v, want open", st)
+	}
+	b3 := startInstance(t, "b", nil)
+	set(a.Instance, b3.Instance)
+	calls(4)
+	if st := statusOf(cl, "b"); st.State != rpc.Closed || b3.calls.Load() != 2 {
+		t.Fatalf("b at a new address = %+v having served %d calls, want closed and 2 of 4 calls", st, b3.calls.Load())
+	}
+}
