@@ -112,8 +112,19 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Instances == nil {
 		return nil, errors.New("rpc: Config.Instances is nil: give a function listing the service's instances")
 	}
-	if cfg.Timeout < 0 || cfg.Breaker.Failures < 0 || cfg.Breaker.Cooldown < 0 || cfg.Breaker.MaxCooldown < 0 || cfg.Retries < -1 {
-		return nil, fmt.Errorf("rpc: Config for %s: Timeout, Retries (but -1), Breaker.Failures, Breaker.Cooldown and Breaker.MaxCooldown may not be negative", cfg.Service)
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"Timeout", cfg.Timeout < 0},
+		{"Retries", cfg.Retries < -1},
+		{"Breaker.Failures", cfg.Breaker.Failures < 0},
+		{"Breaker.Cooldown", cfg.Breaker.Cooldown < 0},
+		{"Breaker.MaxCooldown", cfg.Breaker.MaxCooldown < 0},
+	} {
+		if f.negative {
+			return nil, fmt.Errorf("rpc: Config.%s of the %s client is negative (zero takes the default)", f.name, cfg.Service)
+		}
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second

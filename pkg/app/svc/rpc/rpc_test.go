@@ -539,7 +539,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{rpc.Config{Instances: func() []rpc.Instance { return nil }}, "Config.Service"},
 		{rpc.Config{Service: "Bad Name", Instances: func() []rpc.Instance { return nil }}, "Config.Service"},
 		{rpc.Config{Service: "users"}, "Config.Instances"},
-		{rpc.Config{Service: "users", Instances: func() []rpc.Instance { return nil }, Retries: -2}, "Retries"},
+		{rpc.Config{Service: "users", Instances: func() []rpc.Instance { return nil }, Retries: -2}, "Config.Retries of the users client is negative"},
+		{rpc.Config{Service: "users", Instances: func() []rpc.Instance { return nil }, Breaker: rpc.BreakerConfig{Cooldown: -1}}, "Config.Breaker.Cooldown"},
 	} {
 		if _, err := rpc.New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v) = %v, want an error naming %s", tt.cfg, err, tt.want)
