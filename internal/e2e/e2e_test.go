@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/nodebin"
+	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testcluster"
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/cluster"
@@ -28,7 +29,7 @@ import (
 // proc is one node process started by a test.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{} // closed when the process has exited
 }
 
@@ -50,7 +51,7 @@ func startNodeEnv(t *testing.T, env []string, args ...string) *proc {
 // and stops it with SIGKILL at cleanup.
 func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Helper()
-	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -65,25 +66,6 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 		}
 	})
 	return p
-}
-
-// lockedBuffer collects a process's output; the test may read it (at a
-// failure, in a cleanup) while the process is still writing.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func tail(s string, n int) string {

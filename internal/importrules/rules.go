@@ -58,7 +58,7 @@ var Rules = []Rule{
 	},
 	{
 		Packages: []string{mod + "pkg/app/accounts", mod + "pkg/app/posts", mod + "pkg/app/comments",
-			mod + "pkg/app/media", mod + "pkg/app/search", mod + "pkg/app/notify", mod + "pkg/app/svc"},
+			mod + "pkg/app/media", mod + "pkg/app/search", mod + "pkg/app/notify", mod + "pkg/app/payments", mod + "pkg/app/svc"},
 		Forbid: []string{"github.com/nats-io/...", mod + "pkg/queue/..."},
 		Reason: "a service causes side effects only through the Jobs interface (pkg/app/svc), " +
 			"so it runs alike with --jobs=inline, with the queue, and in a test",
@@ -66,7 +66,7 @@ var Rules = []Rule{
 	{
 		Packages: []string{mod + "pkg/app/svc/rpc"},
 		Forbid: []string{mod + "pkg/app", mod + "pkg/app/accounts", mod + "pkg/app/posts", mod + "pkg/app/comments",
-			mod + "pkg/app/media", mod + "pkg/app/search", mod + "pkg/app/notify", "github.com/nats-io/...", mod + "pkg/queue/..."},
+			mod + "pkg/app/media", mod + "pkg/app/search", mod + "pkg/app/notify", mod + "pkg/app/payments", "github.com/nats-io/...", mod + "pkg/queue/..."},
 		Reason: "the services' wire (stage 10) is shared by the gateway and every service: it knows svc's errors and " +
 			"no service, so a service node and the gateway import it without importing each other",
 	},

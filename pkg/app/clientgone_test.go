@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
@@ -40,31 +40,12 @@ func (s *stalledStore) Scan(ctx context.Context, bucket string, opts store.ScanO
 	return nil, s.stall(ctx)
 }
 
-// syncBuffer is a bytes.Buffer that the app's goroutines and the test may
-// share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Issue 17: a request its client gave up on while the store was paused
 // was logged as an ERROR "store unavailable ... context canceled" with
 // status 503. Nothing of the app failed: it is a 499 at debug, counted
 // apart from the 503s.
 func TestClientThatGivesUpIsA499NotAnError(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	reg := prometheus.NewRegistry()
 	st := &stalledStore{Store: apptest.NewMemStore(), entered: make(chan struct{}, 16)}
 	s := newStackOn(t, st, func(_ *app.Config, d *app.Deps) {

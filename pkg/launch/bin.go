@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/scalestack/scalestack/internal/durable"
 )
 
 // The stack's own binary. Every node of a stack runs DIR/bin/node, a copy
@@ -39,7 +41,7 @@ func installBinary(src, dir string) (string, error) {
 	}
 	tmp := filepath.Join(filepath.Dir(dst), ".node-"+rand.Text())
 	if err := os.Link(src, tmp); err != nil {
-		if err := copyFile(src, tmp); err != nil {
+		if err := durable.CopyFile(src, tmp, 0o755); err != nil {
 			os.Remove(tmp)
 			return "", fmt.Errorf("launch: install the node binary %s as %s: %w", src, dst, err)
 		}

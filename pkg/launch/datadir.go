@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/durable"
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
@@ -239,7 +239,7 @@ func (l *Launcher) followData(nodes []Node) error {
 			msg += fmt.Sprintf("; its older lease state is kept in %s", l.shortPath(aside))
 		}
 		l.log.Info("store data carried", "from", c.From.Name, "to", c.To, "lsn", c.From.Pos.LSN, "epoch", c.From.Pos.LastEpoch, "kept", aside)
-		l.event("%s", msg)
+		l.emit(Event{Kind: EventDataCarried, Node: c.To, Detail: msg})
 	}
 	return nil
 }
@@ -289,7 +289,7 @@ func carryData(dataDir string, c carry, now time.Time) (aside string, err error)
 			return aside, err
 		}
 	}
-	if err := copyFile(filepath.Join(c.From.Dir, storeFile), filepath.Join(dst, storeFile)); err != nil {
+	if err := durable.CopyFile(filepath.Join(c.From.Dir, storeFile), filepath.Join(dst, storeFile), 0o600); err != nil {
 		return aside, fmt.Errorf("copy %s: %w", storeFile, err)
 	}
 	theirs, err := readLease(filepath.Join(c.From.Dir, leaseFile))
@@ -297,11 +297,11 @@ func carryData(dataDir string, c carry, now time.Time) (aside string, err error)
 		return aside, err
 	}
 	if merged, ok := mergeLease(own, theirs); ok {
-		if err := writeFileSync(filepath.Join(dst, leaseFile), merged); err != nil {
+		if err := durable.WriteFile(filepath.Join(dst, leaseFile), merged, 0o600); err != nil {
 			return aside, fmt.Errorf("write %s: %w", leaseFile, err)
 		}
 	}
-	return aside, errors.Join(syncDir(dst), syncDir(dataDir))
+	return aside, errors.Join(durable.SyncDir(dst), durable.SyncDir(dataDir))
 }
 
 // storeOwned reports whether a file of a data directory is the store's:
@@ -366,62 +366,4 @@ func mergeLease(own, carried leaseState) ([]byte, bool) {
 	maps.Copy(out.Voters, own.Voters)
 	b, err := json.Marshal(out)
 	return b, err == nil
-}
-
-// copyFile copies src to dst through a synced temporary file and a rename,
-// so that dst is either absent or whole.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
-func writeFileSync(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	return err
-}
-
-// syncDir fsyncs a directory, which makes renames in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

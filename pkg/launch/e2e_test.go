@@ -23,12 +23,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/scalestack/scalestack/internal/nodebin"
+	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/launch"
 	"github.com/scalestack/scalestack/pkg/loadgen"
@@ -218,7 +218,7 @@ type stack struct {
 	t    testing.TB
 	dir  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 }
 
@@ -240,7 +240,7 @@ func startStackIn(t testing.TB, dir string, n int, base string, extra ...string)
 // startStackWith is startStack with the node binary prog, on dir.
 func startStackWith(t testing.TB, prog, dir string, n int, base string, extra ...string) *stack {
 	t.Helper()
-	s := &stack{t: t, dir: dir, out: &syncBuffer{}, done: make(chan struct{})}
+	s := &stack{t: t, dir: dir, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	args := append([]string{"up", "--stage", strconv.Itoa(n), "--dir", s.dir, "--base-addr", base, "--stop-timeout", "10s"}, extra...)
 	s.cmd = exec.Command(prog, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -563,23 +563,4 @@ func exitCode(err error) int {
 		return ee.ExitCode()
 	}
 	return -1
-}
-
-// syncBuffer is a bytes.Buffer safe for the child's writes and the test's
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -138,6 +138,7 @@ type Launcher struct {
 	reapers  sync.WaitGroup
 	ctrl     *controlServer
 	watch    *storeWatch // the failover watcher (watch.go)
+	eventsMu sync.Mutex  // serializes appends to DIR/events.jsonl
 	ready    atomic.Bool
 	closeErr error
 	closed   sync.Once
@@ -388,11 +389,11 @@ func (l *Launcher) reap(name string, c *child) {
 	l.mu.Unlock()
 	close(c.done)
 	l.log.Info("node exited", "node", name, "pid", c.cmd.Process.Pid, "how", how)
-	verb := "exited"
+	kind := EventExited
 	if closing {
-		verb = "stopped"
+		kind = EventStopped
 	}
-	l.event("%s %s (pid %d): %s", name, verb, c.cmd.Process.Pid, how)
+	l.emit(Event{Kind: kind, Node: name, Detail: fmt.Sprintf("%s %s (pid %d): %s", name, kind, c.cmd.Process.Pid, how)})
 }
 
 // describeExit says how a process ended, in a person's words.
@@ -409,10 +410,16 @@ func describeExit(ps *os.ProcessState, err error) (string, bool) {
 	return fmt.Sprintf("exited with status %d", ps.ExitCode()), false
 }
 
-func (l *Launcher) event(format string, args ...any) {
-	if l.cfg.Events != nil {
-		fmt.Fprintf(l.cfg.Events, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+// emit reports one event of the stack: its Detail as a line on the Events
+// writer, and the event as a JSON line in DIR/events.jsonl (watch.go).
+func (l *Launcher) emit(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
 	}
+	if l.cfg.Events != nil {
+		fmt.Fprintf(l.cfg.Events, "%s  %s\n", e.Time.Local().Format("15:04:05"), e.Detail)
+	}
+	l.appendEvent(e)
 }
 
 // Ready reports whether every node answered /readyz since it started.
@@ -541,7 +548,7 @@ func (l *Launcher) StartNode(ctx context.Context, name string) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
-	l.event("%s started again (pid %d)", name, n.PID)
+	l.emit(Event{Kind: EventStarted, Node: name, Detail: fmt.Sprintf("%s started again (pid %d)", name, n.PID)})
 	return l.waitOne(ctx, name)
 }
 
@@ -572,7 +579,7 @@ func (l *Launcher) AddNode(ctx context.Context, role string) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
-	l.event("%s added (roles %s, %s, pid %d)", n.Name, role, n.Addr, pid)
+	l.emit(Event{Kind: EventAdded, Node: n.Name, Detail: fmt.Sprintf("%s added (roles %s, %s, pid %d)", n.Name, role, n.Addr, pid)})
 	return l.waitOne(ctx, n.Name)
 }
 

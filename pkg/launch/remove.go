@@ -107,7 +107,7 @@ func (l *Launcher) RemoveNode(ctx context.Context, name string, purge bool) (Rem
 	if out.Purged {
 		what = []string{"data and log deleted"}
 	}
-	l.event("%s removed from the stack (%s)", name, strings.Join(what, ", "))
+	l.emit(Event{Kind: EventRemoved, Node: name, Detail: fmt.Sprintf("%s removed from the stack (%s)", name, strings.Join(what, ", "))})
 	return out, nil
 }
 

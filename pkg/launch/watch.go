@@ -38,6 +38,17 @@ const (
 	// EventFollows: Node, a replica, follows Primary (after a failover, or
 	// an old primary come back as a replica).
 	EventFollows = "follows"
+
+	// The launcher's own events, about processes and data: Node exited
+	// (killed, crashed or exited), was stopped with the stack, was started
+	// again, was added or removed, or starts from another node's newer
+	// store data (datadir.go).
+	EventExited      = "exited"
+	EventStopped     = "stopped"
+	EventStarted     = "started"
+	EventAdded       = "added"
+	EventRemoved     = "removed"
+	EventDataCarried = "data_carried"
 )
 
 // Event is one change in who can write, as the watcher saw it.
@@ -255,12 +266,6 @@ func (l *Launcher) runWatch(ctx context.Context) {
 	pids := map[string]int{}
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
-	var file *os.File
-	defer func() {
-		if file != nil {
-			file.Close()
-		}
-	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -307,35 +312,31 @@ func (l *Launcher) runWatch(ctx context.Context) {
 			views = append(views, v)
 		}
 		for _, e := range tracker.observe(time.Now(), views) {
-			l.event("%s", e.Detail)
-			if file == nil {
-				file = l.openEvents()
-			}
-			l.appendEvent(file, e)
+			l.emit(e)
 		}
 	}
 }
 
-// openEvents opens DIR/events.jsonl for appending, nil if it cannot.
-func (l *Launcher) openEvents() *os.File {
-	f, err := os.OpenFile(filepath.Join(l.cfg.Dir, EventsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+// appendEvent appends e as one JSON line to DIR/events.jsonl. Each event
+// is one write to a file opened for appending, so a reader never sees half
+// a line; a failure to write is logged and the event is still printed.
+func (l *Launcher) appendEvent(e Event) {
+	l.eventsMu.Lock()
+	defer l.eventsMu.Unlock()
+	b, err := json.Marshal(e)
 	if err != nil {
-		l.log.Warn("failover events file", "err", err)
-		return nil
-	}
-	return f
-}
-
-func (l *Launcher) appendEvent(f *os.File, e Event) {
-	if f == nil {
+		l.log.Warn("events file", "err", err)
 		return
 	}
-	b, err := json.Marshal(e)
+	f, err := os.OpenFile(filepath.Join(l.cfg.Dir, EventsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err == nil {
 		_, err = f.Write(append(b, '\n'))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
-		l.log.Warn("failover events file", "err", err)
+		l.log.Warn("events file", "err", err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testwait"
 )
 
@@ -145,13 +146,15 @@ func TestTrackerWithoutFailover(t *testing.T) {
 // TestEventsFileFormat: one JSON object per line, with the documented keys.
 func TestEventsFileFormat(t *testing.T) {
 	dir := t.TempDir()
-	l := &Launcher{cfg: Config{Dir: dir}, log: slog.New(slog.DiscardHandler)}
-	f := l.openEvents()
+	var printed bytes.Buffer
+	l := &Launcher{cfg: Config{Dir: dir, Events: &printed}, log: slog.New(slog.DiscardHandler)}
 	e := Event{Time: time.Date(2026, 12, 7, 20, 0, 2, 500e6, time.UTC), Kind: EventPrimary, Node: "replica-1", Epoch: 3,
 		Previous: "db-1", AfterMS: 2300, Detail: "replica-1 is the primary at epoch 3, 2.3s after db-1 was last seen as primary"}
-	l.appendEvent(f, e)
-	l.appendEvent(f, Event{Time: e.Time, Kind: EventNoPrimary, Node: "replica-1", Epoch: 3, Detail: "x"})
-	f.Close()
+	l.emit(e)
+	l.emit(Event{Kind: EventExited, Node: "db-1", Detail: "db-1 exited (pid 7): killed by SIGKILL"})
+	if !strings.Contains(printed.String(), e.Detail) || !strings.Contains(printed.String(), "db-1 exited (pid 7)") {
+		t.Errorf("the terminal got %q, want both events' details", printed.String())
+	}
 	b, err := os.ReadFile(filepath.Join(dir, EventsFile))
 	if err != nil {
 		t.Fatal(err)
@@ -170,8 +173,8 @@ func TestEventsFileFormat(t *testing.T) {
 		}
 	}
 	got, err := ReadEvents(dir)
-	if err != nil || len(got) != 2 || got[0] != e {
-		t.Errorf("ReadEvents = %+v, %v; want the two events, the first %+v", got, err, e)
+	if err != nil || len(got) != 2 || got[0] != e || got[1].Kind != EventExited || got[1].Time.IsZero() {
+		t.Errorf("ReadEvents = %+v, %v; want the two events, the first %+v, the second timed", got, err, e)
 	}
 }
 
@@ -201,23 +204,6 @@ func (f *fakeStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"name": f.name, "sections": map[string]any{"store": map[string]any{"replication": role}}})
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestWatcherPollsStoreNodes runs the watcher of a launcher against two
 // fake store nodes: the primary stops answering (paused), the replica
 // takes over; node up's events and events.jsonl say so, once each.
@@ -239,7 +225,7 @@ func TestWatcherPollsStoreNodes(t *testing.T) {
 		nodes = append(nodes, Node{Name: f.name, Roles: []string{role}, Admin: strings.TrimPrefix(srv.URL, "http://"), Running: true})
 	}
 	dir := t.TempDir()
-	events := &lockedBuffer{}
+	events := &syncbuf.Buffer{}
 	l := &Launcher{cfg: Config{Dir: dir, Events: events}, log: slog.New(slog.DiscardHandler), st: State{Dir: dir, Nodes: nodes}}
 	l.ready.Store(true)
 	l.startWatch()

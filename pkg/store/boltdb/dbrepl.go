@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/scalestack/scalestack/internal/durable"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -203,7 +204,7 @@ func (db *DB) Restore(path string) error {
 	if err := os.Rename(path, db.path); err != nil {
 		return fmt.Errorf("restore: rename: %w", err)
 	}
-	_ = syncDir(filepath.Dir(db.path)) // make the rename itself durable
+	_ = durable.SyncDir(filepath.Dir(db.path)) // make the rename itself durable
 	bdb, err := bolt.Open(db.path, 0o600, &bolt.Options{Timeout: db.opts.LockTimeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return fmt.Errorf("restore: reopen: %w", err)
@@ -275,14 +276,4 @@ func (db *DB) Checksum(ctx context.Context) (sum uint32, lsn uint64, err error) 
 		return 0, 0, fmt.Errorf("checksum: %w", err)
 	}
 	return crc32.Checksum(buf.Bytes(), crcTable), lsn, nil
-}
-
-// syncDir fsyncs a directory, which makes a rename in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

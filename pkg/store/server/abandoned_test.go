@@ -1,42 +1,23 @@
 package server_test
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/store/server"
 )
 
-// lockedBuffer is a bytes.Buffer the server's goroutines and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Issue 17: a read whose client went away while it waited (an app whose
 // user gave up during a pause) was logged as a warning "store request
 // failed ... context canceled" with code 503. Nothing of the store failed.
 func TestReadAbandonedByItsClientIsNoWarning(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	srv := startServerWith(t, server.Deps{
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, func(c *server.Config) { c.SessionWait = time.Minute })

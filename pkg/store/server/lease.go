@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/durable"
 	"github.com/scalestack/scalestack/pkg/store"
 )
 
@@ -655,24 +656,7 @@ func (r *replication) saveLocked(lf leaseFile) error {
 	if err != nil {
 		return err
 	}
-	tmp := r.leasePath() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("save lease state: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, r.leasePath())
-	}
-	if err == nil {
-		err = syncDir(r.s.cfg.DataDir)
-	}
+	err = durable.WriteFile(r.leasePath(), b, 0o600)
 	if err != nil {
 		return fmt.Errorf("save lease state: %w", err)
 	}
@@ -741,14 +725,4 @@ func (r *replication) peerStatus(ctx context.Context, addr string) (ReplicationS
 		return ReplicationStatus{}, errors.New("no replication status")
 	}
 	return *st.Replication, nil
-}
-
-// syncDir fsyncs a directory, which makes a rename in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
