@@ -72,6 +72,9 @@ type Config struct {
 	// keep-alive pool (64 idle connections per instance) and a 2s connect
 	// timeout; Close closes its idle connections.
 	HTTPClient *http.Client
+	// Codes are the service's own errors on the wire (see Code): the same
+	// list as its ServerConfig.Codes. Nil: the table's only.
+	Codes []Code
 	// Logger logs breakers opening and closing. Nil: slog.Default().
 	Logger *slog.Logger
 	// Now is the breakers' clock. Nil: time.Now; tests give a fake one to
@@ -85,6 +88,7 @@ type Config struct {
 // use.
 type Client struct {
 	cfg    Config
+	codes  []code // the service's own
 	http   *http.Client
 	own    *http.Transport
 	scheme string
@@ -135,6 +139,10 @@ func New(cfg Config) (*Client, error) {
 	case -1:
 		cfg.Retries = 0
 	}
+	own, err := ownCodes("Config.Codes", cfg.Codes)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.MaxAnswerBytes <= 0 {
 		cfg.MaxAnswerBytes = 16 << 20
 	}
@@ -148,7 +156,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.Breaker.MaxCooldown = time.Minute
 	}
 	cfg.Breaker.MaxCooldown = max(cfg.Breaker.MaxCooldown, cfg.Breaker.Cooldown)
-	c := &Client{cfg: cfg, http: cfg.HTTPClient, scheme: "http://", log: cfg.Logger, now: cfg.Now,
+	c := &Client{cfg: cfg, codes: own, http: cfg.HTTPClient, scheme: "http://", log: cfg.Logger, now: cfg.Now,
 		breakers: map[string]*instanceState{}}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -318,7 +326,7 @@ func (c *Client) judge(ctx context.Context, a attempt, method string, safe bool)
 		c.record(a.instance, success, "")
 		return false, nil
 	}
-	we, cause := decodeError(a.status, a.body)
+	we, cause := decodeError(a.status, a.body, c.codes)
 	e := &Error{Service: svcName, Method: method, Instance: a.instance.Name, Status: a.status, Wire: we, err: cause}
 	switch {
 	case a.status == http.StatusServiceUnavailable && we.Code == "unavailable":

@@ -692,3 +692,67 @@ func TestInstancesFollowMembership(t *testing.T) {
 		t.Fatalf("b at a new address = %+v having served %d calls, want closed and 2 of 4 calls", st, b3.calls.Load())
 	}
 }
+
+// A service's own errors travel as the table's do, when both sides are
+// given its codes.
+func TestServiceCodes(t *testing.T) {
+	errDeclined := errors.New("card declined")
+	errKeyReused := fmt.Errorf("idempotency key used for another payment: %w", svc.ErrConflict)
+	codes := []rpc.Code{
+		{Name: "declined", Status: http.StatusPaymentRequired, Err: errDeclined},
+		{Name: "key_reused", Status: http.StatusConflict, Err: errKeyReused},
+	}
+	s, err := rpc.NewServer(rpc.ServerConfig{Service: service, Codes: codes, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc.Handle(s, write, func(ctx context.Context, req echoReq) (echoResp, error) {
+		switch req.Text {
+		case "declined":
+			return echoResp{}, fmt.Errorf("charge 4000000000000002: %w", errDeclined)
+		case "reused":
+			return echoResp{}, errKeyReused
+		}
+		return echoResp{}, svc.ErrConflict
+	})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	cl := newClient(t, rpc.Config{Codes: codes, Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "one", Addr: srv.Listener.Addr().String()}} }})
+
+	for _, tt := range []struct {
+		text   string
+		want   []error // errors.Is each
+		not    error   // !errors.Is
+		status int
+	}{
+		{"declined", []error{errDeclined}, svc.ErrConflict, 402},
+		{"reused", []error{errKeyReused, svc.ErrConflict}, nil, 409}, // the service's code, which wraps svc's
+		{"other", []error{svc.ErrConflict}, errKeyReused, 409},
+	} {
+		_, err := rpc.Call(context.Background(), cl, write, echoReq{Text: tt.text})
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Status != tt.status {
+			t.Fatalf("Call(%s) = %v, want an *rpc.Error under %d", tt.text, err, tt.status)
+		}
+		for _, w := range tt.want {
+			if !errors.Is(err, w) {
+				t.Errorf("Call(%s) = %v, want it to match %v", tt.text, err, w)
+			}
+		}
+		if tt.not != nil && errors.Is(err, tt.not) {
+			t.Errorf("Call(%s) = %v, which should not match %v", tt.text, err, tt.not)
+		}
+	}
+
+	for _, bad := range [][]rpc.Code{
+		{{Name: "not_found", Status: 404, Err: errDeclined}},
+		{{Name: "declined", Status: 200, Err: errDeclined}},
+		{{Name: "declined", Status: 402}},
+		{{Name: "Declined", Status: 402, Err: errDeclined}},
+		{codes[0], codes[0]},
+	} {
+		if _, err := rpc.NewServer(rpc.ServerConfig{Service: service, Codes: bad}); err == nil || !strings.Contains(err.Error(), "ServerConfig.Codes[") {
+			t.Errorf("NewServer with codes %+v = %v, want an error naming ServerConfig.Codes", bad, err)
+		}
+	}
+}

@@ -38,6 +38,9 @@ type ServerConfig struct {
 	// every call (derived from --cluster-key, as the store's); a call
 	// without it is answered 401 "unauthorized". Empty: no check.
 	Token string
+	// Codes are the service's own errors on the wire (see Code); its
+	// callers' Config.Codes must be the same list. Nil: the table's only.
+	Codes []Code
 	// Logger logs the calls that fail on the service's side (5xx). Nil:
 	// slog.Default().
 	Logger *slog.Logger
@@ -50,8 +53,9 @@ type ServerConfig struct {
 // 415 not JSON, 400 a bad header, 413 over the body limit, 400 malformed
 // JSON.
 type Server struct {
-	cfg ServerConfig
-	log *slog.Logger
+	cfg   ServerConfig
+	log   *slog.Logger
+	codes []code // the service's own
 
 	mu      sync.RWMutex
 	methods map[string]handler
@@ -77,11 +81,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxTimeout <= 0 {
 		cfg.MaxTimeout = 60 * time.Second
 	}
+	own, err := ownCodes("ServerConfig.Codes", cfg.Codes)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, log: log, methods: map[string]handler{}}, nil
+	return &Server{cfg: cfg, log: log, codes: own, methods: map[string]handler{}}, nil
 }
 
 // Handle registers fn as method m of s. The handler's context carries the
@@ -249,7 +257,7 @@ func (s *Server) authorized(r *http.Request) bool {
 // fail answers a handler's error by the table, logging what the wire does
 // not carry.
 func (s *Server) fail(rw http.ResponseWriter, method string, err error) {
-	status, we := encodeError(err)
+	status, we := encodeError(err, s.codes)
 	if status >= 500 {
 		s.log.Error("rpc: call failed", "service", s.cfg.Service, "method", method, "status", status, "err", err)
 	}

@@ -138,10 +138,54 @@ var codes = []code{
 	{"internal", http.StatusInternalServerError, ErrInternal, false},
 }
 
-func codeNamed(name string) (code, bool) {
-	for _, c := range codes {
-		if c.name == name {
-			return c, true
+// Code is an error of one service's own on the wire, beside the table's
+// (a payment declined, say): the service declares its codes once, as it
+// does its Methods, and gives the same list to its Server
+// (ServerConfig.Codes) and to its callers' Client (Config.Codes), so both
+// read one table. A service's codes are tried before the table's, so one
+// may name an error that wraps a svc sentinel more precisely; the caller's
+// error is then Err, which still matches the sentinel.
+type Code struct {
+	// Name is the "code" member: lowercase letters, digits, '_' and '-',
+	// none of the table's names.
+	Name string
+	// Status is the HTTP status, 400 to 599. A 5xx counts against the
+	// instance's breaker, as any 5xx does.
+	Status int
+	// Err is what the error matches on both sides, with errors.Is.
+	Err error
+}
+
+// ownCodes checks a service's codes and turns them into the table's form;
+// field names the config field, for the error.
+func ownCodes(field string, cs []Code) ([]code, error) {
+	own := make([]code, 0, len(cs))
+	for i, c := range cs {
+		switch _, builtin := codeNamed(c.Name, nil); {
+		case !validName(c.Name):
+			return nil, fmt.Errorf("rpc: %s[%d].Name %q: want lowercase letters, digits, '_' or '-'", field, i, c.Name)
+		case builtin:
+			return nil, fmt.Errorf("rpc: %s[%d].Name %q is one of the wire's own codes", field, i, c.Name)
+		case c.Status < 400 || c.Status > 599:
+			return nil, fmt.Errorf("rpc: %s[%d] (%s): Status %d is not an error status (400-599)", field, i, c.Name, c.Status)
+		case c.Err == nil:
+			return nil, fmt.Errorf("rpc: %s[%d] (%s): Err is nil", field, i, c.Name)
+		}
+		if _, dup := codeNamed(c.Name, own); dup {
+			return nil, fmt.Errorf("rpc: %s[%d]: code %q listed twice", field, i, c.Name)
+		}
+		own = append(own, code{name: c.Name, status: c.Status, err: c.Err})
+	}
+	return own, nil
+}
+
+// codeNamed finds a code by name among a service's own, then the table's.
+func codeNamed(name string, own []code) (code, bool) {
+	for _, tab := range [][]code{own, codes} {
+		for _, c := range tab {
+			if c.name == name {
+				return c, true
+			}
 		}
 	}
 	return code{}, false
@@ -173,12 +217,12 @@ type WireError struct {
 // encodeError returns the status and body that err is sent as. An error
 // that matches no code is "internal", and its text stays in the server's
 // log: the wire says only that the service failed.
-func encodeError(err error) (int, WireError) {
+func encodeError(err error, own []code) (int, WireError) {
 	var fe *svc.FieldError
 	if errors.As(err, &fe) {
-		c, _ := codeNamed("invalid")
+		c, _ := codeNamed("invalid", nil)
 		if fe.Err != nil {
-			if s, ok := sentinelCode(fe.Err); ok {
+			if s, ok := sentinelCode(fe.Err, own); ok {
 				c = s
 			}
 		}
@@ -186,28 +230,37 @@ func encodeError(err error) (int, WireError) {
 			return c.status, WireError{Error: fe.Msg, Code: c.name, Field: fe.Field}
 		}
 	}
+	for _, c := range own {
+		if errors.Is(err, c.err) {
+			return c.status, WireError{Error: err.Error(), Code: c.name}
+		}
+	}
 	for _, cause := range unavailableCauses {
 		if errors.Is(err, cause) {
-			c, _ := codeNamed("unavailable")
+			c, _ := codeNamed("unavailable", nil)
 			return c.status, WireError{Error: err.Error(), Code: c.name}
 		}
 	}
 	for _, cause := range outcomeUnknownCauses {
 		if errors.Is(err, cause) {
-			c, _ := codeNamed("outcome_unknown")
+			c, _ := codeNamed("outcome_unknown", nil)
 			return c.status, WireError{Error: err.Error(), Code: c.name}
 		}
 	}
-	if c, ok := sentinelCode(err); ok && !c.hop && c.name != "internal" {
+	if c, ok := sentinelCode(err, nil); ok && !c.hop && c.name != "internal" {
 		return c.status, WireError{Error: err.Error(), Code: c.name}
 	}
 	return http.StatusInternalServerError, WireError{Error: ErrInternal.Error(), Code: "internal"}
 }
 
-func sentinelCode(err error) (code, bool) {
-	for _, c := range codes {
-		if c.err != nil && errors.Is(err, c.err) {
-			return c, true
+// sentinelCode finds the first code whose error err matches, among a
+// service's own, then the table's.
+func sentinelCode(err error, own []code) (code, bool) {
+	for _, tab := range [][]code{own, codes} {
+		for _, c := range tab {
+			if c.err != nil && errors.Is(err, c.err) {
+				return c, true
+			}
 		}
 	}
 	return code{}, false
@@ -217,12 +270,12 @@ func sentinelCode(err error) (code, bool) {
 // a *svc.FieldError when the body names a field, else the code's sentinel.
 // A body that is not the wire's (a proxy's page, a truncated answer) is
 // judged by its status alone, as any HTTP client would.
-func decodeError(status int, body []byte) (WireError, error) {
+func decodeError(status int, body []byte, own []code) (WireError, error) {
 	var we WireError
 	if err := json.Unmarshal(body, &we); err != nil || we.Code == "" {
 		we = WireError{Error: statusText(status, body)}
 	}
-	c, ok := codeNamed(we.Code)
+	c, ok := codeNamed(we.Code, own)
 	if !ok {
 		return we, byStatus(status)
 	}

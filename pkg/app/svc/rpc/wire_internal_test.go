@@ -51,19 +51,19 @@ func FuzzDecodeError(f *testing.F) {
 	f.Add(503, []byte(`{"error":`))
 	f.Add(200, []byte(nil))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		we, err := decodeError(status, body)
+		we, err := decodeError(status, body, nil)
 		if err == nil {
 			t.Fatalf("decodeError(%d, %q) = nil error", status, body)
 		}
 		// Whatever the wire said, the caller's error and the body it shows
 		// encode back to the same code: one table in both directions.
-		if c, ok := codeNamed(we.Code); ok {
+		if c, ok := codeNamed(we.Code, nil); ok {
 			if c.hop {
 				// Another hop's failure is this one's internal error.
-				c, _ = codeNamed("internal")
+				c, _ = codeNamed("internal", nil)
 				we.Field = ""
 			}
-			gotStatus, again := encodeError(err)
+			gotStatus, again := encodeError(err, nil)
 			if again.Code != c.name || gotStatus != c.status {
 				t.Fatalf("decodeError(%d, %q) = %v, which encodes as %d %q, want %d %q", status, body, err, gotStatus, again.Code, c.status, c.name)
 			}
@@ -89,7 +89,7 @@ func TestEncodeError(t *testing.T) {
 		{&Error{Service: "users", Method: "get", Status: 404, err: svc.ErrNotFound, Wire: WireError{Error: "not found"}}, 404, "not_found", "users.get on : not found"},
 	}
 	for _, tt := range tests {
-		status, we := encodeError(tt.err)
+		status, we := encodeError(tt.err, nil)
 		if status != tt.status || we.Code != tt.code || we.Error != tt.msg {
 			t.Errorf("encodeError(%v) = %d %+v, want %d %s %q", tt.err, status, we, tt.status, tt.code, tt.msg)
 		}
