@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/retrybudget"
 )
 
 // Instance is one instance of a service as the client sees it.
@@ -56,6 +58,17 @@ type Config struct {
 	// Retries bounds how many times a failed call is sent again, each time
 	// to another instance when there is one. Zero: 2; -1: never.
 	Retries int
+	// RetryBudget bounds all the client's retries together: they may be at
+	// most this fraction of its calls over the last 10 seconds, plus
+	// RetryMinPerSecond a second (Finagle's RetryBudget, as the lb's
+	// --lb-retry-budget). When every instance fails the same way (its store
+	// group down: each answers 503 and no breaker opens), the service then
+	// gets about 1.2 times the gateway's calls rather than 1+Retries times.
+	// Zero: 0.2; -1: no budget (Retries alone bounds).
+	RetryBudget float64
+	// RetryMinPerSecond is the budget's floor, so that a client with few
+	// calls may still retry. Zero: 10; -1: none.
+	RetryMinPerSecond int
 	// Breaker configures the circuit breaker of each instance.
 	Breaker BreakerConfig
 	// MaxAnswerBytes bounds the body of an answer the client reads; a
@@ -95,12 +108,13 @@ type Client struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	rr atomic.Uint64
+	rr     atomic.Uint64
+	budget *retrybudget.Budget // nil: none
 
 	mu       sync.Mutex
 	breakers map[string]*instanceState // by Instance.Name
 
-	calls, retries, failed atomic.Uint64
+	calls, retries, denied, failed atomic.Uint64
 }
 
 type instanceState struct {
@@ -122,6 +136,8 @@ func New(cfg Config) (*Client, error) {
 	}{
 		{"Timeout", cfg.Timeout < 0},
 		{"Retries", cfg.Retries < -1},
+		{"RetryBudget", cfg.RetryBudget < 0 && cfg.RetryBudget != -1},
+		{"RetryMinPerSecond", cfg.RetryMinPerSecond < -1},
 		{"Breaker.Failures", cfg.Breaker.Failures < 0},
 		{"Breaker.Cooldown", cfg.Breaker.Cooldown < 0},
 		{"Breaker.MaxCooldown", cfg.Breaker.MaxCooldown < 0},
@@ -143,6 +159,18 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch cfg.RetryBudget {
+	case 0:
+		cfg.RetryBudget = 0.2
+	case -1:
+		cfg.RetryBudget = 0
+	}
+	switch cfg.RetryMinPerSecond {
+	case 0:
+		cfg.RetryMinPerSecond = 10
+	case -1:
+		cfg.RetryMinPerSecond = 0
+	}
 	if cfg.MaxAnswerBytes <= 0 {
 		cfg.MaxAnswerBytes = 16 << 20
 	}
@@ -163,6 +191,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if cfg.RetryBudget > 0 || cfg.RetryMinPerSecond > 0 {
+		c.budget = retrybudget.New(cfg.RetryBudget, cfg.RetryMinPerSecond)
 	}
 	if cfg.TLS != nil {
 		c.scheme = "https://"
@@ -238,6 +269,9 @@ type attempt struct {
 
 func (c *Client) call(ctx context.Context, method string, idempotent bool, body []byte) (answer, error) {
 	c.calls.Add(1)
+	if c.budget != nil {
+		c.budget.Request(c.now())
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
@@ -277,6 +311,10 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 			return answer{instance: inst.Name, body: a.body}, nil
 		}
 		last = err
+		if retry && try < c.cfg.Retries && ctx.Err() == nil && c.budget != nil && !c.budget.Allow(c.now()) {
+			c.denied.Add(1)
+			retry = false
+		}
 		if !retry || try >= c.cfg.Retries || ctx.Err() != nil {
 			if !refused(err) {
 				c.failed.Add(1)
@@ -510,13 +548,15 @@ func (c *Client) record(inst Instance, o outcome, errText string) {
 // Status is the client's state for /status.
 type Status struct {
 	Service string `json:"service"`
-	// Calls counts Call; Retries the tries after a call's first; Failed
-	// the calls that ended in an error other than a service's refusal
-	// (a 4xx: not found, invalid, ...).
-	Calls     uint64           `json:"calls"`
-	Retries   uint64           `json:"retries"`
-	Failed    uint64           `json:"failed"`
-	Instances []InstanceStatus `json:"instances"`
+	// Calls counts Call; Retries the tries after a call's first;
+	// RetriesDenied the retries the budget refused; Failed the calls that
+	// ended in an error other than a service's refusal (a 4xx: not found,
+	// invalid, ...).
+	Calls         uint64           `json:"calls"`
+	Retries       uint64           `json:"retries"`
+	RetriesDenied uint64           `json:"retries_denied"`
+	Failed        uint64           `json:"failed"`
+	Instances     []InstanceStatus `json:"instances"`
 }
 
 // InstanceStatus is one instance's breaker and counts.
@@ -541,7 +581,7 @@ type InstanceStatus struct {
 func (c *Client) Status() Status {
 	list := c.cfg.Instances()
 	now := c.now()
-	s := Status{Service: c.cfg.Service, Calls: c.calls.Load(), Retries: c.retries.Load(), Failed: c.failed.Load(),
+	s := Status{Service: c.cfg.Service, Calls: c.calls.Load(), Retries: c.retries.Load(), RetriesDenied: c.denied.Load(), Failed: c.failed.Load(),
 		Instances: make([]InstanceStatus, 0, len(list))}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -756,3 +756,37 @@ func TestServiceCodes(t *testing.T) {
 		}
 	}
 }
+
+// When every instance answers 503 (their store group is down, so no
+// breaker opens), the retry budget keeps the service's load near the
+// gateway's: retries are at most 20 % of the calls.
+func TestRetryBudgetBoundsRetries(t *testing.T) {
+	down := func(ctx context.Context, req echoReq) (echoResp, error) { return echoResp{}, store.ErrUnavailable }
+	a, b, c := startInstance(t, "a", down), startInstance(t, "b", down), startInstance(t, "c", down)
+	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
+	tries := func(cl *rpc.Client) uint64 {
+		var n uint64
+		for _, is := range cl.Status().Instances {
+			n += is.Calls
+		}
+		return n
+	}
+
+	budgeted := newClient(t, rpc.Config{Now: clock.Now, RetryMinPerSecond: -1}, a, b, c)
+	for range 20 {
+		if _, err := rpc.Call(context.Background(), budgeted, echo, echoReq{}); !errors.Is(err, rpc.ErrUnavailable) {
+			t.Fatalf("Call = %v, want ErrUnavailable", err)
+		}
+	}
+	if st := budgeted.Status(); st.Retries != 4 || st.RetriesDenied != 20 || tries(budgeted) != 24 {
+		t.Fatalf("with the budget: %d retries, %d denied, %d tries; want 4 (20 %% of 20 calls), 20, 24", st.Retries, st.RetriesDenied, tries(budgeted))
+	}
+
+	unbounded := newClient(t, rpc.Config{Now: clock.Now, RetryBudget: -1, RetryMinPerSecond: -1}, a, b, c)
+	for range 20 {
+		_, _ = rpc.Call(context.Background(), unbounded, echo, echoReq{})
+	}
+	if st := unbounded.Status(); st.Retries != 40 || st.RetriesDenied != 0 {
+		t.Fatalf("without a budget: %d retries, %d denied; want 40 (2 per call), 0", st.Retries, st.RetriesDenied)
+	}
+}
