@@ -55,6 +55,14 @@ type Config struct {
 	// Timeout is a call's deadline when its context has none. Zero: 5s.
 	// Every retry of the call fits in it.
 	Timeout time.Duration
+	// TryTimeout bounds each try of a call, within the call's deadline, so
+	// that an instance that accepts calls but does not answer (a paused
+	// process, a lost network) costs a safe call one TryTimeout before the
+	// call goes elsewhere, not its whole deadline (Envoy's per_try_timeout).
+	// A try of an unsafe call that runs out is outcome unknown, as any
+	// timeout. Zero: none, the call's deadline alone. Set it above the
+	// service's slowest normal answer, or slow answers become failures.
+	TryTimeout time.Duration
 	// Retries bounds how many times a failed call is sent again, each time
 	// to another instance when there is one. Zero: 2; -1: never.
 	Retries int
@@ -135,6 +143,7 @@ func New(cfg Config) (*Client, error) {
 		negative bool
 	}{
 		{"Timeout", cfg.Timeout < 0},
+		{"TryTimeout", cfg.TryTimeout < 0},
 		{"Retries", cfg.Retries < -1},
 		{"RetryBudget", cfg.RetryBudget < 0 && cfg.RetryBudget != -1},
 		{"RetryMinPerSecond", cfg.RetryMinPerSecond < -1},
@@ -231,8 +240,11 @@ func (c *Client) Close() error {
 //   - nothing of it reached an instance (the connection was refused, or
 //     lost before the request was written): any call;
 //   - it is safe to repeat (m.Idempotent, or ctx carries an idempotency
-//     key) and the instance answered 503 or gave no answer (a connection
-//     lost, a reset).
+//     key) and the instance answered 503 or 504 or gave no answer (a
+//     connection lost, a reset, a TryTimeout run out),
+//
+// within Config.Retries and the retry budget, while the call's deadline
+// leaves time.
 //
 // A call that is not safe to repeat and may have reached an instance is
 // never sent again: it returns ErrOutcomeUnknown.
@@ -305,7 +317,7 @@ func (c *Client) call(ctx context.Context, method string, idempotent bool, body 
 		if try > 0 {
 			c.retries.Add(1)
 		}
-		a := c.send(ctx, inst, method, body, !safe)
+		a := c.try(ctx, inst, method, body, !safe)
 		retry, err := c.judge(ctx, a, method, safe)
 		if err == nil {
 			return answer{instance: inst.Name, body: a.body}, nil
@@ -384,6 +396,11 @@ func (c *Client) judge(ctx context.Context, a attempt, method string, safe bool)
 	case a.status == http.StatusGatewayTimeout && !safe:
 		c.record(a.instance, failure, e.Error())
 		return false, fmt.Errorf("%w: %w", ErrOutcomeUnknown, e)
+	case a.status == http.StatusGatewayTimeout:
+		// The try's time ran out in the service (TryTimeout, or the
+		// call's own deadline, which the loop checks before a retry).
+		c.record(a.instance, failure, e.Error())
+		return true, e
 	case a.status >= 500:
 		c.record(a.instance, failure, e.Error())
 		return false, e
@@ -391,6 +408,16 @@ func (c *Client) judge(ctx context.Context, a attempt, method string, safe bool)
 	// A 4xx: the instance works; the call was refused.
 	c.record(a.instance, success, "")
 	return false, e
+}
+
+// try makes one try at inst, under TryTimeout when there is one.
+func (c *Client) try(ctx context.Context, inst Instance, method string, body []byte, traced bool) attempt {
+	if c.cfg.TryTimeout <= 0 {
+		return c.send(ctx, inst, method, body, traced)
+	}
+	tctx, cancel := context.WithTimeout(ctx, c.cfg.TryTimeout)
+	defer cancel()
+	return c.send(tctx, inst, method, body, traced)
 }
 
 // send makes one try at inst. With traced, it watches whether the whole

@@ -790,3 +790,27 @@ func TestRetryBudgetBoundsRetries(t *testing.T) {
 		t.Fatalf("without a budget: %d retries, %d denied; want 40 (2 per call), 0", st.Retries, st.RetriesDenied)
 	}
 }
+
+// An instance that takes calls and never answers (a paused process) costs
+// a safe call one TryTimeout, after which the call goes elsewhere; an
+// unsafe call is still not sent twice.
+func TestTryTimeoutMovesOnFromASilentInstance(t *testing.T) {
+	var hung atomic.Int64
+	silent := startInstance(t, "silent", func(ctx context.Context, req echoReq) (echoResp, error) {
+		hung.Add(1)
+		<-ctx.Done()
+		return echoResp{}, ctx.Err()
+	})
+	live := startInstance(t, "live", nil)
+	cl := newClient(t, rpc.Config{Timeout: time.Minute, TryTimeout: 100 * time.Millisecond}, silent, live)
+
+	got, err := rpc.Call(context.Background(), cl, echo, echoReq{Text: "x"})
+	if err != nil || got.Instance != "live" || hung.Load() != 1 {
+		t.Fatalf("Call(echo) = %+v, %v after %d tries at silent; want live's answer after one", got, err, hung.Load())
+	}
+	_, _ = rpc.Call(context.Background(), cl, write, echoReq{}) // live's turn
+	_, err = rpc.Call(context.Background(), cl, write, echoReq{Text: "x"})
+	if !errors.Is(err, rpc.ErrOutcomeUnknown) || hung.Load() != 2 || live.calls.Load() != 2 {
+		t.Fatalf("Call(write) = %v with %d tries at silent and %d calls at live; want outcome unknown, 2 and 2", err, hung.Load(), live.calls.Load())
+	}
+}
