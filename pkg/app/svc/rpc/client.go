@@ -98,8 +98,9 @@ type Config struct {
 	Codes []Code
 	// Logger logs breakers opening and closing. Nil: slog.Default().
 	Logger *slog.Logger
-	// Now is the breakers' clock. Nil: time.Now; tests give a fake one to
-	// pass a cooldown without waiting for it.
+	// Now is the clock of the breakers and the retry budget. Nil:
+	// time.Now; tests give a fake one to pass a cooldown without waiting
+	// for it.
 	Now func() time.Time
 }
 
