@@ -359,6 +359,7 @@ func TestErrorsSurviveTheHop(t *testing.T) {
 		{fmt.Errorf("scan: %w", store.ErrUnavailable), rpc.ErrUnavailable, 503, ""},
 		{store.ErrNotPrimary, rpc.ErrUnavailable, 503, ""},
 		{fmt.Errorf("create post: %w", store.ErrSyncTimeout), rpc.ErrOutcomeUnknown, 500, ""},
+		{fmt.Errorf("put image: %w", store.ErrTooLarge), svc.ErrTooLarge, 413, ""},
 		{context.DeadlineExceeded, context.DeadlineExceeded, 504, ""},
 		{errors.New("nil map in handler"), rpc.ErrInternal, 500, ""},
 		{errPanic, rpc.ErrInternal, 500, ""},

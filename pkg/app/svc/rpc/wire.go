@@ -191,18 +191,27 @@ func codeNamed(name string, own []code) (code, bool) {
 	return code{}, false
 }
 
-// The errors of a service's store that have a code of their own: those
-// that mean "not now, and nothing was done" (the store failing over,
-// unreachable, or a replica behind) are answered 503 unavailable; a write
-// the primary made but its replicas did not confirm in time may or may not
-// last, which the caller must learn as such.
-var (
-	unavailableCauses = []error{
-		ErrUnavailable, store.ErrUnavailable, store.ErrNotPrimary, store.ErrStaleEpoch,
-		store.ErrBehind, store.ErrClosed,
-	}
-	outcomeUnknownCauses = []error{ErrOutcomeUnknown, store.ErrSyncTimeout}
-)
+// causes are errors beside the table's sentinels that are sent under one
+// of its codes, tried before the sentinels: the errors of a service's
+// store. Those that mean "not now, and nothing was done" (the store failing
+// over, unreachable, a replica behind) are unavailable; a write the primary
+// made but its replicas did not confirm in time may or may not last, which
+// the caller must learn as such; a value over the store's limit is the
+// input's fault, as the app already answers it (413).
+var causes = []struct {
+	err  error
+	code string
+}{
+	{ErrUnavailable, "unavailable"},
+	{store.ErrUnavailable, "unavailable"},
+	{store.ErrNotPrimary, "unavailable"},
+	{store.ErrStaleEpoch, "unavailable"},
+	{store.ErrBehind, "unavailable"},
+	{store.ErrClosed, "unavailable"},
+	{ErrOutcomeUnknown, "outcome_unknown"},
+	{store.ErrSyncTimeout, "outcome_unknown"},
+	{store.ErrTooLarge, "too_large"},
+}
 
 // WireError is the body of every failed call.
 type WireError struct {
@@ -235,15 +244,9 @@ func encodeError(err error, own []code) (int, WireError) {
 			return c.status, WireError{Error: err.Error(), Code: c.name}
 		}
 	}
-	for _, cause := range unavailableCauses {
-		if errors.Is(err, cause) {
-			c, _ := codeNamed("unavailable", nil)
-			return c.status, WireError{Error: err.Error(), Code: c.name}
-		}
-	}
-	for _, cause := range outcomeUnknownCauses {
-		if errors.Is(err, cause) {
-			c, _ := codeNamed("outcome_unknown", nil)
+	for _, cause := range causes {
+		if errors.Is(err, cause.err) {
+			c, _ := codeNamed(cause.code, nil)
 			return c.status, WireError{Error: err.Error(), Code: c.name}
 		}
 	}
