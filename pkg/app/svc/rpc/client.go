@@ -480,6 +480,13 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 		return a
 	}
 	a.status = resp.StatusCode
+	if t := trailFrom(ctx); t != nil {
+		servedBy := resp.Header.Get(HeaderServedBy)
+		if servedBy == "" {
+			servedBy = inst.Name
+		}
+		t.add(servedBy)
+	}
 	return a
 }
 

@@ -444,15 +444,20 @@ func TestTraceparentAndKeyTravel(t *testing.T) {
 		t.Fatalf("the handler saw traceparent %q and key %q, want %q and tip-42", s.tp, s.key, tp)
 	}
 	// A handler that calls another service with its context sends the
-	// traceparent on, and not the key, which named its own call's effect.
+	// traceparent on, and not the key, which named its own call's effect;
+	// the gateway's trail names both instances.
 	outer := startInstance(t, "outer", func(ctx context.Context, req echoReq) (echoResp, error) {
 		return rpc.Call(ctx, cl, write, req)
 	})
-	if _, err := rpc.Call(ctx, newClient(t, rpc.Config{}, outer), write, echoReq{}); err != nil {
+	tctx, trail := rpc.WithTrail(ctx)
+	if _, err := rpc.Call(tctx, newClient(t, rpc.Config{}, outer), write, echoReq{}); err != nil {
 		t.Fatal(err)
 	}
 	if s := <-got; s.tp != tp || s.key != "" {
 		t.Fatalf("two hops away the handler saw traceparent %q and key %q, want %q and none", s.tp, s.key, tp)
+	}
+	if got := trail.String(); got != "outer, one" {
+		t.Fatalf("the trail after a call through outer to one = %q, want %q", got, "outer, one")
 	}
 
 	if _, err := rpc.Call(rpc.WithTraceparent(context.Background(), "not-a-trace"), cl, echo, echoReq{}); err != nil {

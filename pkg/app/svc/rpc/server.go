@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -205,8 +206,14 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if k := r.Header.Get(HeaderIdempotencyKey); k != "" {
 		ctx = context.WithValue(ctx, receivedKey{}, k)
 	}
+	ctx, trail := WithTrail(ctx)
 
 	resp, err := s.invoke(ctx, name, h, body)
+	if s.cfg.Instance != "" {
+		// This instance, then those its handler's own calls reached.
+		others := slices.DeleteFunc(trail.Hops(), func(h string) bool { return h == s.cfg.Instance })
+		rw.Header().Set(HeaderServedBy, strings.Join(append([]string{s.cfg.Instance}, others...), ", "))
+	}
 	if err != nil {
 		var re *requestError
 		if errors.As(err, &re) {

@@ -72,7 +72,8 @@ const (
 	// HeaderIdempotencyKey marks a call that the server deduplicates by
 	// key (the IETF draft's Idempotency-Key, as the lb reads it).
 	HeaderIdempotencyKey = "Idempotency-Key"
-	// HeaderServedBy names the instance that answered.
+	// HeaderServedBy names the instance that answered, then the instances
+	// its handler's own calls reached, comma-separated (Trail).
 	HeaderServedBy = "X-Served-By"
 )
 

@@ -132,3 +132,13 @@ func TestValidTraceparent(t *testing.T) {
 		}
 	}
 }
+
+func TestTrail(t *testing.T) {
+	tr := &Trail{}
+	tr.add("content-1, users-2")
+	tr.add("users-2")
+	tr.add(" search-1 ,, content-1")
+	if got, want := tr.String(), "content-1, users-2, search-1"; got != want {
+		t.Fatalf("Trail = %q, want %q: each instance once, in the order first seen", got, want)
+	}
+}
