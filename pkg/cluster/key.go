@@ -77,33 +77,39 @@ const (
 	PurposePurge = "purge"
 	// PurposeAdmin is the bearer token of the admin port.
 	PurposeAdmin = "admin"
+	// PurposeService is the bearer token of the stage-10 service ports
+	// (pkg/app/svc/rpc): the gateway and the services present it to each
+	// other's instances.
+	PurposeService = "service"
 )
 
 // Purposes lists every purpose a secret is derived for, in the order
 // `node secret` shows them.
 func Purposes() []string {
-	return []string{PurposeStore, PurposeCache, PurposeNATS, PurposePurge, PurposeAdmin}
+	return []string{PurposeStore, PurposeCache, PurposeNATS, PurposePurge, PurposeAdmin, PurposeService}
 }
 
 // Secrets are the credentials of the internal doors, all derived from one
 // cluster key (DeriveSecrets). The zero value, from no key, protects
 // nothing: each door then stays open, which only loopback allows.
 type Secrets struct {
-	Store string // PurposeStore
-	Cache string // PurposeCache
-	NATS  string // PurposeNATS
-	Purge string // PurposePurge
-	Admin string // PurposeAdmin
+	Store   string // PurposeStore
+	Cache   string // PurposeCache
+	NATS    string // PurposeNATS
+	Purge   string // PurposePurge
+	Admin   string // PurposeAdmin
+	Service string // PurposeService
 }
 
 // DeriveSecrets derives every door's credential from key; a nil key gives
 // the zero Secrets.
 func DeriveSecrets(key []byte) Secrets {
 	return Secrets{
-		Store: DeriveSecret(key, PurposeStore),
-		Cache: DeriveSecret(key, PurposeCache),
-		NATS:  DeriveSecret(key, PurposeNATS),
-		Purge: DeriveSecret(key, PurposePurge),
-		Admin: DeriveSecret(key, PurposeAdmin),
+		Store:   DeriveSecret(key, PurposeStore),
+		Cache:   DeriveSecret(key, PurposeCache),
+		NATS:    DeriveSecret(key, PurposeNATS),
+		Purge:   DeriveSecret(key, PurposePurge),
+		Admin:   DeriveSecret(key, PurposeAdmin),
+		Service: DeriveSecret(key, PurposeService),
 	}
 }

@@ -18,7 +18,7 @@ func TestDeriveSecrets(t *testing.T) {
 	s := cluster.DeriveSecrets(key)
 	got := map[string]string{
 		cluster.PurposeStore: s.Store, cluster.PurposeCache: s.Cache, cluster.PurposeNATS: s.NATS,
-		cluster.PurposePurge: s.Purge, cluster.PurposeAdmin: s.Admin,
+		cluster.PurposePurge: s.Purge, cluster.PurposeAdmin: s.Admin, cluster.PurposeService: s.Service,
 	}
 	if len(got) != len(cluster.Purposes()) {
 		t.Fatalf("Purposes() = %v, want the %d labels of Secrets", cluster.Purposes(), len(got))

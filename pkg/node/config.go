@@ -24,25 +24,28 @@ const (
 	RoleCache   = "cache"
 	RoleEdge    = "edge"
 	RoleWorker  = "worker"
+	// RoleService serves one stage-10 service (--service) over its own
+	// store group (servicerole.go).
+	RoleService = "service"
 )
 
 // Roles lists every role a node can take, in the order they are started.
-var Roles = []string{RolePrimary, RoleReplica, RoleCache, RoleWorker, RoleApp, RoleLB, RoleEdge}
+var Roles = []string{RolePrimary, RoleReplica, RoleCache, RoleWorker, RoleService, RoleApp, RoleLB, RoleEdge}
 
 // builtRoles are the roles this build can run; the others are planned in
 // DESIGN.md and refused with a message saying so.
-var builtRoles = map[string]bool{RolePrimary: true, RoleReplica: true, RoleApp: true, RoleLB: true, RoleCache: true, RoleEdge: true, RoleWorker: true}
+var builtRoles = map[string]bool{RolePrimary: true, RoleReplica: true, RoleApp: true, RoleLB: true, RoleCache: true, RoleEdge: true, RoleWorker: true, RoleService: true}
 
 // Ports are the listening ports of a node's roles. Each role has its own
 // default so that several nodes can share a machine on different loopback
 // addresses with the same ports (DESIGN.md, "Ports"). Zero picks a free port.
 type Ports struct {
-	Edge, LB, App, Store, Cache, NATS, NATSCluster, Gossip, Admin int
+	Edge, LB, App, Service, Store, Cache, NATS, NATSCluster, Gossip, Admin int
 }
 
 // DefaultPorts returns the standard ports of DESIGN.md.
 func DefaultPorts() Ports {
-	return Ports{Edge: 8000, LB: 8080, App: 8081, Store: 7070, Cache: 6379,
+	return Ports{Edge: 8000, LB: 8080, App: 8081, Service: 7080, Store: 7070, Cache: 6379,
 		NATS: 4222, NATSCluster: 6222, Gossip: 7946, Admin: 9090}
 }
 
@@ -82,6 +85,10 @@ type Config struct {
 	// traffic is plain TCP, authenticated by the key's secrets but readable
 	// by whoever can watch the network. All three files or none.
 	TLS cluster.TLSFiles
+	// Service is the stage-10 service a node with RoleService serves
+	// (--service): payments; users, content, search and notifications are
+	// planned. Its store group is --group, by default the service's name.
+	Service string
 	// NATS says whether this node embeds a NATS server: auto (when it holds
 	// a store role), on, off.
 	NATS NATSMode
@@ -196,10 +203,12 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = filepath.Join("data", c.Name)
 	}
-	if c.RoleConfig.Store.Group != "" && !c.hasStore() {
-		// Until stage 10's services take a group for their store client,
-		// the flag would do nothing here: say so rather than ignore it.
-		return flagErr("group", "%q is the store group of a store node: use it with --roles primary or replica", c.RoleConfig.Store.Group)
+	if c.RoleConfig.Store.Group != "" && !c.hasStore() && !c.Has(RoleService) {
+		// The flag would do nothing here: say so rather than ignore it.
+		return flagErr("group", "%q is the store group of a store node or a service node: use it with --roles primary, replica or service", c.RoleConfig.Store.Group)
+	}
+	if err := c.validateService(); err != nil {
+		return err
 	}
 	if c.DrainTimeout < 0 {
 		return flagErr("drain-timeout", "%v is negative", c.DrainTimeout)
@@ -268,6 +277,9 @@ func (c *Config) internalPorts() []string {
 	if c.runsNATS() {
 		ps = append(ps, "NATS")
 	}
+	if c.Has(RoleService) {
+		ps = append(ps, "service")
+	}
 	return ps
 }
 
@@ -290,7 +302,7 @@ type portFlag struct {
 // allPorts returns every port flag, used or not by this node's roles.
 func (c *Config) allPorts() []portFlag {
 	return []portFlag{
-		{"edge", "edge-port", c.Ports.Edge}, {"lb", "lb-port", c.Ports.LB}, {"app", "app-port", c.Ports.App},
+		{"edge", "edge-port", c.Ports.Edge}, {"lb", "lb-port", c.Ports.LB}, {"app", "app-port", c.Ports.App}, {"service", "service-port", c.Ports.Service},
 		{"store", "store-port", c.Ports.Store}, {"cache", "cache-port", c.Ports.Cache}, {"nats", "nats-port", c.Ports.NATS},
 		{"nats-cluster", "nats-cluster-port", c.Ports.NATSCluster}, {"gossip", "gossip-port", c.Ports.Gossip}, {"admin", "admin-port", c.Ports.Admin},
 	}
@@ -309,6 +321,9 @@ func (c *Config) portList() []portFlag {
 	}
 	if c.runsNATS() {
 		ps = append(ps, portFlag{"nats", "nats-port", c.Ports.NATS}, portFlag{"nats-cluster", "nats-cluster-port", c.Ports.NATSCluster})
+	}
+	if c.Has(RoleService) {
+		ps = append(ps, portFlag{"service", "service-port", c.Ports.Service})
 	}
 	if c.Has(RoleApp) {
 		ps = append(ps, portFlag{"app", "app-port", c.Ports.App})

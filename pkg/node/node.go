@@ -168,6 +168,9 @@ func (n *Node) openCluster() error {
 		Addrs: n.configuredAddrs(),
 		State: cluster.StateStarting,
 	}
+	if n.cfg.Has(RoleService) {
+		cc.Meta.Service = n.cfg.Service
+	}
 	if n.cfg.hasStore() {
 		// The default group is gossiped as "", so that stages 1 to 9
 		// announce what they always did.

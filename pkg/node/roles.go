@@ -136,6 +136,11 @@ func (n *Node) openRoles() error {
 			return err
 		}
 	}
+	if n.cfg.Has(RoleService) {
+		if err := n.openService(); err != nil {
+			return err
+		}
+	}
 	if n.cfg.Has(RoleApp) {
 		if n.client == nil {
 			n.client = n.newStoreClient()

@@ -18,9 +18,10 @@ var settingGroups = []settings.Group{
 	{Role: "node", Title: "Node (every node)", Doc: "What every node is told, whatever its roles: its roles, name, address, seeds, data, key and TLS files. These flags have no prefix."},
 	{Role: settings.LeversGroup, Title: "The levers", Doc: "The switches the stages of docs/stages.md turn, short and without a prefix: " +
 		"`--sticky` (stage 3), `--reads` (stage 4), `--cache` (stage 5), `--sessions` (stage 7), `--jobs` (stage 8). " +
-		"`--group` (stage 10) puts a store node in a store group of its own; stage 10's `--service` is planned and not built yet."},
+		"`--group` (stage 10) puts a store node in a store group of its own, and names a service node's group; `--service` (stage 10) names the service a `--roles service` node serves."},
 	{Role: RoleEdge, Title: "Edge (--roles edge)", Doc: "The CDN edge (docs/edge.md). Flags start with `edge-`."},
 	{Role: RoleLB, Title: "Load balancer (--roles lb)", Doc: "The load balancer in front of the app nodes (docs/lb.md). Flags start with `lb-`."},
+	{Role: RoleService, Title: "Service (--roles service)", Doc: "A stage-10 service over its own store group (docs/services.md, docs/api.md). Flags start with `service-`."},
 	{Role: RoleApp, Title: "App (--roles app)", Doc: "The blog (docs/api.md, docs/cache-tier.md). Flags start with `app-`."},
 	{Role: RoleWorker, Title: "Worker (--roles worker)", Doc: "The job consumers of stage 8 (docs/queue.md). Flags start with `worker-`."},
 	{Role: RoleCache, Title: "Cache (--roles cache)", Doc: "The cache node, Redis protocol (docs/cache.md). Flags start with `cache-`."},
@@ -60,6 +61,8 @@ func (c *Config) Settings() *settings.Table {
 	t.Add(rc.Edge.Settings()...)
 	t.Add(port(RoleLB, "lb-port", "load balancer HTTP port", &c.Ports.LB))
 	t.Add(rc.LB.Settings()...)
+	t.Add(settings.Of(RoleService)("service", "Service", "the stage-10 lever, the service a --roles service node serves: "+strings.Join(builtServices, ", ")+" (planned: "+strings.Join(plannedServices, ", ")+"); its store group is --group, by default the service's name", settings.String(&c.Service)).AsLever())
+	t.Add(port(RoleService, "service-port", "service API port (the services' wire, docs/services.md)", &c.Ports.Service))
 	t.Add(port(RoleApp, "app-port", "blog HTTP port", &c.Ports.App))
 	t.Add(rc.App.Settings()...)
 	t.Add(rc.Worker.Settings()...)

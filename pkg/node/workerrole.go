@@ -87,7 +87,9 @@ func (n *Node) appPublishers(ac app.Config, deps *app.Deps) error {
 		return err
 	}
 	deps.JobQueue = p
-	return nil
+	// With a queue, the app also consumes the events that change what it
+	// owns: the supporter badge paid for on the payments node.
+	return n.openBadgeSubscriber()
 }
 
 // openPurger opens a publisher of edge purges as a role of its own (so that

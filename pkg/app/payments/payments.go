@@ -90,6 +90,9 @@ const (
 var (
 	// ErrDeclined: the card's issuer refused the charge; Payment.Code says why.
 	ErrDeclined = errors.New("card declined")
+	// ErrInsufficientFunds: declined for want of funds (Payment.Code
+	// "insufficient_funds"). It matches ErrDeclined.
+	ErrInsufficientFunds = fmt.Errorf("%w: insufficient_funds", ErrDeclined)
 	// ErrFailed: the processor could not charge; nothing was taken.
 	ErrFailed = errors.New("payment failed")
 	// ErrOutcomeUnknown: the payment is recorded but whether the card was
@@ -138,23 +141,23 @@ type record struct {
 type TipRequest struct {
 	// Key is the idempotency key the client chose for this tip (a UUID,
 	// say), scoped to the payer: every retry of the tip carries the same
-	// one. Required.
-	Key        string
-	FromUserID string
-	ToAuthorID string
+	// one. Required (over the API, here or as the Idempotency-Key header).
+	Key        string `json:"key,omitempty"`
+	FromUserID string `json:"from_user_id"`
+	ToAuthorID string `json:"to_author_id"`
 	// PostID, optional, is the post the tip was left on.
-	PostID string
+	PostID string `json:"post_id,omitempty"`
 	// Amount in cents, MinTip to MaxTip.
-	Amount int64
-	Card   Card
+	Amount int64 `json:"amount"`
+	Card   Card  `json:"card"`
 }
 
 // BadgeRequest is the input of BuySupporterBadge.
 type BadgeRequest struct {
 	// Key is the idempotency key, as in TipRequest. Required.
-	Key    string
-	UserID string
-	Card   Card
+	Key    string `json:"key,omitempty"`
+	UserID string `json:"user_id"`
+	Card   Card   `json:"card"`
 }
 
 // TipTotals sums the succeeded tips an author received.
@@ -477,6 +480,9 @@ func answer(p Payment) (Payment, error) {
 	case StatusSucceeded:
 		return p, nil
 	case StatusDeclined:
+		if p.Code == "insufficient_funds" {
+			return p, fmt.Errorf("payment %s: %w", p.ID, ErrInsufficientFunds)
+		}
 		return p, fmt.Errorf("payment %s: %w: %s", p.ID, ErrDeclined, p.Code)
 	case StatusFailed:
 		return p, fmt.Errorf("payment %s: %w: %s", p.ID, ErrFailed, p.Code)

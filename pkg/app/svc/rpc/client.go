@@ -255,6 +255,9 @@ func Call[Req, Resp any](ctx context.Context, c *Client, m Method[Req, Resp], re
 	if err != nil {
 		return out, fmt.Errorf("%s.%s: encode the arguments: %w", c.cfg.Service, m.Name, err)
 	}
+	if m.Key != nil && sendKey(ctx) == "" {
+		ctx = WithIdempotencyKey(ctx, m.Key(req))
+	}
 	answer, err := c.call(ctx, m.Name, m.Idempotent, body)
 	if err != nil {
 		return out, err
@@ -380,10 +383,13 @@ func (c *Client) judge(ctx context.Context, a attempt, method string, safe bool)
 	we, cause := decodeError(a.status, a.body, c.codes)
 	e := &Error{Service: svcName, Method: method, Instance: a.instance.Name, Status: a.status, Wire: we, err: cause}
 	switch {
-	case a.status == http.StatusServiceUnavailable && we.Code == "unavailable":
-		// The instance answered that a dependency it shares with every
-		// instance (its store group) is down: no reason to keep calls from
-		// it, and nothing was done.
+	case a.status == http.StatusServiceUnavailable && we.Code != "":
+		// The instance answered, in the wire's body, that a dependency it
+		// shares with every instance (its store group; for payments, the
+		// card processor) is down or slow: no reason to keep calls from it.
+		// "unavailable" means nothing was done; a service's own 503 code
+		// (payments' outcome unknown) is safe to repeat only when the call
+		// is, which the retry rule below already requires.
 		c.record(a.instance, neutral, "")
 		return safe, e
 	case we.Code == "outcome_unknown":

@@ -48,6 +48,13 @@ type Method[Req, Resp any] struct {
 	// retried only when it carries an idempotency key
 	// (WithIdempotencyKey) or when nothing of it was sent.
 	Idempotent bool
+	// Key, when set, returns the idempotency key a call's arguments carry
+	// (a payment's Key): Call sends it as Idempotency-Key, unless the
+	// context has one already (WithIdempotencyKey), so that a keyed write
+	// is retried like an idempotent call without each caller having to
+	// remember the header. An empty key adds nothing. The handler still
+	// reads the key itself, from its argument or IdempotencyKey.
+	Key func(Req) string
 	// MaxBodyBytes bounds the request body the server accepts for this
 	// method. Zero: the Server's MaxBodyBytes.
 	MaxBodyBytes int64
