@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -818,5 +819,58 @@ func TestTryTimeoutMovesOnFromASilentInstance(t *testing.T) {
 	_, err = rpc.Call(context.Background(), cl, write, echoReq{Text: "x"})
 	if !errors.Is(err, rpc.ErrOutcomeUnknown) || hung.Load() != 2 || live.calls.Load() != 2 {
 		t.Fatalf("Call(write) = %v with %d tries at silent and %d calls at live; want outcome unknown, 2 and 2", err, hung.Load(), live.calls.Load())
+	}
+}
+
+// A method whose arguments carry their key (Method.Key) is sent with it as
+// Idempotency-Key and retried like an idempotent call; a key in the
+// context wins. A service's own 503 code (payments' outcome unknown) is
+// its dependency's answer: retried when safe, no failure of the instance.
+func TestKeyedMethodAndOwnUnavailable(t *testing.T) {
+	errPending := errors.New("payment outcome unknown")
+	codes := []rpc.Code{{Name: "pending", Status: http.StatusServiceUnavailable, Err: errPending}}
+	charge := rpc.Method[echoReq, echoResp]{Name: "charge", Key: func(r echoReq) string { return r.Text }}
+	var keys []string
+	var mu sync.Mutex
+	serve := func(name string, fail bool) *instance {
+		s, err := rpc.NewServer(rpc.ServerConfig{Service: service, Instance: name, Codes: codes, Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rpc.Handle(s, charge, func(ctx context.Context, req echoReq) (echoResp, error) {
+			mu.Lock()
+			keys = append(keys, name+":"+rpc.IdempotencyKey(ctx))
+			mu.Unlock()
+			if fail {
+				return echoResp{}, fmt.Errorf("charge: %w", errPending)
+			}
+			return echoResp{Text: req.Text, Instance: name}, nil
+		})
+		in := &instance{srv: httptest.NewServer(s)}
+		t.Cleanup(in.srv.Close)
+		in.Instance = rpc.Instance{Name: name, Addr: in.srv.Listener.Addr().String()}
+		return in
+	}
+	slow, ok := serve("slow", true), serve("ok", false)
+	cl := newClient(t, rpc.Config{Codes: codes}, slow, ok)
+
+	got, err := rpc.Call(context.Background(), cl, charge, echoReq{Text: "k-1"})
+	if err != nil || got.Instance != "ok" {
+		t.Fatalf("Call(charge) = %+v, %v; want ok's answer after slow's 503", got, err)
+	}
+	_, _ = rpc.Call(rpc.WithIdempotencyKey(context.Background(), "ctx-key"), cl, charge, echoReq{Text: "k-2"})
+	mu.Lock()
+	seen := slices.Clone(keys)
+	mu.Unlock()
+	if want := []string{"slow:k-1", "ok:k-1", "ok:ctx-key"}; !slices.Equal(seen, want) {
+		t.Fatalf("keys the instances saw = %v, want %v", seen, want)
+	}
+	if st := statusOf(cl, "slow"); st.State != rpc.Closed || st.Failures != 0 {
+		t.Fatalf("slow's status = %+v, want closed with no failure counted", st)
+	}
+	// Without a key the same method is not safe: the 503 is returned.
+	_, err = rpc.Call(context.Background(), cl, charge, echoReq{}) // slow
+	if !errors.Is(err, errPending) {
+		t.Fatalf("Call(charge) without a key = %v, want the pending error, not retried", err)
 	}
 }
