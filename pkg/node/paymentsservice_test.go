@@ -21,6 +21,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/payments"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/cluster"
 	"github.com/scalestack/scalestack/pkg/node"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -238,5 +239,46 @@ func TestServiceFlags(t *testing.T) {
 	cfg.RoleNames, cfg.Service, cfg.DataDir = []string{node.RoleService}, "payments", t.TempDir()
 	if _, err := node.New(cfg); err != nil {
 		t.Errorf("--roles service --service payments: %v", err)
+	}
+}
+
+// With a cluster key, the service port wants the service token derived
+// from it (cluster.PurposeService), and no other door's.
+func TestServiceTokenWithKey(t *testing.T) {
+	key, err := cluster.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := cluster.ParseKey(key)
+	tc := testcluster.New(t)
+	tc.StartWith("pay-db", []string{node.RolePrimary}, func(c *node.Config) {
+		c.ClusterKey, c.NATS, c.RoleConfig.Store.Group = key, node.NATSOff, "payments"
+	})
+	pay := tc.StartWith("pay-1", []string{node.RoleService}, func(c *node.Config) { c.ClusterKey, c.Service = key, payments.Name })
+	url := "http://" + pay.Addr("service") + rpc.Path(payments.Name, payments.TipsForMethod.Name)
+	call := func(authz string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"author_id":"1m9970000000b"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, authz := range []string{"", "Bearer " + cluster.DeriveSecret(raw, cluster.PurposeStore)} {
+		if code, body := call(authz); code != http.StatusUnauthorized || !strings.Contains(body, `"unauthorized"`) {
+			t.Errorf("tips-for with Authorization %.20q = %d %s, want 401 unauthorized", authz, code, body)
+		}
+	}
+	if code, body := call("Bearer " + cluster.DeriveSecret(raw, cluster.PurposeService)); code != http.StatusOK || !strings.Contains(body, `"count":0`) {
+		t.Errorf("tips-for with the service token = %d %s, want 200 with no tips", code, body)
 	}
 }

@@ -125,7 +125,11 @@ func (n *Node) openService() error {
 		addr: n.listenAddr(n.cfg.Ports.Service), tls: n.serverTLS(),
 		client: client, pay: pay, handler: srv,
 	}
-	return n.openRole("service", r)
+	if err := n.openRole("service", r); err != nil {
+		client.Close()
+		return err
+	}
+	return nil
 }
 
 // serviceRole serves a service's API and runs its sweep.
