@@ -82,14 +82,15 @@ func (c *Config) serviceGroup() string {
 // has stopped committing), then the API.
 func (n *Node) openService() error {
 	group, _ := store.ParseGroup(n.cfg.serviceGroup())
-	log := n.log.With("role", "service", "service", n.cfg.Service, "group", group)
+	base := n.log.With("role", "service")
+	log := base.With("service", n.cfg.Service, "group", group)
 	client := n.newGroupClient(group)
 	pay := payments.New(client, payments.NewSimulated())
 
 	var pub atomic.Pointer[events.Publisher]
-	ev := newEventsRole(n, n.cfg.Name+"-"+n.cfg.Service+"-events", log, func(bus eventBus) (eventsRunner, error) {
+	ev := newEventsRole(n, n.cfg.Name+"-"+n.cfg.Service+"-events", base, func(bus eventBus) (eventsRunner, error) {
 		pc := events.DefaultPublisherConfig()
-		pc.Service, pc.Logger = payments.Source, log
+		pc.Service, pc.Logger = payments.Source, base // the publisher adds service=payments
 		p, err := events.NewPublisher(pc, pay.Outbox(), bus)
 		if err != nil {
 			return nil, err
