@@ -71,6 +71,9 @@ func causes[T any](w *web, ctx context.Context, build func(T) []Job) (context.Co
 	outbox := w.a.relay != nil
 	return svc.WithOutbox(ctx, func(v T) []store.Op {
 		c.jobs = build(v)
+		for i := range c.jobs {
+			c.jobs[i] = c.jobs[i].Traced(ctx)
+		}
 		if !outbox {
 			return nil
 		}
