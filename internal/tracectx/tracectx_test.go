@@ -198,3 +198,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkForward is what a proxy adds to a request that carries a
+// traceparent: parse it, make the hop's span, write the new field.
+func BenchmarkForward(b *testing.B) {
+	in := []byte(specHeader)
+	out := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		sc, _ := tracectx.Parse(in)
+		out = sc.Child().AppendTo(out[:0])
+	}
+}
+
+// BenchmarkStart is what a proxy adds to a request without one.
+func BenchmarkStart(b *testing.B) {
+	out := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		out = tracectx.New(true).AppendTo(out[:0])
+	}
+}
