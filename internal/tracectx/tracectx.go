@@ -161,28 +161,29 @@ func hexByte(hi, lo byte) (byte, bool) {
 
 // hexDigit reads a lower-case hex digit: the spec's HEXDIGLC.
 func hexDigit(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	}
-	return 0, false
+	v := hexValue[c]
+	return v, v != 0xff
 }
 
-const hexDigits = "0123456789abcdef"
+// hexValue maps a lower-case hex digit to its value, anything else to
+// 0xff. Read-only.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // AppendTo appends sc as a version-00 traceparent value to b.
 func (sc SpanContext) AppendTo(b []byte) []byte {
 	b = append(b, "00-"...)
-	for _, c := range sc.TraceID {
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
-	}
+	b = hex.AppendEncode(b, sc.TraceID[:])
 	b = append(b, '-')
-	for _, c := range sc.SpanID {
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
-	}
-	return append(b, '-', hexDigits[sc.Flags>>4], hexDigits[sc.Flags&0xf])
+	b = hex.AppendEncode(b, sc.SpanID[:])
+	return hex.AppendEncode(append(b, '-'), []byte{sc.Flags})
 }
 
 // String returns sc as a traceparent value.
