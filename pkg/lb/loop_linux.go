@@ -1055,9 +1055,9 @@ func (l *loop) handOff(c *lconn) {
 		uc := &upConn{nc: unc, w: newRawWriter(unc.Conn), head: up.head, reused: up.reused}
 		uc.br = bufio.NewReaderSize(unc, upBufSize)
 		uc.bw = bufio.NewWriterSize(uc, upBufSize)
-		b, reqID, isHead, t0 := c.b, c.reqID, c.isHead, c.t0
+		b, reqID, traceID, isHead, t0 := c.b, c.reqID, c.traceID, c.isHead, c.t0
 		first = func() bool {
-			keep := cc.writeResponse(uc, b, reqID, isHead)
+			keep := cc.writeResponse(uc, b, reqID, traceID, isHead)
 			b.inflight.Add(-1)
 			b.observe(time.Since(t0))
 			return keep

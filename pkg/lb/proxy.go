@@ -204,7 +204,7 @@ func (cc *clientConn) try(x *exchange, b *backend, fresh bool) (result tryResult
 		b.observe(time.Since(t0))
 		return tryNext, false
 	}
-	keep = cc.writeResponse(uc, b, x.reqID, x.isHead)
+	keep = cc.writeResponse(uc, b, x.reqID, x.traceID, x.isHead)
 	b.inflight.Add(-1)
 	b.observe(time.Since(t0))
 	return tryDone, keep
@@ -529,7 +529,7 @@ const (
 
 // writeResponse writes the backend's response to the client and reports
 // whether the client connection may be kept.
-func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead bool) bool {
+func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID, traceID []byte, isHead bool) bool {
 	lb := cc.lb
 	h := &uc.head
 	bw := cc.bw
@@ -554,7 +554,7 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 			// rest (and without a chunked body's last chunk).
 			b.errors.Add(1)
 			lb.passiveError(b)
-			lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(reqID), "err", err)
+			lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(reqID), "trace_id", string(traceID), "err", err)
 		} else {
 			lb.clientGone.Add(1)
 		}
