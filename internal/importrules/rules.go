@@ -64,6 +64,13 @@ var Rules = []Rule{
 			"so it runs alike with --jobs=inline, with the queue, and in a test",
 	},
 	{
+		Packages: []string{mod + "pkg/app/svc/rpc"},
+		Forbid: []string{mod + "pkg/app", mod + "pkg/app/accounts", mod + "pkg/app/posts", mod + "pkg/app/comments",
+			mod + "pkg/app/media", mod + "pkg/app/search", mod + "pkg/app/notify", mod + "pkg/app/payments", "github.com/nats-io/...", mod + "pkg/queue/..."},
+		Reason: "the services' wire (stage 10) is shared by the gateway and every service: it knows svc's errors and " +
+			"no service, so a service node and the gateway import it without importing each other",
+	},
+	{
 		Packages: []string{mod + "pkg/store"},
 		Forbid: []string{bbolt, "github.com/nats-io/...", memberlist,
 			mod + "pkg/store/boltdb", mod + "pkg/store/server"},

@@ -16,6 +16,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/settings"
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 func TestOpenServeClose(t *testing.T) {
@@ -220,7 +221,7 @@ func TestSessionKeepsLastLSN(t *testing.T) {
 	if err != nil {
 		t.Fatalf("session: %v", err)
 	}
-	if sess.LastLSN == 0 || sess.LastLSN > mem.LSN() {
-		t.Errorf("LastLSN = %d, want the LSN of the last write (store at %d)", sess.LastLSN, mem.LSN())
+	if got := sess.LastLSNs.Get(store.DefaultGroup); got == 0 || got > mem.LSN() {
+		t.Errorf("LastLSNs = %v, want the default group's LSN of the last write (store at %d)", sess.LastLSNs, mem.LSN())
 	}
 }

@@ -663,20 +663,20 @@ func TestSharedSessionsStore(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
 	ss := app.NewSharedSessions(db, nil)
-	live := app.Session{ID: app.NewSessionID(), UserID: "u1", Handle: "a", LastLSN: 7, Expires: time.Now().Add(time.Hour)}
+	live := app.Session{ID: app.NewSessionID(), UserID: "u1", Handle: "a", LastLSNs: store.LSNsOf(store.DefaultGroup, 7), Expires: time.Now().Add(time.Hour)}
 	dead := app.Session{ID: app.NewSessionID(), UserID: "u2", Handle: "b", Expires: time.Now().Add(time.Minute)}
 	for _, s := range []app.Session{live, dead} {
 		if err := ss.Put(ctx, s); err != nil {
 			t.Fatalf("Put: %v", err)
 		}
 	}
-	live.LastLSN = 9
+	live.LastLSNs = store.LSNs{"": 9, "content": 4}
 	if err := ss.Put(ctx, live); err != nil {
 		t.Fatalf("Put again: %v", err)
 	}
 	got, err := ss.Get(ctx, live.ID)
-	if err != nil || got.LastLSN != 9 || got.Handle != "a" {
-		t.Fatalf("Get = %+v, %v; want the session with LastLSN 9", got, err)
+	if err != nil || got.LastLSNs.String() != "9,content=4" || got.Handle != "a" {
+		t.Fatalf("Get = %+v, %v; want the session with LastLSNs 9,content=4", got, err)
 	}
 	if _, err := ss.Get(ctx, "not-a-session"); err != app.ErrNoSession {
 		t.Errorf("Get(junk) err = %v, want ErrNoSession", err)

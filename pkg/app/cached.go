@@ -123,11 +123,11 @@ func writeTrace(ctx context.Context) (context.Context, func() uint64) {
 	parent := store.TraceFrom(ctx)
 	tr := &store.Trace{}
 	return store.WithTrace(ctx, tr), func() uint64 {
-		node, lsn := tr.Values()
+		node, seen := tr.Seen()
 		if parent != nil && node != "" {
-			parent.Record(node, lsn)
+			parent.RecordAll(node, seen)
 		}
-		return lsn
+		return seen.Get(store.DefaultGroup)
 	}
 }
 

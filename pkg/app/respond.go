@@ -9,6 +9,7 @@ import (
 	"errors"
 	"html/template"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"strconv"
@@ -73,7 +74,7 @@ func secure(r *http.Request) bool {
 func (w *web) startSession(rw http.ResponseWriter, r *http.Request, u accounts.User) error {
 	s := Session{ID: NewSessionID(), UserID: u.ID, Handle: u.Handle,
 		Expires: time.Now().Add(w.cfg.SessionTTL)}
-	_, s.LastLSN = state(r.Context()).trace.Values()
+	_, s.LastLSNs = state(r.Context()).trace.Seen()
 	if err := w.a.sessions.Put(r.Context(), s); err != nil {
 		return err
 	}
@@ -103,15 +104,19 @@ func (w *web) endSession(rw http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// noteWrite keeps the LSN of the user's latest write in the session, for
-// read-your-writes at the replication stage.
+// noteWrite keeps the LSN of the user's latest write in each store group
+// in the session, for read-your-writes at the replication stage.
 func (w *web) noteWrite(r *http.Request) {
 	s := w.session(r)
-	_, lsn := state(r.Context()).trace.Values()
-	if s == nil || lsn <= s.LastLSN {
+	if s == nil {
 		return
 	}
-	s.LastLSN = lsn
+	_, seen := state(r.Context()).trace.Seen()
+	lsns := s.LastLSNs.Merge(seen)
+	if maps.Equal(lsns, s.LastLSNs) {
+		return
+	}
+	s.LastLSNs = lsns
 	if err := w.a.sessions.Put(r.Context(), *s); err != nil {
 		level := slog.LevelWarn
 		if clientGone(r) {

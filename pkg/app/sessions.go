@@ -8,6 +8,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // Session is a logged-in browser or API client, found by the ID in its cookie.
@@ -15,10 +17,12 @@ type Session struct {
 	ID     string
 	UserID string
 	Handle string
-	// LastLSN is the store LSN of the user's last write, so that a later
-	// stage can read from a replica that has at least it (read your writes).
-	LastLSN uint64
-	Expires time.Time
+	// LastLSNs are the store LSNs of the user's last writes, one per store
+	// group written, so that a read may be served by a replica of that
+	// group that has at least its LSN (read your writes, stage 4). LSNs of
+	// different groups are never compared (stage 10).
+	LastLSNs store.LSNs
+	Expires  time.Time
 }
 
 // ErrNoSession: the session does not exist or has expired.

@@ -88,14 +88,17 @@ func sessionKey(stored string) string { return "sess:" + stored }
 // sessionRecord is a session as the store and the cache hold it: without
 // its id, which only the user's cookie carries.
 type sessionRecord struct {
-	UserID  string
-	Handle  string
-	LastLSN uint64
+	UserID string
+	Handle string
+	// LastLSN keeps its name of the single-LSN days: a record of a session
+	// that wrote only in the default group is unchanged (a number), and such
+	// an older record reads as the default group's LSN (store.LSNs).
+	LastLSN store.LSNs
 	Expires time.Time
 }
 
 func recordOf(s Session) sessionRecord {
-	return sessionRecord{UserID: s.UserID, Handle: s.Handle, LastLSN: s.LastLSN, Expires: s.Expires}
+	return sessionRecord{UserID: s.UserID, Handle: s.Handle, LastLSN: s.LastLSNs, Expires: s.Expires}
 }
 
 // validSessionID reports whether id could have come from NewSessionID, so
@@ -158,7 +161,7 @@ func (ss *SharedSessions) Get(ctx context.Context, id string) (Session, error) {
 	if rec.UserID == "" || !ss.now().Before(rec.Expires) {
 		return Session{}, ErrNoSession
 	}
-	return Session{ID: id, UserID: rec.UserID, Handle: rec.Handle, LastLSN: rec.LastLSN, Expires: rec.Expires}, nil
+	return Session{ID: id, UserID: rec.UserID, Handle: rec.Handle, LastLSNs: rec.LastLSN, Expires: rec.Expires}, nil
 }
 
 // read reads the session stored as stored (see storedID) once, through the
@@ -170,8 +173,8 @@ func (ss *SharedSessions) Get(ctx context.Context, id string) (Session, error) {
 func (ss *SharedSessions) read(ctx context.Context, stored string, replica bool) ([]byte, error) {
 	load := func(ctx context.Context) ([]byte, error) {
 		if replica {
-			if c, minLSN := store.ConsistencyFrom(ctx); c == store.Strong {
-				ctx = store.WithConsistency(ctx, store.Session, minLSN)
+			if c, atLeast := store.ConsistencyLSNs(ctx); c == store.Strong {
+				ctx = store.WithConsistencyLSNs(ctx, store.Session, atLeast)
 			}
 		}
 		raw, err := ss.st.Get(ctx, bucketSessions, stored)

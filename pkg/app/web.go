@@ -206,10 +206,12 @@ func (rw *respWriter) WriteHeader(code int) {
 		return
 	}
 	rw.wrote, rw.code = true, code
-	if node, lsn := rw.st.trace.Values(); node != "" {
+	if node, lsns := rw.st.trace.Seen(); node != "" {
 		h := rw.Header()
 		h.Set("X-Store", node)
-		h.Set("X-Store-LSN", strconv.FormatUint(lsn, 10))
+		// "123" for the default group alone, "123,content=45" with others
+		// (store.LSNs, docs/api.md).
+		h.Set("X-Store-LSN", lsns.String())
 	}
 	if r := rw.st.cache.Result(); r != 0 {
 		rw.Header().Set("X-App-Cache", r.String())
@@ -254,11 +256,11 @@ func (w *web) handler() http.Handler {
 			// Session reads: a replica serves only once it has applied the
 			// user's last write (the client also raises the bar to the
 			// LSN of this request's own writes, via the trace).
-			var lsn uint64
+			var lsns store.LSNs
 			if s := w.session(r); s != nil {
-				lsn = s.LastLSN
+				lsns = s.LastLSNs
 			}
-			r = r.WithContext(store.WithConsistency(r.Context(), store.Session, lsn))
+			r = r.WithContext(store.WithConsistencyLSNs(r.Context(), store.Session, lsns))
 		}
 		rw := &respWriter{ResponseWriter: rw0, st: st}
 		h := rw.Header()

@@ -196,6 +196,11 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = filepath.Join("data", c.Name)
 	}
+	if c.RoleConfig.Store.Group != "" && !c.hasStore() {
+		// Until stage 10's services take a group for their store client,
+		// the flag would do nothing here: say so rather than ignore it.
+		return flagErr("group", "%q is the store group of a store node: use it with --roles primary or replica", c.RoleConfig.Store.Group)
+	}
 	if c.DrainTimeout < 0 {
 		return flagErr("drain-timeout", "%v is negative", c.DrainTimeout)
 	}

@@ -168,6 +168,11 @@ func (n *Node) openCluster() error {
 		Addrs: n.configuredAddrs(),
 		State: cluster.StateStarting,
 	}
+	if n.cfg.hasStore() {
+		// The default group is gossiped as "", so that stages 1 to 9
+		// announce what they always did.
+		cc.Meta.Group, _ = store.ParseGroup(n.cfg.RoleConfig.Store.Group)
+	}
 	c, err := cluster.New(cc)
 	if err != nil {
 		if errors.Is(err, cluster.ErrKeyRequired) {
@@ -242,7 +247,8 @@ func (n *Node) natsPeers() []string {
 }
 
 // StoreNodes implements store.Resolver from membership: the alive store
-// nodes that are not draining, with their store addresses.
+// nodes that are not draining, with their store addresses and groups, of
+// every group (a store.Client keeps its own group's).
 func (n *Node) StoreNodes() []store.NodeInfo {
 	var out []store.NodeInfo
 	for _, m := range n.cluster.Members() {
@@ -253,7 +259,7 @@ func (n *Node) StoreNodes() []store.NodeInfo {
 		if a == "" {
 			continue
 		}
-		out = append(out, store.NodeInfo{Name: m.Name, Addr: a, Primary: m.HasRole(RolePrimary)})
+		out = append(out, store.NodeInfo{Name: m.Name, Addr: a, Primary: m.HasRole(RolePrimary), Group: m.Group})
 	}
 	return out
 }

@@ -43,7 +43,13 @@ func (n *Node) cachePassword() string {
 }
 
 // newStoreClient returns the store client of the app and worker roles: it
-// finds store nodes in membership and presents the store token.
-func (n *Node) newStoreClient() *store.Client {
-	return store.NewClient(store.ClientConfig{Resolver: n, Token: n.secrets.Store, TLS: n.clientTLS()})
+// finds the store nodes of the default group in membership and presents
+// the store token. (The stage-10 services will each take
+// newGroupClient(their --group).)
+func (n *Node) newStoreClient() *store.Client { return n.newGroupClient(store.DefaultGroup) }
+
+// newGroupClient returns a store client of group: it finds that group's
+// store nodes in membership, and only them.
+func (n *Node) newGroupClient(group string) *store.Client {
+	return store.NewClient(store.ClientConfig{Resolver: n, Group: group, Token: n.secrets.Store, TLS: n.clientTLS()})
 }

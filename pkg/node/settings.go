@@ -18,7 +18,7 @@ var settingGroups = []settings.Group{
 	{Role: "node", Title: "Node (every node)", Doc: "What every node is told, whatever its roles: its roles, name, address, seeds, data, key and TLS files. These flags have no prefix."},
 	{Role: settings.LeversGroup, Title: "The levers", Doc: "The switches the stages of docs/stages.md turn, short and without a prefix: " +
 		"`--sticky` (stage 3), `--reads` (stage 4), `--cache` (stage 5), `--sessions` (stage 7), `--jobs` (stage 8). " +
-		"Stage 10's `--service` and `--group` are planned and not built yet."},
+		"`--group` (stage 10) puts a store node in a store group of its own; stage 10's `--service` is planned and not built yet."},
 	{Role: RoleEdge, Title: "Edge (--roles edge)", Doc: "The CDN edge (docs/edge.md). Flags start with `edge-`."},
 	{Role: RoleLB, Title: "Load balancer (--roles lb)", Doc: "The load balancer in front of the app nodes (docs/lb.md). Flags start with `lb-`."},
 	{Role: RoleApp, Title: "App (--roles app)", Doc: "The blog (docs/api.md, docs/cache-tier.md). Flags start with `app-`."},

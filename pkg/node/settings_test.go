@@ -47,7 +47,7 @@ func TestEverySettingIsDescribed(t *testing.T) {
 			levers = append(levers, s.Name)
 		}
 	}
-	if got, want := strings.Join(levers, " "), "sticky reads cache sessions jobs"; got != want {
+	if got, want := strings.Join(levers, " "), "sticky reads cache sessions jobs group"; got != want {
 		t.Errorf("levers = %q, want %q", got, want)
 	}
 }

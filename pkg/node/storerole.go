@@ -40,9 +40,10 @@ func (n *Node) openStore() error {
 	return nil
 }
 
-// storeMembers lists every alive store node, starting and draining ones
-// too: the primary's lease renewals must reach a replica that is still
-// starting, since it waits to learn the primary before it says it is ready.
+// storeMembers lists every alive store node of every group (the store
+// keeps its own group's), starting and draining ones too: the primary's
+// lease renewals must reach a replica that is still starting, since it
+// waits to learn the primary before it says it is ready.
 type storeMembers struct{ n *Node }
 
 func (m storeMembers) StoreNodes() []store.NodeInfo {
@@ -52,7 +53,7 @@ func (m storeMembers) StoreNodes() []store.NodeInfo {
 			continue
 		}
 		if a := mem.RoleAddr("store"); a != "" {
-			out = append(out, store.NodeInfo{Name: mem.Name, Addr: a, Primary: mem.HasRole(RolePrimary)})
+			out = append(out, store.NodeInfo{Name: mem.Name, Addr: a, Primary: mem.HasRole(RolePrimary), Group: mem.Group})
 		}
 	}
 	return out

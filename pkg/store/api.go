@@ -125,32 +125,69 @@ var (
 // app can put them in its response headers. Attach one with WithTrace.
 //
 // Several goroutines may make calls with the same Trace: the client records
-// through Record, which holds mu. Read Node and LSN directly once the calls
-// are done, or through Values while calls may still be running.
+// through RecordIn, which holds mu. Read the fields directly once the calls
+// are done, or through Values and Seen while calls may still be running.
 type Trace struct {
 	mu sync.Mutex
 	// Node is the name of the store node that answered the last call.
 	Node string
-	// LSN is the highest LSN any call answered at: the state the caller has
-	// seen (for a write, its commit), which is what a session read must wait for.
+	// LSN is the highest LSN any call to the default group answered at:
+	// the state the caller has seen there (for a write, its commit), which
+	// is what a session read must wait for.
 	LSN uint64
+	// Groups holds the same as LSN for every other store group, by name
+	// (stage 10); nil until a call to one answered. LSNs of different
+	// groups are never compared.
+	Groups LSNs
 }
 
-// Record notes an answer from node at lsn. It is safe for concurrent use.
-func (t *Trace) Record(node string, lsn uint64) {
+// Record notes an answer from node of the default group at lsn. It is
+// safe for concurrent use.
+func (t *Trace) Record(node string, lsn uint64) { t.RecordIn(DefaultGroup, node, lsn) }
+
+// RecordIn notes an answer from node of group at lsn. It is safe for
+// concurrent use.
+func (t *Trace) RecordIn(group, node string, lsn uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.Node = node
+	if g := canonGroup(group); g != DefaultGroup {
+		t.Groups = t.Groups.With(g, lsn)
+		return
+	}
 	if lsn > t.LSN {
 		t.LSN = lsn
 	}
 }
 
-// Values returns Node and LSN under the lock.
+// RecordAll notes an answer from node and the LSNs it saw, one per
+// group (another Trace's Seen). It is safe for concurrent use.
+func (t *Trace) RecordAll(node string, lsns LSNs) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.Node = node
+	for g, lsn := range lsns {
+		if g == DefaultGroup {
+			t.LSN = max(t.LSN, lsn)
+		} else {
+			t.Groups = t.Groups.With(g, lsn)
+		}
+	}
+}
+
+// Values returns Node and the default group's LSN under the lock.
 func (t *Trace) Values() (node string, lsn uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.Node, t.LSN
+}
+
+// Seen returns Node and the highest LSN seen in each group, the default
+// group's included, under the lock.
+func (t *Trace) Seen() (node string, lsns LSNs) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.Node, t.Groups.With(DefaultGroup, t.LSN)
 }
 
 type traceKey struct{}

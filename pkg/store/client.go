@@ -27,6 +27,9 @@ type NodeInfo struct {
 	Addr string
 	// Primary marks the node that takes writes.
 	Primary bool
+	// Group is the node's store group (--group); DefaultGroup ("") for
+	// stages 1 to 9.
+	Group string
 }
 
 // Resolver tells the client which store nodes exist. The node wires one
@@ -71,29 +74,49 @@ func (c Consistency) String() string {
 type consistencyKey struct{}
 
 type consistency struct {
-	level  Consistency
-	minLSN uint64
+	level   Consistency
+	atLeast LSNs
 }
 
 // WithConsistency returns a context whose reads ask for consistency c; with
-// Session, minLSN is the LSN the answer must have reached.
-//
-// Until replication exists (issue 6) every read goes to the primary, which
-// satisfies every level.
+// Session, minLSN is the LSN of the default group the answer must have
+// reached (WithConsistencyLSNs for other groups).
 func WithConsistency(ctx context.Context, c Consistency, minLSN uint64) context.Context {
-	return context.WithValue(ctx, consistencyKey{}, consistency{level: c, minLSN: minLSN})
+	return WithConsistencyLSNs(ctx, c, LSNsOf(DefaultGroup, minLSN))
 }
 
-// ConsistencyFrom returns the consistency attached to ctx (Strong, 0 if none).
+// WithConsistencyLSNs is WithConsistency with an LSN per store group: a
+// client of group G asks for atLeast.Get(G), and ignores the other groups'.
+func WithConsistencyLSNs(ctx context.Context, c Consistency, atLeast LSNs) context.Context {
+	return context.WithValue(ctx, consistencyKey{}, consistency{level: c, atLeast: atLeast})
+}
+
+// ConsistencyFrom returns the consistency attached to ctx and its LSN of
+// the default group (Strong, 0 if none).
 func ConsistencyFrom(ctx context.Context) (Consistency, uint64) {
 	c, _ := ctx.Value(consistencyKey{}).(consistency)
-	return c.level, c.minLSN
+	return c.level, c.atLeast.Get(DefaultGroup)
+}
+
+// ConsistencyLSNs returns the consistency attached to ctx and its LSN of
+// every group (Strong, none if none).
+func ConsistencyLSNs(ctx context.Context) (Consistency, LSNs) {
+	c, _ := ctx.Value(consistencyKey{}).(consistency)
+	return c.level, c.atLeast
 }
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	// Resolver lists the store nodes. Required.
+	// Resolver lists the store nodes. Required. It may list the nodes of
+	// every group: the client keeps those of Group.
 	Resolver Resolver
+
+	// Group is the store group this client reads and writes (--group of its
+	// store nodes). Default DefaultGroup, the one group of stages 1 to 9.
+	// The client never sends a request to a node of another group, and
+	// names its group on every request (HeaderGroup) so that a node of
+	// another group refuses it.
+	Group string
 
 	// HTTPClient sends the requests. Nil means a client of its own with a
 	// keep-alive pool (64 idle connections per node), a 2s connect timeout
@@ -122,7 +145,8 @@ type ClientConfig struct {
 // retries a write, because a write whose answer was lost may have committed.
 // A Client is safe for concurrent use.
 type Client struct {
-	resolver Resolver
+	resolver Resolver // the nodes of group only
+	group    string
 	http     *http.Client
 	own      *http.Transport // the transport we made, closed by Close
 	timeout  time.Duration
@@ -142,13 +166,19 @@ type Client struct {
 // silentFor is how long a node that did not answer is passed over.
 const silentFor = time.Second
 
-// NewClient returns a client; it panics if cfg.Resolver is nil, which is a
-// wiring bug, not a runtime condition.
+// NewClient returns a client; it panics if cfg.Resolver is nil or
+// cfg.Group is not a group's name (ParseGroup), which are wiring bugs, not
+// runtime conditions: a group given by a flag is checked where the flag is.
 func NewClient(cfg ClientConfig) *Client {
 	if cfg.Resolver == nil {
 		panic("store: NewClient: ClientConfig.Resolver is nil")
 	}
-	c := &Client{resolver: cfg.Resolver, http: cfg.HTTPClient, timeout: cfg.Timeout, token: cfg.Token, scheme: "http://"}
+	group, err := ParseGroup(cfg.Group)
+	if err != nil {
+		panic("store: NewClient: ClientConfig.Group: " + err.Error())
+	}
+	cfg.Group = group
+	c := &Client{resolver: InGroup(cfg.Resolver, cfg.Group), group: cfg.Group, http: cfg.HTTPClient, timeout: cfg.Timeout, token: cfg.Token, scheme: "http://"}
 	if cfg.TLS != nil {
 		c.scheme = "https://"
 	}
@@ -169,6 +199,9 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	return c
 }
+
+// Group returns the store group the client reads and writes.
+func (c *Client) Group() string { return c.group }
 
 // Close releases the idle connections of the client's own transport.
 func (c *Client) Close() error {
@@ -381,12 +414,14 @@ func (c *Client) replicas() []NodeInfo {
 // replica must have applied, which it waits for briefly), falling back to
 // the primary when the replica cannot answer.
 func (c *Client) read(ctx context.Context, path string) ([]byte, error) {
-	level, minLSN := ConsistencyFrom(ctx)
+	// Only this client's group's LSN means anything to its nodes.
+	level, atLeast := ConsistencyLSNs(ctx)
+	minLSN := atLeast.Get(c.group)
 	if tr := TraceFrom(ctx); tr != nil && level == Session {
 		// What this caller has already seen (its own writes of this
 		// request included) is the least a session read may show.
-		_, seen := tr.Values()
-		minLSN = max(minLSN, seen)
+		_, seen := tr.Seen()
+		minLSN = max(minLSN, seen.Get(c.group))
 	}
 	if level != Strong {
 		if reps := c.replicas(); len(reps) > 0 {
@@ -482,6 +517,7 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	SetGroupHeader(req.Header, c.group)
 	// The caller's span (an app's request, a worker's job) is the parent
 	// of the store node's work: the same trace id in both logs.
 	if tp := tracectx.Traceparent(ctx); tp != "" {
@@ -514,7 +550,7 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 			name = node.Name
 		}
 		lsn, _ := strconv.ParseUint(resp.Header.Get(HeaderLSN), 10, 64)
-		tr.Record(name, lsn)
+		tr.RecordIn(c.group, name, lsn)
 	}
 	if resp.StatusCode/100 == 2 {
 		return out, nil

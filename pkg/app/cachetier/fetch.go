@@ -61,7 +61,13 @@ func (t *Tier) decodeEntry(key string, v any) entry {
 				return entry{state: kindData, payload: payload}
 			}
 		case kindTomb:
-			if lsn, ok := t.seal.openTombstone(s); ok {
+			if group, lsn, ok := t.seal.openTombstone(s); ok {
+				if group != t.group {
+					// A write in another store group: its LSN counts
+					// another log and means nothing here. Still a
+					// tombstone: not filled, read at the watermark.
+					lsn = 0
+				}
 				return entry{state: kindTomb, lsn: lsn}
 			}
 		}
@@ -104,7 +110,7 @@ func (t *Tier) Fetch(ctx context.Context, key string, load Loader) ([]byte, Resu
 // resolve serves one key given what the cache held for it.
 func (t *Tier) resolve(ctx context.Context, n *node, key string, e entry, wmVal any, start time.Time, load Loader) ([]byte, Result, error) {
 	if s, ok := wmVal.(string); ok {
-		if lsn, ok := t.seal.openWatermark(s); ok {
+		if group, lsn, ok := t.seal.openWatermark(s); ok && group == t.group {
 			t.raiseWM(lsn)
 		} else {
 			t.forged(n, t.wmKey)
@@ -160,7 +166,7 @@ func (t *Tier) load(ctx context.Context, state, key string, minLSN uint64, load 
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
-			return load(loadContext(context.WithoutCancel(ctx), minLSN))
+			return load(loadContext(context.WithoutCancel(ctx), t.group, minLSN))
 		}
 		t.wg.Add(1)
 		t.mu.Unlock()
@@ -170,7 +176,7 @@ func (t *Tier) load(ctx context.Context, state, key string, minLSN uint64, load 
 		stop := context.AfterFunc(t.ctx, cancel)
 		defer stop()
 		t.met.loads.Add(1)
-		v, err := load(loadContext(lctx, minLSN))
+		v, err := load(loadContext(lctx, t.group, minLSN))
 		if err != nil || v == nil || fill == nil {
 			return v, err
 		}
@@ -213,22 +219,23 @@ func (t *Tier) fill(ctx context.Context, n *node, key string, v []byte) bool {
 	return set
 }
 
-// loadContext asks the store for a read that has seen minLSN at least.
-// Session consistency at the watermark is all a cached value needs (see
-// docs/cache-tier.md), so a Strong request is relaxed to it when a watermark
-// is known: cache loads can then be served by replicas.
-func loadContext(ctx context.Context, minLSN uint64) context.Context {
+// loadContext asks the store for a read that has seen minLSN of group at
+// least. Session consistency at the watermark is all a cached value needs
+// (see docs/cache-tier.md), so a Strong request is relaxed to it when a
+// watermark is known: cache loads can then be served by replicas. The LSNs
+// the caller asked of other groups are kept as they were.
+func loadContext(ctx context.Context, group string, minLSN uint64) context.Context {
 	if minLSN == 0 {
 		return ctx
 	}
-	c, m := store.ConsistencyFrom(ctx)
-	if c == store.Session && m >= minLSN {
+	c, lsns := store.ConsistencyLSNs(ctx)
+	if c == store.Session && lsns.Get(group) >= minLSN {
 		return ctx
 	}
-	if c == store.Session {
-		minLSN = max(m, minLSN)
+	if c != store.Session {
+		lsns = nil
 	}
-	return store.WithConsistency(ctx, store.Session, minLSN)
+	return store.WithConsistencyLSNs(ctx, store.Session, lsns.With(group, minLSN))
 }
 
 // FetchMany is Fetch for several keys at once: one round trip per cache node
@@ -361,7 +368,7 @@ func (t *Tier) Invalidate(ctx context.Context, lsn uint64, keys ...string) {
 	if v == nil {
 		return
 	}
-	tomb := t.seal.tombstone(max(lsn, t.wm.Load()))
+	tomb := t.seal.tombstone(t.group, max(lsn, t.wm.Load()))
 	send := func(n *node) {
 		if n.missed(keys, now) {
 			return

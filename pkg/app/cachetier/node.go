@@ -184,7 +184,7 @@ func (n *node) replay(ctx context.Context, keys []string, flush bool) error {
 		return n.call(ctx, func(ctx context.Context) error { return n.rdb.FlushAll(ctx).Err() })
 	}
 	wm := n.t.wm.Load()
-	tomb := n.t.seal.tombstone(wm)
+	tomb := n.t.seal.tombstone(n.t.group, wm)
 	const chunk = 500
 	for len(keys) > 0 {
 		part := keys[:min(chunk, len(keys))]
@@ -224,16 +224,18 @@ func (n *node) raiseWM(ctx context.Context, lsn uint64) error {
 	for try := 0; try < 4; try++ {
 		var old uint64
 		err := n.call(ctx, func(ctx context.Context) error {
-			v, err := n.rdb.Do(ctx, "SET", n.t.wmKey, n.t.seal.watermark(lsn), "GET").Text()
+			v, err := n.rdb.Do(ctx, "SET", n.t.wmKey, n.t.seal.watermark(n.t.group, lsn), "GET").Text()
 			if errors.Is(err, redis.Nil) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			var ok bool
-			if old, ok = n.t.seal.openWatermark(v); !ok {
+			group, lsn, ok := n.t.seal.openWatermark(v)
+			if !ok || group != n.t.group {
 				n.t.forged(n, n.t.wmKey)
+			} else {
+				old = lsn
 			}
 			return nil
 		})

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // Every entry the tier writes is sealed: it carries an HMAC-SHA256, under
@@ -31,6 +33,12 @@ import (
 //	                          tombstone copied to another key only makes it
 //	                          a miss, as a DEL would)
 //	<lsn>.<mac>               the watermark (the key "wm")
+//
+// A tier of another store group than the default one (Config.Group, stage
+// 10) writes <lsn>@<group> where these forms have <lsn>, under the MAC,
+// and keeps its watermark under "wm@<group>": LSNs of different groups
+// count different logs, so a tombstone tells which log its LSN is of, and
+// a tier compares only LSNs of its own group.
 //
 // <mac> is the MAC in unpadded base64url (43 characters).
 
@@ -120,38 +128,52 @@ func (s *sealer) openData(fullKey, raw string, now time.Time) (value []byte, exp
 	return v, !now.Before(time.UnixMilli(ms)), true
 }
 
-// tombstone seals a tombstone of a write at lsn.
-func (s *sealer) tombstone(lsn uint64) string {
+// position writes an LSN of group: "<lsn>" in the default group, else
+// "<lsn>@<group>".
+func position(group string, lsn uint64) string {
 	n := strconv.FormatUint(lsn, 10)
+	if group != store.DefaultGroup {
+		n += "@" + group
+	}
+	return n
+}
+
+// tombstone seals a tombstone of a write at lsn in group.
+func (s *sealer) tombstone(group string, lsn uint64) string {
+	n := position(group, lsn)
 	return string(kindTomb) + n + "." + s.mac(macTombstone, "", n, nil)
 }
 
-// openTombstone verifies a tombstone and returns its LSN.
-func (s *sealer) openTombstone(raw string) (uint64, bool) {
+// openTombstone verifies a tombstone and returns its group and LSN.
+func (s *sealer) openTombstone(raw string) (string, uint64, bool) {
 	if len(raw) < 2 || raw[0] != kindTomb {
-		return 0, false
+		return "", 0, false
 	}
 	return s.openNumber(macTombstone, raw[1:])
 }
 
-// watermark seals a watermark.
-func (s *sealer) watermark(lsn uint64) string {
-	n := strconv.FormatUint(lsn, 10)
+// watermark seals a watermark of group.
+func (s *sealer) watermark(group string, lsn uint64) string {
+	n := position(group, lsn)
 	return n + "." + s.mac(macWatermark, "", n, nil)
 }
 
-// openWatermark verifies a watermark and returns its LSN.
-func (s *sealer) openWatermark(raw string) (uint64, bool) {
+// openWatermark verifies a watermark and returns its group and LSN.
+func (s *sealer) openWatermark(raw string) (string, uint64, bool) {
 	return s.openNumber(macWatermark, raw)
 }
 
-func (s *sealer) openNumber(kind byte, raw string) (uint64, bool) {
+func (s *sealer) openNumber(kind byte, raw string) (string, uint64, bool) {
 	n, mac, found := strings.Cut(raw, ".")
-	if !found || len(mac) != macLen || !digits(n) || !equal(mac, s.mac(kind, "", n, nil)) {
-		return 0, false
+	if !found || len(mac) != macLen || len(n) > 20+1+32 || !equal(mac, s.mac(kind, "", n, nil)) {
+		return "", 0, false
 	}
-	v, err := strconv.ParseUint(n, 10, 64)
-	return v, err == nil
+	num, group, named := strings.Cut(n, "@")
+	if !digits(num) || named && group == store.DefaultGroup {
+		return "", 0, false
+	}
+	v, err := strconv.ParseUint(num, 10, 64)
+	return group, v, err == nil
 }
 
 // digits reports whether s is a non-empty run of ASCII digits.

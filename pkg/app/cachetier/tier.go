@@ -55,6 +55,7 @@ import (
 
 	"github.com/scalestack/scalestack/pkg/app/cachetier/consistenthash"
 	"github.com/scalestack/scalestack/pkg/settings"
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // Config configures a Tier.
@@ -86,6 +87,14 @@ type Config struct {
 	// this source: it tells the tier's entries from anything else, but
 	// protects nothing. At least 16 bytes when set.
 	MACKey []byte
+	// Group is the store group whose data the tier caches (store.Group,
+	// stage 10): the LSNs of its tombstones and watermark are that group's
+	// and its loads ask that group's LSN, so that LSNs of different groups
+	// are never compared. A tombstone of another group still keeps its key
+	// from being filled, but its LSN is not used. Default
+	// store.DefaultGroup, the one group of stages 1 to 9; each group's
+	// tier keeps its watermark under its own key ("wm", "wm@content").
+	Group string
 	// Prefix starts every key the tier reads or writes, so the tier can share
 	// a cache with other users, and a change in what the app stores can
 	// change the prefix instead of misreading old entries. Default "ss2:"
@@ -161,6 +170,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Prefix == "":
 		return errors.New("cachetier config: Prefix is required")
+	case !validGroup(c.Group):
+		return settings.Errorf("cachetier config", "Group", "%q is not a store group's name", c.Group)
 	case len(c.MACKey) > 0 && len(c.MACKey) < 16:
 		return fmt.Errorf("cachetier config: MACKey of %d bytes: want at least 16", len(c.MACKey))
 	case c.TTL < time.Second:
@@ -199,6 +210,7 @@ type Tier struct {
 	sf    singleflight.Group
 	seal  *sealer
 	wmKey string
+	group string // Config.Group, as store.ParseGroup writes it
 	// fillWindow is how long after a reader looked at a key its load may
 	// still fill it (TombstoneTTL/2 - Timeout; see docs/cache-tier.md).
 	fillWindow time.Duration
@@ -237,16 +249,31 @@ func (v *view) owner(key string) *node {
 	return v.up[v.ring.Get(key)]
 }
 
+func validGroup(g string) bool {
+	_, err := store.ParseGroup(g)
+	return err == nil
+}
+
+// wmName is the key (after the prefix) of group's watermark.
+func wmName(group string) string {
+	if group == store.DefaultGroup {
+		return "wm"
+	}
+	return "wm@" + group
+}
+
 // New checks cfg and builds a tier that is not yet following the nodes.
 func New(cfg Config) (*Tier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.Group, _ = store.ParseGroup(cfg.Group)
 	t := &Tier{
 		cfg:        cfg,
 		log:        cfg.Logger,
 		seal:       newSealer(cfg.MACKey),
-		wmKey:      cfg.Prefix + "wm",
+		wmKey:      cfg.Prefix + wmName(cfg.Group),
+		group:      cfg.Group,
 		fillWindow: cfg.TombstoneTTL/2 - cfg.Timeout,
 		nodes:      map[string]*node{},
 		gone:       map[string]*pending{},

@@ -114,6 +114,7 @@ func (s *Server) authorizePeer(req *http.Request) {
 	if s.cfg.Token != "" {
 		req.Header.Set("Authorization", bearer(s.cfg.Token))
 	}
+	store.SetGroupHeader(req.Header, s.cfg.Group)
 }
 
 // peerTransport returns a transport for requests to other store nodes,

@@ -48,8 +48,29 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(store.HeaderNode, a.node)
 	a.repl.setHeaders(w.Header())
+	if group := a.srv.cfg.Group; group != store.DefaultGroup {
+		w.Header().Set(store.HeaderGroup, group)
+	}
+	if !a.sameGroup(w, r) {
+		a.metrics.requests.WithLabelValues("other_group", strconv.Itoa(rec.code)).Inc()
+		return
+	}
 	route := a.route(w, r)
 	a.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+}
+
+// sameGroup refuses a request that names another store group than this
+// node's (a client or peer of that group reached this node by mistake: a
+// stale address, a wrong seed) before anything is read or applied, so that
+// groups never mix data, votes or LSNs. A request that names no group
+// (curl) is served.
+func (a *api) sameGroup(w http.ResponseWriter, r *http.Request) bool {
+	g := r.Header.Get(store.HeaderGroup)
+	if g == "" || store.SameGroup(g, a.srv.cfg.Group) {
+		return true
+	}
+	a.fail(w, fmt.Errorf("this store node (%s) is in group %s, not %s: %w", a.node, store.GroupName(a.srv.cfg.Group), g, store.ErrInvalid))
+	return false
 }
 
 // route dispatches r and returns the route label for the metrics.

@@ -27,10 +27,13 @@ type group struct {
 	servers  map[string]*server.Server
 	dirs     map[string]string
 	edit     func(*server.Config)
+	// storeGroups is the store group (Config.Group) of each server started
+	// by startIn; one harness may hold several (groups_test.go).
+	storeGroups map[string]string
 }
 
 func newGroup(tb testing.TB, failover bool, edit func(*server.Config)) *group {
-	g := &group{tb: tb, failover: failover, servers: map[string]*server.Server{}, dirs: map[string]string{}, edit: edit}
+	g := &group{tb: tb, failover: failover, servers: map[string]*server.Server{}, dirs: map[string]string{}, edit: edit, storeGroups: map[string]string{}}
 	tb.Cleanup(func() {
 		// Close outside g.mu: a closing server's lease loop may still ask
 		// the group for its members.
@@ -46,20 +49,27 @@ func newGroup(tb testing.TB, failover bool, edit func(*server.Config)) *group {
 }
 
 // StoreNodes makes the group its own Resolver: every running server, the
-// configured primary marked.
+// configured primary marked, each with its store group.
 func (g *group) StoreNodes() []store.NodeInfo {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var out []store.NodeInfo
 	for name, s := range g.servers {
-		out = append(out, store.NodeInfo{Name: name, Addr: s.Addr(), Primary: !g.failover && name == "p"})
+		out = append(out, store.NodeInfo{Name: name, Addr: s.Addr(), Primary: !g.failover && name == "p", Group: g.storeGroups[name]})
 	}
 	return out
 }
 
 func (g *group) start(name, role string) *server.Server {
 	g.tb.Helper()
+	return g.startIn(store.DefaultGroup, name, role)
+}
+
+// startIn starts a server in store group storeGroup.
+func (g *group) startIn(storeGroup, name, role string) *server.Server {
+	g.tb.Helper()
 	g.mu.Lock()
+	g.storeGroups[name] = storeGroup
 	dir, ok := g.dirs[name]
 	if !ok {
 		dir = g.tb.TempDir()
@@ -75,6 +85,7 @@ func (g *group) start(name, role string) *server.Server {
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.SyncTimeout = 5 * time.Second // generous: CI shares 2 cores
 	cfg.Failover = g.failover
+	cfg.Group = storeGroup
 	deps := server.Deps{Peers: g, Members: g}
 	cfg.HandOverOnClose = false // stop stands for a crash, unless a test's edit says otherwise
 	if os.Getenv("STORE_TEST_LOG") != "" {

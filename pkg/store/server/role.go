@@ -297,6 +297,9 @@ func (r *replication) noteLocked(s string) {
 
 // ReplicationStatus is the replication part of the store's /status.
 type ReplicationStatus struct {
+	// Group is the node's store group, "default" for the one group of
+	// stages 1 to 9: role, epoch, LSN and lease below are that group's.
+	Group         string        `json:"group"`
 	Role          string        `json:"role"`
 	Epoch         uint64        `json:"epoch"`
 	LSN           uint64        `json:"lsn"`
@@ -347,7 +350,7 @@ type ReplicaLag struct {
 func (r *replication) status() ReplicationStatus {
 	db := r.s.DB()
 	r.mu.Lock()
-	st := ReplicationStatus{Role: RoleReplica, Epoch: db.Epoch(), LSN: db.LSN(), Primary: r.primaryName,
+	st := ReplicationStatus{Group: store.GroupName(r.s.cfg.Group), Role: RoleReplica, Epoch: db.Epoch(), LSN: db.LSN(), Primary: r.primaryName,
 		PrimaryAddr: r.primaryAddr, Sync: r.s.cfg.Sync, Transitions: append([]string(nil), r.transitions...)}
 	if r.primary {
 		st.Role = RolePrimary

@@ -149,6 +149,15 @@ type Config struct {
 	// an LSN it has not applied yet before it refuses it (the client then
 	// reads from the primary). Default 100ms.
 	SessionWait time.Duration
+
+	// Group is the store group this node is in (--group, stage 10): it
+	// votes for, replicates from and follows only the store nodes of its
+	// group, grants lease messages only from them, and refuses a request
+	// that names another group (store.HeaderGroup). Every group has its own
+	// primary, lease, voters, epochs and LSNs. Default store.DefaultGroup
+	// (""; "default" means the same): the one group of stages 1 to 9. A
+	// name is 1-32 characters of a-z, 0-9 and '-' (store.ParseGroup).
+	Group string
 }
 
 // Store roles (Config.Role).
@@ -222,6 +231,9 @@ func (c *Config) Validate() error {
 	case c.SessionWait < 0:
 		return fieldErr("SessionWait", "%v must not be negative", c.SessionWait)
 	}
+	if _, err := store.ParseGroup(c.Group); err != nil {
+		return fieldErr("Group", "%v", err)
+	}
 	return nil
 }
 
@@ -242,6 +254,7 @@ func (c *Config) Settings() []settings.Setting {
 		s("store-sync", "Sync", "replicas that must have a write durable before the primary acknowledges it (count; 0: asynchronous, the last writes can be lost on failover)", settings.Int(&c.Sync)).Formerly("sync"),
 		s("store-sync-timeout", "SyncTimeout", "how long a write waits for --store-sync replicas before it fails with 503 (duration)", settings.Duration(&c.SyncTimeout)).Formerly("sync-timeout"),
 		s("store-failover", "Failover", "elect the primary by a majority lease of the group's store nodes, so a replica takes over when the primary fails; set on every store node of the group (true or false)", settings.Bool(&c.Failover)).Formerly("failover"),
+		s("group", "Group", "the stage-10 lever, the store group of this store node: it elects, replicates and fails over with the store nodes of its group only; a client of the group sees only them (1-32 characters of a-z, 0-9, '-'; empty or default: the one group of stages 1-9)", settings.String(&c.Group)).AsLever(),
 		s("store-lease-ttl", "LeaseTTL", "primary lease lifetime without renewal, at least 300ms; failover takes a little more than this (duration)", settings.Duration(&c.LeaseTTL)).Formerly("lease-ttl"),
 	}
 }
@@ -299,6 +312,15 @@ type Server struct {
 func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	cfg.Group, _ = store.ParseGroup(cfg.Group)
+	// The store nodes of other groups do not exist for this one: it
+	// neither offers them the lease nor follows them.
+	if deps.Peers != nil {
+		deps.Peers = store.InGroup(deps.Peers, cfg.Group)
+	}
+	if deps.Members != nil {
+		deps.Members = store.InGroup(deps.Members, cfg.Group)
 	}
 	log := deps.Logger
 	if log == nil {
