@@ -456,7 +456,7 @@ func (l *loop) beginProxy(c *lconn) {
 	r := &cc.req
 	c.start = time.Now()
 	lb.requests.Add(1)
-	lb.budget.request(c.start)
+	lb.budget.Request(c.start)
 	ids := cc.buildRequest()
 	c.exchange.start(lb, r, ids.reqID(cc.out), ids.traceID(cc.out))
 	c.state = lsProxy
@@ -805,7 +805,7 @@ func (l *loop) gotResponse(c *lconn) {
 	status := h.Status
 	lb.passiveResponse(b, h)
 	if lb.cfg.RetryOnGatewayError && isGatewayError(status) && c.idempotent &&
-		c.n < c.attempts && lb.hasUntried(c.pool, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
+		c.n < c.attempts && lb.hasUntried(c.pool, c.tried[:c.n]) && lb.budget.Allow(time.Now()) {
 		l.detach(c)
 		b.observe(time.Since(c.t0))
 		c.budgeted = true

@@ -71,7 +71,7 @@ const (
 func (cc *clientConn) serveRequest(start time.Time) bool {
 	lb := cc.lb
 	lb.requests.Add(1)
-	lb.budget.request(start)
+	lb.budget.Request(start)
 	var x exchange
 	if !cc.prepare(&x) {
 		return false
@@ -162,7 +162,7 @@ func (x *exchange) next(lb *LB) (*backend, bool) {
 	if b == nil {
 		return nil, false
 	}
-	if x.n > 0 && !x.budgeted && !lb.budget.allow(time.Now()) {
+	if x.n > 0 && !x.budgeted && !lb.budget.Allow(time.Now()) {
 		lb.retriesDenied.Add(1)
 		return nil, false
 	}
@@ -273,7 +273,7 @@ func (cc *clientConn) headFailed(x *exchange, b *backend, uc *upConn, err error)
 func (cc *clientConn) retryGatewayError(x *exchange, b *backend, uc *upConn) bool {
 	lb := cc.lb
 	if !lb.cfg.RetryOnGatewayError || !isGatewayError(uc.head.Status) || !x.idempotent || !x.replayable ||
-		x.n >= x.attempts || !lb.hasUntried(x.pool, x.tried[:x.n]) || !lb.budget.allow(time.Now()) {
+		x.n >= x.attempts || !lb.hasUntried(x.pool, x.tried[:x.n]) || !lb.budget.Allow(time.Now()) {
 		return false
 	}
 	lb.discardResponse(b, uc, x.isHead)
