@@ -80,6 +80,8 @@ const (
 	FieldRange
 	FieldCacheControl
 	FieldPragma
+	FieldTraceparent // W3C Trace Context
+	FieldTracestate
 )
 
 // Field is one header field line of a head.
@@ -444,8 +446,8 @@ var kindsByLength = [...][]namedKind{
 	6:  {{[]byte("cookie"), FieldCookie}, {[]byte("expect"), FieldExpect}, {[]byte("accept"), FieldAccept}, {[]byte("pragma"), FieldPragma}},
 	7:  {{[]byte("trailer"), FieldHopByHop}, {[]byte("upgrade"), FieldUpgrade}},
 	8:  {{[]byte("if-match"), FieldConditional}, {[]byte("if-range"), FieldConditional}},
-	10: {{[]byte("connection"), FieldConnection}, {[]byte("keep-alive"), FieldHopByHop}, {[]byte("set-cookie"), FieldSetCookie}},
-	11: {{[]byte("retry-after"), FieldRetryAfter}},
+	10: {{[]byte("connection"), FieldConnection}, {[]byte("keep-alive"), FieldHopByHop}, {[]byte("set-cookie"), FieldSetCookie}, {[]byte("tracestate"), FieldTracestate}},
+	11: {{[]byte("retry-after"), FieldRetryAfter}, {[]byte("traceparent"), FieldTraceparent}},
 	12: {{[]byte("x-request-id"), FieldXRequestID}, {[]byte("content-type"), FieldContentType}},
 	13: {{[]byte("if-none-match"), FieldConditional}, {[]byte("cache-control"), FieldCacheControl}},
 	14: {{[]byte("content-length"), FieldContentLength}},

@@ -170,6 +170,8 @@ func TestKindOf(t *testing.T) {
 		{"Range", httpwire.FieldRange},
 		{"Cache-Control", httpwire.FieldCacheControl},
 		{"Pragma", httpwire.FieldPragma},
+		{"Traceparent", httpwire.FieldTraceparent},
+		{"tracestate", httpwire.FieldTracestate},
 		{"X-Other", httpwire.FieldOther},
 		{"Hosts", httpwire.FieldOther},
 		{"Proxy", httpwire.FieldOther},

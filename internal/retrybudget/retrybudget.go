@@ -2,8 +2,8 @@
 // makes (Finagle's RetryBudget): retries may be a fraction of the requests
 // of the last ten seconds, plus a small floor per second, so that when
 // everything behind the client fails it sends at most 1+fraction times its
-// load rather than 1+retries times. It is a leaf: the lb's copy
-// (pkg/lb/balance.go, retryBudget) is the same algorithm and can move here.
+// load rather than 1+retries times. It is a leaf, used by the lb
+// (a retry on another backend) and the service client (pkg/app/svc/rpc).
 package retrybudget
 
 import (

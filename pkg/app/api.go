@@ -395,7 +395,7 @@ func (w *web) deletePost(r *http.Request, s *Session, id string) error {
 	// The post is gone for readers now; its comments go next. If that
 	// fails, orphans are unreachable and harmless.
 	if err := w.svc.Comments.DeleteForPost(r.Context(), p.ID); err != nil {
-		w.log.Warn("app: delete comments of deleted post", "post", p.ID, "err", err)
+		w.log.WarnContext(r.Context(), "app: delete comments of deleted post", "post", p.ID, "err", err)
 	}
 	w.noteWrite(r)
 	w.committed(r.Context(), index)

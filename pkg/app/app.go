@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -410,6 +411,8 @@ func New(cfg Config, deps Deps) (*App, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	// Lines logged with a request's context carry its trace id.
+	a.log = tracectx.WithLogger(a.log)
 	if cfg.Outbox == "" {
 		a.cfg.Outbox = filepath.Join(cfg.DataDir, "outbox")
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/accounts"
 	"github.com/scalestack/scalestack/pkg/app/internal/ids"
 	"github.com/scalestack/scalestack/pkg/app/media"
@@ -28,6 +29,19 @@ type Job struct {
 	// It is time-ordered (see NewJob), and notifications use it as their id.
 	ID      string          `json:"id"`
 	Payload json.RawMessage `json:"payload"`
+	// Trace is the W3C traceparent of the request that caused the job
+	// (its span as the parent), so that the worker logs the job under the
+	// request's trace id. Empty: none. Not checked by CheckJob: a worker
+	// that cannot parse it starts a trace of its own.
+	Trace string `json:"trace,omitempty"`
+}
+
+// Traced returns j carrying the trace of ctx, unless it has one already.
+func (j Job) Traced(ctx context.Context) Job {
+	if j.Trace == "" {
+		j.Trace = tracectx.Traceparent(ctx)
+	}
+	return j
 }
 
 // Jobs takes jobs. Enqueue returns once the job is done (inline) or
@@ -243,7 +257,7 @@ func decode(j Job, v any) error {
 }
 
 // Welcome writes <outbox>/<job id>.eml; a second run finds the file and stops.
-func (h *Handlers) Welcome(_ context.Context, j Job) error {
+func (h *Handlers) Welcome(ctx context.Context, j Job) error {
 	var p WelcomePayload
 	if err := decode(j, &p); err != nil {
 		return err
@@ -282,7 +296,7 @@ func (h *Handlers) Welcome(_ context.Context, j Job) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("welcome: %w", err)
 	}
-	h.log.Info("welcome e-mail written", "user", p.Handle, "file", path)
+	h.log.InfoContext(ctx, "welcome e-mail written", "user", p.Handle, "file", path)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/internal/ids"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -71,6 +72,9 @@ func causes[T any](w *web, ctx context.Context, build func(T) []Job) (context.Co
 	outbox := w.a.relay != nil
 	return svc.WithOutbox(ctx, func(v T) []store.Op {
 		c.jobs = build(v)
+		for i := range c.jobs {
+			c.jobs[i] = c.jobs[i].Traced(ctx)
+		}
 		if !outbox {
 			return nil
 		}
@@ -225,15 +229,20 @@ func (r *relay) publishLoop() {
 // publish hands j to the queue and, once acknowledged, deletes its outbox
 // entry when it has one.
 func (r *relay) publish(ctx context.Context, j Job, stored bool) error {
+	// The publish and the outbox delete belong to the request that caused
+	// the job: under its trace.
+	if sc, err := tracectx.Parse(j.Trace); err == nil {
+		ctx = tracectx.NewContext(ctx, sc)
+	}
 	if err := r.q.Enqueue(ctx, j); err != nil {
 		if ctx.Err() != nil {
 			return err // closing: the entry stays for the next sweep
 		}
 		r.failures.Add(1)
 		if !r.queueDown.Swap(true) {
-			r.log.Warn("app: job queue unreachable; jobs wait in the outbox until it is back", "kind", j.Kind, "id", j.ID, "err", err)
+			r.log.WarnContext(ctx, "app: job queue unreachable; jobs wait in the outbox until it is back", "kind", j.Kind, "id", j.ID, "err", err)
 		} else {
-			r.log.Debug("app: job publish failed", "kind", j.Kind, "id", j.ID, "err", err)
+			r.log.DebugContext(ctx, "app: job publish failed", "kind", j.Kind, "id", j.ID, "err", err)
 		}
 		return err
 	}

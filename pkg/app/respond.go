@@ -47,7 +47,7 @@ func (w *web) session(r *http.Request) *Session {
 	switch {
 	case errors.Is(err, ErrNoSession):
 		if err != ErrNoSession { // wrapped: the record is damaged, not missing
-			w.log.Warn("app: unreadable session; treated as none", "err", err)
+			w.log.WarnContext(r.Context(), "app: unreadable session; treated as none", "err", err)
 		}
 		return nil
 	case err != nil:
@@ -135,6 +135,7 @@ func (w *web) noteWrite(r *http.Request) {
 // after the answer, best effort, since a view lost while the queue is down
 // is not worth delaying any response for.
 func (w *web) enqueue(ctx context.Context, j Job) {
+	j = j.Traced(ctx)
 	if w.a.relay != nil {
 		w.a.relay.publishSoon(j, false)
 		return

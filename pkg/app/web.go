@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/settings"
@@ -242,7 +243,13 @@ func (w *web) handler() http.Handler {
 		w.inFlight.Add(1)
 		defer w.inFlight.Add(-1)
 		st := &reqState{}
-		ctx := context.WithValue(store.WithTrace(r.Context(), &st.trace), stateKey{}, st)
+		// The request's span: a child of the caller's traceparent (the lb,
+		// the edge), or a new trace when the app is the entry point. Every
+		// log line made with the request's context carries its trace id,
+		// and so do the store calls and the jobs it causes.
+		span := incomingSpan(r.Header)
+		ctx := tracectx.NewContext(r.Context(), span)
+		ctx = context.WithValue(store.WithTrace(ctx, &st.trace), stateKey{}, st)
 		ctx = cachetier.WithTrace(ctx, &st.cache)
 		r = r.WithContext(ctx)
 		if w.cfg.Reads == ReadsReplicas {
@@ -258,6 +265,7 @@ func (w *web) handler() http.Handler {
 		rw := &respWriter{ResponseWriter: rw0, st: st}
 		h := rw.Header()
 		h.Set("X-Served-By", w.cfg.NodeName)
+		h.Set(HeaderTraceID, span.TraceID.String())
 		// Defence in depth behind the escaping: no inline or foreign
 		// scripts, no framing, no MIME sniffing.
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
@@ -269,7 +277,7 @@ func (w *web) handler() http.Handler {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				w.log.Error("app: panic serving request", "path", r.URL.Path, "panic", p)
+				w.log.ErrorContext(r.Context(), "app: panic serving request", "path", r.URL.Path, "panic", p)
 				if !rw.wrote {
 					w.fail(rw, r, http.StatusInternalServerError, "", "")
 				}
@@ -296,6 +304,21 @@ func (w *web) handler() http.Handler {
 		}()
 		inner.ServeHTTP(rw, r)
 	})
+}
+
+// HeaderTraceID is the response field that names the request's trace id,
+// so that a reader can grep every node's log for it (docs/api.md).
+const HeaderTraceID = "X-Trace-Id"
+
+// incomingSpan returns the span of a request with header h: a child of its
+// traceparent, or a new sampled trace when it has none usable (two fields
+// are none usable, W3C Trace Context section 3.2).
+func incomingSpan(h http.Header) tracectx.SpanContext {
+	if tp := h.Values(tracectx.HeaderTraceparent); len(tp) == 1 {
+		sc, _ := tracectx.Continue(tp[0])
+		return sc
+	}
+	return tracectx.New(true)
 }
 
 // isAPI reports whether r wants JSON answers.
@@ -352,12 +375,12 @@ func classify(err error) (code int, msg, field string) {
 // paused store, every abandoned request would otherwise be an ERROR line).
 func (w *web) error(rw http.ResponseWriter, r *http.Request, err error) {
 	if clientGone(r) {
-		w.log.Debug("app: client gave up", "method", r.Method, "path", r.URL.Path, "status", statusClientClosed, "err", err)
+		w.log.DebugContext(r.Context(), "app: client gave up", "method", r.Method, "path", r.URL.Path, "status", statusClientClosed, "err", err)
 		return
 	}
 	code, msg, field := classify(err)
 	if code >= 500 {
-		w.log.Error("app: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+		w.log.ErrorContext(r.Context(), "app: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	}
 	w.fail(rw, r, code, msg, field)
 }
@@ -403,7 +426,7 @@ func (w *web) fail(rw http.ResponseWriter, r *http.Request, code int, msg, field
 	d.Heading, d.Error = heading, msg
 	var buf bytes.Buffer
 	if err := w.pages["error"].ExecuteTemplate(&buf, "layout", d); err != nil {
-		w.log.Error("app: render error page", "err", err)
+		w.log.ErrorContext(r.Context(), "app: render error page", "err", err)
 		http.Error(rw, msg, code)
 		return
 	}

@@ -51,3 +51,34 @@ func BenchmarkHit(b *testing.B) {
 }
 
 func w0(e *cdn.Edge) uint64 { return e.Snapshot().Hits }
+
+// BenchmarkPass measures the edge's handler on a request passed to the
+// origin (a GET with the bypass cookie), with and without a traceparent
+// from the client: the outbound request the edge builds, the origin round
+// trip on loopback and the streamed answer.
+func BenchmarkPass(b *testing.B) {
+	o := newOrigin(b, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok"))
+	})
+	e := newEdge(b, o.URL, nil)
+	for _, tc := range []struct{ name, traceparent string }{
+		{"no-traceparent", ""},
+		{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			req, _ := http.NewRequest(http.MethodPost, "/pass", nil)
+			req.RequestURI = "/pass"
+			req.RemoteAddr = "127.0.0.1:1234"
+			if tc.traceparent != "" {
+				req.Header.Set("Traceparent", tc.traceparent)
+			}
+			w := &sink{h: make(http.Header, 16)}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				e.ServeHTTP(w, req)
+			}
+		})
+	}
+}

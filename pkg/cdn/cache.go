@@ -208,6 +208,7 @@ func (e *Edge) fill(w http.ResponseWriter, r *http.Request, uri, key string, f *
 			e.store.put(o, o.staleDeadline(e.cfg.KeepStale), now)
 			e.finish(key, f, o, e.reval, false)
 			e.note(w, &e.revalidations)
+			ownTraceID(w, resp.Header)
 			e.serveObject(w, r, o, e.reval, now, nil)
 			return
 		}
@@ -259,8 +260,18 @@ func (e *Edge) fill(w http.ResponseWriter, r *http.Request, uri, key string, f *
 	e.finish(key, f, o, e.miss, false)
 	e.note(w, &e.misses)
 	// A cookie set by the origin goes to the client whose request drew
-	// it, never into the store or to the waiters.
+	// it, never into the store or to the waiters; so does the trace id.
+	ownTraceID(w, resp.Header)
 	e.serveObject(w, r, o, e.miss, now, resp.Header["Set-Cookie"])
+}
+
+// ownTraceID gives the client whose request went to the origin the
+// X-Trace-Id of the origin's answer (the app's), which the stored object
+// does not keep: a request answered from the store later has none.
+func ownTraceID(w http.ResponseWriter, h http.Header) {
+	if v := h["X-Trace-Id"]; len(v) > 0 {
+		w.Header()["X-Trace-Id"] = v
+	}
 }
 
 // readBody reads up to MaxObjectBytes of a response body. complete is false

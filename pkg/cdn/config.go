@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/cdn/purge"
 	"github.com/scalestack/scalestack/pkg/settings"
 )
@@ -93,6 +94,15 @@ type Config struct {
 	// stored in the cache, so that a signed-in reader never sees the
 	// anonymous copy of a page. Empty disables it. Default empty.
 	PassCookie string
+
+	// TraceStart is what the edge does with a request that carries no
+	// usable W3C traceparent when it goes to the origin (a miss, a pass, a
+	// revalidation): start a trace, sampled (tracectx.StartSampled, the
+	// default) or not (tracectx.StartUnsampled), or send it on without one
+	// (tracectx.StartOff; the lb or the app then starts it). A request that
+	// carries one goes on with a child of it. A hit goes nowhere and gets
+	// none.
+	TraceStart tracectx.Start
 
 	// DialTimeout bounds connecting to an origin. Default 2s.
 	DialTimeout time.Duration
@@ -186,6 +196,7 @@ func DefaultConfig() Config {
 		MaxHeaderBytes:    64 << 10,
 		MaxPurgeBytes:     1 << 20,
 		DrainTimeout:      30 * time.Second,
+		TraceStart:        tracectx.StartSampled,
 	}
 }
 
@@ -228,6 +239,8 @@ func (c *Config) Validate() error {
 		return fieldErr("MaxPurgeBytes", "%d must be positive", c.MaxPurgeBytes)
 	case c.DrainTimeout <= 0:
 		return fieldErr("DrainTimeout", "%v must be positive", c.DrainTimeout)
+	case !c.TraceStart.Valid():
+		return fieldErr("TraceStart", "%q: want %s", c.TraceStart, settings.Choices(tracectx.Starts...))
 	}
 	if c.Origin != "" {
 		u, err := url.Parse(c.Origin)
@@ -262,5 +275,6 @@ func (c *Config) Settings() []settings.Setting {
 		s("edge-drain-timeout", "DrainTimeout", "how long shutdown waits for in-flight requests (duration)", settings.Duration(&c.DrainTimeout)),
 		s("edge-write-timeout", "WriteTimeout", "close a client connection whose response makes no progress this long (duration; 0: never)", settings.Duration(&c.WriteTimeout)),
 		s("edge-max-conns", "MaxConns", "most client connections served at once; more wait in the listen queue (count)", settings.Int(&c.MaxConns)),
+		s("edge-trace-start", "TraceStart", "for a request to the origin without a W3C traceparent: start a trace, sampled or unsampled, or off (send it on without one)", &c.TraceStart),
 	}
 }

@@ -71,9 +71,10 @@ func newObject(uri string, reqH http.Header, status int, h http.Header, body []b
 	delete(stored, "Age")
 	delete(stored, "X-Cache")
 	delete(stored, "X-Edge")
-	// The id of the exchange that filled the object, not of the requests
+	// The ids of the exchange that filled the object, not of the requests
 	// the object will answer.
 	delete(stored, "X-Request-Id")
+	delete(stored, "X-Trace-Id")
 	tags := surrogateKeys(stored)
 	delete(stored, "Surrogate-Key")
 	delete(stored, "Content-Length")

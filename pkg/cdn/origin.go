@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/cdn/httpcache"
 )
 
@@ -55,6 +56,7 @@ func (e *Edge) outbound(ctx context.Context, r *http.Request, fill bool, stale *
 			}
 		}
 	}
+	e.trace(h)
 	h["Via"] = appendVia(h["Via"], e.via)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
@@ -85,6 +87,28 @@ func (e *Edge) outbound(ctx context.Context, r *http.Request, fill bool, stale *
 		RemoteAddr:    r.RemoteAddr,
 	}
 	return out.WithContext(ctx)
+}
+
+// trace replaces the traceparent of h, a request on its way to the origin,
+// by a child of it (the same trace, the edge's own span as the parent), or
+// starts a trace when there is none usable and Config.TraceStart allows
+// it; the tracestate of an unusable one goes with it. Two traceparent
+// fields are none usable (W3C Trace Context, section 3.2).
+func (e *Edge) trace(h http.Header) {
+	if tp := h["Traceparent"]; len(tp) == 1 {
+		if parent, err := tracectx.Parse(tp[0]); err == nil {
+			h["Traceparent"] = []string{parent.Child().String()}
+			return
+		}
+	}
+	delete(h, "Traceparent")
+	delete(h, "Tracestate")
+	switch e.cfg.TraceStart {
+	case tracectx.StartSampled:
+		h["Traceparent"] = []string{tracectx.New(true).String()}
+	case tracectx.StartUnsampled:
+		h["Traceparent"] = []string{tracectx.New(false).String()}
+	}
 }
 
 // roundTrip sends out to an origin after the simulated distance.

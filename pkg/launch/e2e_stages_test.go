@@ -450,6 +450,26 @@ func TestStage8(t *testing.T) {
 		t.Errorf("thumbnail: %v, %dx%d; want a 480-pixel wide image", err, cfg.Width, cfg.Height)
 	}
 
+	// A write's trace id, answered in X-Trace-Id, is on the worker's line
+	// for the job the write caused (edge → lb → app → queue → worker).
+	resp, _, err = u.do(http.MethodPost, "/api/v1/posts", map[string]any{"title": "Traced", "body": "b", "tags": []string{}, "published": true})
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/v1/posts: %s %v, want 201", status(resp), err)
+	}
+	traceID := resp.Header.Get("X-Trace-Id")
+	if len(traceID) != 32 {
+		t.Fatalf("POST /api/v1/posts: X-Trace-Id %q, want a trace id", traceID)
+	}
+	testwait.RetryUntil(t, 10*time.Second, func() error {
+		logs, _ := filepath.Glob(filepath.Join(s.dir, "logs", "worker-*.log"))
+		for _, l := range logs {
+			if b, _ := os.ReadFile(l); bytes.Contains(b, []byte(traceID)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("trace %s of the POST is in no worker's log", traceID)
+	})
+
 	// Sign-ups while worker-1 dies: every one gets its welcome e-mail.
 	const signups = 30
 	var emails []string

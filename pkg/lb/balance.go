@@ -174,62 +174,6 @@ func rendezvous(key uint64, nodeHashes []uint64) int {
 	return best
 }
 
-// retryBudget allows retries up to ratio × requests plus minPerSec per second,
-// over a sliding window of budgetSlots seconds (Finagle's RetryBudget). It is
-// safe for concurrent use and lock-free; counts racing a slot's turnover may
-// be lost, which only makes the budget a little approximate.
-type retryBudget struct {
-	ratio     float64
-	minPerSec int64
-	requests  [budgetSlots]budgetSlot
-	retries   [budgetSlots]budgetSlot
-}
-
-const budgetSlots = 10
-
-type budgetSlot struct {
-	sec atomic.Int64
-	n   atomic.Int64
-}
-
-func newRetryBudget(ratio float64, minPerSec int) *retryBudget {
-	return &retryBudget{ratio: ratio, minPerSec: int64(minPerSec)}
-}
-
-func (s *budgetSlot) add(sec int64) {
-	if old := s.sec.Load(); old != sec && s.sec.CompareAndSwap(old, sec) {
-		s.n.Store(0)
-	}
-	s.n.Add(1)
-}
-
-func sumSlots(slots *[budgetSlots]budgetSlot, sec int64) int64 {
-	var n int64
-	for i := range slots {
-		if s := slots[i].sec.Load(); s > sec-budgetSlots && s <= sec {
-			n += slots[i].n.Load()
-		}
-	}
-	return n
-}
-
-// request records one request (a deposit into the budget).
-func (b *retryBudget) request(now time.Time) {
-	sec := now.Unix()
-	b.requests[sec%budgetSlots].add(sec)
-}
-
-// allow reports whether one more retry fits the budget, and if so counts it.
-func (b *retryBudget) allow(now time.Time) bool {
-	sec := now.Unix()
-	limit := int64(math.Floor(b.ratio*float64(sumSlots(&b.requests, sec)))) + b.minPerSec*budgetSlots
-	if sumSlots(&b.retries, sec) >= limit {
-		return false
-	}
-	b.retries[sec%budgetSlots].add(sec)
-	return true
-}
-
 // latencyHistogram counts durations in log-scale buckets, four per power of
 // two of microseconds (about 19% wide), with atomic counters so that the hot
 // path takes no lock. It yields quantiles for Status and buckets for

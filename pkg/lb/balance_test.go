@@ -148,45 +148,6 @@ func TestRendezvousMovesOnlyRemovedKeys(t *testing.T) {
 	}
 }
 
-func TestRetryBudget(t *testing.T) {
-	t0 := time.Unix(1_000_000, 0)
-	b := newRetryBudget(0.2, 1)
-	// Floor: 1 per second over a 10 s window allows 10 retries with no requests.
-	allowed := 0
-	for i := 0; i < 50; i++ {
-		if b.allow(t0) {
-			allowed++
-		}
-	}
-	if allowed != 10 {
-		t.Fatalf("retries allowed with no requests = %d, want 10", allowed)
-	}
-	// 100 requests add 20% of 100.
-	for i := 0; i < 100; i++ {
-		b.request(t0)
-	}
-	allowed = 0
-	for i := 0; i < 50; i++ {
-		if b.allow(t0) {
-			allowed++
-		}
-	}
-	if allowed != 20 {
-		t.Fatalf("retries allowed after 100 requests = %d, want 20", allowed)
-	}
-	// After the window has passed, the old requests and retries are forgotten.
-	later := t0.Add(11 * time.Second)
-	allowed = 0
-	for i := 0; i < 50; i++ {
-		if b.allow(later) {
-			allowed++
-		}
-	}
-	if allowed != 10 {
-		t.Fatalf("retries allowed a window later = %d, want 10", allowed)
-	}
-}
-
 func TestHistogramBuckets(t *testing.T) {
 	prev := -1
 	for us := uint64(0); us < 1<<20; us = us*9/8 + 1 {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/retrybudget"
 )
 
 // ErrClosed is returned by Open on a balancer that was closed.
@@ -36,7 +38,7 @@ type LB struct {
 	idBase       string
 
 	dialer *net.Dialer
-	budget *retryBudget
+	budget *retrybudget.Budget
 	rr     atomic.Uint64
 	ids    atomic.Uint64
 
@@ -119,7 +121,7 @@ func New(cfg Config, deps Deps) (*LB, error) {
 		stickyPrefix: []byte(cfg.StickyCookie + "="),
 		idBase:       hex.EncodeToString(rnd[:]),
 		dialer:       &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
-		budget:       newRetryBudget(cfg.RetryBudgetRatio, cfg.RetryMinPerSecond),
+		budget:       retrybudget.New(cfg.RetryBudgetRatio, cfg.RetryMinPerSecond),
 		backends:     make(map[string]*backend),
 		conns:        make(map[*clientConn]struct{}),
 		slots:        make(chan struct{}, cfg.MaxConns),

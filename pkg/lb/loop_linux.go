@@ -456,9 +456,9 @@ func (l *loop) beginProxy(c *lconn) {
 	r := &cc.req
 	c.start = time.Now()
 	lb.requests.Add(1)
-	lb.budget.request(c.start)
-	idStart, idEnd := cc.buildRequest()
-	c.exchange.start(lb, r, cc.out[idStart:idEnd])
+	lb.budget.Request(c.start)
+	ids := cc.buildRequest()
+	c.exchange.start(lb, r, ids.reqID(cc.out), ids.traceID(cc.out))
 	c.state = lsProxy
 	l.attempt(c)
 }
@@ -483,7 +483,7 @@ func (l *loop) attempt(c *lconn) {
 			b.errors.Add(1)
 			lb.passiveError(b)
 			c.lastFail = failDial
-			lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(c.reqID), "err", err)
+			lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(c.reqID), "trace_id", string(c.traceID), "err", err)
 			continue // nothing was sent: any request may go elsewhere
 		}
 		c.up, up.c = up, c
@@ -679,7 +679,7 @@ func (l *loop) dialFailed(c *lconn, err error) {
 	c.b.errors.Add(1)
 	l.lb.passiveError(c.b)
 	c.lastFail = failDial
-	l.lb.log.Debug("lb connect failed", "backend", c.b.name, "request_id", string(c.reqID), "err", err)
+	l.lb.log.Debug("lb connect failed", "backend", c.b.name, "request_id", string(c.reqID), "trace_id", string(c.traceID), "err", err)
 	l.attempt(c)
 }
 
@@ -687,7 +687,7 @@ func (l *loop) dialFailed(c *lconn, err error) {
 func (l *loop) sendFailed(c *lconn, err error) {
 	up := l.detach(c)
 	b := c.b
-	l.lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(c.reqID), "written", up.sent, "reused", up.reused, "err", err)
+	l.lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(c.reqID), "trace_id", string(c.traceID), "written", up.sent, "reused", up.reused, "err", err)
 	if up.reused && up.sent == 0 {
 		c.again = b // a dead idle connection: nothing was sent
 		l.attempt(c)
@@ -729,7 +729,7 @@ func (l *loop) responseFailed(c *lconn, err error) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.lastFail = failTimeout
 	}
-	l.lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(c.reqID), "reused", up.reused, "err", err)
+	l.lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(c.reqID), "trace_id", string(c.traceID), "reused", up.reused, "err", err)
 	// The request reached the node and may have been applied: only an
 	// idempotent one is retried.
 	if c.idempotent {
@@ -805,7 +805,7 @@ func (l *loop) gotResponse(c *lconn) {
 	status := h.Status
 	lb.passiveResponse(b, h)
 	if lb.cfg.RetryOnGatewayError && isGatewayError(status) && c.idempotent &&
-		c.n < c.attempts && lb.hasUntried(c.pool, c.tried[:c.n]) && lb.budget.allow(time.Now()) {
+		c.n < c.attempts && lb.hasUntried(c.pool, c.tried[:c.n]) && lb.budget.Allow(time.Now()) {
 		l.detach(c)
 		b.observe(time.Since(c.t0))
 		c.budgeted = true
@@ -877,7 +877,7 @@ func (l *loop) bodyCut(c *lconn, err error) {
 	b.errors.Add(1)
 	l.lb.passiveError(b)
 	b.observe(time.Since(c.t0))
-	l.lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(c.reqID), "err", err)
+	l.lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(c.reqID), "trace_id", string(c.traceID), "err", err)
 	c.closeAfter = true
 	c.state = lsDone
 	if l.flush(c) {
@@ -915,13 +915,13 @@ func (l *loop) giveUp(c *lconn) {
 	switch {
 	case c.n == 0 || (c.allDial && c.lastFail == failDial):
 		lb.failed[1].Add(1)
-		c.cc.writePage(503, "no app node is available", c.reqID, !keep, c.isHead)
+		c.cc.writePage(503, "no app node is available", c.reqID, c.traceID, !keep, c.isHead)
 	case c.lastFail == failTimeout:
 		lb.failed[2].Add(1)
-		c.cc.writePage(504, "the app node did not answer in time", c.reqID, !keep, c.isHead)
+		c.cc.writePage(504, "the app node did not answer in time", c.reqID, c.traceID, !keep, c.isHead)
 	default:
 		lb.failed[0].Add(1)
-		c.cc.writePage(502, "the app node failed to answer", c.reqID, !keep, c.isHead)
+		c.cc.writePage(502, "the app node failed to answer", c.reqID, c.traceID, !keep, c.isHead)
 	}
 	_ = c.cc.bw.Flush()
 	c.closeAfter = !keep
@@ -986,7 +986,7 @@ func (l *loop) finish(c *lconn) {
 	}
 	c.state = lsIdle
 	c.since = time.Now().UnixNano()
-	c.reqID, c.cookies, c.pool, c.b = nil, nil, nil, nil
+	c.reqID, c.traceID, c.cookies, c.pool, c.b = nil, nil, nil, nil, nil
 	clear(c.tried[:c.n])
 	if c.r < c.w {
 		l.parseRequest(c)
@@ -1055,9 +1055,9 @@ func (l *loop) handOff(c *lconn) {
 		uc := &upConn{nc: unc, w: newRawWriter(unc.Conn), head: up.head, reused: up.reused}
 		uc.br = bufio.NewReaderSize(unc, upBufSize)
 		uc.bw = bufio.NewWriterSize(uc, upBufSize)
-		b, reqID, isHead, t0 := c.b, c.reqID, c.isHead, c.t0
+		b, reqID, traceID, isHead, t0 := c.b, c.reqID, c.traceID, c.isHead, c.t0
 		first = func() bool {
-			keep := cc.writeResponse(uc, b, reqID, isHead)
+			keep := cc.writeResponse(uc, b, reqID, traceID, isHead)
 			b.inflight.Add(-1)
 			b.observe(time.Since(t0))
 			return keep

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/httpwire"
+	"github.com/scalestack/scalestack/internal/tracectx"
 )
 
 // maxTried bounds the backends one request may be sent to.
@@ -39,6 +40,7 @@ type exchange struct {
 	streamBody bool // the body is streamed, not read whole first
 	replayable bool // the request can be sent again (its body is in memory)
 	reqID      []byte
+	traceID    []byte // the trace id (32 hex digits) sent on, for the logs; nil: none
 	cookies    []byte
 
 	pool        *pool // the backends as the request found them
@@ -69,7 +71,7 @@ const (
 func (cc *clientConn) serveRequest(start time.Time) bool {
 	lb := cc.lb
 	lb.requests.Add(1)
-	lb.budget.request(start)
+	lb.budget.Request(start)
 	var x exchange
 	if !cc.prepare(&x) {
 		return false
@@ -95,20 +97,21 @@ func (cc *clientConn) serveRequest(start time.Time) bool {
 // when the client went away.
 func (cc *clientConn) prepare(x *exchange) bool {
 	r := &cc.req
-	idStart, idEnd := cc.buildRequest()
+	ids := cc.buildRequest()
 	streamBody := r.Chunked || r.ContentLength > maxBufferedBody
 	if !streamBody && r.ContentLength > 0 && !cc.readBody() {
 		return false
 	}
 	// After the body: reading it may have moved cc.out.
-	x.start(cc.lb, r, cc.out[idStart:idEnd])
+	x.start(cc.lb, r, ids.reqID(cc.out), ids.traceID(cc.out))
 	x.streamBody, x.replayable = streamBody, !streamBody
 	return true
 }
 
 // start fills x for a new request r; reqID is the X-Request-Id the
-// balancer generated for it, if any.
-func (x *exchange) start(lb *LB, r *httpwire.Head, reqID []byte) {
+// balancer generated for it, if any, and traceID the trace id of the
+// traceparent it sends on, if any.
+func (x *exchange) start(lb *LB, r *httpwire.Head, reqID, traceID []byte) {
 	method := r.First[0].Of(r.Buf)
 	_, hasKey := r.Value(httpwire.FieldIdempotencyKey)
 	*x = exchange{
@@ -116,6 +119,7 @@ func (x *exchange) start(lb *LB, r *httpwire.Head, reqID []byte) {
 		idempotent: hasKey || isIdempotentMethod(method),
 		replayable: true,
 		reqID:      reqID,
+		traceID:    traceID,
 		pool:       lb.pool.Load(),
 		attempts:   min(1+lb.cfg.Retries, maxTried),
 		allDial:    true,
@@ -158,7 +162,7 @@ func (x *exchange) next(lb *LB) (*backend, bool) {
 	if b == nil {
 		return nil, false
 	}
-	if x.n > 0 && !x.budgeted && !lb.budget.allow(time.Now()) {
+	if x.n > 0 && !x.budgeted && !lb.budget.Allow(time.Now()) {
 		lb.retriesDenied.Add(1)
 		return nil, false
 	}
@@ -184,7 +188,7 @@ func (cc *clientConn) try(x *exchange, b *backend, fresh bool) (result tryResult
 		b.errors.Add(1)
 		lb.passiveError(b)
 		x.lastFail = failDial
-		lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(x.reqID), "err", err)
+		lb.log.Debug("lb connect failed", "backend", b.name, "request_id", string(x.reqID), "trace_id", string(x.traceID), "err", err)
 		return tryNext, false // nothing was sent: any request may go elsewhere
 	}
 	if err := cc.send(uc, x.streamBody, &x.bodyTouched); err != nil {
@@ -200,7 +204,7 @@ func (cc *clientConn) try(x *exchange, b *backend, fresh bool) (result tryResult
 		b.observe(time.Since(t0))
 		return tryNext, false
 	}
-	keep = cc.writeResponse(uc, b, x.reqID, x.isHead)
+	keep = cc.writeResponse(uc, b, x.reqID, x.traceID, x.isHead)
 	b.inflight.Add(-1)
 	b.observe(time.Since(t0))
 	return tryDone, keep
@@ -225,7 +229,7 @@ func (cc *clientConn) sendFailed(x *exchange, b *backend, uc *upConn, err error)
 	if errors.As(err, &re) {
 		return tryDone // the client's body failed: nobody to answer
 	}
-	lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(x.reqID), "written", uc.written, "reused", uc.reused, "err", err)
+	lb.log.Debug("lb send failed", "backend", b.name, "request_id", string(x.reqID), "trace_id", string(x.traceID), "written", uc.written, "reused", uc.reused, "err", err)
 	if uc.reused && uc.written == 0 && !x.bodyTouched {
 		x.again = b // a dead idle connection: nothing was sent
 		return tryNext
@@ -259,7 +263,7 @@ func (cc *clientConn) headFailed(x *exchange, b *backend, uc *upConn, err error)
 	if errors.As(err, &ne) && ne.Timeout() {
 		x.lastFail = failTimeout
 	}
-	lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(x.reqID), "reused", uc.reused, "err", err)
+	lb.log.Debug("lb response failed", "backend", b.name, "request_id", string(x.reqID), "trace_id", string(x.traceID), "reused", uc.reused, "err", err)
 	return x.retryOrStop()
 }
 
@@ -269,7 +273,7 @@ func (cc *clientConn) headFailed(x *exchange, b *backend, uc *upConn, err error)
 func (cc *clientConn) retryGatewayError(x *exchange, b *backend, uc *upConn) bool {
 	lb := cc.lb
 	if !lb.cfg.RetryOnGatewayError || !isGatewayError(uc.head.Status) || !x.idempotent || !x.replayable ||
-		x.n >= x.attempts || !lb.hasUntried(x.pool, x.tried[:x.n]) || !lb.budget.allow(time.Now()) {
+		x.n >= x.attempts || !lb.hasUntried(x.pool, x.tried[:x.n]) || !lb.budget.Allow(time.Now()) {
 		return false
 	}
 	lb.discardResponse(b, uc, x.isHead)
@@ -287,13 +291,13 @@ func (cc *clientConn) answerFailure(x *exchange) bool {
 	switch {
 	case x.n == 0 || (x.allDial && x.lastFail == failDial):
 		lb.failed[1].Add(1)
-		cc.writePage(503, "no app node is available", x.reqID, !keep, x.isHead)
+		cc.writePage(503, "no app node is available", x.reqID, x.traceID, !keep, x.isHead)
 	case x.lastFail == failTimeout:
 		lb.failed[2].Add(1)
-		cc.writePage(504, "the app node did not answer in time", x.reqID, !keep, x.isHead)
+		cc.writePage(504, "the app node did not answer in time", x.reqID, x.traceID, !keep, x.isHead)
 	default:
 		lb.failed[0].Add(1)
-		cc.writePage(502, "the app node failed to answer", x.reqID, !keep, x.isHead)
+		cc.writePage(502, "the app node failed to answer", x.reqID, x.traceID, !keep, x.isHead)
 	}
 	return keep
 }
@@ -308,11 +312,26 @@ func isIdempotentMethod(m []byte) bool {
 
 func isGatewayError(code int) bool { return code == 502 || code == 503 || code == 504 }
 
+// sentIDs says where the ids that buildRequest wrote sit in cc.out, as
+// offsets: cc.out may move before they are read.
+type sentIDs struct {
+	idStart, idEnd int // a generated X-Request-Id; empty when the client sent one
+	trace          int // the trace id of the traceparent sent on; 0: none
+}
+
+func (s sentIDs) reqID(out []byte) []byte { return out[s.idStart:s.idEnd] }
+
+func (s sentIDs) traceID(out []byte) []byte {
+	if s.trace == 0 {
+		return nil
+	}
+	return out[s.trace : s.trace+32]
+}
+
 // buildRequest writes the request head for the backends into cc.out: the
 // client's fields less the hop-by-hop ones, plus X-Forwarded-For,
-// X-Forwarded-Proto, X-Request-Id and Via. It returns where a generated
-// request id sits in cc.out (an empty range when the client sent one).
-func (cc *clientConn) buildRequest() (idStart, idEnd int) {
+// X-Forwarded-Proto, X-Request-Id, Via and a traceparent (see trace).
+func (cc *clientConn) buildRequest() (ids sentIDs) {
 	lb := cc.lb
 	r := &cc.req
 	rb := r.Buf
@@ -335,6 +354,7 @@ func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 	}
 	out = append(out, cc.ip...)
 	out = append(out, "\r\n"...)
+	sc, sendTrace, keepState := lb.trace(r)
 	hasProto, hasID := false, false
 	for i := range r.Fields {
 		f := &r.Fields[i]
@@ -342,8 +362,12 @@ func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 			continue
 		}
 		switch f.Kind {
-		case httpwire.FieldXForwardedFor:
+		case httpwire.FieldXForwardedFor, httpwire.FieldTraceparent:
 			continue
+		case httpwire.FieldTracestate:
+			if !keepState {
+				continue
+			}
 		case httpwire.FieldXForwardedProto:
 			if !lb.cfg.TrustForwarded {
 				continue
@@ -363,11 +387,17 @@ func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 	}
 	if !hasID {
 		out = append(out, "X-Request-Id: "...)
-		idStart = len(out)
+		ids.idStart = len(out)
 		out = append(out, lb.idBase...)
 		out = append(out, '-')
 		out = strconv.AppendUint(out, lb.ids.Add(1), 36)
-		idEnd = len(out)
+		ids.idEnd = len(out)
+		out = append(out, "\r\n"...)
+	}
+	if sendTrace {
+		out = append(out, "Traceparent: "...)
+		ids.trace = len(out) + len("00-")
+		out = sc.AppendTo(out)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, lb.viaLine...)
@@ -381,7 +411,37 @@ func (cc *clientConn) buildRequest() (idStart, idEnd int) {
 	}
 	out = append(out, "\r\n"...)
 	cc.out = out
-	return idStart, idEnd
+	return ids
+}
+
+// trace decides the traceparent the balancer sends on for r: a child of
+// the client's (same trace, the balancer's own span as the parent), or a
+// new trace when the client sent none usable and Config.TraceStart allows
+// it. keepState says whether the client's tracestate goes on with it: not
+// with a new trace, to which it does not belong. A request with two
+// traceparent fields has none usable (W3C Trace Context, section 3.2).
+// It allocates nothing.
+func (lb *LB) trace(r *httpwire.Head) (sc tracectx.SpanContext, send, keepState bool) {
+	var value []byte
+	n := 0
+	for i := range r.Fields {
+		if f := &r.Fields[i]; f.Kind == httpwire.FieldTraceparent && !f.Hop {
+			value = f.Value.Of(r.Buf)
+			n++
+		}
+	}
+	if n == 1 {
+		if parent, err := tracectx.Parse(value); err == nil {
+			return parent.Child(), true, true
+		}
+	}
+	switch lb.cfg.TraceStart {
+	case tracectx.StartSampled:
+		return tracectx.New(true), true, false
+	case tracectx.StartUnsampled:
+		return tracectx.New(false), true, false
+	}
+	return sc, false, false
 }
 
 // send writes the request to uc: cc.out, then a streamed body.
@@ -469,7 +529,7 @@ const (
 
 // writeResponse writes the backend's response to the client and reports
 // whether the client connection may be kept.
-func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead bool) bool {
+func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID, traceID []byte, isHead bool) bool {
 	lb := cc.lb
 	h := &uc.head
 	bw := cc.bw
@@ -494,7 +554,7 @@ func (cc *clientConn) writeResponse(uc *upConn, b *backend, reqID []byte, isHead
 			// rest (and without a chunked body's last chunk).
 			b.errors.Add(1)
 			lb.passiveError(b)
-			lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(reqID), "err", err)
+			lb.log.Warn("lb response body cut", "backend", b.name, "request_id", string(reqID), "trace_id", string(traceID), "err", err)
 		} else {
 			lb.clientGone.Add(1)
 		}
@@ -582,8 +642,9 @@ func (cc *clientConn) writeResponseHead(h *httpwire.Head, b *backend, reqID []by
 }
 
 // writePage answers a request no backend could, in JSON when the client
-// accepts JSON and in HTML otherwise.
-func (cc *clientConn) writePage(code int, reason string, reqID []byte, closing, isHead bool) {
+// accepts JSON and in HTML otherwise. traceID, when set, goes back as
+// X-Trace-Id, as the app's answers do: the trace to grep the logs for.
+func (cc *clientConn) writePage(code int, reason string, reqID, traceID []byte, closing, isHead bool) {
 	lb := cc.lb
 	json := false
 	if accept, ok := cc.req.Value(httpwire.FieldAccept); ok && bytes.Contains(accept, []byte("json")) {
@@ -628,6 +689,11 @@ func (cc *clientConn) writePage(code int, reason string, reqID []byte, closing, 
 	if len(reqID) > 0 {
 		_, _ = bw.WriteString("X-Request-Id: ")
 		_, _ = bw.Write(reqID)
+		_, _ = bw.WriteString("\r\n")
+	}
+	if len(traceID) > 0 {
+		_, _ = bw.WriteString("X-Trace-Id: ")
+		_, _ = bw.Write(traceID)
 		_, _ = bw.WriteString("\r\n")
 	}
 	if closing {

@@ -194,7 +194,7 @@ func (cc *clientConn) badRequest(err error) {
 		msg = err.Error()
 	}
 	cc.lb.log.Debug("lb bad request", "client", string(cc.ip), "err", err)
-	cc.writePage(code, msg, nil, true, false)
+	cc.writePage(code, msg, nil, nil, true, false)
 	_ = cc.bw.Flush()
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/settings"
 )
 
@@ -34,6 +35,11 @@ import (
 // Headers of a job message.
 const (
 	HeaderJobID = "Job-Id"
+	// HeaderTraceparent is the W3C traceparent of the request that
+	// published the job (Publish takes it from its context), so that the
+	// worker logs the job under the request's trace id. NATS header names
+	// are case-sensitive; this is the spec's spelling.
+	HeaderTraceparent = "traceparent"
 	// HeaderError, HeaderDeliveries and HeaderDeadAt are set on a dead letter:
 	// the last handler error, how often it was delivered, and when it died.
 	HeaderError      = "Job-Error"
@@ -332,7 +338,8 @@ func (q *JobQueue) Consumer(ctx context.Context, kind string) (jetstream.Consume
 // stream drops a second publish of the same id within the Duplicates
 // window, so Publish retries freely with the same id while NATS is
 // unreachable or electing, until PublishTimeout, and then fails with
-// ErrUnavailable. duplicate reports that the job was stored before.
+// ErrUnavailable. duplicate reports that the job was stored before. A span
+// in ctx (tracectx) goes with the job as its traceparent.
 func (q *JobQueue) Publish(ctx context.Context, kind, id string, payload []byte) (duplicate bool, err error) {
 	if !validKind(kind) {
 		return false, fmt.Errorf("queue: publish %q: %w", kind, ErrBadKind)
@@ -343,6 +350,9 @@ func (q *JobQueue) Publish(ctx context.Context, kind, id string, payload []byte)
 	msg := nats.NewMsg(q.WorkSubject(kind))
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	msg.Header.Set(HeaderJobID, id)
+	if tp := tracectx.Traceparent(ctx); tp != "" {
+		msg.Header.Set(HeaderTraceparent, tp)
+	}
 	msg.Data = payload
 	return q.publish(ctx, msg)
 }

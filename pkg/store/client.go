@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/tracectx"
 )
 
 // NodeInfo is one store node as the client sees it.
@@ -516,6 +518,11 @@ func (c *Client) doH(ctx context.Context, node NodeInfo, method, u string, in an
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	SetGroupHeader(req.Header, c.group)
+	// The caller's span (an app's request, a worker's job) is the parent
+	// of the store node's work: the same trace id in both logs.
+	if tp := tracectx.Traceparent(ctx); tp != "" {
+		req.Header["Traceparent"] = []string{tp}
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 		c.mu.Lock()

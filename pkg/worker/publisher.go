@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/queue"
 )
@@ -133,8 +134,8 @@ func (p *Publisher) Queue(ctx context.Context) (*queue.JobQueue, error) {
 }
 
 // Enqueue implements app.Jobs: it publishes j with its id as the
-// deduplication key, retrying while NATS is briefly away (see
-// queue.JobQueue.Publish).
+// deduplication key and its trace as the message's traceparent, retrying
+// while NATS is briefly away (see queue.JobQueue.Publish).
 func (p *Publisher) Enqueue(ctx context.Context, j app.Job) error {
 	var q *queue.JobQueue
 	select {
@@ -150,6 +151,9 @@ func (p *Publisher) Enqueue(ctx context.Context, j app.Job) error {
 			return err
 		}
 		ctx = wctx
+	}
+	if sc, err := tracectx.Parse(j.Trace); err == nil {
+		ctx = tracectx.NewContext(ctx, sc)
 	}
 	if _, err := q.Publish(ctx, j.Kind, j.ID, j.Payload); err != nil {
 		return fmt.Errorf("enqueue: %w", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/queue"
@@ -82,6 +83,8 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	// Lines logged with a job's context carry its request's trace id.
+	w.log = tracectx.WithLogger(w.log)
 	if w.cfg.Outbox == "" {
 		w.cfg.Outbox = filepath.Join(cfg.DataDir, "outbox")
 	}
@@ -316,6 +319,11 @@ func (w *Worker) runJobs() {
 
 func (w *Worker) runJob(m jetstream.Msg) {
 	job := app.Job{Kind: queue.Kind(m.Subject()), ID: queue.JobID(m.Headers()), Payload: m.Data()}
+	// The worker's span: a child of the publishing request's, or a trace
+	// of its own for a job published without one. job.Trace carries it on
+	// to finish's log lines and the view batcher's.
+	span, _ := tracectx.Continue(m.Headers().Get(queue.HeaderTraceparent))
+	job.Trace = span.String()
 	// Anyone who can publish to NATS can publish a job: nothing in it is
 	// believed until checked.
 	if err := app.CheckJob(job); err != nil {
@@ -327,7 +335,7 @@ func (w *Worker) runJob(m jetstream.Msg) {
 		return
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(w.jobCtx, w.cfg.JobTimeout)
+	ctx, cancel := context.WithTimeout(tracectx.NewContext(w.jobCtx, span), w.cfg.JobTimeout)
 	err := w.handle(ctx, job)
 	cancel()
 	w.finish(m, job, err, time.Since(start))
@@ -378,11 +386,22 @@ func (w *Worker) commentMail(ctx context.Context, job app.Job) error {
 // succeed: one no handler knows, or a bad one), the dead-letter stream.
 func (w *Worker) finish(m jetstream.Msg, job app.Job, err error, took time.Duration) {
 	w.metrics.duration.WithLabelValues(job.Kind).Observe(took.Seconds())
+	ctx := context.Background()
+	if span, perr := tracectx.Parse(job.Trace); perr == nil {
+		ctx = tracectx.NewContext(ctx, span)
+	}
 	if err == nil {
 		if aerr := m.Ack(); aerr != nil {
-			w.log.Warn("worker: ack", "kind", job.Kind, "id", job.ID, "err", aerr)
+			w.log.WarnContext(ctx, "worker: ack", "kind", job.Kind, "id", job.ID, "err", aerr)
 		}
 		w.metrics.count(job.Kind, "done")
+		// One line per job, under the trace of the request that caused it;
+		// views, one per page read, only at debug.
+		level := slog.LevelInfo
+		if job.Kind == app.JobView {
+			level = slog.LevelDebug
+		}
+		w.log.Log(ctx, level, "job done", "kind", job.Kind, "id", job.ID, "took", took)
 		return
 	}
 	w.metrics.count(job.Kind, "failed")
@@ -393,26 +412,26 @@ func (w *Worker) finish(m jetstream.Msg, job app.Job, err error, took time.Durat
 	q := w.queue()
 	permanent := errors.Is(err, app.ErrUnknownJob) || errors.Is(err, app.ErrBadJob)
 	if permanent {
-		w.log.Warn("worker: refused a job that can never succeed; moving it to the dead-letter stream", "kind", job.Kind, "id", job.ID, "err", err)
+		w.log.WarnContext(ctx, "worker: refused a job that can never succeed; moving it to the dead-letter stream", "kind", job.Kind, "id", job.ID, "err", err)
 	}
 	if permanent || delivered >= uint64(q.Config().MaxDeliver) {
-		ctx, cancel := context.WithTimeout(context.Background(), q.Config().PublishTimeout)
-		berr := q.Bury(ctx, m, err)
+		bctx, cancel := context.WithTimeout(ctx, q.Config().PublishTimeout)
+		berr := q.Bury(bctx, m, err)
 		cancel()
 		if berr != nil {
 			// Left unacked: when its ack wait ends the consumer has no try
 			// left, and the MAX_DELIVERIES advisory makes a worker move
 			// it (queue.JobQueue.WatchMaxDeliveries).
-			w.log.Error("worker: bury", "kind", job.Kind, "id", job.ID, "err", berr)
+			w.log.ErrorContext(ctx, "worker: bury", "kind", job.Kind, "id", job.ID, "err", berr)
 			return
 		}
 		w.metrics.count(job.Kind, "dead")
 		return
 	}
 	delay := q.Backoff(delivered)
-	w.log.Warn("job failed, will retry", "kind", job.Kind, "id", job.ID, "try", delivered, "retry_in", delay, "err", err)
+	w.log.WarnContext(ctx, "job failed, will retry", "kind", job.Kind, "id", job.ID, "try", delivered, "retry_in", delay, "err", err)
 	if nerr := m.NakWithDelay(delay); nerr != nil {
-		w.log.Warn("worker: nak", "kind", job.Kind, "id", job.ID, "err", nerr)
+		w.log.WarnContext(ctx, "worker: nak", "kind", job.Kind, "id", job.ID, "err", nerr)
 	}
 	w.metrics.count(job.Kind, "retried")
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/retrybudget"
+	"github.com/scalestack/scalestack/internal/tracectx"
 )
 
 // Instance is one instance of a service as the client sees it.
@@ -457,7 +458,7 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 		}
 		h.Set(HeaderTimeout, timeoutValue(left))
 	}
-	if tp := Traceparent(ctx); tp != "" {
+	if tp := tracectx.Traceparent(ctx); tp != "" {
 		h.Set(HeaderTraceparent, tp)
 	}
 	if k := sendKey(ctx); k != "" {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/testwait"
+	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -429,24 +430,34 @@ func TestServerSeesTheCallersDeadline(t *testing.T) {
 }
 
 func TestTraceparentAndKeyTravel(t *testing.T) {
-	type seen struct{ tp, key string }
+	type seen struct {
+		span tracectx.SpanContext
+		key  string
+	}
 	got := make(chan seen, 1)
 	in := startInstance(t, "one", func(ctx context.Context, req echoReq) (echoResp, error) {
-		got <- seen{rpc.Traceparent(ctx), rpc.IdempotencyKey(ctx)}
+		sc, _ := tracectx.FromContext(ctx)
+		got <- seen{sc, rpc.IdempotencyKey(ctx)}
 		return echoResp{}, nil
 	})
 	cl := newClient(t, rpc.Config{}, in)
-	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	ctx := rpc.WithIdempotencyKey(rpc.WithTraceparent(context.Background(), tp), "tip-42")
+	caller, err := tracectx.Parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := rpc.WithIdempotencyKey(tracectx.NewContext(context.Background(), caller), "tip-42")
 	if _, err := rpc.Call(ctx, cl, write, echoReq{}); err != nil {
 		t.Fatal(err)
 	}
-	if s := <-got; s.tp != tp || s.key != "tip-42" {
-		t.Fatalf("the handler saw traceparent %q and key %q, want %q and tip-42", s.tp, s.key, tp)
+	// The handler runs in a span of its own, a child of the caller's: the
+	// same trace, another span id.
+	s := <-got
+	if s.span.TraceID != caller.TraceID || s.span.SpanID == caller.SpanID || !s.span.SpanID.IsValid() || s.key != "tip-42" {
+		t.Fatalf("the handler saw span %v and key %q, want a child of %v and tip-42", s.span, s.key, caller)
 	}
 	// A handler that calls another service with its context sends the
-	// traceparent on, and not the key, which named its own call's effect;
-	// the gateway's trail names both instances.
+	// trace on, and not the key, which named its own call's effect; the
+	// gateway's trail names both instances.
 	outer := startInstance(t, "outer", func(ctx context.Context, req echoReq) (echoResp, error) {
 		return rpc.Call(ctx, cl, write, req)
 	})
@@ -454,18 +465,19 @@ func TestTraceparentAndKeyTravel(t *testing.T) {
 	if _, err := rpc.Call(tctx, newClient(t, rpc.Config{}, outer), write, echoReq{}); err != nil {
 		t.Fatal(err)
 	}
-	if s := <-got; s.tp != tp || s.key != "" {
-		t.Fatalf("two hops away the handler saw traceparent %q and key %q, want %q and none", s.tp, s.key, tp)
+	if s := <-got; s.span.TraceID != caller.TraceID || s.key != "" {
+		t.Fatalf("two hops away the handler saw span %v and key %q, want trace %v and no key", s.span, s.key, caller.TraceID)
 	}
 	if got := trail.String(); got != "outer, one" {
 		t.Fatalf("the trail after a call through outer to one = %q, want %q", got, "outer, one")
 	}
 
-	if _, err := rpc.Call(rpc.WithTraceparent(context.Background(), "not-a-trace"), cl, echo, echoReq{}); err != nil {
+	// A call made without a trace carries none.
+	if _, err := rpc.Call(context.Background(), cl, echo, echoReq{}); err != nil {
 		t.Fatal(err)
 	}
 	if s := <-got; s != (seen{}) {
-		t.Fatalf("the handler saw %+v, want nothing: a malformed traceparent is dropped", s)
+		t.Fatalf("the handler saw %+v, want no span and no key", s)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/tracectx"
 )
 
 // ServerConfig configures a Server.
@@ -201,7 +203,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	if tp := r.Header.Get(HeaderTraceparent); tp != "" {
-		ctx = WithTraceparent(ctx, tp)
+		if sc, ok := tracectx.Continue(tp); ok { // a malformed one is dropped
+			ctx = tracectx.NewContext(ctx, sc)
+		}
 	}
 	if k := r.Header.Get(HeaderIdempotencyKey); k != "" {
 		ctx = context.WithValue(ctx, receivedKey{}, k)

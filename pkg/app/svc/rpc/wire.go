@@ -74,7 +74,8 @@ const (
 	// need not agree; the server counts it from the request's arrival, so
 	// its deadline falls later than the caller's by the time in transit.
 	HeaderTimeout = "X-Timeout-Ms"
-	// HeaderTraceparent is W3C Trace Context's traceparent, passed through.
+	// HeaderTraceparent is W3C Trace Context's traceparent: the caller's span
+	// (internal/tracectx), which the handler continues as a child.
 	HeaderTraceparent = "traceparent"
 	// HeaderIdempotencyKey marks a call that the server deduplicates by
 	// key (the IETF draft's Idempotency-Key, as the lb reads it).
@@ -351,55 +352,9 @@ func (e *Error) Unwrap() error { return e.err }
 
 // Context values that travel with a call.
 type (
-	traceKey       struct{}
 	idempotencyKey struct{} // the key of the calls made with a context
 	receivedKey    struct{} // the key a handler's call came with
 )
-
-// WithTraceparent returns ctx carrying a W3C traceparent, sent with every
-// call made with it. A value that is not a well-formed traceparent is
-// ignored, as the W3C recommendation asks.
-func WithTraceparent(ctx context.Context, tp string) context.Context {
-	if !validTraceparent(tp) {
-		return ctx
-	}
-	return context.WithValue(ctx, traceKey{}, tp)
-}
-
-// Traceparent returns the traceparent ctx carries, or "". A handler's
-// context carries the one its call came with.
-func Traceparent(ctx context.Context) string {
-	tp, _ := ctx.Value(traceKey{}).(string)
-	return tp
-}
-
-// validTraceparent checks the shape of version 00 (and of later versions'
-// first four fields): 2 hex, 32 hex not all zero, 16 hex not all zero, 2 hex.
-func validTraceparent(tp string) bool {
-	if len(tp) < 55 || (len(tp) > 55 && tp[55] != '-') || tp[:2] == "ff" {
-		return false
-	}
-	if tp[:2] == "00" && len(tp) != 55 {
-		return false
-	}
-	parts := strings.Split(tp[:55], "-")
-	if len(parts) != 4 || len(parts[0]) != 2 || len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
-		return false
-	}
-	for i, p := range parts {
-		zero := true
-		for _, r := range p {
-			if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
-				return false
-			}
-			zero = zero && r == '0'
-		}
-		if zero && (i == 1 || i == 2) {
-			return false
-		}
-	}
-	return true
-}
 
 // WithIdempotencyKey returns ctx whose calls carry key: the server does
 // the call's work once per key, so the client may retry it like an
