@@ -608,6 +608,9 @@ func (l *Launcher) checkAddRole(role string) error {
 	if !slices.Contains(l.cfg.Roles, role) {
 		return fmt.Errorf("%q is not a role: roles are %s, e.g. `%s add app`", role, strings.Join(l.cfg.Roles, ", "), l.st.Command())
 	}
+	if err := l.st.Spec.canAdd(role); err != nil {
+		return err
+	}
 	if role == "primary" {
 		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") })
 		if i >= 0 {

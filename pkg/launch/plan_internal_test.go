@@ -166,3 +166,21 @@ func TestAddIPStaysOnLoopback(t *testing.T) {
 		t.Errorf("addIP(127.0.0.2, 3) = %v, %v; want 127.0.0.5", a, err)
 	}
 }
+
+// A service node needs --service and a store group of its own, which no
+// stage before 10 gives: neither --scale nor node add may plan one bare.
+func TestServiceNodesAreNotAddedBare(t *testing.T) {
+	st, err := LookupStage(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Scale(map[string]int{"service": 1}); err == nil || !strings.Contains(err.Error(), "--service") {
+		t.Errorf("--scale service=1 = %v, want a refusal naming --service", err)
+	}
+	if err := st.canAdd("service"); err == nil {
+		t.Error("node add service was allowed on stage 9")
+	}
+	if err := st.canAdd("app"); err != nil {
+		t.Errorf("node add app refused: %v", err)
+	}
+}

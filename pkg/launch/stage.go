@@ -278,6 +278,9 @@ func (s Stage) Scale(counts map[string]int) (Stage, error) {
 		i := slices.IndexFunc(s.Nodes, func(ns NodeSpec) bool { return slices.Contains(ns.Roles, role) })
 		switch {
 		case i < 0:
+			if err := s.canAdd(role); n > 0 && err != nil {
+				return Stage{}, fmt.Errorf("--scale %s: %w", role, err)
+			}
 			if n > 0 {
 				s.Nodes = append(s.Nodes, NodeSpec{Prefix: role, Roles: []string{role}, Count: n})
 			}
@@ -293,6 +296,26 @@ func (s Stage) Scale(counts map[string]int) (Stage, error) {
 		}
 	}
 	return s, nil
+}
+
+// ownFlagRoles are the roles whose nodes need flags of their own that no
+// default can give: a service node runs one named service (--service) over
+// its own store group. Only a stage that already runs such a group can
+// grow it; stage 10's preset is not built yet.
+var ownFlagRoles = []string{"service"}
+
+// canAdd says why a node of role cannot be added to the stage (node add,
+// --scale), or nil.
+func (s Stage) canAdd(role string) error {
+	if !slices.Contains(ownFlagRoles, role) {
+		return nil
+	}
+	for _, ns := range s.Nodes {
+		if len(ns.Roles) == 1 && ns.Roles[0] == role {
+			return nil
+		}
+	}
+	return fmt.Errorf("a %s node needs flags of its own (--service NAME, its store group) that %s does not give: stage 10 is designed but not built yet; run one by hand as docs/api.md, \"Payments service\", shows", role, s)
 }
 
 // specFor returns the group a new node of role joins in `node add ROLE`: the
