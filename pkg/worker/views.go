@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,6 +32,9 @@ type viewBatcher struct {
 	in   chan viewJob
 	quit chan struct{}
 	once sync.Once
+	// held counts the view jobs taken by add and not yet finished by a
+	// flush (Status.ViewsHeld).
+	held atomic.Int64
 }
 
 type viewJob struct {
@@ -51,6 +55,7 @@ func (b *viewBatcher) add(m jetstream.Msg, job app.Job) {
 		b.w.finish(m, job, fmt.Errorf("view: bad payload: %v", err), 0)
 		return
 	}
+	b.held.Add(1)
 	b.in <- viewJob{msg: m, job: job, postID: p.PostID, at: time.Now()}
 }
 
@@ -104,6 +109,7 @@ func (b *viewBatcher) flush(batch []viewJob) {
 		for _, v := range vs {
 			b.w.finish(v.msg, v.job, err, time.Since(v.at))
 		}
+		b.held.Add(-int64(len(vs)))
 	}
 }
 

@@ -472,19 +472,22 @@ func (w *Worker) Close() error {
 
 // Status is the worker's live figures for the node's /status.
 type Status struct {
-	Ready       bool             `json:"ready"`
-	Concurrency int              `json:"concurrency"`
-	InHand      int64            `json:"in_hand"`
-	Outbox      string           `json:"outbox"`
-	SMTP        string           `json:"smtp,omitempty"`
-	Jobs        map[string]int64 `json:"jobs"` // "<kind> <outcome>" -> count
-	NATS        any              `json:"nats,omitempty"`
+	Ready       bool  `json:"ready"`
+	Concurrency int   `json:"concurrency"`
+	InHand      int64 `json:"in_hand"`
+	// ViewsHeld is how many view jobs the batcher has taken and not yet
+	// written (and acked): the views of the current ViewWindow.
+	ViewsHeld int64            `json:"views_held"`
+	Outbox    string           `json:"outbox"`
+	SMTP      string           `json:"smtp,omitempty"`
+	Jobs      map[string]int64 `json:"jobs"` // "<kind> <outcome>" -> count
+	NATS      any              `json:"nats,omitempty"`
 }
 
 // Status returns a Status.
 func (w *Worker) Status() any {
 	st := Status{Ready: w.Ready(), Concurrency: w.cfg.Concurrency, InHand: w.inHand.Load(),
-		Outbox: w.cfg.Outbox, SMTP: w.cfg.SMTP, Jobs: w.metrics.snapshot()}
+		ViewsHeld: w.views.held.Load(), Outbox: w.cfg.Outbox, SMTP: w.cfg.SMTP, Jobs: w.metrics.snapshot()}
 	w.mu.Lock()
 	if w.conn != nil {
 		st.NATS = w.conn.Status()

@@ -299,6 +299,15 @@ func TestGracefulStopFinishesJobsInHand(t *testing.T) {
 		}
 		return fmt.Errorf("stats %+v", st)
 	})
+	// Delivered is not yet in hand: a job nats.go has buffered but not
+	// handed to the pool is nakked at Close (another worker takes it). Wait
+	// until the batcher holds all ten.
+	testwait.RetryUntil(t, 10*time.Second, func() error {
+		if held := w.Status().(worker.Status).ViewsHeld; held != 10 {
+			return fmt.Errorf("the batcher holds %d views, want 10", held)
+		}
+		return nil
+	})
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
