@@ -1,6 +1,10 @@
 package tracectx
 
-import "fmt"
+import (
+	"slices"
+
+	"github.com/scalestack/scalestack/pkg/settings"
+)
 
 // Start is what an entry point does with a request that carries no usable
 // traceparent (--lb-trace-start, --edge-trace-start).
@@ -27,14 +31,13 @@ func (s Start) String() string { return string(s) }
 
 // Set takes a choice's name (flag.Value).
 func (s *Start) Set(v string) error {
-	for _, c := range Starts {
-		if string(c) == v {
-			*s = c
-			return nil
-		}
+	c, err := settings.OneOf(v, Starts...)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%q: want sampled, unsampled or off", v)
+	*s = c
+	return nil
 }
 
 // Valid reports whether s is one of Starts.
-func (s Start) Valid() bool { return s == StartSampled || s == StartUnsampled || s == StartOff }
+func (s Start) Valid() bool { return slices.Contains(Starts, s) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -136,8 +135,7 @@ type EventStream struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 
-	mu       sync.Mutex
-	replicas int // of the stream as last ensured; 0 before
+	replicas *replicaGoal
 }
 
 // NewEventStream returns an EventStream over js. It creates nothing until
@@ -146,28 +144,18 @@ func NewEventStream(js jetstream.JetStream, cfg EventsConfig) (*EventStream, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &EventStream{cfg: cfg, js: js, log: discardLogger(cfg.Logger)}, nil
+	return &EventStream{cfg: cfg, js: js, log: discardLogger(cfg.Logger), replicas: &replicaGoal{servers: cfg.Servers}}, nil
 }
 
 // Config returns the configuration the stream runs with.
 func (s *EventStream) Config() EventsConfig { return s.cfg }
 
-func (s *EventStream) wantReplicas() int {
-	if s.cfg.Servers == nil {
-		return 1
-	}
-	return Replicas(s.cfg.Servers())
-}
-
 // Ensure creates the stream, or raises its replicas to
 // Replicas(Servers()) when the cluster has grown. It is cheap when nothing
 // changed (no request at all).
 func (s *EventStream) Ensure(ctx context.Context) error {
-	want := s.wantReplicas()
-	s.mu.Lock()
-	have := s.replicas
-	s.mu.Unlock()
-	if have >= want {
+	want, todo := s.replicas.pending()
+	if !todo {
 		return nil
 	}
 	sc := jetstream.StreamConfig{
@@ -183,9 +171,7 @@ func (s *EventStream) Ensure(ctx context.Context) error {
 	if err := ensureStream(ctx, s.js, sc, s.cfg.AttemptTimeout, s.log); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.replicas = max(s.replicas, want)
-	s.mu.Unlock()
+	s.replicas.ensured(want)
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -173,8 +172,7 @@ type JobQueue struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 
-	mu       sync.Mutex
-	replicas int // of the streams as last ensured; 0 before
+	replicas *replicaGoal
 }
 
 // NewJobQueue returns a JobQueue over js. It creates nothing until Ensure or
@@ -183,7 +181,7 @@ func NewJobQueue(js jetstream.JetStream, cfg JobsConfig) (*JobQueue, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &JobQueue{cfg: cfg, js: js, log: discardLogger(cfg.Logger)}, nil
+	return &JobQueue{cfg: cfg, js: js, log: discardLogger(cfg.Logger), replicas: &replicaGoal{servers: cfg.Servers}}, nil
 }
 
 // Config returns the configuration the queue runs with.
@@ -198,19 +196,10 @@ func (q *JobQueue) DeadSubject(kind string) string { return "jobs.dead." + kind 
 // ConsumerName is the durable consumer of kind.
 func ConsumerName(kind string) string { return "worker-" + kind }
 
-func (q *JobQueue) wantReplicas() int {
-	if q.cfg.Servers == nil {
-		return 1
-	}
-	return Replicas(q.cfg.Servers())
-}
-
 // ensured reports whether Ensure has nothing to do.
 func (q *JobQueue) ensured() bool {
-	want := q.wantReplicas()
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.replicas >= want
+	_, todo := q.replicas.pending()
+	return !todo
 }
 
 // Ensure creates the work and dead-letter streams, or raises their replicas
@@ -220,11 +209,8 @@ func (q *JobQueue) ensured() bool {
 // changes or a timer. Each request is bounded by AttemptTimeout; ctx bounds
 // the whole.
 func (q *JobQueue) Ensure(ctx context.Context) error {
-	want := q.wantReplicas()
-	q.mu.Lock()
-	have := q.replicas
-	q.mu.Unlock()
-	if have >= want {
+	want, todo := q.replicas.pending()
+	if !todo {
 		return nil
 	}
 	work := jetstream.StreamConfig{
@@ -253,9 +239,7 @@ func (q *JobQueue) Ensure(ctx context.Context) error {
 	if err := q.EnsureConsumers(ctx); err != nil {
 		return err
 	}
-	q.mu.Lock()
-	q.replicas = max(q.replicas, want)
-	q.mu.Unlock()
+	q.replicas.ensured(want)
 	return nil
 }
 
