@@ -39,6 +39,19 @@ const (
 	// Stage 10's content service writes it; search and notifications
 	// consume it.
 	EventPostPublished = "post.published"
+	// EventPostChanged: a post was created, edited, published,
+	// unpublished, given a thumbnail or deleted (data: PostChanged). The
+	// content service writes it with every such change; consumers read the
+	// post as it is now (search re-indexes it), so the order they see
+	// changes in does not matter.
+	EventPostChanged = "post.changed"
+	// EventCommentAdded: a comment was added to a post (data:
+	// CommentAdded). The content service writes it; notifications tells
+	// the post's author.
+	EventCommentAdded = "comment.added"
+	// EventUserSignedUp: an account was made (data: UserSignedUp). The
+	// users service writes it; notifications sends the welcome e-mail.
+	EventUserSignedUp = "user.signed_up"
 	// EventBadgeGranted: a supporter badge was paid for (data:
 	// BadgeGranted). The payments service writes it; the users service
 	// (accounts) grants the badge.
@@ -49,6 +62,28 @@ const (
 type PostPublished struct {
 	PostID   string `json:"post_id"`
 	AuthorID string `json:"author_id"`
+}
+
+// PostChanged is the data of an EventPostChanged.
+type PostChanged struct {
+	PostID   string `json:"post_id"`
+	AuthorID string `json:"author_id"`
+}
+
+// CommentAdded is the data of an EventCommentAdded: the comment, and who
+// wrote it (AuthorID, and Author, their handle).
+type CommentAdded struct {
+	PostID    string `json:"post_id"`
+	CommentID string `json:"comment_id"`
+	AuthorID  string `json:"author_id"`
+	Author    string `json:"author"`
+}
+
+// UserSignedUp is the data of an EventUserSignedUp.
+type UserSignedUp struct {
+	UserID string `json:"user_id"`
+	Handle string `json:"handle"`
+	Email  string `json:"email"`
 }
 
 // BadgeGranted is the data of an EventBadgeGranted: who gets the badge,
