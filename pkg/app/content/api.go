@@ -314,15 +314,20 @@ func registerPosts(server *rpc.Server, d Deps) {
 		return Done{}, d.Posts.SetComments(ctx, req.ID, req.Count)
 	})
 	rpc.Handle(server, PostDeleteMethod, func(ctx context.Context, req PostDeleteRequest) (Done, error) {
-		err := d.checkAuthor(ctx, req.ID, req.AuthorID)
-		if errors.Is(err, svc.ErrNotFound) {
-			return Done{}, nil // deleting twice is not an error
-		}
-		if err != nil {
-			return Done{}, err
+		if req.AuthorID != "" {
+			p, err := d.Posts.Get(ctx, req.ID)
+			if errors.Is(err, svc.ErrNotFound) {
+				return Done{}, nil // deleting twice is not an error
+			}
+			if err != nil {
+				return Done{}, err
+			}
+			if err := authorOf(p, req.AuthorID); err != nil {
+				return Done{}, err
+			}
 		}
 		ctx, wrote := withPostEvents(ctx, d)
-		err = d.Posts.Delete(ctx, req.ID)
+		err := d.Posts.Delete(ctx, req.ID)
 		d.committed(err, wrote)
 		return Done{}, err
 	})
@@ -402,23 +407,29 @@ func registerMedia(server *rpc.Server, d Deps) {
 }
 
 // checkAuthor refuses a change of post id by a user other than its
-// author (forbidden; not found for another's draft). An empty author
-// checks nothing. A post's author never changes, so the check holds for
-// the write that follows it.
+// author (authorOf). An empty author checks nothing. A post's author never
+// changes, so the check holds for the write that follows it.
 func (d Deps) checkAuthor(ctx context.Context, id, authorID string) error {
 	if authorID == "" {
 		return nil
 	}
 	p, err := d.Posts.Get(ctx, id)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
+	}
+	return authorOf(p, authorID)
+}
+
+// authorOf refuses a change of p by a user other than its author:
+// forbidden, or not found for another's draft (which they may not know of).
+func authorOf(p posts.Post, authorID string) error {
+	switch {
 	case p.AuthorID == authorID:
 		return nil
 	case !p.Published:
-		return fmt.Errorf("post %q: %w", id, svc.ErrNotFound)
+		return fmt.Errorf("post %q: %w", p.ID, svc.ErrNotFound)
 	}
-	return fmt.Errorf("post %q is another author's: %w", id, svc.ErrForbidden)
+	return fmt.Errorf("post %q is another author's: %w", p.ID, svc.ErrForbidden)
 }
 
 func checkSize(field string, n int) error {

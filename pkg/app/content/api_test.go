@@ -219,6 +219,14 @@ func TestErrorsOverTheWire(t *testing.T) {
 	wantStatus(t, "another author's delete", err, svc.ErrForbidden, 403)
 	_, err = rpc.Call(ctx, f.rpc, content.PostUpdateMethod, content.PostUpdateRequest{ID: draft.ID, Title: &title, AuthorID: other})
 	wantStatus(t, "another author's update of a draft", err, svc.ErrNotFound, 404)
+	_, err = rpc.Call(ctx, f.rpc, content.PostDeleteMethod, content.PostDeleteRequest{ID: draft.ID, AuthorID: other})
+	wantStatus(t, "another author's delete of a draft", err, svc.ErrNotFound, 404)
+	if _, err := f.posts.Get(ctx, draft.ID); err != nil {
+		t.Errorf("the draft after another author's delete: %v", err)
+	}
+	if _, err := rpc.Call(ctx, f.rpc, content.PostDeleteMethod, content.PostDeleteRequest{ID: ids.New(), AuthorID: other}); err != nil {
+		t.Errorf("a delete of a post already gone, with an author = %v, want nil", err)
+	}
 	if p, err := f.posts.Get(ctx, pub.ID); err != nil || p.Title != pub.Title {
 		t.Errorf("after refused changes: %q, %v; want %q", p.Title, err, pub.Title)
 	}
