@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -78,6 +79,14 @@ func RegisterSessions(server *rpc.Server, s Sessions) {
 			return WireSession{}, ErrNoSession
 		}
 		sess, err := s.Get(ctx, req.ID)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// SharedSessions' own read window ran out while the store
+			// failed over: the store's trouble, shared by every instance,
+			// which the wire says as unavailable (503, neutral to the
+			// caller's breakers) rather than as this instance's deadline
+			// (504, counted against it).
+			err = fmt.Errorf("%w: %w", rpc.ErrUnavailable, err)
+		}
 		if err != nil {
 			return WireSession{}, err
 		}

@@ -202,12 +202,13 @@ func TestSessionsOverTheWireStoreDown(t *testing.T) {
 		t.Fatalf("Put: %v", err)
 	}
 	ms.SetDown(true)
-	// The service tries for its ReadWindow, then answers the store's
-	// error (or its window's deadline): a 5xx, never no_session.
+	// The service tries for its ReadWindow, then answers unavailable
+	// (whether the store's error or the window's deadline ended it): a
+	// 503, which opens no breaker, and never no_session.
 	_, err := n.sessions.Get(ctx, s.ID)
 	var re *rpc.Error
-	if errors.Is(err, app.ErrNoSession) || !errors.As(err, &re) || re.Status < 500 {
-		t.Errorf("Get with the store down = %v, want the service's 5xx, not ErrNoSession", err)
+	if errors.Is(err, app.ErrNoSession) || !errors.Is(err, rpc.ErrUnavailable) || !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable {
+		t.Errorf("Get with the store down = %v, want rpc.ErrUnavailable under 503, not ErrNoSession", err)
 	}
 	ms.SetDown(false)
 	if got, err := n.sessions.Get(ctx, s.ID); err != nil || got.UserID != s.UserID {
