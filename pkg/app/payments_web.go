@@ -401,6 +401,9 @@ func (w *web) formTip(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	pv.Form["number"], pv.Form["cvc"] = "", "" // never echo a card back into a page
+	if code == http.StatusServiceUnavailable {
+		rw.Header().Set("Retry-After", retryAfter) // as every 503 of the app (web.fail)
+	}
 	d := w.data(r, p.Title)
 	d.Pay = pv
 	w.showPost(rw, r, code, p, d)
@@ -460,5 +463,8 @@ func (w *web) formBadge(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	pv.Form["number"], pv.Form["cvc"] = "", ""
+	if code == http.StatusServiceUnavailable {
+		rw.Header().Set("Retry-After", retryAfter)
+	}
 	w.showBadge(rw, r, code, s, pv)
 }

@@ -174,12 +174,14 @@ func TestTipForm(t *testing.T) {
 		t.Errorf("the form submitted twice went to %q and %q, want one payment", paid[0], paid[1])
 	}
 	wantIn(t, "the page after the tip", reader.get(paid[0]), "Your tip of $2.50 to @ada went through")
-	if ps, err := s.App.Services().Payments.ForUser(context.Background(), paymentOf(t, reader.json("POST", "/api/v1/posts/"+post+"/tip",
-		tipBody(300, payments.CardVisa), "Idempotency-Key", "api-1"))["user_id"].(string), 0); err != nil || len(ps) != 2 {
+	viaAPI := reader.json("POST", "/api/v1/posts/"+post+"/tip", tipBody(300, payments.CardVisa), "Idempotency-Key", "api-1")
+	want(t, "a tip over the API", viaAPI, http.StatusOK)
+	ps, err := s.App.Services().Payments.ForUser(context.Background(), paymentOf(t, viaAPI)["user_id"].(string), 0)
+	if err != nil || len(ps) != 2 {
 		t.Errorf("bob's payments = %d, %v; want 2 (one by the form twice, one by the API)", len(ps), err)
 	}
 
-	fields[1], fields[5] = keyField.FindStringSubmatch(reader.get("/p/"+post).String())[1], payments.CardDeclined
+	fields[1], fields[5] = keyField.FindStringSubmatch(reader.get("/p/" + post).String())[1], payments.CardDeclined
 	r := reader.form("/p/"+post+"/tip", fields...)
 	want(t, "the form with a declined card", r, http.StatusPaymentRequired)
 	wantIn(t, "the form with a declined card", r, "Your card was declined.", "card_declined")
@@ -289,7 +291,8 @@ func TestBadgeForm(t *testing.T) {
 	}
 	wantIn(t, "bob's profile", s.client(t).get("/u/bob"), `id="supporter"`)
 	wantIn(t, "the badge page once bought", bob.get("/supporter-badge"), "You are a supporter")
-	ps, err := s.App.Services().Payments.ForUser(context.Background(), bob.json("GET", "/api/v1/me", nil).JSON(t)["user"].(map[string]any)["id"].(string), 0)
+	me := bob.get("/api/v1/me").JSON(t)["user"].(map[string]any)
+	ps, err := s.App.Services().Payments.ForUser(context.Background(), me["id"].(string), 0)
 	if err != nil || len(ps) != 2 {
 		t.Errorf("bob's payments = %d, %v; want 2 (the decline, then one badge for two submits)", len(ps), err)
 	}
