@@ -166,8 +166,11 @@ func (w *web) tip(r *http.Request, s *Session, p posts.Post, key string, amount 
 	if w.svc.Payments == nil {
 		return payments.Payment{}, errNoPayments
 	}
-	if !p.Published {
+	switch {
+	case !p.Published:
 		return payments.Payment{}, svc.Invalid("post", "is a draft: tips go to published posts")
+	case p.AuthorID == s.UserID:
+		return payments.Payment{}, svc.Invalid("post", "is your own: tips go to other authors")
 	}
 	pay, err := w.svc.Payments.Tip(r.Context(), payments.TipRequest{Key: key, FromUserID: s.UserID,
 		ToAuthorID: p.AuthorID, PostID: p.ID, Amount: amount, Card: card})

@@ -47,7 +47,7 @@ func paymentOf(t *testing.T, r response) map[string]any {
 // 409; a declined card is 402 with the issuer's code.
 func TestTipChargedOnceUnderRetriedKey(t *testing.T) {
 	s := newStack(t)
-	_, reader, post := payers(t, s)
+	author, reader, post := payers(t, s)
 	path := "/api/v1/posts/" + post + "/tip"
 
 	r1 := reader.json("POST", path, tipBody(300, payments.CardVisa), "Idempotency-Key", "k-1")
@@ -88,6 +88,11 @@ func TestTipChargedOnceUnderRetriedKey(t *testing.T) {
 		t.Errorf("a tip of 10 cents: field %v, want amount_cents", f)
 	}
 	want(t, "a tip without a key", reader.json("POST", path, tipBody(300, payments.CardVisa)), http.StatusBadRequest)
+	r = author.json("POST", path, tipBody(300, payments.CardVisa), "Idempotency-Key", "own")
+	want(t, "a tip to oneself", r, http.StatusBadRequest)
+	if f := r.JSON(t)["field"]; f != "post" {
+		t.Errorf("a tip to oneself: field %v, want post", f)
+	}
 
 	list := reader.get("/api/v1/me/payments")
 	want(t, "my payments", list, http.StatusOK)
