@@ -398,6 +398,8 @@ type pageData struct {
 	Follows          bool
 	Drafts           []postView
 	Notes            []notify.Notification
+	// Pay is the tip form, the supporter badge (payments_web.go).
+	Pay *payView
 }
 
 func (w *web) data(r *http.Request, title string) *pageData {
