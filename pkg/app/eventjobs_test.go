@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,10 +17,15 @@ import (
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/accounts"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
+	"github.com/scalestack/scalestack/pkg/app/comments"
+	"github.com/scalestack/scalestack/pkg/app/content"
 	"github.com/scalestack/scalestack/pkg/app/internal/ids"
+	"github.com/scalestack/scalestack/pkg/app/media"
 	"github.com/scalestack/scalestack/pkg/app/notify"
 	"github.com/scalestack/scalestack/pkg/app/posts"
+	"github.com/scalestack/scalestack/pkg/app/search"
 	"github.com/scalestack/scalestack/pkg/app/svc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
 )
 
 // eventFixture is the job handlers over in-process services on a real
@@ -301,5 +307,103 @@ func TestEventHandlerOutageIsRetried(t *testing.T) {
 	err := h.EventHandlers("search")[svc.EventPostChanged](context.Background(), ev)
 	if err == nil || errors.Is(err, svc.ErrBadEvent) {
 		t.Errorf("post.changed with the store down: %v, want an error that is not svc.ErrBadEvent", err)
+	}
+}
+
+// The path of stage 10 without the transport: the content service over
+// the wire writes its events into its outbox with each write; search's
+// and notifications' handlers, each over its own store and reading posts
+// through the content client (as their nodes do), apply every event twice.
+// The post is found by search once published and not once deleted; the
+// follower and the post's author are each told once.
+func TestContentEventsReachSearchAndNotifications(t *testing.T) {
+	ctx := context.Background()
+	contentDB := openDB(t)
+	d := content.Deps{Posts: posts.New(contentDB), Comments: comments.New(contentDB), Media: media.New(contentDB),
+		Outbox: svc.OutboxOf(contentDB, content.Name)}
+	srv, err := rpc.NewServer(rpc.ServerConfig{Service: content.Name, Instance: "content-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content.Register(srv, d)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	cl, err := rpc.New(rpc.Config{Service: content.Name,
+		Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "content-1", Addr: hs.Listener.Addr().String()}} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	postsClient, commentsClient := content.NewPosts(cl), content.NewComments(cl)
+
+	users := accounts.New(openDB(t), bcrypt.MinCost)
+	index, notes := search.New(openDB(t)), notify.New(openDB(t))
+	consumers := map[string]*app.Handlers{
+		search.Name: app.NewHandlers(app.Services{Posts: postsClient, Search: index}, t.TempDir(), nil),
+		notify.Name: app.NewHandlers(app.Services{Posts: postsClient, Accounts: users, Notifications: notes}, t.TempDir(), nil),
+	}
+	// deliver takes the content outbox's events, as its publisher would,
+	// and hands each to every consumer of its type twice.
+	deliver := func() {
+		t.Helper()
+		evs, bad, _, err := d.Outbox.Pending(ctx, "", svc.MaxOutboxBatch)
+		if err != nil || len(bad) > 0 {
+			t.Fatalf("content outbox: %v (undecodable %v)", err, bad)
+		}
+		for _, ev := range evs {
+			for service, h := range consumers {
+				if handle := h.EventHandlers(service)[ev.Type]; handle != nil {
+					for i := range 2 {
+						if err := handle(ctx, ev); err != nil {
+							t.Fatalf("%s: %s %s, delivery %d: %v", service, ev.Type, ev.ID, i+1, err)
+						}
+					}
+				}
+			}
+			if err := d.Outbox.Remove(ctx, ev.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	signUp := func(handle string) accounts.User {
+		t.Helper()
+		u, err := users.SignUp(ctx, handle, handle+"@example.com", "a long passphrase of "+handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	alice, bob := signUp("alice"), signUp("bob")
+	if err := users.Follow(ctx, bob.ID, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := postsClient.Create(ctx, posts.Draft{AuthorID: alice.ID, Author: "alice", Title: "Quorum reads", Body: "Ask a majority.", Published: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commentsClient.Create(ctx, p.ID, bob.ID, "bob", "Which majority?"); err != nil {
+		t.Fatal(err)
+	}
+	deliver()
+	if got, err := index.Query(ctx, "quorum", 10); err != nil || !slices.Equal(got, []string{p.ID}) {
+		t.Errorf("search for the published post = %v, %v; want [%s]", got, err, p.ID)
+	}
+	for _, tt := range []struct {
+		who  accounts.User
+		kind string
+	}{{bob, notify.KindPost}, {alice, notify.KindComment}} {
+		ns, err := notes.List(ctx, tt.who.ID, 0)
+		if err != nil || len(ns) != 1 || ns[0].Kind != tt.kind || ns[0].PostID != p.ID {
+			t.Errorf("%s's notifications = %+v, %v; want one %q about %s", tt.who.Handle, ns, err, tt.kind, p.ID)
+		}
+	}
+
+	if err := postsClient.Delete(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	deliver()
+	if got, err := index.Query(ctx, "quorum", 10); err != nil || len(got) != 0 {
+		t.Errorf("search for the deleted post = %v, %v; want none", got, err)
 	}
 }
