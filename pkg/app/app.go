@@ -306,6 +306,12 @@ func (c *Config) Validate() error {
 // (Jobs "queue"), and so needs Deps.JobQueue.
 func (c *Config) QueuesJobs() bool { return c.Jobs == JobsQueue }
 
+// ContentGroup is the store group of the content service (posts,
+// comments, media) as the gateway's cache tier assumes it with remote
+// services, unless CacheTier.Group names another: a service node's group
+// defaults to the service's name.
+const ContentGroup = "content"
+
 // RemoteServices reports whether the services are remote (ServiceMode
 // "remote"): the app is the gateway of stage 10.
 func (c *Config) RemoteServices() bool { return c.ServiceMode == ServicesRemote }
@@ -313,10 +319,16 @@ func (c *Config) RemoteServices() bool { return c.ServiceMode == ServicesRemote 
 // ServicesConfig returns the settings of the blog's service stack, which
 // the worker role runs with the app's settings too.
 func (c *Config) ServicesConfig() ServicesConfig {
+	tier := c.CacheTier
+	if c.RemoteServices() && tier.Group == store.DefaultGroup {
+		// Posts and comments are the content service's, in its store
+		// group: the LSNs the tier's tombstones compare are that group's.
+		tier.Group = ContentGroup
+	}
 	return ServicesConfig{
 		BcryptCost:  c.BcryptCost,
 		Cache:       c.Cache == settings.On,
-		CacheTier:   c.CacheTier,
+		CacheTier:   tier,
 		CacheMACKey: c.CacheMACKey,
 		CachePages:  c.CachePages,
 		PageSize:    c.PageSize,
@@ -446,6 +458,9 @@ func New(cfg Config, deps Deps) (*App, error) {
 	if cfg.Outbox == "" {
 		a.cfg.Outbox = filepath.Join(cfg.DataDir, "outbox")
 	}
+	if cfg.ServiceMode == "" {
+		a.cfg.ServiceMode = ServicesLocal
+	}
 	var st store.Store
 	if deps.Store != nil && !remote {
 		// A gateway has no store of its own: whatever Deps.Store it is
@@ -556,7 +571,7 @@ func (a *App) Open() error {
 		}
 	}()
 	a.ready.Store(true)
-	a.log.Info("app listening", "addr", ln.Addr().String(), "sessions", a.cfg.Sessions, "cache", a.cfg.Cache, "jobs", a.cfg.Jobs)
+	a.log.Info("app listening", "addr", ln.Addr().String(), "sessions", a.cfg.Sessions, "cache", a.cfg.Cache, "jobs", a.cfg.Jobs, "services", a.cfg.ServiceMode)
 	return nil
 }
 
@@ -623,6 +638,8 @@ type Status struct {
 	Sessions string `json:"sessions"`
 	Cache    string `json:"cache"`
 	Jobs     string `json:"jobs"`
+	// Services is where the services run: local, or remote (a gateway).
+	Services string `json:"services"`
 	Requests int64  `json:"requests"`
 	Errors   int64  `json:"errors_5xx"`
 	// ClientGone counts the requests whose client went away (closed the
@@ -652,6 +669,7 @@ type Status struct {
 func (a *App) Status() any {
 	s := Status{
 		Ready: a.Ready(), Addr: a.Addr(), Sessions: string(a.cfg.Sessions), Cache: string(a.cfg.Cache), Jobs: string(a.cfg.Jobs),
+		Services: string(a.cfg.ServiceMode),
 		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), ClientGone: a.web.clientGone.Load(),
 		InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
