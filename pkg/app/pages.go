@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"html/template"
-	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -63,11 +62,9 @@ func (w *web) noteCount(r *http.Request, d *pageData) {
 	ns, err := w.svc.Notifications.List(ctx, d.Viewer.UserID, notify.MaxList)
 	switch {
 	case err != nil:
-		level := slog.LevelWarn
-		if clientGone(r) {
-			level = slog.LevelDebug
-		}
-		w.log.Log(r.Context(), level, "app: notification count left out", "err", err)
+		// Debug: an outage is logged where it is seen first (the rpc
+		// client's breaker, the store client), not once per page.
+		w.log.DebugContext(r.Context(), "app: notification count left out", "err", err)
 	case len(ns) >= notify.MaxList:
 		d.NoteCount = strconv.Itoa(notify.MaxList-1) + "+"
 	case len(ns) > 0:
@@ -145,7 +142,7 @@ func (w *web) showPost(rw http.ResponseWriter, r *http.Request, code int, p post
 		return
 	}
 	if err != nil {
-		w.log.WarnContext(r.Context(), "app: post shown without its comments", "post", p.ID, "err", err)
+		w.log.DebugContext(r.Context(), "app: post shown without its comments", "post", p.ID, "err", err)
 		d.CommentsDown = true
 	}
 	v := toView(p)
@@ -225,7 +222,7 @@ func (w *web) pageSearch(rw http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, errSearchDown) && !clientGone(r) {
 		// The rest of the page (and of the site) works: say so, as a page,
 		// and let no cache keep it.
-		w.log.WarnContext(r.Context(), "app: search unavailable", "err", err)
+		w.log.DebugContext(r.Context(), "app: search page without search", "err", err)
 		d.SearchDown = true
 		w.render(rw, r, http.StatusOK, "search", d, cacheInfo{Private: true})
 		return
