@@ -27,6 +27,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
 	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -203,6 +204,11 @@ type Deps struct {
 	// "shared". Nil means no cache nodes: the tier answers every lookup
 	// from the store (X-App-Cache: BYPASS).
 	CacheNodes func() []string
+	// ServiceClients returns the state of the service clients behind
+	// Services (remote services: calls, retries, each instance's breaker),
+	// shown in Status.ServiceClients; the node wires it to its rpc
+	// clients' Status. Nil shows none.
+	ServiceClients func() []rpc.Status
 	// Logger receives structured logs; nil discards them. The node adds
 	// node and role attributes.
 	Logger *slog.Logger
@@ -423,6 +429,8 @@ type App struct {
 	// tier is the cache tier, nil when neither the cache nor shared
 	// sessions are on.
 	tier *cachetier.Tier
+	// clients is Deps.ServiceClients.
+	clients func() []rpc.Status
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -449,7 +457,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 	case cfg.QueuesJobs() && deps.JobQueue == nil:
 		return nil, fmt.Errorf("app: %w", ErrNoJobQueue)
 	}
-	a := &App{cfg: cfg, log: deps.Logger, metrics: deps.Metrics}
+	a := &App{cfg: cfg, log: deps.Logger, metrics: deps.Metrics, clients: deps.ServiceClients}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -659,6 +667,9 @@ type Status struct {
 	// errors, invalidations, entries rejected as forged, nodes) when the
 	// tier is in use.
 	CacheTier *cachetier.Stats `json:"cache_tier,omitempty"`
+	// ServiceClients are the service clients' calls and breakers (remote
+	// services, when the node gives them: Deps.ServiceClients).
+	ServiceClients []rpc.Status `json:"service_clients,omitempty"`
 	// RateLimited counts the requests refused with 429, by "action/by"
 	// (login/ip, login/account, signup/ip, post/ip, post/account,
 	// comment/ip, comment/account).
@@ -686,6 +697,9 @@ func (a *App) Status() any {
 	if a.tier != nil {
 		ts := a.tier.Stats()
 		s.CacheTier = &ts
+	}
+	if a.clients != nil {
+		s.ServiceClients = a.clients()
 	}
 	return s
 }

@@ -256,6 +256,11 @@ func TestRemoteModeNeeds(t *testing.T) {
 			t.Errorf("%s: New = %v, want %v", tt.name, err, tt.want)
 		}
 	}
+	cfg := app.DefaultConfig()
+	cfg.ServiceMode = app.ServicesRemote
+	if got := cfg.ServicesConfig().CacheTier.Group; got != app.ContentGroup {
+		t.Errorf("remote ServicesConfig().CacheTier.Group = %q, want %q (posts and comments are the content group's)", got, app.ContentGroup)
+	}
 	var m app.ServiceMode
 	if err := m.Set("elsewhere"); err == nil {
 		t.Errorf(`ServiceMode.Set("elsewhere") = nil, want an error`)
@@ -313,7 +318,9 @@ func TestServedByAndSearchKilled(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	remote := *live
 	remote.Search = rpcSearch{live.Search, client}
-	s := newStackOn(t, ms, withServices(&remote))
+	s := newStackOn(t, ms, withServices(&remote), func(_ *app.Config, d *app.Deps) {
+		d.ServiceClients = func() []rpc.Status { return []rpc.Status{client.Status()} }
+	})
 	c := s.client(t)
 	c.signup("ada")
 	c.post("Found by search", "A word to find: kittiwake.")
@@ -332,6 +339,11 @@ func TestServedByAndSearchKilled(t *testing.T) {
 	// A page that calls no remote service is served by the app alone.
 	if got := s.client(t).get("/").Header.Get("X-Served-By"); got != "app-test" {
 		t.Errorf("home: X-Served-By = %q, want app-test", got)
+	}
+
+	if cs := s.App.Status().(app.Status).ServiceClients; len(cs) != 1 || cs[0].Service != "search" || cs[0].Calls == 0 ||
+		len(cs[0].Instances) != 1 || cs[0].Instances[0].Name != "search-1" {
+		t.Errorf("Status().ServiceClients = %+v, want the search client's calls to search-1", cs)
 	}
 
 	hs.Close() // every search instance killed
