@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/app/media"
-	"github.com/scalestack/scalestack/pkg/app/notify"
 	"github.com/scalestack/scalestack/pkg/app/posts"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 )
@@ -49,6 +48,10 @@ func (w *web) pageHome(rw http.ResponseWriter, r *http.Request) {
 // most this, not the call's whole deadline.
 const optionalWait = time.Second
 
+// noteCountMax bounds the notifications read for the count: past it the
+// count shows "9+", so that the home page costs a short read.
+const noteCountMax = 10
+
 // noteCount shows the viewer's notification count beside the
 // Notifications link, when there is a viewer. The notifications service
 // being down (or slow, past optionalWait) leaves the count out: the page
@@ -59,14 +62,14 @@ func (w *web) noteCount(r *http.Request, d *pageData) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), optionalWait)
 	defer cancel()
-	ns, err := w.svc.Notifications.List(ctx, d.Viewer.UserID, notify.MaxList)
+	ns, err := w.svc.Notifications.List(ctx, d.Viewer.UserID, noteCountMax)
 	switch {
 	case err != nil:
 		// Debug: an outage is logged where it is seen first (the rpc
 		// client's breaker, the store client), not once per page.
 		w.log.DebugContext(r.Context(), "app: notification count left out", "err", err)
-	case len(ns) >= notify.MaxList:
-		d.NoteCount = strconv.Itoa(notify.MaxList-1) + "+"
+	case len(ns) >= noteCountMax:
+		d.NoteCount = strconv.Itoa(noteCountMax-1) + "+"
 	case len(ns) > 0:
 		d.NoteCount = strconv.Itoa(len(ns))
 	}
