@@ -182,14 +182,17 @@ type Config struct {
 // beside the Config, and Config.Validate does not look at them.
 type Deps struct {
 	// Store is the store the services use (a *store.Client, or a *store.DB
-	// in one process). Required unless Services is set.
+	// in one process). Required unless Services is set; with
+	// Config.ServiceMode "remote" it is not used at all, and may be nil.
 	Store store.Store
 	// Services, when set, replaces the in-process services built over
-	// Store (tests; stage 10's service clients). The cache tier and purges
-	// still wrap them as configured.
+	// Store (tests; stage 10's service clients, required with
+	// Config.ServiceMode "remote"). The cache tier and purges still wrap
+	// them as configured.
 	Services *Services
 	// SessionStore, when set, is used instead of the one Config.Sessions
-	// names (tests).
+	// names (tests; with Config.ServiceMode "remote", required: the users
+	// service's sessions, app.NewSessionsClient).
 	SessionStore Sessions
 	// JobQueue publishes the jobs with Config.Jobs "queue" (the node gives
 	// its publisher to the job queue); New fails without one then. With
