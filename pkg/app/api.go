@@ -42,6 +42,7 @@ func (w *web) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/notifications", w.apiNotifications)
 	mux.HandleFunc("GET /api/v1/search", w.apiSearch)
 	mux.HandleFunc("GET /api/v1/tags/{tag}", w.apiTag)
+	w.paymentRoutes(mux) // payments_web.go: its API routes and its pages
 	mux.HandleFunc("/api/", func(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, http.StatusNotFound, "no such API route", "")
 	})

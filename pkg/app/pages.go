@@ -151,6 +151,7 @@ func (w *web) showPost(rw http.ResponseWriter, r *http.Request, code int, p post
 	v := toView(p)
 	d.Post, d.Comments, d.Desc = &v, cs, p.Excerpt
 	d.Owner = d.Viewer != nil && d.Viewer.UserID == p.AuthorID
+	w.payPost(r, d, p)
 	w.render(rw, r, code, "post", d, cacheInfo{Keys: postKeys(p), Private: !p.Published || d.CommentsDown})
 }
 
@@ -173,6 +174,7 @@ func (w *web) pageAuthor(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.User = &info
+	w.payProfile(r, d, u.ID)
 	d.Empty = "@" + u.Handle + " has not published anything yet."
 	keys, err := w.postList(r, feedAuthor, u.ID, page, d, func(ctx context.Context) ([]posts.Post, bool, error) {
 		return w.svc.Posts.ByAuthor(ctx, u.ID, page, w.cfg.PageSize)

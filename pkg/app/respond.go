@@ -412,6 +412,8 @@ type pageData struct {
 	// CommentsDown: a post's comments could not be read; the post page
 	// shows the post and says so.
 	CommentsDown bool
+	// Pay is the tip form, the supporter badge (payments_web.go).
+	Pay *payView
 }
 
 func (w *web) data(r *http.Request, title string) *pageData {

@@ -155,10 +155,11 @@ func (w *web) loadTemplates() error {
 	}
 	for _, n := range names {
 		base := strings.TrimSuffix(path.Base(n), ".html")
-		if base == "layout" {
+		if base == "layout" || strings.HasPrefix(base, "partial_") {
 			continue
 		}
-		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		// Partials (partial_*.html) define pieces that any page may use.
+		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/partial_*.html", n)
 		if err != nil {
 			return fmt.Errorf("app: parse template %s: %w", n, err)
 		}
