@@ -13,11 +13,15 @@ import (
 
 	"github.com/scalestack/scalestack/internal/testwait"
 	"github.com/scalestack/scalestack/pkg/app"
+	"github.com/scalestack/scalestack/pkg/app/accounts"
 	"github.com/scalestack/scalestack/pkg/app/apptest"
 	"github.com/scalestack/scalestack/pkg/app/comments"
+	"github.com/scalestack/scalestack/pkg/app/content"
+	"github.com/scalestack/scalestack/pkg/app/media"
 	"github.com/scalestack/scalestack/pkg/app/notify"
 	"github.com/scalestack/scalestack/pkg/app/posts"
 	"github.com/scalestack/scalestack/pkg/app/search"
+	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -356,4 +360,83 @@ func TestServedByAndSearchKilled(t *testing.T) {
 		t.Errorf("API search error = %q, want it to say search is unavailable", msg)
 	}
 	want(t, "home, search killed", s.client(t).get("/"), http.StatusOK)
+}
+
+// serveService serves a service's methods, registered by register, as one
+// instance named instance on an httptest server, and returns a client of
+// it over a static instance list.
+func serveService(tb testing.TB, service, instance string, codes []rpc.Code, register func(*rpc.Server)) *rpc.Client {
+	tb.Helper()
+	srv, err := rpc.NewServer(rpc.ServerConfig{Service: service, Instance: instance, Codes: codes})
+	if err != nil {
+		tb.Fatalf("rpc.NewServer(%s): %v", service, err)
+	}
+	register(srv)
+	hs := httptest.NewServer(srv)
+	tb.Cleanup(hs.Close)
+	c, err := rpc.New(rpc.Config{Service: service, Codes: codes,
+		Instances: func() []rpc.Instance {
+			return []rpc.Instance{{Name: instance, Addr: strings.TrimPrefix(hs.URL, "http://")}}
+		}})
+	if err != nil {
+		tb.Fatalf("rpc.New(%s): %v", service, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The gateway over the wire: users (accounts and sessions) and content
+// (posts, comments, media) are service instances with stores of their own,
+// reached through their rpc clients; the app has no store. A user signs
+// up, posts, comments and reads, and every answer names the instances it
+// touched after the gateway.
+func TestGatewayOverTheWire(t *testing.T) {
+	usersStore, contentStore := apptest.NewMemStore(), apptest.NewMemStore()
+	userCodes := append(slices.Clone(accounts.Codes), app.SessionCodes...)
+	users := serveService(t, accounts.Name, "users-1", userCodes, func(srv *rpc.Server) {
+		us := accounts.New(usersStore, 4)
+		accounts.Register(srv, us, us.Outbox())
+		app.RegisterSessions(srv, app.NewSharedSessions(usersStore, nil))
+	})
+	cont := serveService(t, content.Name, "content-1", nil, func(srv *rpc.Server) {
+		content.Register(srv, content.Deps{Posts: posts.New(contentStore), Comments: comments.New(contentStore),
+			Media: media.New(contentStore), Outbox: svc.OutboxOf(contentStore, content.Name)})
+	})
+	others := apptest.NewMemStore() // search and notifications, in-process here
+	services := &app.Services{Accounts: accounts.NewClient(users), Posts: content.NewPosts(cont),
+		Comments: content.NewComments(cont), Media: content.NewMedia(cont),
+		Search: search.New(others), Notifications: notify.New(others)}
+	q := newGatedQueue()
+	q.open()
+	s := openQueueStack(t, nil, q, func(cfg *app.Config, d *app.Deps) {
+		cfg.ServiceMode = app.ServicesRemote
+		d.Services, d.SessionStore = services, app.NewSessionsClient(users)
+	})
+
+	ada := s.client(t)
+	r := ada.json("POST", "/api/v1/signup", map[string]string{"handle": "ada", "email": "ada@example.com", "password": "correct horse"})
+	want(t, "sign-up", r, http.StatusCreated)
+	if got, want := r.Header.Get("X-Served-By"), "app-test, users-1"; got != want {
+		t.Errorf("sign-up: X-Served-By = %q, want %q", got, want)
+	}
+	id := ada.post("Over the wire", "Posted through the gateway.")["id"].(string)
+	want(t, "comment", ada.json("POST", "/api/v1/posts/"+id+"/comments", map[string]string{"body": "First."}), http.StatusCreated)
+
+	r = ada.get("/p/" + id)
+	want(t, "post page", r, http.StatusOK)
+	wantIn(t, "post page", r, "Posted through the gateway.", "First.", "@ada")
+	// The post (content), then the session (users), in the order reached.
+	if got, want := r.Header.Get("X-Served-By"), "app-test, content-1, users-1"; got != want {
+		t.Errorf("post page: X-Served-By = %q, want %q", got, want)
+	}
+	r = s.client(t).get("/api/v1/posts/" + id)
+	want(t, "API post, anonymous", r, http.StatusOK)
+	if got, want := r.Header.Get("X-Served-By"), "app-test, content-1"; got != want {
+		t.Errorf("API post: X-Served-By = %q, want %q", got, want)
+	}
+	want(t, "me", ada.get("/api/v1/me"), http.StatusOK)
+	testwait.Until(t, 5*time.Second, "two view jobs", func() bool { return len(q.ids(app.JobView)) == 2 })
+	if got := q.ids(app.JobWelcome, app.JobIndex, app.JobNotifyFollowers, app.JobCommentAdded, app.JobThumbnail); len(got) != 0 {
+		t.Errorf("the gateway enqueued %d jobs of writes, want none (the services' events do their work)", len(got))
+	}
 }
