@@ -79,12 +79,15 @@ func TestPlanCarries(t *testing.T) {
 func TestStoreGroupOfStages(t *testing.T) {
 	for _, c := range []struct {
 		stage int
+		group string
 		want  string
 	}{
-		{1, "primary node-1, members [node-1], failover false"},
-		{2, "primary db-1, members [db-1], failover false"},
-		{4, "primary db-1, members [db-1 replica-1 replica-2], failover true"},
-		{9, "primary db-1, members [db-1 replica-1 replica-2], failover true"},
+		{stage: 1, want: "primary node-1, members [node-1], failover false"},
+		{stage: 2, want: "primary db-1, members [db-1], failover false"},
+		{stage: 4, want: "primary db-1, members [db-1 replica-1 replica-2], failover true"},
+		{stage: 9, want: "primary db-1, members [db-1 replica-1 replica-2], failover true"},
+		{stage: 10, group: "content", want: "primary content-db-1, members [content-db-1 content-db-2 content-db-3], failover true"},
+		{stage: 10, want: "primary , members [], failover false"},
 	} {
 		st, err := LookupStage(c.stage)
 		if err != nil {
@@ -95,9 +98,22 @@ func TestStoreGroupOfStages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := storeGroupOf(st, nodes)
+		g := storeGroupOf(st, nodes, c.group)
 		if got := fmt.Sprintf("primary %s, members %v, failover %v", g.Primary, g.Members, g.Failover); got != c.want {
-			t.Errorf("stage %d: %s, want %s", c.stage, got, c.want)
+			t.Errorf("stage %d group %q: %s, want %s", c.stage, c.group, got, c.want)
+		}
+	}
+}
+
+// Stage 10's store directories are named after their group; the stages
+// before it share one group.
+func TestDataGroup(t *testing.T) {
+	for name, want := range map[string]string{
+		"db-1": "", "replica-3": "", "node-1": "", "content-db-2": "content",
+		"notifications-db-11": "notifications", "content-1": "", "x-db-y": "", "-db-1": "",
+	} {
+		if got := dataGroup(name); got != want {
+			t.Errorf("dataGroup(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

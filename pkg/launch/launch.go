@@ -86,7 +86,7 @@ type Config struct {
 // DefaultConfig returns the configuration of `node up` with no flags.
 func DefaultConfig() Config {
 	return Config{
-		Stage:        LatestStage(),
+		Stage:        DefaultStage(),
 		Dir:          ".scalestack",
 		LogLevel:     "info",
 		ReadyTimeout: 60 * time.Second,
