@@ -171,7 +171,7 @@ func printNodes(w io.Writer, st launch.State) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLES\tADDRESS\tADMIN\tPID")
 	for _, n := range st.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\thttp://%s/status\t%d\n", n.Name, strings.Join(n.Roles, ","), nodeAddr(n), n.Admin, n.PID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\thttp://%s/status\t%d\n", n.Name, rolesOf(n), nodeAddr(n), n.Admin, n.PID)
 	}
 	tw.Flush()
 }
@@ -179,7 +179,7 @@ func printNodes(w io.Writer, st launch.State) {
 // nodeAddr is the address column: the IP, or IP:port of the node's main
 // port when nodes share an address.
 func nodeAddr(n launch.Node) string {
-	for _, k := range []string{"edge", "lb", "app", "cache", "store"} {
+	for _, k := range []string{"edge", "lb", "app", "service", "cache", "store"} {
 		if p, ok := n.Ports[k]; ok {
 			return fmt.Sprintf("%s:%d", n.Addr, p)
 		}

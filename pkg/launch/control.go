@@ -42,7 +42,7 @@ func openControl(l *Launcher, token string) (*controlServer, error) {
 		reply(w, n, err)
 	})
 	mux.HandleFunc("POST /v1/add", func(w http.ResponseWriter, r *http.Request) {
-		n, err := l.AddNode(r.Context(), r.FormValue("role"))
+		n, err := l.AddNode(r.Context(), r.FormValue("role"), r.FormValue("group"))
 		reply(w, n, err)
 	})
 	mux.HandleFunc("POST /v1/rm", func(w http.ResponseWriter, r *http.Request) {
@@ -97,9 +97,10 @@ func RequestStart(ctx context.Context, dir, name string) (Node, error) {
 }
 
 // RequestAdd asks the `node up` running the stack in dir to start one more
-// node of role, and returns it once it is ready.
-func RequestAdd(ctx context.Context, dir, role string) (Node, error) {
-	return controlNode(ctx, dir, "/v1/add", url.Values{"role": {role}})
+// node of role, in store group or service group when the stage runs the
+// role in several ("" otherwise), and returns it once it is ready.
+func RequestAdd(ctx context.Context, dir, role, group string) (Node, error) {
+	return controlNode(ctx, dir, "/v1/add", url.Values{"role": {role}, "group": {group}})
 }
 
 // RequestRemove asks the `node up` running the stack in dir to remove node

@@ -554,18 +554,21 @@ func (l *Launcher) StartNode(ctx context.Context, name string) (Node, error) {
 
 // AddNode plans one more node of role (the stage's flags for that role, the
 // next name and address), starts it joined to the others and waits until
-// it is ready.
-func (l *Launcher) AddNode(ctx context.Context, role string) (Node, error) {
+// it is ready. group names the store group or service of the node, where
+// the stage runs the role in several (stage 10: `node add service
+// --service search`, `node add replica --group content`); "" otherwise.
+func (l *Launcher) AddNode(ctx context.Context, role, group string) (Node, error) {
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
 		return Node{}, errors.New("node up is stopping")
 	}
-	if err := l.checkAddRole(role); err != nil {
+	spec, err := l.checkAddRole(role, group)
+	if err != nil {
 		l.mu.Unlock()
 		return Node{}, err
 	}
-	n, err := l.plan.next(l.st.Spec.specFor(role), l.st.Nodes)
+	n, err := l.plan.next(spec, l.st.Nodes)
 	if err != nil {
 		l.mu.Unlock()
 		return Node{}, err
@@ -603,21 +606,25 @@ func (l *Launcher) waitOne(ctx context.Context, name string) (Node, error) {
 // primary. A store group has one configured primary; every other store
 // node is a replica that follows it, and may become the primary by
 // failover, so a "primary" added would be a replica under the wrong name.
-// l.mu is held.
-func (l *Launcher) checkAddRole(role string) error {
+// It returns the group of the stage the new node joins. l.mu is held.
+func (l *Launcher) checkAddRole(role, group string) (NodeSpec, error) {
 	if !slices.Contains(l.cfg.Roles, role) {
-		return fmt.Errorf("%q is not a role: roles are %s, e.g. `%s add app`", role, strings.Join(l.cfg.Roles, ", "), l.st.Command())
+		return NodeSpec{}, fmt.Errorf("%q is not a role: roles are %s, e.g. `%s add app`", role, strings.Join(l.cfg.Roles, ", "), l.st.Command())
 	}
-	if err := l.st.Spec.canAdd(role); err != nil {
-		return err
+	spec, err := l.st.Spec.specForAdd(role, group)
+	if err != nil {
+		return NodeSpec{}, err
 	}
 	if role == "primary" {
-		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") })
+		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") && n.Group == spec.Group })
+		if i >= 0 && spec.Group != "" {
+			return NodeSpec{}, fmt.Errorf("the %s group has one primary (%s); `%s add replica --group %s` adds a store node that follows it", spec.Group, l.st.Nodes[i].Name, l.st.Command(), spec.Group)
+		}
 		if i >= 0 {
-			return fmt.Errorf("a stack has one primary (%s); `%s add replica` adds a store node that follows it", l.st.Nodes[i].Name, l.st.Command())
+			return NodeSpec{}, fmt.Errorf("a stack has one primary (%s); `%s add replica` adds a store node that follows it", l.st.Nodes[i].Name, l.st.Command())
 		}
 	}
-	return nil
+	return spec, nil
 }
 
 // shellQuote renders a command line that can be pasted into a shell, for
