@@ -254,6 +254,32 @@ func runRm(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+func runDeploy(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("deploy", "deploy SERVICE [--dir DIR]\n\n"+
+		"Restarts a stage-10 service's instances one at a time, on the stack's binary and each one's own\n"+
+		"data: each is stopped gracefully (it marks itself draining, finishes its calls, exits), started\n"+
+		"again, and waited for until it is ready and the gateways see it; then the next. A service with\n"+
+		"one running instance gets a second for the time of the deploy, so that it never stops serving.\n"+
+		"SERVICE is one of "+strings.Join(launch.Services, ", ")+".",
+		"  node deploy content\n  node load --duration 30s &   # then, while it runs:\n  node deploy search\n", stderr)
+	dir := dirFlag(fs)
+	service, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	began := time.Now()
+	d, err := launch.RequestDeploy(ctx, *dir, service, func(s launch.DeployStep) {
+		fmt.Fprintf(stdout, "%5.1fs  %s\n", time.Since(began).Seconds(), s.Detail)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deployed %s: %s restarted one at a time in %.1fs\n", d.Service, strings.Join(d.Restarted, ", "), d.Took.Seconds())
+	return nil
+}
+
 // signalCommand is a command NAME [--dir DIR] that signals one node.
 func signalCommand(cmd, what string, args []string, stdout, stderr io.Writer, do func(dir, name string) (string, error)) error {
 	fs := newFlagSet(cmd, cmd+" NAME [--dir DIR]\n\n"+what, "  node "+cmd+" app-1\n", stderr)

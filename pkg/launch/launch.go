@@ -139,9 +139,11 @@ type Launcher struct {
 	ctrl     *controlServer
 	watch    *storeWatch // the failover watcher (watch.go)
 	eventsMu sync.Mutex  // serializes appends to DIR/events.jsonl
-	ready    atomic.Bool
-	closeErr error
-	closed   sync.Once
+	// deploying holds the services a deploy runs for (deploy.go).
+	deploying map[string]bool
+	ready     atomic.Bool
+	closeErr  error
+	closed    sync.Once
 }
 
 // child is one running node process.

@@ -137,6 +137,7 @@ type nodeStatus struct {
 	Name     string            `json:"name"`
 	Ready    bool              `json:"ready"`
 	Addrs    map[string]string `json:"addrs"`
+	Members  []memberView      `json:"members"`
 	Sections struct {
 		LB *struct {
 			Backends []struct {
