@@ -187,7 +187,7 @@ func (l *Launcher) beginDeploy(service string) ([]Node, error) {
 	}
 	switch {
 	case len(services) == 0:
-		return nil, fmt.Errorf("%s runs no services: deploy restarts a service's instances, which stage 10 runs (`%s up --stage 10`)", l.st.Spec, l.command())
+		return nil, fmt.Errorf("%s runs no services: deploy restarts a service's instances, which stage 10 runs (`%s up --stage 10`)", l.st.Spec, l.st.Command())
 	case len(instances) == 0:
 		return nil, fmt.Errorf("no service %q in the stack: services are %s", service, strings.Join(services, ", "))
 	case l.deploying[service]:
