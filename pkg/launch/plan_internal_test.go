@@ -298,7 +298,7 @@ func TestPlanStage10(t *testing.T) {
 }
 
 // On a machine without 127.0.0.2 every node of stage 10 shares 127.0.0.1,
-// and no two of its 28 nodes share a port.
+// and no two of its 26 nodes share a port.
 func TestPlanStage10SharedAddress(t *testing.T) {
 	st, _ := LookupStage(10)
 	p := planner{dir: "/s", base: netip.MustParseAddr("127.0.0.1"), shared: true, logLevel: "info"}
