@@ -490,8 +490,8 @@ func (p *progressLine) draw(l *Launcher, names, pending []string, gaps []rotatio
 // with the count of each phase, then one line per phase once all its
 // nodes are ready, then the rotation's lines:
 //
-//	  0.1s  starting 26 nodes: 15 store nodes, 5 service instances, 6 gateways, ...
-//	  3.9s  store nodes ready 15/15 (slowest content-db-3 3.1s)
+//	0.1s  starting 26 nodes: 15 store nodes, 5 service instances, 6 gateways, ...
+//	3.9s  store nodes ready 15/15 (slowest content-db-3 3.1s)
 func (p *progressLine) drawPhases(l *Launcher, names, pending, hops []string, elapsed time.Duration) {
 	all := phases(l, names, pending)
 	if !p.begun {
