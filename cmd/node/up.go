@@ -154,13 +154,20 @@ func printCommands(w io.Writer, st launch.State) {
 	}
 	fmt.Fprintf(w, "From another terminal%s:\n", where)
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	for _, c := range [][2]string{
+	cmds := [][2]string{
 		{"ps", "every node: state, pid, memory"},
 		{"status", "the cluster as its nodes see it"},
 		{"kill NAME", "kill a node (stop NAME: gracefully; pause NAME: freeze it)"},
 		{"start NAME", "start it again, same flags and data"},
 		{"load", "send blog users to " + st.URL + " and summarize"},
-	} {
+	}
+	if i := slices.IndexFunc(st.Nodes, func(n launch.Node) bool { return n.Service != "" }); i >= 0 {
+		svc := st.Nodes[i].Service
+		cmds = append(cmds,
+			[2]string{"deploy " + svc, "restart " + svc + "'s instances one at a time, each drained first"},
+			[2]string{"add service --service " + svc, "one more " + svc + " instance joins and takes traffic"})
+	}
+	for _, c := range cmds {
 		fmt.Fprintf(tw, "  %s %s\t# %s\n", bin, c[0], c[1])
 	}
 	tw.Flush()
