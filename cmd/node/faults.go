@@ -210,6 +210,9 @@ func runAdd(args []string, stdout, stderr io.Writer) error {
 	// A store node's --roles say how it started; its /status says what it
 	// is now (a replica following the primary, or a primary by failover).
 	what := "(roles " + strings.Join(n.Roles, ",") + ")"
+	if n.Service != "" {
+		what = "(an instance of " + n.Service + ")"
+	}
 	if launch.IsStoreNode(n.Roles) {
 		c := &http.Client{Timeout: 2 * time.Second}
 		if r, err := launch.FetchStoreRole(ctx, c, n.Admin, "", n.Name); err == nil {
@@ -276,7 +279,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "deployed %s: %s restarted one at a time in %.1fs\n", d.Service, strings.Join(d.Restarted, ", "), d.Took.Seconds())
+	fmt.Fprintf(stdout, "deployed %s: %s restarted in %.1fs, one at a time, never without a serving instance\n", d.Service, strings.Join(d.Restarted, ", "), d.Took.Seconds())
 	return nil
 }
 

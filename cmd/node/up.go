@@ -164,7 +164,7 @@ func printCommands(w io.Writer, st launch.State) {
 	if i := slices.IndexFunc(st.Nodes, func(n launch.Node) bool { return n.Service != "" }); i >= 0 {
 		svc := st.Nodes[i].Service
 		cmds = append(cmds,
-			[2]string{"deploy " + svc, "restart " + svc + "'s instances one at a time, each drained first"},
+			[2]string{"deploy " + svc, "restart the instances of " + svc + " one at a time, each drained first"},
 			[2]string{"add service --service " + svc, "one more " + svc + " instance joins and takes traffic"})
 	}
 	for _, c := range cmds {

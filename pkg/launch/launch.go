@@ -620,7 +620,7 @@ func (l *Launcher) checkAddRole(role, group string) (NodeSpec, error) {
 	if role == "primary" {
 		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") && n.Group == spec.Group })
 		if i >= 0 && spec.Group != "" {
-			return NodeSpec{}, fmt.Errorf("the %s group has one primary (%s); `%s add replica --group %s` adds a store node that follows it", spec.Group, l.st.Nodes[i].Name, l.st.Command(), spec.Group)
+			return NodeSpec{}, fmt.Errorf("the %s group has one primary, which it started as %s and elects among its store nodes; `%s add replica --group %s` adds a store node that follows it", spec.Group, l.st.Nodes[i].Name, l.st.Command(), spec.Group)
 		}
 		if i >= 0 {
 			return NodeSpec{}, fmt.Errorf("a stack has one primary (%s); `%s add replica` adds a store node that follows it", l.st.Nodes[i].Name, l.st.Command())
