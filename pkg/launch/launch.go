@@ -436,8 +436,8 @@ func (l *Launcher) State() State {
 	return st
 }
 
-// Close stops every running node gracefully, in two waves (the store nodes
-// last): SIGTERM to a wave at once (each node drains and closes in its own
+// Close stops every running node gracefully, in waves (the service nodes
+// after their callers, the store nodes last): SIGTERM to a wave at once (each node drains and closes in its own
 // order), SIGCONT to wake a paused one so it can act on it, SIGKILL to any
 // still running StopTimeout after its SIGTERM. It then
 // stops the control endpoint and records the end in cluster.json. Calling
@@ -464,16 +464,21 @@ func (l *Launcher) stopAll(timeout time.Duration) error {
 	l.mu.Lock()
 	l.closing = true
 	ctrl := l.ctrl
-	// Two waves, clients before servers: every node but the store nodes
-	// first (edges, lbs, apps, workers, caches finish their work while the
-	// store and the NATS servers it embeds are still there), then the
-	// store nodes. Stopped all at once, a worker's jobs in hand wait on a
-	// store that has already gone.
-	var front, back []string
+	// Waves, clients before servers: every node but the service and store
+	// nodes first (edges, lbs, apps, workers, caches finish their work
+	// while what they call is still there), then the service nodes (stage
+	// 10: they finish the gateways' last calls and publish their outboxes),
+	// then the store nodes. Stopped all at once, a worker's jobs in hand
+	// wait on a store that has already gone.
+	var front, services, back []string
 	for name := range l.procs {
-		if n, err := l.st.Find(name); err == nil && (slices.Contains(n.Roles, "primary") || slices.Contains(n.Roles, "replica")) {
+		n, err := l.st.Find(name)
+		switch {
+		case err == nil && IsStoreNode(n.Roles):
 			back = append(back, name)
-		} else {
+		case err == nil && slices.Contains(n.Roles, "service"):
+			services = append(services, name)
+		default:
 			front = append(front, name)
 		}
 	}
@@ -483,7 +488,7 @@ func (l *Launcher) stopAll(timeout time.Duration) error {
 		ctrl.close()
 	}
 	var killed []string
-	for _, wave := range [][]string{front, back} {
+	for _, wave := range [][]string{front, services, back} {
 		for _, name := range wave {
 			send(procs[name].cmd.Process.Pid, sigTerm)
 			send(procs[name].cmd.Process.Pid, sigCont)
