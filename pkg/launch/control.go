@@ -53,10 +53,13 @@ func openControl(l *Launcher, token string) (*controlServer, error) {
 	mux.HandleFunc("POST /v1/deploy", func(w http.ResponseWriter, r *http.Request) {
 		// The deploy takes seconds per instance: each step is a JSON line
 		// sent as it happens, and the last line is the result or the error.
+		// It runs to its end even if `node deploy` goes away (Ctrl-C):
+		// cut off between an instance's stop and its start, it would leave
+		// that instance down. node up's terminal shows how it ended.
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
 		flush := http.NewResponseController(w).Flush
-		d, err := l.Deploy(r.Context(), r.FormValue("service"), func(s DeployStep) {
+		d, err := l.Deploy(context.WithoutCancel(r.Context()), r.FormValue("service"), func(s DeployStep) {
 			enc.Encode(deployLine{Step: &s})
 			flush()
 		})
