@@ -9,7 +9,9 @@
 // node is the point. It stays the parent of every node it runs, including
 // those started later by `node start` or `node add` from another terminal
 // (they ask it through a small control endpoint), so that one Ctrl-C stops
-// everything and, on Linux, its death takes every node with it.
+// everything and, on Linux, its death takes every node with it. The same
+// endpoint runs `node deploy`, which restarts a stage-10 service's
+// instances one at a time (deploy.go).
 //
 // The stack is described in DIR/cluster.json (State), which the fault
 // commands read: `node ps`, `node kill`, `node stop`, `node pause` and

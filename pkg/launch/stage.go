@@ -265,10 +265,6 @@ func stage10() Stage {
 	return Stage{Number: 10, Title: "microservices", Nodes: nodes, Open: Endpoint{Prefix: "edge", Port: "edge"}}
 }
 
-// designedStages is how many stages DESIGN.md describes; a stage number in
-// range that is not in the table is "not built yet" rather than unknown.
-const designedStages = 10
-
 // defaultStage is the stage `node up` starts without --stage: stage 9, the
 // monolith at its most scaled, 10 processes. Stage 10 is 26 and wants
 // every service built, so it is asked for by name.
@@ -301,11 +297,7 @@ func LookupStage(n int) (Stage, error) {
 	for _, s := range all {
 		names = append(names, fmt.Sprintf("%d (%s)", s.Number, s.Title))
 	}
-	list := strings.Join(names, ", ")
-	if n >= 1 && n <= designedStages {
-		return Stage{}, fmt.Errorf("stage %d is designed but not built yet in this version: stages you can start are %s", n, list)
-	}
-	return Stage{}, fmt.Errorf("there is no stage %d: stages you can start are %s", n, list)
+	return Stage{}, fmt.Errorf("there is no stage %d: stages you can start are %s", n, strings.Join(names, ", "))
 }
 
 // String is "stage N (title)".
