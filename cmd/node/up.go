@@ -161,8 +161,13 @@ func printCommands(w io.Writer, st launch.State) {
 		{"start NAME", "start it again, same flags and data"},
 		{"load", "send blog users to " + st.URL + " and summarize"},
 	}
+	// The example service is content, the one docs/stages.md deploys, when
+	// the stack runs it.
 	if i := slices.IndexFunc(st.Nodes, func(n launch.Node) bool { return n.Service != "" }); i >= 0 {
 		svc := st.Nodes[i].Service
+		if slices.ContainsFunc(st.Nodes, func(n launch.Node) bool { return n.Service == "content" }) {
+			svc = "content"
+		}
 		cmds = append(cmds,
 			[2]string{"deploy " + svc, "restart the instances of " + svc + " one at a time, each drained first"},
 			[2]string{"add service --service " + svc, "one more " + svc + " instance joins and takes traffic"})
