@@ -263,7 +263,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) error {
 		"data: each is stopped gracefully (it marks itself draining, finishes its calls, exits), started\n"+
 		"again, and waited for until it is ready and the gateways see it; then the next. A service with\n"+
 		"one running instance gets a second for the time of the deploy, so that it never stops serving.\n"+
-		"SERVICE is one of "+strings.Join(launch.Services, ", ")+".",
+		"SERVICE is one of "+strings.Join(launch.Services(), ", ")+".",
 		"  node deploy content\n  node load --duration 30s &   # then, while it runs:\n  node deploy search\n", stderr)
 	dir := dirFlag(fs)
 	service, err := parseWithName(fs, args)

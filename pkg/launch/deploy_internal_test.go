@@ -97,7 +97,7 @@ func startFakeStack(t *testing.T, base string, services map[string]int) *Launche
 	}
 	st := Stage{Number: 10, Title: "fake services", Open: Endpoint{Prefix: "app", Port: "app"},
 		Nodes: []NodeSpec{{Prefix: "app", Roles: []string{"app"}, Count: 1}}}
-	for _, svc := range Services {
+	for _, svc := range Services() {
 		if n := services[svc]; n > 0 {
 			st.Nodes = append(st.Nodes, NodeSpec{Prefix: svc, Roles: []string{"service"}, Count: n, Service: svc, Group: svc})
 		}

@@ -46,7 +46,7 @@ func TestStage10(t *testing.T) {
 	// One primary per group, named with its group.
 	testwait.RetryUntil(t, 10*time.Second, func() error {
 		ps := s.run("ps")
-		for _, svc := range launch.Services {
+		for _, svc := range launch.Services() {
 			if !regexp.MustCompile(svc + `-db-\d is primary of ` + svc + ` \(epoch \d+\)`).MatchString(ps) {
 				return fmt.Errorf("ps names no primary of %s:\n%s", svc, ps)
 			}

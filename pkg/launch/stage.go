@@ -219,10 +219,12 @@ func stages() []Stage {
 	}
 }
 
-// Services are stage 10's services (issue 18), in start order: each runs
-// as a group of instances named after it (content-1, content-2, ...) over
-// a store group of its own (content-db-1, content-db-2, ...).
-var Services = []string{"users", "content", "search", "notifications", "payments"}
+// Services returns stage 10's services (issue 18), in start order: each
+// runs as a group of instances named after it (content-1, content-2, ...)
+// over a store group of its own (content-db-1, content-db-2, ...).
+func Services() []string {
+	return []string{"users", "content", "search", "notifications", "payments"}
+}
 
 // remoteServices makes an app or a worker a gateway: its services are rpc
 // clients of the service nodes found in membership, not packages in its
@@ -245,7 +247,7 @@ const remoteServices = "--app-services=remote"
 // needs.
 func stage10() Stage {
 	var stores, services []NodeSpec
-	for _, svc := range Services {
+	for _, svc := range Services() {
 		stores = append(stores,
 			NodeSpec{Prefix: svc + "-db", Roles: []string{"primary"}, Count: 1, Group: svc,
 				Flags: append(slices.Clone(replicated), "--nats-max-memory=32MiB")},
@@ -266,7 +268,7 @@ func stage10() Stage {
 }
 
 // defaultStage is the stage `node up` starts without --stage: stage 9, the
-// monolith at its most scaled, 10 processes. Stage 10 is 26 and wants
+// monolith at its most scaled, 14 processes. Stage 10 is 26 and wants
 // every service built, so it is asked for by name.
 const defaultStage = 9
 
@@ -433,7 +435,7 @@ func (s *Stage) scaleGroup(role, group string, n int) error {
 	i := slices.IndexFunc(s.Nodes, func(ns NodeSpec) bool { return ns.runsOnly(role) && ns.inGroup(group) })
 	switch {
 	case len(groups) == 0:
-		return fmt.Errorf("%s: %s runs no %s nodes in groups; role/group names one of stage 10's services or store groups (%s)", key, s, role, strings.Join(Services, ", "))
+		return fmt.Errorf("%s: %s runs no %s nodes in groups; role/group names one of stage 10's services or store groups (%s)", key, s, role, strings.Join(Services(), ", "))
 	case i < 0:
 		return fmt.Errorf("%s: %s runs no %s nodes of %q: it runs them for %s", key, s, role, group, strings.Join(groups, ", "))
 	case role == "primary" && n != 1:
@@ -514,7 +516,7 @@ func (s Stage) specForAdd(role, group string) (NodeSpec, error) {
 	case group != "" && len(groups) > 0:
 		return NodeSpec{}, fmt.Errorf("%s runs no %s nodes for %q: it runs them for %s", s, role, group, strings.Join(groups, ", "))
 	case group != "":
-		return NodeSpec{}, fmt.Errorf("%s runs no %s nodes in groups: %s names one of stage 10's services or store groups (%s)", s, role, flag, strings.Join(Services, ", "))
+		return NodeSpec{}, fmt.Errorf("%s runs no %s nodes in groups: %s names one of stage 10's services or store groups (%s)", s, role, flag, strings.Join(Services(), ", "))
 	}
 	if err := s.canAdd(role); err != nil {
 		return NodeSpec{}, err
