@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -301,5 +302,37 @@ func TestFollowDataRefusesWhatItCannotRead(t *testing.T) {
 	defer db.Close()
 	if err := l.followData(nodes); err == nil || !strings.Contains(err.Error(), "still runs") || !strings.Contains(err.Error(), "lsof "+broken) {
 		t.Fatalf("followData with a store file in use: %v, want an error saying a node still runs, and how to find it", err)
+	}
+}
+
+// Stage 10's store groups have histories of their own: stage 9's newer
+// log in db-1 stays out of them, and within the content group the newest
+// log (content-db-2's, after a failover) goes to its primary, and each
+// group's newest log to a majority of that group only.
+func TestFollowDataStaysWithinItsGroup(t *testing.T) {
+	var events bytes.Buffer
+	l, nodes := newTestLauncher(t, 10, &events)
+	data := filepath.Join(l.cfg.Dir, "data")
+	writeStore(t, data, "db-1", segment{1, 5}, segment{2, 20}) // stage 9's, the newest of all
+	writeStore(t, data, "content-db-1", segment{1, 3})
+	writeStore(t, data, "content-db-2", segment{1, 3}, segment{2, 2}) // content failed over to it
+	writeStore(t, data, "users-db-1", segment{1, 4})
+	if err := l.followData(nodes); err != nil {
+		t.Fatalf("followData: %v", err)
+	}
+	var carried []string
+	for line := range strings.Lines(events.String()) {
+		if i := strings.Index(line, " starts from "); i >= 0 {
+			carried = append(carried, line[strings.LastIndex(line[:i], " ")+1:i]+" from "+strings.Fields(line[i+len(" starts from "):])[0])
+		}
+	}
+	// users-db-1 alone holds users' log: users-db-2 gets a copy so that a
+	// majority does; content-db-1, the primary, gets content-db-2's.
+	want := []string{"users-db-2 from users-db-1's", "content-db-1 from content-db-2's"}
+	if !slices.Equal(carried, want) {
+		t.Errorf("carried %q, want %q:\n%s", carried, want, events.String())
+	}
+	if pos, err := boltdb.ReadPosition(filepath.Join(data, "users-db-1", storeFile), time.Second); err != nil || pos.LSN != 4 {
+		t.Errorf("users-db-1 after followData: %v, %v; want its own log of 4 entries, not db-1's", pos, err)
 	}
 }
