@@ -86,9 +86,24 @@ type Config struct {
 	// by whoever can watch the network. All three files or none.
 	TLS cluster.TLSFiles
 	// Service is the stage-10 service a node with RoleService serves
-	// (--service): payments; users, content, search and notifications are
-	// planned. Its store group is --group, by default the service's name.
+	// (--service): users, content, search, notifications or payments (the
+	// table of services.go). Its store group is --group, by default the
+	// service's name.
 	Service string
+	// ServiceDrain is how long a service node, on Close, stays serving
+	// after it has announced draining, so that every caller's instance
+	// list (membership, by gossip) drops it before its port closes; the
+	// calls in flight then finish. Default 2s: gossip reaches every node
+	// of a local cluster in well under a second. Shorter risks calls sent
+	// to a closed port (retried elsewhere when safe, failed otherwise);
+	// longer slows a rolling deploy. The node waits the longer of this and
+	// DrainTimeout.
+	ServiceDrain time.Duration
+	// AppServices says where the app and worker roles find the blog's
+	// services (--app-services): local, in-process over the store (stages
+	// 1 to 9), or remote, as rpc clients of the service nodes found in
+	// membership (stage 10: the app is the gateway).
+	AppServices AppServicesMode
 	// NATS says whether this node embeds a NATS server: auto (when it holds
 	// a store role), on, off.
 	NATS NATSMode
@@ -118,6 +133,8 @@ func DefaultConfig() Config {
 		Ports:        DefaultPorts(),
 		Admin:        DefaultAdminConfig(),
 		DrainTimeout: time.Second,
+		ServiceDrain: 2 * time.Second,
+		AppServices:  AppServicesLocal,
 		RoleConfig:   defaultRoleConfigs(),
 	}
 }
@@ -206,6 +223,12 @@ func (c *Config) Validate() error {
 	if c.RoleConfig.Store.Group != "" && !c.hasStore() && !c.Has(RoleService) {
 		// The flag would do nothing here: say so rather than ignore it.
 		return flagErr("group", "%q is the store group of a store node or a service node: use it with --roles primary, replica or service", c.RoleConfig.Store.Group)
+	}
+	switch {
+	case c.AppServices != AppServicesLocal && c.AppServices != AppServicesRemote:
+		return flagErr("app-services", "%q: want local or remote", c.AppServices)
+	case c.AppServices == AppServicesRemote && !c.Has(RoleApp) && !c.Has(RoleWorker):
+		return flagErr("app-services", "remote says where an app or a worker finds the services: use it with --roles app or worker")
 	}
 	if err := c.validateService(); err != nil {
 		return err

@@ -131,6 +131,13 @@ func (n *Node) openRoles() error {
 			return err
 		}
 	}
+	if n.cfg.Has(RoleWorker) || n.cfg.Has(RoleService) || n.cfg.Has(RoleApp) {
+		// The rpc clients of the services, before the roles that call
+		// through them, so that they close after them.
+		if err := n.openRole("services", servicesRole{n}); err != nil {
+			return err
+		}
+	}
 	if n.cfg.Has(RoleWorker) {
 		if err := n.openWorker(n.cfg.RoleConfig.Worker); err != nil {
 			return err

@@ -62,15 +62,21 @@ func (c *Config) Settings() *settings.Table {
 	t.Add(port(RoleLB, "lb-port", "load balancer HTTP port", &c.Ports.LB))
 	t.Add(rc.LB.Settings()...)
 	t.Add(port(RoleService, "service-port", "service API port (the services' wire, docs/services.md)", &c.Ports.Service))
+	t.Add(settings.Of(RoleService)("service-drain", "", "on shutdown, time a service node keeps serving after announcing draining, so that its callers stop picking it before its port closes; in-flight calls then finish (duration; the longer of this and --drain-timeout)", settings.Duration(&c.ServiceDrain)))
 	t.Add(port(RoleApp, "app-port", "blog HTTP port", &c.Ports.App))
 	t.Add(rc.App.Settings()...)
+	t.Add(settings.Of(RoleApp)("app-services", "", "where the app and worker roles find the blog's services: local (in-process over the store, stages 1-9) or remote (rpc clients of the --roles service nodes in membership, stage 10: the app is the gateway, sessions live in the users service)", &c.AppServices))
 	t.Add(rc.Worker.Settings()...)
 	t.Add(port(RoleCache, "cache-port", "cache (Redis protocol) port", &c.Ports.Cache))
 	t.Add(rc.Cache.Settings()...)
 	t.Add(port("store", "store-port", "store HTTP port: API, replication, lease", &c.Ports.Store))
 	t.Add(rc.Store.Settings()...)
 	// After the store's --group, so that the levers list in stage order.
-	t.Add(settings.Of(RoleService)("service", "Service", "the stage-10 lever, the service a --roles service node serves: "+strings.Join(builtServices, ", ")+" (planned: "+strings.Join(plannedServices, ", ")+"); its store group is --group, by default the service's name", settings.String(&c.Service)).AsLever())
+	services := strings.Join(serviceNames(), ", ")
+	if p := plannedServices(); len(p) > 0 {
+		services += " (planned: " + strings.Join(p, ", ") + ")"
+	}
+	t.Add(settings.Of(RoleService)("service", "Service", "the stage-10 lever, the service a --roles service node serves: "+services+"; its store group is --group, by default the service's name", settings.String(&c.Service)).AsLever())
 	t.Add(settings.Of("nats")("nats", "NATS", "embed a NATS server: auto (when the node has a store role), on or off", &c.NATS))
 	t.Add(port("nats", "nats-port", "NATS client port", &c.Ports.NATS))
 	t.Add(port("nats", "nats-cluster-port", "NATS cluster (route) port", &c.Ports.NATSCluster))
@@ -98,6 +104,32 @@ func (m NATSMode) String() string { return string(m) }
 // Set takes auto, on or off (flag.Value).
 func (m *NATSMode) Set(s string) error {
 	v, err := settings.OneOf(s, NATSAuto, NATSOn, NATSOff)
+	if err == nil {
+		*m = v
+	}
+	return err
+}
+
+// AppServicesMode says where the app and worker roles find the blog's
+// services (Config.AppServices, --app-services).
+type AppServicesMode string
+
+// Modes of --app-services.
+const (
+	// AppServicesLocal runs the services in the app's process over the
+	// store of the default group (stages 1 to 9).
+	AppServicesLocal AppServicesMode = "local"
+	// AppServicesRemote calls the service nodes (stage 10): the app is
+	// the gateway.
+	AppServicesRemote AppServicesMode = "remote"
+)
+
+// String returns the mode as written.
+func (m AppServicesMode) String() string { return string(m) }
+
+// Set takes local or remote (flag.Value).
+func (m *AppServicesMode) Set(s string) error {
+	v, err := settings.OneOf(s, AppServicesLocal, AppServicesRemote)
 	if err == nil {
 		*m = v
 	}
