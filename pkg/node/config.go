@@ -99,11 +99,6 @@ type Config struct {
 	// longer slows a rolling deploy. The node waits the longer of this and
 	// DrainTimeout.
 	ServiceDrain time.Duration
-	// AppServices says where the app and worker roles find the blog's
-	// services (--app-services): local, in-process over the store (stages
-	// 1 to 9), or remote, as rpc clients of the service nodes found in
-	// membership (stage 10: the app is the gateway).
-	AppServices AppServicesMode
 	// NATS says whether this node embeds a NATS server: auto (when it holds
 	// a store role), on, off.
 	NATS NATSMode
@@ -134,7 +129,6 @@ func DefaultConfig() Config {
 		Admin:        DefaultAdminConfig(),
 		DrainTimeout: time.Second,
 		ServiceDrain: 2 * time.Second,
-		AppServices:  AppServicesLocal,
 		RoleConfig:   defaultRoleConfigs(),
 	}
 }
@@ -223,12 +217,6 @@ func (c *Config) Validate() error {
 	if c.RoleConfig.Store.Group != "" && !c.hasStore() && !c.Has(RoleService) {
 		// The flag would do nothing here: say so rather than ignore it.
 		return flagErr("group", "%q is the store group of a store node or a service node: use it with --roles primary, replica or service", c.RoleConfig.Store.Group)
-	}
-	switch {
-	case c.AppServices != AppServicesLocal && c.AppServices != AppServicesRemote:
-		return flagErr("app-services", "%q: want local or remote", c.AppServices)
-	case c.AppServices == AppServicesRemote && !c.Has(RoleApp) && !c.Has(RoleWorker):
-		return flagErr("app-services", "remote says where an app or a worker finds the services: use it with --roles app or worker")
 	}
 	if err := c.validateService(); err != nil {
 		return err

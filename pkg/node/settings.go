@@ -65,7 +65,6 @@ func (c *Config) Settings() *settings.Table {
 	t.Add(settings.Of(RoleService)("service-drain", "", "on shutdown, time a service node keeps serving after announcing draining, so that its callers stop picking it before its port closes; in-flight calls then finish (duration; the longer of this and --drain-timeout)", settings.Duration(&c.ServiceDrain)))
 	t.Add(port(RoleApp, "app-port", "blog HTTP port", &c.Ports.App))
 	t.Add(rc.App.Settings()...)
-	t.Add(settings.Of(RoleApp)("app-services", "", "where the app and worker roles find the blog's services: local (in-process over the store, stages 1-9) or remote (rpc clients of the --roles service nodes in membership, stage 10: the app is the gateway, sessions live in the users service)", &c.AppServices))
 	t.Add(rc.Worker.Settings()...)
 	t.Add(port(RoleCache, "cache-port", "cache (Redis protocol) port", &c.Ports.Cache))
 	t.Add(rc.Cache.Settings()...)
@@ -104,32 +103,6 @@ func (m NATSMode) String() string { return string(m) }
 // Set takes auto, on or off (flag.Value).
 func (m *NATSMode) Set(s string) error {
 	v, err := settings.OneOf(s, NATSAuto, NATSOn, NATSOff)
-	if err == nil {
-		*m = v
-	}
-	return err
-}
-
-// AppServicesMode says where the app and worker roles find the blog's
-// services (Config.AppServices, --app-services).
-type AppServicesMode string
-
-// Modes of --app-services.
-const (
-	// AppServicesLocal runs the services in the app's process over the
-	// store of the default group (stages 1 to 9).
-	AppServicesLocal AppServicesMode = "local"
-	// AppServicesRemote calls the service nodes (stage 10): the app is
-	// the gateway.
-	AppServicesRemote AppServicesMode = "remote"
-)
-
-// String returns the mode as written.
-func (m AppServicesMode) String() string { return string(m) }
-
-// Set takes local or remote (flag.Value).
-func (m *AppServicesMode) Set(s string) error {
-	v, err := settings.OneOf(s, AppServicesLocal, AppServicesRemote)
 	if err == nil {
 		*m = v
 	}
