@@ -149,12 +149,19 @@ func (n *Node) openRoles() error {
 		}
 	}
 	if n.cfg.Has(RoleApp) {
-		if n.client == nil {
-			n.client = n.newStoreClient()
-		}
 		ac := n.appConfig()
 		ac.Addr = n.listenAddr(n.cfg.Ports.App)
-		deps := app.Deps{Store: n.client, CacheNodes: n.cacheNodes, Logger: n.log.With("role", "app"), Metrics: n.reg}
+		deps := app.Deps{CacheNodes: n.cacheNodes, Logger: n.log.With("role", "app"), Metrics: n.reg}
+		if n.appRemote() {
+			// The gateway: no store of its own, the service nodes' clients.
+			s := n.remoteServices()
+			deps.Services, deps.SessionStore = &s, n.remoteSessions()
+		} else {
+			if n.client == nil {
+				n.client = n.newStoreClient()
+			}
+			deps.Store = n.client
+		}
 		if err := n.appPublishers(ac, &deps); err != nil {
 			return err
 		}
