@@ -124,6 +124,11 @@ func (n *Node) openService() error {
 	if err != nil {
 		return fmt.Errorf("service %s: %w", spec.name, err)
 	}
+	for _, u := range run.uses {
+		if err := n.openRole(u.name, u.r); err != nil {
+			return err
+		}
+	}
 	if run.outbox != nil {
 		ev := newEventsRole(n, n.cfg.Name+"-"+spec.name+"-events", base, func(bus eventBus) (eventsRunner, error) {
 			pc := events.DefaultPublisherConfig()

@@ -66,6 +66,10 @@ type serviceRun struct {
 	// loops are the service's background work (payments' sweep), each run
 	// in a goroutine of the role until it closes.
 	loops []serviceLoop
+	// uses are what the service's methods use beside its store client (the
+	// users service's cache tier), each a role of the node opened before
+	// the API and closed after it.
+	uses []namedRole
 }
 
 // serviceLoop is a background loop of a service.

@@ -4,11 +4,13 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 
 	"github.com/scalestack/scalestack/pkg/app"
 	"github.com/scalestack/scalestack/pkg/app/accounts"
+	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/app/comments"
 	"github.com/scalestack/scalestack/pkg/app/content"
 	"github.com/scalestack/scalestack/pkg/app/events"
@@ -38,14 +40,43 @@ func openUsers(env *serviceEnv) (serviceRun, error) {
 	users := accounts.New(env.store, env.n.cfg.RoleConfig.App.BcryptCost)
 	out := users.Outbox()
 	accounts.Register(env.server, users, out)
-	// Sessions straight on the group's store: the gateways' cache tier
-	// stays in front of the service, not in it.
-	app.RegisterSessions(env.server, app.NewSharedSessions(env.store, nil))
+	tier, err := env.n.sessionTier(env)
+	if err != nil {
+		return serviceRun{}, err
+	}
+	app.RegisterSessions(env.server, app.NewSharedSessions(env.store, tier))
 	return serviceRun{
 		outbox:        out,
 		subscriptions: []events.Subscription{{Type: svc.EventBadgeGranted, Handle: users.HandleBadgeGranted}},
+		uses:          []namedRole{{"service-cache", tierRole{tier}}},
 	}, nil
 }
+
+// sessionTier is the cache tier of the users service's sessions, as the
+// app's shared sessions had at stage 7: over the cache nodes membership
+// names (none: every session read goes to the store), sealed with the
+// cluster's key, its tombstones in the users group's LSNs.
+func (n *Node) sessionTier(env *serviceEnv) (*cachetier.Tier, error) {
+	ac := n.appConfig()
+	tc := ac.CacheTier
+	tc.Nodes, tc.Group, tc.Logger = n.cacheNodes, env.group, env.log
+	if len(ac.CacheMACKey) > 0 {
+		tc.MACKey = ac.CacheMACKey
+	}
+	t, err := cachetier.New(tc)
+	if err != nil {
+		return nil, fmt.Errorf("sessions cache tier: %w", err)
+	}
+	return t, nil
+}
+
+// tierRole runs a cache tier as a role of the node.
+type tierRole struct{ t *cachetier.Tier }
+
+func (r tierRole) Open() error  { return r.t.Open() }
+func (r tierRole) Close() error { return r.t.Close() }
+func (r tierRole) Ready() bool  { return true }
+func (r tierRole) Status() any  { return r.t.Stats() }
 
 // Content: posts, comments and media over the content group, its events
 // (post.published, post.changed, comment.added) in each write's

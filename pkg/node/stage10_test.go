@@ -132,6 +132,12 @@ func TestGatewayOverServiceNodes(t *testing.T) {
 		return fmt.Errorf("no welcome e-mail to ada in %s (%d files)", outbox, len(files))
 	})
 
+	// The users node's sessions read through a cache tier of the users
+	// group (no cache nodes here: every read is a bypass to the store).
+	if st := tc.Node("users-1").Status().Sections["service-cache"]; st == nil {
+		t.Errorf("users-1 /status has no service-cache section: %v", tc.Node("users-1").Status().Sections)
+	}
+
 	// The gateway's /status: a client per service it called, with its
 	// instances and breakers.
 	st, err := json.Marshal(gw.Status().Sections["services"])
