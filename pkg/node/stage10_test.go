@@ -29,7 +29,8 @@ import (
 // service (and its user.signed_up the notifications node, which writes
 // the welcome e-mail); a post created through the gateway is written by
 // content, whose post.changed has the search node index it, so the
-// gateway's search finds it. The answers name the service instances and
+// gateway's search finds it; a view the gateway enqueues is added by a
+// worker with --app-services remote over content. The answers name the service instances and
 // the store groups they touched, and the gateway's /status has each
 // client's breakers.
 func TestGatewayOverServiceNodes(t *testing.T) {
@@ -49,7 +50,11 @@ func TestGatewayOverServiceNodes(t *testing.T) {
 	}
 	gw := tc.StartWith("gw-1", []string{node.RoleApp}, func(c *node.Config) {
 		c.RoleConfig.App.ServiceMode = app.ServicesRemote
+		c.RoleConfig.App.Jobs = app.JobsQueue // views, the one job a gateway enqueues
 		c.RoleConfig.App.RateLimit = "off"
+	})
+	tc.StartWith("worker-1", []string{node.RoleWorker}, func(c *node.Config) {
+		c.RoleConfig.App.ServiceMode = app.ServicesRemote
 	})
 	base := "http://" + gw.Addr("app")
 	jar, err := cookiejar.New(nil)
@@ -120,6 +125,16 @@ func TestGatewayOverServiceNodes(t *testing.T) {
 		return nil
 	})
 
+	// A view: the gateway enqueues it, the worker adds it over the
+	// content service.
+	testwait.RetryUntil(t, 30*time.Second, func() error {
+		resp, body := call("GET", "/api/v1/posts/"+created.Post.ID, nil)
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(body), `"views":0`) {
+			return fmt.Errorf("post = %d %s, want a view counted by worker-1", resp.StatusCode, body)
+		}
+		return nil
+	})
+
 	// The welcome e-mail: user.signed_up, consumed by notifications-1.
 	outbox := filepath.Join(tc.Node("notifications-1").Config().DataDir, "outbox")
 	testwait.RetryUntil(t, 30*time.Second, func() error {
@@ -148,6 +163,10 @@ func TestGatewayOverServiceNodes(t *testing.T) {
 		if !strings.Contains(string(st), want) {
 			t.Errorf("gw-1 /status services lacks %s: %s", want, st)
 		}
+	}
+	st, _ = json.Marshal(tc.Node("worker-1").Status().Sections["services"])
+	if !strings.Contains(string(st), `"service":"content"`) {
+		t.Errorf("worker-1 /status services = %s, want its content client", st)
 	}
 }
 
