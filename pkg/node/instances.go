@@ -119,7 +119,7 @@ func (n *Node) serviceClient(service string) *rpc.Client {
 		Token:     n.secrets.Service,
 		TLS:       n.clientTLS(),
 		Codes:     serviceCodes(service),
-		Logger:    n.log.With("role", "rpc", "service", service),
+		Logger:    n.log.With("role", "rpc"), // the client adds service=NAME
 	})
 	if err != nil {
 		// The config is the node's own: a bad one is a bug.
