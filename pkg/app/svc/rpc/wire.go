@@ -9,7 +9,10 @@
 // maps each of pkg/app/svc's sentinel errors to a code and a status, so that
 // errors.Is(err, svc.ErrNotFound) holds on the caller's side after the hop,
 // as it does when the service runs in-process. The caller's deadline travels
-// in X-Timeout-Ms, and a W3C traceparent in traceparent (docs/services.md).
+// in X-Timeout-Ms, a W3C traceparent in traceparent, and the caller's store
+// consistency (its session's LSN per store group) in X-Store-Consistency and
+// X-Store-LSN, answered with the LSNs the handler saw, so that a user reads
+// their own writes through every service (docs/services.md).
 //
 // The package knows svc's errors and nothing of any service: the gateway and
 // each service import it without importing one another. Instances come from
