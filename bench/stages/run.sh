@@ -16,10 +16,14 @@
 #          edge of stage 6 runs with --edge-origin-latency 50ms (issue 8)
 #   image  stages 7 and 8 writing posts with an image (MIX_IMAGE) at
 #          RATE_IMAGE (issue 9: inline thumbnails against workers)
+#   micro  stages 9 and 10 with the whole blog (MIX_FULL: pages, reads,
+#          comments, posts, sign-ups): the gateway and its services against
+#          the monolith under the same load (issue 18)
 #
-#   bash bench/stages/run.sh                 # every case, about 8 minutes
+#   bash bench/stages/run.sh                 # every case, about 11 minutes
 #   DURATION=10s bash bench/stages/run.sh    # shorter runs
 #   CASES="5a 6a" bash bench/stages/run.sh   # only some cases (see below)
+#   CASES="9f 10f" bash bench/stages/run.sh  # stage 9 against stage 10
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,6 +37,7 @@ LATENCY=${LATENCY:-50ms}
 MIX_READ=${MIX_READ:-browse=60,page=30,read=10}
 MIX_ANON=${MIX_ANON:-anon=1}
 MIX_IMAGE=${MIX_IMAGE:-post-image=1}
+MIX_FULL=${MIX_FULL:-browse=50,page=20,read=15,comment=7,post=6,signup=2}
 # case id, stage, mix, op whose latency is the point, extra node up flags
 ALL_CASES=(
   "1|1|$MIX_READ|page|"
@@ -44,6 +49,8 @@ ALL_CASES=(
   "6a|6|$MIX_ANON|anon|--flags=edge=--edge-origin-latency=$LATENCY"
   "7i|7|$MIX_IMAGE|post-image|"
   "8i|8|$MIX_IMAGE|post-image|"
+  "9f|9|$MIX_FULL|post|"
+  "10f|10|$MIX_FULL|post|"
 )
 CASES=${CASES:-}
 
@@ -75,7 +82,7 @@ for c in "${ALL_CASES[@]}"; do
   # shellcheck disable=SC2086 # flags is one word or none
   "$node" up --stage "$stage" --dir "$dir" --base-addr "$base" $flags >"$work/up-$id.log" 2>&1 &
   up=$!
-  for _ in $(seq 1 1200); do
+  for _ in $(seq 1 3000); do
     grep -q " is ready in " "$work/up-$id.log" && break
     if ! kill -0 "$up" 2>/dev/null; then cat "$work/up-$id.log"; exit 1; fi
     sleep 0.1

@@ -71,6 +71,12 @@ var Rules = []Rule{
 			"the node joins a service's outbox and handlers to it",
 	},
 	{
+		Packages: []string{mod + "pkg/app/content"},
+		Forbid:   []string{mod + "pkg/app", "github.com/nats-io/...", mod + "pkg/queue/..."},
+		Reason: "the content service (stage 10) serves posts, comments and media over the wire and writes its events " +
+			"to its outbox; the gateway (pkg/app) imports it for its clients, and the node wires its events to NATS",
+	},
+	{
 		Packages: []string{mod + "pkg/app/svc/rpc"},
 		Forbid: []string{mod + "pkg/app", mod + "pkg/app/accounts", mod + "pkg/app/posts", mod + "pkg/app/comments",
 			mod + "pkg/app/media", mod + "pkg/app/search", mod + "pkg/app/notify", mod + "pkg/app/payments", "github.com/nats-io/...", mod + "pkg/queue/..."},

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -41,6 +42,7 @@ func (w *web) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/notifications", w.apiNotifications)
 	mux.HandleFunc("GET /api/v1/search", w.apiSearch)
 	mux.HandleFunc("GET /api/v1/tags/{tag}", w.apiTag)
+	w.paymentRoutes(mux) // payments_web.go: its API routes and its pages
 	mux.HandleFunc("/api/", func(rw http.ResponseWriter, r *http.Request) {
 		w.fail(rw, r, http.StatusNotFound, "no such API route", "")
 	})
@@ -699,6 +701,9 @@ func (w *web) search(ctx context.Context, q string) ([]posts.Post, error) {
 		return nil, nil
 	}
 	idList, err := w.svc.Search.Query(ctx, q, maxResults)
+	if err != nil && unavailable(err) {
+		return nil, fmt.Errorf("%w: %w", errSearchDown, err)
+	}
 	if err != nil {
 		return nil, err
 	}

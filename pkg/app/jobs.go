@@ -326,9 +326,21 @@ func (h *Handlers) NotifyFollowers(ctx context.Context, j Job) error {
 	}, followers...)
 }
 
-// CommentAdded recounts a post's comments (a count, not an increment, so
-// it is idempotent) and tells the post's author unless they wrote it.
+// CommentAdded recounts a post's comments and tells the post's author
+// (RecountComments, then NotifyPostAuthor). At stage 10 the two halves
+// belong to two services: the content service recounts, the notifications
+// service tells (EventHandlers).
 func (h *Handlers) CommentAdded(ctx context.Context, j Job) error {
+	if err := h.RecountComments(ctx, j); err != nil {
+		return err
+	}
+	return h.NotifyPostAuthor(ctx, j)
+}
+
+// RecountComments sets a post's comment count to the number of its
+// comments: a count, not an increment, so it is idempotent. Payload:
+// CommentPayload.
+func (h *Handlers) RecountComments(ctx context.Context, j Job) error {
 	var p CommentPayload
 	if err := decode(j, &p); err != nil {
 		return err
@@ -341,10 +353,20 @@ func (h *Handlers) CommentAdded(ctx context.Context, j Job) error {
 	if errors.Is(err, svc.ErrNotFound) {
 		return nil
 	}
-	if err != nil {
+	return err
+}
+
+// NotifyPostAuthor tells a post's author of a comment, unless they wrote
+// it, with a notification keyed by the job id. Payload: CommentPayload.
+func (h *Handlers) NotifyPostAuthor(ctx context.Context, j Job) error {
+	var p CommentPayload
+	if err := decode(j, &p); err != nil {
 		return err
 	}
 	post, err := h.svc.Posts.Get(ctx, p.PostID)
+	if errors.Is(err, svc.ErrNotFound) {
+		return nil // deleted since: nothing to tell
+	}
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/comments"
 	"github.com/scalestack/scalestack/pkg/app/media"
 	"github.com/scalestack/scalestack/pkg/app/notify"
+	"github.com/scalestack/scalestack/pkg/app/payments"
 	"github.com/scalestack/scalestack/pkg/app/posts"
 	"github.com/scalestack/scalestack/pkg/app/search"
 	"github.com/scalestack/scalestack/pkg/store"
@@ -29,6 +30,8 @@ type Accounts interface {
 	IsFollowing(ctx context.Context, follower, followee string) (bool, error)
 	Following(ctx context.Context, id string) ([]string, error)
 	Followers(ctx context.Context, id string) ([]string, error)
+	// Badge is the user's supporter badge, svc.ErrNotFound when none.
+	Badge(ctx context.Context, userID string) (accounts.Badge, error)
 }
 
 // Posts is the posts service.
@@ -75,6 +78,16 @@ type Notifications interface {
 	List(ctx context.Context, userID string, limit int) ([]notify.Notification, error)
 }
 
+// Payments is the payments service: tips and the supporter badge, charged
+// under the payer's idempotency key (docs/payments.md).
+type Payments interface {
+	Tip(ctx context.Context, req payments.TipRequest) (payments.Payment, error)
+	BuySupporterBadge(ctx context.Context, req payments.BadgeRequest) (payments.Payment, error)
+	Payment(ctx context.Context, id string) (payments.Payment, error)
+	ForUser(ctx context.Context, userID string, limit int) ([]payments.Payment, error)
+	TipsFor(ctx context.Context, authorID string) (payments.TipTotals, error)
+}
+
 // Services is the set of services the blog is made of.
 type Services struct {
 	Accounts      Accounts
@@ -83,17 +96,27 @@ type Services struct {
 	Media         Media
 	Search        Search
 	Notifications Notifications
+	// Payments may be nil (services given by a test, or a gateway without
+	// a payments client): the payment routes answer 503, and pages show
+	// no tip form.
+	Payments Payments
 }
 
 // NewServices returns every service in-process over one store. bcryptCost
 // is the password hashing cost (see Config.BcryptCost).
+//
+// Payments charges the simulated card processor (payments.Simulated) in
+// this process's memory, and grants the badges it sells in-process
+// (localPayments).
 func NewServices(st store.Store, bcryptCost int) Services {
+	users := accounts.New(st, bcryptCost)
 	return Services{
-		Accounts:      accounts.New(st, bcryptCost),
+		Accounts:      users,
 		Posts:         posts.New(st),
 		Comments:      comments.New(st),
 		Media:         media.New(st),
 		Search:        search.New(st),
 		Notifications: notify.New(st),
+		Payments:      localPayments{Service: payments.New(st, payments.NewSimulated()), users: users},
 	}
 }

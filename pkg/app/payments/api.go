@@ -31,6 +31,8 @@ var (
 	BadgeMethod = rpc.Method[BadgeRequest, Payment]{Name: "buy-supporter-badge", Key: func(r BadgeRequest) string { return r.Key }}
 	// PaymentMethod is Service.Payment.
 	PaymentMethod = rpc.Method[PaymentRequest, Payment]{Name: "payment", Idempotent: true}
+	// PaymentByKeyMethod is Service.PaymentByKey.
+	PaymentByKeyMethod = rpc.Method[PaymentByKeyRequest, Payment]{Name: "payment-by-key", Idempotent: true}
 	// ForUserMethod is Service.ForUser.
 	ForUserMethod = rpc.Method[ForUserRequest, PaymentList]{Name: "for-user", Idempotent: true}
 	// TipsForMethod is Service.TipsFor.
@@ -40,6 +42,12 @@ var (
 // PaymentRequest asks for one payment.
 type PaymentRequest struct {
 	ID string `json:"id"`
+}
+
+// PaymentByKeyRequest asks for the payment a payer's idempotency key names.
+type PaymentByKeyRequest struct {
+	UserID string `json:"user_id"`
+	Key    string `json:"key"`
 }
 
 // ForUserRequest asks for a payer's payments, newest first.
@@ -96,6 +104,9 @@ func Register(server *rpc.Server, s *Service) {
 	})
 	rpc.Handle(server, PaymentMethod, func(ctx context.Context, req PaymentRequest) (Payment, error) {
 		return s.Payment(ctx, req.ID)
+	})
+	rpc.Handle(server, PaymentByKeyMethod, func(ctx context.Context, req PaymentByKeyRequest) (Payment, error) {
+		return s.PaymentByKey(ctx, req.UserID, req.Key)
 	})
 	rpc.Handle(server, ForUserMethod, func(ctx context.Context, req ForUserRequest) (PaymentList, error) {
 		ps, err := s.ForUser(ctx, req.UserID, req.Limit)

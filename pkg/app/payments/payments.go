@@ -523,6 +523,18 @@ func (s *Service) Payment(ctx context.Context, id string) (Payment, error) {
 	return rec.Payment, err
 }
 
+// PaymentByKey returns the payment that userID's idempotency key names, or
+// svc.ErrNotFound. Over the wire an unsuccessful charge arrives as its
+// error alone; the client reads the payment (its Code: card_declined,
+// incorrect_cvc, ...) with this.
+func (s *Service) PaymentByKey(ctx context.Context, userID, key string) (Payment, error) {
+	if !ids.Valid(userID) || validKey(key) != nil {
+		return Payment{}, fmt.Errorf("key %q: %w", key, svc.ErrNotFound)
+	}
+	rec, _, err := s.byKey(ctx, userID, key)
+	return rec.Payment, err
+}
+
 // ForUser returns up to limit of userID's payments, newest first; limit
 // is capped at MaxList (zero or less: MaxList).
 func (s *Service) ForUser(ctx context.Context, userID string, limit int) ([]Payment, error) {

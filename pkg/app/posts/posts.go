@@ -92,6 +92,21 @@ type Patch struct {
 	Thumb     *string
 }
 
+// Change is a write of a post as a caller's outbox for a Change
+// (svc.WithOutbox[posts.Change]) is given it: the post as stored before
+// the write and as it will be stored after, both from the attempt whose
+// transaction the outbox's operations join. The write's compare-and-set
+// holds Before for that transaction, so a caller that decides what the
+// write did from it (a draft became published) decides from the stored
+// previous state, never from a read of its own that a concurrent writer
+// may have made stale. Before is the zero Post for a Create, After the
+// zero Post for a Delete. Every write that gives the outbox for a Post its
+// post gives the outbox for a Change its change, and only one of the two
+// can be in a context.
+type Change struct {
+	Before, After Post
+}
+
 // Service implements the posts service over a store.
 type Service struct {
 	st store.Store
@@ -177,6 +192,7 @@ func (s *Service) Create(ctx context.Context, d Draft) (Post, error) {
 	}
 	ops := append([]store.Op{store.Put(bucketPosts, rec.ID, kv.MustJSON(rec))}, indexOps(rec, true)...)
 	ops = append(ops, svc.Outbox(ctx, rec.Post)...)
+	ops = append(ops, svc.Outbox(ctx, Change{After: rec.Post})...)
 	if _, err := s.st.Txn(ctx, ops...); err != nil {
 		return Post{}, fmt.Errorf("posts: create: %w", err)
 	}
@@ -273,6 +289,7 @@ func (s *Service) update(ctx context.Context, id string, change func(*record) (b
 			ops = append(ops, indexOps(rec, true)...)
 		}
 		ops = append(ops, svc.Outbox(ctx, rec.Post)...)
+		ops = append(ops, svc.Outbox(ctx, Change{Before: old.Post, After: rec.Post})...)
 		_, err = s.st.Txn(ctx, ops...)
 		if errors.Is(err, store.ErrConditionFailed) {
 			if err := backoff(ctx, try); err != nil {
@@ -406,6 +423,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 		}
 		ops := append([]store.Op{store.IfEqual(bucketPosts, id, raw), store.Delete(bucketPosts, id)}, indexOps(rec, false)...)
 		ops = append(ops, svc.Outbox(ctx, rec.Post)...)
+		ops = append(ops, svc.Outbox(ctx, Change{Before: rec.Post})...)
 		_, err = s.st.Txn(ctx, ops...)
 		if errors.Is(err, store.ErrConditionFailed) {
 			if err := backoff(ctx, try); err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/app/posts"
+	"github.com/scalestack/scalestack/pkg/app/svc"
+	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
@@ -103,5 +105,47 @@ func TestConcurrentViews(t *testing.T) {
 	got, err := s.Get(ctx, p.ID)
 	if err != nil || got.Views != 30 {
 		t.Fatalf("Views = %d, %v; want 30", got.Views, err)
+	}
+}
+
+// A caller's outbox for a posts.Change sees each write's post before and
+// after, from the attempt that commits; an outbox for a Post still sees
+// the post as written.
+func TestChangeOutbox(t *testing.T) {
+	db, err := boltdb.Open(filepath.Join(t.TempDir(), "store.db"), boltdb.Options{})
+	if err != nil {
+		t.Fatalf("boltdb.Open: %v", err)
+	}
+	defer db.Close()
+	s := posts.New(db)
+	var last posts.Change
+	ctx := svc.WithOutbox(context.Background(), func(c posts.Change) []store.Op { last = c; return nil })
+
+	p, err := s.Create(ctx, posts.Draft{AuthorID: "u", Author: "a", Title: "T", Body: "B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Before.ID != "" || last.After.ID != p.ID || last.After.Published {
+		t.Errorf("Create: change %+v, want before none, after the draft %s", last, p.ID)
+	}
+	yes := true
+	if _, err := s.Update(ctx, p.ID, posts.Patch{Published: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if last.Before.Published || !last.After.Published || last.Before.ID != p.ID {
+		t.Errorf("publish: change before published %v, after %v; want false, true", last.Before.Published, last.After.Published)
+	}
+	if err := s.Delete(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if last.Before.ID != p.ID || !last.Before.Published || last.After.ID != "" {
+		t.Errorf("Delete: change %+v, want before the post, after none", last)
+	}
+
+	var written posts.Post
+	pctx := svc.WithOutbox(context.Background(), func(p posts.Post) []store.Op { written = p; return nil })
+	q, err := s.Create(pctx, posts.Draft{AuthorID: "u", Author: "a", Title: "T2", Body: "B"})
+	if err != nil || written.ID != q.ID {
+		t.Errorf("an outbox for a Post saw %q, want %q (%v)", written.ID, q.ID, err)
 	}
 }
