@@ -1,5 +1,3 @@
-//go:build stage10wiring
-
 package node
 
 import (

@@ -156,6 +156,7 @@ func (n *Node) openRoles() error {
 			// The gateway: no store of its own, the service nodes' clients.
 			s := n.remoteServices()
 			deps.Services, deps.SessionStore = &s, n.remoteSessions()
+			deps.ServiceClients = n.clients.status
 		} else {
 			if n.client == nil {
 				n.client = n.newStoreClient()

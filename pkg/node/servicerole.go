@@ -27,16 +27,6 @@ import (
 // publisher of its outbox, the subscriber of the events it consumes, its
 // background loops.
 
-// issueServices are issue 18's services, in the order the docs list them;
-// those the table (serviceTable) lacks are refused as planned.
-var issueServices = []string{"users", "content", "search", "notifications", "payments"}
-
-// plannedServices are issue 18's services this build cannot serve.
-func plannedServices() []string {
-	built := serviceNames()
-	return slices.DeleteFunc(slices.Clone(issueServices), func(s string) bool { return slices.Contains(built, s) })
-}
-
 // validateService checks --service against the roles, and the group a
 // service node's store client uses.
 func (c *Config) validateService() error {
@@ -46,12 +36,10 @@ func (c *Config) validateService() error {
 		}
 		return nil
 	}
-	built, planned := serviceNames(), plannedServices()
+	built := serviceNames()
 	switch {
 	case c.Service == "":
 		return flagErr("service", "--roles service needs the service it serves: --service %s", strings.Join(built, "|"))
-	case slices.Contains(planned, c.Service):
-		return flagErr("service", "the %s service is planned (issue 18) but not built yet: services you can run are %s", c.Service, strings.Join(built, ", "))
 	case !slices.Contains(built, c.Service):
 		return flagErr("service", "unknown service %q: services you can run are %s", c.Service, strings.Join(built, ", "))
 	}
@@ -93,7 +81,7 @@ func (c *Config) serviceGroup() string {
 func (n *Node) openService() error {
 	spec, ok := lookupService(n.cfg.Service)
 	if !ok { // Validate refused it
-		return fmt.Errorf("service %q is not in this build", n.cfg.Service)
+		return fmt.Errorf("unknown service %q", n.cfg.Service)
 	}
 	group, _ := store.ParseGroup(n.cfg.serviceGroup())
 	base := n.log.With("role", "service")

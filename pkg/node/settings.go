@@ -71,11 +71,7 @@ func (c *Config) Settings() *settings.Table {
 	t.Add(port("store", "store-port", "store HTTP port: API, replication, lease", &c.Ports.Store))
 	t.Add(rc.Store.Settings()...)
 	// After the store's --group, so that the levers list in stage order.
-	services := strings.Join(serviceNames(), ", ")
-	if p := plannedServices(); len(p) > 0 {
-		services += " (planned: " + strings.Join(p, ", ") + ")"
-	}
-	t.Add(settings.Of(RoleService)("service", "Service", "the stage-10 lever, the service a --roles service node serves: "+services+"; its store group is --group, by default the service's name", settings.String(&c.Service)).AsLever())
+	t.Add(settings.Of(RoleService)("service", "Service", "the stage-10 lever, the service a --roles service node serves: "+strings.Join(serviceNames(), ", ")+"; its store group is --group, by default the service's name", settings.String(&c.Service)).AsLever())
 	t.Add(settings.Of("nats")("nats", "NATS", "embed a NATS server: auto (when the node has a store role), on or off", &c.NATS))
 	t.Add(port("nats", "nats-port", "NATS client port", &c.Ports.NATS))
 	t.Add(port("nats", "nats-cluster-port", "NATS cluster (route) port", &c.Ports.NATSCluster))

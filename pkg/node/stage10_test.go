@@ -1,5 +1,3 @@
-//go:build stage10wiring
-
 package node_test
 
 import (
