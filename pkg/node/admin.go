@@ -259,7 +259,9 @@ func (n *Node) Status() Status {
 		st.Sections["nats"] = n.nats.Status()
 	}
 	for _, r := range n.roles {
-		st.Sections[r.name] = r.r.Status()
+		if s := r.r.Status(); s != nil {
+			st.Sections[r.name] = s
+		}
 	}
 	return st
 }

@@ -86,9 +86,19 @@ type Config struct {
 	// by whoever can watch the network. All three files or none.
 	TLS cluster.TLSFiles
 	// Service is the stage-10 service a node with RoleService serves
-	// (--service): payments; users, content, search and notifications are
-	// planned. Its store group is --group, by default the service's name.
+	// (--service): users, content, search, notifications or payments (the
+	// table of services.go). Its store group is --group, by default the
+	// service's name.
 	Service string
+	// ServiceDrain is how long a service node, on Close, stays serving
+	// after it has announced draining, so that every caller's instance
+	// list (membership, by gossip) drops it before its port closes; the
+	// calls in flight then finish. Default 2s: gossip reaches every node
+	// of a local cluster in well under a second. Shorter risks calls sent
+	// to a closed port (retried elsewhere when safe, failed otherwise);
+	// longer slows a rolling deploy. The node waits the longer of this and
+	// DrainTimeout.
+	ServiceDrain time.Duration
 	// NATS says whether this node embeds a NATS server: auto (when it holds
 	// a store role), on, off.
 	NATS NATSMode
@@ -118,6 +128,7 @@ func DefaultConfig() Config {
 		Ports:        DefaultPorts(),
 		Admin:        DefaultAdminConfig(),
 		DrainTimeout: time.Second,
+		ServiceDrain: 2 * time.Second,
 		RoleConfig:   defaultRoleConfigs(),
 	}
 }

@@ -61,6 +61,10 @@ type Node struct {
 	client *store.Client // the store client of the app role
 	roles  []namedRole   // opened serving roles, in start order
 	admin  *adminServer
+	// services lists the stage-10 service instances from membership, and
+	// clients are the node's rpc clients over them (instances.go).
+	services serviceDirectory
+	clients  serviceClients
 
 	ready  atomic.Bool
 	cancel context.CancelFunc
@@ -135,6 +139,7 @@ func (n *Node) open(ctx context.Context) error {
 			return fmt.Errorf("start nats: %w", err)
 		}
 	}
+	n.watchServices(ctx)
 	if err := n.openRoles(); err != nil {
 		return err
 	}
@@ -350,9 +355,11 @@ func (n *Node) AdminAddr() string {
 //
 //  1. readiness goes false and membership says "draining", so load balancers
 //     (health checks) and clients (membership) stop sending new work;
-//  2. after DrainTimeout the serving roles close in reverse start order
-//     (edge, lb, app, cache, store's HTTP), each finishing its in-flight
-//     requests; the store's database closes with its role;
+//  2. after DrainTimeout (on a service node, ServiceDrain if longer: its
+//     callers read draining from membership) the serving roles close in
+//     reverse start order (edge, lb, app, service, cache, store's HTTP),
+//     each finishing its in-flight requests; the store's database closes
+//     with its role;
 //  3. the node leaves the cluster, so peers see "left" at once instead of
 //     suspecting a failure;
 //  4. the NATS server shuts down after the roles that publish to it;
@@ -369,10 +376,19 @@ func (n *Node) Close() error {
 		if err != nil {
 			n.log.Warn("announce draining", "err", err)
 		}
-		n.log.Info("draining", "for", n.cfg.DrainTimeout)
-		time.Sleep(n.cfg.DrainTimeout)
+		wait := n.drainDelay()
+		n.log.Info("draining", "for", wait)
+		time.Sleep(wait)
 	}
 	return n.shutdown(true)
+}
+
+// drainDelay is how long Close serves on after announcing draining.
+func (n *Node) drainDelay() time.Duration {
+	if n.cfg.Has(RoleService) {
+		return max(n.cfg.DrainTimeout, n.cfg.ServiceDrain)
+	}
+	return n.cfg.DrainTimeout
 }
 
 // Kill stops the node as abruptly as a process can be stopped from inside:

@@ -212,7 +212,7 @@ func post(t *testing.T, addr, method, key string, req any) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-// --roles service wants --service, refuses the planned services by name,
+// --roles service wants --service, refuses an unknown service by name,
 // and --service without the role.
 func TestServiceFlags(t *testing.T) {
 	for _, tt := range []struct {
@@ -222,7 +222,6 @@ func TestServiceFlags(t *testing.T) {
 		want    string
 	}{
 		{[]string{node.RoleService}, "", "", "--service"},
-		{[]string{node.RoleService}, "users", "", "not built yet"},
 		{[]string{node.RoleService}, "billing", "", "unknown service"},
 		{[]string{node.RoleApp}, "payments", "", "use it with --roles service"},
 		{[]string{node.RoleService}, "payments", "Bad_Group", "--group"},

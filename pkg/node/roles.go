@@ -131,6 +131,13 @@ func (n *Node) openRoles() error {
 			return err
 		}
 	}
+	if n.cfg.Has(RoleWorker) || n.cfg.Has(RoleService) || n.cfg.Has(RoleApp) {
+		// The rpc clients of the services, before the roles that call
+		// through them, so that they close after them.
+		if err := n.openRole("services", servicesRole{n}); err != nil {
+			return err
+		}
+	}
 	if n.cfg.Has(RoleWorker) {
 		if err := n.openWorker(n.cfg.RoleConfig.Worker); err != nil {
 			return err
@@ -142,12 +149,20 @@ func (n *Node) openRoles() error {
 		}
 	}
 	if n.cfg.Has(RoleApp) {
-		if n.client == nil {
-			n.client = n.newStoreClient()
-		}
 		ac := n.appConfig()
 		ac.Addr = n.listenAddr(n.cfg.Ports.App)
-		deps := app.Deps{Store: n.client, CacheNodes: n.cacheNodes, Logger: n.log.With("role", "app"), Metrics: n.reg}
+		deps := app.Deps{CacheNodes: n.cacheNodes, Logger: n.log.With("role", "app"), Metrics: n.reg}
+		if n.appRemote() {
+			// The gateway: no store of its own, the service nodes' clients.
+			s := n.remoteServices()
+			deps.Services, deps.SessionStore = &s, n.remoteSessions()
+			deps.ServiceClients = n.clients.status
+		} else {
+			if n.client == nil {
+				n.client = n.newStoreClient()
+			}
+			deps.Store = n.client
+		}
 		if err := n.appPublishers(ac, &deps); err != nil {
 			return err
 		}

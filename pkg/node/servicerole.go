@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/pkg/app/events"
-	"github.com/scalestack/scalestack/pkg/app/payments"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -24,23 +23,9 @@ import (
 // serves one service's API over the services' wire (pkg/app/svc/rpc) on
 // the service port, over a store client of the service's own store group
 // (--group, by default the service's name), and runs what the service
-// needs beside its API: for payments, the events publisher of its outbox
-// and the sweep of the payments nobody retried.
-
-// builtServices can run as a service node; plannedServices are issue 18's
-// others, refused with a message naming the built ones.
-var (
-	builtServices   = []string{payments.Name}
-	plannedServices = []string{"users", "content", "search", "notifications"}
-)
-
-// Timers of the payments node. The sweep leaves alone the payments younger
-// than twice the processor's timeout, whose calls may still be waiting for
-// their answer.
-const (
-	settleInterval = 10 * time.Second
-	settleMinAge   = 2 * payments.DefaultChargeTimeout
-)
+// needs beside its API (services.go, one entry per service): the events
+// publisher of its outbox, the subscriber of the events it consumes, its
+// background loops.
 
 // validateService checks --service against the roles, and the group a
 // service node's store client uses.
@@ -51,16 +36,18 @@ func (c *Config) validateService() error {
 		}
 		return nil
 	}
+	built := serviceNames()
 	switch {
 	case c.Service == "":
-		return flagErr("service", "--roles service needs the service it serves: --service %s", strings.Join(builtServices, "|"))
-	case slices.Contains(plannedServices, c.Service):
-		return flagErr("service", "the %s service is planned (issue 18) but not built yet: services you can run are %s", c.Service, strings.Join(builtServices, ", "))
-	case !slices.Contains(builtServices, c.Service):
-		return flagErr("service", "unknown service %q: services you can run are %s (planned: %s)", c.Service, strings.Join(builtServices, ", "), strings.Join(plannedServices, ", "))
+		return flagErr("service", "--roles service needs the service it serves: --service %s", strings.Join(built, "|"))
+	case !slices.Contains(built, c.Service):
+		return flagErr("service", "unknown service %q: services you can run are %s", c.Service, strings.Join(built, ", "))
 	}
 	if _, err := store.ParseGroup(c.serviceGroup()); err != nil {
 		return flagErr("group", "%v", err)
+	}
+	if c.ServiceDrain < 0 {
+		return flagErr("service-drain", "%v is negative", c.ServiceDrain)
 	}
 	return nil
 }
@@ -77,63 +64,102 @@ func (c *Config) serviceGroup() string {
 	return c.Service
 }
 
-// openService opens the service role: the events connection first (as a
-// role of its own, "service-events", so that it closes after the service
-// has stopped committing), then the API.
+// openService opens the service role as four roles, in this order so that
+// each closes after what uses it:
+//
+//   - "service-store", the store client of the service's group, closed
+//     last: the publisher's last pass and the in-flight calls use it;
+//   - "service-events", the publisher of the service's outbox (when it
+//     writes events), closed after the API so that it publishes what the
+//     last calls committed;
+//   - "service", the API on the service port and the background loops;
+//     its Close finishes the in-flight calls (the node has drained it
+//     first: Close's drain delay, ServiceDrain);
+//   - "service-subscriber", the consumer of the events the service takes
+//     (when it takes some), closed first: an event in hand is finished,
+//     the others stay in the stream for another instance.
 func (n *Node) openService() error {
+	spec, ok := lookupService(n.cfg.Service)
+	if !ok { // Validate refused it
+		return fmt.Errorf("unknown service %q", n.cfg.Service)
+	}
 	group, _ := store.ParseGroup(n.cfg.serviceGroup())
 	base := n.log.With("role", "service")
-	log := base.With("service", n.cfg.Service, "group", group)
+	log := base.With("service", spec.name, "group", group)
 	client := n.newGroupClient(group)
-	pay := payments.New(client, payments.NewSimulated())
-
-	var pub atomic.Pointer[events.Publisher]
-	ev := newEventsRole(n, n.cfg.Name+"-"+n.cfg.Service+"-events", base, func(bus eventBus) (eventsRunner, error) {
-		pc := events.DefaultPublisherConfig()
-		pc.Service, pc.Logger = payments.Source, base // the publisher adds service=payments
-		p, err := events.NewPublisher(pc, pay.Outbox(), bus)
-		if err != nil {
-			return nil, err
-		}
-		p.Open()
-		pub.Store(p)
-		return publisherRunner{p}, nil
-	})
-	pay.EventsCommitted = func() {
-		if p := pub.Load(); p != nil {
-			p.Nudge()
-		}
-	}
-	if err := n.openRole("service-events", ev); err != nil {
+	if err := n.openRole("service-store", closerRole{client.Close}); err != nil {
 		client.Close()
 		return err
 	}
-
 	srv, err := rpc.NewServer(rpc.ServerConfig{
-		Service:  payments.Name,
+		Service:  spec.name,
 		Instance: n.cfg.Name,
 		Token:    n.secrets.Service,
-		Codes:    payments.Codes,
+		Codes:    spec.codes,
 		Logger:   log,
 	})
 	if err != nil {
-		client.Close()
 		return fmt.Errorf("service: %w", err)
 	}
-	payments.Register(srv, pay)
+	var pub atomic.Pointer[events.Publisher]
+	env := &serviceEnv{n: n, log: log, name: spec.name, group: group, store: client, server: srv,
+		nudge: func() {
+			if p := pub.Load(); p != nil {
+				p.Nudge()
+			}
+		}}
+	run, err := spec.open(env)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", spec.name, err)
+	}
+	for _, u := range run.uses {
+		if err := n.openRole(u.name, u.r); err != nil {
+			return err
+		}
+	}
+	if run.outbox != nil {
+		ev := newEventsRole(n, n.cfg.Name+"-"+spec.name+"-events", base, func(bus eventBus) (eventsRunner, error) {
+			pc := events.DefaultPublisherConfig()
+			pc.Service, pc.Logger = spec.name, base // the publisher adds service=NAME
+			p, err := events.NewPublisher(pc, run.outbox, bus)
+			if err != nil {
+				return nil, err
+			}
+			p.Open()
+			pub.Store(p)
+			return publisherRunner{p}, nil
+		})
+		if err := n.openRole("service-events", ev); err != nil {
+			return err
+		}
+	}
 	r := &serviceRole{
-		n: n, log: log, name: n.cfg.Service, group: group,
+		n: n, log: log, name: spec.name, group: group,
 		addr: n.listenAddr(n.cfg.Ports.Service), tls: n.serverTLS(),
-		client: client, pay: pay, handler: srv,
+		handler: srv, loops: run.loops,
 	}
 	if err := n.openRole("service", r); err != nil {
-		client.Close()
 		return err
+	}
+	if len(run.subscriptions) > 0 {
+		sub := newEventsRole(n, n.cfg.Name+"-"+spec.name+"-subscriber", base, func(bus eventBus) (eventsRunner, error) {
+			sc := events.DefaultSubscriberConfig()
+			sc.Service, sc.Logger = spec.name, base
+			s, err := events.NewSubscriber(sc, bus, run.subscriptions...)
+			if err != nil {
+				return nil, err
+			}
+			s.Open()
+			return subscriberRunner{s}, nil
+		})
+		if err := n.openRole("service-subscriber", sub); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// serviceRole serves a service's API and runs its sweep.
+// serviceRole serves a service's API and runs its loops.
 type serviceRole struct {
 	n       *Node
 	log     *slog.Logger
@@ -141,20 +167,18 @@ type serviceRole struct {
 	group   string
 	addr    string
 	tls     *tls.Config
-	client  *store.Client
-	pay     *payments.Service
 	handler http.Handler
+	loops   []serviceLoop
 
 	ln     net.Listener
 	srv    *http.Server
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	mu          sync.Mutex
-	settled     int
-	lastSettle  time.Time
-	settleError string
 }
+
+// serviceShutdown bounds how long Close waits for the in-flight calls
+// (the rpc server's longest deadline is 60s; a call past this is cut).
+const serviceShutdown = 30 * time.Second
 
 func (r *serviceRole) Open() error {
 	ln, err := net.Listen("tcp", r.addr)
@@ -168,73 +192,30 @@ func (r *serviceRole) Open() error {
 	r.srv = &http.Server{Handler: r.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelWarn)}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
-	r.wg.Add(2)
+	r.wg.Add(1 + len(r.loops))
 	go func() {
 		defer r.wg.Done()
 		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.log.Error("service: serve", "err", err)
 		}
 	}()
-	go func() {
-		defer r.wg.Done()
-		r.sweep(ctx)
-	}()
+	for _, l := range r.loops {
+		go func() {
+			defer r.wg.Done()
+			l.run(ctx)
+		}()
+	}
 	r.log.Info("service: serving", "addr", ln.Addr().String())
 	return nil
 }
 
-// sweep settles, every settleInterval, the payments nobody retried
-// (payments.SettlePending), while the group has a primary.
-func (r *serviceRole) sweep(ctx context.Context) {
-	t := time.NewTicker(settleInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !r.hasPrimary() {
-			continue
-		}
-		sctx, cancel := context.WithTimeout(ctx, settleInterval)
-		n, err := r.pay.SettlePending(sctx, settleMinAge)
-		cancel()
-		r.mu.Lock()
-		r.settled += n
-		r.lastSettle = time.Now()
-		prev := r.settleError
-		r.settleError = ""
-		if err != nil {
-			r.settleError = err.Error()
-		}
-		r.mu.Unlock()
-		switch {
-		case err != nil && prev == "":
-			r.log.Warn("payments: settling pending payments failed; retried every interval", "err", err, "every", settleInterval)
-		case err == nil && prev != "":
-			r.log.Info("payments: settling pending payments works again")
-		}
-		if n > 0 {
-			r.log.Info("payments: settled pending payments nobody retried", "settled", n)
-		}
-	}
-}
-
-// hasPrimary reports whether membership names a primary of the group.
-func (r *serviceRole) hasPrimary() bool {
-	for _, s := range r.n.StoreNodes() {
-		if s.Primary && s.Group == r.group {
-			return true
-		}
-	}
-	return false
-}
-
+// Close stops taking calls and waits for those in flight (the node has
+// announced draining and waited ServiceDrain before, so that callers had
+// stopped picking this instance), then stops the loops.
 func (r *serviceRole) Close() error {
 	var err error
 	if r.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), serviceShutdown)
 		err = r.srv.Shutdown(ctx)
 		cancel()
 	}
@@ -242,12 +223,11 @@ func (r *serviceRole) Close() error {
 		r.cancel()
 	}
 	r.wg.Wait()
-	r.client.Close()
 	return err
 }
 
 // Ready: serving, and the group has a primary to write to.
-func (r *serviceRole) Ready() bool { return r.ln != nil && r.hasPrimary() }
+func (r *serviceRole) Ready() bool { return r.ln != nil && r.n.groupHasPrimary(r.group) }
 
 // Addr is the bound address of the service port.
 func (r *serviceRole) Addr() string {
@@ -259,25 +239,44 @@ func (r *serviceRole) Addr() string {
 
 // serviceStatus is the role's part of /status.
 type serviceStatus struct {
-	Service      string    `json:"service"`
-	Group        string    `json:"group"`
-	Addr         string    `json:"addr"`
-	Ready        bool      `json:"ready"`
-	StorePrimary bool      `json:"store_primary"`
-	Settled      int       `json:"settled"`
-	LastSettle   time.Time `json:"last_settle,omitzero"`
-	SettleError  string    `json:"settle_error,omitempty"`
-	SettleEvery  string    `json:"settle_every"`
-	SettleMinAge string    `json:"settle_min_age"`
+	Service      string `json:"service"`
+	Group        string `json:"group"`
+	Addr         string `json:"addr"`
+	Ready        bool   `json:"ready"`
+	StorePrimary bool   `json:"store_primary"`
+	// Loops are the service's background loops' figures, by name.
+	Loops map[string]any `json:"loops,omitempty"`
 }
 
 func (r *serviceRole) Status() any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	primary := r.hasPrimary()
-	return serviceStatus{
-		Service: r.name, Group: r.group, Addr: r.Addr(), Ready: r.ln != nil && primary, StorePrimary: primary,
-		Settled: r.settled, LastSettle: r.lastSettle, SettleError: r.settleError,
-		SettleEvery: settleInterval.String(), SettleMinAge: settleMinAge.String(),
+	primary := r.n.groupHasPrimary(r.group)
+	st := serviceStatus{Service: r.name, Group: r.group, Addr: r.Addr(), Ready: r.ln != nil && primary, StorePrimary: primary}
+	for _, l := range r.loops {
+		if l.status != nil {
+			if st.Loops == nil {
+				st.Loops = map[string]any{}
+			}
+			st.Loops[l.name] = l.status()
+		}
 	}
+	return st
 }
+
+// groupHasPrimary reports whether membership names a primary of group.
+func (n *Node) groupHasPrimary(group string) bool {
+	for _, s := range n.StoreNodes() {
+		if s.Primary && s.Group == group {
+			return true
+		}
+	}
+	return false
+}
+
+// closerRole is a role that only closes something at the node's Close,
+// in its place in the reverse order (a client the later roles use).
+type closerRole struct{ close func() error }
+
+func (c closerRole) Open() error  { return nil }
+func (c closerRole) Close() error { return c.close() }
+func (c closerRole) Ready() bool  { return true }
+func (c closerRole) Status() any  { return nil }

@@ -62,6 +62,7 @@ func (c *Config) Settings() *settings.Table {
 	t.Add(port(RoleLB, "lb-port", "load balancer HTTP port", &c.Ports.LB))
 	t.Add(rc.LB.Settings()...)
 	t.Add(port(RoleService, "service-port", "service API port (the services' wire, docs/services.md)", &c.Ports.Service))
+	t.Add(settings.Of(RoleService)("service-drain", "", "on shutdown, time a service node keeps serving after announcing draining, so that its callers stop picking it before its port closes; in-flight calls then finish (duration; the longer of this and --drain-timeout)", settings.Duration(&c.ServiceDrain)))
 	t.Add(port(RoleApp, "app-port", "blog HTTP port", &c.Ports.App))
 	t.Add(rc.App.Settings()...)
 	t.Add(rc.Worker.Settings()...)
@@ -70,7 +71,7 @@ func (c *Config) Settings() *settings.Table {
 	t.Add(port("store", "store-port", "store HTTP port: API, replication, lease", &c.Ports.Store))
 	t.Add(rc.Store.Settings()...)
 	// After the store's --group, so that the levers list in stage order.
-	t.Add(settings.Of(RoleService)("service", "Service", "the stage-10 lever, the service a --roles service node serves: "+strings.Join(builtServices, ", ")+" (planned: "+strings.Join(plannedServices, ", ")+"); its store group is --group, by default the service's name", settings.String(&c.Service)).AsLever())
+	t.Add(settings.Of(RoleService)("service", "Service", "the stage-10 lever, the service a --roles service node serves: "+strings.Join(serviceNames(), ", ")+"; its store group is --group, by default the service's name", settings.String(&c.Service)).AsLever())
 	t.Add(settings.Of("nats")("nats", "NATS", "embed a NATS server: auto (when the node has a store role), on or off", &c.NATS))
 	t.Add(port("nats", "nats-port", "NATS client port", &c.Ports.NATS))
 	t.Add(port("nats", "nats-cluster-port", "NATS cluster (route) port", &c.Ports.NATSCluster))

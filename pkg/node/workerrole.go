@@ -17,28 +17,31 @@ import (
 // with the app's settings (cache tier, purges, bcrypt cost), and shares
 // the app's outbox folder setting (--app-outbox), so that one node running
 // both writes one folder.
+//
+// With --app-services remote, its job handlers run over the node's clients
+// of the service nodes, as the gateway's requests do.
 func (n *Node) openWorker(wc worker.Config) error {
-	if n.client == nil {
-		n.client = n.newStoreClient()
-	}
 	ac := n.appConfig()
 	wc.NodeName = n.cfg.Name
 	wc.DataDir = n.cfg.DataDir
 	wc.Blog = ac.ServicesConfig()
-	if wc.Outbox == "" {
-		wc.Outbox = ac.Outbox
-	}
-	if wc.Outbox == "" {
-		wc.Outbox = filepath.Join(n.cfg.DataDir, "outbox")
-	}
+	wc.Outbox = n.mailOutbox()
 	wc.NATSPassword, wc.NATSTLS = n.secrets.NATS, n.clientTLS()
 	deps := worker.Deps{
-		Store:       n.client,
 		NATS:        n.natsClientURLs,
 		NATSServers: n.natsServerCount,
 		CacheNodes:  n.cacheNodes,
 		Logger:      n.log.With("role", "worker"),
 		Metrics:     n.reg,
+	}
+	if n.appRemote() {
+		s := n.remoteServices()
+		deps.Services = &s
+	} else {
+		if n.client == nil {
+			n.client = n.newStoreClient()
+		}
+		deps.Store = n.client
 	}
 	// The worker's writes (thumbnails, comment counts) change public pages:
 	// they purge them at the edges like the app's writes do.
@@ -54,6 +57,20 @@ func (n *Node) openWorker(wc worker.Config) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	return n.openRole("worker", w)
+}
+
+// mailOutbox is the folder the node writes outgoing e-mail to (the
+// worker's jobs, the notifications service's events): --worker-outbox,
+// else --app-outbox, else DATA/outbox, so that one node running several of
+// them writes one folder.
+func (n *Node) mailOutbox() string {
+	if o := n.cfg.RoleConfig.Worker.Outbox; o != "" {
+		return o
+	}
+	if o := n.cfg.RoleConfig.App.Outbox; o != "" {
+		return o
+	}
+	return filepath.Join(n.cfg.DataDir, "outbox")
 }
 
 // appPublishers sets deps.JobQueue when the app runs with --jobs=queue: a
@@ -87,8 +104,14 @@ func (n *Node) appPublishers(ac app.Config, deps *app.Deps) error {
 		return err
 	}
 	deps.JobQueue = p
-	// With a queue, the app also consumes the events that change what it
-	// owns: the supporter badge paid for on the payments node.
+	if n.appRemote() {
+		// The users service grants the badge (services.go): a gateway owns
+		// no accounts.
+		return nil
+	}
+	// With a queue, the app running the services in-process also consumes
+	// the events that change what it owns: the supporter badge paid for on
+	// the payments node.
 	return n.openBadgeSubscriber()
 }
 

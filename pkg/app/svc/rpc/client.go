@@ -467,6 +467,7 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 	if c.cfg.Token != "" {
 		h.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
+	storeHeaders(ctx, h)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		a.err, a.wrote = err, wrote.Load()
@@ -487,6 +488,7 @@ func (c *Client) send(ctx context.Context, inst Instance, method string, body []
 		return a
 	}
 	a.status = resp.StatusCode
+	recordStore(ctx, resp.Header)
 	if t := trailFrom(ctx); t != nil {
 		servedBy := resp.Header.Get(HeaderServedBy)
 		if servedBy == "" {

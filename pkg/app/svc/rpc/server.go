@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/scalestack/scalestack/internal/tracectx"
+	"github.com/scalestack/scalestack/pkg/store"
 )
 
 // ServerConfig configures a Server.
@@ -210,6 +211,16 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if k := r.Header.Get(HeaderIdempotencyKey); k != "" {
 		ctx = context.WithValue(ctx, receivedKey{}, k)
 	}
+	// Read-your-writes across the hop: the caller's LSNs bound the
+	// handler's reads, and the LSNs the handler saw go back to the
+	// caller's trace (its session then covers this service's group).
+	ctx, err = withStoreHeaders(ctx, r.Header)
+	if err != nil {
+		s.reject(rw, &requestError{http.StatusBadRequest, "bad_request", err.Error()})
+		return
+	}
+	var seen store.Trace
+	ctx = store.WithTrace(ctx, &seen)
 	ctx, trail := WithTrail(ctx)
 
 	resp, err := s.invoke(ctx, name, h, body)
@@ -217,6 +228,10 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		// This instance, then those its handler's own calls reached.
 		others := slices.DeleteFunc(trail.Hops(), func(h string) bool { return h == s.cfg.Instance })
 		rw.Header().Set(HeaderServedBy, strings.Join(append([]string{s.cfg.Instance}, others...), ", "))
+	}
+	if node, lsns := seen.Seen(); node != "" {
+		rw.Header().Set(HeaderStoreLSN, lsns.String())
+		rw.Header().Set(HeaderStoreNode, node)
 	}
 	if err != nil {
 		var re *requestError

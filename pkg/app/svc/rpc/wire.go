@@ -9,7 +9,10 @@
 // maps each of pkg/app/svc's sentinel errors to a code and a status, so that
 // errors.Is(err, svc.ErrNotFound) holds on the caller's side after the hop,
 // as it does when the service runs in-process. The caller's deadline travels
-// in X-Timeout-Ms, and a W3C traceparent in traceparent (docs/services.md).
+// in X-Timeout-Ms, a W3C traceparent in traceparent, and the caller's store
+// consistency (its session's LSN per store group) in X-Store-Consistency and
+// X-Store-LSN, answered with the LSNs the handler saw, so that a user reads
+// their own writes through every service (docs/services.md).
 //
 // The package knows svc's errors and nothing of any service: the gateway and
 // each service import it without importing one another. Instances come from
@@ -23,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,7 +87,75 @@ const (
 	// HeaderServedBy names the instance that answered, then the instances
 	// its handler's own calls reached, comma-separated (Trail).
 	HeaderServedBy = "X-Served-By"
+	// HeaderStoreConsistency carries, on a call, how fresh the handler's
+	// store reads must be: the caller's store.ConsistencyLSNs level
+	// (strong, session or eventual). Sent with HeaderStoreLSN when the
+	// caller's context has a consistency other than strong, or LSNs.
+	HeaderStoreConsistency = "X-Store-Consistency"
+	// HeaderStoreLSN carries, on a call, the LSN per store group the
+	// handler's reads must have reached (the caller's session: a user
+	// reads their own writes through a service), and on an answer the
+	// highest LSN per group the handler's store calls saw (its writes'
+	// commits), which the client records into the caller's store.Trace:
+	// the store.LSNs form, "123,content=45".
+	HeaderStoreLSN = "X-Store-LSN"
+	// HeaderStoreNode names, on an answer with HeaderStoreLSN, the store
+	// node that answered the handler's last store call.
+	HeaderStoreNode = "X-Store-Node"
 )
+
+// consistencies are the levels HeaderStoreConsistency names.
+var consistencies = []store.Consistency{store.Strong, store.Session, store.Eventual}
+
+// storeHeaders sets on h the consistency of the calls made with ctx, if
+// it asks for anything but strong reads with no LSN (what a handler gets
+// without the headers).
+func storeHeaders(ctx context.Context, h http.Header) {
+	level, lsns := store.ConsistencyLSNs(ctx)
+	if level == store.Strong && len(lsns) == 0 {
+		return
+	}
+	h.Set(HeaderStoreConsistency, level.String())
+	h.Set(HeaderStoreLSN, lsns.String())
+}
+
+// withStoreHeaders returns ctx with the consistency a call's headers ask
+// for: the level (session when only LSNs are given, as a curl user would)
+// and the LSNs.
+func withStoreHeaders(ctx context.Context, h http.Header) (context.Context, error) {
+	lv, lsnv := h.Get(HeaderStoreConsistency), h.Get(HeaderStoreLSN)
+	if lv == "" && lsnv == "" {
+		return ctx, nil
+	}
+	level := store.Session
+	if lv != "" {
+		i := slices.IndexFunc(consistencies, func(c store.Consistency) bool { return c.String() == lv })
+		if i < 0 {
+			return ctx, fmt.Errorf("%s %q: want strong, session or eventual", HeaderStoreConsistency, lv)
+		}
+		level = consistencies[i]
+	}
+	lsns, err := store.ParseLSNs(lsnv)
+	if err != nil {
+		return ctx, fmt.Errorf("%s: %w", HeaderStoreLSN, err)
+	}
+	return store.WithConsistencyLSNs(ctx, level, lsns), nil
+}
+
+// recordStore records the store LSNs an answer's headers report into the
+// caller's store.Trace, when ctx has one.
+func recordStore(ctx context.Context, h http.Header) {
+	tr := store.TraceFrom(ctx)
+	v := h.Get(HeaderStoreLSN)
+	if tr == nil || v == "" {
+		return
+	}
+	lsns, err := store.ParseLSNs(v)
+	if err != nil {
+		return // not the wire's: nothing to learn from it
+	}
+	tr.RecordAll(h.Get(HeaderStoreNode), lsns)
+}
 
 // Errors of the wire itself, beside svc's. Each is matched with errors.Is.
 var (
