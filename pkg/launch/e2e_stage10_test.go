@@ -1,16 +1,8 @@
-//go:build linux && stage10
+//go:build linux
 
-// The end-to-end test of stage 10 needs every part of issue 18: the five
-// services as nodes, the gateway's --app-services=remote, and a service
-// node that drains on SIGTERM. Until they are all on one branch it runs
-// only with the tag stage10, and the node binary it builds needs the
-// node's stage10wiring tag too:
-//
-//	GOFLAGS=-tags=stage10,stage10wiring go test -run '^TestStage10$' ./pkg/launch
-//
-// Both tags go once the parts are merged (then it runs with the other
-// stage tests). On main, gateway, node and launch merged it passes in
-// about 40 s.
+// The end-to-end test of stage 10 (issue 18): the five services as nodes,
+// each over its own store group, behind gateway apps with
+// --app-services=remote.
 
 package launch_test
 
