@@ -387,11 +387,17 @@ loop:
 		}()
 	}
 	s.Duration = time.Since(start).Seconds()
+	// The run's end closes an outage no success ended: the end asked
+	// for, or the moment ctx ended the run.
+	runEnd := end
+	if now := time.Now(); ctx.Err() != nil && now.Before(end) {
+		runEnd = now
+	}
 	wg.Wait()
 	stop()
 	g.drawProgress(start)
 	g.endLine()
-	g.rec.summary(s)
+	g.rec.summary(s, runEnd)
 	if g.cfg.ReadYourWrites {
 		g.mu.Lock()
 		r := g.ryw

@@ -418,13 +418,7 @@ func TestRunAnonReadsPagesWithoutCookies(t *testing.T) {
 	b := newFakeBlog()
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
-	b.mu.Lock()
-	for i := range 5 {
-		id := fmt.Sprintf("seed%d", i)
-		b.posts[id] = nil
-		b.order = append(b.order, id)
-	}
-	b.mu.Unlock()
+	b.seed(5)
 
 	cfg := loadgen.DefaultConfig()
 	cfg.Target = srv.URL
@@ -519,6 +513,17 @@ func TestRunPostImageCountsAFailedUpload(t *testing.T) {
 	}
 }
 
+// failWindow is a range of request numbers, from included, to excluded.
+type failWindow struct{ from, to int64 }
+
+// newServer serves h on a loopback port until the test ends.
+func newServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
@@ -536,6 +541,11 @@ type fakeBlog struct {
 	// failBrowse answers 503 to the feed when a page is asked for (the
 	// generator's browsing, not its first probe).
 	failBrowse atomic.Bool
+	// failFeed, a failWindow, answers 503 to the feed's page requests
+	// from the from-th to before the to-th (counted from 0, in the order
+	// they reach the blog); feedN counts them.
+	failFeed atomic.Value
+	feedN    atomic.Int64
 	// sessions is the generation of valid session cookies; raising it
 	// logs everyone out, as an app restart with in-memory sessions does.
 	sessions atomic.Int64
@@ -629,6 +639,13 @@ func newFakeBlog() *fakeBlog {
 			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
 			return
 		}
+		if r.URL.Query().Has("page") {
+			n := b.feedN.Add(1) - 1
+			if fw, ok := b.failFeed.Load().(failWindow); ok && n >= fw.from && n < fw.to {
+				http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
+				return
+			}
+		}
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		var ps []map[string]string
@@ -692,6 +709,17 @@ func newFakeBlog() *fakeBlog {
 		fmt.Fprintf(w, `{"comment":{"id":%q}}`, cid)
 	})
 	return b
+}
+
+// seed adds n posts by "seed-author", so that reads find some at once.
+func (b *fakeBlog) seed(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range n {
+		id := fmt.Sprintf("seed%d", i)
+		b.posts[id] = nil
+		b.order = append(b.order, id)
+	}
 }
 
 func (b *fakeBlog) setSession(w http.ResponseWriter) {

@@ -23,7 +23,7 @@ const maxBody = 8 << 20
 // latency runs from due, the time the request was scheduled. A 2xx JSON
 // answer is decoded into out when out is not nil.
 func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, method, path string, in, out any) (result, []byte) {
-	res := result{op: op}
+	res := result{op: op, due: due}
 	var body io.Reader
 	contentType := "application/json"
 	if mp, ok := in.(multipartBody); ok {
@@ -191,7 +191,7 @@ func (g *generator) postImage(ctx context.Context, u *user, due time.Time) {
 
 	body, err := g.images.upload(g.nextImage.Add(1))
 	if err != nil {
-		g.rec.add(result{op: OpPostImage, err: err, latency: time.Since(due)})
+		g.rec.add(result{op: OpPostImage, due: due, err: err, latency: time.Since(due)})
 		return
 	}
 	res, _ = g.do(ctx, u, OpPostImage, due, http.MethodPost, "/api/v1/posts/"+url.PathEscape(out.Post.ID)+"/image", body, nil)

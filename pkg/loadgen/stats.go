@@ -66,6 +66,7 @@ func record(h *hdrhistogram.Histogram, d time.Duration) {
 // result is the outcome of one request.
 type result struct {
 	op      string
+	due     time.Time     // when the arrival was due: its outage clock
 	latency time.Duration // from the intended send time to the end of the body
 	status  int
 	err     error
@@ -127,7 +128,20 @@ type recorder struct {
 type opRecord struct {
 	sent, ok, errs int64
 	hist           *hdrhistogram.Histogram
+	// outcomes are the op's arrivals in the order they ended, for
+	// longestOutage (16 bytes each: an hour at 1000/s is 58 MB).
+	outcomes []outcome
+	// servedBy counts the instances each answer's X-Served-By named (at
+	// stage 10 the app and every service instance it called), at most
+	// maxServedBy names; the rest are counted as otherInstances.
+	servedBy map[string]int64
 }
+
+// maxServedBy bounds the instances an op's summary names.
+const maxServedBy = 32
+
+// otherInstances counts the instances past maxServedBy.
+const otherInstances = "(other)"
 
 func newRecorder() *recorder {
 	return &recorder{
@@ -166,8 +180,12 @@ func (r *recorder) add(res result) {
 	o := r.op(res.op)
 	r.done++
 	o.sent++
+	if !res.due.IsZero() {
+		o.outcomes = append(o.outcomes, outcome{due: res.due, ok: res.ok()})
+	}
 	if res.header != nil {
 		r.answered++
+		o.countServedBy(res.header.Get("X-Served-By"))
 		for _, h := range Hops() {
 			v := res.header.Get(h.Header)
 			if v == "" {
@@ -196,6 +214,24 @@ func (r *recorder) add(res result) {
 	record(r.all, res.latency)
 	record(r.window, res.latency)
 	record(o.hist, res.latency)
+}
+
+// countServedBy counts each instance of an X-Served-By value ("app-1,
+// content-2" at stage 10: the rpc trail's names, joined by ", ").
+func (o *opRecord) countServedBy(v string) {
+	for name := range strings.SplitSeq(v, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if o.servedBy == nil {
+			o.servedBy = map[string]int64{}
+		}
+		if _, ok := o.servedBy[name]; !ok && len(o.servedBy) >= maxServedBy {
+			name = otherInstances
+		}
+		o.servedBy[name]++
+	}
 }
 
 // firstWord is "HIT" of "HIT from edge-1", upper case.
@@ -341,6 +377,16 @@ type OpSummary struct {
 	OK      int64   `json:"ok"`
 	Errors  int64   `json:"errors"`
 	Latency Latency `json:"latency"`
+	// LongestOutage is the op's worst outage in milliseconds: the longest
+	// stretch in which every arrival of it failed, from the due time of
+	// the first failed one to that of the next success (or the run's
+	// end). 0 when none failed. Kill a service under load and this says
+	// how long its operations stopped, and that the others did not.
+	LongestOutage float64 `json:"longest_outage_ms"`
+	// ServedBy counts the instances named by the answers' X-Served-By
+	// (each name of a stage-10 trail once per answer), at most 32 names;
+	// "(other)" counts the rest.
+	ServedBy map[string]int64 `json:"served_by,omitempty"`
 }
 
 // RYWSummary reports the read-your-writes checks: after a user's write
@@ -369,8 +415,9 @@ type WritesSummary struct {
 	Examples   []string `json:"examples,omitempty"`
 }
 
-// summary fills the recorder's part of a Summary.
-func (r *recorder) summary(s *Summary) {
+// summary fills the recorder's part of a Summary; end is the run's end,
+// which ends an outage no success ended.
+func (r *recorder) summary(s *Summary, end time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s.Due, s.Sent, s.NotSent, s.OK, s.Errors = r.due, r.sent, r.notSent, r.ok, r.errs
@@ -381,7 +428,8 @@ func (r *recorder) summary(s *Summary) {
 	s.Latency = LatencyOf(r.all)
 	s.Ops = map[string]OpSummary{}
 	for name, o := range r.ops {
-		s.Ops[name] = OpSummary{Sent: o.sent, OK: o.ok, Errors: o.errs, Latency: LatencyOf(o.hist)}
+		s.Ops[name] = OpSummary{Sent: o.sent, OK: o.ok, Errors: o.errs, Latency: LatencyOf(o.hist),
+			LongestOutage: float64(longestOutage(o.outcomes, end)) / float64(time.Millisecond), ServedBy: o.servedBy}
 	}
 	s.ErrorKinds = clone(r.errKinds)
 	s.Hops = make(map[string]map[string]int64, len(r.hops))
@@ -414,13 +462,14 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (ok requests, from when each was due)\n",
 		fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max))
 
-	fmt.Fprintf(w, "\n  %-10s %8s %8s %8s %9s %9s %9s\n", "op", "sent", "ok", "errors", "p50", "p99", "max")
+	fmt.Fprintf(w, "\n  %-10s %8s %8s %8s %9s %9s %9s %13s\n", "op", "sent", "ok", "errors", "p50", "p99", "max", "worst outage")
 	for _, op := range append(mixOps(), OpVerify, OpLogin) {
 		o, ok := s.Ops[op]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "  %-10s %8d %8d %8d %9s %9s %9s\n", op, o.Sent, o.OK, o.Errors, fmtMS(o.Latency.P50), fmtMS(o.Latency.P99), fmtMS(o.Latency.Max))
+		fmt.Fprintf(w, "  %-10s %8d %8d %8d %9s %9s %9s %13s\n", op, o.Sent, o.OK, o.Errors,
+			fmtMS(o.Latency.P50), fmtMS(o.Latency.P99), fmtMS(o.Latency.Max), fmtMS(o.LongestOutage))
 	}
 	if len(s.ErrorKinds) > 0 {
 		fmt.Fprintf(w, "\n  errors by kind\n")
@@ -438,6 +487,7 @@ func (s *Summary) Print(w io.Writer) {
 		}
 		printShares(w, title, s.Hops[h.Header], s.Answered)
 	}
+	s.printTrails(w)
 	if r := s.ReadYourWrites; r != nil {
 		fmt.Fprintf(w, "\n  read-your-writes  %d checks, %d violations, %d unchecked\n", r.Checks, r.Violations, r.Unchecked)
 		for _, e := range r.Examples {
@@ -449,6 +499,31 @@ func (s *Summary) Print(w io.Writer) {
 		for _, e := range wr.Examples {
 			fmt.Fprintf(w, "    %s\n", e)
 		}
+	}
+}
+
+// printTrails prints, when answers named several instances each (stage
+// 10's gateway names every service instance a request touched), which
+// instances served each op: "search  app-1 120, search-1 118".
+func (s *Summary) printTrails(w io.Writer) {
+	trails := false
+	for v := range s.Hops["X-Served-By"] {
+		trails = trails || strings.Contains(v, ",")
+	}
+	if !trails {
+		return
+	}
+	fmt.Fprintf(w, "\n  instances by operation (each name of X-Served-By)\n")
+	for _, op := range append(mixOps(), OpVerify, OpLogin) {
+		o, ok := s.Ops[op]
+		if !ok || len(o.ServedBy) == 0 {
+			continue
+		}
+		var parts []string
+		for _, k := range sortedByCount(o.ServedBy) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, o.ServedBy[k]))
+		}
+		fmt.Fprintf(w, "    %-10s %s\n", op, strings.Join(parts, ", "))
 	}
 }
 
