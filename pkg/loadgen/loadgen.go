@@ -146,6 +146,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	s := g.run(ctx)
+	if cfg.Mix.Share(OpTip) > 0 {
+		// As the writes below: what became of the money matters most
+		// when the run was cut short.
+		s.Tips = g.settleTips(context.WithoutCancel(ctx))
+	}
 	if cfg.VerifyWrites {
 		// Read back even when ctx ended the run: that is when a person
 		// most wants to know what survived.
@@ -163,14 +168,18 @@ type generator struct {
 	runID     string
 	rng       *rand.Rand // the scheduler's; workers use math/rand/v2's global
 	words     []string   // vocabulary of generated posts and comments
+	// searchWords are the words of words that search finds posts by.
+	searchWords []string
 
 	mu        sync.Mutex
 	users     []*user
-	posts     []string // known post ids, newest last, at most maxPosts
+	posts     []string          // known post ids, newest last, at most maxPosts
+	authors   map[string]string // post id -> author's handle, of posts
 	nextUser  int
 	ackPosts  []string            // acknowledged posts
 	ackCmts   map[string][]string // post id -> acknowledged comment ids
 	ryw       RYWSummary
+	tips      TipsSummary
 	signupsOK atomic.Int64
 	images    imageSource  // the PNGs of post-image
 	nextImage atomic.Int64 // numbers the uploads, so that each image is distinct
@@ -194,6 +203,10 @@ type user struct {
 	loggedOut atomic.Bool
 	loggingIn chan struct{}
 	session   atomic.Int64
+	// tips numbers u's tips; pendingTips (under mu) are those whose
+	// outcome is unknown, retried with their keys on u's next arrivals.
+	tips        atomic.Int64
+	pendingTips []*tipAttempt
 }
 
 // write is an acknowledged post or comment.
@@ -222,8 +235,10 @@ func newGenerator(cfg Config) (*generator, error) {
 		rec:     newRecorder(),
 		rng:     rand.New(rand.NewPCG(seed, seed>>1|1)),
 		ackCmts: map[string][]string{},
+		authors: map[string]string{},
 		words:   strings.Fields(corpus),
 	}
+	g.searchWords = searchTerms(g.words)
 	// Handles are unique per run, so runs against the same stack do not
 	// collide: "lg" + 5 base-36 characters + "_" + number.
 	const digits = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -262,9 +277,7 @@ func (g *generator) probe(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	var page struct {
-		Posts []struct {
-			ID string `json:"id"`
-		} `json:"posts"`
+		Posts []postJSON `json:"posts"`
 	}
 	switch {
 	case resp.StatusCode == http.StatusServiceUnavailable:
@@ -274,9 +287,7 @@ func (g *generator) probe(ctx context.Context) error {
 	case json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&page) != nil:
 		return fmt.Errorf("loadgen: %w: GET %s/api/v1/posts did not answer the blog's JSON", ErrTarget, g.base)
 	}
-	for _, p := range page.Posts {
-		g.addPost(p.ID)
-	}
+	g.addPosts(page.Posts)
 	return nil
 }
 

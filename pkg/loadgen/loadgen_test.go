@@ -531,13 +531,15 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // fakeBlog is the part of the blog's JSON API the generator uses, in
 // memory, answering as two app nodes in turn.
 type fakeBlog struct {
-	mu     sync.Mutex
-	users  map[string]bool
-	posts  map[string][]string // post id -> comment ids
-	order  []string
-	n      int
-	forget bool // acknowledge writes but lose them
-	mux    *http.ServeMux
+	mu    sync.Mutex
+	users map[string]bool
+	posts map[string][]string // post id -> comment ids
+	// authors are the posts' authors' handles, by post id.
+	authors map[string]string
+	order   []string
+	n       int
+	forget  bool // acknowledge writes but lose them
+	mux     *http.ServeMux
 	// failBrowse answers 503 to the feed when a page is asked for (the
 	// generator's browsing, not its first probe).
 	failBrowse atomic.Bool
@@ -554,6 +556,17 @@ type fakeBlog struct {
 	pages, cookiePages atomic.Int64
 	// images are the sha256 of every PNG accepted, by post id.
 	images map[string][32]byte
+	// The services' routes (services_test.go): failSearch answers search
+	// 503; tipMode is how the payments side answers (tipCharge...);
+	// payments are the charges made, payKeys their index by handle and
+	// Idempotency-Key; searches and profiles count those requests, and
+	// badTips the tips that would have been refused (no key, own post).
+	failSearch         atomic.Bool
+	tipMode            atomic.Int32
+	payments           []fakePayment
+	payKeys            map[string]int
+	searches, profiles atomic.Int64
+	badTips            atomic.Int64
 	// stall, when not nil, holds every request for the feed's pages (the
 	// generator's browsing, not its first probe) until it is closed: a
 	// paused node.
@@ -561,7 +574,8 @@ type fakeBlog struct {
 }
 
 func newFakeBlog() *fakeBlog {
-	b := &fakeBlog{users: map[string]bool{}, posts: map[string][]string{}, images: map[string][32]byte{}, mux: http.NewServeMux()}
+	b := &fakeBlog{users: map[string]bool{}, posts: map[string][]string{}, authors: map[string]string{}, images: map[string][32]byte{},
+		mux: http.NewServeMux(), payKeys: map[string]int{}}
 	page := func(w http.ResponseWriter, r *http.Request) {
 		b.pages.Add(1)
 		if len(r.Cookies()) > 0 {
@@ -626,12 +640,14 @@ func newFakeBlog() *fakeBlog {
 			return
 		}
 		b.users[in.Handle] = true
-		b.setSession(w)
+		b.setSession(w, in.Handle)
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"user":{"handle":%q}}`, in.Handle)
 	})
 	b.mux.HandleFunc("POST /api/v1/login", func(w http.ResponseWriter, r *http.Request) {
-		b.setSession(w)
+		var in struct{ Handle string }
+		json.NewDecoder(r.Body).Decode(&in)
+		b.setSession(w, in.Handle)
 		w.Write([]byte(`{"user":{}}`))
 	})
 	b.mux.HandleFunc("GET /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
@@ -650,7 +666,7 @@ func newFakeBlog() *fakeBlog {
 		defer b.mu.Unlock()
 		var ps []map[string]string
 		for i := len(b.order) - 1; i >= 0 && len(ps) < 10; i-- {
-			ps = append(ps, map[string]string{"id": b.order[i]})
+			ps = append(ps, map[string]string{"id": b.order[i], "author": b.authors[b.order[i]]})
 		}
 		hit := len(b.order)%2 == 0
 		w.Header().Set("X-App-Cache", map[bool]string{true: "HIT", false: "MISS"}[hit])
@@ -660,7 +676,8 @@ func newFakeBlog() *fakeBlog {
 		json.NewEncoder(w).Encode(map[string]any{"posts": ps, "page": 1, "next": 0})
 	})
 	b.mux.HandleFunc("POST /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
-		if !b.authed(w, r) {
+		handle, ok := b.user(w, r)
+		if !ok {
 			return
 		}
 		b.mu.Lock()
@@ -669,6 +686,7 @@ func newFakeBlog() *fakeBlog {
 		id := fmt.Sprintf("p%d", b.n)
 		if !b.forget {
 			b.posts[id] = nil
+			b.authors[id] = handle
 			b.order = append(b.order, id)
 		}
 		w.WriteHeader(http.StatusCreated)
@@ -708,6 +726,7 @@ func newFakeBlog() *fakeBlog {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"comment":{"id":%q}}`, cid)
 	})
+	b.services()
 	return b
 }
 
@@ -718,20 +737,34 @@ func (b *fakeBlog) seed(n int) {
 	for i := range n {
 		id := fmt.Sprintf("seed%d", i)
 		b.posts[id] = nil
+		b.authors[id] = "seed-author"
 		b.order = append(b.order, id)
 	}
 }
 
-func (b *fakeBlog) setSession(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: "s", Value: fmt.Sprint(b.sessions.Load()), Path: "/"})
+// setSession sets a cookie of the current session generation for handle.
+func (b *fakeBlog) setSession(w http.ResponseWriter, handle string) {
+	http.SetCookie(w, &http.Cookie{Name: "s", Value: fmt.Sprintf("%d.%s", b.sessions.Load(), handle), Path: "/"})
+}
+
+// user answers 401 unless r carries a session of the current generation,
+// and returns its user's handle.
+func (b *fakeBlog) user(w http.ResponseWriter, r *http.Request) (string, bool) {
+	c, err := r.Cookie("s")
+	var gen, handle string
+	if err == nil {
+		gen, handle, _ = strings.Cut(c.Value, ".")
+	}
+	if err != nil || gen != fmt.Sprint(b.sessions.Load()) {
+		http.Error(w, `{"error":"log in first"}`, http.StatusUnauthorized)
+		return "", false
+	}
+	return handle, true
 }
 
 func (b *fakeBlog) authed(w http.ResponseWriter, r *http.Request) bool {
-	if c, err := r.Cookie("s"); err != nil || c.Value != fmt.Sprint(b.sessions.Load()) {
-		http.Error(w, `{"error":"log in first"}`, http.StatusUnauthorized)
-		return false
-	}
-	return true
+	_, ok := b.user(w, r)
+	return ok
 }
 
 func (b *fakeBlog) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -369,6 +369,8 @@ type Summary struct {
 	ReadYourWrites *RYWSummary `json:"read_your_writes,omitempty"`
 	// Writes is the read-back of every acknowledged write at the end.
 	Writes *WritesSummary `json:"writes,omitempty"`
+	// Tips is present when the mix has tips.
+	Tips *TipsSummary `json:"tips,omitempty"`
 }
 
 // OpSummary is one operation's share of a run.
@@ -491,6 +493,13 @@ func (s *Summary) Print(w io.Writer) {
 	if r := s.ReadYourWrites; r != nil {
 		fmt.Fprintf(w, "\n  read-your-writes  %d checks, %d violations, %d unchecked\n", r.Checks, r.Violations, r.Unchecked)
 		for _, e := range r.Examples {
+			fmt.Fprintf(w, "    %s\n", e)
+		}
+	}
+	if t := s.Tips; t != nil {
+		fmt.Fprintf(w, "\n  tips  %d ok, %d outcome unknown, %d retried with the same key, %d settled by a retry; DOUBLE CHARGES %d (%d checked, %d unchecked), %d unsettled\n",
+			t.OK, t.OutcomeUnknown, t.Retries, t.Settled, t.DoubleCharges, t.Checks, t.Unchecked, t.Unsettled)
+		for _, e := range t.Examples {
 			fmt.Fprintf(w, "    %s\n", e)
 		}
 	}
