@@ -3,8 +3,11 @@
 // constant arrival rate, as a crowd of users would, and reports what the
 // stack did with them: throughput, latency percentiles from an HDR
 // histogram, errors by kind, which node answered at each hop (edge, lb,
-// app, store: the headers of Hops), cache and edge hits, and whether users
-// saw their own writes and every acknowledged write survived.
+// app, store: the headers of Hops), cache and edge hits, whether users
+// saw their own writes and every acknowledged write survived, each
+// operation's worst outage (outage.go: kill a service under load and see
+// which operations stopped, and for how long), and whether a tip retried
+// after an unknown outcome was charged once (tip.go).
 //
 // Open loop, coordinated-omission free: arrivals are scheduled at fixed
 // times (start + i/rate) whatever the stack does, and each request's
