@@ -50,10 +50,42 @@ func TestPSLiveRole(t *testing.T) {
 			t.Errorf("liveRole(%s) = %q, want %q", p.Name, got, want[i])
 		}
 	}
-	if got, want := primaryLine(procs), "replica-1 is primary (epoch 3)"; got != want {
-		t.Errorf("primaryLine = %q, want %q", got, want)
+	if got, want := strings.Join(primaryLines(procs), "\n"), "replica-1 is primary (epoch 3)"; got != want {
+		t.Errorf("primaryLines = %q, want %q", got, want)
 	}
-	if got := primaryLine(procs[:1]); !strings.HasPrefix(got, "no store node is primary") {
-		t.Errorf("primaryLine with the primary dead = %q, want no primary", got)
+	if got := primaryLines(procs[:1]); len(got) != 1 || !strings.HasPrefix(got[0], "no store node is primary") {
+		t.Errorf("primaryLines with the primary dead = %q, want no primary", got)
+	}
+}
+
+// At stage 10 `node ps` names each store group's primary, one line per
+// group, and a group without one says which service's writes wait.
+func TestPSLiveRolePerGroup(t *testing.T) {
+	store := func(name, group string, state string, r *launch.StoreRole) launch.Process {
+		role := "replica"
+		if strings.HasSuffix(name, "-1") {
+			role = "primary"
+		}
+		return launch.Process{Node: launch.Node{Name: name, Roles: []string{role}, Group: group}, State: state, Store: r}
+	}
+	procs := []launch.Process{
+		store("users-db-1", "users", launch.StateRunning, &launch.StoreRole{Group: "users", Role: "primary", Epoch: 1}),
+		store("users-db-2", "users", launch.StateRunning, &launch.StoreRole{Group: "users", Role: "replica", Epoch: 1, Primary: "users-db-1"}),
+		store("content-db-1", "content", launch.StateDead, nil),
+		store("content-db-2", "content", launch.StateRunning, &launch.StoreRole{Group: "content", Role: "primary", Epoch: 2}),
+		store("search-db-1", "search", launch.StateDead, nil),
+		store("search-db-2", "search", launch.StateRunning, &launch.StoreRole{Group: "search", Role: "replica", Epoch: 1}),
+		{Node: launch.Node{Name: "content-1", Roles: []string{"service"}, Group: "content", Service: "content"}, State: launch.StateRunning},
+	}
+	want := []string{
+		"users-db-1 is primary of users (epoch 1)",
+		"content-db-2 is primary of content (epoch 2)",
+		"no store node of the search group is primary now (a failover in progress, or the group is down): search writes wait",
+	}
+	if got := primaryLines(procs); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("primaryLines =\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if got, want := liveRole(procs[1]), "replica of users-db-1 in users (epoch 1)"; got != want {
+		t.Errorf("liveRole(users-db-2) = %q, want %q", got, want)
 	}
 }

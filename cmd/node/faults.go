@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -33,8 +34,10 @@ func runPS(args []string, stdout, stderr io.Writer) error {
 		upState = "node up is not running"
 	}
 	fmt.Fprintf(stdout, "stage %d (%s) in %s, %s\n", st.Stage, st.Title, st.Dir, upState)
-	if line := primaryLine(procs); up && line != "" {
-		fmt.Fprintln(stdout, line)
+	for _, line := range primaryLines(procs) {
+		if up {
+			fmt.Fprintln(stdout, line)
+		}
 	}
 	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -52,11 +55,22 @@ func runPS(args []string, stdout, stderr io.Writer) error {
 		if exit == "" {
 			exit = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, pid, strings.Join(p.Roles, ","), liveRole(p), nodeAddr(p.Node), uptime, rss, exit)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, pid, rolesOf(p.Node), liveRole(p), nodeAddr(p.Node), uptime, rss, exit)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "\ntotal RSS %.1f MiB\n", float64(total)/(1<<20))
 	return nil
+}
+
+// rolesOf is the ROLES column: the roles a node started with, and at
+// stage 10 the store group or service it belongs to: "primary(content)",
+// "service(search)".
+func rolesOf(n launch.Node) string {
+	r := strings.Join(n.Roles, ",")
+	if n.Group != "" {
+		r += "(" + n.Group + ")"
+	}
+	return r
 }
 
 // liveRole is the LIVE ROLE column: what a running store node says it is
@@ -75,26 +89,38 @@ func liveRole(p launch.Process) string {
 	return "-"
 }
 
-// primaryLine names the store node that may write now, when the stack has
-// store nodes: the line a person looks for after killing the primary.
-func primaryLine(procs []launch.Process) string {
-	var stores, primaries []string
+// primaryLines name the store node that may write now in each store
+// group, when the stack has store nodes: the line a person looks for after
+// killing a primary. Stages 1 to 9 have one group, so one line; stage 10
+// has one line per service's group.
+func primaryLines(procs []launch.Process) []string {
+	var groups []string
+	stores := map[string][]string{}
+	primaries := map[string][]string{}
 	for _, p := range procs {
 		if !launch.IsStoreNode(p.Roles) {
 			continue
 		}
-		stores = append(stores, p.Name)
+		if _, ok := stores[p.Group]; !ok {
+			groups = append(groups, p.Group)
+		}
+		stores[p.Group] = append(stores[p.Group], p.Name)
 		if p.Store != nil && p.Store.Writable() {
-			primaries = append(primaries, p.Name+" is "+p.Store.Describe(p.Name))
+			primaries[p.Group] = append(primaries[p.Group], p.Name+" is "+p.Store.Describe(p.Name))
 		}
 	}
-	switch {
-	case len(stores) == 0:
-		return ""
-	case len(primaries) == 0:
-		return "no store node is primary now (a failover in progress, or the store is down)"
+	var out []string
+	for _, g := range groups {
+		switch {
+		case len(primaries[g]) > 0:
+			out = append(out, strings.Join(primaries[g], "; "))
+		case g == "":
+			out = append(out, "no store node is primary now (a failover in progress, or the store is down)")
+		default:
+			out = append(out, fmt.Sprintf("no store node of the %s group is primary now (a failover in progress, or the group is down): %s writes wait", g, g))
+		}
 	}
-	return strings.Join(primaries, "; ")
+	return out
 }
 
 func runKill(args []string, stdout, stderr io.Writer) error {
@@ -157,24 +183,36 @@ func runStart(args []string, stdout, stderr io.Writer) error {
 }
 
 func runAdd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("add", "add ROLE [--dir DIR]\n\nROLE is one of "+strings.Join(node.BuiltRoles(), ", ")+
-		".\nA stack has one primary: `add replica` adds a store node that follows it.",
-		"  node add app       # one more app node joins the cluster\n  node add replica   # one more store node follows the primary\n", stderr)
+	fs := newFlagSet("add", "add ROLE [--service NAME | --group NAME] [--dir DIR]\n\nROLE is one of "+strings.Join(node.BuiltRoles(), ", ")+
+		".\nA store group has one primary: `add replica` adds a store node that follows it.\n"+
+		"At stage 10 each service runs its own instances over its own store group: name which with\n"+
+		"--service (add service) or --group (add replica).",
+		"  node add app       # one more app node joins the cluster\n  node add replica   # one more store node follows the primary\n"+
+			"  node add service --service search   # stage 10: search-2 joins and takes traffic\n"+
+			"  node add replica --group content    # stage 10: content-db-4 follows the content group's primary\n", stderr)
 	dir := dirFlag(fs)
+	service := fs.String("service", "", "at stage 10, the service of the instance to add (add service)")
+	group := fs.String("group", "", "at stage 10, the store group of the store node to add (add replica)")
 	role, err := parseWithName(fs, args)
 	if err != nil {
 		return err
 	}
+	if *service != "" && *group != "" && *service != *group {
+		return fmt.Errorf("%w: --service %s and --group %s: a stage-10 service runs over the group of its name; give one", errUsage, *service, *group)
+	}
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n, err := launch.RequestAdd(ctx, *dir, role)
+	n, err := launch.RequestAdd(ctx, *dir, role, cmp.Or(*service, *group))
 	if err != nil {
 		return err
 	}
 	// A store node's --roles say how it started; its /status says what it
 	// is now (a replica following the primary, or a primary by failover).
 	what := "(roles " + strings.Join(n.Roles, ",") + ")"
+	if n.Service != "" {
+		what = "(an instance of " + n.Service + ")"
+	}
 	if launch.IsStoreNode(n.Roles) {
 		c := &http.Client{Timeout: 2 * time.Second}
 		if r, err := launch.FetchStoreRole(ctx, c, n.Admin, "", n.Name); err == nil {
@@ -216,6 +254,32 @@ func runRm(args []string, stdout, stderr io.Writer) error {
 	if rm.URLMoved {
 		fmt.Fprintf(stdout, "%s served the URL to open: open %s now\n", name, rm.OpenURL)
 	}
+	return nil
+}
+
+func runDeploy(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("deploy", "deploy SERVICE [--dir DIR]\n\n"+
+		"Restarts a stage-10 service's instances one at a time, on the stack's binary and each one's own\n"+
+		"data: each is stopped gracefully (it marks itself draining, finishes its calls, exits), started\n"+
+		"again, and waited for until it is ready and the gateways see it; then the next. A service with\n"+
+		"one running instance gets a second for the time of the deploy, so that it never stops serving.\n"+
+		"SERVICE is one of "+strings.Join(launch.Services(), ", ")+".",
+		"  node deploy content\n  node load --duration 30s &   # then, while it runs:\n  node deploy search\n", stderr)
+	dir := dirFlag(fs)
+	service, err := parseWithName(fs, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	began := time.Now()
+	d, err := launch.RequestDeploy(ctx, *dir, service, func(s launch.DeployStep) {
+		fmt.Fprintf(stdout, "%5.1fs  %s\n", time.Since(began).Seconds(), s.Detail)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deployed %s: %s restarted in %.1fs, one at a time, never without a serving instance\n", d.Service, strings.Join(d.Restarted, ", "), d.Took.Seconds())
 	return nil
 }
 

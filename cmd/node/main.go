@@ -35,6 +35,7 @@ func commands() []command {
 		{"resume", "thaw a paused node (SIGCONT)", runResume},
 		{"add", "add one more node of a role to the stack", runAdd},
 		{"rm", "remove a node from the stack, stopping it gracefully first", runRm},
+		{"deploy", "restart a stage-10 service's instances one at a time, each drained first", runDeploy},
 		{"load", "send an open-loop load of blog users to a stack and summarize", runLoad},
 		{"seed", "fill a blog with authors, posts, comments and follows", runSeed},
 		{"promote", "hand the store primary over to a replica without losing a write", runPromote},

@@ -18,10 +18,12 @@ import (
 	"github.com/scalestack/scalestack/pkg/node"
 )
 
-const upExamples = `  node up                      # the most complete stage built, in ./.scalestack
+const upExamples = `  node up                      # stage 9, the monolith scaled out, in ./.scalestack
   node up --stage 1            # everything in one process
   node up --stage 2 --fresh    # separate database, starting from empty data
   node up --stage 3 --scale app=3   # stage 3 with three app nodes instead of two
+  node up --stage 10           # microservices: five services, each with a store group of its own (26 processes)
+  node up --stage 10 --scale service/content=3   # three content instances
 
   # then, in another terminal, the stack's own copy of this program
   .scalestack/bin/node ps
@@ -36,7 +38,7 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("up", "up [--stage N] [--dir DIR] [--scale role=K,...] [flags]", upExamples, stderr)
 	stage := fs.Int("stage", cfg.Stage.Number, "stage preset to start: "+stageList())
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "directory of the stack: cluster.json, logs/NAME.log, data/NAME")
-	scale := fs.String("scale", "", "resize groups of the stage, e.g. app=3,replica=2 (a role the stage lacks is added)")
+	scale := fs.String("scale", "", "resize groups of the stage, e.g. app=3,replica=2 (a role the stage lacks is added); at stage 10 name the service or store group: service/content=3,replica/search=1")
 	fs.StringVar(&cfg.BaseAddr, "base-addr", "", "address of db-1 (node-1 at stage 1); every node name has its own address from there, app-1 at +28 (.30), lb-1 at +48 (.50), edge-1 at +58 (.60) (default 127.0.0.2, or 127.0.0.1 with distinct ports where 127.0.0.2 does not exist)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log level of every node: debug, info, warn, error")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "how long to wait for every node to be ready")
@@ -59,9 +61,9 @@ func runUp(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	cfg.Roles = node.BuiltRoles()
-	for role := range counts {
-		if !slices.Contains(cfg.Roles, role) {
-			return fmt.Errorf("%w: --scale %s: %q is not a role: roles are %s", errUsage, role, role, strings.Join(cfg.Roles, ", "))
+	for key := range counts {
+		if role := launch.ScaleRole(key); !slices.Contains(cfg.Roles, role) {
+			return fmt.Errorf("%w: --scale %s: %q is not a role: roles are %s", errUsage, key, role, strings.Join(cfg.Roles, ", "))
 		}
 	}
 	if st, err = st.Scale(counts); err != nil {
@@ -152,13 +154,25 @@ func printCommands(w io.Writer, st launch.State) {
 	}
 	fmt.Fprintf(w, "From another terminal%s:\n", where)
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	for _, c := range [][2]string{
+	cmds := [][2]string{
 		{"ps", "every node: state, pid, memory"},
 		{"status", "the cluster as its nodes see it"},
 		{"kill NAME", "kill a node (stop NAME: gracefully; pause NAME: freeze it)"},
 		{"start NAME", "start it again, same flags and data"},
 		{"load", "send blog users to " + st.URL + " and summarize"},
-	} {
+	}
+	// The example service is content, the one docs/stages.md deploys, when
+	// the stack runs it.
+	if i := slices.IndexFunc(st.Nodes, func(n launch.Node) bool { return n.Service != "" }); i >= 0 {
+		svc := st.Nodes[i].Service
+		if slices.ContainsFunc(st.Nodes, func(n launch.Node) bool { return n.Service == "content" }) {
+			svc = "content"
+		}
+		cmds = append(cmds,
+			[2]string{"deploy " + svc, "restart the instances of " + svc + " one at a time, each drained first"},
+			[2]string{"add service --service " + svc, "one more " + svc + " instance joins and takes traffic"})
+	}
+	for _, c := range cmds {
 		fmt.Fprintf(tw, "  %s %s\t# %s\n", bin, c[0], c[1])
 	}
 	tw.Flush()
@@ -169,7 +183,7 @@ func printNodes(w io.Writer, st launch.State) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLES\tADDRESS\tADMIN\tPID")
 	for _, n := range st.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\thttp://%s/status\t%d\n", n.Name, strings.Join(n.Roles, ","), nodeAddr(n), n.Admin, n.PID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\thttp://%s/status\t%d\n", n.Name, rolesOf(n), nodeAddr(n), n.Admin, n.PID)
 	}
 	tw.Flush()
 }
@@ -177,7 +191,7 @@ func printNodes(w io.Writer, st launch.State) {
 // nodeAddr is the address column: the IP, or IP:port of the node's main
 // port when nodes share an address.
 func nodeAddr(n launch.Node) string {
-	for _, k := range []string{"edge", "lb", "app", "cache", "store"} {
+	for _, k := range []string{"edge", "lb", "app", "service", "cache", "store"} {
 		if p, ok := n.Ports[k]; ok {
 			return fmt.Sprintf("%s:%d", n.Addr, p)
 		}

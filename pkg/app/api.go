@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -700,6 +701,9 @@ func (w *web) search(ctx context.Context, q string) ([]posts.Post, error) {
 		return nil, nil
 	}
 	idList, err := w.svc.Search.Query(ctx, q, maxResults)
+	if err != nil && unavailable(err) {
+		return nil, fmt.Errorf("%w: %w", errSearchDown, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
 	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -119,6 +120,18 @@ type Config struct {
 	// likely on its way: shorter publishes more jobs twice (the queue
 	// drops the second), longer delays the jobs of outcome-unknown writes.
 	JobOutboxAge time.Duration
+	// ServiceMode says where the blog's services run (--app-services):
+	// "local" (default; in this process, over Deps.Store) or "remote"
+	// (stage 10: the app is the gateway, and Deps.Services are the clients
+	// of the service nodes). Remote, Deps.Services and Deps.SessionStore
+	// (the users service's sessions) are required and Deps.Store may be
+	// nil; Sessions, JobOutboxSweep and JobOutboxAge are not used. The app
+	// keeps no job outbox then: each service writes the events of its own
+	// writes (welcome e-mail, indexing, follower and comment notifications,
+	// thumbnails) in its own store group, and the one job the gateway still
+	// enqueues, a post's view, goes to the job queue (or inline, with Jobs
+	// "inline") after the answer, best effort (see views).
+	ServiceMode ServiceMode
 	// Purge says whether writes purge what they changed at the edges
 	// (--app-purge): "on" (default; the node publishes over NATS whenever a
 	// NATS server is known) or "off" (edges serve a page until its
@@ -169,14 +182,17 @@ type Config struct {
 // beside the Config, and Config.Validate does not look at them.
 type Deps struct {
 	// Store is the store the services use (a *store.Client, or a *store.DB
-	// in one process). Required unless Services is set.
+	// in one process). Required unless Services is set; with
+	// Config.ServiceMode "remote" it is not used at all, and may be nil.
 	Store store.Store
 	// Services, when set, replaces the in-process services built over
-	// Store (tests; stage 10's service clients). The cache tier and purges
-	// still wrap them as configured.
+	// Store (tests; stage 10's service clients, required with
+	// Config.ServiceMode "remote"). The cache tier and purges still wrap
+	// them as configured.
 	Services *Services
 	// SessionStore, when set, is used instead of the one Config.Sessions
-	// names (tests).
+	// names (tests; with Config.ServiceMode "remote", required: the users
+	// service's sessions, app.NewSessionsClient).
 	SessionStore Sessions
 	// JobQueue publishes the jobs with Config.Jobs "queue" (the node gives
 	// its publisher to the job queue); New fails without one then. With
@@ -191,6 +207,11 @@ type Deps struct {
 	// "shared". Nil means no cache nodes: the tier answers every lookup
 	// from the store (X-App-Cache: BYPASS).
 	CacheNodes func() []string
+	// ServiceClients returns the state of the service clients behind
+	// Services (remote services: calls, retries, each instance's breaker),
+	// shown in Status.ServiceClients; the node wires it to its rpc
+	// clients' Status. Nil shows none.
+	ServiceClients func() []rpc.Status
 	// Logger receives structured logs; nil discards them. The node adds
 	// node and role attributes.
 	Logger *slog.Logger
@@ -204,6 +225,11 @@ var (
 	ErrNoStore = errors.New("no store: Deps.Store (or Deps.Services) is required")
 	// ErrNoJobQueue: Config.Jobs is "queue" and Deps.JobQueue is nil.
 	ErrNoJobQueue = errors.New("jobs queue needs Deps.JobQueue to publish to")
+	// ErrNoServices: Config.ServiceMode is "remote" and Deps.Services is nil.
+	ErrNoServices = errors.New("remote services need Deps.Services (the service clients)")
+	// ErrNoSessionStore: Config.ServiceMode is "remote" and
+	// Deps.SessionStore is nil.
+	ErrNoSessionStore = errors.New("remote services need Deps.SessionStore (the users service's sessions)")
 )
 
 // DefaultConfig returns the defaults; the node fills the rest.
@@ -220,6 +246,7 @@ func DefaultConfig() Config {
 		Jobs:              JobsInline,
 		JobOutboxSweep:    time.Second,
 		JobOutboxAge:      3 * time.Second,
+		ServiceMode:       ServicesLocal,
 		Purge:             settings.On,
 		BcryptCost:        bcrypt.DefaultCost,
 		PageSize:          10,
@@ -252,9 +279,11 @@ func (c *Config) Validate() error {
 		return fieldErr("CachePages", "%d: want 1 to 100", c.CachePages)
 	case !c.Purge.Valid():
 		return fieldErr("Purge", "%q: want on or off", c.Purge)
+	case c.ServiceMode != "" && c.ServiceMode != ServicesLocal && c.ServiceMode != ServicesRemote:
+		return fieldErr("ServiceMode", "%q: want local or remote", c.ServiceMode)
 	case c.Jobs != "inline" && c.Jobs != "queue":
 		return fieldErr("Jobs", "%q: want inline or queue", c.Jobs)
-	case c.Jobs == "queue" && (c.JobOutboxSweep <= 0 || c.JobOutboxAge < 0):
+	case c.Jobs == "queue" && !c.RemoteServices() && (c.JobOutboxSweep <= 0 || c.JobOutboxAge < 0):
 		return fieldErr("JobOutboxSweep", "%v must be positive and JobOutboxAge %v not negative", c.JobOutboxSweep, c.JobOutboxAge)
 	case c.SessionTTL < time.Minute:
 		return fieldErr("SessionTTL", "%v: want at least 1m", c.SessionTTL)
@@ -274,7 +303,7 @@ func (c *Config) Validate() error {
 	if err := c.RateLimits.Validate(); err != nil {
 		return fmt.Errorf("app config: RateLimits: %w", err)
 	}
-	if c.Cache == "on" || c.Sessions == "shared" {
+	if c.Cache == "on" || c.Sessions == "shared" && !c.RemoteServices() {
 		if err := c.CacheTier.Validate(); err != nil {
 			return settings.Within("app config", "CacheTier", err)
 		}
@@ -286,13 +315,29 @@ func (c *Config) Validate() error {
 // (Jobs "queue"), and so needs Deps.JobQueue.
 func (c *Config) QueuesJobs() bool { return c.Jobs == JobsQueue }
 
+// ContentGroup is the store group of the content service (posts,
+// comments, media) as the gateway's cache tier assumes it with remote
+// services, unless CacheTier.Group names another: a service node's group
+// defaults to the service's name.
+const ContentGroup = "content"
+
+// RemoteServices reports whether the services are remote (ServiceMode
+// "remote"): the app is the gateway of stage 10.
+func (c *Config) RemoteServices() bool { return c.ServiceMode == ServicesRemote }
+
 // ServicesConfig returns the settings of the blog's service stack, which
 // the worker role runs with the app's settings too.
 func (c *Config) ServicesConfig() ServicesConfig {
+	tier := c.CacheTier
+	if c.RemoteServices() && tier.Group == store.DefaultGroup {
+		// Posts and comments are the content service's, in its store
+		// group: the LSNs the tier's tombstones compare are that group's.
+		tier.Group = ContentGroup
+	}
 	return ServicesConfig{
 		BcryptCost:  c.BcryptCost,
 		Cache:       c.Cache == settings.On,
-		CacheTier:   c.CacheTier,
+		CacheTier:   tier,
 		CacheMACKey: c.CacheMACKey,
 		CachePages:  c.CachePages,
 		PageSize:    c.PageSize,
@@ -323,6 +368,7 @@ func (c *Config) Settings() []settings.Setting {
 		s("app-cache-timeout", "CacheTier.Timeout", "timeout of one call to a cache node (duration)", settings.Duration(&c.CacheTier.Timeout)),
 		s("app-job-outbox-sweep", "JobOutboxSweep", "with --jobs=queue, how often the app publishes jobs left in the job outbox: queue down, outcome-unknown writes, a dead app (duration)", settings.Duration(&c.JobOutboxSweep)).Formerly("job-outbox-sweep"),
 		s("app-job-outbox-age", "JobOutboxAge", "with --jobs=queue, how old a job in the outbox must be before a sweep publishes it rather than its own request (duration)", settings.Duration(&c.JobOutboxAge)).Formerly("job-outbox-age"),
+		s("app-services", "ServiceMode", "where the blog's services run: local (in this process, over the store) or remote (stage 10: the app is a gateway calling the service nodes it finds in membership)", &c.ServiceMode),
 		s("app-purge", "Purge", "purge the pages a write changed at the edges over NATS: on, or off (edges serve a page until its s-maxage ends)", &c.Purge).Formerly("purge"),
 		s("app-outbox", "Outbox", "folder the app and the worker write outgoing e-mail to, as .eml files", settings.String(&c.Outbox)).Formerly("outbox").ShowDefault("DATA/outbox"),
 		s("app-bcrypt-cost", "BcryptCost", "bcrypt cost of password hashes, 4-31; each step doubles the time of a sign-up or log-in (4 is fast, for load runs)", settings.Int(&c.BcryptCost)).Formerly("bcrypt-cost"),
@@ -386,6 +432,8 @@ type App struct {
 	// tier is the cache tier, nil when neither the cache nor shared
 	// sessions are on.
 	tier *cachetier.Tier
+	// clients is Deps.ServiceClients.
+	clients func() []rpc.Status
 
 	mu       sync.Mutex
 	srv      *http.Server
@@ -401,13 +449,18 @@ func New(cfg Config, deps Deps) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	remote := cfg.RemoteServices()
 	switch {
+	case remote && deps.Services == nil:
+		return nil, fmt.Errorf("app: %w", ErrNoServices)
+	case remote && deps.SessionStore == nil:
+		return nil, fmt.Errorf("app: %w", ErrNoSessionStore)
 	case deps.Store == nil && deps.Services == nil:
 		return nil, fmt.Errorf("app: %w", ErrNoStore)
 	case cfg.QueuesJobs() && deps.JobQueue == nil:
 		return nil, fmt.Errorf("app: %w", ErrNoJobQueue)
 	}
-	a := &App{cfg: cfg, log: deps.Logger, metrics: deps.Metrics}
+	a := &App{cfg: cfg, log: deps.Logger, metrics: deps.Metrics, clients: deps.ServiceClients}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -416,13 +469,18 @@ func New(cfg Config, deps Deps) (*App, error) {
 	if cfg.Outbox == "" {
 		a.cfg.Outbox = filepath.Join(cfg.DataDir, "outbox")
 	}
+	if cfg.ServiceMode == "" {
+		a.cfg.ServiceMode = ServicesLocal
+	}
 	var st store.Store
-	if deps.Store != nil {
+	if deps.Store != nil && !remote {
+		// A gateway has no store of its own: whatever Deps.Store it is
+		// given, nothing of the app reads or writes it.
 		st = localTrace{st: deps.Store, node: cfg.NodeName}
 	}
 	sdeps := ServicesDeps{Store: st, Services: deps.Services, Purger: deps.Purger,
 		CacheNodes: deps.CacheNodes, Logger: a.log, Metrics: deps.Metrics}
-	stack, err := NewStack(cfg.ServicesConfig(), sdeps)
+	stack, err := NewStack(a.cfg.ServicesConfig(), sdeps)
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
@@ -448,8 +506,14 @@ func New(cfg Config, deps Deps) (*App, error) {
 	}
 	if cfg.Jobs == JobsQueue {
 		// The relay reads and deletes outbox entries on the store itself,
-		// not through localTrace: its calls belong to no request.
-		a.relay = newRelay(deps.Store, a.jobs, cfg.JobOutboxSweep, cfg.JobOutboxAge, a.log)
+		// not through localTrace: its calls belong to no request. A
+		// gateway's relay has no outbox (nil store): it only publishes the
+		// views after their answers.
+		var outbox store.Store
+		if !remote {
+			outbox = deps.Store
+		}
+		a.relay = newRelay(outbox, a.jobs, cfg.JobOutboxSweep, cfg.JobOutboxAge, a.log)
 		if deps.Metrics != nil {
 			if err := deps.Metrics.Register(a.relay); err != nil {
 				return nil, fmt.Errorf("app: register outbox metrics: %w", err)
@@ -518,7 +582,7 @@ func (a *App) Open() error {
 		}
 	}()
 	a.ready.Store(true)
-	a.log.Info("app listening", "addr", ln.Addr().String(), "sessions", a.cfg.Sessions, "cache", a.cfg.Cache, "jobs", a.cfg.Jobs)
+	a.log.Info("app listening", "addr", ln.Addr().String(), "sessions", a.cfg.Sessions, "cache", a.cfg.Cache, "jobs", a.cfg.Jobs, "services", a.cfg.ServiceMode)
 	return nil
 }
 
@@ -585,6 +649,8 @@ type Status struct {
 	Sessions string `json:"sessions"`
 	Cache    string `json:"cache"`
 	Jobs     string `json:"jobs"`
+	// Services is where the services run: local, or remote (a gateway).
+	Services string `json:"services"`
 	Requests int64  `json:"requests"`
 	Errors   int64  `json:"errors_5xx"`
 	// ClientGone counts the requests whose client went away (closed the
@@ -604,6 +670,9 @@ type Status struct {
 	// errors, invalidations, entries rejected as forged, nodes) when the
 	// tier is in use.
 	CacheTier *cachetier.Stats `json:"cache_tier,omitempty"`
+	// ServiceClients are the service clients' calls and breakers (remote
+	// services, when the node gives them: Deps.ServiceClients).
+	ServiceClients []rpc.Status `json:"service_clients,omitempty"`
 	// RateLimited counts the requests refused with 429, by "action/by"
 	// (login/ip, login/account, signup/ip, post/ip, post/account,
 	// comment/ip, comment/account).
@@ -614,6 +683,7 @@ type Status struct {
 func (a *App) Status() any {
 	s := Status{
 		Ready: a.Ready(), Addr: a.Addr(), Sessions: string(a.cfg.Sessions), Cache: string(a.cfg.Cache), Jobs: string(a.cfg.Jobs),
+		Services: string(a.cfg.ServiceMode),
 		Requests: a.web.requests.Load(), Errors: a.web.errors.Load(), ClientGone: a.web.clientGone.Load(),
 		InFlight: a.web.inFlight.Load(),
 		JobsDone: a.web.jobsDone.Load(), JobsError: a.web.jobsFailed.Load(),
@@ -630,6 +700,9 @@ func (a *App) Status() any {
 	if a.tier != nil {
 		ts := a.tier.Stats()
 		s.CacheTier = &ts
+	}
+	if a.clients != nil {
+		s.ServiceClients = a.clients()
 	}
 	return s
 }

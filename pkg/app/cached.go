@@ -39,6 +39,10 @@ type CacheOptions struct {
 	PageSize int
 	// Pages is the number of pages of each feed cached, from the first.
 	Pages int
+	// Group is the store group the posts and comments are kept in, the
+	// tier's own (cachetier.Config.Group): a write's LSN in that group is
+	// what its tombstones carry. Empty: the default group (stages 1-9).
+	Group string
 }
 
 // WithCache returns s with its posts and comments read through the cache
@@ -47,8 +51,8 @@ type CacheOptions struct {
 // writes its jobs make (comment counts, thumbnails) invalidate the cache.
 func WithCache(s Services, t *cachetier.Tier, opts CacheOptions) Services {
 	keys := cacheKeys{size: opts.PageSize, pages: opts.Pages}
-	s.Posts = &cachedPosts{Posts: s.Posts, tier: t, keys: keys}
-	s.Comments = &cachedComments{Comments: s.Comments, tier: t}
+	s.Posts = &cachedPosts{Posts: s.Posts, tier: t, keys: keys, group: opts.Group}
+	s.Comments = &cachedComments{Comments: s.Comments, tier: t, group: opts.Group}
 	return s
 }
 
@@ -118,8 +122,9 @@ func (k cacheKeys) affected(states ...posts.Post) []string {
 }
 
 // writeTrace gives a write its own store trace, to learn the LSN it
-// committed at, and passes what it recorded on to the request's trace.
-func writeTrace(ctx context.Context) (context.Context, func() uint64) {
+// committed at in group (the store group written), and passes what it
+// recorded on to the request's trace.
+func writeTrace(ctx context.Context, group string) (context.Context, func() uint64) {
 	parent := store.TraceFrom(ctx)
 	tr := &store.Trace{}
 	return store.WithTrace(ctx, tr), func() uint64 {
@@ -127,7 +132,7 @@ func writeTrace(ctx context.Context) (context.Context, func() uint64) {
 		if parent != nil && node != "" {
 			parent.RecordAll(node, seen)
 		}
-		return seen.Get(store.DefaultGroup)
+		return seen.Get(group)
 	}
 }
 
@@ -142,8 +147,9 @@ func committedMaybe(err error) bool {
 // cachedPosts is the posts service read through the cache.
 type cachedPosts struct {
 	Posts
-	tier *cachetier.Tier
-	keys cacheKeys
+	tier  *cachetier.Tier
+	keys  cacheKeys
+	group string // CacheOptions.Group
 }
 
 // Get reads a post through the cache.
@@ -297,7 +303,7 @@ func decodeFeed(raw []byte) (idList []string, more bool) {
 func (c *cachedPosts) change(ctx context.Context, id string, write func(context.Context) (posts.Post, error)) (posts.Post, error) {
 	// The look at the post before is not part of what the request served.
 	old, _ := c.Get(cachetier.WithTrace(ctx, nil), id)
-	wctx, lsn := writeTrace(ctx)
+	wctx, lsn := writeTrace(ctx, c.group)
 	p, err := write(wctx)
 	at := lsn()
 	if committedMaybe(err) {
@@ -309,7 +315,7 @@ func (c *cachedPosts) change(ctx context.Context, id string, write func(context.
 // Create stores a post and, if it is published, invalidates the feeds it
 // joins.
 func (c *cachedPosts) Create(ctx context.Context, d posts.Draft) (posts.Post, error) {
-	wctx, lsn := writeTrace(ctx)
+	wctx, lsn := writeTrace(ctx, c.group)
 	p, err := c.Posts.Create(wctx, d)
 	at := lsn()
 	if err != nil && committedMaybe(err) {
@@ -360,7 +366,8 @@ func (c *cachedPosts) Delete(ctx context.Context, id string) error {
 // cachedComments is the comments service with each post's list cached.
 type cachedComments struct {
 	Comments
-	tier *cachetier.Tier
+	tier  *cachetier.Tier
+	group string // CacheOptions.Group
 }
 
 // List reads a post's comments through the cache.
@@ -387,7 +394,7 @@ func (c *cachedComments) List(ctx context.Context, postID string) ([]comments.Co
 
 // Create adds a comment and invalidates the post's list.
 func (c *cachedComments) Create(ctx context.Context, postID, authorID, author, body string) (comments.Comment, error) {
-	wctx, lsn := writeTrace(ctx)
+	wctx, lsn := writeTrace(ctx, c.group)
 	cm, err := c.Comments.Create(wctx, postID, authorID, author, body)
 	at := lsn()
 	if committedMaybe(err) {
@@ -398,7 +405,7 @@ func (c *cachedComments) Create(ctx context.Context, postID, authorID, author, b
 
 // DeleteForPost removes a post's comments and invalidates its list.
 func (c *cachedComments) DeleteForPost(ctx context.Context, postID string) error {
-	wctx, lsn := writeTrace(ctx)
+	wctx, lsn := writeTrace(ctx, c.group)
 	err := c.Comments.DeleteForPost(wctx, postID)
 	c.tier.Invalidate(ctx, lsn(), commentsKey(postID))
 	return err

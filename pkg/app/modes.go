@@ -74,3 +74,31 @@ func (m *JobMode) Set(s string) error {
 	}
 	return err
 }
+
+// ServiceMode is where the blog's services run (Config.ServiceMode,
+// --app-services).
+type ServiceMode string
+
+// Service modes.
+const (
+	// ServicesLocal runs every service in the app's process over
+	// Deps.Store (stages 1-9).
+	ServicesLocal ServiceMode = "local"
+	// ServicesRemote makes the app a gateway (stage 10): Deps.Services are
+	// clients of the service nodes, sessions come from the users service
+	// (Deps.SessionStore), and the services write their side effects as
+	// events themselves.
+	ServicesRemote ServiceMode = "remote"
+)
+
+// String returns the mode as written.
+func (m ServiceMode) String() string { return string(m) }
+
+// Set takes local or remote (flag.Value).
+func (m *ServiceMode) Set(s string) error {
+	v, err := settings.OneOf(s, ServicesLocal, ServicesRemote)
+	if err == nil {
+		*m = v
+	}
+	return err
+}

@@ -67,8 +67,17 @@ type caused struct {
 //
 // Give the context to that call only: every write of a T made with it
 // would carry the jobs.
+//
+// With remote services (the gateway) a write causes no job of the app's:
+// the service writes the events of its change in its own outbox, in the
+// change's transaction, and its consumers do what the jobs did. ctx is
+// returned as it is, without the hook, so that a service running in the
+// gateway's process (tests) does not hand it jobs either.
 func causes[T any](w *web, ctx context.Context, build func(T) []Job) (context.Context, *caused) {
 	c := &caused{}
+	if w.cfg.RemoteServices() {
+		return ctx, c
+	}
 	outbox := w.a.relay != nil
 	return svc.WithOutbox(ctx, func(v T) []store.Op {
 		c.jobs = build(v)
@@ -134,8 +143,12 @@ const (
 // write that committed it (publishSoon, from the request), and, in a sweep
 // every JobOutboxSweep, the entries older than JobOutboxAge that nobody
 // published. Its goroutines run from Open to Close.
+//
+// A gateway's relay (remote services) has no outbox: st is nil, nothing is
+// swept, and it publishes only the jobs no write caused (views) after
+// their answers.
 type relay struct {
-	st     store.Store
+	st     store.Store // the job outbox's store; nil: none
 	q      Jobs
 	log    *slog.Logger
 	every  time.Duration
@@ -184,14 +197,17 @@ func newRelay(st store.Store, q Jobs, every, minAge time.Duration, log *slog.Log
 	}
 }
 
-// Open starts the publishers and the sweep.
+// Open starts the publishers and, with an outbox, the sweep.
 func (r *relay) Open() {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.wg.Add(relayPublishers + 1)
+	r.wg.Add(relayPublishers)
 	for range relayPublishers {
 		go r.publishLoop()
 	}
-	go r.sweepLoop()
+	if r.st != nil {
+		r.wg.Add(1)
+		go r.sweepLoop()
+	}
 }
 
 // Close stops the relay and waits for its goroutines. Jobs not published

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/scalestack/scalestack/pkg/app/media"
 	"github.com/scalestack/scalestack/pkg/app/posts"
@@ -38,7 +39,40 @@ func (w *web) pageHome(rw http.ResponseWriter, r *http.Request) {
 		w.error(rw, r, err)
 		return
 	}
+	w.noteCount(r, d)
 	w.render(rw, r, http.StatusOK, "home", d, cacheInfo{Keys: append([]string{"home"}, keys...)})
+}
+
+// optionalWait bounds a call for a part of a page that the page can do
+// without (the notification count): a slow service costs the page at
+// most this, not the call's whole deadline.
+const optionalWait = time.Second
+
+// noteCountMax bounds the notifications read for the count: past it the
+// count shows "9+", so that the home page costs a short read.
+const noteCountMax = 10
+
+// noteCount shows the viewer's notification count beside the
+// Notifications link, when there is a viewer. The notifications service
+// being down (or slow, past optionalWait) leaves the count out: the page
+// renders without it.
+func (w *web) noteCount(r *http.Request, d *pageData) {
+	if d.Viewer == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), optionalWait)
+	defer cancel()
+	ns, err := w.svc.Notifications.List(ctx, d.Viewer.UserID, noteCountMax)
+	switch {
+	case err != nil:
+		// Debug: an outage is logged where it is seen first (the rpc
+		// client's breaker, the store client), not once per page.
+		w.log.DebugContext(r.Context(), "app: notification count left out", "err", err)
+	case len(ns) >= noteCountMax:
+		d.NoteCount = strconv.Itoa(noteCountMax-1) + "+"
+	case len(ns) > 0:
+		d.NoteCount = strconv.Itoa(len(ns))
+	}
 }
 
 // postList puts a feed page's post list into d: from the cache tier's
@@ -101,18 +135,24 @@ func (w *web) pagePost(rw http.ResponseWriter, r *http.Request) {
 	w.showPost(rw, r, http.StatusOK, p, w.data(r, p.Title))
 }
 
-// showPost renders a post page (also with a comment form's errors).
+// showPost renders a post page (also with a comment form's errors). When
+// the comments cannot be read for an outage, the post is shown without
+// them, saying so, and the page is not cached anywhere.
 func (w *web) showPost(rw http.ResponseWriter, r *http.Request, code int, p posts.Post, d *pageData) {
 	cs, err := w.svc.Comments.List(r.Context(), p.ID)
-	if err != nil {
+	if err != nil && (!unavailable(err) || clientGone(r)) {
 		w.error(rw, r, err)
 		return
+	}
+	if err != nil {
+		w.log.DebugContext(r.Context(), "app: post shown without its comments", "post", p.ID, "err", err)
+		d.CommentsDown = true
 	}
 	v := toView(p)
 	d.Post, d.Comments, d.Desc = &v, cs, p.Excerpt
 	d.Owner = d.Viewer != nil && d.Viewer.UserID == p.AuthorID
 	w.payPost(r, d, p)
-	w.render(rw, r, code, "post", d, cacheInfo{Keys: postKeys(p), Private: !p.Published})
+	w.render(rw, r, code, "post", d, cacheInfo{Keys: postKeys(p), Private: !p.Published || d.CommentsDown})
 }
 
 func (w *web) pageAuthor(rw http.ResponseWriter, r *http.Request) {
@@ -184,6 +224,14 @@ func (w *web) pageSearch(rw http.ResponseWriter, r *http.Request) {
 	d := w.data(r, "Search")
 	d.Q = q
 	ps, err := w.search(r.Context(), q)
+	if errors.Is(err, errSearchDown) && !clientGone(r) {
+		// The rest of the page (and of the site) works: say so, as a page,
+		// and let no cache keep it.
+		w.log.DebugContext(r.Context(), "app: search page without search", "err", err)
+		d.SearchDown = true
+		w.render(rw, r, http.StatusOK, "search", d, cacheInfo{Private: true})
+		return
+	}
 	if code, handled := formErrors(d, err); err != nil && handled {
 		d.Q = ""
 		w.render(rw, r, code, "search", d, cacheInfo{Private: true})

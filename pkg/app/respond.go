@@ -133,7 +133,11 @@ func (w *web) noteWrite(r *http.Request) {
 // With a queue (the relay is set), a job reaching here was caused by no
 // write (a view; see causes for those that were): the relay publishes it
 // after the answer, best effort, since a view lost while the queue is down
-// is not worth delaying any response for.
+// is not worth delaying any response for. A gateway (remote services)
+// enqueues nothing else: its views go the same way, with no outbox behind
+// them, so a view made while the queue is down, or past the relay's
+// backlog, is not counted; that is the price of a counter nobody's money
+// or mail depends on.
 func (w *web) enqueue(ctx context.Context, j Job) {
 	j = j.Traced(ctx)
 	if w.a.relay != nil {
@@ -398,6 +402,16 @@ type pageData struct {
 	Follows          bool
 	Drafts           []postView
 	Notes            []notify.Notification
+	// NoteCount is the viewer's notification count shown beside the
+	// Notifications link ("" shows none: no viewer, none, or the
+	// notifications service did not answer).
+	NoteCount string
+	// SearchDown: the search service is unavailable; the search page says
+	// so instead of listing results.
+	SearchDown bool
+	// CommentsDown: a post's comments could not be read; the post page
+	// shows the post and says so.
+	CommentsDown bool
 	// Pay is the tip form, the supporter badge (payments_web.go).
 	Pay *payView
 }

@@ -61,18 +61,26 @@ type SharedSessions struct {
 	// Zero means the default. Set it before the first call.
 	ReadWindow time.Duration
 
-	st   store.Store
-	tier *cachetier.Tier
-	now  func() time.Time
+	st    store.Store
+	group string // the store group st writes in
+	tier  *cachetier.Tier
+	now   func() time.Time
 
 	mu        sync.Mutex
 	nextSweep time.Time
 }
 
 // NewSharedSessions returns sessions in st, cached through tier (nil: the
-// store only, every request reads it).
+// store only, every request reads it). A store client of a group other than
+// the default one (the users service's, stage 10) is recognized by its
+// Group method: its writes' LSNs in that group are what the tier's
+// tombstones carry, so give it a tier of the same group.
 func NewSharedSessions(st store.Store, tier *cachetier.Tier) *SharedSessions {
-	return &SharedSessions{st: st, tier: tier, now: time.Now}
+	ss := &SharedSessions{st: st, tier: tier, now: time.Now}
+	if g, ok := st.(interface{ Group() string }); ok {
+		ss.group = g.Group()
+	}
+	return ss
 }
 
 // storedID is what the store and the cache key a session by: the SHA-256
@@ -241,7 +249,7 @@ func (ss *SharedSessions) Put(ctx context.Context, s Session) error {
 		store.Put(bucketSessions, stored, raw),
 		store.Put(bucketSessionExpires, expiryKey(s.Expires, stored), nil),
 	}
-	wctx, lsn := writeTrace(ctx)
+	wctx, lsn := writeTrace(ctx, ss.group)
 	_, err = ss.st.Txn(wctx, append([]store.Op{store.IfAbsent(bucketSessions, stored)}, write...)...)
 	if err == nil {
 		lsn()
@@ -272,7 +280,7 @@ func (ss *SharedSessions) Delete(ctx context.Context, id string) error {
 		return nil
 	}
 	stored := storedID(id)
-	wctx, lsn := writeTrace(ctx)
+	wctx, lsn := writeTrace(ctx, ss.group)
 	// The expiry index entry is left for the sweep, which drops entries
 	// whose session is gone.
 	_, err := ss.st.Txn(wctx, store.Delete(bucketSessions, stored))

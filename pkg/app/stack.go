@@ -109,7 +109,7 @@ func NewStack(cfg ServicesConfig, deps ServicesDeps) (Stack, error) {
 			return Stack{}, fmt.Errorf("service stack: %w", err)
 		}
 		s.Tier = t
-		s.Services = WithCache(s.Services, t, CacheOptions{PageSize: cfg.PageSize, Pages: cfg.CachePages})
+		s.Services = WithCache(s.Services, t, CacheOptions{PageSize: cfg.PageSize, Pages: cfg.CachePages, Group: cfg.CacheTier.Group})
 	}
 	if cfg.Purge {
 		s.Services = WithPurges(s.Services, deps.Purger)

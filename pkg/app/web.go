@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/scalestack/scalestack/internal/tracectx"
 	"github.com/scalestack/scalestack/pkg/app/cachetier"
 	"github.com/scalestack/scalestack/pkg/app/svc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
 	"github.com/scalestack/scalestack/pkg/settings"
 	"github.com/scalestack/scalestack/pkg/store"
 )
@@ -173,7 +175,10 @@ const contentSecurityPolicy = "default-src 'self'; img-src 'self' https: data:; 
 
 // reqState is what one request carries through the handlers.
 type reqState struct {
-	trace      store.Trace
+	trace store.Trace
+	// trail collects the service instances the request's calls reached
+	// (remote services), for X-Served-By.
+	trail      *rpc.Trail
 	cache      cachetier.Trace
 	sess       *Session
 	sessLoaded bool
@@ -183,6 +188,15 @@ type reqState struct {
 
 type stateKey struct{}
 
+// hops returns the service instances the request reached, in the order
+// first reached.
+func (st *reqState) hops() []string {
+	if st.trail == nil {
+		return nil
+	}
+	return st.trail.Hops()
+}
+
 func state(ctx context.Context) *reqState {
 	st, _ := ctx.Value(stateKey{}).(*reqState)
 	if st == nil {
@@ -191,12 +205,14 @@ func state(ctx context.Context) *reqState {
 	return st
 }
 
-// respWriter adds the path headers (which store node answered at which LSN,
-// and whether the cache tier hit) just before the status goes out, and
-// remembers the status for metrics.
+// respWriter adds the path headers (which service instances the request
+// reached, which store node answered at which LSN, and whether the cache
+// tier hit) just before the status goes out, and remembers the status for
+// metrics.
 type respWriter struct {
 	http.ResponseWriter
 	st     *reqState
+	node   string // this app node's name, first in X-Served-By
 	code   int
 	wrote  bool
 	isHEAD bool
@@ -207,6 +223,11 @@ func (rw *respWriter) WriteHeader(code int) {
 		return
 	}
 	rw.wrote, rw.code = true, code
+	if hops := rw.st.hops(); len(hops) > 0 {
+		// This node, then every service instance the request's calls
+		// reached, and those they called in turn (rpc.Trail).
+		rw.Header().Set("X-Served-By", strings.Join(append([]string{rw.node}, hops...), ", "))
+	}
 	if node, lsns := rw.st.trace.Seen(); node != "" {
 		h := rw.Header()
 		h.Set("X-Store", node)
@@ -252,6 +273,7 @@ func (w *web) handler() http.Handler {
 		ctx := tracectx.NewContext(r.Context(), span)
 		ctx = context.WithValue(store.WithTrace(ctx, &st.trace), stateKey{}, st)
 		ctx = cachetier.WithTrace(ctx, &st.cache)
+		ctx, st.trail = rpc.WithTrail(ctx)
 		r = r.WithContext(ctx)
 		if w.cfg.Reads == ReadsReplicas {
 			// Session reads: a replica serves only once it has applied the
@@ -263,7 +285,7 @@ func (w *web) handler() http.Handler {
 			}
 			r = r.WithContext(store.WithConsistencyLSNs(r.Context(), store.Session, lsns))
 		}
-		rw := &respWriter{ResponseWriter: rw0, st: st}
+		rw := &respWriter{ResponseWriter: rw0, st: st, node: w.cfg.NodeName}
 		h := rw.Header()
 		h.Set("X-Served-By", w.cfg.NodeName)
 		h.Set(HeaderTraceID, span.TraceID.String())
@@ -326,7 +348,8 @@ func incomingSpan(h http.Header) tracectx.SpanContext {
 func isAPI(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }
 
 // classify maps an error from a service or the store to a status and a
-// message safe to show. Anything unexpected is a 500 with no details.
+// message safe to show. Anything unexpected is a 500 with no details; a
+// dependency that cannot serve now (unavailable) is a 503, never a 500.
 func classify(err error) (code int, msg, field string) {
 	var fe *svc.FieldError
 	var mbe *http.MaxBytesError
@@ -341,6 +364,8 @@ func classify(err error) (code int, msg, field string) {
 			code = http.StatusRequestEntityTooLarge
 		}
 		return code, fe.Field + " " + fe.Msg, fe.Field
+	case errors.Is(err, errSearchDown):
+		return http.StatusServiceUnavailable, "search is unavailable right now (the rest of the site works); try again in a moment", ""
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, "the database is unreachable; retrying — try again in a moment", ""
 	case errors.Is(err, store.ErrNotPrimary), errors.Is(err, store.ErrStaleEpoch), errors.Is(err, store.ErrBehind):
@@ -348,6 +373,10 @@ func classify(err error) (code int, msg, field string) {
 		return http.StatusServiceUnavailable, "the database is changing its primary; try again in a moment", ""
 	case errors.Is(err, store.ErrSyncTimeout):
 		return http.StatusServiceUnavailable, "the database could not copy the write to a replica in time, so it may not be saved — check and try again", ""
+	case errors.Is(err, rpc.ErrOutcomeUnknown):
+		// A write to a service that got no answer, or whose store did not
+		// confirm it: it may have been done.
+		return http.StatusServiceUnavailable, "the change was sent but not confirmed in time, so it may or may not be saved — check and try again", ""
 	case errors.Is(err, svc.ErrNotFound):
 		return http.StatusNotFound, "not found", ""
 	case errors.Is(err, svc.ErrBadCredentials):
@@ -361,9 +390,39 @@ func classify(err error) (code int, msg, field string) {
 	case errors.Is(err, svc.ErrConflict):
 		return http.StatusConflict, "the post changed while saving; try again", ""
 	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, "the database did not answer in time; try again in a moment", ""
+		return http.StatusServiceUnavailable, "the database or a service did not answer in time; try again in a moment", ""
+	case serviceUnavailable(err):
+		return http.StatusServiceUnavailable, "a service this page needs is unavailable right now; try again in a moment", ""
 	}
 	return http.StatusInternalServerError, "", ""
+}
+
+// errSearchDown marks a search that failed because the search service
+// cannot serve now: the search page says so in its own body (200), the
+// API answers 503, and nothing else breaks.
+var errSearchDown = errors.New("search is unavailable")
+
+// unavailable reports whether err says that a dependency of the app cannot
+// serve now (the store failing over or out of reach, a service down),
+// rather than that the request or the app is wrong: the part of a page it
+// was for is left out when the page can do without it, and the answer is a
+// 503 with Retry-After when it cannot.
+func unavailable(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotPrimary) ||
+		errors.Is(err, store.ErrStaleEpoch) || errors.Is(err, store.ErrBehind) ||
+		errors.Is(err, context.DeadlineExceeded) || serviceUnavailable(err)
+}
+
+// serviceUnavailable reports whether err is a remote service's outage as
+// its rpc client returns it: rpc.ErrUnavailable (no instance known, every
+// instance's breaker open, the one asked refused the call or said its store
+// group is down), or a call that got no answer from any instance it was
+// sent to (the transport's *url.Error: a connection reset, a process gone
+// mid-call). A call's deadline running out is context.DeadlineExceeded,
+// which unavailable counts too.
+func serviceUnavailable(err error) bool {
+	var ue *url.Error
+	return errors.Is(err, rpc.ErrUnavailable) || errors.As(err, &ue)
 }
 
 // error answers r with the status and message err maps to, logging what
@@ -383,19 +442,37 @@ func (w *web) error(rw http.ResponseWriter, r *http.Request, err error) {
 	if code >= 500 {
 		w.log.ErrorContext(r.Context(), "app: request failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
 	}
-	w.fail(rw, r, code, msg, field)
+	heading := ""
+	if code == http.StatusServiceUnavailable && !storeTrouble(err) {
+		// A service's outage, not the database's.
+		heading = "Temporarily unavailable"
+	}
+	w.failHeading(rw, r, code, heading, msg, field)
+}
+
+// storeTrouble reports whether err is one of the store's own (the app's
+// store in local mode): the 503 page then says the database is unreachable.
+func storeTrouble(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotPrimary) ||
+		errors.Is(err, store.ErrStaleEpoch) || errors.Is(err, store.ErrBehind) || errors.Is(err, store.ErrSyncTimeout)
 }
 
 // retryAfter is the Retry-After of every 503, in seconds. The app answers
-// 503 only when a dependency (the store) cannot serve the request, never
-// for a fault of its own, and says when to come back: a failover takes 2-3
-// s. The load balancer reads the field as "this node is up, its store is
+// 503 only when a dependency (the store, a service) cannot serve the
+// request, never for a fault of its own, and says when to come back: a
+// failover takes 2-3 s, a service instance's breaker holds calls off 5 s. The load balancer reads the field as "this node is up, its store is
 // not" and does not eject the node for such answers (docs/lb.md).
 const retryAfter = "2"
 
 // fail writes an error response: JSON for the API, the error page otherwise.
 // Messages never carry internals: a 500 says only that something broke.
 func (w *web) fail(rw http.ResponseWriter, r *http.Request, code int, msg, field string) {
+	w.failHeading(rw, r, code, "", msg, field)
+}
+
+// failHeading is fail with the error page's heading given ("": the
+// status's own).
+func (w *web) failHeading(rw http.ResponseWriter, r *http.Request, code int, heading, msg, field string) {
 	if msg == "" {
 		msg = "something went wrong on our side; it has been logged"
 	}
@@ -412,11 +489,13 @@ func (w *web) fail(rw http.ResponseWriter, r *http.Request, code int, msg, field
 		w.writeJSON(rw, code, body)
 		return
 	}
-	heading := map[int]string{
-		400: "That did not work", 401: "Please log in", 403: "Not allowed", 404: "Page not found",
-		409: "Conflict", 413: "Too large", 415: "Unsupported file", 429: "Too many attempts", 500: "Something broke",
-		503: "The database is unreachable",
-	}[code]
+	if heading == "" {
+		heading = map[int]string{
+			400: "That did not work", 401: "Please log in", 403: "Not allowed", 404: "Page not found",
+			409: "Conflict", 413: "Too large", 415: "Unsupported file", 429: "Too many attempts", 500: "Something broke",
+			503: "The database is unreachable",
+		}[code]
+	}
 	if heading == "" {
 		heading = http.StatusText(code)
 	}

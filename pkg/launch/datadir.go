@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,12 +82,13 @@ type storeGroup struct {
 	Failover bool
 }
 
-// storeGroupOf returns the store nodes of planned nodes of st.
-func storeGroupOf(st Stage, nodes []Node) storeGroup {
+// storeGroupOf returns the store nodes of planned nodes of st in store
+// group (Node.Group; "" is the one group of stages 1 to 9).
+func storeGroupOf(st Stage, nodes []Node, group string) storeGroup {
 	var g storeGroup
 	for _, n := range nodes {
 		primary := slices.Contains(n.Roles, "primary")
-		if !primary && !slices.Contains(n.Roles, "replica") {
+		if !primary && !slices.Contains(n.Roles, "replica") || n.Group != group {
 			continue
 		}
 		if primary && g.Primary == "" {
@@ -182,6 +184,21 @@ func planCarries(g storeGroup, found []storeData) []carry {
 	return out
 }
 
+// dataGroup returns the store group whose node owned the data directory
+// called name: "content" for content-db-2 (stage 10 names the store nodes
+// of group G G-db-N), "" for the one group of stages 1 to 9 (node-1, db-1,
+// replica-N).
+func dataGroup(name string) string {
+	i := strings.LastIndex(name, "-db-")
+	if i <= 0 {
+		return ""
+	}
+	if _, err := strconv.Atoi(name[i+len("-db-"):]); err != nil {
+		return ""
+	}
+	return name[:i]
+}
+
 // scanStoreData reads the log position of every store directory under
 // dataDir: every DIR/data/NAME with a store.db, except directories moved
 // aside earlier. A file it cannot read stops the start: guessing could
@@ -223,7 +240,21 @@ func (l *Launcher) followData(nodes []Node) error {
 	if err != nil {
 		return fmt.Errorf("launch: store data in %s: %w", dataDir, err)
 	}
-	for _, c := range planCarries(storeGroupOf(l.cfg.Stage, nodes), found) {
+	// Each store group has its own history: data travels only between the
+	// directories of one group (stage 10 runs five, and the stages before
+	// it one).
+	var groups []string
+	for _, n := range nodes {
+		if IsStoreNode(n.Roles) && !slices.Contains(groups, n.Group) {
+			groups = append(groups, n.Group)
+		}
+	}
+	var carries []carry
+	for _, g := range groups {
+		mine := slices.DeleteFunc(slices.Clone(found), func(d storeData) bool { return dataGroup(d.Name) != g })
+		carries = append(carries, planCarries(storeGroupOf(l.cfg.Stage, nodes, g), mine)...)
+	}
+	for _, c := range carries {
 		aside, err := carryData(dataDir, c, time.Now())
 		if err != nil {
 			kept := "nothing was changed"

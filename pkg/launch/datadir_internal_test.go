@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,12 +80,15 @@ func TestPlanCarries(t *testing.T) {
 func TestStoreGroupOfStages(t *testing.T) {
 	for _, c := range []struct {
 		stage int
+		group string
 		want  string
 	}{
-		{1, "primary node-1, members [node-1], failover false"},
-		{2, "primary db-1, members [db-1], failover false"},
-		{4, "primary db-1, members [db-1 replica-1 replica-2], failover true"},
-		{9, "primary db-1, members [db-1 replica-1 replica-2], failover true"},
+		{stage: 1, want: "primary node-1, members [node-1], failover false"},
+		{stage: 2, want: "primary db-1, members [db-1], failover false"},
+		{stage: 4, want: "primary db-1, members [db-1 replica-1 replica-2], failover true"},
+		{stage: 9, want: "primary db-1, members [db-1 replica-1 replica-2], failover true"},
+		{stage: 10, group: "content", want: "primary content-db-1, members [content-db-1 content-db-2 content-db-3], failover true"},
+		{stage: 10, want: "primary , members [], failover false"},
 	} {
 		st, err := LookupStage(c.stage)
 		if err != nil {
@@ -95,9 +99,22 @@ func TestStoreGroupOfStages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := storeGroupOf(st, nodes)
+		g := storeGroupOf(st, nodes, c.group)
 		if got := fmt.Sprintf("primary %s, members %v, failover %v", g.Primary, g.Members, g.Failover); got != c.want {
-			t.Errorf("stage %d: %s, want %s", c.stage, got, c.want)
+			t.Errorf("stage %d group %q: %s, want %s", c.stage, c.group, got, c.want)
+		}
+	}
+}
+
+// Stage 10's store directories are named after their group; the stages
+// before it share one group.
+func TestDataGroup(t *testing.T) {
+	for name, want := range map[string]string{
+		"db-1": "", "replica-3": "", "node-1": "", "content-db-2": "content",
+		"notifications-db-11": "notifications", "content-1": "", "x-db-y": "", "-db-1": "",
+	} {
+		if got := dataGroup(name); got != want {
+			t.Errorf("dataGroup(%q) = %q, want %q", name, got, want)
 		}
 	}
 }
@@ -285,5 +302,37 @@ func TestFollowDataRefusesWhatItCannotRead(t *testing.T) {
 	defer db.Close()
 	if err := l.followData(nodes); err == nil || !strings.Contains(err.Error(), "still runs") || !strings.Contains(err.Error(), "lsof "+broken) {
 		t.Fatalf("followData with a store file in use: %v, want an error saying a node still runs, and how to find it", err)
+	}
+}
+
+// Stage 10's store groups have histories of their own: stage 9's newer
+// log in db-1 stays out of them, and within the content group the newest
+// log (content-db-2's, after a failover) goes to its primary, and each
+// group's newest log to a majority of that group only.
+func TestFollowDataStaysWithinItsGroup(t *testing.T) {
+	var events bytes.Buffer
+	l, nodes := newTestLauncher(t, 10, &events)
+	data := filepath.Join(l.cfg.Dir, "data")
+	writeStore(t, data, "db-1", segment{1, 5}, segment{2, 20}) // stage 9's, the newest of all
+	writeStore(t, data, "content-db-1", segment{1, 3})
+	writeStore(t, data, "content-db-2", segment{1, 3}, segment{2, 2}) // content failed over to it
+	writeStore(t, data, "users-db-1", segment{1, 4})
+	if err := l.followData(nodes); err != nil {
+		t.Fatalf("followData: %v", err)
+	}
+	var carried []string
+	for line := range strings.Lines(events.String()) {
+		if i := strings.Index(line, " starts from "); i >= 0 {
+			carried = append(carried, line[strings.LastIndex(line[:i], " ")+1:i]+" from "+strings.Fields(line[i+len(" starts from "):])[0])
+		}
+	}
+	// users-db-1 alone holds users' log: users-db-2 gets a copy so that a
+	// majority does; content-db-1, the primary, gets content-db-2's.
+	want := []string{"users-db-2 from users-db-1's", "content-db-1 from content-db-2's"}
+	if !slices.Equal(carried, want) {
+		t.Errorf("carried %q, want %q:\n%s", carried, want, events.String())
+	}
+	if pos, err := boltdb.ReadPosition(filepath.Join(data, "users-db-1", storeFile), time.Second); err != nil || pos.LSN != 4 {
+		t.Errorf("users-db-1 after followData: %v, %v; want its own log of 4 entries, not db-1's", pos, err)
 	}
 }

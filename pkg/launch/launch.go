@@ -9,7 +9,9 @@
 // node is the point. It stays the parent of every node it runs, including
 // those started later by `node start` or `node add` from another terminal
 // (they ask it through a small control endpoint), so that one Ctrl-C stops
-// everything and, on Linux, its death takes every node with it.
+// everything and, on Linux, its death takes every node with it. The same
+// endpoint runs `node deploy`, which restarts a stage-10 service's
+// instances one at a time (deploy.go).
 //
 // The stack is described in DIR/cluster.json (State), which the fault
 // commands read: `node ps`, `node kill`, `node stop`, `node pause` and
@@ -86,7 +88,7 @@ type Config struct {
 // DefaultConfig returns the configuration of `node up` with no flags.
 func DefaultConfig() Config {
 	return Config{
-		Stage:        LatestStage(),
+		Stage:        DefaultStage(),
 		Dir:          ".scalestack",
 		LogLevel:     "info",
 		ReadyTimeout: 60 * time.Second,
@@ -139,9 +141,11 @@ type Launcher struct {
 	ctrl     *controlServer
 	watch    *storeWatch // the failover watcher (watch.go)
 	eventsMu sync.Mutex  // serializes appends to DIR/events.jsonl
-	ready    atomic.Bool
-	closeErr error
-	closed   sync.Once
+	// deploying holds the services a deploy runs for (deploy.go).
+	deploying map[string]bool
+	ready     atomic.Bool
+	closeErr  error
+	closed    sync.Once
 }
 
 // child is one running node process.
@@ -434,8 +438,8 @@ func (l *Launcher) State() State {
 	return st
 }
 
-// Close stops every running node gracefully, in two waves (the store nodes
-// last): SIGTERM to a wave at once (each node drains and closes in its own
+// Close stops every running node gracefully, in waves (the service nodes
+// after their callers, the store nodes last): SIGTERM to a wave at once (each node drains and closes in its own
 // order), SIGCONT to wake a paused one so it can act on it, SIGKILL to any
 // still running StopTimeout after its SIGTERM. It then
 // stops the control endpoint and records the end in cluster.json. Calling
@@ -462,16 +466,21 @@ func (l *Launcher) stopAll(timeout time.Duration) error {
 	l.mu.Lock()
 	l.closing = true
 	ctrl := l.ctrl
-	// Two waves, clients before servers: every node but the store nodes
-	// first (edges, lbs, apps, workers, caches finish their work while the
-	// store and the NATS servers it embeds are still there), then the
-	// store nodes. Stopped all at once, a worker's jobs in hand wait on a
-	// store that has already gone.
-	var front, back []string
+	// Waves, clients before servers: every node but the service and store
+	// nodes first (edges, lbs, apps, workers, caches finish their work
+	// while what they call is still there), then the service nodes (stage
+	// 10: they finish the gateways' last calls and publish their outboxes),
+	// then the store nodes. Stopped all at once, a worker's jobs in hand
+	// wait on a store that has already gone.
+	var front, services, back []string
 	for name := range l.procs {
-		if n, err := l.st.Find(name); err == nil && (slices.Contains(n.Roles, "primary") || slices.Contains(n.Roles, "replica")) {
+		n, err := l.st.Find(name)
+		switch {
+		case err == nil && IsStoreNode(n.Roles):
 			back = append(back, name)
-		} else {
+		case err == nil && slices.Contains(n.Roles, "service"):
+			services = append(services, name)
+		default:
 			front = append(front, name)
 		}
 	}
@@ -481,7 +490,7 @@ func (l *Launcher) stopAll(timeout time.Duration) error {
 		ctrl.close()
 	}
 	var killed []string
-	for _, wave := range [][]string{front, back} {
+	for _, wave := range [][]string{front, services, back} {
 		for _, name := range wave {
 			send(procs[name].cmd.Process.Pid, sigTerm)
 			send(procs[name].cmd.Process.Pid, sigCont)
@@ -554,18 +563,21 @@ func (l *Launcher) StartNode(ctx context.Context, name string) (Node, error) {
 
 // AddNode plans one more node of role (the stage's flags for that role, the
 // next name and address), starts it joined to the others and waits until
-// it is ready.
-func (l *Launcher) AddNode(ctx context.Context, role string) (Node, error) {
+// it is ready. group names the store group or service of the node, where
+// the stage runs the role in several (stage 10: `node add service
+// --service search`, `node add replica --group content`); "" otherwise.
+func (l *Launcher) AddNode(ctx context.Context, role, group string) (Node, error) {
 	l.mu.Lock()
 	if l.closing {
 		l.mu.Unlock()
 		return Node{}, errors.New("node up is stopping")
 	}
-	if err := l.checkAddRole(role); err != nil {
+	spec, err := l.checkAddRole(role, group)
+	if err != nil {
 		l.mu.Unlock()
 		return Node{}, err
 	}
-	n, err := l.plan.next(l.st.Spec.specFor(role), l.st.Nodes)
+	n, err := l.plan.next(spec, l.st.Nodes)
 	if err != nil {
 		l.mu.Unlock()
 		return Node{}, err
@@ -603,21 +615,25 @@ func (l *Launcher) waitOne(ctx context.Context, name string) (Node, error) {
 // primary. A store group has one configured primary; every other store
 // node is a replica that follows it, and may become the primary by
 // failover, so a "primary" added would be a replica under the wrong name.
-// l.mu is held.
-func (l *Launcher) checkAddRole(role string) error {
+// It returns the group of the stage the new node joins. l.mu is held.
+func (l *Launcher) checkAddRole(role, group string) (NodeSpec, error) {
 	if !slices.Contains(l.cfg.Roles, role) {
-		return fmt.Errorf("%q is not a role: roles are %s, e.g. `%s add app`", role, strings.Join(l.cfg.Roles, ", "), l.st.Command())
+		return NodeSpec{}, fmt.Errorf("%q is not a role: roles are %s, e.g. `%s add app`", role, strings.Join(l.cfg.Roles, ", "), l.st.Command())
 	}
-	if err := l.st.Spec.canAdd(role); err != nil {
-		return err
+	spec, err := l.st.Spec.specForAdd(role, group)
+	if err != nil {
+		return NodeSpec{}, err
 	}
 	if role == "primary" {
-		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") })
+		i := slices.IndexFunc(l.st.Nodes, func(n Node) bool { return slices.Contains(n.Roles, "primary") && n.Group == spec.Group })
+		if i >= 0 && spec.Group != "" {
+			return NodeSpec{}, fmt.Errorf("the %s group has one primary, which it started as %s and elects among its store nodes; `%s add replica --group %s` adds a store node that follows it", spec.Group, l.st.Nodes[i].Name, l.st.Command(), spec.Group)
+		}
 		if i >= 0 {
-			return fmt.Errorf("a stack has one primary (%s); `%s add replica` adds a store node that follows it", l.st.Nodes[i].Name, l.st.Command())
+			return NodeSpec{}, fmt.Errorf("a stack has one primary (%s); `%s add replica` adds a store node that follows it", l.st.Nodes[i].Name, l.st.Command())
 		}
 	}
-	return nil
+	return spec, nil
 }
 
 // shellQuote renders a command line that can be pasted into a shell, for

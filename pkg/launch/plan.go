@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -23,6 +24,7 @@ var standardPorts = [...]portDef{
 	{"edge", "edge-port", 8000},
 	{"lb", "lb-port", 8080},
 	{"app", "app-port", 8081},
+	{"service", "service-port", 7080},
 	{"store", "store-port", 7070},
 	{"cache", "cache-port", 6379},
 	{"nats", "nats-port", 4222},
@@ -38,7 +40,7 @@ func portsOf(roles []string) []string {
 		switch r {
 		case "primary", "replica":
 			keys = append(keys, "store", "nats", "nats-cluster")
-		case "app", "lb", "cache", "edge":
+		case "app", "lb", "cache", "edge", "service":
 			keys = append(keys, r)
 		}
 	}
@@ -66,6 +68,14 @@ type addrBlock struct {
 //	lb-N          .50 – .59
 //	edge-N        .60 – .69
 //
+// and stage 10's services, ten addresses for each service's instances and
+// ten for its store group:
+//
+//	users-N .70 – .79, content-N .80 – .89, search-N .90 – .99,
+//	notifications-N .100 – .109, payments-N .110 – .119
+//	users-db-N .120 – .129, content-db-N .130 – .139, search-db-N .140 – .149,
+//	notifications-db-N .150 – .159, payments-db-N .160 – .169
+//
 // node and db share offset 0: no stage runs both.
 var addrBlocks = [...]addrBlock{
 	{"node", 0, 1},
@@ -76,6 +86,16 @@ var addrBlocks = [...]addrBlock{
 	{"app", 28, 20},
 	{"lb", 48, 10},
 	{"edge", 58, 10},
+	{"users", 68, 10},
+	{"content", 78, 10},
+	{"search", 88, 10},
+	{"notifications", 98, 10},
+	{"payments", 108, 10},
+	{"users-db", 118, 10},
+	{"content-db", 128, 10},
+	{"search-db", 138, 10},
+	{"notifications-db", 148, 10},
+	{"payments-db", 158, 10},
 }
 
 // addrOffset returns the offset from the base address of node num of
@@ -114,7 +134,7 @@ type planner struct {
 func (p *planner) plan(st Stage) ([]Node, error) {
 	var nodes []Node
 	for _, spec := range st.Nodes {
-		for i := 1; i <= spec.Count; i++ {
+		for i := spec.first(); i < spec.first()+spec.Count; i++ {
 			n, err := p.node(spec, i, nodes)
 			if err != nil {
 				return nil, err
@@ -156,12 +176,14 @@ func (p *planner) node(spec NodeSpec, num int, others []Node) (Node, error) {
 		return Node{}, err
 	}
 	n := Node{
-		Name:  name,
-		Roles: slices.Clone(spec.Roles),
-		Ports: map[string]int{},
-		Log:   filepath.Join(p.dir, "logs", name+".log"),
-		Data:  filepath.Join(p.dir, "data", name),
-		Slot:  slot,
+		Name:    name,
+		Roles:   slices.Clone(spec.Roles),
+		Ports:   map[string]int{},
+		Log:     filepath.Join(p.dir, "logs", name+".log"),
+		Data:    filepath.Join(p.dir, "data", name),
+		Slot:    slot,
+		Group:   cmp.Or(spec.Group, spec.Service),
+		Service: spec.Service,
 	}
 	addr := p.base
 	if !p.shared {
@@ -200,6 +222,9 @@ func (p *planner) node(spec NodeSpec, num int, others []Node) (Node, error) {
 	// Keep only the ports the node listens on, so that cluster.json shows
 	// what is real.
 	used := portsOf(n.Roles)
+	if flagValue(spec.RunFlags(), "nats") == "off" {
+		used = slices.DeleteFunc(used, func(k string) bool { return k == "nats" || k == "nats-cluster" })
+	}
 	for k := range n.Ports {
 		if !slices.Contains(used, k) {
 			delete(n.Ports, k)
@@ -228,19 +253,34 @@ func (p *planner) args(n Node, spec NodeSpec, seeds []string) []string {
 			}
 		}
 	}
-	return append(a, spec.Flags...)
+	return append(a, spec.RunFlags()...)
 }
 
-// specOf returns the group a planned node belongs to, by its name prefix.
+// flagValue returns the value flags give --name (the last one), "" when
+// they do not give it; flags are in the --name=value form of NodeSpec.
+func flagValue(flags []string, name string) string {
+	v := ""
+	for _, f := range flags {
+		if k, val, ok := strings.Cut(strings.TrimLeft(f, "-"), "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
+}
+
+// specOf returns the group a planned node belongs to, by its name: of the
+// groups of its prefix, the last that starts at or before its number
+// (content-db-1 is the primary's, content-db-2 the replicas').
 func (s Stage) specOf(name string) NodeSpec {
+	var out NodeSpec
 	for _, ns := range s.Nodes {
 		if rest, ok := strings.CutPrefix(name, ns.Prefix+"-"); ok {
-			if _, err := strconv.Atoi(rest); err == nil {
-				return ns
+			if num, err := strconv.Atoi(rest); err == nil && num >= ns.first() {
+				out = ns
 			}
 		}
 	}
-	return NodeSpec{}
+	return out
 }
 
 func gossipAddrs(nodes []Node) []string {

@@ -184,3 +184,138 @@ func TestServiceNodesAreNotAddedBare(t *testing.T) {
 		t.Errorf("node add app refused: %v", err)
 	}
 }
+
+// Stage 10 runs each service as instances over a store group of its own:
+// names, addresses, groups and flags follow from the service's name.
+func TestPlanStage10(t *testing.T) {
+	st, err := LookupStage(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = st.Scale(map[string]int{"service/content": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := planner{dir: "/s", base: netip.MustParseAddr("127.0.0.2"), logLevel: "info"}
+	nodes, err := p.plan(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Node{}
+	var names []string
+	for _, n := range nodes {
+		byName[n.Name] = n
+		names = append(names, n.Name)
+	}
+	want := "users-db-1 users-db-2 users-db-3 content-db-1 content-db-2 content-db-3 search-db-1 search-db-2 search-db-3 " +
+		"notifications-db-1 notifications-db-2 notifications-db-3 payments-db-1 payments-db-2 payments-db-3 " +
+		"users-1 content-1 content-2 content-3 search-1 notifications-1 payments-1 cache-1 worker-1 app-1 app-2 lb-1 edge-1"
+	if got := strings.Join(names, " "); got != want {
+		t.Fatalf("stage 10 with service/content=3 =\n  %s\nwant (store groups first, then services, then the front)\n  %s", got, want)
+	}
+	for _, c := range []struct {
+		name, addr, roles, group, service string
+		flags                             []string
+		ports                             []string
+	}{
+		{"users-db-1", "127.0.0.120", "primary", "users", "", []string{"--group=users", "--store-sync=1", "--store-failover"}, []string{"store", "nats"}},
+		{"content-db-1", "127.0.0.130", "primary", "content", "", []string{"--group=content", "--store-failover"}, []string{"store", "nats"}},
+		{"content-db-3", "127.0.0.132", "replica", "content", "", []string{"--group=content", "--store-failover", "--nats=off"}, []string{"store"}},
+		{"payments-db-2", "127.0.0.161", "replica", "payments", "", []string{"--group=payments", "--nats=off"}, []string{"store"}},
+		{"users-1", "127.0.0.70", "service", "users", "users", []string{"--service=users", "--group=users"}, []string{"service"}},
+		{"content-3", "127.0.0.82", "service", "content", "content", []string{"--service=content", "--group=content"}, []string{"service"}},
+		{"notifications-1", "127.0.0.100", "service", "notifications", "notifications", []string{"--service=notifications"}, []string{"service"}},
+		{"payments-1", "127.0.0.110", "service", "payments", "payments", []string{"--service=payments"}, []string{"service"}},
+		{"app-2", "127.0.0.31", "app", "", "", []string{"--app-services=remote", "--jobs=queue"}, []string{"app"}},
+		{"worker-1", "127.0.0.20", "worker", "", "", []string{"--app-services=remote"}, nil},
+		{"edge-1", "127.0.0.60", "edge", "", "", nil, []string{"edge"}},
+	} {
+		n, ok := byName[c.name]
+		if !ok {
+			t.Errorf("no %s in stage 10", c.name)
+			continue
+		}
+		if n.Addr != c.addr || strings.Join(n.Roles, ",") != c.roles || n.Group != c.group || n.Service != c.service {
+			t.Errorf("%s = %s roles %v group %q service %q, want %s roles %s group %q service %q", c.name, n.Addr, n.Roles, n.Group, n.Service, c.addr, c.roles, c.group, c.service)
+		}
+		for _, f := range c.flags {
+			if !slices.Contains(n.Args, f) {
+				t.Errorf("%s args %v lack %s", c.name, n.Args, f)
+			}
+		}
+		for _, k := range c.ports {
+			if _, ok := n.Ports[k]; !ok {
+				t.Errorf("%s ports %v lack %s", c.name, n.Ports, k)
+			}
+		}
+	}
+	if got := byName["content-db-2"].Ports["nats"]; got != 0 {
+		t.Errorf("content-db-2 has a NATS port %d, want NATS only on each group's first store node", got)
+	}
+	if got := byName["content-2"].Ports["service"]; got != 7080 {
+		t.Errorf("content-2 service port = %d, want the standard 7080", got)
+	}
+	addrs := map[string]string{}
+	for _, n := range nodes {
+		if other, dup := addrs[n.Addr]; dup {
+			t.Errorf("%s and %s both at %s", other, n.Name, n.Addr)
+		}
+		addrs[n.Addr] = n.Name
+	}
+
+	// node add: another instance of a named service, another replica of a
+	// named group; the role alone is ambiguous.
+	spec, err := st.specForAdd("service", "search")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.next(spec, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Name != "search-2" || n.Addr != "127.0.0.91" || !slices.Contains(n.Args, "--service=search") {
+		t.Errorf("add service --service search = %s at %s %v, want search-2 at 127.0.0.91 serving search", n.Name, n.Addr, n.Args)
+	}
+	spec, err = st.specForAdd("replica", "content")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := p.next(spec, nodes); n.Name != "content-db-4" || n.Addr != "127.0.0.133" || !slices.Contains(n.Args, "--group=content") {
+		t.Errorf("add replica --group content = %s at %s %v, want content-db-4 at 127.0.0.133 in group content", n.Name, n.Addr, n.Args)
+	}
+	for _, c := range []struct{ role, group, want string }{
+		{"service", "", "name one with --service"},
+		{"replica", "", "name one with --group"},
+		{"service", "billing", `no service nodes for "billing"`},
+	} {
+		if _, err := st.specForAdd(c.role, c.group); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("specForAdd(%s, %q) = %v, want an error containing %q", c.role, c.group, err, c.want)
+		}
+	}
+	if spec, err := st.specForAdd("app", ""); err != nil || spec.Prefix != "app" {
+		t.Errorf("specForAdd(app) = %+v, %v, want the app group", spec, err)
+	}
+}
+
+// On a machine without 127.0.0.2 every node of stage 10 shares 127.0.0.1,
+// and no two of its 26 nodes share a port.
+func TestPlanStage10SharedAddress(t *testing.T) {
+	st, _ := LookupStage(10)
+	p := planner{dir: "/s", base: netip.MustParseAddr("127.0.0.1"), shared: true, logLevel: "info"}
+	nodes, err := p.plan(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]string{}
+	for _, n := range nodes {
+		for k, port := range n.Ports {
+			if other, dup := seen[port]; dup {
+				t.Errorf("port %d is %s's %s and %s", port, n.Name, k, other)
+			}
+			seen[port] = n.Name + "'s " + k
+		}
+	}
+	if c := nodes[slices.IndexFunc(nodes, func(n Node) bool { return n.Name == "content-1" })]; !slices.Contains(c.Args, "--service-port") {
+		t.Errorf("content-1 args %v lack --service-port", c.Args)
+	}
+}

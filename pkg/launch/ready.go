@@ -137,6 +137,7 @@ type nodeStatus struct {
 	Name     string            `json:"name"`
 	Ready    bool              `json:"ready"`
 	Addrs    map[string]string `json:"addrs"`
+	Members  []memberView      `json:"members"`
 	Sections struct {
 		LB *struct {
 			Backends []struct {
@@ -354,6 +355,60 @@ type progressLine struct {
 	// does not serve through all of them yet.
 	rotating bool
 	shown    map[string]bool // nodes already reported ready
+	// phasesShown are the phases of a large stack already reported
+	// complete (phaseLines), begun says the first line was printed.
+	phasesShown map[string]bool
+	begun       bool
+}
+
+// phasedFrom is the size from which a stack's progress is told by phase
+// (store nodes, service instances, the rest) rather than node by node:
+// stage 10 is 26 nodes, and a line naming each would be a wall of names.
+const phasedFrom = 16
+
+// Phases of a large stack's start, in the order they complete.
+const (
+	phaseStore    = "store nodes"
+	phaseServices = "service instances"
+	phaseFront    = "gateways, workers, caches, lbs, edges"
+)
+
+// phaseOf returns the phase of a node in a large stack's start.
+func phaseOf(n Node) string {
+	switch {
+	case IsStoreNode(n.Roles):
+		return phaseStore
+	case slices.Contains(n.Roles, "service"):
+		return phaseServices
+	}
+	return phaseFront
+}
+
+// phaseCount is how many nodes of one phase there are, and are ready.
+type phaseCount struct {
+	name         string
+	total, ready int
+	slowest      string        // the node of the phase that took longest
+	slowestTook  time.Duration // how long it took
+}
+
+// phases counts the nodes of each phase, in phase order, leaving out the
+// phases the stack lacks.
+func phases(l *Launcher, names, pending []string) []phaseCount {
+	out := []phaseCount{{name: phaseStore}, {name: phaseServices}, {name: phaseFront}}
+	for _, name := range names {
+		n := l.node(name)
+		i := slices.IndexFunc(out, func(p phaseCount) bool { return p.name == phaseOf(n) })
+		out[i].total++
+		if slices.Contains(pending, name) {
+			continue
+		}
+		out[i].ready++
+		if took := n.ReadyAt.Sub(n.StartedAt); took >= out[i].slowestTook {
+			out[i].slowest, out[i].slowestTook = name, took
+		}
+	}
+	return slices.DeleteFunc(out, func(p phaseCount) bool { return p.total == 0 })
 }
 
 // progressWidth bounds the line redrawn on a terminal, so that it fits a
@@ -385,9 +440,14 @@ func (p *progressLine) draw(l *Launcher, names, pending []string, gaps []rotatio
 	for _, g := range gaps {
 		hops = append(hops, g.String())
 	}
+	phased := len(names) >= phasedFrom
 	if p.tty {
 		line := fmt.Sprintf("  %5.1fs  %s", elapsed.Seconds(), count)
 		switch {
+		case len(waiting) > 0 && phased:
+			for _, ph := range phases(l, names, pending) {
+				line += fmt.Sprintf(", %s %d/%d", ph.name, ph.ready, ph.total)
+			}
 		case len(waiting) > 0:
 			line += ", waiting: " + strings.Join(waiting, ", ")
 		case len(hops) > 0:
@@ -395,6 +455,10 @@ func (p *progressLine) draw(l *Launcher, names, pending []string, gaps []rotatio
 		}
 		fmt.Fprintf(p.w, "\r\033[K%s", truncate(line, progressWidth))
 		p.drawn = true
+		return
+	}
+	if phased {
+		p.drawPhases(l, names, pending, hops, elapsed)
 		return
 	}
 	// A line when something changed, and the first one, so that a slow
@@ -420,6 +484,41 @@ func (p *progressLine) draw(l *Launcher, names, pending []string, gaps []rotatio
 	}
 	fmt.Fprintf(p.w, "  %5.1fs  %s\n", elapsed.Seconds(), status)
 	p.last = status
+}
+
+// drawPhases is the progress of a large stack off a terminal: a first line
+// with the count of each phase, then one line per phase once all its
+// nodes are ready, then the rotation's lines:
+//
+//	0.1s  starting 26 nodes: 15 store nodes, 5 service instances, 6 gateways, ...
+//	3.9s  store nodes ready 15/15 (slowest content-db-3 3.1s)
+func (p *progressLine) drawPhases(l *Launcher, names, pending, hops []string, elapsed time.Duration) {
+	all := phases(l, names, pending)
+	if !p.begun {
+		p.begun = true
+		var parts []string
+		for _, ph := range all {
+			parts = append(parts, fmt.Sprintf("%d %s", ph.total, ph.name))
+		}
+		fmt.Fprintf(p.w, "  %5.1fs  starting %d nodes: %s\n", elapsed.Seconds(), len(names), strings.Join(parts, ", "))
+	}
+	if p.phasesShown == nil {
+		p.phasesShown = map[string]bool{}
+	}
+	for _, ph := range all {
+		if ph.ready == ph.total && !p.phasesShown[ph.name] {
+			p.phasesShown[ph.name] = true
+			fmt.Fprintf(p.w, "  %5.1fs  %s ready %d/%d (slowest %s %.1fs)\n", elapsed.Seconds(), ph.name, ph.ready, ph.total, ph.slowest, ph.slowestTook.Seconds())
+		}
+	}
+	switch {
+	case len(pending) == 0 && len(hops) > 0 && !p.rotating:
+		p.rotating = true
+		fmt.Fprintf(p.w, "  %5.1fs  waiting for the rotation: %s\n", elapsed.Seconds(), strings.Join(hops, ", "))
+	case len(pending) == 0 && len(hops) == 0 && p.rotating:
+		p.rotating = false
+		fmt.Fprintf(p.w, "  %5.1fs  every lb and edge serves through every node\n", elapsed.Seconds())
+	}
 }
 
 // truncate cuts s to width runes, marking the cut with "…".

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -94,5 +95,55 @@ func TestRotationGaps(t *testing.T) {
 	// Only the hops of the nodes waited for: app-1 alone has none.
 	if gaps := l.rotationGaps(t.Context(), http.DefaultClient, []string{"app-1"}); len(gaps) != 0 {
 		t.Errorf("gaps of app-1 = %v, want none", gaps)
+	}
+}
+
+// A stack of stage 10's size is told by phase: the count of each first,
+// then a line per phase once all its nodes are ready.
+func TestProgressLineByPhase(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st, _ := LookupStage(10)
+	var nodes []Node
+	var names []string
+	for _, ns := range st.Nodes {
+		for i := range ns.Count {
+			name := fmt.Sprintf("%s-%d", ns.Prefix, ns.first()+i)
+			took := 500 * time.Millisecond
+			if name == "content-db-3" || name == "search-1" {
+				took = 900 * time.Millisecond
+			}
+			nodes = append(nodes, Node{Name: name, Roles: ns.Roles, StartedAt: t0, ReadyAt: t0.Add(took)})
+			names = append(names, name)
+		}
+	}
+	l := &Launcher{st: State{Nodes: nodes}}
+	pendingIn := func(phases ...string) []string {
+		var out []string
+		for _, n := range nodes {
+			if slices.Contains(phases, phaseOf(n)) {
+				out = append(out, n.Name)
+			}
+		}
+		return out
+	}
+	var out bytes.Buffer
+	p := newProgressLine(&out)
+	p.draw(l, names, names, nil, 100*time.Millisecond)
+	p.draw(l, names, pendingIn(phaseServices, phaseFront), nil, 1000*time.Millisecond)
+	p.draw(l, names, pendingIn(phaseFront), nil, 2000*time.Millisecond)
+	p.draw(l, names, pendingIn(phaseFront), nil, 2100*time.Millisecond) // nothing new: no line
+	p.draw(l, names, nil, []rotationGap{{front: "lb-1", back: "app-2"}}, 3000*time.Millisecond)
+	p.draw(l, names, nil, nil, 3500*time.Millisecond)
+	want := strings.Join([]string{
+		"    0.1s  starting 26 nodes: 15 store nodes, 5 service instances, 6 gateways, workers, caches, lbs, edges",
+		"    1.0s  store nodes ready 15/15 (slowest content-db-3 0.9s)",
+		"    2.0s  service instances ready 5/5 (slowest search-1 0.9s)",
+		"    3.0s  gateways, workers, caches, lbs, edges ready 6/6 (slowest edge-1 0.5s)",
+		"    3.0s  waiting for the rotation: lb-1 → app-2",
+		"    3.5s  every lb and edge serves through every node",
+		"",
+	}, "\n")
+	if got := out.String(); got != want {
+		t.Errorf("progress =\n%s\nwant\n%s", got, want)
 	}
 }

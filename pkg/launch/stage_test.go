@@ -2,6 +2,7 @@ package launch_test
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"maps"
 	"slices"
@@ -24,13 +25,18 @@ func TestStageTable(t *testing.T) {
 		if s.Title == "" || len(s.Nodes) == 0 {
 			t.Errorf("%s: want a title and nodes", s)
 		}
-		prefixes := map[string]bool{}
+		names := map[string]bool{}
 		openFound := false
 		for _, ns := range s.Nodes {
-			if prefixes[ns.Prefix] {
-				t.Errorf("%s: prefix %q used twice: node names would collide", s, ns.Prefix)
+			// Groups may share a prefix (a store group's primary and
+			// replicas) when their numbers do not overlap.
+			for i := range ns.Count {
+				name := fmt.Sprintf("%s-%d", ns.Prefix, max(ns.First, 1)+i)
+				if names[name] {
+					t.Errorf("%s: two groups name a node %s", s, name)
+				}
+				names[name] = true
 			}
-			prefixes[ns.Prefix] = true
 			if ns.Count < 1 || len(ns.Roles) == 0 {
 				t.Errorf("%s: group %q has count %d and roles %v, want at least one node with a role", s, ns.Prefix, ns.Count, ns.Roles)
 			}
@@ -79,7 +85,6 @@ func TestLookupStageErrorsListTheStages(t *testing.T) {
 		n    int
 		want string
 	}{
-		{10, "stage 10 is designed but not built yet"},
 		{0, "there is no stage 0"},
 		{11, "there is no stage 11"},
 	} {
@@ -105,6 +110,12 @@ func TestParseScale(t *testing.T) {
 		{in: "app=65", err: "from 0 to 64"},
 		{in: "app=two", err: "from 0 to 64"},
 		{in: "app=1,app=2", err: "given twice"},
+		{in: "service/content=3,replica/search=1", want: map[string]int{"service/content": 3, "replica/search": 1}},
+		{in: "service/content=3,service/search=2", want: map[string]int{"service/content": 3, "service/search": 2}},
+		{in: "service/content=1,service/content=2", err: "given twice"},
+		{in: "service/=3", err: "want role=count or role/group=count"},
+		{in: "service/Content=3", err: "want role=count or role/group=count"},
+		{in: "/content=3", err: "want role=count"},
 	} {
 		got, err := launch.ParseScale(tc.in)
 		if tc.err != "" {
@@ -157,6 +168,45 @@ func TestScale(t *testing.T) {
 			t.Errorf("%s.Scale(%v) = %s, want %s", tc.stage, tc.counts, g, tc.want)
 		}
 	}
+	// Stage 10 scales a service, or a store group's replicas, by name.
+	s10 := mustStage(t, 10)
+	count := func(s launch.Stage, prefix, role string) int {
+		for _, ns := range s.Nodes {
+			if ns.Prefix == prefix && slices.Equal(ns.Roles, []string{role}) {
+				return ns.Count
+			}
+		}
+		return 0
+	}
+	got, err := s10.Scale(map[string]int{"service/content": 3, "replica/search": 1, "app": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, r, a, u := count(got, "content", "service"), count(got, "search-db", "replica"), count(got, "app", "app"), count(got, "users", "service"); c != 3 || r != 1 || a != 3 || u != 1 {
+		t.Errorf("stage 10 scaled: content %d, search replicas %d, apps %d, users %d; want 3, 1, 3, 1", c, r, a, u)
+	}
+	if got, _ := s10.Scale(map[string]int{"service/search": 0}); count(got, "search", "service") != 0 || count(got, "search-db", "primary") != 1 {
+		t.Errorf("service/search=0 = %+v, want no search instance and its store group kept", got.Nodes)
+	}
+	for _, tc := range []struct {
+		stage  launch.Stage
+		counts map[string]int
+		err    string
+	}{
+		{s10, map[string]int{"service": 3}, "name the service, e.g. --scale service/users=3"},
+		{s10, map[string]int{"replica": 1}, "name the group, e.g. --scale replica/users=1"},
+		{s10, map[string]int{"service/billing": 1}, `runs no service nodes of "billing": it runs them for users, content, search, notifications, payments`},
+		{s10, map[string]int{"primary/content": 2}, "the content group has one primary (content-db-1)"},
+		{s2, map[string]int{"service/content": 1}, "runs no service nodes in groups"},
+	} {
+		if _, err := tc.stage.Scale(tc.counts); err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s.Scale(%v) error = %v, want one containing %q", tc.stage, tc.counts, err, tc.err)
+		}
+	}
+	if got := launch.ScaleRole("service/content"); got != "service" {
+		t.Errorf("ScaleRole(service/content) = %q, want service", got)
+	}
+
 	// Scaling returns a copy: the table itself never changes.
 	if g := groups(mustStage(t, 2)); g != "db=primary×1 app=app×1" {
 		t.Errorf("stage 2 after scaling = %s, want the table unchanged", g)
@@ -225,8 +275,8 @@ func TestStageFlagsAreCurrent(t *testing.T) {
 			fs := flag.NewFlagSet("run", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
 			tbl.Register(fs)
-			if err := tbl.Parse(fs, ns.Flags); err != nil {
-				t.Errorf("%s, %s nodes: flags %q: %v", s, ns.Prefix, ns.Flags, err)
+			if err := tbl.Parse(fs, ns.RunFlags()); err != nil {
+				t.Errorf("%s, %s nodes: flags %q: %v", s, ns.Prefix, ns.RunFlags(), err)
 			}
 			if warnings.Len() > 0 {
 				t.Errorf("%s, %s nodes: flags %q use a former name: %s", s, ns.Prefix, ns.Flags, warnings.String())

@@ -65,6 +65,12 @@ type Node struct {
 	Log string `json:"log"`
 	// Data is the node's data directory, kept across restarts.
 	Data string `json:"data"`
+	// Group is the store group of a store node, or the service of a
+	// service node (stage 10): "content" for content-db-1 and content-1.
+	// "" is the one group of stages 1 to 9.
+	Group string `json:"group,omitempty"`
+	// Service is the service a service node serves; "" for other nodes.
+	Service string `json:"service,omitempty"`
 	// Slot is the node's address offset from the base address (addrBlocks),
 	// which also spaces its ports when every node shares one address.
 	Slot int `json:"slot"`

@@ -18,6 +18,10 @@ import (
 
 // StoreRole is a store node's live replication role, as its /status says.
 type StoreRole struct {
+	// Group is the node's store group: "default" (or "", from a store too
+	// old to say) for the one group of stages 1 to 9, the service's name
+	// at stage 10.
+	Group string `json:"group,omitempty"`
 	// Role is "primary" or "replica".
 	Role string `json:"role"`
 	// Epoch is the epoch the node's log is in: a primary writes in it, a
@@ -61,19 +65,34 @@ func (r StoreRole) following(self string) string {
 }
 
 // Describe says the role in a person's words, for a node called self:
-// "primary (epoch 3)", "replica of replica-1 (epoch 3)".
+// "primary (epoch 3)", "replica of replica-1 (epoch 3)"; in a store group
+// of its own (stage 10) it names the group: "primary of content (epoch
+// 2)", "replica of content-db-2 in content (epoch 2)".
 func (r StoreRole) Describe(self string) string {
+	of, in := "", ""
+	if g := r.NamedGroup(); g != "" {
+		of, in = " of "+g, " in "+g
+	}
 	switch {
 	case r.Role == "primary" && r.Writable():
-		return fmt.Sprintf("primary (epoch %d)", r.Epoch)
+		return fmt.Sprintf("primary%s (epoch %d)", of, r.Epoch)
 	case r.Role == "primary":
-		return fmt.Sprintf("primary without a lease (epoch %d)", r.Epoch)
+		return fmt.Sprintf("primary%s without a lease (epoch %d)", of, r.Epoch)
 	case r.following(self) != "":
-		return fmt.Sprintf("replica of %s (epoch %d)", r.following(self), r.Epoch)
+		return fmt.Sprintf("replica of %s%s (epoch %d)", r.following(self), in, r.Epoch)
 	case r.Role == "":
 		return "?"
 	}
-	return fmt.Sprintf("%s, no primary known (epoch %d)", r.Role, r.Epoch)
+	return fmt.Sprintf("%s%s, no primary known (epoch %d)", r.Role, in, r.Epoch)
+}
+
+// NamedGroup returns the node's store group when it is one of its own
+// (stage 10), "" for the one group of stages 1 to 9.
+func (r StoreRole) NamedGroup() string {
+	if r.Group == "default" {
+		return ""
+	}
+	return r.Group
 }
 
 // IsStoreNode reports whether roles include a store role.

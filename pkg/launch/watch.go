@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -17,7 +18,8 @@ import (
 // write: the primary lost its lease, there is no primary, another node is
 // the primary at a new epoch, a replica follows another primary. Each
 // event is a line in node up's terminal and a JSON line in DIR/events.jsonl.
-// It takes every store node of the stack for one group, as every stage has.
+// Each store group (Node.Group: stage 10 runs one per service, the stages
+// before it one) is watched on its own, and its events name it.
 
 // EventsFile is the file in the launcher's directory where the watcher
 // appends one JSON Event per line.
@@ -56,7 +58,10 @@ type Event struct {
 	Time time.Time `json:"time"`
 	Kind string    `json:"kind"`
 	// Node is the node the event is about.
-	Node  string `json:"node"`
+	Node string `json:"node"`
+	// Group is, for the watcher's events, the store group the event is
+	// about; "" for the one group of stages 1 to 9.
+	Group string `json:"group,omitempty"`
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Primary is, for EventFollows, the primary Node follows.
 	Primary string `json:"primary,omitempty"`
@@ -260,8 +265,8 @@ func (l *Launcher) stopWatch() {
 func (l *Launcher) runWatch(ctx context.Context) {
 	client := &http.Client{}
 	defer client.CloseIdleConnections()
-	tracker := newFailoverTracker()
-	last := map[string]storeView{} // the last answer of each node's process
+	trackers := map[string]*failoverTracker{} // by store group
+	last := map[string]storeView{}            // the last answer of each node's process
 	misses := map[string]int{}
 	pids := map[string]int{}
 	tick := time.NewTicker(watchInterval)
@@ -277,12 +282,17 @@ func (l *Launcher) runWatch(ctx context.Context) {
 		}
 		st := l.State()
 		admins := map[string]string{}
-		var names []string
+		var names, groups []string
+		groupOf := map[string]string{}
 		for _, n := range st.Nodes {
 			if !IsStoreNode(n.Roles) {
 				continue
 			}
 			names = append(names, n.Name)
+			groupOf[n.Name] = n.Group
+			if !slices.Contains(groups, n.Group) {
+				groups = append(groups, n.Group)
+			}
 			if !n.Running || n.PID != pids[n.Name] {
 				// A new process is not what the last one said.
 				delete(last, n.Name)
@@ -296,7 +306,7 @@ func (l *Launcher) runWatch(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		views := make([]storeView, 0, len(names))
+		views := map[string][]storeView{}
 		for _, name := range names {
 			v := storeView{Name: name}
 			if r, ok := roles[name]; ok {
@@ -309,12 +319,30 @@ func (l *Launcher) runWatch(ctx context.Context) {
 					v = prev
 				}
 			}
-			views = append(views, v)
+			views[groupOf[name]] = append(views[groupOf[name]], v)
 		}
-		for _, e := range tracker.observe(time.Now(), views) {
-			l.emit(e)
+		now := time.Now()
+		for _, g := range groups {
+			t := trackers[g]
+			if t == nil {
+				t = newFailoverTracker()
+				trackers[g] = t
+			}
+			for _, e := range t.observe(now, views[g]) {
+				l.emit(inGroup(e, g))
+			}
 		}
 	}
+}
+
+// inGroup returns a watcher's event about store group g: its Group set and,
+// for a group of its own, its line prefixed with the group ("content: ...").
+func inGroup(e Event, g string) Event {
+	if g != "" {
+		e.Group = g
+		e.Detail = g + " group: " + e.Detail
+	}
+	return e
 }
 
 // appendEvent appends e as one JSON line to DIR/events.jsonl. Each event

@@ -258,3 +258,63 @@ func TestWatcherPollsStoreNodes(t *testing.T) {
 		t.Errorf("%s kinds %q, want %q", EventsFile, strings.Join(kinds, ","), want)
 	}
 }
+
+// TestWatcherPerGroup runs the watcher over two store groups of stage 10:
+// content's primary fails over while users' stays; each event names its
+// group, and users' primary is not taken for content's (or the reverse).
+func TestWatcherPerGroup(t *testing.T) {
+	lease := func(holder string, epoch uint64, valid int64) *StoreLease {
+		return &StoreLease{Holder: holder, Epoch: epoch, ValidForMS: valid, TTLMS: 1500}
+	}
+	c1, c2, u1 := &fakeStore{name: "content-db-1"}, &fakeStore{name: "content-db-2"}, &fakeStore{name: "users-db-1"}
+	c1.set(StoreRole{Group: "content", Role: "primary", Epoch: 1, Lease: lease("content-db-1", 1, 1000)}, false)
+	c2.set(StoreRole{Group: "content", Role: "replica", Epoch: 1, Primary: "content-db-1", Lease: lease("content-db-1", 1, 0)}, false)
+	// users' primary is at a higher epoch than content's new one will be:
+	// one tracker for both would never announce content-db-2.
+	u1.set(StoreRole{Group: "users", Role: "primary", Epoch: 5, Lease: lease("users-db-1", 5, 1000)}, false)
+	var nodes []Node
+	for _, f := range []*fakeStore{c1, c2, u1} {
+		srv := httptest.NewServer(f)
+		t.Cleanup(srv.Close)
+		group, _, _ := strings.Cut(f.name, "-")
+		nodes = append(nodes, Node{Name: f.name, Roles: []string{"replica"}, Group: group, Admin: strings.TrimPrefix(srv.URL, "http://"), Running: true})
+	}
+	dir := t.TempDir()
+	events := &syncbuf.Buffer{}
+	l := &Launcher{cfg: Config{Dir: dir, Events: events}, log: slog.New(slog.DiscardHandler), st: State{Dir: dir, Nodes: nodes}}
+	l.ready.Store(true)
+	l.startWatch()
+	defer l.stopWatch()
+
+	testwait.Until(t, 5*time.Second, "both groups' primaries", func() bool {
+		return strings.Contains(events.String(), "content group: content-db-1 is the primary at epoch 1") &&
+			strings.Contains(events.String(), "users group: users-db-1 is the primary at epoch 5")
+	})
+	c1.set(StoreRole{}, true)
+	c2.set(StoreRole{Group: "content", Role: "primary", Epoch: 2, Lease: lease("content-db-2", 2, 1000)}, false)
+	testwait.Until(t, 10*time.Second, "content's new primary", func() bool {
+		return strings.Contains(events.String(), "content group: content-db-2 is the primary at epoch 2, ")
+	})
+	l.stopWatch()
+	if strings.Contains(events.String(), "users group: no primary") {
+		t.Errorf("users' primary was reported lost:\n%s", events)
+	}
+	got, err := ReadEvents(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range got {
+		if want, _, _ := strings.Cut(e.Node, "-"); e.Group != want {
+			t.Errorf("event %q has group %q, want %q", e.Detail, e.Group, want)
+		}
+	}
+	if r := (StoreRole{Group: "content", Role: "primary", Epoch: 2, Lease: lease("content-db-2", 2, 1000)}); r.Describe("content-db-2") != "primary of content (epoch 2)" {
+		t.Errorf("Describe = %q, want primary of content (epoch 2)", r.Describe("content-db-2"))
+	}
+	if r := (StoreRole{Group: "content", Role: "replica", Epoch: 2, Primary: "content-db-2"}); r.Describe("content-db-1") != "replica of content-db-2 in content (epoch 2)" {
+		t.Errorf("Describe = %q, want replica of content-db-2 in content (epoch 2)", r.Describe("content-db-1"))
+	}
+	if r := (StoreRole{Group: "default", Role: "primary", Epoch: 3}); r.Describe("db-1") != "primary (epoch 3)" {
+		t.Errorf("Describe = %q in the default group, want primary (epoch 3)", r.Describe("db-1"))
+	}
+}
