@@ -52,6 +52,8 @@ func (b *fakeBlog) services() {
 		for i := len(b.order) - 1; i >= 0 && len(ps) < 3; i-- {
 			ps = append(ps, map[string]string{"id": b.order[i], "author": b.authors[b.order[i]]})
 		}
+		// As stage 10's gateway: itself, then the instance it called.
+		w.Header().Set("X-Served-By", w.Header().Get("X-Served-By")+", search-1")
 		json.NewEncoder(w).Encode(map[string]any{"posts": ps})
 	})
 	b.mux.HandleFunc("GET /api/v1/users/{handle}", func(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +200,20 @@ func TestRunSearchesReadsProfilesAndTips(t *testing.T) {
 	}
 	if s.Tips == nil || s.Tips.OK != tips || s.Tips.OutcomeUnknown != 0 || s.Tips.DoubleCharges != 0 {
 		t.Errorf("Tips = %+v, want %d ok and nothing unknown", s.Tips, tips)
+	}
+	// X-Served-By "fake-1, search-1": the app table counts the app, the
+	// search op counts both.
+	search := s.Ops[loadgen.OpSearch]
+	if apps := s.Hops["X-Served-By"]; apps["fake-1"]+apps["fake-2"] != s.Answered || len(apps) != 2 {
+		t.Errorf("Hops[X-Served-By] = %v, want the %d answers counted by app node alone", apps, s.Answered)
+	}
+	if got := search.ServedBy; got["search-1"] != search.Sent || got["fake-1"]+got["fake-2"] != search.Sent {
+		t.Errorf("search's ServedBy = %v, want search-1 and the apps on each of its %d answers", got, search.Sent)
+	}
+	var out bytes.Buffer
+	s.Print(&out)
+	if !strings.Contains(out.String(), "instances by operation") || !strings.Contains(out.String(), "search-1") {
+		t.Errorf("summary lacks the instances by operation:\n%s", out.String())
 	}
 }
 

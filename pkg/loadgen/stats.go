@@ -191,8 +191,14 @@ func (r *recorder) add(res result) {
 			if v == "" {
 				continue
 			}
-			if !h.Node {
+			switch {
+			case !h.Node:
 				v = firstWord(v)
+			case h.Header == "X-Served-By":
+				// At stage 10 the gateway names itself first, then
+				// every service instance the request reached: the
+				// table is of app nodes; the instances are per op.
+				v, _, _ = strings.Cut(v, ",")
 			}
 			m := r.hops[h.Header]
 			if m == nil {
@@ -356,7 +362,9 @@ type Summary struct {
 	// {"HIT": 200, "MISS": 150}}. A header no answer carried is absent;
 	// answers without it are Answered minus the header's counts (X-Store
 	// is missing where the app cache answered, and X-Cache where no edge
-	// is on the path).
+	// is on the path). X-Served-By's table counts its first name, the app
+	// node (stage 10's gateway lists the service instances after it:
+	// those are counted per op, in OpSummary.ServedBy).
 	Hops map[string]map[string]int64 `json:"hops"`
 	// ServedBy, LB, AppCache and Edge are Hops' tables of X-Served-By,
 	// X-LB, X-App-Cache and X-Cache, kept under the names they had before
@@ -511,13 +519,16 @@ func (s *Summary) Print(w io.Writer) {
 	}
 }
 
-// printTrails prints, when answers named several instances each (stage
-// 10's gateway names every service instance a request touched), which
-// instances served each op: "search  app-1 120, search-1 118".
+// printTrails prints, when answers named instances besides the app nodes
+// (stage 10's gateway names every service instance a request touched),
+// which instances served each op: "search  app-1 120, search-1 118".
 func (s *Summary) printTrails(w io.Writer) {
+	apps := s.Hops["X-Served-By"]
 	trails := false
-	for v := range s.Hops["X-Served-By"] {
-		trails = trails || strings.Contains(v, ",")
+	for _, o := range s.Ops {
+		for name := range o.ServedBy {
+			trails = trails || apps[name] == 0
+		}
 	}
 	if !trails {
 		return
