@@ -54,6 +54,24 @@ import (
 // Store nodes older than the new primary catch up by themselves: a replica
 // streams from its last LSN, or installs a snapshot when its log diverged
 // (pkg/store/server, ship.go).
+//
+// Stage 10 splits the one store group of stages 1 to 9 into one group per
+// service (users-db-1.., content-db-1..), each with its own history, and
+// data travels only within a group. A group that has no data of its own
+// yet (no directory of its nodes holds a log with an entry) begins as a
+// copy of the default group's newest data, as a monolith's database is
+// split by cloning it into each service's database: every service then
+// reads only its own buckets, and the rest of the copy lies unread. The
+// copy goes to the group's primary and, by the majority rule above, to as
+// many more of its nodes. Its log's epochs and LSNs carry on in the group
+// (the group's next primary takes an epoch above the copy's last, the
+// gateways' read-your-writes LSNs are per group), but not the default
+// group's lease.json: its voters and promises are another group's, and
+// its voters, which stage 10 does not run, would count in the group's
+// majority and stop its elections. The group's nodes find their voters
+// among themselves, as in an empty start. Once a group has data of its
+// own it is never replaced from the default group, and nothing flows
+// back: a later stage 9 starts from the default group's data as it was.
 
 // Files of a store node's data directory (pkg/store/server).
 const (
@@ -184,6 +202,27 @@ func planCarries(g storeGroup, found []storeData) []carry {
 	return out
 }
 
+// planGroup decides which store nodes of g, the store group called name,
+// start from another node's data, given every store directory found
+// (sorted by name). Data travels only within a group, except that a group
+// of stage 10 with no data of its own begins as a copy of the default
+// group's newest (see the top of this file).
+func planGroup(g storeGroup, name string, found []storeData) []carry {
+	mine := slices.DeleteFunc(slices.Clone(found), func(d storeData) bool { return dataGroup(d.Name) != name })
+	if name == "" || slices.ContainsFunc(mine, func(d storeData) bool { return d.Pos.LSN > 0 }) {
+		return planCarries(g, mine)
+	}
+	// The group's own directories, if any, hold empty logs: the default
+	// group's newest is newer than each of them, and planCarries copies it
+	// to the primary and to a majority, as within a group.
+	defaults := slices.DeleteFunc(slices.Clone(found), func(d storeData) bool { return dataGroup(d.Name) != "" })
+	return planCarries(g, append(mine, defaults...))
+}
+
+// split reports whether c starts a stage-10 group from the default
+// group's data.
+func (c carry) split() bool { return dataGroup(c.To) != dataGroup(c.From.Name) }
+
 // dataGroup returns the store group whose node owned the data directory
 // called name: "content" for content-db-2 (stage 10 names the store nodes
 // of group G G-db-N), "" for the one group of stages 1 to 9 (node-1, db-1,
@@ -233,7 +272,8 @@ func scanStoreData(dataDir string) ([]storeData, error) {
 
 // followData is Open's step between planning and starting: it carries the
 // newest store data to the nodes that must start from it (see the top of
-// this file) and prints one line for each.
+// this file) and prints one line for each, or one for a group that begins
+// as a copy of the default group's data.
 func (l *Launcher) followData(nodes []Node) error {
 	dataDir := filepath.Join(l.cfg.Dir, "data")
 	found, err := scanStoreData(dataDir)
@@ -242,37 +282,73 @@ func (l *Launcher) followData(nodes []Node) error {
 	}
 	// Each store group has its own history: data travels only between the
 	// directories of one group (stage 10 runs five, and the stages before
-	// it one).
+	// it one), except into a stage-10 group with no data yet (planGroup).
 	var groups []string
 	for _, n := range nodes {
 		if IsStoreNode(n.Roles) && !slices.Contains(groups, n.Group) {
 			groups = append(groups, n.Group)
 		}
 	}
-	var carries []carry
 	for _, g := range groups {
-		mine := slices.DeleteFunc(slices.Clone(found), func(d storeData) bool { return dataGroup(d.Name) != g })
-		carries = append(carries, planCarries(storeGroupOf(l.cfg.Stage, nodes, g), mine)...)
-	}
-	for _, c := range carries {
-		aside, err := carryData(dataDir, c, time.Now())
-		if err != nil {
-			kept := "nothing was changed"
-			if aside != "" {
-				kept = "its older directory is kept in " + aside
+		carries := planGroup(storeGroupOf(l.cfg.Stage, nodes, g), g, found)
+		var asides []string // of a split, for its one line
+		for _, c := range carries {
+			aside, err := carryData(dataDir, c, time.Now())
+			if err != nil {
+				kept := "nothing was changed"
+				if aside != "" {
+					kept = "its older directory is kept in " + aside
+				}
+				return fmt.Errorf("launch: %s must start from %s's newer data (%s), and copying it failed: %w (%s)", c.To, c.From.Name, c.From.Pos, err, kept)
 			}
-			return fmt.Errorf("launch: %s must start from %s's newer data (%s), and copying it failed: %w (%s)", c.To, c.From.Name, c.From.Pos, err, kept)
+			l.log.Info("store data carried", "from", c.From.Name, "to", c.To, "group", g, "lsn", c.From.Pos.LSN, "epoch", c.From.Pos.LastEpoch, "kept", aside)
+			if c.split() {
+				if aside != "" {
+					asides = append(asides, l.shortPath(aside))
+				}
+				continue
+			}
+			msg := fmt.Sprintf("%s starts from %s's data (%s)", c.To, c.From.Name, c.From.Pos)
+			if c.Old != nil {
+				msg += fmt.Sprintf("; its older data (%s) is kept in %s", c.Old.Pos, l.shortPath(aside))
+			} else if aside != "" {
+				msg += fmt.Sprintf("; its older lease state is kept in %s", l.shortPath(aside))
+			}
+			l.emit(Event{Kind: EventDataCarried, Node: c.To, Detail: msg})
 		}
-		msg := fmt.Sprintf("%s starts from %s's data (%s)", c.To, c.From.Name, c.From.Pos)
-		if c.Old != nil {
-			msg += fmt.Sprintf("; its older data (%s) is kept in %s", c.Old.Pos, l.shortPath(aside))
-		} else if aside != "" {
-			msg += fmt.Sprintf("; its older lease state is kept in %s", l.shortPath(aside))
+		if len(carries) > 0 && carries[0].split() {
+			l.emit(Event{Kind: EventDataCarried, Node: carries[0].To, Detail: splitMessage(g, carries, asides)})
 		}
-		l.log.Info("store data carried", "from", c.From.Name, "to", c.To, "lsn", c.From.Pos.LSN, "epoch", c.From.Pos.LastEpoch, "kept", aside)
-		l.emit(Event{Kind: EventDataCarried, Node: c.To, Detail: msg})
 	}
 	return nil
+}
+
+// splitMessage is the one line that says a group begins as a copy of the
+// default group's data: "users-db-1 starts from db-1's data (epoch 3, log
+// 1234): the users group begins as a copy of the monolith's store; ...".
+func splitMessage(group string, carries []carry, kept []string) string {
+	to := make([]string, len(carries))
+	for i, c := range carries {
+		to[i] = c.To
+	}
+	verb := "starts"
+	if len(to) > 1 {
+		verb = "start"
+	}
+	msg := fmt.Sprintf("%s %s from %s's data (%s): the %s group begins as a copy of the monolith's store; the %s service reads only its own buckets",
+		joinAnd(to), verb, carries[0].From.Name, carries[0].From.Pos, group, group)
+	if len(kept) > 0 {
+		msg += fmt.Sprintf("; the older store files are kept in %s", strings.Join(kept, ", "))
+	}
+	return msg
+}
+
+// joinAnd is "a", "a and b", "a, b and c".
+func joinAnd(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 // shortPath names path relative to the working directory when it is under
@@ -323,9 +399,11 @@ func carryData(dataDir string, c carry, now time.Time) (aside string, err error)
 	if err := durable.CopyFile(filepath.Join(c.From.Dir, storeFile), filepath.Join(dst, storeFile), 0o600); err != nil {
 		return aside, fmt.Errorf("copy %s: %w", storeFile, err)
 	}
-	theirs, err := readLease(filepath.Join(c.From.Dir, leaseFile))
-	if err != nil {
-		return aside, err
+	var theirs leaseState // a split leaves the default group's voters and promises behind
+	if !c.split() {
+		if theirs, err = readLease(filepath.Join(c.From.Dir, leaseFile)); err != nil {
+			return aside, err
+		}
 	}
 	if merged, ok := mergeLease(own, theirs); ok {
 		if err := durable.WriteFile(filepath.Join(dst, leaseFile), merged, 0o600); err != nil {

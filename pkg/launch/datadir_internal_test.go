@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -72,6 +74,67 @@ func TestPlanCarries(t *testing.T) {
 			}
 			if s := strings.Join(got, " "); s != c.want {
 				t.Errorf("planCarries = %q, want %q", s, c.want)
+			}
+		})
+	}
+}
+
+// TestPlanGroup: at stage 10 a group with no data of its own begins as a
+// copy of the default group's newest data, on its primary and a majority;
+// a group with data of its own keeps to it.
+func TestPlanGroup(t *testing.T) {
+	users := storeGroup{Primary: "users-db-1", Members: []string{"users-db-1", "users-db-2", "users-db-3"}, Failover: true}
+	search := storeGroup{Primary: "search-db-1", Members: []string{"search-db-1"}} // --scale replica/search=0
+	stage4 := storeGroup{Primary: "db-1", Members: []string{"db-1", "replica-1", "replica-2"}, Failover: true}
+	stage9 := []storeData{{Name: "db-1", Pos: pos(3, 1234)}, {Name: "replica-1", Pos: pos(3, 1234)}, {Name: "replica-2", Pos: pos(3, 1230)}}
+	with := func(more ...storeData) []storeData { return append(slices.Clone(stage9), more...) }
+	empty := boltdb.Position{Epoch: 2} // a group that started empty before and took no write
+	for _, c := range []struct {
+		name  string
+		group storeGroup
+		gname string
+		found []storeData
+		want  string // "from>to" of each carry
+	}{
+		{"an empty group begins as a copy of stage 9's newest, on a majority of the group", users, "users", stage9,
+			"db-1>users-db-1 db-1>users-db-2"},
+		{"stage 9 failed over: the new primary's data", users, "users",
+			[]storeData{{Name: "db-1", Pos: pos(2, 1200)}, {Name: "replica-1", Pos: pos(3, 1190)}},
+			"replica-1>users-db-1 replica-1>users-db-2"},
+		{"stage 1's data", users, "users", []storeData{{Name: "node-1", Pos: pos(1, 57)}},
+			"node-1>users-db-1 node-1>users-db-2"},
+		{"a group without failover: its primary only", search, "search", stage9,
+			"db-1>search-db-1"},
+		{"the group's stores hold empty logs: still a copy", users, "users",
+			with(storeData{Name: "users-db-1", Pos: empty}, storeData{Name: "users-db-2", Pos: empty}, storeData{Name: "users-db-3", Pos: empty}),
+			"db-1>users-db-1 db-1>users-db-2"},
+		{"the group has data of its own: stage 9's newer data stays out", users, "users",
+			with(storeData{Name: "users-db-1", Pos: pos(1, 4)}),
+			"users-db-1>users-db-2"},
+		{"the group's data on one node only, not the primary: it goes to the primary, not stage 9's", users, "users",
+			with(storeData{Name: "users-db-3", Pos: pos(2, 9)}),
+			"users-db-3>users-db-1"},
+		{"the group's data on a majority: nothing moves", users, "users",
+			with(storeData{Name: "users-db-1", Pos: pos(1, 4)}, storeData{Name: "users-db-2", Pos: pos(1, 4)}),
+			""},
+		{"another group's data never comes in", users, "users",
+			[]storeData{{Name: "content-db-1", Pos: pos(5, 99)}},
+			""},
+		{"no default data: nothing", users, "users", nil, ""},
+		{"default data never written: nothing", users, "users",
+			[]storeData{{Name: "db-1", Pos: boltdb.Position{Epoch: 1}}, {Name: "users-db-1", Pos: empty}},
+			""},
+		{"the default group keeps to its own data, never a stage-10 group's", stage4, "",
+			with(storeData{Name: "content-db-1", Pos: pos(7, 5000)}),
+			""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			for _, k := range planGroup(c.group, c.gname, c.found) {
+				got = append(got, k.From.Name+">"+k.To)
+			}
+			if s := strings.Join(got, " "); s != c.want {
+				t.Errorf("planGroup(%q) = %q, want %q", c.gname, s, c.want)
 			}
 		})
 	}
@@ -306,7 +369,8 @@ func TestFollowDataRefusesWhatItCannotRead(t *testing.T) {
 }
 
 // Stage 10's store groups have histories of their own: stage 9's newer
-// log in db-1 stays out of them, and within the content group the newest
+// log in db-1 stays out of those that have data (the others begin as a
+// copy of it: TestFollowDataSplitsTheMonolith), and within the content group the newest
 // log (content-db-2's, after a failover) goes to its primary, and each
 // group's newest log to a majority of that group only.
 func TestFollowDataStaysWithinItsGroup(t *testing.T) {
@@ -334,5 +398,74 @@ func TestFollowDataStaysWithinItsGroup(t *testing.T) {
 	}
 	if pos, err := boltdb.ReadPosition(filepath.Join(data, "users-db-1", storeFile), time.Second); err != nil || pos.LSN != 4 {
 		t.Errorf("users-db-1 after followData: %v, %v; want its own log of 4 entries, not db-1's", pos, err)
+	}
+}
+
+// TestFollowDataSplitsTheMonolith: stage 9 wrote on db-1; stage 10's users
+// group ran once before and took no write, content has posts of its own.
+// Every group but content begins as a copy of db-1's store, on its primary
+// and a second node (a majority of three), without db-1's lease state;
+// content keeps its own; and a second start copies nothing.
+func TestFollowDataSplitsTheMonolith(t *testing.T) {
+	var events bytes.Buffer
+	l, nodes := newTestLauncher(t, 10, &events)
+	data := filepath.Join(l.cfg.Dir, "data")
+	writeStore(t, data, "db-1", segment{1, 5}, segment{3, 20})
+	writeJSON(t, filepath.Join(data, "db-1", leaseFile), map[string]any{"vote_epoch": 3, "vote_for": "db-1", "voters": map[string]string{"db-1": "a:7070", "replica-1": "b:7070", "replica-2": "c:7070"}})
+	writeStore(t, data, "users-db-1")
+	usersVoters := map[string]string{"users-db-1": "u1:7070", "users-db-2": "u2:7070", "users-db-3": "u3:7070"}
+	writeJSON(t, filepath.Join(data, "users-db-1", leaseFile), map[string]any{"vote_epoch": 4, "vote_for": "users-db-1", "voters": usersVoters})
+	writeStore(t, data, "content-db-1", segment{1, 3})
+	writeStore(t, data, "content-db-2", segment{1, 3})
+
+	if err := l.followData(nodes); err != nil {
+		t.Fatalf("followData: %v", err)
+	}
+	out := events.String()
+	for _, svc := range []string{"users", "search", "notifications", "payments"} {
+		want := fmt.Sprintf("%[1]s-db-1 and %[1]s-db-2 start from db-1's data (epoch 3, log 25): the %[1]s group begins as a copy of the monolith's store; the %[1]s service reads only its own buckets", svc)
+		if !strings.Contains(out, want) {
+			t.Errorf("followData printed\n%s\nwant a line %q", out, want)
+		}
+		for _, name := range []string{svc + "-db-1", svc + "-db-2"} {
+			if p, err := boltdb.ReadPosition(filepath.Join(data, name, storeFile), time.Second); err != nil || p.LSN != 25 || p.LastEpoch != 3 {
+				t.Errorf("%s after followData: %v, %v; want db-1's log (epoch 3, log 25)", name, p, err)
+			}
+		}
+	}
+	if n := strings.Count(out, " starts from ") + strings.Count(out, " start from "); n != 4 {
+		t.Errorf("followData printed %d carries, want one line for each of the four empty groups:\n%s", n, out)
+	}
+	if !strings.Contains(out, "; the older store files are kept in ") {
+		t.Errorf("followData does not say where users-db-1's empty store went:\n%s", out)
+	}
+	if p, err := boltdb.ReadPosition(filepath.Join(data, "content-db-1", storeFile), time.Second); err != nil || p.LSN != 3 {
+		t.Errorf("content-db-1 after followData: %v, %v; want its own log of 3 entries, not db-1's", p, err)
+	}
+	// The group's voters are its own: db-1's would count in its majority.
+	if ls, err := readLease(filepath.Join(data, "users-db-1", leaseFile)); err != nil || ls.VoteEpoch != 4 || !maps.Equal(ls.Voters, usersVoters) {
+		t.Errorf("users-db-1's lease.json = %+v, %v; want its own (epoch 4, the users voters)", ls, err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "search-db-1", leaseFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("search-db-1's lease.json: %v; want none, not db-1's", err)
+	}
+
+	// The copy is a working store of the group's: the users service reads
+	// db-1's accounts there.
+	db, err := boltdb.Open(filepath.Join(data, "users-db-2", storeFile), boltdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := db.Get(context.Background(), "posts", "e3-0"); err != nil || string(v) != "db-1" {
+		t.Errorf("Get(posts, e3-0) on users-db-2 = %q, %v; want db-1's write", v, err)
+	}
+	db.Close()
+
+	// The groups now have data of their own: nothing comes from db-1 again,
+	// even when it is newer.
+	writeStore(t, data, "db-1", segment{5, 1})
+	events.Reset()
+	if err := l.followData(nodes); err != nil || events.Len() != 0 {
+		t.Errorf("second followData: %v, printed %q; want nothing to do", err, events.String())
 	}
 }

@@ -17,7 +17,7 @@ import (
 
 // Data follows you between stages (issue 17): stacks of different stages
 // run one after another on one --dir, and every acknowledged post is still
-// there. Addresses 127.0.40.x and 127.0.41.x.
+// there. Addresses 127.0.40.x to 127.0.42.x.
 
 // TestDataFollowsStage1ToStage2: stage 1's store node is node-1, stage 2's
 // is db-1; the post written at stage 1 is served at stage 2.
@@ -92,5 +92,36 @@ func TestDataFollowsAFailover(t *testing.T) {
 	for id, title := range map[string]string{before: "Before the failover", after: "After the failover", stage2: "Written at stage 2"} {
 		anon.wantTitle(id, title)
 	}
+	s.interrupt()
+}
+
+// TestDataFollowsIntoStage10: a user signs up and posts at stage 2; at
+// stage 10 every service's store group begins as a copy of db-1's store,
+// so the post reads through the gateways (content) and the user logs in
+// (users; stage 2 kept the session in app-1's memory, which stage 10 does
+// not have).
+func TestDataFollowsIntoStage10(t *testing.T) {
+	dir := t.TempDir()
+	s := startStackIn(t, dir, 2, "127.0.42.2")
+	b := newBlogClient(t, s.state().URL)
+	b.handle = "follow_grace"
+	b.signup(b.handle)
+	id := b.post("Written at stage 2")
+	s.interrupt()
+
+	s = startStackIn(t, dir, 10, "127.0.42.2")
+	out := s.out.String()
+	for _, svc := range launch.Services() {
+		if want := fmt.Sprintf("%[1]s-db-1 and %[1]s-db-2 start from db-1's data", svc); !strings.Contains(out, want) {
+			t.Errorf("node up --stage 10 does not say that the %s group begins as a copy of db-1's data (%q):\n%s", svc, want, out)
+		}
+	}
+	anon := newBlogClient(t, s.state().URL)
+	anon.wantTitle(id, "Written at stage 2")
+
+	login := newBlogClient(t, s.state().URL)
+	login.handle = b.handle
+	login.send(http.MethodPost, "/api/v1/login", map[string]string{"handle": b.handle, "password": "correct horse"}, http.StatusOK)
+	login.wantMe("after logging in at stage 10")
 	s.interrupt()
 }
