@@ -18,6 +18,7 @@ import (
 const loadExamples = `  node load                                   # the stack node up runs, 50/s for 30s
   node load --target http://127.0.0.30:8081 --rate 200 --duration 1m --users 100
   node load --mix browse=50,read=30,post=20 --read-your-writes --json run.json
+  node load --mix ` + loadgen.ServicesMix + `   # stage 10: every service has ops of its own
 `
 
 func runLoad(args []string, stdout, stderr io.Writer) error {
@@ -28,7 +29,10 @@ func runLoad(args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "arrivals per second, kept whatever the stack does (open loop)")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the run, after sign-up")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "users signed up before the run; each arrival is one of them")
-	mix := fs.String("mix", loadgen.DefaultMix, "weight of each operation: browse, read, comment, post, signup, page (HTML), anon (public pages without a session), post-image (a post and its cover image)")
+	mix := fs.String("mix", loadgen.DefaultMix, "weight of each operation: browse, read, comment, post, signup, page (HTML), anon (public pages without a session), "+
+		"post-image (a post and its cover image), search (a word of the posts), profile (a user's page), "+
+		"tip (a tip with a test card and an Idempotency-Key; an unknown outcome is retried with the same key and checked for a double charge). "+
+		"At stage 10, "+loadgen.ServicesMix+" gives every service ops of its own; the summary's \"worst outage\" column shows which stopped, and for how long")
 	fs.BoolVar(&cfg.ReadYourWrites, "read-your-writes", false, "after a user's acknowledged write, that user's next arrival reads it back; report violations")
 	fs.BoolVar(&cfg.VerifyWrites, "verify-writes", cfg.VerifyWrites, "at the end, read back every acknowledged post and comment and count lost writes")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "timeout of one request")

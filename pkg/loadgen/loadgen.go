@@ -3,8 +3,11 @@
 // constant arrival rate, as a crowd of users would, and reports what the
 // stack did with them: throughput, latency percentiles from an HDR
 // histogram, errors by kind, which node answered at each hop (edge, lb,
-// app, store: the headers of Hops), cache and edge hits, and whether users
-// saw their own writes and every acknowledged write survived.
+// app, store: the headers of Hops), cache and edge hits, whether users
+// saw their own writes and every acknowledged write survived, each
+// operation's worst outage (outage.go: kill a service under load and see
+// which operations stopped, and for how long), and whether a tip retried
+// after an unknown outcome was charged once (tip.go).
 //
 // Open loop, coordinated-omission free: arrivals are scheduled at fixed
 // times (start + i/rate) whatever the stack does, and each request's
@@ -146,6 +149,11 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	s := g.run(ctx)
+	if cfg.Mix.Share(OpTip) > 0 {
+		// As the writes below: what became of the money matters most
+		// when the run was cut short.
+		s.Tips = g.settleTips(context.WithoutCancel(ctx))
+	}
 	if cfg.VerifyWrites {
 		// Read back even when ctx ended the run: that is when a person
 		// most wants to know what survived.
@@ -163,14 +171,18 @@ type generator struct {
 	runID     string
 	rng       *rand.Rand // the scheduler's; workers use math/rand/v2's global
 	words     []string   // vocabulary of generated posts and comments
+	// searchWords are the words of words that search finds posts by.
+	searchWords []string
 
 	mu        sync.Mutex
 	users     []*user
-	posts     []string // known post ids, newest last, at most maxPosts
+	posts     []string          // known post ids, newest last, at most maxPosts
+	authors   map[string]string // post id -> author's handle, of posts
 	nextUser  int
 	ackPosts  []string            // acknowledged posts
 	ackCmts   map[string][]string // post id -> acknowledged comment ids
 	ryw       RYWSummary
+	tips      TipsSummary
 	signupsOK atomic.Int64
 	images    imageSource  // the PNGs of post-image
 	nextImage atomic.Int64 // numbers the uploads, so that each image is distinct
@@ -194,6 +206,10 @@ type user struct {
 	loggedOut atomic.Bool
 	loggingIn chan struct{}
 	session   atomic.Int64
+	// tips numbers u's tips; pendingTips (under mu) are those whose
+	// outcome is unknown, retried with their keys on u's next arrivals.
+	tips        atomic.Int64
+	pendingTips []*tipAttempt
 }
 
 // write is an acknowledged post or comment.
@@ -222,8 +238,10 @@ func newGenerator(cfg Config) (*generator, error) {
 		rec:     newRecorder(),
 		rng:     rand.New(rand.NewPCG(seed, seed>>1|1)),
 		ackCmts: map[string][]string{},
+		authors: map[string]string{},
 		words:   strings.Fields(corpus),
 	}
+	g.searchWords = searchTerms(g.words)
 	// Handles are unique per run, so runs against the same stack do not
 	// collide: "lg" + 5 base-36 characters + "_" + number.
 	const digits = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -262,9 +280,7 @@ func (g *generator) probe(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	var page struct {
-		Posts []struct {
-			ID string `json:"id"`
-		} `json:"posts"`
+		Posts []postJSON `json:"posts"`
 	}
 	switch {
 	case resp.StatusCode == http.StatusServiceUnavailable:
@@ -274,9 +290,7 @@ func (g *generator) probe(ctx context.Context) error {
 	case json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&page) != nil:
 		return fmt.Errorf("loadgen: %w: GET %s/api/v1/posts did not answer the blog's JSON", ErrTarget, g.base)
 	}
-	for _, p := range page.Posts {
-		g.addPost(p.ID)
-	}
+	g.addPosts(page.Posts)
 	return nil
 }
 
@@ -387,11 +401,17 @@ loop:
 		}()
 	}
 	s.Duration = time.Since(start).Seconds()
+	// The run's end closes an outage no success ended: the end asked
+	// for, or the moment ctx ended the run.
+	runEnd := end
+	if now := time.Now(); ctx.Err() != nil && now.Before(end) {
+		runEnd = now
+	}
 	wg.Wait()
 	stop()
 	g.drawProgress(start)
 	g.endLine()
-	g.rec.summary(s)
+	g.rec.summary(s, runEnd)
 	if g.cfg.ReadYourWrites {
 		g.mu.Lock()
 		r := g.ryw

@@ -418,13 +418,7 @@ func TestRunAnonReadsPagesWithoutCookies(t *testing.T) {
 	b := newFakeBlog()
 	srv := httptest.NewServer(b)
 	t.Cleanup(srv.Close)
-	b.mu.Lock()
-	for i := range 5 {
-		id := fmt.Sprintf("seed%d", i)
-		b.posts[id] = nil
-		b.order = append(b.order, id)
-	}
-	b.mu.Unlock()
+	b.seed(5)
 
 	cfg := loadgen.DefaultConfig()
 	cfg.Target = srv.URL
@@ -519,6 +513,17 @@ func TestRunPostImageCountsAFailedUpload(t *testing.T) {
 	}
 }
 
+// failWindow is a range of request numbers, from included, to excluded.
+type failWindow struct{ from, to int64 }
+
+// newServer serves h on a loopback port until the test ends.
+func newServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
@@ -526,16 +531,23 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // fakeBlog is the part of the blog's JSON API the generator uses, in
 // memory, answering as two app nodes in turn.
 type fakeBlog struct {
-	mu     sync.Mutex
-	users  map[string]bool
-	posts  map[string][]string // post id -> comment ids
-	order  []string
-	n      int
-	forget bool // acknowledge writes but lose them
-	mux    *http.ServeMux
+	mu    sync.Mutex
+	users map[string]bool
+	posts map[string][]string // post id -> comment ids
+	// authors are the posts' authors' handles, by post id.
+	authors map[string]string
+	order   []string
+	n       int
+	forget  bool // acknowledge writes but lose them
+	mux     *http.ServeMux
 	// failBrowse answers 503 to the feed when a page is asked for (the
 	// generator's browsing, not its first probe).
 	failBrowse atomic.Bool
+	// failFeed, a failWindow, answers 503 to the feed's page requests
+	// from the from-th to before the to-th (counted from 0, in the order
+	// they reach the blog); feedN counts them.
+	failFeed atomic.Value
+	feedN    atomic.Int64
 	// sessions is the generation of valid session cookies; raising it
 	// logs everyone out, as an app restart with in-memory sessions does.
 	sessions atomic.Int64
@@ -544,6 +556,17 @@ type fakeBlog struct {
 	pages, cookiePages atomic.Int64
 	// images are the sha256 of every PNG accepted, by post id.
 	images map[string][32]byte
+	// The services' routes (services_test.go): failSearch answers search
+	// 503; tipMode is how the payments side answers (tipCharge...);
+	// payments are the charges made, payKeys their index by handle and
+	// Idempotency-Key; searches and profiles count those requests, and
+	// badTips the tips that would have been refused (no key, own post).
+	failSearch         atomic.Bool
+	tipMode            atomic.Int32
+	payments           []fakePayment
+	payKeys            map[string]int
+	searches, profiles atomic.Int64
+	badTips            atomic.Int64
 	// stall, when not nil, holds every request for the feed's pages (the
 	// generator's browsing, not its first probe) until it is closed: a
 	// paused node.
@@ -551,7 +574,8 @@ type fakeBlog struct {
 }
 
 func newFakeBlog() *fakeBlog {
-	b := &fakeBlog{users: map[string]bool{}, posts: map[string][]string{}, images: map[string][32]byte{}, mux: http.NewServeMux()}
+	b := &fakeBlog{users: map[string]bool{}, posts: map[string][]string{}, authors: map[string]string{}, images: map[string][32]byte{},
+		mux: http.NewServeMux(), payKeys: map[string]int{}}
 	page := func(w http.ResponseWriter, r *http.Request) {
 		b.pages.Add(1)
 		if len(r.Cookies()) > 0 {
@@ -616,12 +640,14 @@ func newFakeBlog() *fakeBlog {
 			return
 		}
 		b.users[in.Handle] = true
-		b.setSession(w)
+		b.setSession(w, in.Handle)
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"user":{"handle":%q}}`, in.Handle)
 	})
 	b.mux.HandleFunc("POST /api/v1/login", func(w http.ResponseWriter, r *http.Request) {
-		b.setSession(w)
+		var in struct{ Handle string }
+		json.NewDecoder(r.Body).Decode(&in)
+		b.setSession(w, in.Handle)
 		w.Write([]byte(`{"user":{}}`))
 	})
 	b.mux.HandleFunc("GET /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
@@ -629,11 +655,18 @@ func newFakeBlog() *fakeBlog {
 			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
 			return
 		}
+		if r.URL.Query().Has("page") {
+			n := b.feedN.Add(1) - 1
+			if fw, ok := b.failFeed.Load().(failWindow); ok && n >= fw.from && n < fw.to {
+				http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
+				return
+			}
+		}
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		var ps []map[string]string
 		for i := len(b.order) - 1; i >= 0 && len(ps) < 10; i-- {
-			ps = append(ps, map[string]string{"id": b.order[i]})
+			ps = append(ps, map[string]string{"id": b.order[i], "author": b.authors[b.order[i]]})
 		}
 		hit := len(b.order)%2 == 0
 		w.Header().Set("X-App-Cache", map[bool]string{true: "HIT", false: "MISS"}[hit])
@@ -643,7 +676,8 @@ func newFakeBlog() *fakeBlog {
 		json.NewEncoder(w).Encode(map[string]any{"posts": ps, "page": 1, "next": 0})
 	})
 	b.mux.HandleFunc("POST /api/v1/posts", func(w http.ResponseWriter, r *http.Request) {
-		if !b.authed(w, r) {
+		handle, ok := b.user(w, r)
+		if !ok {
 			return
 		}
 		b.mu.Lock()
@@ -652,6 +686,7 @@ func newFakeBlog() *fakeBlog {
 		id := fmt.Sprintf("p%d", b.n)
 		if !b.forget {
 			b.posts[id] = nil
+			b.authors[id] = handle
 			b.order = append(b.order, id)
 		}
 		w.WriteHeader(http.StatusCreated)
@@ -691,19 +726,45 @@ func newFakeBlog() *fakeBlog {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"comment":{"id":%q}}`, cid)
 	})
+	b.services()
 	return b
 }
 
-func (b *fakeBlog) setSession(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: "s", Value: fmt.Sprint(b.sessions.Load()), Path: "/"})
+// seed adds n posts by "seed-author", so that reads find some at once.
+func (b *fakeBlog) seed(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range n {
+		id := fmt.Sprintf("seed%d", i)
+		b.posts[id] = nil
+		b.authors[id] = "seed-author"
+		b.order = append(b.order, id)
+	}
+}
+
+// setSession sets a cookie of the current session generation for handle.
+func (b *fakeBlog) setSession(w http.ResponseWriter, handle string) {
+	http.SetCookie(w, &http.Cookie{Name: "s", Value: fmt.Sprintf("%d.%s", b.sessions.Load(), handle), Path: "/"})
+}
+
+// user answers 401 unless r carries a session of the current generation,
+// and returns its user's handle.
+func (b *fakeBlog) user(w http.ResponseWriter, r *http.Request) (string, bool) {
+	c, err := r.Cookie("s")
+	var gen, handle string
+	if err == nil {
+		gen, handle, _ = strings.Cut(c.Value, ".")
+	}
+	if err != nil || gen != fmt.Sprint(b.sessions.Load()) {
+		http.Error(w, `{"error":"log in first"}`, http.StatusUnauthorized)
+		return "", false
+	}
+	return handle, true
 }
 
 func (b *fakeBlog) authed(w http.ResponseWriter, r *http.Request) bool {
-	if c, err := r.Cookie("s"); err != nil || c.Value != fmt.Sprint(b.sessions.Load()) {
-		http.Error(w, `{"error":"log in first"}`, http.StatusUnauthorized)
-		return false
-	}
-	return true
+	_, ok := b.user(w, r)
+	return ok
 }
 
 func (b *fakeBlog) ServeHTTP(w http.ResponseWriter, r *http.Request) {

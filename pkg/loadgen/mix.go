@@ -32,6 +32,20 @@ const (
 	// POST /api/v1/posts/{id}/image. Its latency runs from the arrival's
 	// due time to the end of the upload (both requests).
 	OpPostImage = "post-image"
+	// OpSearch searches the blog for a word its posts hold: GET
+	// /api/v1/search?q=word. At stage 10 it is the search service's op: a
+	// 503 (search is unavailable) is its error.
+	OpSearch = "search"
+	// OpProfile reads a known user's profile and posts: GET
+	// /api/v1/users/{handle} (the users service, with content's posts).
+	OpProfile = "profile"
+	// OpTip tips the author of a post that is not the user's own: POST
+	// /api/v1/posts/{id}/tip with a fresh Idempotency-Key and a test card
+	// that succeeds (the payments service). An answer that leaves the
+	// outcome unknown (a 503, a timeout) is an error, and the user's next
+	// arrival retries that tip with the same key, then checks GET
+	// /api/v1/me/payments for a double charge.
+	OpTip = "tip"
 	// OpVerify is not in the mix: with ReadYourWrites, a user's next
 	// arrival after an acknowledged write reads that write back instead.
 	OpVerify = "verify"
@@ -43,12 +57,19 @@ const (
 // mixOps returns the operations a mix may name, in the order summaries
 // list them.
 func mixOps() []string {
-	return []string{OpBrowse, OpRead, OpComment, OpPost, OpSignup, OpPage, OpAnon, OpPostImage}
+	return []string{OpBrowse, OpRead, OpComment, OpPost, OpSignup, OpPage, OpAnon, OpPostImage, OpSearch, OpProfile, OpTip}
 }
 
 // DefaultMix is the mix of `node load` without --mix: mostly reading, as
 // on a real blog.
 const DefaultMix = "browse=80,read=10,comment=5,post=4,signup=1"
+
+// ServicesMix is a mix for stage 10 (DefaultMix stays as it was, so that
+// runs of stages 1 to 9 compare): every service has operations of its own
+// (content: browse, page, read, comment, post; search; users: profile;
+// payments: tip), so that killing one shows which operations stop (their
+// "worst outage") and which keep working.
+const ServicesMix = "browse=50,page=15,read=10,comment=5,post=5,search=8,profile=5,tip=2"
 
 // Mix is the share of each operation among arrivals.
 type Mix struct {

@@ -23,9 +23,13 @@ const maxBody = 8 << 20
 // latency runs from due, the time the request was scheduled. A 2xx JSON
 // answer is decoded into out when out is not nil.
 func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, method, path string, in, out any) (result, []byte) {
-	res := result{op: op}
+	res := result{op: op, due: due}
 	var body io.Reader
 	contentType := "application/json"
+	var key string
+	if kb, ok := in.(keyedBody); ok {
+		key, in = kb.key, kb.body
+	}
 	if mp, ok := in.(multipartBody); ok {
 		body, contentType = bytes.NewReader(mp.body), mp.contentType
 	} else if in != nil {
@@ -45,6 +49,9 @@ func (g *generator) do(ctx context.Context, u *user, op string, due time.Time, m
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
 	}
 	req.Header.Set("User-Agent", "scalestack-loadgen")
 	client := u.client
@@ -85,6 +92,12 @@ func (g *generator) arrive(ctx context.Context, u *user, op string, due time.Tim
 	if u.loggedOut.Load() && !g.relogin(ctx, u, due) {
 		return
 	}
+	if a := u.takeTip(); a != nil {
+		// A tip answered "outcome unknown": the person retries it with
+		// its key before doing anything else.
+		g.sendTip(ctx, u, a, due)
+		return
+	}
 	if g.cfg.ReadYourWrites {
 		if w := u.take(); w != nil {
 			g.checkOwn(ctx, u, w, due)
@@ -112,13 +125,20 @@ func (g *generator) arrive(ctx context.Context, u *user, op string, due time.Tim
 		g.page(ctx, u, due)
 	case OpPostImage:
 		g.postImage(ctx, u, due)
+	case OpSearch:
+		g.search(ctx, u, due)
+	case OpProfile:
+		g.profile(ctx, u, due)
+	case OpTip:
+		g.tip(ctx, u, due)
 	default:
 		g.browse(ctx, u, due)
 	}
 }
 
 type postJSON struct {
-	ID string `json:"id"`
+	ID     string `json:"id"`
+	Author string `json:"author"` // the author's handle
 }
 
 func (g *generator) browse(ctx context.Context, u *user, due time.Time) {
@@ -134,9 +154,7 @@ func (g *generator) browse(ctx context.Context, u *user, due time.Time) {
 	}
 	res, _ := g.do(ctx, u, OpBrowse, due, http.MethodGet, fmt.Sprintf("/api/v1/posts?page=%d", page), nil, &out)
 	g.rec.add(res)
-	for _, p := range out.Posts {
-		g.addPost(p.ID)
-	}
+	g.addPosts(out.Posts)
 }
 
 func (g *generator) read(ctx context.Context, u *user, id string, due time.Time) {
@@ -183,7 +201,7 @@ func (g *generator) postImage(ctx context.Context, u *user, due time.Time) {
 		return
 	}
 	// The post exists, acknowledged, whatever the upload does.
-	g.addPost(out.Post.ID)
+	g.addPost(out.Post.ID, u.handle)
 	g.mu.Lock()
 	g.ackPosts = append(g.ackPosts, out.Post.ID)
 	g.mu.Unlock()
@@ -191,7 +209,7 @@ func (g *generator) postImage(ctx context.Context, u *user, due time.Time) {
 
 	body, err := g.images.upload(g.nextImage.Add(1))
 	if err != nil {
-		g.rec.add(result{op: OpPostImage, err: err, latency: time.Since(due)})
+		g.rec.add(result{op: OpPostImage, due: due, err: err, latency: time.Since(due)})
 		return
 	}
 	res, _ = g.do(ctx, u, OpPostImage, due, http.MethodPost, "/api/v1/posts/"+url.PathEscape(out.Post.ID)+"/image", body, nil)
@@ -214,7 +232,7 @@ func (g *generator) post(ctx context.Context, u *user, due time.Time) {
 	if !res.ok() {
 		return
 	}
-	g.addPost(out.Post.ID)
+	g.addPost(out.Post.ID, u.handle)
 	g.mu.Lock()
 	g.ackPosts = append(g.ackPosts, out.Post.ID)
 	g.mu.Unlock()
@@ -484,20 +502,53 @@ func (u *user) putBack(w *write) {
 	u.mu.Unlock()
 }
 
-// addPost adds a post id to the pool reads and comments pick from.
-func (g *generator) addPost(id string) {
+// addPost adds a post id to the pool reads and comments pick from, with
+// its author's handle ("" if not known), which tips avoid for the user
+// that wrote it.
+func (g *generator) addPost(id, author string) {
 	if id == "" {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if author != "" {
+		g.authors[id] = author
+	}
 	if slices.Contains(g.posts[max(0, len(g.posts)-50):], id) {
 		return // the feed's first page comes back again and again
 	}
 	g.posts = append(g.posts, id)
-	if len(g.posts) > maxPosts {
-		g.posts = slices.Delete(g.posts, 0, len(g.posts)-maxPosts)
+	if n := len(g.posts) - maxPosts; n > 0 {
+		for _, old := range g.posts[:n] {
+			delete(g.authors, old)
+		}
+		g.posts = slices.Delete(g.posts, 0, n)
 	}
+}
+
+// addPosts adds the posts of a list the blog answered.
+func (g *generator) addPosts(ps []postJSON) {
+	for _, p := range ps {
+		g.addPost(p.ID, p.Author)
+	}
+}
+
+// postByOther returns a known post whose author is known and is not
+// handle, newer ones more often, or "" after a few tries find none.
+func (g *generator) postByOther(handle string) string {
+	for range 8 {
+		id := g.randomPost()
+		if id == "" {
+			return ""
+		}
+		g.mu.Lock()
+		author := g.authors[id]
+		g.mu.Unlock()
+		if author != "" && author != handle {
+			return id
+		}
+	}
+	return ""
 }
 
 // randomPost returns a known post id, newer ones more often (as readers

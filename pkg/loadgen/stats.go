@@ -66,6 +66,7 @@ func record(h *hdrhistogram.Histogram, d time.Duration) {
 // result is the outcome of one request.
 type result struct {
 	op      string
+	due     time.Time     // when the arrival was due: its outage clock
 	latency time.Duration // from the intended send time to the end of the body
 	status  int
 	err     error
@@ -127,7 +128,20 @@ type recorder struct {
 type opRecord struct {
 	sent, ok, errs int64
 	hist           *hdrhistogram.Histogram
+	// outcomes are the op's arrivals in the order they ended, for
+	// longestOutage (16 bytes each: an hour at 1000/s is 58 MB).
+	outcomes []outcome
+	// servedBy counts the instances each answer's X-Served-By named (at
+	// stage 10 the app and every service instance it called), at most
+	// maxServedBy names; the rest are counted as otherInstances.
+	servedBy map[string]int64
 }
+
+// maxServedBy bounds the instances an op's summary names.
+const maxServedBy = 32
+
+// otherInstances counts the instances past maxServedBy.
+const otherInstances = "(other)"
 
 func newRecorder() *recorder {
 	return &recorder{
@@ -166,15 +180,25 @@ func (r *recorder) add(res result) {
 	o := r.op(res.op)
 	r.done++
 	o.sent++
+	if !res.due.IsZero() {
+		o.outcomes = append(o.outcomes, outcome{due: res.due, ok: res.ok()})
+	}
 	if res.header != nil {
 		r.answered++
+		o.countServedBy(res.header.Get("X-Served-By"))
 		for _, h := range Hops() {
 			v := res.header.Get(h.Header)
 			if v == "" {
 				continue
 			}
-			if !h.Node {
+			switch {
+			case !h.Node:
 				v = firstWord(v)
+			case h.Header == "X-Served-By":
+				// At stage 10 the gateway names itself first, then
+				// every service instance the request reached: the
+				// table is of app nodes; the instances are per op.
+				v, _, _ = strings.Cut(v, ",")
 			}
 			m := r.hops[h.Header]
 			if m == nil {
@@ -196,6 +220,24 @@ func (r *recorder) add(res result) {
 	record(r.all, res.latency)
 	record(r.window, res.latency)
 	record(o.hist, res.latency)
+}
+
+// countServedBy counts each instance of an X-Served-By value ("app-1,
+// content-2" at stage 10: the rpc trail's names, joined by ", ").
+func (o *opRecord) countServedBy(v string) {
+	for name := range strings.SplitSeq(v, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if o.servedBy == nil {
+			o.servedBy = map[string]int64{}
+		}
+		if _, ok := o.servedBy[name]; !ok && len(o.servedBy) >= maxServedBy {
+			name = otherInstances
+		}
+		o.servedBy[name]++
+	}
 }
 
 // firstWord is "HIT" of "HIT from edge-1", upper case.
@@ -320,7 +362,9 @@ type Summary struct {
 	// {"HIT": 200, "MISS": 150}}. A header no answer carried is absent;
 	// answers without it are Answered minus the header's counts (X-Store
 	// is missing where the app cache answered, and X-Cache where no edge
-	// is on the path).
+	// is on the path). X-Served-By's table counts its first name, the app
+	// node (stage 10's gateway lists the service instances after it:
+	// those are counted per op, in OpSummary.ServedBy).
 	Hops map[string]map[string]int64 `json:"hops"`
 	// ServedBy, LB, AppCache and Edge are Hops' tables of X-Served-By,
 	// X-LB, X-App-Cache and X-Cache, kept under the names they had before
@@ -333,6 +377,8 @@ type Summary struct {
 	ReadYourWrites *RYWSummary `json:"read_your_writes,omitempty"`
 	// Writes is the read-back of every acknowledged write at the end.
 	Writes *WritesSummary `json:"writes,omitempty"`
+	// Tips is present when the mix has tips.
+	Tips *TipsSummary `json:"tips,omitempty"`
 }
 
 // OpSummary is one operation's share of a run.
@@ -341,6 +387,16 @@ type OpSummary struct {
 	OK      int64   `json:"ok"`
 	Errors  int64   `json:"errors"`
 	Latency Latency `json:"latency"`
+	// LongestOutage is the op's worst outage in milliseconds: the longest
+	// stretch in which every arrival of it failed, from the due time of
+	// the first failed one to that of the next success (or the run's
+	// end). 0 when none failed. Kill a service under load and this says
+	// how long its operations stopped, and that the others did not.
+	LongestOutage float64 `json:"longest_outage_ms"`
+	// ServedBy counts the instances named by the answers' X-Served-By
+	// (each name of a stage-10 trail once per answer), at most 32 names;
+	// "(other)" counts the rest.
+	ServedBy map[string]int64 `json:"served_by,omitempty"`
 }
 
 // RYWSummary reports the read-your-writes checks: after a user's write
@@ -369,8 +425,9 @@ type WritesSummary struct {
 	Examples   []string `json:"examples,omitempty"`
 }
 
-// summary fills the recorder's part of a Summary.
-func (r *recorder) summary(s *Summary) {
+// summary fills the recorder's part of a Summary; end is the run's end,
+// which ends an outage no success ended.
+func (r *recorder) summary(s *Summary, end time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s.Due, s.Sent, s.NotSent, s.OK, s.Errors = r.due, r.sent, r.notSent, r.ok, r.errs
@@ -381,7 +438,8 @@ func (r *recorder) summary(s *Summary) {
 	s.Latency = LatencyOf(r.all)
 	s.Ops = map[string]OpSummary{}
 	for name, o := range r.ops {
-		s.Ops[name] = OpSummary{Sent: o.sent, OK: o.ok, Errors: o.errs, Latency: LatencyOf(o.hist)}
+		s.Ops[name] = OpSummary{Sent: o.sent, OK: o.ok, Errors: o.errs, Latency: LatencyOf(o.hist),
+			LongestOutage: float64(longestOutage(o.outcomes, end)) / float64(time.Millisecond), ServedBy: o.servedBy}
 	}
 	s.ErrorKinds = clone(r.errKinds)
 	s.Hops = make(map[string]map[string]int64, len(r.hops))
@@ -414,13 +472,14 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (ok requests, from when each was due)\n",
 		fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max))
 
-	fmt.Fprintf(w, "\n  %-10s %8s %8s %8s %9s %9s %9s\n", "op", "sent", "ok", "errors", "p50", "p99", "max")
+	fmt.Fprintf(w, "\n  %-10s %8s %8s %8s %9s %9s %9s %13s\n", "op", "sent", "ok", "errors", "p50", "p99", "max", "worst outage")
 	for _, op := range append(mixOps(), OpVerify, OpLogin) {
 		o, ok := s.Ops[op]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "  %-10s %8d %8d %8d %9s %9s %9s\n", op, o.Sent, o.OK, o.Errors, fmtMS(o.Latency.P50), fmtMS(o.Latency.P99), fmtMS(o.Latency.Max))
+		fmt.Fprintf(w, "  %-10s %8d %8d %8d %9s %9s %9s %13s\n", op, o.Sent, o.OK, o.Errors,
+			fmtMS(o.Latency.P50), fmtMS(o.Latency.P99), fmtMS(o.Latency.Max), fmtMS(o.LongestOutage))
 	}
 	if len(s.ErrorKinds) > 0 {
 		fmt.Fprintf(w, "\n  errors by kind\n")
@@ -438,9 +497,17 @@ func (s *Summary) Print(w io.Writer) {
 		}
 		printShares(w, title, s.Hops[h.Header], s.Answered)
 	}
+	s.printTrails(w)
 	if r := s.ReadYourWrites; r != nil {
 		fmt.Fprintf(w, "\n  read-your-writes  %d checks, %d violations, %d unchecked\n", r.Checks, r.Violations, r.Unchecked)
 		for _, e := range r.Examples {
+			fmt.Fprintf(w, "    %s\n", e)
+		}
+	}
+	if t := s.Tips; t != nil {
+		fmt.Fprintf(w, "\n  tips  %d ok, %d outcome unknown, %d retried with the same key, %d settled by a retry; DOUBLE CHARGES %d (%d checked, %d unchecked), %d unsettled\n",
+			t.OK, t.OutcomeUnknown, t.Retries, t.Settled, t.DoubleCharges, t.Checks, t.Unchecked, t.Unsettled)
+		for _, e := range t.Examples {
 			fmt.Fprintf(w, "    %s\n", e)
 		}
 	}
@@ -449,6 +516,34 @@ func (s *Summary) Print(w io.Writer) {
 		for _, e := range wr.Examples {
 			fmt.Fprintf(w, "    %s\n", e)
 		}
+	}
+}
+
+// printTrails prints, when answers named instances besides the app nodes
+// (stage 10's gateway names every service instance a request touched),
+// which instances served each op: "search  app-1 120, search-1 118".
+func (s *Summary) printTrails(w io.Writer) {
+	apps := s.Hops["X-Served-By"]
+	trails := false
+	for _, o := range s.Ops {
+		for name := range o.ServedBy {
+			trails = trails || apps[name] == 0
+		}
+	}
+	if !trails {
+		return
+	}
+	fmt.Fprintf(w, "\n  instances by operation (each name of X-Served-By)\n")
+	for _, op := range append(mixOps(), OpVerify, OpLogin) {
+		o, ok := s.Ops[op]
+		if !ok || len(o.ServedBy) == 0 {
+			continue
+		}
+		var parts []string
+		for _, k := range sortedByCount(o.ServedBy) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, o.ServedBy[k]))
+		}
+		fmt.Fprintf(w, "    %-10s %s\n", op, strings.Join(parts, ", "))
 	}
 }
 
