@@ -285,8 +285,18 @@ func contentPrimaryKilled(t *testing.T, s *stack) {
 	}
 	wantNoFailures(t, "across content's failover", others...)
 
-	// Shown: ps names the new primary; the others follow it.
+	// Shown: events.jsonl has the failover, ps names the new primary and
+	// the others follow it.
 	primary, epoch := got[1], got[2]
+	events, err := launch.ReadEvents(s.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events, func(e launch.Event) bool {
+		return e.Kind == launch.EventPrimary && e.Group == "content" && e.Node == primary && fmt.Sprint(e.Epoch) == epoch && e.Previous == "content-db-1"
+	}) {
+		t.Errorf("%s has no primary event of the content group for %s at epoch %s after content-db-1", launch.EventsFile, primary, epoch)
+	}
 	wantGroupRoles(t, s, "content", map[string]string{"content-db-1": "", primary: "primary of content (epoch " + epoch + ")"}, "replica of "+primary+" in content (epoch "+epoch+")")
 
 	// Back: content-db-1 rejoins as a replica of the new primary.

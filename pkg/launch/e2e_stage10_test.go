@@ -75,6 +75,7 @@ func TestStage10(t *testing.T) {
 		}
 	}
 	sum := <-loadDone
+	t.Logf("load during node deploy content: %d sent, %d errors, %d writes acknowledged, %d lost", sum.Sent, sum.Errors, sum.Writes.Acknowledged, sum.Writes.Lost)
 	if sum.Errors != 0 || sum.Writes.Lost != 0 {
 		t.Errorf("load during the deploy: %d errors %v, %d lost; want none", sum.Errors, sum.ErrorKinds, sum.Writes.Lost)
 	}
