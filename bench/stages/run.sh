@@ -16,9 +16,10 @@
 #          edge of stage 6 runs with --edge-origin-latency 50ms (issue 8)
 #   image  stages 7 and 8 writing posts with an image (MIX_IMAGE) at
 #          RATE_IMAGE (issue 9: inline thumbnails against workers)
-#   micro  stages 9 and 10 with the whole blog (MIX_FULL: pages, reads,
-#          comments, posts, sign-ups): the gateway and its services against
-#          the monolith under the same load (issue 18)
+#   micro  stages 9 and 10 with every part of the blog (MIX_FULL, loadgen's
+#          ServicesMix: pages, reads, comments, posts, search, profiles,
+#          tips): the gateway and its five services against the monolith
+#          under the same load (issue 18)
 #
 #   bash bench/stages/run.sh                 # every case, about 11 minutes
 #   DURATION=10s bash bench/stages/run.sh    # shorter runs
@@ -37,7 +38,7 @@ LATENCY=${LATENCY:-50ms}
 MIX_READ=${MIX_READ:-browse=60,page=30,read=10}
 MIX_ANON=${MIX_ANON:-anon=1}
 MIX_IMAGE=${MIX_IMAGE:-post-image=1}
-MIX_FULL=${MIX_FULL:-browse=50,page=20,read=15,comment=7,post=6,signup=2}
+MIX_FULL=${MIX_FULL:-browse=50,page=15,read=10,comment=5,post=5,search=8,profile=5,tip=2}
 # case id, stage, mix, op whose latency is the point, extra node up flags
 ALL_CASES=(
   "1|1|$MIX_READ|page|"

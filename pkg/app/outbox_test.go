@@ -201,7 +201,12 @@ func TestJobOutboxCommitsWithTheWrite(t *testing.T) {
 	if got, want := q.ids(app.JobWelcome, app.JobIndex, app.JobNotifyFollowers, app.JobCommentAdded), jobIDs(jobs); !slices.Equal(got, want) {
 		t.Errorf("jobs published = %v, want the outbox's %v", got, want)
 	}
-	testwait.Until(t, 5*time.Second, "the view to be published", func() bool { return len(q.ids(app.JobView)) == 1 })
+	// A view is no write's job: it has no outbox entry, and one whose
+	// publish failed while the queue was away is dropped (a count, not a
+	// write). With the queue back, a view is published.
+	r = alice.get("/api/v1/posts/" + id)
+	want(t, "read with the queue back", r, http.StatusOK)
+	testwait.Until(t, 5*time.Second, "a view to be published", func() bool { return len(q.ids(app.JobView)) >= 1 })
 	if st := status(s).Outbox; st.Published < int64(len(jobs))+1 {
 		t.Errorf("status outbox = %+v, want at least %d published", st, len(jobs)+1)
 	}

@@ -57,6 +57,12 @@ func (d *serviceDirectory) instances(service string) []rpc.Instance {
 // directory is complete before the roles open.
 func (n *Node) watchServices(ctx context.Context) {
 	n.services.rebuild(n.cluster.Members())
+	n.onMembership(ctx, func() { n.services.rebuild(n.cluster.Members()) })
+}
+
+// onMembership calls changed after membership changes, until ctx is done:
+// once per burst of events (a node joining announces several changes).
+func (n *Node) onMembership(ctx context.Context, changed func()) {
 	events, stop := n.cluster.Subscribe(64)
 	n.wg.Add(1)
 	go func() {
@@ -70,8 +76,6 @@ func (n *Node) watchServices(ctx context.Context) {
 				if !ok {
 					return
 				}
-				// A burst of events (a node joining announces several
-				// changes) is one rebuild.
 				for drained := false; !drained; {
 					select {
 					case _, ok := <-events:
@@ -82,7 +86,7 @@ func (n *Node) watchServices(ctx context.Context) {
 						drained = true
 					}
 				}
-				n.services.rebuild(n.cluster.Members())
+				changed()
 			}
 		}
 	}()

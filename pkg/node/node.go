@@ -218,25 +218,11 @@ func (n *Node) openNATS(ctx context.Context) error {
 		return err
 	}
 	n.nats = s
-	events, stop := n.cluster.Subscribe(64)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-events:
-				if !ok {
-					return
-				}
-				if err := s.SetPeers(n.natsPeers()); err != nil {
-					n.log.Warn("update nats peers", "role", "nats", "err", err)
-				}
-			}
+	n.onMembership(ctx, func() {
+		if err := s.SetPeers(n.natsPeers()); err != nil {
+			n.log.Warn("update nats peers", "role", "nats", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
