@@ -21,7 +21,9 @@ import (
 // TestStage10 starts the microservices stage, checks that each store
 // group has its primary and each service answers through the gateway,
 // then deploys content under load (no failed request), adds a search
-// instance that takes traffic, and removes it.
+// instance that takes traffic, and removes it; then, on the same stack,
+// kills the content group's primary under load, every search instance,
+// and payments in the middle of a charge.
 func TestStage10(t *testing.T) {
 	s := startStack(t, 10, "127.0.32.2")
 	st := s.state()
@@ -73,6 +75,7 @@ func TestStage10(t *testing.T) {
 		}
 	}
 	sum := <-loadDone
+	t.Logf("load during node deploy content: %d sent, %d errors, %d writes acknowledged, %d lost", sum.Sent, sum.Errors, sum.Writes.Acknowledged, sum.Writes.Lost)
 	if sum.Errors != 0 || sum.Writes.Lost != 0 {
 		t.Errorf("load during the deploy: %d errors %v, %d lost; want none", sum.Errors, sum.ErrorKinds, sum.Writes.Lost)
 	}
@@ -99,5 +102,11 @@ func TestStage10(t *testing.T) {
 	if out, err := s.runErr("deploy", "billing"); err == nil || !strings.Contains(out, `no service "billing"`) {
 		t.Errorf("node deploy billing = %v:\n%s\nwant a refusal naming the services", err, out)
 	}
+
+	// The faults of issue 18's item 6 (e2e_stage10_faults_test.go), in
+	// turn on this stack.
+	t.Run("content primary killed", func(t *testing.T) { contentPrimaryKilled(t, s) })
+	t.Run("search killed", func(t *testing.T) { searchKilled(t, s) })
+	t.Run("payments killed mid-charge", func(t *testing.T) { paymentsKilledMidCharge(t, s) })
 	s.interrupt()
 }
