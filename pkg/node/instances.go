@@ -52,12 +52,18 @@ func (d *serviceDirectory) instances(service string) []rpc.Instance {
 	return d.byService[service]
 }
 
-// watchServices keeps n.services in step with membership until ctx is
-// done. The subscription's first events are every alive member, so the
-// directory is complete before the roles open.
-func (n *Node) watchServices(ctx context.Context) {
-	n.services.rebuild(n.cluster.Members())
-	n.onMembership(ctx, func() { n.services.rebuild(n.cluster.Members()) })
+// watchMembership keeps the lists read on every call in step with
+// membership until ctx is done: the service directory and the store nodes
+// (storeLists). The subscription's first events are every alive member,
+// so the lists are complete before the roles open.
+func (n *Node) watchMembership(ctx context.Context) {
+	rebuild := func() {
+		members := n.cluster.Members()
+		n.services.rebuild(members)
+		n.stores.Store(storeListsOf(members))
+	}
+	rebuild()
+	n.onMembership(ctx, rebuild)
 }
 
 // onMembership calls changed after membership changes, until ctx is done:

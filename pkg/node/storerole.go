@@ -47,16 +47,10 @@ func (n *Node) openStore() error {
 type storeMembers struct{ n *Node }
 
 func (m storeMembers) StoreNodes() []store.NodeInfo {
-	var out []store.NodeInfo
-	for _, mem := range m.n.cluster.Members() {
-		if mem.Status != cluster.StatusAlive {
-			continue
-		}
-		if a := mem.RoleAddr("store"); a != "" {
-			out = append(out, store.NodeInfo{Name: mem.Name, Addr: a, Primary: mem.HasRole(RolePrimary), Group: mem.Group})
-		}
+	if l := m.n.stores.Load(); l != nil {
+		return l.all
 	}
-	return out
+	return storeListsOf(m.n.cluster.Members()).all
 }
 
 // natsClientURLs lists this node's NATS server first, then the others'.
