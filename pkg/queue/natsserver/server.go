@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -394,6 +395,12 @@ func (s *Server) reloadRoutes() error {
 
 // routes is self, then the seeds, then the peers, without duplicates. The
 // self route makes a lone server start (see ServerConfig.Routes).
+//
+// The list is sorted as nats-server sorts it: its ReloadOptions sorts the
+// running options' routes in place to compare them with the new ones
+// (diffOptions, imposeOrder), while its route goroutines read that slice,
+// a data race the race detector reports. A slice that is already in its
+// order is compared without a single write.
 // s.mu must be held.
 func (s *Server) routes() []*url.URL {
 	out := []*url.URL{s.withAuth(s.self)}
@@ -404,6 +411,7 @@ func (s *Server) routes() []*url.URL {
 			}
 		}
 	}
+	slices.SortFunc(out, func(a, b *url.URL) int { return strings.Compare(a.String(), b.String()) })
 	return out
 }
 
