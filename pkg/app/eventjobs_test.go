@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,6 +25,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/search"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc/rpctest"
 )
 
 // eventFixture is the job handlers over in-process services on a real
@@ -321,19 +321,8 @@ func TestContentEventsReachSearchAndNotifications(t *testing.T) {
 	contentDB := openDB(t)
 	d := content.Deps{Posts: posts.New(contentDB), Comments: comments.New(contentDB), Media: media.New(contentDB),
 		Outbox: svc.OutboxOf(contentDB, content.Name)}
-	srv, err := rpc.NewServer(rpc.ServerConfig{Service: content.Name, Instance: "content-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	content.Register(srv, d)
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	cl, err := rpc.New(rpc.Config{Service: content.Name,
-		Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "content-1", Addr: hs.Listener.Addr().String()}} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
+	cl, _ := rpctest.Serve(t, rpc.ServerConfig{Service: content.Name, Instance: "content-1"},
+		func(srv *rpc.Server) { content.Register(srv, d) })
 	postsClient, commentsClient := content.NewPosts(cl), content.NewComments(cl)
 
 	users := accounts.New(openDB(t), bcrypt.MinCost)

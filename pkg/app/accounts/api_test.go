@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/accounts"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc/rpctest"
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
@@ -37,19 +37,8 @@ func newUsers(tb testing.TB) users {
 	}
 	tb.Cleanup(func() { db.Close() })
 	s := accounts.New(db, bcrypt.MinCost)
-	srv, err := rpc.NewServer(rpc.ServerConfig{Service: accounts.Name, Instance: "users-1", Codes: accounts.Codes})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	accounts.Register(srv, s, s.Outbox())
-	hs := httptest.NewServer(srv)
-	tb.Cleanup(hs.Close)
-	c, err := rpc.New(rpc.Config{Service: accounts.Name, Codes: accounts.Codes,
-		Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "users-1", Addr: hs.Listener.Addr().String()}} }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
+	c, _ := rpctest.Serve(tb, rpc.ServerConfig{Service: accounts.Name, Instance: "users-1", Codes: accounts.Codes},
+		func(srv *rpc.Server) { accounts.Register(srv, s, s.Outbox()) })
 	return users{s: s, out: s.Outbox(), cl: accounts.NewClient(c)}
 }
 

@@ -8,7 +8,6 @@ import (
 	"image/color"
 	"image/png"
 	"log/slog"
-	"net/http/httptest"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/posts"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc/rpctest"
 	"github.com/scalestack/scalestack/pkg/store"
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
@@ -68,19 +68,8 @@ func newFixture(tb testing.TB) fixture {
 	committed := new(atomic.Int64)
 	d := content.Deps{Posts: posts.New(st), Comments: comments.New(st), Media: media.New(st),
 		Outbox: svc.OutboxOf(st, content.Name), EventsCommitted: func() { committed.Add(1) }}
-	srv, err := rpc.NewServer(rpc.ServerConfig{Service: content.Name, Instance: "content-1", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	content.Register(srv, d)
-	hs := httptest.NewServer(srv)
-	tb.Cleanup(hs.Close)
-	cl, err := rpc.New(rpc.Config{Service: content.Name,
-		Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "content-1", Addr: hs.Listener.Addr().String()}} }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cl.Close() })
+	cl, _ := rpctest.Serve(tb, rpc.ServerConfig{Service: content.Name, Instance: "content-1", Logger: slog.New(slog.DiscardHandler)},
+		func(srv *rpc.Server) { content.Register(srv, d) })
 	return fixture{st: st, d: d, rpc: cl, posts: content.NewPosts(cl), comments: content.NewComments(cl),
 		media: content.NewMedia(cl), committed: committed}
 }

@@ -3,7 +3,6 @@ package notify_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/notify"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc/rpctest"
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
@@ -28,21 +28,8 @@ func overTheWire(tb testing.TB) *rpc.Client {
 		tb.Fatalf("boltdb.Open: %v", err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	srv, err := rpc.NewServer(rpc.ServerConfig{Service: notify.Name, Instance: "notifications-1"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	notify.Register(srv, notify.New(db))
-	hs := httptest.NewServer(srv)
-	tb.Cleanup(hs.Close)
-	cl, err := rpc.New(rpc.Config{Service: notify.Name,
-		Instances: func() []rpc.Instance {
-			return []rpc.Instance{{Name: "notifications-1", Addr: hs.Listener.Addr().String()}}
-		}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cl.Close() })
+	cl, _ := rpctest.Serve(tb, rpc.ServerConfig{Service: notify.Name, Instance: "notifications-1"},
+		func(srv *rpc.Server) { notify.Register(srv, notify.New(db)) })
 	return cl
 }
 

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/app/internal/ids"
 	"github.com/scalestack/scalestack/pkg/app/payments"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc/rpctest"
 )
 
 // The API over the wire: a charge keyed in the request is one charge
@@ -18,19 +18,8 @@ import (
 // are a field error, and each outcome arrives as its error with its status.
 func TestAPIOverTheWire(t *testing.T) {
 	f := newFixture(t)
-	srv, err := rpc.NewServer(rpc.ServerConfig{Service: payments.Name, Instance: "pay-1", Codes: payments.Codes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	payments.Register(srv, f.s)
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	cl, err := rpc.New(rpc.Config{Service: payments.Name, Codes: payments.Codes,
-		Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "pay-1", Addr: hs.Listener.Addr().String()}} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
+	cl, _ := rpctest.Serve(t, rpc.ServerConfig{Service: payments.Name, Instance: "pay-1", Codes: payments.Codes},
+		func(srv *rpc.Server) { payments.Register(srv, f.s) })
 	ctx := context.Background()
 	reader, author := ids.New(), ids.New()
 

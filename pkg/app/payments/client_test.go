@@ -3,32 +3,21 @@ package payments_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/scalestack/scalestack/pkg/app/internal/ids"
 	"github.com/scalestack/scalestack/pkg/app/payments"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc/rpctest"
 )
 
 // newClient serves f's service on a real rpc server and returns a Client
 // of it.
 func newClient(tb testing.TB, f fixture) *payments.Client {
 	tb.Helper()
-	srv, err := rpc.NewServer(rpc.ServerConfig{Service: payments.Name, Instance: "pay-1", Codes: payments.Codes})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	payments.Register(srv, f.s)
-	hs := httptest.NewServer(srv)
-	tb.Cleanup(hs.Close)
-	cl, err := rpc.New(rpc.Config{Service: payments.Name, Codes: payments.Codes,
-		Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "pay-1", Addr: hs.Listener.Addr().String()}} }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cl.Close() })
+	cl, _ := rpctest.Serve(tb, rpc.ServerConfig{Service: payments.Name, Instance: "pay-1", Codes: payments.Codes},
+		func(srv *rpc.Server) { payments.Register(srv, f.s) })
 	return payments.NewClient(cl)
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/scalestack/scalestack/pkg/app/search"
 	"github.com/scalestack/scalestack/pkg/app/svc"
 	"github.com/scalestack/scalestack/pkg/app/svc/rpc"
+	"github.com/scalestack/scalestack/pkg/app/svc/rpc/rpctest"
 	"github.com/scalestack/scalestack/pkg/store/boltdb"
 )
 
@@ -32,19 +32,8 @@ func overTheWire(tb testing.TB) (*rpc.Client, string) {
 		tb.Fatalf("boltdb.Open: %v", err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	srv, err := rpc.NewServer(rpc.ServerConfig{Service: search.Name, Instance: "search-1"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	search.Register(srv, search.New(db))
-	hs := httptest.NewServer(srv)
-	tb.Cleanup(hs.Close)
-	cl, err := rpc.New(rpc.Config{Service: search.Name,
-		Instances: func() []rpc.Instance { return []rpc.Instance{{Name: "search-1", Addr: hs.Listener.Addr().String()}} }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cl.Close() })
+	cl, hs := rpctest.Serve(tb, rpc.ServerConfig{Service: search.Name, Instance: "search-1"},
+		func(srv *rpc.Server) { search.Register(srv, search.New(db)) })
 	return cl, hs.URL
 }
 
