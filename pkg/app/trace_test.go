@@ -4,9 +4,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/tracectx/tracetest"
 
 	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testwait"
@@ -21,35 +22,13 @@ const (
 	callerHeader = "00-" + callerTrace + "-" + callerSpan + "-01"
 )
 
-// headerTap is a transport that remembers the traceparent of every request
-// it sends.
-type headerTap struct {
-	mu   sync.Mutex
-	sent []string
-}
-
-func (t *headerTap) RoundTrip(r *http.Request) (*http.Response, error) {
-	t.mu.Lock()
-	t.sent = append(t.sent, r.Header.Get("Traceparent"))
-	t.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-func (t *headerTap) take() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := t.sent
-	t.sent = nil
-	return out
-}
-
 // A request with a traceparent: its trace id comes back in X-Trace-Id and
 // is on its access line, and the store calls it makes (inline jobs
 // included) carry a child of the app's span.
 func TestTraceThroughApp(t *testing.T) {
 	srv := startStoreServer(t, "127.0.0.1:0", t.TempDir())
 	t.Cleanup(func() { srv.Close() })
-	tap := &headerTap{}
+	tap := &tracetest.Tap{}
 	client := store.NewClient(store.ClientConfig{
 		Resolver:   store.StaticResolver{{Name: "primary-1", Addr: srv.Addr(), Primary: true}},
 		HTTPClient: &http.Client{Transport: tap},
@@ -61,7 +40,7 @@ func TestTraceThroughApp(t *testing.T) {
 	})
 	c := s.client(t)
 
-	tap.take()
+	tap.Take()
 	r := c.json("POST", "/api/v1/signup", map[string]string{"handle": "tracy", "email": "tracy@example.com", "password": "correct horse"},
 		"traceparent", callerHeader)
 	want(t, "signup", r, http.StatusCreated)
@@ -70,7 +49,7 @@ func TestTraceThroughApp(t *testing.T) {
 	}
 	appSpan := accessSpan(t, &logs, "/api/v1/signup")
 
-	sent := tap.take()
+	sent := tap.Take()
 	if len(sent) == 0 {
 		t.Fatal("the signup made no store call")
 	}

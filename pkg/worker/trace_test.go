@@ -5,9 +5,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/scalestack/scalestack/internal/tracectx/tracetest"
 
 	"github.com/scalestack/scalestack/internal/syncbuf"
 	"github.com/scalestack/scalestack/internal/testwait"
@@ -21,25 +22,12 @@ const (
 	requestSpan  = "00f067aa0ba902b7"
 )
 
-// traceTap remembers the traceparent of every store call it sends.
-type traceTap struct {
-	mu   sync.Mutex
-	sent []string
-}
-
-func (t *traceTap) RoundTrip(r *http.Request) (*http.Response, error) {
-	t.mu.Lock()
-	t.sent = append(t.sent, r.Header.Get("Traceparent"))
-	t.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 // A job published under a request's trace is handled under it: the
 // worker's line for it names the trace, and its store calls carry a child
 // of the worker's span.
 func TestJobCarriesTrace(t *testing.T) {
 	e := newEnv(t)
-	tap := &traceTap{}
+	tap := &tracetest.Tap{}
 	st := store.NewClient(store.ClientConfig{
 		Resolver:   store.StaticResolver{{Name: "store-1", Addr: e.store.Addr(), Primary: true}},
 		HTTPClient: &http.Client{Transport: tap},
@@ -74,15 +62,14 @@ func TestJobCarriesTrace(t *testing.T) {
 	if len(span) != 16 || span == requestSpan {
 		t.Fatalf("worker line span_id = %q, want the worker's own span, not the request's %s", span, requestSpan)
 	}
-	tap.mu.Lock()
-	defer tap.mu.Unlock()
+	sent := tap.Take()
 	traced := 0
-	for _, tp := range tap.sent {
+	for _, tp := range sent {
 		if tp == "00-"+requestTrace+"-"+span+"-01" {
 			traced++
 		}
 	}
 	if traced == 0 {
-		t.Errorf("store calls sent %q, want some with the job's trace and the worker's span %s as parent", tap.sent, span)
+		t.Errorf("store calls sent %q, want some with the job's trace and the worker's span %s as parent", sent, span)
 	}
 }
